@@ -1,0 +1,146 @@
+"""The bot's HTTP service: webhook intake, the runner API, health and a read-only task view.
+
+Ingress is thin: verify the signature over the raw body, store the delivery, queue it, answer
+202. No GitHub call and no decision happens on the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+
+from bot.adapters.github import GitHubAdapter, GitHubError
+from bot.service import Bot
+from bot.settings import BotSettings
+from bot.signature import verify
+from bot.steward import Steward
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.database_url)
+        gh = github or GitHubAdapter(
+            app_id=settings.app_id, private_key=settings.private_key, base_url=settings.github_api_url
+        )
+        bot = Bot(settings, store, gh)
+        app.state.bot = bot
+        steward = Steward(bot)
+        try:
+            bot.bot_login = f"{await gh.app_slug()}[bot]"
+        except GitHubError as exc:
+            log.warning("app_lookup_failed: %s", exc)
+        await bot.resume_unprocessed()
+        jobs = [
+            asyncio.create_task(bot.process_forever(), name="intake"),
+            asyncio.create_task(steward.run_forever(), name="steward"),
+            asyncio.create_task(bot.reconcile_forever(), name="reconcile"),
+            asyncio.create_task(bot.expire_leases_forever(), name="leases"),
+        ]
+        try:
+            yield
+        finally:
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+            store.close()
+
+    app = FastAPI(title="Stoneforge bot", lifespan=lifespan)
+    app.include_router(_webhook_router(settings))
+    app.include_router(_runner_router(settings))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/tasks")
+    async def tasks(request: Request) -> list[dict[str, Any]]:
+        bot: Bot = request.app.state.bot
+        return bot.snapshot(await asyncio.to_thread(bot.store.list_tasks))
+
+    return app
+
+
+def _webhook_router(settings: BotSettings) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/webhooks/github")
+    async def github_webhook(
+        request: Request,
+        x_github_event: str | None = Header(default=None),
+        x_github_delivery: str | None = Header(default=None),
+        x_hub_signature_256: str | None = Header(default=None),
+        content_length: int | None = Header(default=None),
+    ) -> Response:
+        if content_length is not None and content_length > settings.max_body_bytes:
+            return JSONResponse({"message": "payload too large"}, status_code=413)
+        body = await request.body()
+        if len(body) > settings.max_body_bytes:
+            return JSONResponse({"message": "payload too large"}, status_code=413)
+        if not verify(settings.webhook_secret, body, x_hub_signature_256):
+            return JSONResponse({"message": "invalid or missing X-Hub-Signature-256"}, status_code=401)
+        if not x_github_event or not x_github_delivery:
+            return JSONResponse({"message": "missing X-GitHub-Event or X-GitHub-Delivery"}, status_code=400)
+        bot: Bot = request.app.state.bot
+        fresh = await bot.ingest(x_github_delivery, x_github_event, body)
+        return JSONResponse({"stored": fresh, "duplicate": not fresh}, status_code=202)
+
+    return router
+
+
+def _runner_router(settings: BotSettings) -> APIRouter:
+    def authorized(authorization: str | None = Header(default=None)) -> None:
+        expected = f"Bearer {settings.runner_token}"
+        if not settings.runner_token or not authorization or not hmac.compare_digest(
+            authorization.encode(), expected.encode()
+        ):
+            raise HTTPException(status_code=401, detail="unknown runner token")
+
+    router = APIRouter(prefix="/runner", dependencies=[Depends(authorized)])
+
+    @router.post("/claim")
+    async def claim(request: Request) -> Response:
+        body = await _json(request)
+        bot: Bot = request.app.state.bot
+        job = await bot.claim(
+            str(body.get("runner") or "runner"), str(body.get("worker") or "w"), float(body.get("wait_s") or 0)
+        )
+        if job is None:
+            return Response(status_code=204)
+        return JSONResponse(job)
+
+    @router.post("/jobs/{job_id:path}/heartbeat")
+    async def heartbeat(job_id: str, request: Request) -> Response:
+        bot: Bot = request.app.state.bot
+        if not await bot.heartbeat(job_id):
+            return JSONResponse({"message": "job is no longer running"}, status_code=410)
+        return JSONResponse({"ok": True})
+
+    @router.post("/jobs/{job_id:path}/result")
+    async def result(job_id: str, request: Request) -> Response:
+        bot: Bot = request.app.state.bot
+        if not await bot.job_result(job_id, await _json(request)):
+            return JSONResponse({"message": "job is no longer running"}, status_code=410)
+        return JSONResponse({"ok": True})
+
+    return router
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        data = await request.json()
+    except ValueError:
+        raise HTTPException(status_code=400, detail="body must be JSON") from None
+    if not isinstance(data, dict):
+        raise HTTPException(status_code=400, detail="body must be a JSON object")
+    return data

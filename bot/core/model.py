@@ -1,0 +1,125 @@
+"""Core values: issue references, task states and the task record.
+
+Everything here is frozen and free of I/O. The task life cycle is
+
+    queued -> running -> in_review -> merged
+    (failed and cancelled are terminal until the issue is relabeled)
+
+as described in ``docs/architecture.md`` ("Task states").
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NamedTuple
+
+_REF_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.-]*)/([A-Za-z0-9_.-]+)#(\d+)\s*$")
+_SLUG_MAX = 40
+
+
+class IssueRef(NamedTuple):
+    """An issue in a repository: ``IssueRef("octo/demo", 5)`` prints as ``octo/demo#5``."""
+
+    repo: str
+    number: int
+
+    def __str__(self) -> str:
+        return f"{self.repo}#{self.number}"
+
+    @classmethod
+    def parse(cls, text: str) -> IssueRef:
+        """Parse ``"owner/name#N"``; raises ``ValueError`` for anything else."""
+        match = _REF_RE.match(text)
+        if match is None:
+            raise ValueError(f"not an issue reference (want 'owner/name#N'): {text!r}")
+        owner, name, number = match.groups()
+        return cls(f"{owner}/{name}", int(number))
+
+
+class TaskState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    IN_REVIEW = "in_review"
+    MERGED = "merged"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+#: States in which a task still represents work that will happen.
+PENDING_STATES = frozenset({TaskState.QUEUED, TaskState.RUNNING, TaskState.IN_REVIEW})
+#: States from which a task does not move on by itself.
+TERMINAL_STATES = frozenset({TaskState.MERGED, TaskState.FAILED, TaskState.CANCELLED})
+
+
+@dataclass(frozen=True)
+class Task:
+    """One labeled issue the bot works on. Times are epoch seconds."""
+
+    repo: str
+    number: int
+    title: str
+    body: str = ""
+    issue_id: int = 0  # GitHub database id (the dependency REST endpoints take this)
+    installation_id: int | None = None
+    state: TaskState = TaskState.QUEUED
+    # Union of native dependencies, parent/sub-issue links and "blocked by" text.
+    blocked_by: tuple[IssueRef, ...] = ()
+    priority: int = 2  # 0 most urgent .. 4
+    attempt: int = 0
+    worker: str | None = None
+    branch: str | None = None
+    pr_number: int | None = None
+    head_sha: str | None = None
+    created_at: float = 0.0
+    dispatched_at: float | None = None
+    agent_seconds: float | None = None
+    merged_at: float | None = None
+    merge_sha: str | None = None
+    lease_until: float | None = None
+    detail: str | None = None  # last failure reason etc.
+
+    def __post_init__(self) -> None:
+        # Normalise once here so every reader can rely on it: a tuple of IssueRef without
+        # duplicates (strings "owner/name#N" and plain (repo, number) pairs are accepted).
+        blockers = self.blocked_by
+        if type(blockers) is not tuple or any(type(b) is not IssueRef for b in blockers):
+            blockers = tuple(_as_ref(b) for b in blockers)
+        if len(blockers) > 1 and len(set(blockers)) < len(blockers):
+            blockers = tuple(dict.fromkeys(blockers))
+        if blockers is not self.blocked_by:
+            object.__setattr__(self, "blocked_by", blockers)
+        if type(self.state) is not TaskState:
+            object.__setattr__(self, "state", TaskState(self.state))
+
+    @property
+    def ref(self) -> IssueRef:
+        return IssueRef(self.repo, self.number)
+
+
+def _as_ref(value: object) -> IssueRef:
+    if isinstance(value, str):
+        return IssueRef.parse(value)
+    repo, number = value  # type: ignore[misc]
+    return IssueRef(str(repo), int(number))
+
+
+def branch_name(number: int, title: str) -> str:
+    """The branch a task's agent pushes to: ``stoneforge/<n>-<slug>``.
+
+    The slug is the title's ASCII words, lowercased and joined by ``-``, cut at a word
+    boundary to at most 40 characters. A title without usable words gives ``task``.
+    """
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_title.lower())
+    slug = ""
+    for word in words:
+        candidate = f"{slug}-{word}" if slug else word
+        if len(candidate) > _SLUG_MAX:
+            if not slug:  # a single over-long word: cut it
+                slug = word[:_SLUG_MAX]
+            break
+        slug = candidate
+    return f"stoneforge/{number}-{slug or 'task'}"

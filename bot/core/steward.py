@@ -1,0 +1,146 @@
+"""The steward's decisions: what to do with each task's pull request, as a pure function.
+
+``plan_merges`` looks at every task in review and the latest snapshot of its pull request and
+returns one ``StewardAction`` per task. The rules, first match wins:
+
+1. no snapshot -> ``wait``
+2. pull request merged -> ``mark_merged``; closed without merging -> ``fail``
+3. a required check completed with a conclusion other than success/neutral/skipped -> ``fail``
+   (never merge red)
+4. a blocker that is a task has not merged -> ``wait`` (dependency order)
+5. GitHub has not computed mergeability (``mergeable is None`` or ``unknown``) -> ``wait``
+6. ``dirty`` (conflicts) -> ``redispatch``: the task goes back to an agent on a fresh base
+7. ``behind`` -> ``update_branch`` guarded by the head SHA
+8. a required check missing or not completed -> ``wait``
+9. ``clean``, or ``unstable``/``has_hooks`` (required checks are green by now) -> merge candidate;
+   anything else (``blocked``: e.g. a review is required; ``draft``) -> ``wait``
+
+At most one ``merge`` per (repository, base branch) per plan, because a merge moves the base
+and changes every other pull request's state. The candidate is chosen by dispatch order
+(effective priority, then issue number); the other candidates wait "queued behind" it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.core.graph import analyse
+from bot.core.model import IssueRef, Task, TaskState
+
+GREEN_CONCLUSIONS = frozenset({"success", "neutral", "skipped"})
+MERGEABLE_STATES = frozenset({"clean", "unstable", "has_hooks"})
+
+ActionKind = Literal["merge", "update_branch", "wait", "redispatch", "fail", "mark_merged"]
+
+
+@dataclass(frozen=True)
+class PullSnapshot:
+    number: int
+    state: str  # "open" | "closed"
+    merged: bool
+    head_sha: str
+    head_ref: str
+    base_ref: str
+    mergeable: bool | None
+    mergeable_state: str  # clean, dirty, behind, blocked, unstable, unknown, has_hooks, draft
+    # check run name or status context -> (status, conclusion), e.g. ("completed", "success")
+    checks: Mapping[str, tuple[str, str | None]]
+    # required check names on the base branch (branch protection + repository config)
+    required: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StewardAction:
+    kind: ActionKind
+    task: IssueRef
+    pr: int | None
+    sha: str | None = None
+    reason: str = ""
+
+
+def check_verdict(pull: PullSnapshot) -> tuple[str, str]:
+    """``("red", name)``, ``("pending", name)`` or ``("green", "")`` over the required checks.
+
+    A red check wins over a pending one: the pull request can never become mergeable.
+    """
+    pending = ""
+    for name in pull.required:
+        status, conclusion = pull.checks.get(name, ("missing", None))
+        if status != "completed":
+            pending = pending or name
+        elif conclusion not in GREEN_CONCLUSIONS:
+            return "red", name
+    return ("pending", pending) if pending else ("green", "")
+
+
+def plan_merges(
+    tasks: Sequence[Task], pulls: Mapping[IssueRef, PullSnapshot], *, now: float
+) -> tuple[StewardAction, ...]:
+    """One action per task in review, in dispatch order. ``now`` is reserved for time rules."""
+    del now  # no rule depends on time yet; the argument keeps the signature stable
+    by_ref = {task.ref: task for task in tasks}
+    report = analyse(tasks, {})
+    in_review = sorted(
+        (t for t in by_ref.values() if t.state is TaskState.IN_REVIEW),
+        key=lambda t: (report.priority.get(t.ref, t.priority), t.number, t.repo),
+    )
+    actions: list[StewardAction] = []
+    merging: dict[tuple[str, str], StewardAction] = {}  # (repo, base) -> the one merge
+    for task in in_review:
+        pull = pulls.get(task.ref)
+        action = _decide(task, pull, by_ref)
+        if action.kind == "merge" and pull is not None:
+            key = (task.repo, pull.base_ref)
+            first = merging.get(key)
+            if first is None:
+                merging[key] = action
+            else:
+                action = _wait(task, pull, f"ready to merge; queued behind pull request #{first.pr}"
+                               f" ({first.task}) on {pull.base_ref}")
+        actions.append(action)
+    return tuple(actions)
+
+
+def _decide(task: Task, pull: PullSnapshot | None, by_ref: Mapping[IssueRef, Task]) -> StewardAction:
+    ref = task.ref
+    if pull is None:
+        return StewardAction("wait", ref, task.pr_number, reason="no pull request snapshot yet")
+    pr, sha = pull.number, pull.head_sha
+    if pull.merged:
+        return StewardAction("mark_merged", ref, pr, sha, f"pull request #{pr} was merged")
+    if pull.state != "open":
+        return StewardAction("fail", ref, pr, sha, "pull request closed without merging")
+    verdict, check = check_verdict(pull)
+    if verdict == "red":
+        _, conclusion = pull.checks[check]
+        return StewardAction(
+            "fail", ref, pr, sha, f"required check {check!r} concluded {conclusion or 'without result'}"
+        )
+    blockers = [
+        b for b in task.blocked_by if b in by_ref and by_ref[b].state is not TaskState.MERGED
+    ]
+    if blockers:
+        names = ", ".join(str(b) for b in blockers)
+        return _wait(task, pull, f"waiting for blocker(s) to merge first: {names}")
+    state = pull.mergeable_state
+    if pull.mergeable is None or state == "unknown":
+        return _wait(task, pull, "GitHub is still computing mergeability")
+    if state == "dirty" or pull.mergeable is False:
+        return StewardAction(
+            "redispatch", ref, pr, sha, f"pull request #{pr} conflicts with {pull.base_ref}"
+        )
+    if state == "behind":
+        return StewardAction(
+            "update_branch", ref, pr, sha, f"pull request #{pr} is behind {pull.base_ref}"
+        )
+    if verdict == "pending":
+        return _wait(task, pull, f"waiting for required check {check!r}")
+    if state in MERGEABLE_STATES:
+        return StewardAction("merge", ref, pr, sha, f"required checks green and state {state}")
+    return _wait(task, pull, f"not mergeable yet (state {state})")
+
+
+def _wait(task: Task, pull: PullSnapshot, reason: str) -> StewardAction:
+    return StewardAction("wait", task.ref, pull.number, pull.head_sha, reason)

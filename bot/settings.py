@@ -1,0 +1,48 @@
+"""Process settings for the bot, read from the environment (``STONEFORGE_*``).
+
+Built in ``create_app()`` / the CLI, never at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BotSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STONEFORGE_", extra="ignore")
+
+    app_id: int
+    private_key: str = Field(repr=False, description="App private key: PEM text or a path to it")
+    webhook_secret: str = Field(repr=False)
+    github_api_url: str = "https://api.github.com"
+    database_url: str = "sqlite:///stoneforge.db"
+    runner_token: str = Field(default="", repr=False, description="shared secret runners present")
+
+    trigger_label: str = "agent-ready"
+    default_agent: str = "claude"
+    merge_method: str = "squash"
+    steward_interval_s: float = 3.0
+    reconcile_interval_s: float = 600.0
+    lease_s: float = 120.0
+    max_body_bytes: int = 25 * 1024 * 1024
+
+    @field_validator("private_key")
+    @classmethod
+    def _load_pem(cls, value: str) -> str:
+        text = value.strip()
+        if text.startswith("-----BEGIN"):
+            return value
+        path = Path(text).expanduser()
+        if path.is_file():
+            return path.read_text()
+        raise ValueError("STONEFORGE_PRIVATE_KEY must be PEM text or the path of a PEM file")
+
+    @field_validator("merge_method")
+    @classmethod
+    def _check_method(cls, value: str) -> str:
+        if value not in {"merge", "squash", "rebase"}:
+            raise ValueError("merge_method must be merge, squash or rebase")
+        return value

@@ -1,0 +1,250 @@
+"""Webhook deliveries for fakehub: sign, post from one background thread, record every attempt.
+
+Deliveries go out in the order they were queued, one at a time, like GitHub's hookshot for one
+hook. Failures are recorded and never retried (GitHub does not retry either); ``redeliver``
+sends a stored delivery again with the same GUID. ``Faults`` switches on latency, drops,
+duplicates and reordering at runtime, for testing how the receiver copes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+REORDER_FLUSH_S = 0.2  # a partly filled reorder window is flushed after this much quiet
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value for ``body``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _sign_sha1(secret: str, body: bytes) -> str:
+    return "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+
+
+@dataclass
+class Faults:
+    latency_s: float = 0.0
+    drop_rate: float = 0.0
+    duplicate_rate: float = 0.0
+    reorder_window: int = 0
+    seed: int | None = None
+
+
+@dataclass
+class DeliveryRecord:
+    id: int
+    guid: str
+    event: str
+    action: str | None
+    installation_id: int | None
+    repository_id: int | None
+    delivered_at: float
+    status_code: int | None
+    status: str  # "OK", "dropped", "failed: <reason>"
+    redelivery: bool
+    duration: float
+    request_headers: dict = field(default_factory=dict)
+    payload: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Job:
+    url: str
+    secret: str
+    event: str
+    payload: dict
+    guid: str
+    redelivery: bool
+
+
+class WebhookSender:
+    """Queue webhook deliveries and send them from a single background thread."""
+
+    def __init__(
+        self,
+        faults: Faults | None = None,
+        *,
+        timeout: float = 10.0,
+        hook_id: int = 1,
+        app_id: int = 1,
+    ) -> None:
+        self.faults = faults or Faults()
+        self.hook_id = hook_id
+        self.app_id = app_id
+        self._rng = random.Random(self.faults.seed)
+        self._client = httpx.Client(timeout=timeout, trust_env=False)
+        self._cond = threading.Condition()
+        self._queue: deque[_Job] = deque()
+        self._held: list[_Job] = []
+        self._busy = False
+        self._closed = False
+        self._records: list[DeliveryRecord] = []
+        self._jobs: dict[int, _Job] = {}
+        self._thread = threading.Thread(target=self._loop, name="fakehub-webhooks", daemon=True)
+        self._thread.start()
+
+    # -- public -----------------------------------------------------------------------------
+
+    def send(
+        self,
+        url: str,
+        secret: str,
+        event: str,
+        payload: dict,
+        *,
+        guid: str | None = None,
+        redelivery: bool = False,
+    ) -> str:
+        job = _Job(url, secret, event, payload, guid or str(uuid.uuid4()), redelivery)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("WebhookSender is closed")
+            self._queue.append(job)
+            self._cond.notify_all()
+        return job.guid
+
+    def redeliver(self, record_id: int) -> str:
+        with self._cond:
+            job = self._jobs.get(record_id)
+        if job is None:
+            raise KeyError(record_id)
+        return self.send(
+            job.url, job.secret, job.event, job.payload, guid=job.guid, redelivery=True
+        )
+
+    def records(self) -> list[DeliveryRecord]:
+        with self._cond:
+            return list(self._records)
+
+    def wait_idle(self, timeout: float = 10) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._held or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+        self._client.close()
+
+    # -- worker -----------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[_Job] | None:
+        """Wait for work; returns the jobs to send now (None when closed and drained)."""
+        with self._cond:
+            while True:
+                window = self.faults.reorder_window
+                while self._queue and (window > 1 and len(self._held) < window):
+                    self._held.append(self._queue.popleft())
+                if self._held and (window <= 1 or len(self._held) >= window or self._closed):
+                    batch, self._held = self._held, []
+                    self._rng.shuffle(batch)
+                    self._busy = True
+                    return batch
+                if self._queue:
+                    self._busy = True
+                    return [self._queue.popleft()]
+                if self._closed:
+                    return None
+                if self._held:  # a partly filled window: flush it after a quiet spell
+                    if not self._cond.wait(REORDER_FLUSH_S) and not self._queue:
+                        batch, self._held = self._held, []
+                        self._rng.shuffle(batch)
+                        self._busy = True
+                        return batch
+                else:
+                    self._cond.wait()
+
+    def _loop(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            for job in batch:
+                try:
+                    self._deliver(job)
+                except Exception:  # never let the worker die
+                    log.exception("webhook delivery %s crashed", job.guid)
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _deliver(self, job: _Job) -> None:
+        faults = self.faults
+        if faults.latency_s > 0:
+            time.sleep(faults.latency_s)
+        body = json.dumps(job.payload).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/fakehub",
+            "X-GitHub-Event": job.event,
+            "X-GitHub-Delivery": job.guid,
+            "X-GitHub-Hook-ID": str(self.hook_id),
+            "X-GitHub-Hook-Installation-Target-Type": "integration",
+            "X-GitHub-Hook-Installation-Target-ID": str(self.app_id),
+            "X-Hub-Signature": _sign_sha1(job.secret, body),
+            "X-Hub-Signature-256": sign(job.secret, body),
+        }
+        with self._cond:
+            dropped = self._rng.random() < faults.drop_rate
+            copies = 2 if self._rng.random() < faults.duplicate_rate else 1
+        if dropped:
+            self._record(job, headers, None, "dropped", 0.0)
+            return
+        for _ in range(copies):
+            self._post(job, headers, body)
+
+    def _post(self, job: _Job, headers: dict[str, str], body: bytes) -> None:
+        started = time.monotonic()
+        try:
+            response = self._client.post(job.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            status = f"failed: {type(exc).__name__}: {exc}"
+            self._record(job, headers, None, status, time.monotonic() - started)
+            return
+        code = response.status_code
+        status = "OK" if 200 <= code < 300 else f"failed: HTTP {code}"
+        self._record(job, headers, code, status, time.monotonic() - started)
+
+    def _record(
+        self, job: _Job, headers: dict[str, str], code: int | None, status: str, duration: float
+    ) -> None:
+        payload: dict[str, Any] = job.payload
+        installation = payload.get("installation") or {}
+        repository = payload.get("repository") or {}
+        with self._cond:
+            record = DeliveryRecord(
+                id=len(self._records) + 1,
+                guid=job.guid,
+                event=job.event,
+                action=payload.get("action"),
+                installation_id=installation.get("id"),
+                repository_id=repository.get("id"),
+                delivered_at=time.time(),
+                status_code=code,
+                status=status,
+                redelivery=job.redelivery,
+                duration=round(duration, 4),
+                request_headers=dict(headers),
+                payload=payload,
+            )
+            self._records.append(record)
+            self._jobs[record.id] = job

@@ -1,0 +1,320 @@
+"""``stoneforge demo``: the whole pipeline on one machine, with no credentials.
+
+Starts fakehub in this process, the bot and a runner as separate processes (exactly as they
+would run against GitHub: they reach fakehub only through its REST API, webhooks and git over
+HTTP), creates the sample repository, files the sprint as issues the way a maintainer would,
+labels them ``agent-ready`` and shows the pipeline working until every task has merged.
+
+This module imports neither ``bot`` nor ``runner``: it starts them as ``python -m bot ...``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from fakehub.sample import CI_COMMAND, SAMPLE_REPO, SPRINT
+from fakehub.server import FakeHub
+
+OWNER, REPO = "octo", "demo"
+FULL = f"{OWNER}/{REPO}"
+MAINTAINER = "octo-lead"
+APP_EVENTS = [
+    "issues",
+    "issue_dependencies",
+    "sub_issues",
+    "pull_request",
+    "check_run",
+    "check_suite",
+    "status",
+    "push",
+]
+APP_PERMISSIONS = {
+    "issues": "write",
+    "pull_requests": "write",
+    "contents": "write",
+    "checks": "read",
+    "statuses": "read",
+    "metadata": "read",
+    "administration": "read",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Pipeline:
+    """The running demo: fakehub in-process, bot and runner as child processes."""
+
+    work: Path
+    workers: int
+    agent: str
+    hub: FakeHub = field(init=False)
+    bot_url: str = ""
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    numbers: dict[str, int] = field(default_factory=dict)
+    maintainer_token: str = ""
+
+    def start(self) -> None:
+        self.hub = FakeHub(self.work / "fakehub")
+        self.hub.start()
+        secret = secrets.token_hex(16)
+        bot_port = free_port()
+        self.bot_url = f"http://127.0.0.1:{bot_port}"
+        lead = self.hub.create_user(MAINTAINER)
+        self.maintainer_token = lead.token
+        self.hub.create_user(OWNER, type="Organization")
+        app = self.hub.create_app(
+            slug="stoneforge",
+            webhook_url=f"{self.bot_url}/webhooks/github",
+            webhook_secret=secret,
+            events=APP_EVENTS,
+            permissions=APP_PERMISSIONS,
+        )
+        self.hub.create_repo(OWNER, REPO, dict(SAMPLE_REPO), ci_command=list(CI_COMMAND), required_checks=["ci"])
+        self.hub.set_permission(FULL, MAINTAINER, "admin")
+        self.hub.install_app(app.id, OWNER, [REPO])
+        key = self.work / "app-key.pem"
+        key.write_text(app.private_key_pem)
+        key.chmod(0o600)
+        runner_token = secrets.token_urlsafe(24)
+        env = {
+            **_clean_env(),
+            "STONEFORGE_APP_ID": str(app.id),
+            "STONEFORGE_PRIVATE_KEY": str(key),
+            "STONEFORGE_WEBHOOK_SECRET": secret,
+            "STONEFORGE_GITHUB_API_URL": self.hub.api_url,
+            "STONEFORGE_DATABASE_URL": f"sqlite:///{self.work / 'bot.db'}",
+            "STONEFORGE_RUNNER_TOKEN": runner_token,
+            "STONEFORGE_DEFAULT_AGENT": self.agent,
+            "STONEFORGE_STEWARD_INTERVAL_S": "1",
+        }
+        self._spawn("bot", [sys.executable, "-m", "bot", "bot", "--port", str(bot_port), "--log-level", "warning"], env)
+        _wait_http(f"{self.bot_url}/healthz", timeout=30)
+        runner_env = {**_clean_env(), "STONEFORGE_RUNNER_TOKEN": runner_token}
+        self._spawn(
+            "runner",
+            [sys.executable, "-m", "bot", "runner", "--bot-url", self.bot_url, "--workers", str(self.workers),
+             "--work-dir", str(self.work / "runner"), "--log-level", "warning"],
+            runner_env,
+        )
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+
+    def file_sprint(self) -> None:
+        """File the sprint as a maintainer would: issues, native dependencies, then the label."""
+        with self.api() as api:
+            for item in SPRINT:
+                resp = api.post(f"/repos/{FULL}/issues", json={"title": item.title, "body": item.render_body(self.numbers)})
+                resp.raise_for_status()
+                self.numbers[item.key] = resp.json()["number"]
+            ids = {}
+            for item in SPRINT:
+                ids[item.key] = api.get(f"/repos/{FULL}/issues/{self.numbers[item.key]}").json()["id"]
+            for item in SPRINT:
+                for blocker in item.blocked_by_native:
+                    resp = api.post(
+                        f"/repos/{FULL}/issues/{self.numbers[item.key]}/dependencies/blocked_by",
+                        json={"issue_id": ids[blocker]},
+                    )
+                    resp.raise_for_status()
+            for item in SPRINT:
+                resp = api.post(f"/repos/{FULL}/issues/{self.numbers[item.key]}/labels", json={"labels": list(item.labels)})
+                resp.raise_for_status()
+
+    @contextlib.contextmanager
+    def api(self) -> Iterator[httpx.Client]:
+        headers = {"Authorization": f"token {self.maintainer_token}", "Accept": "application/vnd.github+json"}
+        with httpx.Client(base_url=self.hub.api_url, headers=headers, timeout=30) as client:
+            yield client
+
+    def tasks(self) -> list[dict[str, Any]]:
+        try:
+            resp = httpx.get(f"{self.bot_url}/api/tasks", timeout=5)
+            return list(resp.json()) if resp.status_code == 200 else []
+        except httpx.HTTPError:
+            return []
+
+    def crashed(self) -> str | None:
+        for proc, name in zip(self.procs, ("bot", "runner"), strict=False):
+            if proc.poll() is not None:
+                return f"the {name} exited with code {proc.returncode} (see {self.work / (name + '.log')})"
+        return None
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        with contextlib.suppress(Exception):
+            self.hub.stop()
+
+    def git_log(self) -> str:
+        out = subprocess.run(
+            ["git", "--git-dir", str(self.hub.git.path(FULL)), "log", "--oneline", "main"],
+            capture_output=True, text=True, check=False,
+        )
+        return out.stdout
+
+
+def _clean_env() -> dict[str, str]:
+    """The children get a plain environment: no credentials of the person running the demo."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+STATE_STYLE = {
+    "queued": "dim",
+    "running": "yellow",
+    "in_review": "cyan",
+    "merged": "green",
+    "failed": "red",
+    "cancelled": "red",
+}
+
+
+def _table(pipe: Pipeline, tasks: list[dict[str, Any]], started: float) -> Table:
+    checks = _checks_by_sha(pipe)
+    table = Table(title=f"Stoneforge demo · {FULL} · {pipe.workers} workers · {time.time() - started:5.1f} s")
+    for col in ("issue", "title", "blocked by", "state", "worker", "PR", "CI", "merge"):
+        table.add_column(col)
+    for task in sorted(tasks, key=lambda t: t["issue"]):
+        state = task["state"]
+        if state == "queued":
+            state = "ready" if task.get("ready") else "waiting"
+        style = STATE_STYLE.get(task["state"], "")
+        table.add_row(
+            f"#{task['issue']}",
+            task["title"][:38],
+            " ".join("#" + b.rsplit("#", 1)[1] for b in task["blocked_by"]) or "-",
+            f"[{style}]{state}[/]",
+            (task.get("worker") or "-").rsplit("/", 1)[-1] if task["state"] in ("running",) else (task.get("worker") or "-").rsplit("/", 1)[-1],
+            f"#{task['pr']}" if task.get("pr") else "-",
+            checks.get(task.get("head_sha") or "", "-") if task["state"] == "in_review" else ("passed" if task["state"] == "merged" else "-"),
+            (task.get("merge_sha") or "")[:7] or "-",
+        )
+    return table
+
+
+def _checks_by_sha(pipe: Pipeline) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for event in pipe.hub.events("check_completed"):
+        out[event["sha"]] = event["conclusion"]
+    return out
+
+
+def run_demo(*, workers: int = 3, report: Path | None = None, timeout: float = 600.0,
+             agent: str = "script", work_dir: Path | None = None) -> int:
+    console = Console()
+    own_dir = work_dir is None
+    work = Path(tempfile.mkdtemp(prefix="stoneforge-demo-")) if work_dir is None else work_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    pipe = Pipeline(work=work, workers=workers, agent=agent)
+    started = time.time()
+    code = 1
+    tasks: list[dict[str, Any]] = []
+    try:
+        console.print(f"[bold]Stoneforge demo[/] · files in {work}")
+        pipe.start()
+        console.print(f"fakehub at {pipe.hub.url} · bot at {pipe.bot_url} · runner with {workers} workers · agent [bold]{agent}[/]")
+        pipe.file_sprint()
+        console.print(f"filed {len(SPRINT)} issues and labeled them agent-ready")
+        outcome = "timeout"
+        with Live(_table(pipe, tasks, started), console=console, refresh_per_second=4, transient=False) as live:
+            while time.time() - started < timeout:
+                tasks = pipe.tasks() or tasks
+                live.update(_table(pipe, tasks, started))
+                if len(tasks) == len(SPRINT) and all(t["state"] == "merged" for t in tasks):
+                    outcome = "merged"
+                    break
+                if any(t["state"] in ("failed", "cancelled") for t in tasks):
+                    outcome = "failed"
+                    break
+                crash = pipe.crashed()
+                if crash:
+                    outcome = crash
+                    break
+                time.sleep(0.5)
+        makespan = time.time() - started
+        serial = sum(float(t.get("agent_seconds") or 0) for t in tasks)
+        console.print("\n[bold]main after the sprint[/] (git log --oneline):")
+        console.print(pipe.git_log().rstrip())
+        console.print(f"\nwall clock {makespan:.1f} s · agents' time {serial:.1f} s "
+                      f"({serial / makespan if makespan else 0:.1f}x parallel speed-up of agent work)")
+        if outcome == "merged":
+            console.print(f"[green]all {len(tasks)} tasks merged in dependency order[/]")
+            code = 0
+        else:
+            console.print(f"[red]demo did not finish: {outcome}[/]")
+            for t in tasks:
+                if t["state"] != "merged":
+                    console.print(f"  #{t['issue']} {t['state']}: {t.get('detail') or ''}")
+        if report:
+            _write_report(report, pipe, tasks, makespan, serial, workers)
+        (work / "fakehub-events.json").write_text(json.dumps(pipe.hub.events(), indent=1, default=str))
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]")
+        code = 130
+    finally:
+        pipe.stop()
+        if own_dir and code == 0:
+            shutil.rmtree(work, ignore_errors=True)
+    return code
+
+
+def _write_report(path: Path, pipe: Pipeline, tasks: list[dict[str, Any]], makespan: float, serial: float, workers: int) -> None:
+    rows = []
+    for t in sorted(tasks, key=lambda t: t["issue"]):
+        rows.append({
+            "issue": t["issue"],
+            "title": t["title"],
+            "blocked_by": [int(b.rsplit("#", 1)[1]) for b in t["blocked_by"]],
+            "dispatched_at": t.get("dispatched_at"),
+            "agent_seconds": t.get("agent_seconds"),
+            "pr": t.get("pr"),
+            "merged_at": t.get("merged_at"),
+            "merge_sha": t.get("merge_sha"),
+        })
+    data = {"tasks": rows, "makespan_s": round(makespan, 3), "serial_s": round(serial, 3), "workers": workers}
+    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,469 @@
+"""fakehub's in-memory GitHub model: users, apps, installations, tokens, repositories, issues,
+pull requests, labels, comments, reactions, dependencies, checks, statuses and an event log.
+
+Everything is guarded by one re-entrant lock (``State.lock``); callers that read several objects
+and then write take it themselves. Issues and pull requests share one number sequence per
+repository, and every object with a database ``id`` draws from one global sequence that starts far
+from the issue numbers, so a client that confuses ``id`` and ``number`` breaks.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+TOKEN_TTL_S = 3600.0
+PERMISSION_LEVELS = {"none": 0, "read": 1, "triage": 2, "write": 3, "maintain": 4, "admin": 5}
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def node_id(kind: str, ident: int) -> str:
+    return f"{kind}_kwDO{ident:08d}"
+
+
+@dataclass(eq=False)
+class User:
+    login: str
+    id: int
+    type: str = "User"  # User | Bot | Organization
+    token: str = ""
+    name: str | None = None
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def node_id(self) -> str:
+        return node_id({"Bot": "BOT", "Organization": "O"}.get(self.type, "U"), self.id)
+
+    @property
+    def email(self) -> str:
+        return f"{self.id}+{self.login}@users.noreply.fakehub.local"
+
+
+@dataclass(eq=False)
+class App:
+    id: int
+    slug: str
+    name: str
+    client_id: str
+    owner: User
+    bot: User
+    private_key_pem: str
+    public_key_pem: str
+    webhook_url: str | None
+    webhook_secret: str
+    events: list[str]
+    permissions: dict[str, str]
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(eq=False)
+class Installation:
+    id: int
+    app: App
+    account: User
+    repository_ids: list[int]
+    permissions: dict[str, str]
+    events: list[str]
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(eq=False)
+class InstallationToken:
+    token: str
+    installation: Installation
+    expires_at: float
+    repository_ids: list[int]
+    permissions: dict[str, str]
+    narrowed: bool = False
+
+
+@dataclass(eq=False)
+class Protection:
+    contexts: list[str]
+    strict: bool
+
+
+@dataclass(eq=False)
+class Label:
+    id: int
+    name: str
+    color: str = "ededed"
+    description: str | None = None
+    default: bool = False
+
+
+@dataclass(eq=False)
+class Reaction:
+    id: int
+    user: User
+    content: str
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(eq=False)
+class PullInfo:
+    head_ref: str
+    base_ref: str
+    head_sha: str
+    draft: bool = False
+    merged: bool = False
+    merged_at: float | None = None
+    merge_commit_sha: str | None = None
+    merged_by: User | None = None
+
+
+@dataclass(eq=False)
+class Issue:
+    id: int
+    number: int
+    repo: Repo
+    title: str
+    body: str | None
+    user: User
+    app: App | None = None  # performed_via_github_app
+    state: str = "open"
+    state_reason: str | None = None
+    labels: list[Label] = field(default_factory=list)
+    assignees: list[User] = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    closed_at: float | None = None
+    closed_by: User | None = None
+    comments: int = 0
+    blocked_by: list[int] = field(default_factory=list)  # database ids of blocking issues
+    parent: int | None = None  # database id
+    children: list[int] = field(default_factory=list)
+    reactions: list[Reaction] = field(default_factory=list)
+    pull: PullInfo | None = None
+
+    @property
+    def node_id(self) -> str:
+        return node_id("PR" if self.pull else "I", self.id)
+
+
+@dataclass(eq=False)
+class Comment:
+    id: int
+    issue: Issue
+    user: User
+    body: str
+    app: App | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    reactions: list[Reaction] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class CheckSuite:
+    id: int
+    repo: Repo
+    app: App
+    head_sha: str
+    head_branch: str | None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass(eq=False)
+class CheckRun:
+    id: int
+    repo: Repo
+    suite: CheckSuite
+    name: str
+    head_sha: str
+    status: str = "queued"
+    conclusion: str | None = None
+    output: dict[str, Any] = field(default_factory=dict)
+    details_url: str | None = None
+    external_id: str | None = None
+    started_at: float = field(default_factory=time.time)
+    completed_at: float | None = None
+
+    @property
+    def app(self) -> App:
+        return self.suite.app
+
+
+@dataclass(eq=False)
+class Status:
+    id: int
+    repo: Repo
+    sha: str
+    state: str
+    context: str
+    creator: User
+    description: str | None = None
+    target_url: str | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass(eq=False)
+class Repo:
+    id: int
+    owner: User
+    name: str
+    default_branch: str = "main"
+    private: bool = False
+    description: str | None = None
+    protection: dict[str, Protection] = field(default_factory=dict)
+    ci_command: list[str] | None = None
+    collaborators: dict[str, str] = field(default_factory=dict)  # login -> permission
+    labels: dict[str, Label] = field(default_factory=dict)  # lower-cased name -> label
+    issues: dict[int, Issue] = field(default_factory=dict)  # number -> issue or pull
+    next_number: int = 1
+    created_at: float = field(default_factory=time.time)
+    pushed_at: float = field(default_factory=time.time)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner.login}/{self.name}"
+
+
+class State:
+    """The whole model. Lookups return ``None`` for unknown objects; callers map that to 404."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.users: dict[str, User] = {}
+        self.apps: dict[int, App] = {}
+        self.installations: dict[int, Installation] = {}
+        self.tokens: dict[str, InstallationToken] = {}
+        self.repos: dict[str, Repo] = {}  # lower-cased full name -> repo
+        self.issues_by_id: dict[int, Issue] = {}
+        self.comments: dict[int, Comment] = {}
+        self.check_runs: dict[int, CheckRun] = {}
+        self.check_suites: dict[int, CheckSuite] = {}
+        self.statuses: list[Status] = []
+        self.log: list[dict[str, Any]] = []
+        self._ids = {"user": 1000, "app": 100, "installation": 7000, "repo": 500_000}
+        self._db_id = 1_000_000
+
+    # -- sequences -------------------------------------------------------------------------
+    def next_id(self, kind: str | None = None) -> int:
+        with self.lock:
+            if kind is None:
+                self._db_id += 1
+                return self._db_id
+            self._ids[kind] += 1
+            return self._ids[kind]
+
+    def record(self, type: str, **fields: Any) -> dict[str, Any]:
+        entry = {"type": type, "at": time.time(), **fields}
+        with self.lock:
+            self.log.append(entry)
+        return entry
+
+    def events(self, type: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(e) for e in self.log if type is None or e["type"] == type]
+
+    # -- accounts --------------------------------------------------------------------------
+    def add_user(self, login: str, type: str = "User") -> User:
+        with self.lock:
+            if login.lower() in self.users:
+                raise ValueError(f"user {login!r} exists")
+            user = User(login, self.next_id("user"), type, token="ghp_" + secrets.token_hex(18))
+            self.users[login.lower()] = user
+            return user
+
+    def user(self, login: str) -> User | None:
+        return self.users.get(login.lower())
+
+    def user_by_token(self, token: str) -> User | None:
+        with self.lock:
+            return next((u for u in self.users.values() if u.token and u.token == token), None)
+
+    def add_app(
+        self,
+        *,
+        slug: str,
+        owner: User,
+        webhook_url: str | None,
+        webhook_secret: str,
+        events: list[str],
+        permissions: dict[str, str],
+        name: str | None = None,
+    ) -> App:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        ).decode()
+        public_pem = (
+            key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+        with self.lock:
+            app_id = self.next_id("app")
+            bot = self.add_user(f"{slug}[bot]", "Bot")
+            app = App(
+                id=app_id,
+                slug=slug,
+                name=name or slug,
+                client_id=f"Iv23li{secrets.token_hex(7)}",
+                owner=owner,
+                bot=bot,
+                private_key_pem=private_pem,
+                public_key_pem=public_pem,
+                webhook_url=webhook_url,
+                webhook_secret=webhook_secret,
+                events=list(events),
+                permissions={"metadata": "read", **permissions},
+            )
+            bot.token = ""  # a bot acts only through installation tokens
+            self.apps[app_id] = app
+            return app
+
+    def app_by_issuer(self, iss: object) -> App | None:
+        with self.lock:
+            for app in self.apps.values():
+                if str(iss) in (str(app.id), app.client_id):
+                    return app
+            return None
+
+    def install(self, app: App, account: User, repos: list[Repo]) -> Installation:
+        with self.lock:
+            inst = Installation(
+                id=self.next_id("installation"),
+                app=app,
+                account=account,
+                repository_ids=[r.id for r in repos],
+                permissions=dict(app.permissions),
+                events=list(app.events),
+            )
+            self.installations[inst.id] = inst
+            return inst
+
+    def installations_for(self, repo: Repo) -> list[Installation]:
+        with self.lock:
+            return [i for i in self.installations.values() if repo.id in i.repository_ids]
+
+    def issue_token(
+        self,
+        inst: Installation,
+        repository_ids: list[int] | None = None,
+        permissions: dict[str, str] | None = None,
+    ) -> InstallationToken:
+        with self.lock:
+            tok = InstallationToken(
+                token="ghs_" + secrets.token_urlsafe(27).replace("-", "a").replace("_", "b"),
+                installation=inst,
+                expires_at=time.time() + TOKEN_TTL_S,
+                repository_ids=list(
+                    repository_ids if repository_ids is not None else inst.repository_ids
+                ),
+                permissions=dict(permissions if permissions is not None else inst.permissions),
+                narrowed=repository_ids is not None,
+            )
+            self.tokens[tok.token] = tok
+            return tok
+
+    # -- repositories ----------------------------------------------------------------------
+    def add_repo(self, owner: User, name: str, **kwargs: Any) -> Repo:
+        with self.lock:
+            full = f"{owner.login}/{name}".lower()
+            if full in self.repos:
+                raise ValueError(f"repository {full!r} exists")
+            repo = Repo(id=self.next_id("repo"), owner=owner, name=name, **kwargs)
+            self.repos[full] = repo
+            return repo
+
+    def repo(self, owner: str, name: str | None = None) -> Repo | None:
+        full = owner if name is None else f"{owner}/{name}"
+        return self.repos.get(full.lower())
+
+    def repo_by_id(self, repo_id: int) -> Repo | None:
+        with self.lock:
+            return next((r for r in self.repos.values() if r.id == repo_id), None)
+
+    def permission(self, repo: Repo, user: User) -> str:
+        """A user's role on a repository: owners are admin; public repos are readable by all."""
+        if user.id == repo.owner.id:
+            return "admin"
+        role = repo.collaborators.get(user.login.lower())
+        if role:
+            return role
+        return "none" if repo.private else "read"
+
+    # -- labels, issues, comments ----------------------------------------------------------
+    def label(self, repo: Repo, name: str, *, create: bool = False) -> Label | None:
+        with self.lock:
+            found = repo.labels.get(name.lower())
+            if found is None and create:
+                found = Label(self.next_id(), name)
+                repo.labels[name.lower()] = found
+            return found
+
+    def add_issue(self, repo: Repo, title: str, body: str | None, user: User, **kwargs: Any) -> Issue:
+        with self.lock:
+            issue = Issue(self.next_id(), repo.next_number, repo, title, body, user, **kwargs)
+            repo.next_number += 1
+            repo.issues[issue.number] = issue
+            self.issues_by_id[issue.id] = issue
+            return issue
+
+    def issue(self, repo: Repo, number: int) -> Issue | None:
+        return repo.issues.get(number)
+
+    def add_comment(self, issue: Issue, user: User, body: str, app: App | None = None) -> Comment:
+        with self.lock:
+            comment = Comment(self.next_id(), issue, user, body, app)
+            self.comments[comment.id] = comment
+            issue.comments += 1
+            issue.updated_at = comment.created_at
+            return comment
+
+    def open_pull_for_head(self, repo: Repo, head: str) -> Issue | None:
+        with self.lock:
+            for issue in repo.issues.values():
+                if issue.pull and issue.state == "open" and issue.pull.head_ref == head:
+                    return issue
+            return None
+
+    def open_pulls(self, repo: Repo) -> list[Issue]:
+        with self.lock:
+            return [i for i in repo.issues.values() if i.pull and i.state == "open"]
+
+    # -- checks and statuses ---------------------------------------------------------------
+    def suite_for(self, repo: Repo, app: App, head_sha: str, head_branch: str | None) -> CheckSuite:
+        with self.lock:
+            for suite in self.check_suites.values():
+                if suite.repo is repo and suite.app is app and suite.head_sha == head_sha:
+                    return suite
+            suite = CheckSuite(self.next_id(), repo, app, head_sha, head_branch)
+            self.check_suites[suite.id] = suite
+            return suite
+
+    def runs_for(self, repo: Repo, sha: str) -> list[CheckRun]:
+        with self.lock:
+            return [r for r in self.check_runs.values() if r.repo is repo and r.head_sha == sha]
+
+    def statuses_for(self, repo: Repo, sha: str) -> list[Status]:
+        """Statuses for a commit, newest first (as GitHub lists them)."""
+        with self.lock:
+            found = [s for s in self.statuses if s.repo is repo and s.sha == sha]
+            return sorted(found, key=lambda s: s.id, reverse=True)
+
+    def check_states(self, repo: Repo, sha: str) -> dict[str, str]:
+        """name/context -> latest conclusion or state ("pending" while a run is not completed)."""
+        with self.lock:
+            states: dict[str, str] = {}
+            for s in sorted(self.statuses_for(repo, sha), key=lambda s: s.id):
+                states[s.context] = s.state
+            for run in sorted(self.runs_for(repo, sha), key=lambda r: r.id):
+                states[run.name] = run.conclusion if run.status == "completed" else "pending"
+                states[run.name] = states[run.name] or "pending"
+            return states

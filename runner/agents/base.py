@@ -1,0 +1,146 @@
+"""The agent adapter contract (research/agent-clis.md §8).
+
+An adapter knows one coding-agent CLI: how to launch it headless (`build`) and how to read what
+it prints (`new_parser`). It owns no process: `runner.process` spawns the `Invocation`, pumps the
+output into the parser and asks the parser to classify the run with `finish()`.
+
+Classification rules shared by every adapter, first match wins:
+1. killed by the runner -> FAILED (`timeout` / `stalled` / `cancelled`), or HANDOFF_NEEDED when a
+   context-near-full signal was seen before the kill;
+2. a rate or quota signal with no later success -> RATE_LIMITED (with `retry_at` when known);
+3. an auth or billing signal -> FAILED (`auth`);
+4. context overflow -> HANDOFF_NEEDED (`prompt_too_long`);
+5. a turn or budget cap -> HANDOFF_NEEDED (`max_turns` / `budget`);
+6. a clean final event -> COMPLETED (an empty final answer is FAILED `empty_result`);
+7. anything else -> FAILED (`crash`), with the last stderr lines in `detail`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+Permissions = Literal["read_only", "workspace_write", "full_unattended"]
+
+
+class Outcome(str, enum.Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    HANDOFF_NEEDED = "handoff_needed"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass
+class RunRequest:
+    """What the runner asks an agent to do; built from a job."""
+
+    task_id: str
+    prompt: str
+    workdir: Path
+    model: str | None = None
+    system_append: str | None = None
+    resume_session: str | None = None
+    session_id: str | None = None
+    max_turns: int | None = None
+    budget_usd: float | None = None
+    permissions: Permissions = "workspace_write"
+    allowed_tools: list[str] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Invocation:
+    """What the runner will spawn.
+
+    `env` holds only the adapter's additions; `runner.process` builds the rest of the environment
+    from scratch. Names in `env` that look like secrets are dropped unless listed in
+    `allowed_secrets` (the agent CLI's own credentials).
+    """
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    stdin: bytes | None = None  # None -> DEVNULL; bytes -> written, then stdin is closed
+    files: dict[Path, str] = field(default_factory=dict)
+    allowed_secrets: frozenset[str] = frozenset()
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float | None = None  # None: the CLI does not report cost
+    context_tokens: int | None = None  # latest known context occupancy
+
+
+EventKind = Literal[
+    "session",
+    "text",
+    "tool_call",
+    "tool_result",
+    "retry",
+    "compaction",
+    "rate_limit_info",
+    "warning",
+    "usage",
+    "error",
+]
+
+
+@dataclass
+class AgentEvent:
+    """A normalized progress event, for logs and progress views."""
+
+    kind: EventKind
+    data: dict[str, Any]
+    raw: dict[str, Any] | str | None = None
+
+
+@dataclass
+class Result:
+    outcome: Outcome
+    reason: str  # success, max_turns, budget, prompt_too_long, quota, auth, timeout, stalled, crash
+    session_id: str | None = None
+    final_text: str | None = None
+    num_turns: int | None = None
+    usage: Usage = field(default_factory=Usage)
+    retry_at: datetime | None = None
+    exit_code: int | None = None
+    detail: str | None = None
+
+
+@dataclass
+class ProbeInfo:
+    version: str | None
+    flags: frozenset[str] = frozenset()
+
+
+class StreamParser(Protocol):
+    def feed_stdout(self, line: str) -> list[AgentEvent]: ...
+    def feed_stderr(self, line: str) -> list[AgentEvent]: ...
+    def liveness_hint(self) -> float | None:
+        """Seconds to extend the stall timer by (for example while the CLI waits to retry)."""
+        ...
+
+    def finish(self, exit_code: int | None, killed_by: str | None) -> Result: ...
+
+
+class AgentAdapter(Protocol):
+    name: str
+    supported_versions: str
+
+    def probe(self, binary: str) -> ProbeInfo: ...
+    def build(self, req: RunRequest) -> Invocation: ...
+    def new_parser(self) -> StreamParser: ...
+    def can_resume(self) -> bool: ...
+
+
+def killed_result(killed_by: str, *, exit_code: int | None, detail: str | None) -> Result:
+    """Rule 1 for adapters without a context signal."""
+    return Result(Outcome.FAILED, killed_by, exit_code=exit_code, detail=detail)

@@ -1,0 +1,291 @@
+"""Claude Code, headless: `claude -p --output-format stream-json --verbose` (agent-clis.md §2).
+
+The event stream is the source of truth; the exit code only breaks ties (API failures can exit 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+from runner.agents.base import (
+    AgentEvent,
+    Invocation,
+    Outcome,
+    ProbeInfo,
+    Result,
+    RunRequest,
+    Usage,
+)
+
+# Credentials of the CLI itself, copied from the runner's environment only when present.
+CREDENTIAL_ENV = (
+    "ANTHROPIC_API_KEY",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+)
+QUIET_ENV = {"DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+DEFAULT_TOOLS = ["Read", "Edit", "Write", "Glob", "Grep", "Bash"]
+DEFAULT_MAX_TURNS = 80
+PERMISSION_MODES = {
+    "read_only": "plan",
+    "workspace_write": "dontAsk",
+    "full_unattended": "bypassPermissions",
+}
+AUTH_ERRORS = frozenset({"authentication_failed", "oauth_org_not_allowed", "billing_error"})
+STDERR_LIMIT = re.compile(r"hit your (usage )?limit", re.IGNORECASE)
+STDERR_AUTH = re.compile(r"invalid api key|please run /login|authentication", re.IGNORECASE)
+TOO_LONG = "prompt is too long"
+
+
+class ClaudeAdapter:
+    name = "claude"
+    supported_versions = ">=2.1.300,<2.2"
+
+    def __init__(self, binary: str | None = None) -> None:
+        self.binary = binary or os.environ.get("STONEFORGE_CLAUDE_BIN", "claude")
+
+    def probe(self, binary: str | None = None) -> ProbeInfo:
+        argv = [binary or self.binary]
+        version = subprocess.run(
+            [*argv, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+        helptext = subprocess.run(
+            [*argv, "--help"], capture_output=True, text=True, timeout=30, check=False
+        )
+        flags = frozenset(re.findall(r"--[a-z][a-z-]+", helptext.stdout))
+        return ProbeInfo(version=version.stdout.strip() or None, flags=flags)
+
+    def build(self, req: RunRequest) -> Invocation:
+        argv = [self.binary, "-p", "--output-format", "stream-json", "--verbose"]
+        argv += ["--permission-mode", PERMISSION_MODES[req.permissions]]
+        if req.permissions == "workspace_write":
+            argv += ["--allowedTools", ",".join(req.allowed_tools or DEFAULT_TOOLS)]
+        argv += ["--max-turns", str(req.max_turns or DEFAULT_MAX_TURNS)]
+        if req.budget_usd is not None:
+            argv += ["--max-budget-usd", f"{req.budget_usd:g}"]
+        if req.model:
+            argv += ["--model", req.model]
+        if req.resume_session:
+            argv += ["--resume", req.resume_session]
+        elif req.session_id:
+            argv += ["--session-id", req.session_id]
+        if req.system_append:
+            argv += ["--append-system-prompt", req.system_append]
+        env = {name: os.environ[name] for name in CREDENTIAL_ENV if os.environ.get(name)}
+        env.update(QUIET_ENV)
+        env.update(req.extra_env)
+        return Invocation(
+            argv=argv,
+            env=env,
+            cwd=req.workdir,
+            stdin=req.prompt.encode(),
+            allowed_secrets=frozenset(CREDENTIAL_ENV),
+        )
+
+    def new_parser(self) -> ClaudeStreamParser:
+        return ClaudeStreamParser()
+
+    def can_resume(self) -> bool:
+        return True
+
+
+class ClaudeStreamParser:
+    """Reads stream-json lines; `finish()` classifies the run (rules in runner.agents.base)."""
+
+    def __init__(self) -> None:
+        self.session_id: str | None = None
+        self.usage = Usage()
+        self.result: dict[str, Any] | None = None
+        self.last_text: str | None = None
+        self.tool_calls = 0
+        self.rate_limited = False
+        self.retry_at: datetime | None = None
+        self.api_error: str | None = None
+        self.compacted = False
+        self.retry_wait_s: float | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=20)
+        self.garbage = 0
+
+    def feed_stdout(self, line: str) -> list[AgentEvent]:
+        line = line.strip()
+        if not line:
+            return []
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            msg = None
+        if not isinstance(msg, dict):
+            self.garbage += 1
+            return [AgentEvent("warning", {"message": "unparsed output line"}, line[:2000])]
+        self.retry_wait_s = None
+        if isinstance(msg.get("session_id"), str):
+            self.session_id = msg["session_id"]
+        handler = getattr(self, f"_on_{msg.get('type')}", None)
+        return handler(msg) if handler else []
+
+    def feed_stderr(self, line: str) -> list[AgentEvent]:
+        if not line.strip():
+            return []
+        self.stderr_tail.append(line[:2000])
+        if STDERR_LIMIT.search(line):
+            self.rate_limited = True
+            return [AgentEvent("rate_limit_info", {"status": "rejected"}, line)]
+        return []
+
+    def liveness_hint(self) -> float | None:
+        return self.retry_wait_s
+
+    # -- message handlers --------------------------------------------------------------------
+
+    def _on_system(self, msg: dict[str, Any]) -> list[AgentEvent]:
+        subtype = msg.get("subtype")
+        if subtype == "init":
+            return [AgentEvent("session", {"session_id": self.session_id}, msg)]
+        if subtype == "api_retry":
+            delay_ms = _number(msg.get("retry_delay_ms")) or 0.0
+            self.retry_wait_s = delay_ms / 1000
+            data = {"attempt": msg.get("attempt"), "error": msg.get("error")}
+            return [AgentEvent("retry", data, msg)]
+        if subtype == "compact_boundary":
+            self.compacted = True
+            return [AgentEvent("compaction", dict(msg.get("compact_metadata") or {}), msg)]
+        if subtype == "permission_denied":
+            return [AgentEvent("warning", {"message": f"denied {msg.get('tool_name')}"}, msg)]
+        return []
+
+    def _on_assistant(self, msg: dict[str, Any]) -> list[AgentEvent]:
+        events: list[AgentEvent] = []
+        error = msg.get("error")
+        if isinstance(error, str):
+            self.api_error = error
+            if error == "rate_limit":
+                self.rate_limited = True
+            events.append(AgentEvent("error", {"error": error}, msg))
+        message = msg.get("message") if isinstance(msg.get("message"), dict) else {}
+        usage = message.get("usage")
+        if isinstance(usage, dict) and msg.get("parent_tool_use_id") is None:
+            self.usage.context_tokens = sum(
+                int(_number(usage.get(key)) or 0)
+                for key in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+            )
+        for block in message.get("content") or []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text" and not error:
+                self.last_text = str(block.get("text", ""))
+                events.append(AgentEvent("text", {"text": self.last_text}, msg))
+            elif block.get("type") == "tool_use":
+                self.tool_calls += 1
+                data = {"name": block.get("name"), "input": block.get("input")}
+                events.append(AgentEvent("tool_call", data, msg))
+        return events
+
+    def _on_user(self, msg: dict[str, Any]) -> list[AgentEvent]:
+        message = msg.get("message") if isinstance(msg.get("message"), dict) else {}
+        content = message.get("content")
+        blocks = content if isinstance(content, list) else []
+        return [
+            AgentEvent("tool_result", {"is_error": bool(b.get("is_error"))}, None)
+            for b in blocks
+            if isinstance(b, dict) and b.get("type") == "tool_result"
+        ]
+
+    def _on_rate_limit_event(self, msg: dict[str, Any]) -> list[AgentEvent]:
+        info = msg.get("rate_limit_info") if isinstance(msg.get("rate_limit_info"), dict) else {}
+        if info.get("status") == "rejected":
+            self.rate_limited = True
+            resets = _number(info.get("resetsAt"))
+            if resets:
+                self.retry_at = datetime.fromtimestamp(resets, UTC)
+        return [AgentEvent("rate_limit_info", dict(info), msg)]
+
+    def _on_result(self, msg: dict[str, Any]) -> list[AgentEvent]:
+        self.result = msg
+        usage = msg.get("usage") if isinstance(msg.get("usage"), dict) else {}
+        self.usage.input_tokens = int(_number(usage.get("input_tokens")) or 0)
+        self.usage.output_tokens = int(_number(usage.get("output_tokens")) or 0)
+        self.usage.cache_read = int(_number(usage.get("cache_read_input_tokens")) or 0)
+        self.usage.cache_write = int(_number(usage.get("cache_creation_input_tokens")) or 0)
+        self.usage.cost_usd = _number(msg.get("total_cost_usd"))
+        if msg.get("is_error") is False and msg.get("subtype") == "success":
+            self.rate_limited = False  # a later success clears earlier rate signals
+        return [AgentEvent("usage", {"cost_usd": self.usage.cost_usd}, msg)]
+
+    # -- classification ----------------------------------------------------------------------
+
+    def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
+        res = self.result or {}
+        outcome, reason = self._classify(exit_code, killed_by, res)
+        text = res.get("result") if isinstance(res.get("result"), str) else None
+        return Result(
+            outcome=outcome,
+            reason=reason,
+            session_id=self.session_id,
+            final_text=(text or self.last_text) if outcome is Outcome.COMPLETED else text,
+            num_turns=int(res["num_turns"]) if _number(res.get("num_turns")) is not None else None,
+            usage=self.usage,
+            retry_at=self.retry_at if outcome is Outcome.RATE_LIMITED else None,
+            exit_code=exit_code,
+            detail=None if outcome is Outcome.COMPLETED else self._detail(res),
+        )
+
+    def _classify(
+        self, exit_code: int | None, killed_by: str | None, res: dict[str, Any]
+    ) -> tuple[Outcome, str]:
+        terminal = res.get("terminal_reason")
+        subtype = res.get("subtype")
+        status = res.get("api_error_status")
+        text = str(res.get("result") or "")
+        if killed_by:
+            near_full = self.compacted and killed_by != "cancelled"
+            return (Outcome.HANDOFF_NEEDED, "context") if near_full else (Outcome.FAILED, killed_by)
+        if self.rate_limited or status == 429:
+            return Outcome.RATE_LIMITED, "quota"
+        stderr = "\n".join(self.stderr_tail)
+        if self.api_error in AUTH_ERRORS or status in (401, 403) or (
+            not res and STDERR_AUTH.search(stderr)
+        ):
+            return Outcome.FAILED, "auth"
+        if terminal == "prompt_too_long" or TOO_LONG in text.lower():
+            return Outcome.HANDOFF_NEEDED, "prompt_too_long"
+        if subtype == "error_max_turns" or terminal == "max_turns":
+            return Outcome.HANDOFF_NEEDED, "max_turns"
+        if subtype == "error_max_budget_usd" or terminal == "budget_exhausted":
+            return Outcome.HANDOFF_NEEDED, "budget"
+        if subtype == "success" and res.get("is_error") is False:
+            if not (text.strip() or (self.last_text or "").strip()):
+                return Outcome.FAILED, "empty_result"
+            return Outcome.COMPLETED, "success"
+        return Outcome.FAILED, "crash"
+
+    def _detail(self, res: dict[str, Any]) -> str | None:
+        parts = []
+        if res:
+            keys = ("subtype", "terminal_reason", "api_error_status", "startup_failure_reason")
+            parts.append(", ".join(f"{k}={res[k]}" for k in keys if res.get(k) is not None))
+            if isinstance(res.get("result"), str) and res["result"]:
+                parts.append(res["result"][:2000])
+        elif self.session_id is None:
+            parts.append("no stream-json output")
+        if self.api_error:
+            parts.append(f"api error: {self.api_error}")
+        if self.retry_at:
+            parts.append(f"retry at {self.retry_at.isoformat()}")
+        if self.stderr_tail:
+            parts.append("stderr:\n" + "\n".join(self.stderr_tail))
+        return "\n".join(p for p in parts if p) or None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

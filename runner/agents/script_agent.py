@@ -1,0 +1,120 @@
+"""The deterministic demo agent, run as `python -m runner.agents.script_agent [--sleep-scale F]`.
+
+It reads the prompt on stdin, finds the one fenced block whose info string is `stoneforge-script`
+(JSON: `{"sleep": s, "edits": [...], "summary": "..."}`, see docs/architecture.md), sleeps,
+applies the edits relative to its working directory, and prints JSON lines:
+`{"type":"start"}`, `{"type":"edit","path":...}` per edit, then
+`{"type":"result","status":"success","summary":...}` (exit 0) or
+`{"type":"result","status":"error","message":...}` (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+FENCE = re.compile(
+    r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*stoneforge-script[ \t]*\n(?P<body>.*?)\n[ \t]*(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+EDIT_KINDS = ("write", "replace", "append")
+
+
+class ScriptError(Exception):
+    pass
+
+
+def parse_script(prompt: str) -> dict[str, Any]:
+    blocks = FENCE.findall(prompt)
+    if len(blocks) != 1:
+        raise ScriptError(f"expected one stoneforge-script block in the prompt, found {len(blocks)}")
+    try:
+        script = json.loads(blocks[0][1])
+    except ValueError as exc:
+        raise ScriptError(f"stoneforge-script block is not valid JSON: {exc}") from None
+    if not isinstance(script, dict):
+        raise ScriptError("stoneforge-script block must hold a JSON object")
+    sleep = script.get("sleep", 0)
+    if isinstance(sleep, bool) or not isinstance(sleep, int | float) or sleep < 0:
+        raise ScriptError("'sleep' must be a non-negative number")
+    edits = script.get("edits", [])
+    if not isinstance(edits, list) or not all(isinstance(e, dict) for e in edits):
+        raise ScriptError("'edits' must be a list of objects")
+    if not isinstance(script.get("summary", ""), str):
+        raise ScriptError("'summary' must be a string")
+    return script
+
+
+def resolve(root: Path, rel: object) -> Path:
+    if not isinstance(rel, str) or not rel:
+        raise ScriptError("edit 'path' must be a non-empty string")
+    if Path(rel).is_absolute():
+        raise ScriptError(f"absolute path not allowed: {rel}")
+    target = (root / rel).resolve()
+    if target == root or not target.is_relative_to(root):
+        raise ScriptError(f"path escapes the working directory: {rel}")
+    if ".git" in target.relative_to(root).parts:
+        raise ScriptError(f"path inside .git not allowed: {rel}")
+    return target
+
+
+def apply_edit(root: Path, edit: dict[str, Any]) -> str:
+    target = resolve(root, edit.get("path"))
+    kinds = [k for k in EDIT_KINDS if k in edit]
+    if len(kinds) != 1:
+        raise ScriptError(f"edit of {edit.get('path')} needs exactly one of {', '.join(EDIT_KINDS)}")
+    kind = kinds[0]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "write":
+        target.write_text(_text(edit["write"], "write"))
+    elif kind == "append":
+        with target.open("a") as fh:
+            fh.write(_text(edit["append"], "append"))
+    else:
+        pair = edit["replace"]
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise ScriptError("'replace' must be [old, new]")
+        old, new = _text(pair[0], "replace"), _text(pair[1], "replace")
+        current = target.read_text() if target.is_file() else None
+        if current is None or not old or old not in current:
+            raise ScriptError(f"replace: text not found in {edit['path']}: {old!r}")
+        target.write_text(current.replace(old, new, 1))
+    return kind
+
+
+def _text(value: object, kind: str) -> str:
+    if not isinstance(value, str):
+        raise ScriptError(f"'{kind}' content must be a string")
+    return value
+
+
+def emit(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="script_agent")
+    parser.add_argument("--sleep-scale", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    emit(type="start")
+    try:
+        script = parse_script(sys.stdin.read())
+        time.sleep(float(script.get("sleep", 0)) * max(args.sleep_scale, 0.0))
+        root = Path.cwd().resolve()
+        for edit in script.get("edits", []):
+            kind = apply_edit(root, edit)
+            emit(type="edit", path=edit["path"], kind=kind)
+    except (ScriptError, OSError) as exc:
+        emit(type="result", status="error", message=str(exc))
+        return 1
+    emit(type="result", status="success", summary=script.get("summary", ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""Supervise one agent process: spawn, pump output into a parser, enforce timeouts, kill the group.
+
+The agent runs in its own session (process group) with an environment built from scratch, so it
+never sees the runner token, installation tokens or anything else secret from the runner's
+environment except the credentials its adapter explicitly allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from runner.agents.base import AgentAdapter, AgentEvent, Invocation, Result, RunRequest, StreamParser
+
+log = logging.getLogger(__name__)
+
+CHUNK = 64 * 1024
+MAX_LINE = 64 * 1024 * 1024  # longer lines are handed over in pieces; JSON parsing then fails
+SECRET_MARKERS = ("TOKEN", "SECRET", "PRIVATE_KEY", "PASSWORD")
+BLOCKED_NAMES = frozenset({"GITHUB_TOKEN", "GH_TOKEN"})
+BLOCKED_PREFIXES = ("STONEFORGE_", "GIT_CONFIG_")
+PASSED_THROUGH = ("PATH", "LANG", "LC_ALL")
+
+
+def is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return (
+        upper in BLOCKED_NAMES
+        or upper.startswith(BLOCKED_PREFIXES)
+        or any(marker in upper for marker in SECRET_MARKERS)
+    )
+
+
+def build_env(
+    extra: Mapping[str, str],
+    *,
+    home: Path,
+    allowed_secrets: frozenset[str] = frozenset(),
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The agent's environment: a few safe basics from `base`, a private HOME, and `extra`."""
+    source = os.environ if base is None else base
+    env = {name: source[name] for name in PASSED_THROUGH if name in source}
+    env.setdefault("PATH", os.defpath)
+    env.setdefault("LANG", "C.UTF-8")
+    env["TERM"] = "dumb"
+    env["HOME"] = str(home)
+    env["TMPDIR"] = str(home / "tmp")
+    for name, value in extra.items():
+        if is_secret_name(name) and name not in allowed_secrets:
+            log.warning("agent_env_dropped", extra={"variable": name})
+            continue
+        env[name] = value
+    return env
+
+
+def _kill_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+async def _pump(
+    stream: asyncio.StreamReader,
+    on_line: Callable[[str], None],
+    on_bytes: Callable[[], None],
+    tee: Path | None,
+) -> None:
+    buffer = bytearray()
+    sink = tee.open("ab") if tee else None
+    try:
+        while chunk := await stream.read(CHUNK):
+            on_bytes()
+            if sink:
+                sink.write(chunk)
+            buffer.extend(chunk)
+            while (end := buffer.find(b"\n")) != -1 or len(buffer) > MAX_LINE:
+                cut = end if end != -1 else MAX_LINE
+                on_line(buffer[:cut].decode("utf-8", "replace").rstrip("\r"))
+                del buffer[: cut + 1 if end != -1 else cut]
+        if buffer:  # a final partial line at EOF
+            on_line(buffer.decode("utf-8", "replace"))
+    finally:
+        if sink:
+            sink.close()
+
+
+async def supervise(
+    inv: Invocation,
+    parser: StreamParser,
+    *,
+    timeout_s: float,
+    stall_timeout_s: float,
+    kill_grace_s: float = 10.0,
+    on_event: Callable[[AgentEvent], None] | None = None,
+    transcript_dir: Path | None = None,
+    cancel: asyncio.Event | None = None,
+) -> tuple[int | None, str | None]:
+    """Run `inv` to completion; return (exit_code, killed_by).
+
+    `killed_by` is None, "timeout" (wall clock), "stalled" (no output for `stall_timeout_s`,
+    extended by the parser's liveness hint) or "cancelled" (`cancel` was set). If this coroutine
+    itself is cancelled, the group is killed and CancelledError propagates.
+    """
+    home = Path(tempfile.mkdtemp(prefix="stoneforge-agent-home-"))
+    (home / "tmp").mkdir()
+    if transcript_dir:
+        transcript_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        for path, content in inv.files.items():
+            target = path if path.is_absolute() else home / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+        env = build_env(inv.env, home=home, allowed_secrets=inv.allowed_secrets)
+        return await _run(
+            inv, parser, env, timeout_s, stall_timeout_s, kill_grace_s, on_event, transcript_dir,
+            cancel,
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def _run(
+    inv: Invocation,
+    parser: StreamParser,
+    env: dict[str, str],
+    timeout_s: float,
+    stall_timeout_s: float,
+    kill_grace_s: float,
+    on_event: Callable[[AgentEvent], None] | None,
+    transcript_dir: Path | None,
+    cancel: asyncio.Event | None,
+) -> tuple[int | None, str | None]:
+    proc = await asyncio.create_subprocess_exec(
+        *inv.argv,
+        cwd=inv.cwd,
+        env=env,
+        stdin=asyncio.subprocess.PIPE if inv.stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    last_output = time.monotonic()
+
+    def touched() -> None:
+        nonlocal last_output
+        last_output = time.monotonic()
+
+    def handle(feed: Callable[[str], list[AgentEvent]]) -> Callable[[str], None]:
+        def on_line(line: str) -> None:
+            for event in feed(line):
+                if on_event:
+                    on_event(event)
+
+        return on_line
+
+    pumps = [
+        asyncio.create_task(
+            _pump(proc.stdout, handle(parser.feed_stdout), touched, _tee(transcript_dir, "stdout"))
+        ),
+        asyncio.create_task(
+            _pump(proc.stderr, handle(parser.feed_stderr), touched, _tee(transcript_dir, "stderr"))
+        ),
+    ]
+    writer = asyncio.create_task(_write_stdin(proc, inv.stdin)) if inv.stdin is not None else None
+    killed_by: str | None = None
+    try:
+        killed_by = await _watch(
+            proc, parser, timeout_s, stall_timeout_s, lambda: last_output, cancel
+        )
+        if killed_by:
+            await _terminate(proc, kill_grace_s)
+    except asyncio.CancelledError:
+        await _terminate(proc, kill_grace_s)
+        raise
+    finally:
+        # Orphans left in the group (background shells, servers) would keep the pipes open.
+        _kill_group(proc.pid, signal.SIGKILL)
+        if writer:
+            writer.cancel()
+            pumps.append(writer)
+        await _drain(pumps)
+    return proc.returncode, killed_by
+
+
+def _tee(transcript_dir: Path | None, stream: str) -> Path | None:
+    if transcript_dir is None:
+        return None
+    return transcript_dir / ("stdout.jsonl" if stream == "stdout" else "stderr.log")
+
+
+async def _write_stdin(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    # A task of its own: an agent that never reads stdin must not block the timers.
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        log.debug("agent closed stdin early")
+    finally:
+        proc.stdin.close()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            await proc.stdin.wait_closed()
+
+
+async def _watch(
+    proc: asyncio.subprocess.Process,
+    parser: StreamParser,
+    timeout_s: float,
+    stall_timeout_s: float,
+    last_output: Callable[[], float],
+    cancel: asyncio.Event | None,
+) -> str | None:
+    deadline = time.monotonic() + timeout_s
+    waiters = {asyncio.create_task(proc.wait())}
+    cancelled = asyncio.create_task(cancel.wait()) if cancel else None
+    if cancelled:
+        waiters.add(cancelled)
+    try:
+        while True:
+            now = time.monotonic()
+            stall_deadline = last_output() + stall_timeout_s + (parser.liveness_hint() or 0.0)
+            if now >= deadline:
+                return "timeout"
+            if now >= stall_deadline:
+                return "stalled"
+            timeout = min(deadline, stall_deadline) - now
+            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
+            if cancelled in done:
+                return "cancelled"
+            if done:
+                return None
+    finally:
+        for task in waiters:
+            task.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def _terminate(proc: asyncio.subprocess.Process, grace_s: float) -> None:
+    """SIGTERM the whole group, wait `grace_s`, then SIGKILL it."""
+    _kill_group(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.shield(proc.wait()), grace_s)
+    except TimeoutError:
+        log.info("agent ignored SIGTERM; sending SIGKILL", extra={"pid": proc.pid})
+    _kill_group(proc.pid, signal.SIGKILL)
+    await proc.wait()
+
+
+async def _drain(tasks: list[asyncio.Task[None]], grace_s: float = 5.0) -> None:
+    _, pending = await asyncio.wait(tasks, timeout=grace_s)
+    for task in pending:
+        task.cancel()
+    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(outcome, Exception):
+            log.error("agent_output_pump_failed", exc_info=outcome)
+
+
+async def run_agent(
+    adapter: AgentAdapter,
+    req: RunRequest,
+    *,
+    timeout_s: float,
+    stall_timeout_s: float,
+    kill_grace_s: float = 10.0,
+    on_event: Callable[[AgentEvent], None] | None = None,
+    transcript_dir: Path | None = None,
+    cancel: asyncio.Event | None = None,
+) -> Result:
+    """Build, supervise and classify one agent run."""
+    inv = adapter.build(req)
+    parser = adapter.new_parser()
+    exit_code, killed_by = await supervise(
+        inv,
+        parser,
+        timeout_s=timeout_s,
+        stall_timeout_s=stall_timeout_s,
+        kill_grace_s=kill_grace_s,
+        on_event=on_event,
+        transcript_dir=transcript_dir,
+        cancel=cancel,
+    )
+    return parser.finish(exit_code, killed_by)

@@ -1,0 +1,48 @@
+"""An in-memory stand-in for ``GitHubAdapter`` for bot tests that do not need fakehub."""
+
+from __future__ import annotations
+
+from bot.adapters.github import IssueInfo, RepoInfo
+from bot.core.model import IssueRef
+
+
+class FakeGitHub:
+    def __init__(self) -> None:
+        self.issues: dict[IssueRef, IssueInfo] = {}
+        self.deps: dict[IssueRef, list[IssueRef]] = {}
+        self.perms: dict[str, str] = {}
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    def add_issue(self, repo: str, number: int, *, body: str = "", labels: tuple[str, ...] = ("agent-ready",),
+                  state: str = "open", author: str = "lead") -> IssueInfo:
+        info = IssueInfo(repo, number, 1_000_000 + number, f"Task {number}", body, state, None, labels, False, author)
+        self.issues[info.ref] = info
+        return info
+
+    async def app_slug(self) -> str:
+        return "stoneforge"
+
+    async def installations(self) -> list[int]:
+        return []
+
+    async def installation_repos(self, inst: int) -> list[RepoInfo]:
+        return []
+
+    async def issue(self, inst: int, ref: IssueRef) -> IssueInfo | None:
+        self.calls.append(("issue", (ref,)))
+        return self.issues.get(ref)
+
+    async def blocked_by(self, inst: int, ref: IssueRef) -> list[IssueRef]:
+        return list(self.deps.get(ref, []))
+
+    async def permission(self, inst: int, repo: str, login: str) -> str:
+        return self.perms.get(login, "none")
+
+    async def add_labels(self, inst: int, ref: IssueRef, labels: list[str]) -> None:
+        self.calls.append(("add_labels", (ref, tuple(labels))))
+
+    async def remove_label(self, inst: int, ref: IssueRef, label: str) -> None:
+        self.calls.append(("remove_label", (ref, label)))
+
+    async def upsert_comment(self, inst: int, ref: IssueRef, marker: str, body: str) -> None:
+        self.calls.append(("comment", (ref, body)))

@@ -1,0 +1,226 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from bot.core.model import IssueRef, Task, TaskState
+from bot.core.steward import PullSnapshot, StewardAction, check_verdict, plan_merges
+
+REPO = "octo/demo"
+GREEN = ("completed", "success")
+
+
+def ref(n: int) -> IssueRef:
+    return IssueRef(REPO, n)
+
+
+def review(n: int, *blockers: int, **fields: object) -> Task:
+    values: dict[str, object] = {
+        "state": TaskState.IN_REVIEW,
+        "pr_number": 100 + n,
+        "head_sha": f"sha{n}",
+        "blocked_by": tuple(ref(b) for b in blockers),
+    }
+    values.update(fields)
+    return Task(repo=REPO, number=n, title=f"task {n}", **values)  # type: ignore[arg-type]
+
+
+def pull(n: int, **fields: object) -> PullSnapshot:
+    values: dict[str, object] = {
+        "number": 100 + n,
+        "state": "open",
+        "merged": False,
+        "head_sha": f"sha{n}",
+        "head_ref": f"stoneforge/{n}-task",
+        "base_ref": "main",
+        "mergeable": True,
+        "mergeable_state": "clean",
+        "checks": {"ci": GREEN},
+        "required": ("ci",),
+    }
+    values.update(fields)
+    return PullSnapshot(**values)  # type: ignore[arg-type]
+
+
+def plan_one(task: Task, snapshot: PullSnapshot | None) -> StewardAction:
+    pulls = {} if snapshot is None else {task.ref: snapshot}
+    (action,) = plan_merges([task], pulls, now=1000.0)
+    assert action.task == task.ref
+    assert action.reason
+    return action
+
+
+def test_clean_and_green_merges_with_the_head_sha() -> None:
+    action = plan_one(review(1), pull(1))
+    assert (action.kind, action.pr, action.sha) == ("merge", 101, "sha1")
+
+
+@pytest.mark.parametrize("state", ["unstable", "has_hooks"])
+def test_unstable_or_has_hooks_merges_when_required_checks_are_green(state: str) -> None:
+    checks = {"ci": GREEN, "optional-lint": ("completed", "failure")}
+    assert plan_one(review(1), pull(1, mergeable_state=state, checks=checks)).kind == "merge"
+
+
+def test_no_snapshot_waits() -> None:
+    action = plan_one(review(1), None)
+    assert (action.kind, action.pr) == ("wait", 101)
+
+
+def test_merged_pull_marks_the_task_merged() -> None:
+    action = plan_one(review(1), pull(1, state="closed", merged=True))
+    assert action.kind == "mark_merged"
+
+
+def test_closed_pull_fails_the_task() -> None:
+    action = plan_one(review(1), pull(1, state="closed"))
+    assert action.kind == "fail"
+    assert action.reason == "pull request closed without merging"
+
+
+@pytest.mark.parametrize("conclusion", ["failure", "cancelled", "timed_out", "action_required", None])
+@pytest.mark.parametrize("mergeable_state", ["clean", "unstable", "behind", "dirty"])
+def test_never_merge_red(conclusion: str | None, mergeable_state: str) -> None:
+    snapshot = pull(
+        1,
+        mergeable_state=mergeable_state,
+        checks={"ci": ("completed", conclusion), "build": GREEN},
+        required=("build", "ci"),
+    )
+    action = plan_one(review(1), snapshot)
+    assert action.kind == "fail"
+    assert "'ci'" in action.reason
+
+
+@pytest.mark.parametrize("conclusion", ["success", "neutral", "skipped"])
+def test_green_conclusions(conclusion: str) -> None:
+    snapshot = pull(1, checks={"ci": ("completed", conclusion)})
+    assert plan_one(review(1), snapshot).kind == "merge"
+
+
+@pytest.mark.parametrize(
+    "checks",
+    [{}, {"ci": ("in_progress", None)}, {"ci": ("queued", None)}, {"other": GREEN}],
+)
+def test_missing_or_unfinished_required_checks_wait(checks: dict) -> None:
+    action = plan_one(review(1), pull(1, checks=checks, mergeable_state="blocked"))
+    assert action.kind == "wait"
+    assert "'ci'" in action.reason
+
+
+def test_red_wins_over_pending() -> None:
+    snapshot = pull(
+        1, checks={"a": ("in_progress", None), "b": ("completed", "failure")}, required=("a", "b")
+    )
+    assert check_verdict(snapshot) == ("red", "b")
+    assert plan_one(review(1), snapshot).kind == "fail"
+
+
+def test_dirty_redispatches() -> None:
+    action = plan_one(review(1), pull(1, mergeable=False, mergeable_state="dirty"))
+    assert action.kind == "redispatch"
+
+
+def test_behind_updates_the_branch_guarded_by_head_sha() -> None:
+    action = plan_one(review(1), pull(1, mergeable_state="behind", head_sha="abc"))
+    assert (action.kind, action.sha, action.pr) == ("update_branch", "abc", 101)
+
+
+@pytest.mark.parametrize(("mergeable", "state"), [(None, "unknown"), (True, "unknown"), (None, "clean")])
+def test_unknown_mergeability_waits(mergeable: bool | None, state: str) -> None:
+    assert plan_one(review(1), pull(1, mergeable=mergeable, mergeable_state=state)).kind == "wait"
+
+
+def test_blocked_by_branch_protection_waits() -> None:
+    action = plan_one(review(1), pull(1, mergeable_state="blocked"))
+    assert action.kind == "wait"
+    assert "blocked" in action.reason
+
+
+def test_no_required_checks_relies_on_mergeable_state() -> None:
+    assert plan_one(review(1), pull(1, checks={}, required=())).kind == "merge"
+
+
+def test_tasks_not_in_review_get_no_action() -> None:
+    tasks = [replace(review(1), state=TaskState.QUEUED), replace(review(2), state=TaskState.MERGED)]
+    assert plan_merges(tasks, {ref(1): pull(1), ref(2): pull(2)}, now=0.0) == ()
+
+
+def test_dependency_order_waits_for_an_unmerged_blocker() -> None:
+    tasks = [review(1), review(2, 1)]
+    pulls = {ref(1): pull(1, mergeable_state="blocked"), ref(2): pull(2, base_ref="dev")}
+    actions = {a.task: a for a in plan_merges(tasks, pulls, now=0.0)}
+    assert actions[ref(1)].kind == "wait"
+    assert actions[ref(2)].kind == "wait"
+    assert "octo/demo#1" in actions[ref(2)].reason
+
+
+@pytest.mark.parametrize("blocker_state", [TaskState.QUEUED, TaskState.RUNNING, TaskState.FAILED])
+def test_blocker_in_other_states_also_blocks_the_merge(blocker_state: TaskState) -> None:
+    blocker = Task(repo=REPO, number=1, title="", state=blocker_state)
+    actions = plan_merges([blocker, review(2, 1)], {ref(2): pull(2)}, now=0.0)
+    assert [a.kind for a in actions] == ["wait"]
+
+
+def test_merged_blocker_and_external_blockers_do_not_block() -> None:
+    blocker = Task(repo=REPO, number=1, title="", state=TaskState.MERGED)
+    task = review(2, 1, 77)  # 77 is not a task: the graph already let the task run
+    actions = plan_merges([blocker, task], {ref(2): pull(2)}, now=0.0)
+    assert [a.kind for a in actions] == ["merge"]
+
+
+def test_at_most_one_merge_per_base_branch() -> None:
+    tasks = [review(3), review(1), review(2), review(4)]
+    pulls = {
+        ref(1): pull(1),
+        ref(2): pull(2),
+        ref(3): pull(3),
+        ref(4): pull(4, base_ref="release"),
+    }
+    actions = plan_merges(tasks, pulls, now=0.0)
+    by_task = {a.task: a for a in actions}
+    assert [a.task for a in actions] == [ref(1), ref(2), ref(3), ref(4)]
+    assert by_task[ref(1)].kind == "merge"
+    assert by_task[ref(4)].kind == "merge"  # another base branch
+    for n in (2, 3):
+        assert by_task[ref(n)].kind == "wait"
+        assert "queued behind pull request #101" in by_task[ref(n)].reason
+
+
+def test_same_base_name_in_other_repositories_is_independent() -> None:
+    other = Task(repo="octo/lib", number=1, title="", state=TaskState.IN_REVIEW, pr_number=5)
+    pulls = {ref(1): pull(1), other.ref: pull(1, number=5)}
+    kinds = [a.kind for a in plan_merges([review(1), other], pulls, now=0.0)]
+    assert kinds == ["merge", "merge"]
+
+
+def test_merge_pick_follows_priority_then_number() -> None:
+    tasks = [review(1, priority=3), review(2, priority=1), review(3, priority=1)]
+    pulls = {ref(n): pull(n) for n in (1, 2, 3)}
+    merges = [a.task for a in plan_merges(tasks, pulls, now=0.0) if a.kind == "merge"]
+    assert merges == [ref(2)]
+
+
+def test_merge_pick_uses_inherited_priority() -> None:
+    # 1 is urgent only because the urgent queued task 9 waits behind it.
+    tasks = [
+        review(1, priority=4),
+        review(2, priority=2),
+        Task(repo=REPO, number=9, title="", priority=0, blocked_by=(ref(1),)),
+    ]
+    pulls = {ref(1): pull(1), ref(2): pull(2)}
+    merges = [a.task for a in plan_merges(tasks, pulls, now=0.0) if a.kind == "merge"]
+    assert merges == [ref(1)]
+
+
+def test_a_non_mergeable_first_task_does_not_hold_back_the_next() -> None:
+    tasks = [review(1), review(2)]
+    pulls = {ref(1): pull(1, mergeable_state="behind"), ref(2): pull(2)}
+    kinds = [a.kind for a in plan_merges(tasks, pulls, now=0.0)]
+    assert kinds == ["update_branch", "merge"]
+
+
+def test_plan_is_deterministic() -> None:
+    tasks = [review(n) for n in range(1, 6)]
+    pulls = {ref(n): pull(n) for n in range(1, 6)}
+    assert plan_merges(tasks, pulls, now=0.0) == plan_merges(list(reversed(tasks)), pulls, now=5.0)

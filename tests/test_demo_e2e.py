@@ -1,0 +1,55 @@
+"""The demo end to end: every task merges, never before its blockers, never with a red check.
+
+Asserted from fakehub's own record of events, not from what the bot says about itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fakehub.demo import run_demo
+from fakehub.sample import SPRINT
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_merges_every_task_in_dependency_order(tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    code = run_demo(workers=3, report=report_path, timeout=400, agent="script", work_dir=tmp_path / "demo")
+    assert code == 0, (tmp_path / "demo" / "bot.log").read_text()[-3000:]
+
+    report = json.loads(report_path.read_text())
+    events = json.loads((tmp_path / "demo" / "fakehub-events.json").read_text())
+    tasks = {t["issue"]: t for t in report["tasks"]}
+    assert len(tasks) == len(SPRINT)
+    assert report["workers"] == 3
+    assert report["makespan_s"] < report["serial_s"], "three workers should beat running the agents one by one"
+
+    merges = {e["pr"]: e for e in events if e["type"] == "merge"}
+    pr_of = {t["issue"]: t["pr"] for t in tasks.values()}
+    assert all(pr_of[i] in merges for i in tasks), "every task's pull request merged"
+
+    # Never merged red: every required check on the merged head had succeeded.
+    for merge in merges.values():
+        assert merge["checks"].get("ci") == "success", merge
+
+    # Never dispatched before its blockers merged: the bot marks a task running when it hands it
+    # to a runner, and the first push to its branch comes after that.
+    running_at: dict[int, float] = {}
+    for e in events:
+        if e["type"] == "label_added" and e["label"] == "stoneforge:running":
+            running_at.setdefault(e["issue"], e["at"])
+    first_push: dict[int, float] = {}
+    for e in events:
+        if e["type"] == "push" and e["ref"].startswith("refs/heads/stoneforge/"):
+            issue = int(e["ref"].removeprefix("refs/heads/stoneforge/").split("-", 1)[0])
+            first_push.setdefault(issue, e["at"])
+    for issue, task in tasks.items():
+        for blocker in task["blocked_by"]:
+            blocker_merged = merges[pr_of[blocker]]["at"]
+            assert running_at[issue] >= blocker_merged, (issue, blocker)
+            assert first_push[issue] > blocker_merged, (issue, blocker)
+            assert merges[pr_of[issue]]["at"] > blocker_merged
