@@ -46,10 +46,10 @@ class Steward:
 
     async def pass_repo(self, repo: str) -> None:
         async with self._locks[repo]:
-            tasks = await asyncio.to_thread(lambda: self.bot.store.list_tasks(repo=repo))
+            tasks = await asyncio.to_thread(self.bot.store.list_tasks)  # blockers may live in other repositories
             pulls: dict[IssueRef, PullSnapshot] = {}
             for task in tasks:
-                if task.state == TaskState.IN_REVIEW and task.pr_number and task.installation_id:
+                if task.repo == repo and task.state == TaskState.IN_REVIEW and task.pr_number and task.installation_id:
                     try:
                         pulls[task.ref] = await self.bot.github.pull(task.installation_id, repo, task.pr_number)
                     except GitHubError as exc:

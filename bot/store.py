@@ -117,9 +117,14 @@ class Store:
             "received_at": now,
         }
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        statement = insert(deliveries).values(values).on_conflict_do_nothing()
+        statement = (
+            insert(deliveries)
+            .values(values)
+            .on_conflict_do_nothing()
+            .returning(deliveries.c.guid)  # rowcount of an INSERT is not reliable across drivers
+        )
         with self._write() as conn:
-            return conn.execute(statement).rowcount == 1
+            return conn.execute(statement).first() is not None
 
     def unprocessed_deliveries(self, limit: int = 100) -> list[Delivery]:
         """Deliveries not yet marked processed, oldest first."""
@@ -154,7 +159,9 @@ class Store:
 
     def delivery_count(self) -> int:
         with self._read() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one())
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(deliveries)).scalar_one()
+            )
 
     # -- tasks --------------------------------------------------------------------------------
 
@@ -239,10 +246,12 @@ class Store:
                 chosen = next((ref for ref in candidates if ref in available), None)
                 if chosen is None:
                     return None
-                conn.execute(tasks.update().where(_task_key(chosen)).values(claim))
+                conn.execute(tasks.update().where(_task_key(chosen), queued).values(claim))
             else:
                 for ref in candidates:
-                    result = conn.execute(tasks.update().where(_task_key(ref), queued).values(claim))
+                    result = conn.execute(
+                        tasks.update().where(_task_key(ref), queued).values(claim)
+                    )
                     if result.rowcount == 1:
                         chosen = ref
                         break

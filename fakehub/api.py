@@ -35,6 +35,10 @@ from fakehub.auth import (
 )
 from fakehub.state import PERMISSION_LEVELS, Repo, iso
 
+NOT_ACCESSIBLE = (
+    "There is at least one repository that does not exist or is not accessible to the parent "
+    "installation."
+)
 Result = tuple[int, Any] | tuple[int, Any, dict[str, str]]
 Handler = Callable[["Ctx"], Result]
 
@@ -91,12 +95,13 @@ class Ctx:
         body = self.body if isinstance(self.body, dict) else {}
         if name not in body or body[name] is None:
             if required:
-                raise ApiError(422, f"Invalid request.\n\n\"{name}\" wasn't supplied.")
+                raise ApiError(422, f'Invalid request.\n\n"{name}" wasn\'t supplied.')
             return None
         value = body[name]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ApiError(
-                422, f"Invalid request.\n\nInvalid type for \"{name}\".",
+                422,
+                f'Invalid request.\n\nInvalid type for "{name}".',
                 documentation_url="https://docs.github.com/rest",
             )
         return value
@@ -152,7 +157,9 @@ def make_endpoint(hub: Hub, faults: ApiFaults, handler: Handler, *, auth: bool =
         if faults.roll(faults.error_rate):
             status = 502 if faults.roll(0.5) else 503
             return JSONResponse(
-                {"message": "Server Error"} if status == 502 else {"message": "Service Unavailable"},
+                {"message": "Server Error"}
+                if status == 502
+                else {"message": "Service Unavailable"},
                 status,
                 headers,
             )
@@ -202,16 +209,15 @@ def rate_headers(actor: Actor) -> dict[str, str]:
 def get_app(ctx: Ctx) -> Result:
     app = require_app(ctx.actor)
     body = ctx.hub.payloads.app(app)
-    body["installations_count"] = sum(
-        1 for i in ctx.state.installations.values() if i.app is app
-    )
+    body["installations_count"] = sum(1 for i in ctx.state.installations.values() if i.app is app)
     return 200, body
 
 
 def list_installations(ctx: Ctx) -> Result:
     app = require_app(ctx.actor)
-    items = [ctx.hub.payloads.installation(i) for i in ctx.state.installations.values()
-             if i.app is app]
+    items = [
+        ctx.hub.payloads.installation(i) for i in ctx.state.installations.values() if i.app is app
+    ]
     chunk, headers = paginate(ctx, items)
     return 200, chunk, headers
 
@@ -239,17 +245,19 @@ def create_access_token(ctx: Ctx) -> Result:
         for name in names or []:
             repo = ctx.state.repo(inst.account.login, str(name))
             if repo is None or repo.id not in inst.repository_ids:
-                raise ApiError(422, f"There is at least one repository that does not exist or is not accessible to the parent installation.")  # noqa: E501
+                raise ApiError(422, NOT_ACCESSIBLE)
             repo_ids.append(repo.id)
         for rid in ids or []:
             if rid not in inst.repository_ids:
-                raise ApiError(422, "There is at least one repository that does not exist or is not accessible to the parent installation.")  # noqa: E501
+                raise ApiError(422, NOT_ACCESSIBLE)
             repo_ids.append(rid)
     if perms is not None:
         for key, level in perms.items():
             have = inst.permissions.get(key)
             if have is None or PERMISSION_LEVELS.get(level, 99) > PERMISSION_LEVELS.get(have, 0):
-                raise ApiError(422, f"The permissions requested are not granted to this installation.")  # noqa: E501
+                raise ApiError(
+                    422, "The permissions requested are not granted to this installation."
+                )  # noqa: E501
     tok = ctx.state.issue_token(inst, repo_ids, perms)
     body: dict[str, Any] = {
         "token": tok.token,
@@ -281,15 +289,21 @@ def installation_repositories(ctx: Ctx) -> Result:
     repos = [ctx.state.repo_by_id(i) for i in ctx.actor.token.repository_ids]
     items = [ctx.hub.payloads.repo(r) for r in repos if r is not None]
     chunk, headers = paginate(ctx, items)
-    return 200, {"total_count": len(items), "repository_selection": "selected",
-                 "repositories": chunk}, headers
+    return (
+        200,
+        {"total_count": len(items), "repository_selection": "selected", "repositories": chunk},
+        headers,
+    )
 
 
 def list_deliveries(ctx: Ctx) -> Result:
     app = require_app(ctx.actor)
     urls = {app.webhook_url} if app.webhook_url else set()
-    records = [r for r in ctx.hub.sender.records() if getattr(r, "url", None) in urls
-               or _record_app(ctx, r) is app]
+    records = [
+        r
+        for r in ctx.hub.sender.records()
+        if getattr(r, "url", None) in urls or _record_app(ctx, r) is app
+    ]
     records.sort(key=lambda r: r.id, reverse=True)
     status_filter = ctx.query.get("status")
     items = []
@@ -297,20 +311,23 @@ def list_deliveries(ctx: Ctx) -> Result:
         ok = 200 <= (r.status_code or 0) < 300
         if status_filter == "success" and not ok or status_filter == "failure" and ok:
             continue
-        items.append({
-            "id": r.id,
-            "guid": r.guid,
-            "delivered_at": r.delivered_at if isinstance(r.delivered_at, str)
-            else iso(r.delivered_at or time.time()),
-            "redelivery": bool(r.redelivery),
-            "duration": float(r.duration or 0.0),
-            "status": r.status,
-            "status_code": int(r.status_code or 0),
-            "event": r.event,
-            "action": r.action,
-            "installation_id": r.installation_id,
-            "repository_id": r.repository_id,
-        })
+        items.append(
+            {
+                "id": r.id,
+                "guid": r.guid,
+                "delivered_at": r.delivered_at
+                if isinstance(r.delivered_at, str)
+                else iso(r.delivered_at or time.time()),
+                "redelivery": bool(r.redelivery),
+                "duration": float(r.duration or 0.0),
+                "status": r.status,
+                "status_code": int(r.status_code or 0),
+                "event": r.event,
+                "action": r.action,
+                "installation_id": r.installation_id,
+                "repository_id": r.repository_id,
+            }
+        )
     chunk, headers = paginate(ctx, items)
     return 200, chunk, headers
 
@@ -335,11 +352,19 @@ def redeliver(ctx: Ctx) -> Result:
 def get_repo(ctx: Ctx) -> Result:
     repo = ctx.repo()
     body = ctx.hub.payloads.repo(repo, full=True)
-    role = "admin" if ctx.actor.kind == "user" and ctx.actor.user is repo.owner else (
-        ctx.state.permission(repo, ctx.actor.user) if ctx.actor.kind == "user" else "write")
+    role = (
+        "admin"
+        if ctx.actor.kind == "user" and ctx.actor.user is repo.owner
+        else (ctx.state.permission(repo, ctx.actor.user) if ctx.actor.kind == "user" else "write")
+    )
     level = PERMISSION_LEVELS.get(role, 1)
-    body["permissions"] = {"admin": level >= 5, "maintain": level >= 4, "push": level >= 3,
-                           "triage": level >= 2, "pull": level >= 1}
+    body["permissions"] = {
+        "admin": level >= 5,
+        "maintain": level >= 4,
+        "push": level >= 3,
+        "triage": level >= 2,
+        "pull": level >= 1,
+    }
     return 200, body
 
 
@@ -351,8 +376,10 @@ def _branch_json(ctx: Ctx, repo: Repo, name: str, sha: str) -> dict[str, Any]:
     return {
         "name": name,
         "commit": commit_json(ctx, repo, info),
-        "_links": {"self": f"{api}/branches/{name}",
-                   "html": f"{ctx.hub.url}/{repo.full_name}/tree/{name}"},
+        "_links": {
+            "self": f"{api}/branches/{name}",
+            "html": f"{ctx.hub.url}/{repo.full_name}/tree/{name}",
+        },
         "protected": prot is not None,
         "protection": {
             "enabled": prot is not None,
@@ -373,24 +400,37 @@ def commit_json(ctx: Ctx, repo: Repo, info: Any) -> dict[str, Any]:
         "sha": info.sha,
         "node_id": f"C_{info.sha[:20]}",
         "commit": {
-            "author": {"name": info.author_name, "email": info.author_email,
-                       "date": info.author_date},
-            "committer": {"name": info.committer_name, "email": info.committer_email,
-                          "date": info.committer_date},
+            "author": {
+                "name": info.author_name,
+                "email": info.author_email,
+                "date": info.author_date,
+            },
+            "committer": {
+                "name": info.committer_name,
+                "email": info.committer_email,
+                "date": info.committer_date,
+            },
             "message": info.message,
             "tree": {"sha": info.tree, "url": f"{api}/git/trees/{info.tree}"},
             "url": f"{api}/git/commits/{info.sha}",
             "comment_count": 0,
-            "verification": {"verified": False, "reason": "unsigned", "signature": None,
-                             "payload": None, "verified_at": None},
+            "verification": {
+                "verified": False,
+                "reason": "unsigned",
+                "signature": None,
+                "payload": None,
+                "verified_at": None,
+            },
         },
         "url": f"{api}/commits/{info.sha}",
         "html_url": f"{html}/commit/{info.sha}",
         "comments_url": f"{api}/commits/{info.sha}/comments",
         "author": None,
         "committer": None,
-        "parents": [{"sha": p, "url": f"{api}/commits/{p}", "html_url": f"{html}/commit/{p}"}
-                    for p in info.parents],
+        "parents": [
+            {"sha": p, "url": f"{api}/commits/{p}", "html_url": f"{html}/commit/{p}"}
+            for p in info.parents
+        ],
     }
 
 
@@ -481,14 +521,20 @@ def get_collaborator_permission(ctx: Ctx) -> Result:
         raise not_found()
     role = ctx.state.permission(repo, user)
     legacy = {"maintain": "write", "triage": "read"}.get(role, role)
-    if role == "none" or (role == "read" and user.login.lower() not in repo.collaborators
-                          and user is not repo.owner):
+    if role == "none" or (
+        role == "read" and user.login.lower() not in repo.collaborators and user is not repo.owner
+    ):
         legacy, role = "none", "none" if repo.private else "read"
         legacy = "read" if role == "read" else "none"
     body_user = ctx.hub.payloads.user(user)
     level = PERMISSION_LEVELS.get(role, 0)
-    body_user["permissions"] = {"admin": level >= 5, "maintain": level >= 4, "push": level >= 3,
-                                "triage": level >= 2, "pull": level >= 1}
+    body_user["permissions"] = {
+        "admin": level >= 5,
+        "maintain": level >= 4,
+        "push": level >= 3,
+        "triage": level >= 2,
+        "pull": level >= 1,
+    }
     body_user["role_name"] = role
     return 200, {"permission": legacy, "role_name": role, "user": body_user}
 
@@ -506,14 +552,20 @@ def routes(hub: Hub, faults: ApiFaults) -> list[Route]:
         ("/installation/repositories", ["GET"], installation_repositories),
         ("/repos/{owner}/{repo}", ["GET"], get_repo),
         ("/repos/{owner}/{repo}/installation", ["GET"], get_repo_installation),
-        ("/repos/{owner}/{repo}/branches/{branch:path}/protection/required_status_checks",
-         ["GET"], get_required_checks),
+        (
+            "/repos/{owner}/{repo}/branches/{branch:path}/protection/required_status_checks",
+            ["GET"],
+            get_required_checks,
+        ),
         ("/repos/{owner}/{repo}/branches/{branch:path}", ["GET"], get_branch),
         ("/repos/{owner}/{repo}/git/ref/heads/{branch:path}", ["GET"], get_ref),
         ("/repos/{owner}/{repo}/git/refs/heads/{branch:path}", ["DELETE"], delete_ref),
         ("/repos/{owner}/{repo}/contents/{path:path}", ["GET"], get_contents),
-        ("/repos/{owner}/{repo}/collaborators/{username}/permission", ["GET"],
-         get_collaborator_permission),
+        (
+            "/repos/{owner}/{repo}/collaborators/{username}/permission",
+            ["GET"],
+            get_collaborator_permission,
+        ),
         *api_issues.TABLE,
         *api_pulls.TABLE,
     ]

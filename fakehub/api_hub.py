@@ -12,7 +12,6 @@ import logging
 import re
 import subprocess
 import time
-from collections.abc import Callable
 from typing import Any
 
 from fakehub.auth import ApiError
@@ -20,7 +19,7 @@ from fakehub.ci import CIResult, CIRunner
 from fakehub.delivery import WebhookSender
 from fakehub.gitstore import ZERO_SHA, GitStore, Identity, MergeConflict, git_env
 from fakehub.payloads import Payloads
-from fakehub.state import App, CheckRun, Issue, Repo, State, Status, User, iso
+from fakehub.state import App, CheckRun, Issue, PullInfo, Repo, State, Status, User, iso
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +112,10 @@ class Hub:
             return False, "dirty", "Pull Request is not mergeable"
         protection = repo.protection.get(pull.base_ref)
         states = self.state.check_states(repo, pull.head_sha)
-        if protection and protection.strict and not self.store.is_ancestor(
-            repo.full_name, base, pull.head_sha
+        if (
+            protection
+            and protection.strict
+            and not self.store.is_ancestor(repo.full_name, base, pull.head_sha)
         ):
             return True, "behind", "Head branch is out of date. Review and try the merge again."
         for context in protection.contexts if protection else []:
@@ -174,30 +175,56 @@ class Hub:
         self.emit(issue.repo, "pull_request", body, sender)
 
     def open_pull(
-        self, repo: Repo, user: User, app: App | None, *, title: str, head: str, base: str,
-        body: str | None, draft: bool,
+        self,
+        repo: Repo,
+        user: User,
+        app: App | None,
+        *,
+        title: str,
+        head: str,
+        base: str,
+        body: str | None,
+        draft: bool,
     ) -> Issue:
         head_sha = self.store.ref_sha(repo.full_name, head)
         base_sha = self.store.ref_sha(repo.full_name, base)
         if head_sha is None or base_sha is None:
             field = "head" if head_sha is None else "base"
-            raise ApiError(422, "Validation Failed", errors=[
-                {"resource": "PullRequest", "field": field, "code": "invalid"}])
+            raise ApiError(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "PullRequest", "field": field, "code": "invalid"}],
+            )
         if self.state.open_pull_for_head(repo, head) is not None:
-            raise ApiError(422, "Validation Failed", errors=[{
-                "resource": "PullRequest", "code": "custom",
-                "message": f"A pull request already exists for {repo.owner.login}:{head}."}])
+            raise ApiError(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "PullRequest",
+                        "code": "custom",
+                        "message": f"A pull request already exists for {repo.owner.login}:{head}.",
+                    }
+                ],
+            )
         if self.store.is_ancestor(repo.full_name, head_sha, base_sha):
-            raise ApiError(422, "Validation Failed", errors=[{
-                "resource": "PullRequest", "code": "custom",
-                "message": f"No commits between {base} and {head}"}])
-        from fakehub.state import PullInfo
-
+            raise ApiError(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "PullRequest",
+                        "code": "custom",
+                        "message": f"No commits between {base} and {head}",
+                    }
+                ],
+            )
         issue = self.state.add_issue(
             repo, title, body, user, app=app, pull=PullInfo(head, base, head_sha, draft=draft)
         )
-        self.state.record("pr_opened", repo=repo.full_name, pr=issue.number, head=head,
-                          base=base, by=user.login)
+        self.state.record(
+            "pr_opened", repo=repo.full_name, pr=issue.number, head=head, base=base, by=user.login
+        )
         self.emit_pull(issue, "opened", user)
         self.run_ci(repo, head_sha, head)
         return issue
@@ -217,25 +244,38 @@ class Hub:
             self.emit_pull(issue, "reopened", user)
 
     def merge(
-        self, issue: Issue, user: User, *, sha: str | None, method: str,
-        title: str | None, message: str | None,
+        self,
+        issue: Issue,
+        user: User,
+        *,
+        sha: str | None,
+        method: str,
+        title: str | None,
+        message: str | None,
     ) -> str:
         assert issue.pull is not None
         repo, pull = issue.repo, issue.pull
         if method not in ("merge", "squash", "rebase"):
-            raise ApiError(422, "Validation Failed", errors=[{
-                "resource": "PullRequest", "field": "merge_method", "code": "invalid"}])
+            raise ApiError(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "PullRequest", "field": "merge_method", "code": "invalid"}],
+            )
         with self.store.lock(repo.full_name), self.state.lock:
             if issue.state != "open":
                 self._refuse(issue, 405, "Pull Request is not mergeable")
             if sha and sha != pull.head_sha:
-                self._refuse(issue, 409, "Head branch was modified. Review and try the merge again.")
+                self._refuse(
+                    issue, 409, "Head branch was modified. Review and try the merge again."
+                )
             _, mstate, why = self.merge_state(issue)
             if mstate in ("dirty", "behind", "blocked"):
                 self._refuse(issue, 405, why or "Pull Request is not mergeable")
             before = self.base_sha(issue)
             if method == "merge":
-                default_title = f"Merge pull request #{issue.number} from {repo.owner.login}/{pull.head_ref}"
+                default_title = (
+                    f"Merge pull request #{issue.number} from {repo.owner.login}/{pull.head_ref}"
+                )
                 default_message = issue.title
             else:
                 default_title = f"{issue.title} (#{issue.number})"
@@ -243,10 +283,14 @@ class Hub:
             author = self.identity(issue.user) if method == "squash" else None
             try:
                 new = self.store.merge(
-                    repo.full_name, pull.base_ref, pull.head_sha, method=method,  # type: ignore[arg-type]
+                    repo.full_name,
+                    pull.base_ref,
+                    pull.head_sha,
+                    method=method,  # type: ignore[arg-type]
                     title=title or default_title,
                     message=message if message is not None else default_message,
-                    committer=Identity("GitHub", "noreply@github.com"), author=author,
+                    committer=Identity("GitHub", "noreply@github.com"),
+                    author=author,
                 )
             except MergeConflict:
                 self._refuse(issue, 405, "Pull Request is not mergeable")
@@ -254,12 +298,24 @@ class Hub:
             pull.merged, pull.merged_at, pull.merge_commit_sha = True, now, new
             pull.merged_by = user
             issue.state, issue.closed_at, issue.updated_at, issue.closed_by = (
-                "closed", now, now, user)
+                "closed",
+                now,
+                now,
+                user,
+            )
             repo.pushed_at = now
             checks = self.state.check_states(repo, pull.head_sha)
-        self.state.record("merge", repo=repo.full_name, pr=issue.number, base=pull.base_ref,
-                          head_sha=pull.head_sha, merge_sha=new, method=method, by=user.login,
-                          checks=checks)
+        self.state.record(
+            "merge",
+            repo=repo.full_name,
+            pr=issue.number,
+            base=pull.base_ref,
+            head_sha=pull.head_sha,
+            merge_sha=new,
+            method=method,
+            by=user.login,
+            checks=checks,
+        )
         self.emit_pull(issue, "closed", user)
         if pull.base_ref == repo.default_branch:
             self.close_referenced(issue, user)
@@ -267,8 +323,13 @@ class Hub:
         return new
 
     def _refuse(self, issue: Issue, status: int, message: str) -> None:
-        self.state.record("merge_refused", repo=issue.repo.full_name, pr=issue.number,
-                          status=status, message=message)
+        self.state.record(
+            "merge_refused",
+            repo=issue.repo.full_name,
+            pr=issue.number,
+            status=status,
+            message=message,
+        )
         raise ApiError(status, message)
 
     def close_referenced(self, pr: Issue, user: User) -> None:
@@ -284,10 +345,12 @@ class Hub:
         now = time.time()
         issue.state, issue.state_reason = "closed", reason or "completed"
         issue.closed_at, issue.closed_by, issue.updated_at = now, user, now
-        self.state.record("issue_closed", repo=issue.repo.full_name, issue=issue.number,
-                          reason=issue.state_reason)
-        self.emit(issue.repo, "issues", {"action": "closed",
-                                          "issue": self.payloads.issue(issue)}, user)
+        self.state.record(
+            "issue_closed", repo=issue.repo.full_name, issue=issue.number, reason=issue.state_reason
+        )
+        self.emit(
+            issue.repo, "issues", {"action": "closed", "issue": self.payloads.issue(issue)}, user
+        )
 
     def update_branch(self, issue: Issue, user: User, expected: str | None) -> str:
         assert issue.pull is not None
@@ -296,21 +359,22 @@ class Hub:
             raise ApiError(422, "expected_head_sha must match the pull request's head sha")
         before = pull.head_sha
         try:
-            new = self.store.update_branch(repo.full_name, pull.head_ref, pull.base_ref,
-                                           committer=self.identity(user))
+            new = self.store.update_branch(
+                repo.full_name, pull.head_ref, pull.base_ref, committer=self.identity(user)
+            )
         except MergeConflict:
             raise ApiError(422, "merge conflict between base and head") from None
         if new != before:
-            self.state.record("branch_updated", repo=repo.full_name, pr=issue.number,
-                              head_sha=new)
+            self.state.record("branch_updated", repo=repo.full_name, pr=issue.number, head_sha=new)
             self.on_branch_moved(repo, f"refs/heads/{pull.head_ref}", before, new, user)
         return new
 
     # -- pushes ----------------------------------------------------------------------------
     def on_branch_moved(self, repo: Repo, ref: str, before: str, after: str, user: User) -> None:
         """What GitHub does after any ref update: log, ``push`` webhook, PR sync and CI."""
-        self.state.record("push", repo=repo.full_name, ref=ref, before=before, after=after,
-                          by=user.login)
+        self.state.record(
+            "push", repo=repo.full_name, ref=ref, before=before, after=after, by=user.login
+        )
         repo.pushed_at = time.time()
         self.emit(repo, "push", self.push_body(repo, ref, before, after, user), user)
         branch = ref.removeprefix("refs/heads/")
@@ -324,15 +388,23 @@ class Hub:
             self.emit_pull(pr, "synchronize", user, before=old, after=after)
             self.run_ci(repo, after, branch)
 
-    def push_body(self, repo: Repo, ref: str, before: str, after: str, user: User) -> dict[str, Any]:
+    def push_body(
+        self, repo: Repo, ref: str, before: str, after: str, user: User
+    ) -> dict[str, Any]:
         full = repo.full_name
         commits: list[dict[str, Any]] = []
         if after != ZERO_SHA:
             args = ["git", "rev-list", "--reverse", "--max-count=20", after]
             if before != ZERO_SHA:
                 args.append(f"^{before}")
-            out = subprocess.run(args, cwd=self.store.path(full), env=git_env(),
-                                 capture_output=True, text=True, check=False).stdout.split()
+            out = subprocess.run(
+                args,
+                cwd=self.store.path(full),
+                env=git_env(),
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.split()
             commits = [self.commit_json(repo, sha) for sha in out]
         head = self.commit_json(repo, after) if after != ZERO_SHA else None
         return {
@@ -341,7 +413,8 @@ class Hub:
             "after": after,
             "created": before == ZERO_SHA,
             "deleted": after == ZERO_SHA,
-            "forced": before != ZERO_SHA and after != ZERO_SHA
+            "forced": before != ZERO_SHA
+            and after != ZERO_SHA
             and not self.store.is_ancestor(full, before, after),
             "base_ref": None,
             "compare": f"{self.url}/{full}/compare/{before[:12]}...{after[:12]}",
@@ -366,7 +439,15 @@ class Hub:
             "modified": [],
         }
 
-    def on_git_push(self, full_name: str, updates: list[tuple[str, str, str]], password: str | None) -> None:
+    def simple_commit(self, repo: Repo, sha: str) -> dict[str, Any]:
+        full = self.commit_json(repo, sha)
+        return {
+            k: full[k] for k in ("id", "tree_id", "message", "timestamp", "author", "committer")
+        }
+
+    def on_git_push(
+        self, full_name: str, updates: list[tuple[str, str, str]], password: str | None
+    ) -> None:
         """``githttp`` callback: a push over smart HTTP landed."""
         repo = self.state.repo(full_name)
         if repo is None:
@@ -393,23 +474,45 @@ class Hub:
             if self._ci_app is None:
                 owner = self.state.user("fakehub") or self.state.add_user("fakehub", "Organization")
                 self._ci_app = self.state.add_app(
-                    slug="fakehub-ci", owner=owner, webhook_url=None, webhook_secret="",
-                    events=[], permissions={"checks": "write", "contents": "read"},
-                    name="fakehub CI")
+                    slug="fakehub-ci",
+                    owner=owner,
+                    webhook_url=None,
+                    webhook_secret="",
+                    events=[],
+                    permissions={"checks": "write", "contents": "read"},
+                    name="fakehub CI",
+                )
             return self._ci_app
 
     def create_check_run(
-        self, repo: Repo, app: App, *, name: str, head_sha: str, status: str = "queued",
-        conclusion: str | None = None, output: dict[str, Any] | None = None,
-        details_url: str | None = None, external_id: str | None = None,
+        self,
+        repo: Repo,
+        app: App,
+        *,
+        name: str,
+        head_sha: str,
+        status: str = "queued",
+        conclusion: str | None = None,
+        output: dict[str, Any] | None = None,
+        details_url: str | None = None,
+        external_id: str | None = None,
     ) -> CheckRun:
-        branch = next((b for b, s in self.store.branches(repo.full_name).items() if s == head_sha),
-                      None)
+        branch = next(
+            (b for b, s in self.store.branches(repo.full_name).items() if s == head_sha), None
+        )
         with self.state.lock:
             suite = self.state.suite_for(repo, app, head_sha, branch)
-            run = CheckRun(self.state.next_id(), repo, suite, name, head_sha, status=status,
-                           output=dict(output or {}), details_url=details_url,
-                           external_id=external_id)
+            run = CheckRun(
+                self.state.next_id(),
+                repo,
+                suite,
+                name,
+                head_sha,
+                status=status,
+                output=dict(output or {}),
+                details_url=details_url,
+                external_id=external_id,
+            )
             self.state.check_runs[run.id] = run
         if conclusion is not None:
             run.status, run.conclusion, run.completed_at = "completed", conclusion, time.time()
@@ -437,38 +540,59 @@ class Hub:
             self.on_check_completed(run)
 
     def emit_check_run(self, run: CheckRun, action: str) -> None:
-        body = {"action": action,
-                "check_run": self.payloads.check_run(run, pulls=self.pulls_for_sha(run.repo,
-                                                                                   run.head_sha))}
+        body = {
+            "action": action,
+            "check_run": self.payloads.check_run(
+                run, pulls=self.pulls_for_sha(run.repo, run.head_sha)
+            ),
+        }
         self.emit(run.repo, "check_run", body, run.app.bot)
 
     def on_check_completed(self, run: CheckRun) -> None:
         repo = run.repo
-        self.state.record("check_completed", repo=repo.full_name, sha=run.head_sha,
-                          name=run.name, conclusion=run.conclusion)
+        self.state.record(
+            "check_completed",
+            repo=repo.full_name,
+            sha=run.head_sha,
+            name=run.name,
+            conclusion=run.conclusion,
+        )
         self.emit_check_run(run, "completed")
         siblings = [r for r in self.state.check_runs.values() if r.suite is run.suite]
         if all(r.status == "completed" for r in siblings):
             suite = self.payloads.check_suite(
-                run.suite, pulls=self.pulls_for_sha(repo, run.head_sha), with_repo=False)
-            self.emit(repo, "check_suite", {"action": "completed", "check_suite": suite},
-                      run.app.bot)
+                run.suite,
+                pulls=self.pulls_for_sha(repo, run.head_sha),
+                head_commit=self.simple_commit(repo, run.head_sha),
+                with_repo=False,
+            )
+            self.emit(
+                repo, "check_suite", {"action": "completed", "check_suite": suite}, run.app.bot
+            )
 
     def run_ci(self, repo: Repo, sha: str, branch: str | None) -> None:
         if not repo.ci_command:
             return
         app = self.ci_app
-        run = self.create_check_run(repo, app, name="ci", head_sha=sha,
-                                    output={"title": "ci", "summary": "Queued"})
+        run = self.create_check_run(
+            repo, app, name="ci", head_sha=sha, output={"title": "ci", "summary": "Queued"}
+        )
 
         def done(result: CIResult) -> None:
             tail = result.output[-OUTPUT_TAIL:]
             title = "CI passed" if result.conclusion == "success" else "CI failed"
-            self.update_check_run(run, {
-                "status": "completed", "conclusion": result.conclusion,
-                "output": {"title": title,
-                           "summary": f"{title} in {result.seconds:.1f}s",
-                           "text": f"```\n{tail}\n```"}})
+            self.update_check_run(
+                run,
+                {
+                    "status": "completed",
+                    "conclusion": result.conclusion,
+                    "output": {
+                        "title": title,
+                        "summary": f"{title} in {result.seconds:.1f}s",
+                        "text": f"```\n{tail}\n```",
+                    },
+                },
+            )
 
         run.status = "in_progress"
         run.started_at = time.time()
@@ -476,10 +600,16 @@ class Hub:
 
     def add_status(self, repo: Repo, sha: str, user: User, body: dict[str, Any]) -> Status:
         with self.state.lock:
-            status = Status(self.state.next_id(), repo, sha, body["state"],
-                            body.get("context") or "default", user,
-                            description=body.get("description"),
-                            target_url=body.get("target_url"))
+            status = Status(
+                self.state.next_id(),
+                repo,
+                sha,
+                body["state"],
+                body.get("context") or "default",
+                user,
+                description=body.get("description"),
+                target_url=body.get("target_url"),
+            )
             self.state.statuses.append(status)
         self.emit(repo, "status", self.status_body(status), user)
         return status
@@ -487,14 +617,20 @@ class Hub:
     def status_body(self, s: Status) -> dict[str, Any]:
         info = self.store.commit_info(s.repo.full_name, s.sha)
         api = f"{self.payloads.api}/repos/{s.repo.full_name}"
-        person = {"name": info.author_name, "email": info.author_email,
-                  "date": info.author_date}
-        committer = {"name": info.committer_name, "email": info.committer_email,
-                     "date": info.committer_date}
+        person = {"name": info.author_name, "email": info.author_email, "date": info.author_date}
+        committer = {
+            "name": info.committer_name,
+            "email": info.committer_email,
+            "date": info.committer_date,
+        }
         branches = [
-            {"name": b, "commit": {"sha": sha, "url": f"{api}/commits/{sha}"}, "protected":
-             b in s.repo.protection}
-            for b, sha in self.store.branches(s.repo.full_name).items() if sha == s.sha
+            {
+                "name": b,
+                "commit": {"sha": sha, "url": f"{api}/commits/{sha}"},
+                "protected": b in s.repo.protection,
+            }
+            for b, sha in self.store.branches(s.repo.full_name).items()
+            if sha == s.sha
         ]
         return {
             "id": s.id,
@@ -509,29 +645,35 @@ class Hub:
                 "sha": s.sha,
                 "node_id": f"C_{s.sha[:20]}",
                 "commit": {
-                    "author": person, "committer": committer, "message": info.message,
+                    "author": person,
+                    "committer": committer,
+                    "message": info.message,
                     "tree": {"sha": info.tree, "url": f"{api}/git/trees/{info.tree}"},
-                    "url": f"{api}/git/commits/{s.sha}", "comment_count": 0,
-                    "verification": {"verified": False, "reason": "unsigned",
-                                     "signature": None, "payload": None, "verified_at": None},
+                    "url": f"{api}/git/commits/{s.sha}",
+                    "comment_count": 0,
+                    "verification": {
+                        "verified": False,
+                        "reason": "unsigned",
+                        "signature": None,
+                        "payload": None,
+                        "verified_at": None,
+                    },
                 },
                 "url": f"{api}/commits/{s.sha}",
                 "html_url": f"{self.url}/{s.repo.full_name}/commit/{s.sha}",
                 "comments_url": f"{api}/commits/{s.sha}/comments",
                 "author": None,
                 "committer": None,
-                "parents": [{"sha": p, "url": f"{api}/commits/{p}",
-                             "html_url": f"{self.url}/{s.repo.full_name}/commit/{p}"}
-                            for p in info.parents],
+                "parents": [
+                    {
+                        "sha": p,
+                        "url": f"{api}/commits/{p}",
+                        "html_url": f"{self.url}/{s.repo.full_name}/commit/{p}",
+                    }
+                    for p in info.parents
+                ],
             },
             "branches": branches,
             "created_at": iso(s.created_at),
             "updated_at": iso(s.updated_at),
         }
-
-
-def noop(*_: Any) -> None:
-    return None
-
-
-OnDone = Callable[[CIResult], None]

@@ -21,8 +21,9 @@ def _issue(ctx: Ctx, repo: Repo) -> Issue:
 
 
 def _validation(field: str, code: str = "invalid", resource: str = "Issue") -> ApiError:
-    return ApiError(422, "Validation Failed",
-                    errors=[{"resource": resource, "field": field, "code": code}])
+    return ApiError(
+        422, "Validation Failed", errors=[{"resource": resource, "field": field, "code": code}]
+    )
 
 
 def _emit_issue(ctx: Ctx, issue: Issue, action: str, **extra: Any) -> None:
@@ -45,16 +46,26 @@ def _add_labels(ctx: Ctx, issue: Issue, names: list[Any]) -> None:
             continue
         issue.labels.append(label)
         issue.updated_at = time.time()
-        ctx.state.record("label_added", repo=issue.repo.full_name, issue=issue.number,
-                         label=label.name, by=ctx.actor.user.login)
+        ctx.state.record(
+            "label_added",
+            repo=issue.repo.full_name,
+            issue=issue.number,
+            label=label.name,
+            by=ctx.actor.user.login,
+        )
         _emit_issue(ctx, issue, "labeled", label=ctx.hub.payloads.label(issue.repo, label))
 
 
 def _remove_label(ctx: Ctx, issue: Issue, label: Label) -> None:
     issue.labels = [x for x in issue.labels if x is not label]
     issue.updated_at = time.time()
-    ctx.state.record("label_removed", repo=issue.repo.full_name, issue=issue.number,
-                     label=label.name, by=ctx.actor.user.login)
+    ctx.state.record(
+        "label_removed",
+        repo=issue.repo.full_name,
+        issue=issue.number,
+        label=label.name,
+        by=ctx.actor.user.login,
+    )
     _emit_issue(ctx, issue, "unlabeled", label=ctx.hub.payloads.label(issue.repo, label))
 
 
@@ -74,8 +85,13 @@ def create_issue(ctx: Ctx) -> Result:
     repo = ctx.repo("issues", "write")
     title = ctx.field("title", (str, int), required=True)
     with ctx.state.lock:
-        issue = ctx.state.add_issue(repo, str(title), ctx.field("body", str), ctx.actor.user,
-                                    app=ctx.actor.app if ctx.actor.kind == "installation" else None)
+        issue = ctx.state.add_issue(
+            repo,
+            str(title),
+            ctx.field("body", str),
+            ctx.actor.user,
+            app=ctx.actor.app if ctx.actor.kind == "installation" else None,
+        )
         labels = ctx.field("labels", list) or []
         for name in labels:
             name = name.get("name") if isinstance(name, dict) else name
@@ -96,13 +112,16 @@ def list_issues(ctx: Ctx) -> Result:
     wanted = {x.strip().lower() for x in ctx.query.get("labels", "").split(",") if x.strip()}
     with ctx.state.lock:
         found = [
-            i for i in repo.issues.values()
+            i
+            for i in repo.issues.values()
             if (state == "all" or i.state == state)
             and wanted <= {lbl.name.lower() for lbl in i.labels}
         ]
         reverse = ctx.query.get("direction", "desc") == "desc"
-        found.sort(key=lambda i: i.created_at if ctx.query.get("sort") != "updated"
-                   else i.updated_at, reverse=reverse)
+        found.sort(
+            key=lambda i: i.created_at if ctx.query.get("sort") != "updated" else i.updated_at,
+            reverse=reverse,
+        )
         found.sort(key=lambda i: i.number, reverse=reverse)
         chunk, headers = paginate(ctx, found)
         return 200, [ctx.hub.payloads.issue(i) for i in chunk], headers
@@ -247,8 +266,12 @@ def _comment(ctx: Ctx, repo: Repo) -> Comment:
 
 
 def _emit_comment(ctx: Ctx, comment: Comment, action: str, **extra: Any) -> None:
-    body = {"action": action, "issue": ctx.hub.payloads.issue(comment.issue),
-            "comment": ctx.hub.payloads.comment(comment), **extra}
+    body = {
+        "action": action,
+        "issue": ctx.hub.payloads.issue(comment.issue),
+        "comment": ctx.hub.payloads.comment(comment),
+        **extra,
+    }
     ctx.hub.emit(comment.issue.repo, "issue_comment", body, ctx.actor.user)
 
 
@@ -257,8 +280,7 @@ def list_comments(ctx: Ctx) -> Result:
 
     repo = ctx.repo("issues")
     issue = _issue(ctx, repo)
-    found = sorted((c for c in ctx.state.comments.values() if c.issue is issue),
-                   key=lambda c: c.id)
+    found = sorted((c for c in ctx.state.comments.values() if c.issue is issue), key=lambda c: c.id)
     chunk, headers = paginate(ctx, found)
     return 200, [ctx.hub.payloads.comment(c) for c in chunk], headers
 
@@ -351,8 +373,9 @@ def list_blocking(ctx: Ctx) -> Result:
 
     repo = ctx.repo("issues")
     issue = _issue(ctx, repo)
-    found = sorted((i for i in ctx.state.issues_by_id.values() if issue.id in i.blocked_by),
-                   key=lambda i: i.id)
+    found = sorted(
+        (i for i in ctx.state.issues_by_id.values() if issue.id in i.blocked_by), key=lambda i: i.id
+    )
     chunk, headers = paginate(ctx, found)
     return 200, [ctx.hub.payloads.issue(i, with_repo=True) for i in chunk], headers
 
@@ -360,14 +383,24 @@ def list_blocking(ctx: Ctx) -> Result:
 def _emit_dependency(ctx: Ctx, blocked: Issue, blocking: Issue, added: bool) -> None:
     p = ctx.hub.payloads
     verb = "added" if added else "removed"
-    common = {"blocked_issue_id": blocked.id, "blocked_issue": p.issue(blocked),
-              "blocking_issue_id": blocking.id, "blocking_issue": p.issue(blocking)}
-    ctx.hub.emit(blocked.repo, "issue_dependencies",
-                 {"action": f"blocked_by_{verb}", **common,
-                  "blocking_issue_repo": p.repo(blocking.repo)}, ctx.actor.user)
-    ctx.hub.emit(blocking.repo, "issue_dependencies",
-                 {"action": f"blocking_{verb}", **common,
-                  "blocked_issue_repo": p.repo(blocked.repo)}, ctx.actor.user)
+    common = {
+        "blocked_issue_id": blocked.id,
+        "blocked_issue": p.issue(blocked),
+        "blocking_issue_id": blocking.id,
+        "blocking_issue": p.issue(blocking),
+    }
+    ctx.hub.emit(
+        blocked.repo,
+        "issue_dependencies",
+        {"action": f"blocked_by_{verb}", **common, "blocking_issue_repo": p.repo(blocking.repo)},
+        ctx.actor.user,
+    )
+    ctx.hub.emit(
+        blocking.repo,
+        "issue_dependencies",
+        {"action": f"blocking_{verb}", **common, "blocked_issue_repo": p.repo(blocked.repo)},
+        ctx.actor.user,
+    )
 
 
 def add_blocked_by(ctx: Ctx) -> Result:
@@ -376,17 +409,41 @@ def add_blocked_by(ctx: Ctx) -> Result:
     blocker = _other_issue(ctx, ctx.field("issue_id", int, required=True))
     with ctx.state.lock:
         if blocker is issue:
-            raise ApiError(422, "Validation Failed", errors=[{
-                "resource": "IssueDependency", "code": "custom",
-                "message": "An issue cannot be blocked by itself"}])
+            raise ApiError(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "IssueDependency",
+                        "code": "custom",
+                        "message": "An issue cannot be blocked by itself",
+                    }
+                ],
+            )
         if blocker.id in issue.blocked_by:
-            raise ApiError(422, "Validation Failed", errors=[{
-                "resource": "IssueDependency", "code": "custom",
-                "message": "This dependency already exists"}])
+            raise ApiError(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "IssueDependency",
+                        "code": "custom",
+                        "message": "This dependency already exists",
+                    }
+                ],
+            )
         if len(issue.blocked_by) >= 50:
-            raise ApiError(422, "Validation Failed", errors=[{
-                "resource": "IssueDependency", "code": "custom",
-                "message": "An issue can be blocked by at most 50 issues"}])
+            raise ApiError(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "IssueDependency",
+                        "code": "custom",
+                        "message": "An issue can be blocked by at most 50 issues",
+                    }
+                ],
+            )
         issue.blocked_by.append(blocker.id)
         issue.updated_at = time.time()
     _emit_dependency(ctx, issue, blocker, True)
@@ -409,14 +466,20 @@ def remove_blocked_by(ctx: Ctx) -> Result:
 def _emit_sub_issue(ctx: Ctx, parent: Issue, child: Issue, added: bool) -> None:
     p = ctx.hub.payloads
     verb = "added" if added else "removed"
-    common = {"sub_issue_id": child.id, "sub_issue": p.issue(child),
-              "sub_issue_repo": p.repo(child.repo),
-              "parent_issue_id": parent.id, "parent_issue": p.issue(parent),
-              "parent_issue_repo": p.repo(parent.repo)}
-    ctx.hub.emit(parent.repo, "sub_issues", {"action": f"sub_issue_{verb}", **common},
-                 ctx.actor.user)
-    ctx.hub.emit(child.repo, "sub_issues", {"action": f"parent_issue_{verb}", **common},
-                 ctx.actor.user)
+    common = {
+        "sub_issue_id": child.id,
+        "sub_issue": p.issue(child),
+        "sub_issue_repo": p.repo(child.repo),
+        "parent_issue_id": parent.id,
+        "parent_issue": p.issue(parent),
+        "parent_issue_repo": p.repo(parent.repo),
+    }
+    ctx.hub.emit(
+        parent.repo, "sub_issues", {"action": f"sub_issue_{verb}", **common}, ctx.actor.user
+    )
+    ctx.hub.emit(
+        child.repo, "sub_issues", {"action": f"parent_issue_{verb}", **common}, ctx.actor.user
+    )
 
 
 def list_sub_issues(ctx: Ctx) -> Result:
@@ -438,9 +501,17 @@ def add_sub_issue(ctx: Ctx) -> Result:
         if child.repo.owner is not parent.repo.owner or child is parent:
             raise _validation("sub_issue_id")
         if child.parent is not None and not ctx.field("replace_parent", bool):
-            raise ApiError(422, "Validation Failed", errors=[{
-                "resource": "Issue", "code": "custom",
-                "message": "Sub issue may only have one parent"}])
+            raise ApiError(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "Issue",
+                        "code": "custom",
+                        "message": "Sub issue may only have one parent",
+                    }
+                ],
+            )
         if child.parent is not None:
             ctx.state.issues_by_id[child.parent].children.remove(child.id)
         child.parent = parent.id

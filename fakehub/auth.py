@@ -95,7 +95,9 @@ def authenticate(state: State, header: str | None, *, now: float | None = None) 
         if tok is not None:
             if tok.expires_at <= now:
                 raise bad_credentials()
-            return Actor("installation", tok.installation.app.bot, app=tok.installation.app, token=tok)
+            return Actor(
+                "installation", tok.installation.app.bot, app=tok.installation.app, token=tok
+            )
         user = state.user_by_token(credential)
     if user is None:
         raise bad_credentials()
@@ -128,9 +130,17 @@ def verify_app_jwt(state: State, token: str, *, now: float) -> App:
     if exp - iat > JWT_MAX_LIFETIME_S or exp > now + JWT_MAX_LIFETIME_S + CLOCK_SKEW_S:
         raise ApiError(401, "'Expiration time' claim ('exp') is too far in the future")
     if exp <= now - CLOCK_SKEW_S:
-        raise ApiError(401, "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires")  # noqa: E501
+        raise ApiError(
+            401,
+            "'Expiration time' claim ('exp') must be a numeric value representing the future "
+            "time at which the assertion expires",
+        )
     if iat > now + CLOCK_SKEW_S:
-        raise ApiError(401, "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued")  # noqa: E501
+        raise ApiError(
+            401,
+            "'Issued at' claim ('iat') must be an Integer representing the time that the "
+            "assertion was issued",
+        )
     return app
 
 
@@ -164,9 +174,7 @@ def require_repo(
             if level == "read":
                 return
             raise forbidden_integration()
-        granted = tok.permissions.get(permission) or (
-            "read" if permission == "metadata" else None
-        )
+        granted = tok.permissions.get(permission) or ("read" if permission == "metadata" else None)
         if granted is None or PERMISSION_LEVELS.get(granted, 0) < PERMISSION_LEVELS[level]:
             raise forbidden_integration()
         return
@@ -181,9 +189,7 @@ def require_repo(
         raise ApiError(403, "Must have admin rights to Repository.", documentation_url=DOCS)
 
 
-def git_authorize(
-    state: State, full_name: str, username: str, password: str, write: bool
-) -> bool:
+def git_authorize(state: State, full_name: str, username: str, password: str, write: bool) -> bool:
     """Smart-HTTP access: an installation token (contents read/write) or a user token."""
     repo = state.repo(full_name)
     if repo is None:

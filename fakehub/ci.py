@@ -67,7 +67,9 @@ class CIRunner:
         env: dict[str, str] | None = None,
         timeout: float = 300,
     ) -> None:
-        self._pool.submit(self._job, full_name, sha, list(command), on_done, dict(env or {}), timeout)
+        self._pool.submit(
+            self._job, full_name, sha, list(command), on_done, dict(env or {}), timeout
+        )
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

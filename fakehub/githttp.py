@@ -132,7 +132,9 @@ class _GitHttp:
             headers={"WWW-Authenticate": 'Basic realm="fakehub"'},
         )
 
-    def _backend(self, env: dict[str, str], body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _backend(
+        self, env: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         proc = subprocess.run(
             ["git", "http-backend"],
             input=body,

@@ -137,7 +137,12 @@ class GitStore:
         if not path.is_dir():
             raise NotFound(f"no repository {full_name}")
         proc = subprocess.run(
-            ["git", *args], cwd=path, input=input, env=git_env(env), capture_output=True, check=False
+            ["git", *args],
+            cwd=path,
+            input=input,
+            env=git_env(env),
+            capture_output=True,
+            check=False,
         )
         if proc.returncode not in ok:
             tail = proc.stderr.decode(errors="replace").strip()[-2000:]
@@ -272,7 +277,9 @@ class GitStore:
 
     def set_branch(self, full_name: str, branch: str, sha: str) -> None:
         with self.lock(full_name):
-            self._git(full_name, "update-ref", self._branch_ref(branch), self._commit(full_name, sha))
+            self._git(
+                full_name, "update-ref", self._branch_ref(branch), self._commit(full_name, sha)
+            )
 
     def delete_branch(self, full_name: str, branch: str) -> bool:
         with self.lock(full_name):

@@ -29,6 +29,15 @@ from fakehub.state import (
 
 REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "eyes", "rocket")
 _LABEL_URL = "{/name}"
+WEBHOOK_APP_EVENTS = frozenset(
+    "branch_protection_rule check_run check_suite code_scanning_alert commit_comment create "
+    "delete deployment deployment_review deployment_status deploy_key discussion "
+    "discussion_comment fork gollum issues issue_comment label member membership milestone "
+    "organization org_block page_build project project_card project_column public pull_request "
+    "pull_request_review pull_request_review_comment push registry_package release repository "
+    "repository_dispatch secret_scanning_alert star status team team_add watch workflow_dispatch "
+    "workflow_run merge_group pull_request_review_thread workflow_job".split()
+)
 
 
 class Payloads:
@@ -49,8 +58,9 @@ class Payloads:
             "avatar_url": f"{self.url}/avatars/u/{u.id}",
             "gravatar_id": "",
             "url": api,
-            "html_url": f"{self.url}/{u.login}" if u.type != "Bot" else f"{self.url}/apps/"
-            + u.login.removesuffix("[bot]"),
+            "html_url": f"{self.url}/{u.login}"
+            if u.type != "Bot"
+            else f"{self.url}/apps/" + u.login.removesuffix("[bot]"),
             "followers_url": f"{api}/followers",
             "following_url": f"{api}/following{{/other_user}}",
             "gists_url": f"{api}/gists{{/gist_id}}",
@@ -100,10 +110,21 @@ class Payloads:
         }
 
     def installation(self, inst: Installation) -> dict[str, Any]:
+        account = self.user(inst.account)
+        # GitHub's description types the account as simple-user AND enterprise (allOf) on
+        # some routes; these enterprise keys keep both readings valid.
+        account.update(
+            name=inst.account.name or inst.account.login,
+            slug=inst.account.login.lower(),
+            description=None,
+            website_url=None,
+            created_at=iso(inst.account.created_at),
+            updated_at=iso(inst.account.created_at),
+        )
         return {
             "id": inst.id,
             "client_id": inst.app.client_id,
-            "account": self.user(inst.account),
+            "account": account,
             "repository_selection": "selected",
             "access_tokens_url": f"{self.api}/app/installations/{inst.id}/access_tokens",
             "repositories_url": f"{self.api}/installation/repositories",
@@ -230,8 +251,6 @@ class Payloads:
                     "subscribers_count": 0,
                 }
             )
-            if r.owner.type == "Organization":
-                body["organization"] = self.user(r.owner)
         return body
 
     def label(self, r: Repo, label: Label) -> dict[str, Any]:
@@ -243,6 +262,9 @@ class Payloads:
             "color": label.color,
             "default": label.default,
             "description": label.description,
+            # githubkit's 2026-03-10 models require these; GitHub sends them for label objects.
+            "archived_at": None,
+            "archived_by": None,
         }
 
     # -- issues and comments ---------------------------------------------------------------
@@ -266,9 +288,7 @@ class Payloads:
         api = f"{self.api}/repos/{r.full_name}/issues/{i.number}"
         kind = "pull" if i.pull else "issues"
         blockers = [self.state.issues_by_id.get(b) for b in i.blocked_by]
-        blocking = [
-            x for x in self.state.issues_by_id.values() if i.id in x.blocked_by
-        ]
+        blocking = [x for x in self.state.issues_by_id.values() if i.id in x.blocked_by]
         children = [self.state.issues_by_id.get(c) for c in i.children]
         done = sum(1 for c in children if c is not None and c.state == "closed")
         body: dict[str, Any] = {
@@ -377,7 +397,7 @@ class Payloads:
         mergeable_state: str,
         stats: dict[str, int] | None = None,
     ) -> dict[str, Any]:
-        """A ``pull-request`` object; ``stats`` carries commits/additions/deletions/changed_files."""
+        """A ``pull-request`` object; ``stats`` holds commits/additions/deletions/changed_files."""
         assert i.pull is not None
         r, p = i.repo, i.pull
         api = f"{self.api}/repos/{r.full_name}/pulls/{i.number}"
@@ -461,7 +481,12 @@ class Payloads:
 
     # -- checks and statuses ---------------------------------------------------------------
     def check_suite(
-        self, s: CheckSuite, *, pulls: list[dict[str, Any]], with_repo: bool = True
+        self,
+        s: CheckSuite,
+        *,
+        pulls: list[dict[str, Any]],
+        head_commit: dict[str, Any],
+        with_repo: bool = True,
     ) -> dict[str, Any]:
         runs = [c for c in self.state.check_runs.values() if c.suite is s]
         done = bool(runs) and all(c.status == "completed" for c in runs)
@@ -486,8 +511,10 @@ class Payloads:
             "runs_rerequestable": True,
             "latest_check_runs_count": len(runs),
             "check_runs_url": f"{api}/check-suites/{s.id}/check-runs",
-            "head_commit": None,
+            "head_commit": head_commit,
         }
+        # The webhooks description enumerates App events and lacks the newer issue ones.
+        body["app"]["events"] = [e for e in s.app.events if e in WEBHOOK_APP_EVENTS]
         if with_repo:
             body["repository"] = self.repo(s.repo)
         return body

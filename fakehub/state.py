@@ -303,7 +303,9 @@ class State:
         ).decode()
         public_pem = (
             key.public_key()
-            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
             .decode()
         )
         with self.lock:
@@ -407,7 +409,9 @@ class State:
                 repo.labels[name.lower()] = found
             return found
 
-    def add_issue(self, repo: Repo, title: str, body: str | None, user: User, **kwargs: Any) -> Issue:
+    def add_issue(
+        self, repo: Repo, title: str, body: str | None, user: User, **kwargs: Any
+    ) -> Issue:
         with self.lock:
             issue = Issue(self.next_id(), repo.next_number, repo, title, body, user, **kwargs)
             repo.next_number += 1
@@ -464,6 +468,6 @@ class State:
             for s in sorted(self.statuses_for(repo, sha), key=lambda s: s.id):
                 states[s.context] = s.state
             for run in sorted(self.runs_for(repo, sha), key=lambda r: r.id):
-                states[run.name] = run.conclusion if run.status == "completed" else "pending"
-                states[run.name] = states[run.name] or "pending"
+                done = run.status == "completed" and run.conclusion
+                states[run.name] = run.conclusion if done and run.conclusion else "pending"
             return states

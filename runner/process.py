@@ -18,7 +18,15 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from runner.agents.base import AgentAdapter, AgentEvent, Invocation, Result, RunRequest, StreamParser
+from runner.agents.base import (
+    AgentAdapter,
+    AgentEvent,
+    Invocation,
+    Outcome,
+    Result,
+    RunRequest,
+    StreamParser,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +36,7 @@ SECRET_MARKERS = ("TOKEN", "SECRET", "PRIVATE_KEY", "PASSWORD")
 BLOCKED_NAMES = frozenset({"GITHUB_TOKEN", "GH_TOKEN"})
 BLOCKED_PREFIXES = ("STONEFORGE_", "GIT_CONFIG_")
 PASSED_THROUGH = ("PATH", "LANG", "LC_ALL")
+POLL_S = 0.05
 
 
 def is_secret_name(name: str) -> bool:
@@ -56,7 +65,7 @@ def build_env(
     env["TMPDIR"] = str(home / "tmp")
     for name, value in extra.items():
         if is_secret_name(name) and name not in allowed_secrets:
-            log.warning("agent_env_dropped", extra={"variable": name})
+            log.warning("agent_env_dropped variable=%s", name)
             continue
         env[name] = value
     return env
@@ -110,21 +119,32 @@ async def supervise(
     itself is cancelled, the group is killed and CancelledError propagates.
     """
     home = Path(tempfile.mkdtemp(prefix="stoneforge-agent-home-"))
-    (home / "tmp").mkdir()
-    if transcript_dir:
-        transcript_dir.mkdir(parents=True, exist_ok=True)
     try:
-        for path, content in inv.files.items():
-            target = path if path.is_absolute() else home / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
+        _prepare(home, inv, transcript_dir)
         env = build_env(inv.env, home=home, allowed_secrets=inv.allowed_secrets)
         return await _run(
-            inv, parser, env, timeout_s, stall_timeout_s, kill_grace_s, on_event, transcript_dir,
+            inv,
+            parser,
+            env,
+            timeout_s,
+            stall_timeout_s,
+            kill_grace_s,
+            on_event,
+            transcript_dir,
             cancel,
         )
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _prepare(home: Path, inv: Invocation, transcript_dir: Path | None) -> None:
+    (home / "tmp").mkdir()
+    if transcript_dir:
+        transcript_dir.mkdir(parents=True, exist_ok=True)
+    for path, content in inv.files.items():
+        target = path if path.is_absolute() else home / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
 
 
 async def _run(
@@ -147,7 +167,8 @@ async def _run(
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     last_output = time.monotonic()
 
     def touched() -> None:
@@ -219,40 +240,37 @@ async def _watch(
     last_output: Callable[[], float],
     cancel: asyncio.Event | None,
 ) -> str | None:
+    # Poll `returncode`: asyncio's `wait()` also waits for the pipes to close, which an orphaned
+    # grandchild holding stdout open would delay forever.
     deadline = time.monotonic() + timeout_s
-    waiters = {asyncio.create_task(proc.wait())}
-    cancelled = asyncio.create_task(cancel.wait()) if cancel else None
-    if cancelled:
-        waiters.add(cancelled)
-    try:
-        while True:
-            now = time.monotonic()
-            stall_deadline = last_output() + stall_timeout_s + (parser.liveness_hint() or 0.0)
-            if now >= deadline:
-                return "timeout"
-            if now >= stall_deadline:
-                return "stalled"
-            timeout = min(deadline, stall_deadline) - now
-            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when="FIRST_COMPLETED")
-            if cancelled in done:
-                return "cancelled"
-            if done:
-                return None
-    finally:
-        for task in waiters:
-            task.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
+    while proc.returncode is None:
+        now = time.monotonic()
+        stall_deadline = last_output() + stall_timeout_s + (parser.liveness_hint() or 0.0)
+        if cancel is not None and cancel.is_set():
+            return "cancelled"
+        if now >= deadline:
+            return "timeout"
+        if now >= stall_deadline:
+            return "stalled"
+        await asyncio.sleep(min(POLL_S, deadline - now, stall_deadline - now))
+    return None
 
 
 async def _terminate(proc: asyncio.subprocess.Process, grace_s: float) -> None:
     """SIGTERM the whole group, wait `grace_s`, then SIGKILL it."""
     _kill_group(proc.pid, signal.SIGTERM)
-    try:
-        await asyncio.wait_for(asyncio.shield(proc.wait()), grace_s)
-    except TimeoutError:
+    if not await _exited(proc, grace_s):
         log.info("agent ignored SIGTERM; sending SIGKILL", extra={"pid": proc.pid})
     _kill_group(proc.pid, signal.SIGKILL)
-    await proc.wait()
+    await _exited(proc, float("inf"))
+
+
+async def _exited(proc: asyncio.subprocess.Process, within_s: float) -> bool:
+    # Poll: `proc.wait()` also waits for the pipes, which orphans in the group may hold open.
+    deadline = time.monotonic() + within_s
+    while proc.returncode is None and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(POLL_S)
+    return proc.returncode is not None
 
 
 async def _drain(tasks: list[asyncio.Task[None]], grace_s: float = 5.0) -> None:
@@ -278,14 +296,18 @@ async def run_agent(
     """Build, supervise and classify one agent run."""
     inv = adapter.build(req)
     parser = adapter.new_parser()
-    exit_code, killed_by = await supervise(
-        inv,
-        parser,
-        timeout_s=timeout_s,
-        stall_timeout_s=stall_timeout_s,
-        kill_grace_s=kill_grace_s,
-        on_event=on_event,
-        transcript_dir=transcript_dir,
-        cancel=cancel,
-    )
+    try:
+        exit_code, killed_by = await supervise(
+            inv,
+            parser,
+            timeout_s=timeout_s,
+            stall_timeout_s=stall_timeout_s,
+            kill_grace_s=kill_grace_s,
+            on_event=on_event,
+            transcript_dir=transcript_dir,
+            cancel=cancel,
+        )
+    except OSError as exc:  # the agent CLI is missing or not executable
+        detail = f"could not start {inv.argv[0]}: {exc}"
+        return Result(Outcome.FAILED, "spawn_failed", detail=detail)
     return parser.finish(exit_code, killed_by)

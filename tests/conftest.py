@@ -38,8 +38,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         return
     base = _postgres_base_url()
     schema = f"test_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool,
-                             connect_args={"connect_timeout": 3})
+    admin = sa.create_engine(
+        base,
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.NullPool,
+        connect_args={"connect_timeout": 3},
+    )
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')

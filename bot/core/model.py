@@ -99,11 +99,10 @@ class Task:
         return IssueRef(self.repo, self.number)
 
 
-def _as_ref(value: object) -> IssueRef:
+def _as_ref(value: IssueRef | tuple[str, int] | str) -> IssueRef:
     if isinstance(value, str):
         return IssueRef.parse(value)
-    repo, number = value  # type: ignore[misc]
-    return IssueRef(str(repo), int(number))
+    return IssueRef(str(value[0]), int(value[1]))
 
 
 def branch_name(number: int, title: str) -> str:

@@ -49,6 +49,7 @@ class PullSnapshot:
     checks: Mapping[str, tuple[str, str | None]]
     # required check names on the base branch (branch protection + repository config)
     required: tuple[str, ...] = ()
+    merge_sha: str | None = None  # set once merged: the commit the merge made on the base
 
 
 @dataclass(frozen=True)
@@ -97,13 +98,19 @@ def plan_merges(
             if first is None:
                 merging[key] = action
             else:
-                action = _wait(task, pull, f"ready to merge; queued behind pull request #{first.pr}"
-                               f" ({first.task}) on {pull.base_ref}")
+                action = _wait(
+                    task,
+                    pull,
+                    f"ready to merge; queued behind pull request #{first.pr}"
+                    f" ({first.task}) on {pull.base_ref}",
+                )
         actions.append(action)
     return tuple(actions)
 
 
-def _decide(task: Task, pull: PullSnapshot | None, by_ref: Mapping[IssueRef, Task]) -> StewardAction:
+def _decide(
+    task: Task, pull: PullSnapshot | None, by_ref: Mapping[IssueRef, Task]
+) -> StewardAction:
     ref = task.ref
     if pull is None:
         return StewardAction("wait", ref, task.pr_number, reason="no pull request snapshot yet")
@@ -116,7 +123,11 @@ def _decide(task: Task, pull: PullSnapshot | None, by_ref: Mapping[IssueRef, Tas
     if verdict == "red":
         _, conclusion = pull.checks[check]
         return StewardAction(
-            "fail", ref, pr, sha, f"required check {check!r} concluded {conclusion or 'without result'}"
+            "fail",
+            ref,
+            pr,
+            sha,
+            f"required check {check!r} concluded {conclusion or 'without result'}",
         )
     blockers = [
         b for b in task.blocked_by if b in by_ref and by_ref[b].state is not TaskState.MERGED

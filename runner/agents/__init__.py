@@ -34,5 +34,6 @@ def get_adapter(name: str) -> AgentAdapter:
     try:
         factory = _FACTORIES[name]
     except KeyError:
-        raise ValueError(f"unknown agent {name!r}; known agents: {', '.join(known_agents())}") from None
+        known = ", ".join(known_agents())
+        raise ValueError(f"unknown agent {name!r}; known agents: {known}") from None
     return factory()

@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 Permissions = Literal["read_only", "workspace_write", "full_unattended"]
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     HANDOFF_NEEDED = "handoff_needed"

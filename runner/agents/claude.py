@@ -44,6 +44,7 @@ AUTH_ERRORS = frozenset({"authentication_failed", "oauth_org_not_allowed", "bill
 STDERR_LIMIT = re.compile(r"hit your (usage )?limit", re.IGNORECASE)
 STDERR_AUTH = re.compile(r"invalid api key|please run /login|authentication", re.IGNORECASE)
 TOO_LONG = "prompt is too long"
+CONTEXT_KEYS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 
 
 class ClaudeAdapter:
@@ -170,13 +171,10 @@ class ClaudeStreamParser:
             if error == "rate_limit":
                 self.rate_limited = True
             events.append(AgentEvent("error", {"error": error}, msg))
-        message = msg.get("message") if isinstance(msg.get("message"), dict) else {}
+        message = _dict(msg.get("message"))
         usage = message.get("usage")
         if isinstance(usage, dict) and msg.get("parent_tool_use_id") is None:
-            self.usage.context_tokens = sum(
-                int(_number(usage.get(key)) or 0)
-                for key in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-            )
+            self.usage.context_tokens = sum(int(_number(usage.get(k)) or 0) for k in CONTEXT_KEYS)
         for block in message.get("content") or []:
             if not isinstance(block, dict):
                 continue
@@ -190,7 +188,7 @@ class ClaudeStreamParser:
         return events
 
     def _on_user(self, msg: dict[str, Any]) -> list[AgentEvent]:
-        message = msg.get("message") if isinstance(msg.get("message"), dict) else {}
+        message = _dict(msg.get("message"))
         content = message.get("content")
         blocks = content if isinstance(content, list) else []
         return [
@@ -200,7 +198,7 @@ class ClaudeStreamParser:
         ]
 
     def _on_rate_limit_event(self, msg: dict[str, Any]) -> list[AgentEvent]:
-        info = msg.get("rate_limit_info") if isinstance(msg.get("rate_limit_info"), dict) else {}
+        info = _dict(msg.get("rate_limit_info"))
         if info.get("status") == "rejected":
             self.rate_limited = True
             resets = _number(info.get("resetsAt"))
@@ -210,7 +208,7 @@ class ClaudeStreamParser:
 
     def _on_result(self, msg: dict[str, Any]) -> list[AgentEvent]:
         self.result = msg
-        usage = msg.get("usage") if isinstance(msg.get("usage"), dict) else {}
+        usage = _dict(msg.get("usage"))
         self.usage.input_tokens = int(_number(usage.get("input_tokens")) or 0)
         self.usage.output_tokens = int(_number(usage.get("output_tokens")) or 0)
         self.usage.cache_read = int(_number(usage.get("cache_read_input_tokens")) or 0)
@@ -251,8 +249,10 @@ class ClaudeStreamParser:
         if self.rate_limited or status == 429:
             return Outcome.RATE_LIMITED, "quota"
         stderr = "\n".join(self.stderr_tail)
-        if self.api_error in AUTH_ERRORS or status in (401, 403) or (
-            not res and STDERR_AUTH.search(stderr)
+        if (
+            self.api_error in AUTH_ERRORS
+            or status in (401, 403)
+            or (not res and STDERR_AUTH.search(stderr))
         ):
             return Outcome.FAILED, "auth"
         if terminal == "prompt_too_long" or TOO_LONG in text.lower():
@@ -283,6 +283,10 @@ class ClaudeStreamParser:
         if self.stderr_tail:
             parts.append("stderr:\n" + "\n".join(self.stderr_tail))
         return "\n".join(p for p in parts if p) or None
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _number(value: object) -> float | None:

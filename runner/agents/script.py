@@ -56,7 +56,8 @@ class ScriptStreamParser:
             return [AgentEvent("session", {"session_id": None}, msg)]
         if kind == "edit":
             self.edits.append(str(msg.get("path")))
-            return [AgentEvent("tool_call", {"name": "edit", "input": {"path": msg.get("path")}}, msg)]
+            data = {"name": "edit", "input": {"path": msg.get("path")}}
+            return [AgentEvent("tool_call", data, msg)]
         if kind == "result":
             self.result = msg
             return [AgentEvent("text", {"text": msg.get("summary") or msg.get("message")}, msg)]
@@ -86,5 +87,7 @@ class ScriptStreamParser:
         if res.get("status") == "error":
             message = str(res.get("message") or "script failed")
             return Result(Outcome.FAILED, "script_error", exit_code=exit_code, detail=message)
-        detail = f"exit code {exit_code}, no result line" + (f"\nstderr:\n{stderr}" if stderr else "")
+        detail = f"exit code {exit_code}, no result line"
+        if stderr:
+            detail += f"\nstderr:\n{stderr}"
         return Result(Outcome.FAILED, "crash", exit_code=exit_code, detail=detail)

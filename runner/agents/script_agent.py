@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 FENCE = re.compile(
-    r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*stoneforge-script[ \t]*\n(?P<body>.*?)\n[ \t]*(?P=fence)[ \t]*$",
+    r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*stoneforge-script[ \t]*\n"
+    r"(?P<body>.*?)\n[ \t]*(?P=fence)[ \t]*$",
     re.MULTILINE | re.DOTALL,
 )
 EDIT_KINDS = ("write", "replace", "append")
@@ -32,7 +33,7 @@ class ScriptError(Exception):
 def parse_script(prompt: str) -> dict[str, Any]:
     blocks = FENCE.findall(prompt)
     if len(blocks) != 1:
-        raise ScriptError(f"expected one stoneforge-script block in the prompt, found {len(blocks)}")
+        raise ScriptError(f"expected one stoneforge-script block, found {len(blocks)}")
     try:
         script = json.loads(blocks[0][1])
     except ValueError as exc:
@@ -67,7 +68,8 @@ def apply_edit(root: Path, edit: dict[str, Any]) -> str:
     target = resolve(root, edit.get("path"))
     kinds = [k for k in EDIT_KINDS if k in edit]
     if len(kinds) != 1:
-        raise ScriptError(f"edit of {edit.get('path')} needs exactly one of {', '.join(EDIT_KINDS)}")
+        choices = ", ".join(EDIT_KINDS)
+        raise ScriptError(f"edit of {edit.get('path')} needs exactly one of {choices}")
     kind = kinds[0]
     target.parent.mkdir(parents=True, exist_ok=True)
     if kind == "write":

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
 
-from bot.core.graph import analyse
+from bot.core.graph import ReadySet, analyse
 from bot.core.model import IssueRef, Task, TaskState
 
 REPO = "octo/demo"
@@ -20,7 +21,9 @@ def task(n: int, *blockers: int | IssueRef, **fields: object) -> Task:
 
 
 def test_independent_tasks_are_ready_in_created_order() -> None:
-    report = analyse([task(2, created_at=5.0), task(1, created_at=9.0), task(3, created_at=5.0)], {})
+    report = analyse(
+        [task(2, created_at=5.0), task(1, created_at=9.0), task(3, created_at=5.0)], {}
+    )
     assert report.ready == (ref(2), ref(3), ref(1))
     assert report.waiting == {}
     assert report.cycles == ()
@@ -197,7 +200,13 @@ def _reference(tasks: list[Task], external: dict[IssueRef, bool]):
     ]
     prio = {t.ref: min([t.priority] + [by_ref[d].priority for d in reach(t.ref)]) for t in ready}
     ready.sort(
-        key=lambda t: (prio[t.ref], -longest(t.ref, frozenset({t.ref})), t.created_at, t.repo, t.number)
+        key=lambda t: (
+            prio[t.ref],
+            -longest(t.ref, frozenset({t.ref})),
+            t.created_at,
+            t.repo,
+            t.number,
+        )
     )
     waiting = {
         t.ref: tuple(b for b in t.blocked_by if not done(b))
@@ -239,8 +248,9 @@ def test_matches_a_naive_reference_on_random_dags(seed: int) -> None:
     assert report.waiting == waiting
     assert report.cycles == ()
     assert {r: report.priority[r] for r in ready} == prio
-    assert set(report.missing) == {t.ref for t in tasks if ref(102) in t.blocked_by
-                                  and t.state is not TaskState.MERGED}
+    assert set(report.missing) == {
+        t.ref for t in tasks if ref(102) in t.blocked_by and t.state is not TaskState.MERGED
+    }
 
 
 def test_deep_chain_and_big_cycle_need_no_recursion() -> None:
@@ -262,3 +272,64 @@ def test_task_normalises_blocked_by() -> None:
     assert t.blocked_by == (ref(3), ref(4, "octo/x"))
     assert all(type(b) is IssueRef for b in t.blocked_by)
     assert Task(repo=REPO, number=1, title="", state="queued").state is TaskState.QUEUED  # type: ignore[arg-type]
+
+
+def test_priority_and_chain_cover_pending_tasks_only() -> None:
+    tasks = [
+        task(1, priority=3),
+        task(2, 1, priority=1, state=TaskState.RUNNING),
+        task(3, state=TaskState.MERGED),
+        task(4, state=TaskState.FAILED),
+    ]
+    report = analyse(tasks, {})
+    assert dict(report.priority) == {ref(1): 1, ref(2): 1}
+    assert dict(report.chain) == {ref(1): 1, ref(2): 0}
+    assert len(report.priority) == 2
+    with pytest.raises(KeyError):
+        report.priority[ref(3)]
+    with pytest.raises(KeyError):
+        report.chain[ref(99)]
+
+
+def test_ready_set_updates_one_completion_at_a_time() -> None:
+    ext = ref(50)
+    tasks = [
+        task(1, priority=3),
+        task(2, 1, priority=2),
+        task(3, 1, 2, ext),
+        task(4, priority=2),
+        task(5, 1, priority=0),
+    ]
+    ready_set = ReadySet(tasks, {ext: False})
+    assert ready_set.ready == analyse(tasks, {ext: False}).ready == (ref(1), ref(4))
+    assert ready_set.take(ref(1)) is True
+    assert ready_set.take(ref(1)) is False
+    assert ready_set.ready == (ref(4),)
+
+    assert ready_set.mark_done(ref(1)) == (ref(5), ref(2))  # priority 0 first
+    assert ready_set.mark_done(ref(1)) == ()  # idempotent
+    assert ready_set.waiting_on(ref(3)) == {ref(2), ext}
+    assert ready_set.mark_done(ref(2)) == ()
+    assert ready_set.mark_done(ext) == (ref(3),)
+    assert ready_set.ready == (ref(5), ref(3), ref(4))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_ready_set_agrees_with_full_recompute(seed: int) -> None:
+    rng = random.Random(seed)
+    n = 40
+    tasks = [
+        task(i, *{rng.randrange(1, i) for _ in range(rng.randrange(3)) if i > 1})
+        for i in range(1, n + 1)
+    ]
+    tasks = [dataclasses.replace(t, priority=rng.randrange(5)) for t in tasks]
+    ready_set = ReadySet(tasks, {})
+    for _ in range(25):
+        if not ready_set.ready:
+            break
+        done = rng.choice(ready_set.ready)
+        ready_set.mark_done(done)
+        tasks = [
+            dataclasses.replace(t, state=TaskState.MERGED) if t.ref == done else t for t in tasks
+        ]
+        assert set(ready_set.ready) == set(analyse(tasks, {}).ready)

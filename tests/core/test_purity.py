@@ -78,5 +78,7 @@ def test_checker_catches(source: str) -> None:
 
 
 def test_checker_allows_core_and_stdlib() -> None:
-    source = "import re\nfrom bot.core.model import Task\nfrom .graph import analyse\nimport graphlib"
+    source = (
+        "import re\nfrom bot.core.model import Task\nfrom .graph import analyse\nimport graphlib"
+    )
     assert violations(source) == []

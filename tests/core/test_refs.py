@@ -88,7 +88,9 @@ def test_parse_blockers_empty() -> None:
 
 
 def test_closing_refs() -> None:
-    body = "Closes #5.\nfixes octo/x#2, resolves #7\nFixed #8; resolved: #9; close #10\nblocked by #11"
+    body = (
+        "Closes #5.\nfixes octo/x#2, resolves #7\nFixed #8; resolved: #9; close #10\nblocked by #11"
+    )
     assert closing_refs(body, REPO) == (
         IssueRef(REPO, 5),
         IssueRef("octo/x", 2),

@@ -78,7 +78,9 @@ def test_closed_pull_fails_the_task() -> None:
     assert action.reason == "pull request closed without merging"
 
 
-@pytest.mark.parametrize("conclusion", ["failure", "cancelled", "timed_out", "action_required", None])
+@pytest.mark.parametrize(
+    "conclusion", ["failure", "cancelled", "timed_out", "action_required", None]
+)
 @pytest.mark.parametrize("mergeable_state", ["clean", "unstable", "behind", "dirty"])
 def test_never_merge_red(conclusion: str | None, mergeable_state: str) -> None:
     snapshot = pull(
@@ -126,7 +128,9 @@ def test_behind_updates_the_branch_guarded_by_head_sha() -> None:
     assert (action.kind, action.sha, action.pr) == ("update_branch", "abc", 101)
 
 
-@pytest.mark.parametrize(("mergeable", "state"), [(None, "unknown"), (True, "unknown"), (None, "clean")])
+@pytest.mark.parametrize(
+    ("mergeable", "state"), [(None, "unknown"), (True, "unknown"), (None, "clean")]
+)
 def test_unknown_mergeability_waits(mergeable: bool | None, state: str) -> None:
     assert plan_one(review(1), pull(1, mergeable=mergeable, mergeable_state=state)).kind == "wait"
 

@@ -18,7 +18,10 @@ def store(tmp_path: Path) -> GitStore:
     s = GitStore(tmp_path / "repos")
     s.create_repo(
         REPO,
-        {"app/main.py": "VALUE = 42\n", "check.py": "import app.main\nassert app.main.VALUE == 42\n"},
+        {
+            "app/main.py": "VALUE = 42\n",
+            "check.py": "import app.main\nassert app.main.VALUE == 42\n",
+        },
         author=Identity("A", "a@example.com"),
     )
     return s

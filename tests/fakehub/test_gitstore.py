@@ -35,9 +35,13 @@ def commit_on(store: GitStore, branch: str, files: dict[str, str], message: str 
     )
 
     def git(*args: str, input: bytes | None = None) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=repo, env=env, input=input, capture_output=True, check=True
-        ).stdout.decode().strip()
+        return (
+            subprocess.run(
+                ["git", *args], cwd=repo, env=env, input=input, capture_output=True, check=True
+            )
+            .stdout.decode()
+            .strip()
+        )
 
     git("read-tree", parent)
     for name, text in files.items():
@@ -92,9 +96,7 @@ def test_conflicts_clean_and_conflicting(store: GitStore) -> None:
 
 
 def test_changed_files_against_merge_base(store: GitStore) -> None:
-    commit_on(
-        store, "pr", {"README.md": "hello\nmore\n", "app/main.py": None, "new.txt": "a\nb\n"}
-    )
+    commit_on(store, "pr", {"README.md": "hello\nmore\n", "app/main.py": None, "new.txt": "a\nb\n"})
     commit_on(store, "main", {"base-only.txt": "x\n"})  # moves main after the PR branched
     files = store.changed_files(REPO, "main", "pr")
     names = [f["filename"] for f in files]

@@ -40,6 +40,7 @@ VALUE_FLAGS = {
     "--add-dir",
 }
 BOOL_FLAGS = {"-p", "--print", "--verbose", "--bare", "--include-partial-messages"}
+NO_INPUT = "either through stdin or as a prompt argument"
 ERROR_SUBTYPES = {"error_during_execution", "error_max_turns", "error_max_budget_usd"}
 
 
@@ -175,7 +176,9 @@ def play(steps: list[dict], em: Emitter) -> int:
                     "tools": ["Bash", "Edit", "Read", "Write"],
                     "mcp_servers": [],
                     "permissionMode": em.opts.get("--permission-mode", "default"),
-                    "apiKeySource": "ANTHROPIC_API_KEY" if "ANTHROPIC_API_KEY" in os.environ else "none",
+                    "apiKeySource": "ANTHROPIC_API_KEY"
+                    if "ANTHROPIC_API_KEY" in os.environ
+                    else "none",
                     "claude_code_version": VERSION.split()[0],
                 }
             )
@@ -267,11 +270,13 @@ def main() -> int:
         piped = sys.stdin.read()  # blocks until EOF, like the real CLI waiting for its input
         prompt = f"{prompt}\n{piped}" if prompt else piped
     if not prompt.strip():
-        fail("Error: Input must be provided either through stdin or as a prompt argument when using --print")
+        fail(f"Error: Input must be provided {NO_INPUT} when using --print")
     config = Path(os.environ.get("CLAUDE_CONFIG_DIR", Path.home() / ".claude"))
     session_id = str(opts.get("--resume") or opts.get("--session-id") or uuid.uuid4())
     state_file = config / "fake-sessions" / f"{session_id}.json"
-    state = json.loads(state_file.read_text()) if opts.get("--resume") and state_file.exists() else {}
+    state = (
+        json.loads(state_file.read_text()) if opts.get("--resume") and state_file.exists() else {}
+    )
     if log := os.environ.get("FAKE_CLAUDE_ARGV_LOG"):
         Path(log).write_text(json.dumps({"argv": sys.argv[1:], "prompt": prompt}))
     em = Emitter(session_id, os.getcwd(), opts, state)

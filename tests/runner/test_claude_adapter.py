@@ -1,4 +1,4 @@
-"""The real ClaudeAdapter build + process supervision + parser, against tests/fakes/fake_claude.py."""
+"""The real ClaudeAdapter build, process supervision and parser against tests/fakes/fake_claude."""
 
 from __future__ import annotations
 
@@ -27,13 +27,18 @@ def _python_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 def request(tmp_path: Path, scenario: str, **kw: object) -> RunRequest:
     workdir = tmp_path / "wt"
     workdir.mkdir(exist_ok=True)
-    return RunRequest(task_id="octo/demo#1@1", prompt=f"Do it. [[fake:{scenario}]]", workdir=workdir, **kw)  # type: ignore[arg-type]
+    return RunRequest(
+        task_id="octo/demo#1@1", prompt=f"Do it. [[fake:{scenario}]]", workdir=workdir, **kw
+    )  # type: ignore[arg-type]
 
 
-async def run(tmp_path: Path, scenario: str, *, stall: float = 10, timeout: float = 20, **kw: object):
+async def run(tmp_path: Path, scenario: str, *, stall: float = 10, wall: float = 20, **kw: object):
     adapter = ClaudeAdapter(binary=str(FAKE))
     return await run_agent(
-        adapter, request(tmp_path, scenario, **kw), timeout_s=timeout, stall_timeout_s=stall,
+        adapter,
+        request(tmp_path, scenario, **kw),
+        timeout_s=wall,
+        stall_timeout_s=stall,
         kill_grace_s=0.5,
     )
 
@@ -48,7 +53,12 @@ def test_build_argv_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
     monkeypatch.delenv("CLAUDE_CODE_OAUTH_TOKEN", raising=False)
     req = RunRequest(
-        "t", "the prompt", tmp_path, model="opus", session_id="S1", system_append="be brief",
+        "t",
+        "the prompt",
+        tmp_path,
+        model="opus",
+        session_id="S1",
+        system_append="be brief",
         max_turns=7,
     )
     inv = ClaudeAdapter(binary="claude").build(req)
@@ -59,8 +69,10 @@ def test_build_argv_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert flags["--model"] == "opus"
     assert flags["--session-id"] == "S1"
     assert flags["--append-system-prompt"] == "be brief"
-    assert "the prompt" not in inv.argv and inv.stdin == b"the prompt"
-    assert inv.env["ANTHROPIC_API_KEY"] == "sk-test" and "CLAUDE_CODE_OAUTH_TOKEN" not in inv.env
+    assert "the prompt" not in inv.argv
+    assert inv.stdin == b"the prompt"
+    assert inv.env["ANTHROPIC_API_KEY"] == "sk-test"
+    assert "CLAUDE_CODE_OAUTH_TOKEN" not in inv.env
     assert inv.cwd == tmp_path
 
 
@@ -70,7 +82,9 @@ async def test_happy_path(tmp_path: Path) -> None:
     assert result.final_text == "All tests pass."
     assert result.usage.cost_usd == pytest.approx(0.0123)
     assert result.usage.output_tokens == 40
-    assert result.session_id and result.exit_code == 0 and result.num_turns == 2
+    assert result.session_id
+    assert result.exit_code == 0
+    assert result.num_turns == 2
 
 
 async def test_multi_tool_edit_writes_in_worktree(tmp_path: Path) -> None:
@@ -82,8 +96,13 @@ async def test_multi_tool_edit_writes_in_worktree(tmp_path: Path) -> None:
 async def test_argv_accepted_by_fake_and_session_id_used(tmp_path: Path) -> None:
     log = tmp_path / "argv.json"
     result = await run(
-        tmp_path, "happy_path", session_id="11111111-2222-3333-4444-555555555555", model="m",
-        system_append="x", budget_usd=1.5, extra_env={"FAKE_CLAUDE_ARGV_LOG": str(log)},
+        tmp_path,
+        "happy_path",
+        session_id="11111111-2222-3333-4444-555555555555",
+        model="m",
+        system_append="x",
+        budget_usd=1.5,
+        extra_env={"FAKE_CLAUDE_ARGV_LOG": str(log)},
     )
     assert result.session_id == "11111111-2222-3333-4444-555555555555"
     assert "[[fake:happy_path]]" in json.loads(log.read_text())["prompt"]
@@ -103,14 +122,17 @@ async def test_argv_accepted_by_fake_and_session_id_used(tmp_path: Path) -> None
         ("startup_error", Outcome.FAILED, "crash"),
     ],
 )
-async def test_scenarios_classify(tmp_path: Path, scenario: str, outcome: Outcome, reason: str) -> None:
+async def test_scenarios_classify(
+    tmp_path: Path, scenario: str, outcome: Outcome, reason: str
+) -> None:
     result = await run(tmp_path, scenario)
     assert (result.outcome, result.reason) == (outcome, reason)
 
 
 async def test_429_quirk_exits_zero(tmp_path: Path) -> None:
     result = await run(tmp_path, "api_error_429_exit0")
-    assert result.exit_code == 0 and result.outcome is Outcome.RATE_LIMITED
+    assert result.exit_code == 0
+    assert result.outcome is Outcome.RATE_LIMITED
 
 
 async def test_subscription_limit_has_retry_at(tmp_path: Path) -> None:
@@ -122,12 +144,15 @@ async def test_subscription_limit_has_retry_at(tmp_path: Path) -> None:
 
 async def test_startup_error_keeps_stderr(tmp_path: Path) -> None:
     result = await run(tmp_path, "startup_error")
-    assert result.exit_code == 1 and result.detail and "Invalid settings file" in result.detail
+    assert result.exit_code == 1
+    assert result.detail
+    assert "Invalid settings file" in result.detail
 
 
 async def test_crash_detail_has_stderr_tail(tmp_path: Path) -> None:
     result = await run(tmp_path, "crash_midstream")
-    assert result.exit_code == 137 and "out of memory" in (result.detail or "")
+    assert result.exit_code == 137
+    assert "out of memory" in (result.detail or "")
 
 
 async def test_hang_after_init_is_stalled(tmp_path: Path) -> None:
@@ -139,14 +164,20 @@ async def test_hang_after_init_is_stalled(tmp_path: Path) -> None:
 
 async def test_sigterm_ignored_escalates_to_sigkill(tmp_path: Path) -> None:
     result = await run(tmp_path, "ignore_sigterm", stall=0.5)
-    assert result.reason == "stalled" and result.exit_code == -9
+    assert result.reason == "stalled"
+    assert result.exit_code == -9
 
 
 async def test_wall_clock_timeout(tmp_path: Path) -> None:
     scenario = tmp_path / "chatty.json"
-    steps = [{"emit": "init"}, {"repeat": {"times": 1000, "steps": [{"emit": "text", "text": "."}, {"sleep": 0.05}]}}]
+    steps = [
+        {"emit": "init"},
+        {"repeat": {"times": 1000, "steps": [{"emit": "text", "text": "."}, {"sleep": 0.05}]}},
+    ]
     scenario.write_text(json.dumps(steps))
-    result = await run(tmp_path, "x", stall=5, timeout=1.0, extra_env={"FAKE_CLAUDE_SCENARIO": str(scenario)})
+    result = await run(
+        tmp_path, "x", stall=5, wall=1.0, extra_env={"FAKE_CLAUDE_SCENARIO": str(scenario)}
+    )
     assert (result.outcome, result.reason) == (Outcome.FAILED, "timeout")
 
 
@@ -166,18 +197,34 @@ def test_parser_tolerates_partial_and_non_object_lines() -> None:
 
 def test_parser_later_success_clears_rate_signal() -> None:
     parser = ClaudeStreamParser()
-    parser.feed_stdout(json.dumps({"type": "rate_limit_event", "rate_limit_info": {"status": "rejected"}}))
-    parser.feed_stdout(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "ok"}))
+    parser.feed_stdout(
+        json.dumps({"type": "rate_limit_event", "rate_limit_info": {"status": "rejected"}})
+    )
+    parser.feed_stdout(
+        json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "ok"})
+    )
     assert parser.finish(0, None).outcome is Outcome.COMPLETED
 
 
 def test_parser_empty_success_is_failure() -> None:
     parser = ClaudeStreamParser()
-    parser.feed_stdout(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": ""}))
+    parser.feed_stdout(
+        json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": ""})
+    )
     assert parser.finish(0, None).reason == "empty_result"
 
 
 def test_parser_kill_after_compaction_hands_off() -> None:
     parser = ClaudeStreamParser()
-    parser.feed_stdout(json.dumps({"type": "system", "subtype": "compact_boundary", "compact_metadata": {}}))
+    parser.feed_stdout(
+        json.dumps({"type": "system", "subtype": "compact_boundary", "compact_metadata": {}})
+    )
     assert parser.finish(None, "stalled").outcome is Outcome.HANDOFF_NEEDED
+
+
+async def test_missing_binary_is_a_failed_result(tmp_path: Path) -> None:
+    adapter = ClaudeAdapter(binary=str(tmp_path / "no-such-claude"))
+    req = request(tmp_path, "happy_path")
+    result = await run_agent(adapter, req, timeout_s=5, stall_timeout_s=5)
+    assert (result.outcome, result.reason) == (Outcome.FAILED, "spawn_failed")
+    assert "no-such-claude" in (result.detail or "")

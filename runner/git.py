@@ -1,0 +1,205 @@
+"""The runner's git adapter: one bare mirror per repository, one worktree per task.
+
+The only runner module that runs git. The installation token never reaches a remote URL, a
+config file, argv or the disk: each network command gets it through the environment as an
+``http.extraHeader`` (``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_0``/``GIT_CONFIG_VALUE_0``), and
+error messages are scrubbed of it. Nothing reads the user's or the system's git configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+class GitError(Exception):
+    """A git command failed; the message holds the command and the tail of its stderr."""
+
+
+class _MirrorState:
+    """Shared by every RepoMirror of one path: the lock and fetch sequence numbers."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.started = 0  # fetches begun (they run one at a time, under the lock)
+        self.finished = 0  # number of the last fetch that succeeded
+
+
+_states: dict[Path, _MirrorState] = {}
+_states_guard = threading.Lock()
+
+
+def _state_for(path: Path) -> _MirrorState:
+    with _states_guard:
+        return _states.setdefault(path.resolve(), _MirrorState())
+
+
+def _auth_env(token: str) -> dict[str, str]:
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.extraHeader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+    }
+
+
+def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(
+        GIT_TERMINAL_PROMPT="0",
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_ASKPASS="",
+        SSH_ASKPASS="",
+        LC_ALL="C",
+    )
+    env.update(extra or {})
+    return env
+
+
+def _run(
+    args: Sequence[str],
+    cwd: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    secrets: Sequence[str] = (),
+    ok: tuple[int, ...] = (0,),
+    input: str | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    cmd = ["git", *args]
+    try:
+        proc = subprocess.run(
+            cmd, cwd=cwd, env=_env(env), input=input, capture_output=True, text=True,
+            check=False, timeout=timeout,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GitError(_scrub(f"{' '.join(cmd)} in {cwd}: {exc}", secrets)) from None
+    if proc.returncode not in ok:
+        tail = proc.stderr.strip()[-2000:]
+        message = f"{' '.join(cmd)} failed ({proc.returncode}) in {cwd}: {tail}"
+        raise GitError(_scrub(message, secrets))
+    return proc
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+            text = text.replace(
+                base64.b64encode(f"x-access-token:{secret}".encode()).decode(), "***"
+            )
+    return text
+
+
+class RepoMirror:
+    """A bare mirror of one repository, shared by every worker; tasks work in worktrees."""
+
+    def __init__(self, cache_dir: Path, full_name: str, clone_url: str) -> None:
+        owner, _, name = full_name.partition("/")
+        if not owner or not name or any(p in {"", ".", ".."} or "/" in p for p in (owner, name)):
+            raise ValueError(f"invalid repository name {full_name!r}")
+        if "@" in clone_url.partition("://")[2].partition("/")[0]:
+            raise ValueError("clone_url must not carry credentials")
+        self.full_name = full_name
+        self.clone_url = clone_url
+        self.path = Path(cache_dir) / "mirrors" / owner / f"{name}.git"
+        self._state = _state_for(self.path)
+        self._lock = self._state.lock
+
+    def _git(self, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return _run(args, self.path, **kwargs)  # type: ignore[arg-type]
+
+    def _init(self) -> None:
+        if (self.path / "HEAD").exists():
+            self._git("remote", "set-url", "origin", self.clone_url)
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        _run(["init", "--quiet", "--bare", str(self.path)], self.path)
+        self._git("remote", "add", "origin", self.clone_url)
+        self._git("config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
+
+    def fetch(self, token: str) -> None:
+        """Bring ``refs/remotes/origin/*`` up to date (creates the mirror the first time)."""
+        state = self._state
+        asked_after = state.started
+        with self._lock:
+            if state.finished > asked_after:
+                return  # a fetch that began after we asked has finished: it is fresh enough
+            state.started += 1
+            number = state.started
+            self._init()
+            self._git(
+                "fetch", "--prune", "--no-tags", "--quiet", "origin",
+                env=_auth_env(token), secrets=[token],
+            )  # fmt: skip
+            state.finished = number
+
+    def add_worktree(
+        self, path: Path, branch: str, base: str = "main", *, from_remote_branch: bool = False
+    ) -> Path:
+        """A clean worktree at ``path`` on a branch ``branch`` reset to ``origin/<base>``.
+
+        ``from_remote_branch=True`` starts from ``origin/<branch>`` instead when it exists, to
+        continue work pushed earlier.
+        """
+        path = Path(path).absolute()
+        with self._lock:
+            self._drop_worktree(path)
+            start = f"refs/remotes/origin/{base}"
+            if from_remote_branch and self._has_ref(f"refs/remotes/origin/{branch}"):
+                start = f"refs/remotes/origin/{branch}"
+            if not self._has_ref(start):
+                raise GitError(f"{self.full_name}: no {start} (fetch first?)")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._git("worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), start)
+        return path
+
+    def _has_ref(self, ref: str) -> bool:
+        proc = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", ok=(0, 1, 128))
+        return proc.returncode == 0
+
+    def _drop_worktree(self, path: Path) -> None:
+        if (path / ".git").exists():
+            self._git("worktree", "remove", "--force", "--force", str(path), ok=(0, 128))
+        if path.exists():
+            shutil.rmtree(path)
+        self._git("worktree", "prune")
+
+    def commit_all(
+        self, worktree: Path, message: str, *, author_name: str, author_email: str
+    ) -> str | None:
+        """Stage everything and commit; the new HEAD sha, or None when nothing changed."""
+        _run(["add", "--all"], worktree)
+        if _run(["diff", "--cached", "--quiet"], worktree, ok=(0, 1)).returncode == 0:
+            return None
+        identity = {
+            "GIT_AUTHOR_NAME": author_name,
+            "GIT_AUTHOR_EMAIL": author_email,
+            "GIT_COMMITTER_NAME": author_name,
+            "GIT_COMMITTER_EMAIL": author_email,
+        }
+        _run(
+            ["commit", "--quiet", "--no-verify", "--no-gpg-sign", "--cleanup=strip", "-F", "-"],
+            worktree, env=identity, input=message,
+        )  # fmt: skip
+        return self.head_sha(worktree)
+
+    def head_sha(self, worktree: Path) -> str:
+        return _run(["rev-parse", "HEAD"], worktree).stdout.strip()
+
+    def push(self, worktree: Path, branch: str, token: str, *, force: bool = False) -> None:
+        """Push HEAD to ``refs/heads/<branch>`` on origin."""
+        args = ["push", "--quiet", "--no-verify", "origin", f"HEAD:refs/heads/{branch}"]
+        if force:
+            args.insert(1, "--force")
+        _run(args, worktree, env=_auth_env(token), secrets=[token])
+
+    def remove_worktree(self, path: Path) -> None:
+        with self._lock:
+            self._drop_worktree(Path(path).absolute())

@@ -1,0 +1,264 @@
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from bot.core.model import IssueRef, Task, TaskState
+from bot.store import Store
+
+REPO = "octo/demo"
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    store = Store(store_url)
+    yield store
+    store.close()
+
+
+def full_task(n: int = 5, **fields: object) -> Task:
+    values: dict[str, object] = {
+        "repo": REPO,
+        "number": n,
+        "title": "Add /users endpoint ✓",
+        "body": "blocked by #3\n```stoneforge-script\n{}\n```",
+        "issue_id": 9_000_000_001,
+        "installation_id": 42,
+        "state": TaskState.IN_REVIEW,
+        "blocked_by": (IssueRef(REPO, 3), IssueRef("octo/lib", 11)),
+        "priority": 1,
+        "attempt": 2,
+        "worker": "runner-a/w1",
+        "branch": "stoneforge/5-add-users-endpoint",
+        "pr_number": 17,
+        "head_sha": "a" * 40,
+        "created_at": 1_764_000_000.125,
+        "dispatched_at": 1_764_000_100.5,
+        "agent_seconds": 3.25,
+        "merged_at": None,
+        "merge_sha": None,
+        "lease_until": 1_764_000_400.75,
+        "detail": "previous attempt: agent timed out",
+    }
+    values.update(fields)
+    return Task(**values)  # type: ignore[arg-type]
+
+
+def queued(n: int, repo: str = REPO) -> Task:
+    return Task(repo=repo, number=n, title=f"task {n}", created_at=float(n))
+
+
+# -- deliveries -----------------------------------------------------------------------------
+
+
+def test_duplicate_delivery_is_stored_once(store: Store) -> None:
+    payload = b'{"action": "labeled", "x": "\xc3\xa9"}'
+    assert store.record_delivery("guid-1", "issues", "labeled", 7, payload, now=10.0) is True
+    assert store.record_delivery("guid-1", "issues", "labeled", 7, b"other", now=11.0) is False
+    assert store.delivery_count() == 1
+    (delivery,) = store.unprocessed_deliveries()
+    assert delivery.guid == "guid-1"
+    assert (delivery.event, delivery.action, delivery.installation_id) == ("issues", "labeled", 7)
+    assert delivery.payload == payload
+    assert delivery.received_at == 10.0
+
+
+def test_unprocessed_oldest_first_and_mark_processed(store: Store) -> None:
+    store.record_delivery("c", "ping", None, None, b"{}", now=3.0)
+    store.record_delivery("a", "issues", "opened", 1, b"{}", now=1.0)
+    store.record_delivery("b", "pull_request", "closed", 1, b"{}", now=2.0)
+    assert [d.guid for d in store.unprocessed_deliveries()] == ["a", "b", "c"]
+    assert [d.guid for d in store.unprocessed_deliveries(limit=2)] == ["a", "b"]
+
+    store.mark_processed("a", now=5.0)
+    store.mark_processed("c", now=6.0, error="boom")
+    assert [d.guid for d in store.unprocessed_deliveries()] == ["b"]
+    assert store.delivery_count() == 3
+    # A redelivery of a processed GUID is still a duplicate.
+    assert store.record_delivery("a", "issues", "opened", 1, b"{}", now=7.0) is False
+    assert [d.guid for d in store.unprocessed_deliveries()] == ["b"]
+
+
+def test_deliveries_survive_reopening(store_url: str) -> None:
+    first = Store(store_url)
+    first.record_delivery("g", "issues", "opened", None, b"\x00\x01", now=1.0)
+    first.close()
+    second = Store(store_url)
+    try:
+        assert second.record_delivery("g", "issues", "opened", None, b"", now=2.0) is False
+        assert second.unprocessed_deliveries()[0].payload == b"\x00\x01"
+    finally:
+        second.close()
+
+
+# -- tasks ----------------------------------------------------------------------------------
+
+
+def test_upsert_get_round_trips_every_field(store: Store) -> None:
+    task = full_task()
+    store.upsert_task(task)
+    assert store.get_task(task.ref) == task
+    assert store.get_task(IssueRef(REPO, 999)) is None
+
+    replaced = full_task(
+        title="new",
+        state=TaskState.MERGED,
+        blocked_by=(),
+        worker=None,
+        merged_at=1_764_000_500.0,
+        merge_sha="b" * 40,
+        detail=None,
+    )
+    store.upsert_task(replaced)
+    assert store.get_task(task.ref) == replaced
+    assert store.list_tasks() == [replaced]
+
+
+def test_update_task_changes_only_given_fields(store: Store) -> None:
+    store.upsert_task(full_task())
+    updated = store.update_task(
+        IssueRef(REPO, 5), state=TaskState.FAILED, detail="check 'ci' failed", pr_number=None
+    )
+    expected = dataclasses.replace(
+        full_task(), state=TaskState.FAILED, detail="check 'ci' failed", pr_number=None
+    )
+    assert updated == expected
+    assert store.get_task(IssueRef(REPO, 5)) == expected
+    again = store.update_task(IssueRef(REPO, 5), blocked_by=(IssueRef(REPO, 1),))
+    assert store.get_task(IssueRef(REPO, 5)) == again
+    assert again.blocked_by == (IssueRef(REPO, 1),)
+
+
+def test_update_task_errors(store: Store) -> None:
+    with pytest.raises(KeyError):
+        store.update_task(IssueRef(REPO, 1), state=TaskState.RUNNING)
+    store.upsert_task(queued(1))
+    with pytest.raises(TypeError):
+        store.update_task(IssueRef(REPO, 1), colour="red")
+    with pytest.raises(TypeError):
+        store.update_task(IssueRef(REPO, 1), number=2)
+
+
+def test_list_tasks_filters(store: Store) -> None:
+    store.upsert_task(queued(2))
+    store.upsert_task(queued(1))
+    store.upsert_task(dataclasses.replace(queued(3), state=TaskState.RUNNING))
+    store.upsert_task(queued(1, repo="octo/lib"))
+    assert [str(t.ref) for t in store.list_tasks()] == [
+        "octo/demo#1",
+        "octo/demo#2",
+        "octo/demo#3",
+        "octo/lib#1",
+    ]
+    assert [t.number for t in store.list_tasks(repo=REPO, states=[TaskState.QUEUED])] == [1, 2]
+    assert [t.repo for t in store.list_tasks(states=[TaskState.QUEUED], repo="octo/lib")] == [
+        "octo/lib"
+    ]
+    assert [t.number for t in store.list_tasks(states={TaskState.RUNNING})] == [3]
+    assert store.list_tasks(states=[]) == []
+
+
+def test_claim_takes_the_first_queued_candidate(store: Store) -> None:
+    store.upsert_task(dataclasses.replace(queued(1), state=TaskState.RUNNING, worker="other"))
+    store.upsert_task(dataclasses.replace(queued(2), state=TaskState.MERGED))
+    store.upsert_task(dataclasses.replace(queued(3), attempt=1))
+    store.upsert_task(queued(4))
+    candidates = [IssueRef(REPO, n) for n in (99, 1, 2, 3, 4)]
+
+    claimed = store.claim_task(candidates, worker="w1", now=100.0, lease_s=30.0)
+    assert claimed is not None
+    assert claimed.ref == IssueRef(REPO, 3)
+    assert (claimed.state, claimed.worker, claimed.attempt) == (TaskState.RUNNING, "w1", 2)
+    assert (claimed.dispatched_at, claimed.lease_until) == (100.0, 130.0)
+    assert store.get_task(claimed.ref) == claimed
+    assert store.get_task(IssueRef(REPO, 1)).worker == "other"  # type: ignore[union-attr]
+
+    assert store.claim_task(candidates, worker="w2", now=101.0, lease_s=30.0).number == 4  # type: ignore[union-attr]
+    assert store.claim_task(candidates, worker="w3", now=102.0, lease_s=30.0) is None
+    assert store.claim_task([], worker="w3", now=102.0, lease_s=30.0) is None
+
+
+def test_concurrent_claims_never_share_a_task(store_url: str) -> None:
+    setup = Store(store_url)
+    refs = [IssueRef(REPO, n) for n in range(1, 21)]
+    for ref in refs:
+        setup.upsert_task(queued(ref.number))
+    setup.close()
+
+    results: dict[str, list[IssueRef]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def worker(name: str) -> None:
+        store = Store(store_url)  # one Store per thread, like separate bot replicas
+        mine: list[IssueRef] = []
+        try:
+            start.wait()
+            for _ in range(len(refs) + 1):  # bounded, so a broken claim cannot hang the test
+                task = store.claim_task(refs, worker=name, now=1.0, lease_s=60.0)
+                if task is None:
+                    break
+                mine.append(task.ref)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            store.close()
+            results[name] = mine
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    claimed = Counter(ref for mine in results.values() for ref in mine)
+    assert claimed == Counter(refs)  # every task exactly once
+
+    check = Store(store_url)
+    try:
+        stored = check.list_tasks()
+        assert {t.state for t in stored} == {TaskState.RUNNING}
+        owner = {ref: name for name, mine in results.items() for ref in mine}
+        assert all(t.worker == owner[t.ref] and t.attempt == 1 for t in stored)
+    finally:
+        check.close()
+
+
+def test_concurrent_claims_through_one_shared_store(store: Store) -> None:
+    refs = [IssueRef(REPO, n) for n in range(1, 21)]
+    for ref in refs:
+        store.upsert_task(queued(ref.number))
+    claimed: list[IssueRef] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def worker(name: str) -> None:
+        start.wait()
+        for _ in range(len(refs) + 1):
+            task = store.claim_task(refs, worker=name, now=1.0, lease_s=60.0)
+            if task is None:
+                break
+            with lock:
+                claimed.append(task.ref)
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(claimed) == refs
+
+
+def test_expired_leases(store: Store) -> None:
+    store.upsert_task(dataclasses.replace(queued(1), state=TaskState.RUNNING, lease_until=50.0))
+    store.upsert_task(dataclasses.replace(queued(2), state=TaskState.RUNNING, lease_until=150.0))
+    store.upsert_task(dataclasses.replace(queued(3), state=TaskState.RUNNING, lease_until=None))
+    store.upsert_task(dataclasses.replace(queued(4), state=TaskState.IN_REVIEW, lease_until=10.0))
+    store.upsert_task(dataclasses.replace(queued(5), state=TaskState.RUNNING, lease_until=20.0))
+    assert [t.number for t in store.expired_leases(now=100.0)] == [5, 1]
+    assert [t.number for t in store.expired_leases(now=10.0)] == []
