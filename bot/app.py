@@ -31,7 +31,9 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.database_url)
         gh = github or GitHubAdapter(
-            app_id=settings.app_id, private_key=settings.private_key, base_url=settings.github_api_url
+            app_id=settings.app_id,
+            private_key=settings.private_key,
+            base_url=settings.github_api_url,
         )
         bot = Bot(settings, store, gh)
         app.state.bot = bot
@@ -88,9 +90,13 @@ def _webhook_router(settings: BotSettings) -> APIRouter:
         if len(body) > settings.max_body_bytes:
             return JSONResponse({"message": "payload too large"}, status_code=413)
         if not verify(settings.webhook_secret, body, x_hub_signature_256):
-            return JSONResponse({"message": "invalid or missing X-Hub-Signature-256"}, status_code=401)
+            return JSONResponse(
+                {"message": "invalid or missing X-Hub-Signature-256"}, status_code=401
+            )
         if not x_github_event or not x_github_delivery:
-            return JSONResponse({"message": "missing X-GitHub-Event or X-GitHub-Delivery"}, status_code=400)
+            return JSONResponse(
+                {"message": "missing X-GitHub-Event or X-GitHub-Delivery"}, status_code=400
+            )
         bot: Bot = request.app.state.bot
         fresh = await bot.ingest(x_github_delivery, x_github_event, body)
         return JSONResponse({"stored": fresh, "duplicate": not fresh}, status_code=202)
@@ -101,8 +107,10 @@ def _webhook_router(settings: BotSettings) -> APIRouter:
 def _runner_router(settings: BotSettings) -> APIRouter:
     def authorized(authorization: str | None = Header(default=None)) -> None:
         expected = f"Bearer {settings.runner_token}"
-        if not settings.runner_token or not authorization or not hmac.compare_digest(
-            authorization.encode(), expected.encode()
+        if (
+            not settings.runner_token
+            or not authorization
+            or not hmac.compare_digest(authorization.encode(), expected.encode())
         ):
             raise HTTPException(status_code=401, detail="unknown runner token")
 
@@ -113,7 +121,9 @@ def _runner_router(settings: BotSettings) -> APIRouter:
         body = await _json(request)
         bot: Bot = request.app.state.bot
         job = await bot.claim(
-            str(body.get("runner") or "runner"), str(body.get("worker") or "w"), float(body.get("wait_s") or 0)
+            str(body.get("runner") or "runner"),
+            str(body.get("worker") or "w"),
+            float(body.get("wait_s") or 0),
         )
         if job is None:
             return Response(status_code=204)

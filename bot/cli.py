@@ -1,4 +1,6 @@
-"""The ``stoneforge`` command line. Each sub-command only wires settings to the package doing the work.
+"""The ``stoneforge`` command line.
+
+Each sub-command only wires settings to the package doing the work.
 
 This is the one place allowed to import ``fakehub`` (for ``stoneforge fakehub`` and
 ``stoneforge demo``), and it does so lazily.
@@ -16,7 +18,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Stoneforge for GitHub: issues in, merged pull requests out.", no_args_is_help=True)
+app = typer.Typer(
+    help="Stoneforge for GitHub: issues in, merged pull requests out.", no_args_is_help=True
+)
 
 
 def _logging(level: str) -> None:
@@ -53,11 +57,20 @@ def bot(
 @app.command()
 def runner(
     bot_url: Annotated[str, typer.Option(help="the bot's base URL")],
-    token: Annotated[str, typer.Option(help="runner token (or STONEFORGE_RUNNER_TOKEN)", envvar="STONEFORGE_RUNNER_TOKEN")],
+    token: Annotated[
+        str,
+        typer.Option(
+            help="runner token (or STONEFORGE_RUNNER_TOKEN)", envvar="STONEFORGE_RUNNER_TOKEN"
+        ),
+    ],
     workers: Annotated[int, typer.Option(help="tasks run in parallel")] = 3,
-    work_dir: Annotated[Path, typer.Option(help="mirrors and worktrees live here")] = Path(".stoneforge/runner"),
+    work_dir: Annotated[Path, typer.Option(help="mirrors and worktrees live here")] = Path(
+        ".stoneforge/runner"
+    ),
     name: Annotated[str, typer.Option(help="this runner's name")] = "runner-1",
-    agent: Annotated[str | None, typer.Option(help="force an agent adapter (claude, script)")] = None,
+    agent: Annotated[
+        str | None, typer.Option(help="force an agent adapter (claude, script)")
+    ] = None,
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
     """Claim tasks from the bot and run agents in git worktrees."""
@@ -72,7 +85,12 @@ def runner(
             loop.add_signal_handler(sig, stop.set)
         work_dir.mkdir(parents=True, exist_ok=True)
         await Runner(
-            bot_url, token, workers=workers, work_dir=work_dir.resolve(), name=name, agent_override=agent
+            bot_url,
+            token,
+            workers=workers,
+            work_dir=work_dir.resolve(),
+            name=name,
+            agent_override=agent,
         ).run(stop)
 
     asyncio.run(main())
@@ -82,7 +100,9 @@ def runner(
 def fakehub(
     port: Annotated[int, typer.Option(help="port to listen on")] = 3000,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
-    root: Annotated[Path, typer.Option(help="where repositories are stored")] = Path(".stoneforge/fakehub"),
+    root: Annotated[Path, typer.Option(help="where repositories are stored")] = Path(
+        ".stoneforge/fakehub"
+    ),
 ) -> None:
     """Run fakehub, the local stand-in for GitHub, on its own."""
     from fakehub.server import serve

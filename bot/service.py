@@ -8,6 +8,7 @@ Decisions come from ``bot.core``; this module does the I/O around them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -33,7 +34,16 @@ WRITE_PERMISSIONS = {"admin", "maintain", "write"}
 STATUS_MARKER = "<!-- stoneforge:status -->"
 #: Every event ``Bot.handle`` acts on; ``app.yml`` subscribes to exactly these (a test checks).
 HANDLED_EVENTS = frozenset(
-    {"issues", "issue_dependencies", "sub_issues", "pull_request", "check_run", "check_suite", "status", "push"}
+    {
+        "issues",
+        "issue_dependencies",
+        "sub_issues",
+        "pull_request",
+        "check_run",
+        "check_suite",
+        "status",
+        "push",
+    }
 )
 
 AGENT_INSTRUCTIONS = """\
@@ -48,7 +58,7 @@ def job_id(task: Task) -> str:
 
 
 class Bot:
-    """Owns the store, the GitHub adapter and the wake-up signals shared by intake, runners and steward."""
+    """Owns the store, the GitHub adapter and the wake-ups shared by intake, runners, steward."""
 
     def __init__(self, settings: BotSettings, store: Store, github: GitHubAdapter) -> None:
         self.settings = settings
@@ -122,7 +132,9 @@ class Bot:
             for key in ("blocked_issue", "parent_issue", "blocking_issue", "sub_issue"):
                 issue = payload.get(key)
                 if isinstance(issue, Mapping) and "number" in issue:
-                    await self.sync_issue(inst, IssueRef(issue_repo(issue, repo), int(issue["number"])))
+                    await self.sync_issue(
+                        inst, IssueRef(issue_repo(issue, repo), int(issue["number"]))
+                    )
         elif event in ("pull_request", "check_run", "check_suite", "status", "push"):
             self.steward_wake.set()
         elif event in ("installation", "installation_repositories") and inst:
@@ -158,7 +170,9 @@ class Bot:
             if issue.state == "closed":
                 self._external[ref] = issue.state_reason != "not_planned"
             if task and task.state in (TaskState.QUEUED, TaskState.RUNNING):
-                await self.set_state(task, TaskState.CANCELLED, detail="label removed or issue closed")
+                await self.set_state(
+                    task, TaskState.CANCELLED, detail="label removed or issue closed"
+                )
             return
         blockers = await self._blockers(inst, issue)
         now = time.time()
@@ -223,7 +237,9 @@ class Bot:
     async def reconcile_installation(self, inst: int) -> None:
         """Rebuild tasks from GitHub itself: a lost webhook delays work but never loses it."""
         for repo in await self.github.installation_repos(inst):
-            for issue in await self.github.labeled_issues(inst, repo.full_name, self.settings.trigger_label):
+            for issue in await self.github.labeled_issues(
+                inst, repo.full_name, self.settings.trigger_label
+            ):
                 await self.sync_issue(inst, issue.ref)
         self.steward_wake.set()
 
@@ -252,8 +268,12 @@ class Bot:
             candidates = await self.ready()
             if candidates:
                 task = await asyncio.to_thread(
-                    lambda: self.store.claim_task(
-                        candidates, worker=f"{runner}/{worker}", now=time.time(), lease_s=self.settings.lease_s
+                    functools.partial(
+                        self.store.claim_task,
+                        candidates,
+                        worker=f"{runner}/{worker}",
+                        now=time.time(),
+                        lease_s=self.settings.lease_s,
                     )
                 )
                 if task is not None:
@@ -261,7 +281,12 @@ class Bot:
                         return await self._job(task)
                     except Exception:
                         await asyncio.to_thread(
-                            lambda: self.store.update_task(task.ref, state=TaskState.QUEUED, worker=None)
+                            functools.partial(
+                                self.store.update_task,
+                                task.ref,
+                                state=TaskState.QUEUED,
+                                worker=None,
+                            )
                         )
                         raise
             remaining = deadline - time.monotonic()
@@ -283,7 +308,10 @@ class Bot:
             f"# {task.title} (#{task.number})\n\n{task.body}\n\n---\n"
             + AGENT_INSTRUCTIONS.format(repo=task.repo, branch=branch, number=task.number)
         )
-        log.info("task_dispatched", extra={"repo": task.repo, "issue": task.number, "worker": task.worker})
+        log.info(
+            "task_dispatched",
+            extra={"repo": task.repo, "issue": task.number, "worker": task.worker},
+        )
         return {
             "job_id": job_id(task),
             "repo": task.repo,
@@ -316,7 +344,9 @@ class Bot:
         if task is None:
             return False
         await asyncio.to_thread(
-            lambda: self.store.update_task(task.ref, lease_until=time.time() + self.settings.lease_s)
+            lambda: self.store.update_task(
+                task.ref, lease_until=time.time() + self.settings.lease_s
+            )
         )
         return True
 
@@ -331,24 +361,32 @@ class Bot:
         if result.get("outcome") != "completed" or not result.get("head_sha"):
             reason = str(result.get("reason") or "failed")
             detail = str(result.get("detail") or "")[:2000]
-            await self.set_state(task, TaskState.FAILED, detail=f"{reason}: {detail}", agent_seconds=total)
+            await self.set_state(
+                task, TaskState.FAILED, detail=f"{reason}: {detail}", agent_seconds=total
+            )
             await self.github.upsert_comment(
                 inst,
                 task.ref,
                 STATUS_MARKER,
                 f"**Stoneforge:** the agent could not finish this task ({reason}).\n\n"
-                f"```\n{detail[-1500:]}\n```\nRemove and re-add `{self.settings.trigger_label}` to retry.",
+                f"```\n{detail[-1500:]}\n```\n"
+                f"Remove and re-add `{self.settings.trigger_label}` to retry.",
             )
             return True
         repo = await self.github.repo(inst, task.repo)
         summary = str(result.get("summary") or "").strip()
         body = (
             f"Closes #{task.number}\n\n{summary}\n\n"
-            f"_Opened by Stoneforge · agent `{self.settings.default_agent}` · attempt {task.attempt} · "
-            f"{seconds:.1f} s of agent time._"
+            f"_Opened by Stoneforge · agent `{self.settings.default_agent}` · "
+            f"attempt {task.attempt} · {seconds:.1f} s of agent time._"
         )
         number = await self.github.open_pull(
-            inst, task.repo, head=str(result["branch"]), base=repo.default_branch, title=task.title, body=body
+            inst,
+            task.repo,
+            head=str(result["branch"]),
+            base=repo.default_branch,
+            title=task.title,
+            body=body,
         )
         await self.set_state(
             task,
@@ -367,11 +405,15 @@ class Bot:
             await asyncio.sleep(max(1.0, self.settings.lease_s / 4))
             for task in await asyncio.to_thread(self.store.expired_leases, time.time()):
                 if task.state == TaskState.RUNNING:
-                    await self.set_state(task, TaskState.QUEUED, worker=None, detail="lease expired")
+                    await self.set_state(
+                        task, TaskState.QUEUED, worker=None, detail="lease expired"
+                    )
 
     # --- state changes ---------------------------------------------------------------------
     async def set_state(self, task: Task, state: TaskState, **fields: Any) -> Task:
-        new = await asyncio.to_thread(lambda: self.store.update_task(task.ref, state=state, **fields))
+        new = await asyncio.to_thread(
+            lambda: self.store.update_task(task.ref, state=state, **fields)
+        )
         if task.installation_id:
             self._relabel(task.installation_id, task.ref, state)
         if state in (TaskState.QUEUED, TaskState.MERGED):
@@ -426,4 +468,3 @@ class Bot:
             }
             out.append(item)
         return out
-

@@ -3,7 +3,8 @@
 One pass per repository: read a fresh snapshot of every pull request in review, ask the pure
 ``bot.core.steward.plan_merges`` what to do, and do it. The pass runs when a pull request,
 check or status event arrives and on a timer, so a lost webhook only delays a merge.
-State machine per task (``docs/architecture.md``): in_review -> (update branch -> checks)* -> merged.
+State machine per task (``docs/architecture.md``):
+in_review -> (update branch -> checks)* -> merged.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ class Steward:
     async def run_forever(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self.bot.steward_wake.wait(), self.bot.settings.steward_interval_s)
+                await asyncio.wait_for(
+                    self.bot.steward_wake.wait(), self.bot.settings.steward_interval_s
+                )
             except TimeoutError:
                 pass
             self.bot.steward_wake.clear()
@@ -46,12 +49,21 @@ class Steward:
 
     async def pass_repo(self, repo: str) -> None:
         async with self._locks[repo]:
-            tasks = await asyncio.to_thread(self.bot.store.list_tasks)  # blockers may live in other repositories
+            tasks = await asyncio.to_thread(
+                self.bot.store.list_tasks
+            )  # blockers may live in other repositories
             pulls: dict[IssueRef, PullSnapshot] = {}
             for task in tasks:
-                if task.repo == repo and task.state == TaskState.IN_REVIEW and task.pr_number and task.installation_id:
+                if (
+                    task.repo == repo
+                    and task.state == TaskState.IN_REVIEW
+                    and task.pr_number
+                    and task.installation_id
+                ):
                     try:
-                        pulls[task.ref] = await self.bot.github.pull(task.installation_id, repo, task.pr_number)
+                        pulls[task.ref] = await self.bot.github.pull(
+                            task.installation_id, repo, task.pr_number
+                        )
                     except GitHubError as exc:
                         log.warning("pull_snapshot_failed %s: %s", task.ref, exc)
             actions = plan_merges(tasks, pulls, now=time.time())
@@ -75,7 +87,9 @@ class Steward:
             )
             if outcome.merged:
                 log.info("merged", extra={"repo": task.repo, "issue": task.number, "pr": action.pr})
-                await bot.set_state(task, TaskState.MERGED, merged_at=time.time(), merge_sha=outcome.sha)
+                await bot.set_state(
+                    task, TaskState.MERGED, merged_at=time.time(), merge_sha=outcome.sha
+                )
                 if pull:
                     await bot.github.delete_branch(inst, task.repo, pull.head_ref)
                 bot.steward_wake.set()  # the base moved: the others need a fresh look
@@ -89,7 +103,9 @@ class Steward:
                 self._updated[key] = action.sha
                 log.info("branch_updated %s", task.ref)
         elif action.kind == "redispatch":
-            await bot.set_state(task, TaskState.QUEUED, worker=None, detail=f"restart: {action.reason}")
+            await bot.set_state(
+                task, TaskState.QUEUED, worker=None, detail=f"restart: {action.reason}"
+            )
         elif action.kind == "mark_merged":
             merge_sha = pull.merge_sha if pull else None
             await bot.set_state(task, TaskState.MERGED, merged_at=time.time(), merge_sha=merge_sha)

@@ -92,7 +92,9 @@ class Pipeline:
             events=APP_EVENTS,
             permissions=APP_PERMISSIONS,
         )
-        self.hub.create_repo(OWNER, REPO, dict(SAMPLE_REPO), ci_command=list(CI_COMMAND), required_checks=["ci"])
+        self.hub.create_repo(
+            OWNER, REPO, dict(SAMPLE_REPO), ci_command=list(CI_COMMAND), required_checks=["ci"]
+        )
         self.hub.set_permission(FULL, MAINTAINER, "admin")
         self.hub.install_app(app.id, OWNER, [REPO])
         key = self.work / "app-key.pem"
@@ -110,30 +112,55 @@ class Pipeline:
             "STONEFORGE_DEFAULT_AGENT": self.agent,
             "STONEFORGE_STEWARD_INTERVAL_S": "1",
         }
-        self._spawn("bot", [sys.executable, "-m", "bot", "bot", "--port", str(bot_port), "--log-level", "warning"], env)
+        self._spawn(
+            "bot",
+            [sys.executable, "-m", "bot", "bot", "--port", str(bot_port), "--log-level", "warning"],
+            env,
+        )
         _wait_http(f"{self.bot_url}/healthz", timeout=30)
         runner_env = {**_clean_env(), "STONEFORGE_RUNNER_TOKEN": runner_token}
         self._spawn(
             "runner",
-            [sys.executable, "-m", "bot", "runner", "--bot-url", self.bot_url, "--workers", str(self.workers),
-             "--work-dir", str(self.work / "runner"), "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "bot",
+                "runner",
+                "--bot-url",
+                self.bot_url,
+                "--workers",
+                str(self.workers),
+                "--work-dir",
+                str(self.work / "runner"),
+                "--log-level",
+                "warning",
+            ],
             runner_env,
         )
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        self.procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        self.procs.append(
+            subprocess.Popen(
+                argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        )
 
     def file_sprint(self) -> None:
         """File the sprint as a maintainer would: issues, native dependencies, then the label."""
         with self.api() as api:
             for item in SPRINT:
-                resp = api.post(f"/repos/{FULL}/issues", json={"title": item.title, "body": item.render_body(self.numbers)})
+                resp = api.post(
+                    f"/repos/{FULL}/issues",
+                    json={"title": item.title, "body": item.render_body(self.numbers)},
+                )
                 resp.raise_for_status()
                 self.numbers[item.key] = resp.json()["number"]
             ids = {}
             for item in SPRINT:
-                ids[item.key] = api.get(f"/repos/{FULL}/issues/{self.numbers[item.key]}").json()["id"]
+                ids[item.key] = api.get(f"/repos/{FULL}/issues/{self.numbers[item.key]}").json()[
+                    "id"
+                ]
             for item in SPRINT:
                 for blocker in item.blocked_by_native:
                     resp = api.post(
@@ -142,12 +169,18 @@ class Pipeline:
                     )
                     resp.raise_for_status()
             for item in SPRINT:
-                resp = api.post(f"/repos/{FULL}/issues/{self.numbers[item.key]}/labels", json={"labels": list(item.labels)})
+                resp = api.post(
+                    f"/repos/{FULL}/issues/{self.numbers[item.key]}/labels",
+                    json={"labels": list(item.labels)},
+                )
                 resp.raise_for_status()
 
     @contextlib.contextmanager
     def api(self) -> Iterator[httpx.Client]:
-        headers = {"Authorization": f"token {self.maintainer_token}", "Accept": "application/vnd.github+json"}
+        headers = {
+            "Authorization": f"token {self.maintainer_token}",
+            "Accept": "application/vnd.github+json",
+        }
         with httpx.Client(base_url=self.hub.api_url, headers=headers, timeout=30) as client:
             yield client
 
@@ -161,7 +194,8 @@ class Pipeline:
     def crashed(self) -> str | None:
         for proc, name in zip(self.procs, ("bot", "runner"), strict=False):
             if proc.poll() is not None:
-                return f"the {name} exited with code {proc.returncode} (see {self.work / (name + '.log')})"
+                log = self.work / f"{name}.log"
+                return f"the {name} exited with code {proc.returncode} (see {log})"
         return None
 
     def stop(self) -> None:
@@ -179,7 +213,9 @@ class Pipeline:
     def git_log(self) -> str:
         out = subprocess.run(
             ["git", "--git-dir", str(self.hub.git.path(FULL)), "log", "--oneline", "main"],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         return out.stdout
 
@@ -216,7 +252,9 @@ STATE_STYLE = {
 
 def _table(pipe: Pipeline, tasks: list[dict[str, Any]], started: float) -> Table:
     checks = _checks_by_sha(pipe)
-    table = Table(title=f"Stoneforge demo · {FULL} · {pipe.workers} workers · {time.time() - started:5.1f} s")
+    table = Table(
+        title=f"Stoneforge demo · {FULL} · {pipe.workers} workers · {time.time() - started:5.1f} s"
+    )
     for col in ("issue", "title", "blocked by", "state", "worker", "PR", "CI", "merge"):
         table.add_column(col)
     for task in sorted(tasks, key=lambda t: t["issue"]):
@@ -229,9 +267,13 @@ def _table(pipe: Pipeline, tasks: list[dict[str, Any]], started: float) -> Table
             task["title"][:38],
             " ".join("#" + b.rsplit("#", 1)[1] for b in task["blocked_by"]) or "-",
             f"[{style}]{state}[/]",
-            (task.get("worker") or "-").rsplit("/", 1)[-1] if task["state"] in ("running",) else (task.get("worker") or "-").rsplit("/", 1)[-1],
+            (task.get("worker") or "-").rsplit("/", 1)[-1]
+            if task["state"] in ("running",)
+            else (task.get("worker") or "-").rsplit("/", 1)[-1],
             f"#{task['pr']}" if task.get("pr") else "-",
-            checks.get(task.get("head_sha") or "", "-") if task["state"] == "in_review" else ("passed" if task["state"] == "merged" else "-"),
+            checks.get(task.get("head_sha") or "", "-")
+            if task["state"] == "in_review"
+            else ("passed" if task["state"] == "merged" else "-"),
             (task.get("merge_sha") or "")[:7] or "-",
         )
     return table
@@ -244,11 +286,21 @@ def _checks_by_sha(pipe: Pipeline) -> dict[str, str]:
     return out
 
 
-def run_demo(*, workers: int = 3, report: Path | None = None, timeout: float = 600.0,
-             agent: str = "script", work_dir: Path | None = None) -> int:
+def run_demo(
+    *,
+    workers: int = 3,
+    report: Path | None = None,
+    timeout: float = 600.0,
+    agent: str = "script",
+    work_dir: Path | None = None,
+) -> int:
     console = Console()
     own_dir = work_dir is None
-    work = Path(tempfile.mkdtemp(prefix="stoneforge-demo-")) if work_dir is None else work_dir.resolve()
+    work = (
+        Path(tempfile.mkdtemp(prefix="stoneforge-demo-"))
+        if work_dir is None
+        else work_dir.resolve()
+    )
     work.mkdir(parents=True, exist_ok=True)
     pipe = Pipeline(work=work, workers=workers, agent=agent)
     started = time.time()
@@ -257,11 +309,16 @@ def run_demo(*, workers: int = 3, report: Path | None = None, timeout: float = 6
     try:
         console.print(f"[bold]Stoneforge demo[/] · files in {work}")
         pipe.start()
-        console.print(f"fakehub at {pipe.hub.url} · bot at {pipe.bot_url} · runner with {workers} workers · agent [bold]{agent}[/]")
+        console.print(
+            f"fakehub at {pipe.hub.url} · bot at {pipe.bot_url} · "
+            f"runner with {workers} workers · agent [bold]{agent}[/]"
+        )
         pipe.file_sprint()
         console.print(f"filed {len(SPRINT)} issues and labeled them agent-ready")
         outcome = "timeout"
-        with Live(_table(pipe, tasks, started), console=console, refresh_per_second=4, transient=False) as live:
+        with Live(
+            _table(pipe, tasks, started), console=console, refresh_per_second=4, transient=False
+        ) as live:
             while time.time() - started < timeout:
                 tasks = pipe.tasks() or tasks
                 live.update(_table(pipe, tasks, started))
@@ -280,8 +337,10 @@ def run_demo(*, workers: int = 3, report: Path | None = None, timeout: float = 6
         serial = sum(float(t.get("agent_seconds") or 0) for t in tasks)
         console.print("\n[bold]main after the sprint[/] (git log --oneline):")
         console.print(pipe.git_log().rstrip())
-        console.print(f"\nwall clock {makespan:.1f} s · agents' time {serial:.1f} s "
-                      f"({serial / makespan if makespan else 0:.1f}x parallel speed-up of agent work)")
+        console.print(
+            f"\nwall clock {makespan:.1f} s · agents' time {serial:.1f} s "
+            f"({serial / makespan if makespan else 0:.1f}x parallel speed-up of agent work)"
+        )
         if outcome == "merged":
             console.print(f"[green]all {len(tasks)} tasks merged in dependency order[/]")
             code = 0
@@ -292,7 +351,9 @@ def run_demo(*, workers: int = 3, report: Path | None = None, timeout: float = 6
                     console.print(f"  #{t['issue']} {t['state']}: {t.get('detail') or ''}")
         if report:
             _write_report(report, pipe, tasks, makespan, serial, workers)
-        (work / "fakehub-events.json").write_text(json.dumps(pipe.hub.events(), indent=1, default=str))
+        (work / "fakehub-events.json").write_text(
+            json.dumps(pipe.hub.events(), indent=1, default=str)
+        )
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         code = 130
@@ -303,18 +364,32 @@ def run_demo(*, workers: int = 3, report: Path | None = None, timeout: float = 6
     return code
 
 
-def _write_report(path: Path, pipe: Pipeline, tasks: list[dict[str, Any]], makespan: float, serial: float, workers: int) -> None:
+def _write_report(
+    path: Path,
+    pipe: Pipeline,
+    tasks: list[dict[str, Any]],
+    makespan: float,
+    serial: float,
+    workers: int,
+) -> None:
     rows = []
     for t in sorted(tasks, key=lambda t: t["issue"]):
-        rows.append({
-            "issue": t["issue"],
-            "title": t["title"],
-            "blocked_by": [int(b.rsplit("#", 1)[1]) for b in t["blocked_by"]],
-            "dispatched_at": t.get("dispatched_at"),
-            "agent_seconds": t.get("agent_seconds"),
-            "pr": t.get("pr"),
-            "merged_at": t.get("merged_at"),
-            "merge_sha": t.get("merge_sha"),
-        })
-    data = {"tasks": rows, "makespan_s": round(makespan, 3), "serial_s": round(serial, 3), "workers": workers}
+        rows.append(
+            {
+                "issue": t["issue"],
+                "title": t["title"],
+                "blocked_by": [int(b.rsplit("#", 1)[1]) for b in t["blocked_by"]],
+                "dispatched_at": t.get("dispatched_at"),
+                "agent_seconds": t.get("agent_seconds"),
+                "pr": t.get("pr"),
+                "merged_at": t.get("merged_at"),
+                "merge_sha": t.get("merge_sha"),
+            }
+        )
+    data = {
+        "tasks": rows,
+        "makespan_s": round(makespan, 3),
+        "serial_s": round(serial, 3),
+        "workers": workers,
+    }
     path.write_text(json.dumps(data, indent=2) + "\n")

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.slow
 
 def test_demo_merges_every_task_in_dependency_order(tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
-    code = run_demo(workers=3, report=report_path, timeout=400, agent="script", work_dir=tmp_path / "demo")
+    code = run_demo(
+        workers=3, report=report_path, timeout=400, agent="script", work_dir=tmp_path / "demo"
+    )
     assert code == 0, (tmp_path / "demo" / "bot.log").read_text()[-3000:]
 
     report = json.loads(report_path.read_text())
@@ -26,7 +28,9 @@ def test_demo_merges_every_task_in_dependency_order(tmp_path: Path) -> None:
     tasks = {t["issue"]: t for t in report["tasks"]}
     assert len(tasks) == len(SPRINT)
     assert report["workers"] == 3
-    assert report["makespan_s"] < report["serial_s"], "three workers should beat running the agents one by one"
+    assert report["makespan_s"] < report["serial_s"], (
+        "three workers should beat running the agents one by one"
+    )
 
     merges = {e["pr"]: e for e in events if e["type"] == "merge"}
     pr_of = {t["issue"]: t["pr"] for t in tasks.values()}

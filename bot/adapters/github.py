@@ -7,7 +7,6 @@ type, URL or header leaves this module. HTTP failures are classified here once
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -72,7 +71,7 @@ class MergeOutcome:
 
 
 def _retry(exc: Exception, count: int) -> RetryOption:
-    """Retry 5xx and rate limits briefly; never sleep for long inside a request (requeue instead)."""
+    """Retry 5xx and rate limits briefly; never sleep long inside a request (requeue instead)."""
     status = getattr(getattr(exc, "response", None), "status_code", 0)
     if count < 2 and (status >= 500 or status in (403, 429) and "rate limit" in str(exc).lower()):
         return RetryOption(True, timedelta(seconds=0.5 * (count + 1)))
@@ -89,7 +88,8 @@ def _issue(repo: str, data: Mapping[str, Any]) -> IssueInfo:
         state=str(data.get("state") or "open"),
         state_reason=data.get("state_reason"),
         labels=tuple(
-            (lbl["name"] if isinstance(lbl, Mapping) else str(lbl)) for lbl in data.get("labels") or ()
+            (lbl["name"] if isinstance(lbl, Mapping) else str(lbl))
+            for lbl in data.get("labels") or ()
         ),
         is_pull="pull_request" in data,
         author=str((data.get("user") or {}).get("login") or ""),
@@ -136,7 +136,7 @@ class GitHubAdapter:
             except Exception:  # noqa: BLE001 - error bodies are not always JSON
                 message = resp.text[:200]
             raise GitHubError(resp.status_code, message) from None
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise GitHubError(0, f"no answer from GitHub: {exc}") from None
 
     # --- installations and repositories -------------------------------------------------
@@ -221,7 +221,7 @@ class GitHubAdapter:
             page += 1
 
     async def blocked_by(self, installation_id: int, ref: IssueRef) -> list[IssueRef]:
-        """Native "blocked by" dependencies, plus open sub-issues (a parent waits for its children)."""
+        """Native "blocked by" dependencies plus sub-issues (a parent waits for its children)."""
         owner, name = ref.repo.split("/", 1)
         gh = self._gh(installation_id)
         refs: list[IssueRef] = []
@@ -259,7 +259,9 @@ class GitHubAdapter:
             if exc.status != 404:  # already absent: the goal is reached
                 raise
 
-    async def upsert_comment(self, installation_id: int, ref: IssueRef, marker: str, body: str) -> None:
+    async def upsert_comment(
+        self, installation_id: int, ref: IssueRef, marker: str, body: str
+    ) -> None:
         """Create or edit in place the one comment of ours that carries ``marker``."""
         owner, name = ref.repo.split("/", 1)
         gh = self._gh(installation_id)
@@ -315,7 +317,9 @@ class GitHubAdapter:
         )
         return int(resp.json()["number"])
 
-    async def required_checks(self, installation_id: int, repo: str, branch: str) -> tuple[str, ...]:
+    async def required_checks(
+        self, installation_id: int, repo: str, branch: str
+    ) -> tuple[str, ...]:
         key = (repo, branch)
         cached = self._required_cache.get(key)
         if cached and cached[0] > time.monotonic():
@@ -352,7 +356,9 @@ class GitHubAdapter:
         # Newest run per name wins (GitHub lists newest first).
         for run in runs.json().get("check_runs", []):
             checks.setdefault(run["name"], (run["status"], run.get("conclusion")))
-        status = await self._call(gh.rest.repos.async_get_combined_status_for_ref(owner, name, head))
+        status = await self._call(
+            gh.rest.repos.async_get_combined_status_for_ref(owner, name, head)
+        )
         for item in status.json().get("statuses", []):
             state = item["state"]
             done = state != "pending"

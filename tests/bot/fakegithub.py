@@ -13,9 +13,28 @@ class FakeGitHub:
         self.perms: dict[str, str] = {}
         self.calls: list[tuple[str, tuple[object, ...]]] = []
 
-    def add_issue(self, repo: str, number: int, *, body: str = "", labels: tuple[str, ...] = ("agent-ready",),
-                  state: str = "open", author: str = "lead") -> IssueInfo:
-        info = IssueInfo(repo, number, 1_000_000 + number, f"Task {number}", body, state, None, labels, False, author)
+    def add_issue(
+        self,
+        repo: str,
+        number: int,
+        *,
+        body: str = "",
+        labels: tuple[str, ...] = ("agent-ready",),
+        state: str = "open",
+        author: str = "lead",
+    ) -> IssueInfo:
+        info = IssueInfo(
+            repo,
+            number,
+            1_000_000 + number,
+            f"Task {number}",
+            body,
+            state,
+            None,
+            labels,
+            False,
+            author,
+        )
         self.issues[info.ref] = info
         return info
 

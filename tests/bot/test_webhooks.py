@@ -75,10 +75,21 @@ def client(tmp_path: Path, pem: str, github: FakeGitHub) -> Iterator[TestClient]
         yield test_client
 
 
-def _post(client: TestClient, event: str, payload: dict, *, guid: str = "d-1", signature: str | None = "ok",
-          body: bytes | None = None):
+def _post(
+    client: TestClient,
+    event: str,
+    payload: dict,
+    *,
+    guid: str = "d-1",
+    signature: str | None = "ok",
+    body: bytes | None = None,
+):
     raw = body if body is not None else json.dumps(payload).encode()
-    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": guid, "Content-Type": "application/json"}
+    headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": guid,
+        "Content-Type": "application/json",
+    }
     if signature == "ok":
         headers["X-Hub-Signature-256"] = sign(SECRET, json.dumps(payload).encode())
     elif signature is not None:
@@ -106,7 +117,9 @@ def _wait_for(predicate, timeout: float = 5.0) -> None:
     raise AssertionError("condition not reached")
 
 
-def test_valid_delivery_is_acknowledged_stored_and_becomes_a_task(client: TestClient, github: FakeGitHub) -> None:
+def test_valid_delivery_is_acknowledged_stored_and_becomes_a_task(
+    client: TestClient, github: FakeGitHub
+) -> None:
     github.add_issue("octo/demo", 5)
     github.perms["lead"] = "write"
     resp = _post(client, "issues", _labeled(5))
@@ -119,7 +132,12 @@ def test_valid_delivery_is_acknowledged_stored_and_becomes_a_task(client: TestCl
 
 @pytest.mark.parametrize(
     ("signature", "body"),
-    [(None, None), ("sha256=" + "1" * 64, None), ("sha1=abc", None), ("ok", b'{"action": "tampered"}')],
+    [
+        (None, None),
+        ("sha256=" + "1" * 64, None),
+        ("sha1=abc", None),
+        ("ok", b'{"action": "tampered"}'),
+    ],
     ids=["missing", "wrong", "sha1-only", "body-altered"],
 )
 def test_forged_deliveries_get_401_and_are_not_stored(client: TestClient, signature, body) -> None:
@@ -128,17 +146,22 @@ def test_forged_deliveries_get_401_and_are_not_stored(client: TestClient, signat
     assert client.app.state.bot.store.delivery_count() == 0
 
 
-def test_duplicate_delivery_is_stored_and_processed_once(client: TestClient, github: FakeGitHub) -> None:
+def test_duplicate_delivery_is_stored_and_processed_once(
+    client: TestClient, github: FakeGitHub
+) -> None:
     github.add_issue("octo/demo", 5)
     github.perms["lead"] = "admin"
     first = _post(client, "issues", _labeled(5), guid="same")
     second = _post(client, "issues", _labeled(5), guid="same")
     assert (first.status_code, second.status_code) == (202, 202)
-    assert first.json()["duplicate"] is False and second.json()["duplicate"] is True
+    assert first.json()["duplicate"] is False
+    assert second.json()["duplicate"] is True
     store = client.app.state.bot.store
     _wait_for(lambda: store.get_task(IssueRef("octo/demo", 5)) is not None)
     assert store.delivery_count() == 1
-    assert [c for c in github.calls if c[0] == "issue"].count(("issue", (IssueRef("octo/demo", 5),))) == 1
+    assert [c for c in github.calls if c[0] == "issue"].count(
+        ("issue", (IssueRef("octo/demo", 5),))
+    ) == 1
 
 
 def test_unknown_event_is_acknowledged_and_ignored(client: TestClient) -> None:
@@ -149,7 +172,9 @@ def test_unknown_event_is_acknowledged_and_ignored(client: TestClient) -> None:
     assert store.list_tasks() == []
 
 
-def test_label_from_user_without_write_access_is_removed_with_a_comment(client: TestClient, github: FakeGitHub) -> None:
+def test_label_from_user_without_write_access_is_removed_with_a_comment(
+    client: TestClient, github: FakeGitHub
+) -> None:
     github.add_issue("octo/demo", 9)
     github.perms["drive-by"] = "read"
     assert _post(client, "issues", _labeled(9, sender="drive-by"), guid="p-1").status_code == 202
@@ -163,13 +188,22 @@ def test_oversized_body_gets_413(client: TestClient) -> None:
     resp = client.post(
         "/webhooks/github",
         content=b"x",
-        headers={"X-GitHub-Event": "issues", "X-GitHub-Delivery": "big", "Content-Length": str(app_settings_limit + 1)},
+        headers={
+            "X-GitHub-Event": "issues",
+            "X-GitHub-Delivery": "big",
+            "Content-Length": str(app_settings_limit + 1),
+        },
     )
     assert resp.status_code == 413
 
 
 def test_runner_api_refuses_unknown_tokens(client: TestClient) -> None:
     assert client.post("/runner/claim", json={}).status_code == 401
-    assert client.post("/runner/claim", json={}, headers={"Authorization": "Bearer nope"}).status_code == 401
-    ok = client.post("/runner/claim", json={"wait_s": 0}, headers={"Authorization": "Bearer runner-secret"})
+    assert (
+        client.post("/runner/claim", json={}, headers={"Authorization": "Bearer nope"}).status_code
+        == 401
+    )
+    ok = client.post(
+        "/runner/claim", json={"wait_s": 0}, headers={"Authorization": "Bearer runner-secret"}
+    )
     assert ok.status_code == 204
