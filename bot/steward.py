@@ -10,6 +10,7 @@ in_review -> (update branch -> checks)* -> merged.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -66,6 +67,14 @@ class Steward:
                         )
                     except GitHubError as exc:
                         log.warning("pull_snapshot_failed %s: %s", task.ref, exc)
+            for task in tasks:
+                pull = pulls.get(task.ref)
+                if pull and pull.head_sha != task.head_sha:  # e.g. after "update branch"
+                    await asyncio.to_thread(
+                        functools.partial(
+                            self.bot.store.update_task, task.ref, head_sha=pull.head_sha
+                        )
+                    )
             actions = plan_merges(tasks, pulls, now=time.time())
             for action in actions:
                 await self._execute(action, pulls.get(action.task))

@@ -279,6 +279,65 @@ def _table(pipe: Pipeline, tasks: list[dict[str, Any]], started: float) -> Table
     return table
 
 
+class Narrator:
+    """One line per thing that happened: dispatches, pull requests, checks, updates, merges."""
+
+    def __init__(self, pipe: Pipeline, started: float) -> None:
+        self.pipe = pipe
+        self.started = started
+        self.seen: dict[int, tuple[str, int]] = {}
+        self.events_seen = 0
+        self.pr_of_sha: dict[str, int] = {}
+
+    def lines(self, tasks: list[dict[str, Any]]) -> list[str]:
+        out: list[str] = []
+        stamp = f"[dim]{time.time() - self.started:6.1f}s[/]"
+        by_pr = {t["pr"]: t for t in tasks if t.get("pr")}
+        for task in sorted(tasks, key=lambda t: t["issue"]):
+            key = (task["state"], int(task.get("attempt") or 0))
+            if self.seen.get(task["issue"]) == key:
+                continue
+            self.seen[task["issue"]] = key
+            name = f"#{task['issue']} {task['title']}"
+            worker = (task.get("worker") or "").rsplit("/", 1)[-1]
+            if task["state"] == "running":
+                out.append(f"{stamp} [yellow]dispatched[/] {name} -> worker {worker}")
+            elif task["state"] == "in_review":
+                agent = float(task.get("agent_seconds") or 0)
+                out.append(
+                    f"{stamp} [cyan]pull request #{task['pr']}[/] opened for {name} "
+                    f"(agent {agent:.1f} s on {worker})"
+                )
+            elif task["state"] in ("failed", "cancelled"):
+                out.append(f"{stamp} [red]{task['state']}[/] {name}: {task.get('detail') or ''}")
+        events = self.pipe.hub.events()
+        for event in events[self.events_seen :]:
+            kind = event["type"]
+            if kind == "branch_updated":
+                self.pr_of_sha[event["head_sha"]] = event["pr"]
+            if kind == "check_completed":
+                pr = self.pr_of_sha.get(event["sha"]) or next(
+                    (p for p, t in by_pr.items() if t.get("head_sha") == event["sha"]), None
+                )
+                style = "green" if event["conclusion"] == "success" else "red"
+                where = f"PR #{pr}" if pr else event["sha"][:7]
+                out.append(
+                    f"{stamp} check [{style}]{event['name']} {event['conclusion']}[/] on {where}"
+                )
+            elif kind == "branch_updated":
+                out.append(
+                    f"{stamp} PR #{event['pr']} was behind main: branch updated, checks rerun"
+                )
+            elif kind == "merge":
+                task = by_pr.get(event["pr"], {})
+                out.append(
+                    f"{stamp} [green]merged[/] PR #{event['pr']} ({event['method']}) "
+                    f"{event['merge_sha'][:7]} closes #{task.get('issue', '?')}"
+                )
+        self.events_seen = len(events)
+        return out
+
+
 def _checks_by_sha(pipe: Pipeline) -> dict[str, str]:
     out: dict[str, str] = {}
     for event in pipe.hub.events("check_completed"):
@@ -319,8 +378,11 @@ def run_demo(
         with Live(
             _table(pipe, tasks, started), console=console, refresh_per_second=4, transient=False
         ) as live:
+            narrator = Narrator(pipe, started)
             while time.time() - started < timeout:
                 tasks = pipe.tasks() or tasks
+                for line in narrator.lines(tasks):
+                    live.console.print(line)
                 live.update(_table(pipe, tasks, started))
                 if len(tasks) == len(SPRINT) and all(t["state"] == "merged" for t in tasks):
                     outcome = "merged"

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from githubkit import AppAuthStrategy, GitHub
+from githubkit.cache.mem_cache import MemCacheStrategy
 from githubkit.exception import RequestFailed
 from githubkit.retry import RetryOption
 
@@ -113,6 +114,9 @@ class GitHubAdapter:
             auto_retry=_retry,
             timeout=30.0,
             user_agent="stoneforge-bot",
+            # Tokens are cached per adapter, not per process: two Apps (or two GitHub hosts)
+            # in one process must never share an installation token.
+            cache_strategy=MemCacheStrategy(),
         )
         self._clients: dict[int, GitHub[Any]] = {}
         self._repo_cache: dict[str, RepoInfo] = {}
