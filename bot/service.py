@@ -226,8 +226,11 @@ class Bot:
                 self._external[ref] = info.state == "closed" and info.state_reason != "not_planned"
 
     async def _sync_dependents(self, inst: int, ref: IssueRef) -> None:
-        """A closed or reopened issue may release or hold the tasks it blocks."""
-        if ref not in self._external and await asyncio.to_thread(self.store.get_task, ref):
+        """A closed or reopened issue that is not a task may release or hold the tasks it blocks.
+
+        (A task releases its dependents itself, when its pull request merges.)
+        """
+        if await asyncio.to_thread(self.store.get_task, ref) is not None:
             return
         for task in await asyncio.to_thread(self.store.list_tasks, states=[TaskState.QUEUED]):
             if ref in task.blocked_by:

@@ -6,6 +6,7 @@ Built in ``create_app()`` / the CLI, never at import time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,7 +24,7 @@ class BotSettings(BaseSettings):
 
     trigger_label: str = "agent-ready"
     default_agent: str = "claude"
-    merge_method: str = "squash"
+    merge_method: Literal["merge", "squash", "rebase"] = "squash"
     steward_interval_s: float = 3.0
     reconcile_interval_s: float = 600.0
     lease_s: float = 120.0
@@ -39,10 +40,3 @@ class BotSettings(BaseSettings):
         if path.is_file():
             return path.read_text()
         raise ValueError("STONEFORGE_PRIVATE_KEY must be PEM text or the path of a PEM file")
-
-    @field_validator("merge_method")
-    @classmethod
-    def _check_method(cls, value: str) -> str:
-        if value not in {"merge", "squash", "rebase"}:
-            raise ValueError("merge_method must be merge, squash or rebase")
-        return value

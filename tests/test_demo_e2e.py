@@ -62,3 +62,16 @@ def test_demo_merges_every_task_in_dependency_order(tmp_path: Path) -> None:
             assert running_at[issue] >= blocker_merged, (issue, blocker)
             assert first_push[issue] > blocker_merged, (issue, blocker)
             assert merges[pr_of[issue]]["at"] > blocker_merged
+
+
+def test_demo_timeout_writes_the_report_so_far_and_fails(tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    code = run_demo(
+        workers=1, report=report_path, timeout=4, agent="script", work_dir=tmp_path / "d"
+    )
+    assert code != 0
+    report = json.loads(report_path.read_text())
+    assert report["workers"] == 1
+    assert report["makespan_s"] >= 4
+    assert len(report["tasks"]) <= len(SPRINT)
+    assert not all(t["merged_at"] for t in report["tasks"]) or len(report["tasks"]) < len(SPRINT)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from githubkit import AppAuthStrategy, GitHub
 from githubkit.cache.mem_cache import MemCacheStrategy
@@ -385,12 +385,20 @@ class GitHubAdapter:
         )
 
     async def merge(
-        self, installation_id: int, repo: str, number: int, *, sha: str, method: str, title: str
+        self,
+        installation_id: int,
+        repo: str,
+        number: int,
+        *,
+        sha: str,
+        method: Literal["merge", "squash", "rebase"],
+        title: str,
     ) -> MergeOutcome:
         owner, name = repo.split("/", 1)
+        pulls = self._gh(installation_id).rest.pulls
         try:
             resp = await self._call(
-                self._gh(installation_id).rest.pulls.async_merge(
+                pulls.async_merge(
                     owner, name, number, sha=sha, merge_method=method, commit_title=title
                 )
             )
