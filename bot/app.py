@@ -14,9 +14,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from bot.adapters.github import GitHubAdapter, GitHubError
+from bot.dispatch import Dispatcher
+from bot.metrics import BotMetrics, bot_metrics
 from bot.service import Bot
 from bot.settings import BotSettings
 from bot.signature import verify
@@ -35,19 +37,24 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
             private_key=settings.private_key,
             base_url=settings.github_api_url,
         )
-        bot = Bot(settings, store, gh)
+        bot = Bot(settings, store, gh, metrics)
+        dispatcher = Dispatcher(bot)
         app.state.bot = bot
+        app.state.dispatcher = dispatcher
+        metrics.watch_tasks(store.task_counts)
+        metrics.delivery_queue_depth.set_callback(bot.queue.qsize)
         steward = Steward(bot)
         try:
             bot.bot_login = f"{await gh.app_slug()}[bot]"
         except GitHubError as exc:
             log.warning("app_lookup_failed: %s", exc)
+        await bot.repos.load_known()
         await bot.resume_unprocessed()
         jobs = [
             asyncio.create_task(bot.process_forever(), name="intake"),
             asyncio.create_task(steward.run_forever(), name="steward"),
-            asyncio.create_task(bot.reconcile_forever(), name="reconcile"),
-            asyncio.create_task(bot.expire_leases_forever(), name="leases"),
+            asyncio.create_task(_after_downtime(bot), name="reconcile"),
+            asyncio.create_task(dispatcher.expire_leases_forever(), name="leases"),
         ]
         try:
             yield
@@ -55,15 +62,24 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
             for job in jobs:
                 job.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
+            if github is None:
+                await gh.aclose()
             store.close()
 
+    metrics = bot_metrics()
     app = FastAPI(title="Stoneforge bot", lifespan=lifespan)
-    app.include_router(_webhook_router(settings))
+    app.state.metrics = metrics
+    app.include_router(_webhook_router(settings, metrics))
     app.include_router(_runner_router(settings))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def metrics_page() -> PlainTextResponse:
+        text = await asyncio.to_thread(metrics.render)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     @app.get("/api/tasks")
     async def tasks(request: Request) -> list[dict[str, Any]]:
@@ -73,7 +89,13 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
     return app
 
 
-def _webhook_router(settings: BotSettings) -> APIRouter:
+async def _after_downtime(bot: Bot) -> None:
+    """At start-up: redeliver what failed while we were down, then reconcile periodically."""
+    await bot.redeliver_failed()
+    await bot.reconcile_forever()
+
+
+def _webhook_router(settings: BotSettings, metrics: BotMetrics) -> APIRouter:
     router = APIRouter()
 
     @router.post("/webhooks/github")
@@ -84,21 +106,24 @@ def _webhook_router(settings: BotSettings) -> APIRouter:
         x_hub_signature_256: str | None = Header(default=None),
         content_length: int | None = Header(default=None),
     ) -> Response:
+        event = x_github_event or "unknown"
+
+        def refuse(status: int, message: str) -> Response:
+            metrics.webhook_deliveries.inc(event=event, outcome="rejected")
+            return JSONResponse({"message": message}, status_code=status)
+
         if content_length is not None and content_length > settings.max_body_bytes:
-            return JSONResponse({"message": "payload too large"}, status_code=413)
+            return refuse(413, "payload too large")
         body = await request.body()
         if len(body) > settings.max_body_bytes:
-            return JSONResponse({"message": "payload too large"}, status_code=413)
+            return refuse(413, "payload too large")
         if not verify(settings.webhook_secret, body, x_hub_signature_256):
-            return JSONResponse(
-                {"message": "invalid or missing X-Hub-Signature-256"}, status_code=401
-            )
+            return refuse(401, "invalid or missing X-Hub-Signature-256")
         if not x_github_event or not x_github_delivery:
-            return JSONResponse(
-                {"message": "missing X-GitHub-Event or X-GitHub-Delivery"}, status_code=400
-            )
+            return refuse(400, "missing X-GitHub-Event or X-GitHub-Delivery")
         bot: Bot = request.app.state.bot
         fresh = await bot.ingest(x_github_delivery, x_github_event, body)
+        metrics.webhook_deliveries.inc(event=event, outcome="stored" if fresh else "duplicate")
         return JSONResponse({"stored": fresh, "duplicate": not fresh}, status_code=202)
 
     return router
@@ -119,8 +144,8 @@ def _runner_router(settings: BotSettings) -> APIRouter:
     @router.post("/claim")
     async def claim(request: Request) -> Response:
         body = await _json(request)
-        bot: Bot = request.app.state.bot
-        job = await bot.claim(
+        dispatcher: Dispatcher = request.app.state.dispatcher
+        job = await dispatcher.claim(
             str(body.get("runner") or "runner"),
             str(body.get("worker") or "w"),
             float(body.get("wait_s") or 0),
@@ -131,15 +156,15 @@ def _runner_router(settings: BotSettings) -> APIRouter:
 
     @router.post("/jobs/{job_id:path}/heartbeat")
     async def heartbeat(job_id: str, request: Request) -> Response:
-        bot: Bot = request.app.state.bot
-        if not await bot.heartbeat(job_id):
+        dispatcher: Dispatcher = request.app.state.dispatcher
+        if not await dispatcher.heartbeat(job_id):
             return JSONResponse({"message": "job is no longer running"}, status_code=410)
         return JSONResponse({"ok": True})
 
     @router.post("/jobs/{job_id:path}/result")
     async def result(job_id: str, request: Request) -> Response:
-        bot: Bot = request.app.state.bot
-        if not await bot.job_result(job_id, await _json(request)):
+        dispatcher: Dispatcher = request.app.state.dispatcher
+        if not await dispatcher.job_result(job_id, await _json(request)):
             return JSONResponse({"message": "job is no longer running"}, status_code=410)
         return JSONResponse({"ok": True})
 

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -24,11 +23,10 @@ app = typer.Typer(
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    from bot.logs import configure_logging
+
+    configure_logging(level, json_format=os.environ.get("STONEFORGE_LOG_FORMAT", "json") == "json")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
 
 
 @app.command()
@@ -51,7 +49,14 @@ def bot(
         missing = ", ".join("STONEFORGE_" + str(e["loc"][0]).upper() for e in exc.errors())
         typer.echo(f"stoneforge bot: invalid or missing settings: {missing}\n{exc}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        log_config=None,  # keep our JSON handler (and its redaction) for uvicorn's lines too
+    )
 
 
 @app.command()

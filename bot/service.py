@@ -1,8 +1,9 @@
-"""The bot's service layer: turns stored deliveries into tasks and hands ready tasks to runners.
+"""The bot's service layer: stored deliveries become tasks; the task graph is kept and shown.
 
 Webhooks are triggers only: each handler re-reads the issue from GitHub (a fresh snapshot)
-before deciding, so duplicated, reordered or lost deliveries converge to the same state.
-Decisions come from ``bot.core``; this module does the I/O around them.
+before deciding, so duplicated, reordered or lost deliveries converge to the same state, and a
+periodic reconciliation rebuilds everything from GitHub itself. Decisions come from
+``bot.core``; this module does the I/O around them.
 """
 
 from __future__ import annotations
@@ -15,23 +16,22 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bot.adapters.github import GitHubAdapter, GitHubError, IssueInfo, issue_repo
-from bot.core.graph import analyse
-from bot.core.model import IssueRef, Task, TaskState, branch_name
+from bot.adapters.github import GitHubAdapter, GitHubError, IssueInfo
+from bot.core.graph import GraphReport, analyse
+from bot.core.model import PENDING_STATES, IssueRef, Task, TaskState, branch_name
 from bot.core.refs import parse_blockers
+from bot.core.render import StatusView
+from bot.events import EventInfo, parse_event
+from bot.logs import bind
+from bot.metrics import BotMetrics
+from bot.reporting import Reporter
+from bot.repos import Repos
 from bot.settings import BotSettings
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 
-STATE_LABELS = {
-    TaskState.QUEUED: "stoneforge:queued",
-    TaskState.RUNNING: "stoneforge:running",
-    TaskState.IN_REVIEW: "stoneforge:in-review",
-    TaskState.FAILED: "stoneforge:needs-human",
-}
 WRITE_PERMISSIONS = {"admin", "maintain", "write"}
-STATUS_MARKER = "<!-- stoneforge:status -->"
 #: Every event ``Bot.handle`` acts on; ``app.yml`` subscribes to exactly these (a test checks).
 HANDLED_EVENTS = frozenset(
     {
@@ -45,32 +45,33 @@ HANDLED_EVENTS = frozenset(
         "push",
     }
 )
-
-AGENT_INSTRUCTIONS = """\
-You are working on one task of a larger plan, in a git worktree of {repo} on branch {branch}.
-Make the change the issue asks for, keep the repository's tests passing, and do not push:
-the runner commits and pushes your work and opens the pull request that closes #{number}.
-"""
-
-
-def job_id(task: Task) -> str:
-    return f"{task.repo}#{task.number}@{task.attempt}"
+REDELIVERY_WINDOW_S = 3 * 24 * 3600  # GitHub keeps failed deliveries for three days
 
 
 class Bot:
     """Owns the store, the GitHub adapter and the wake-ups shared by intake, runners, steward."""
 
-    def __init__(self, settings: BotSettings, store: Store, github: GitHubAdapter) -> None:
+    def __init__(
+        self,
+        settings: BotSettings,
+        store: Store,
+        github: GitHubAdapter,
+        metrics: BotMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.github = github
+        self.metrics = metrics
+        self.repos = Repos(settings, store, github)
+        self.reporter = Reporter(github)
         self.queue: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue()
         self.ready_changed = asyncio.Event()
         self.steward_wake = asyncio.Event()
         self.bot_login: str | None = None
-        self._external: dict[IssueRef, bool] = {}
-        self._label_locks: dict[IssueRef, asyncio.Lock] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self.merging: set[IssueRef] = set()  # tasks the steward is bringing in
+        self._external: dict[IssueRef, bool] = {}  # blockers that are not tasks -> done?
+        self._views: dict[IssueRef, tuple[object, ...]] = {}
+        self._sync_locks: dict[IssueRef, asyncio.Lock] = {}
 
     # --- intake ---------------------------------------------------------------------------
     async def ingest(self, guid: str, event: str, body: bytes) -> bool:
@@ -79,10 +80,18 @@ class Bot:
             payload = json.loads(body)
         except ValueError:
             payload = {}
-        action = payload.get("action") if isinstance(payload, dict) else None
-        inst = (payload.get("installation") or {}).get("id") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict):
+            payload = {}
+        action = payload.get("action")
+        inst = (payload.get("installation") or {}).get("id")
         fresh = await asyncio.to_thread(
-            self.store.record_delivery, guid, event, action, inst, body, time.time()
+            self.store.record_delivery,
+            guid,
+            event,
+            action if isinstance(action, str) else None,
+            inst if isinstance(inst, int) else None,
+            body,
+            time.time(),
         )
         if fresh:
             self.queue.put_nowait((guid, event, body))
@@ -96,77 +105,106 @@ class Bot:
     async def process_forever(self) -> None:
         while True:
             guid, event, body = await self.queue.get()
-            try:
-                await self._process(guid, event, body)
-            except Exception:  # noqa: BLE001 - one bad delivery must not stop intake
-                log.exception("delivery_failed", extra={"delivery_id": guid})
+            with bind(delivery_id=guid):
+                try:
+                    await self._process(guid, event, body)
+                except Exception:  # noqa: BLE001 - one bad delivery must not stop intake
+                    log.exception("delivery_failed")
 
     async def _process(self, guid: str, event: str, body: bytes) -> None:
         error = None
         try:
             payload = json.loads(body)
-            await self.handle(event, payload)
-        except Exception as exc:  # noqa: BLE001 - recorded on the delivery, reconciliation retries
+            await self.handle(event, payload if isinstance(payload, dict) else {})
+        except Exception as exc:  # noqa: BLE001 - recorded on the delivery; reconciliation repairs
             error = f"{type(exc).__name__}: {exc}"
-            log.exception("delivery_handler_failed", extra={"delivery_id": guid})
+            log.exception("delivery_handler_failed")
         await asyncio.to_thread(self.store.mark_processed, guid, time.time(), error)
 
     async def handle(self, event: str, payload: Mapping[str, Any]) -> None:
         """Route one event by (event, action). Unknown events are ignored."""
-        sender = payload.get("sender") or {}
-        if self.bot_login and sender.get("login") == self.bot_login:
+        info = parse_event(event, payload)
+        if self.bot_login and info.sender_login == self.bot_login:
             return  # our own writes: acting on them would loop
-        inst = (payload.get("installation") or {}).get("id")
-        repo = (payload.get("repository") or {}).get("full_name")
-        action = payload.get("action")
-        if event == "issues" and inst and repo:
-            issue = payload["issue"]
-            ref = IssueRef(repo, int(issue["number"]))
-            label = (payload.get("label") or {}).get("name")
-            if action == "labeled" and label == self.settings.trigger_label:
-                if not await self._may_trigger(inst, ref, sender):
-                    return
-            await self.sync_issue(inst, ref, relabeled=action == "labeled")
-            await self._sync_dependents(inst, ref)
-        elif event in ("issue_dependencies", "sub_issues") and inst and repo:
-            for key in ("blocked_issue", "parent_issue", "blocking_issue", "sub_issue"):
-                issue = payload.get(key)
-                if isinstance(issue, Mapping) and "number" in issue:
-                    await self.sync_issue(
-                        inst, IssueRef(issue_repo(issue, repo), int(issue["number"]))
-                    )
-        elif event in ("pull_request", "check_run", "check_suite", "status", "push"):
-            self.steward_wake.set()
-        elif event in ("installation", "installation_repositories") and inst:
-            if action in ("created", "added", "new_permissions_accepted", "unsuspend"):
-                await self.reconcile_installation(int(inst))
+        inst, repo = info.installation_id, info.repo
+        with bind(repo=repo, issue=info.issue_number):
+            if event == "issues" and inst and repo and info.issue_number:
+                ref = IssueRef(repo, info.issue_number)
+                trigger = self.repos.config(repo).trigger_label
+                if info.action == "labeled" and info.label == trigger:
+                    if not await self._may_trigger(inst, ref, info):
+                        return
+                await self.sync_issue(inst, ref, relabeled=info.action == "labeled")
+                await self._sync_dependents(inst, ref)
+            elif event in ("issue_dependencies", "sub_issues") and inst and repo:
+                for other_repo, number in info.related_issues:
+                    await self.sync_issue(inst, IssueRef(other_repo, number))
+                    await self._sync_dependents(inst, IssueRef(other_repo, number))
+            elif event == "push" and inst and repo:
+                await self._on_push(inst, repo, payload)
+            elif event in ("pull_request", "check_run", "check_suite", "status"):
+                self.steward_wake.set()
+            elif event == "installation" and inst:
+                if info.action == "deleted":
+                    for name in info.repos_removed:
+                        await self._forget_repo(name)
+                else:
+                    await self.reconcile_installation(inst)
+            elif event == "installation_repositories" and inst:
+                for name in info.repos_removed:
+                    await self._forget_repo(name)
+                if info.repos_added:
+                    await self.reconcile_installation(inst)
 
-    async def _may_trigger(self, inst: int, ref: IssueRef, sender: Mapping[str, Any]) -> bool:
-        """The trigger label counts only when a user with write access applied it."""
-        login = str(sender.get("login") or "")
+    async def _may_trigger(self, inst: int, ref: IssueRef, info: EventInfo) -> bool:
+        """The trigger label counts only from a user with write access or an allowed bot."""
+        login = info.sender_login or ""
+        config = self.repos.config(ref.repo)
+        if info.sender_type == "Bot":
+            return login in config.bots.allow
         perm = await self.github.permission(inst, ref.repo, login) if login else "none"
         if perm in WRITE_PERMISSIONS:
             return True
-        await self.github.remove_label(inst, ref, self.settings.trigger_label)
+        await self.github.remove_label(inst, ref, config.trigger_label)
         await self.github.upsert_comment(
             inst,
             ref,
             "<!-- stoneforge:permission -->",
             f"Thanks @{login}! Only people with write access to this repository can hand an "
-            f"issue to Stoneforge, so I removed `{self.settings.trigger_label}`. "
+            f"issue to Stoneforge, so I removed `{config.trigger_label}`. "
             "A maintainer can add it back.",
         )
+        log.info("trigger_refused", extra={"sender": login, "permission": perm})
         return False
+
+    async def _on_push(self, inst: int, repo: str, payload: Mapping[str, Any]) -> None:
+        """A push to the default branch may change the configuration; any push may unblock PRs."""
+        self.steward_wake.set()
+        ref = str(payload.get("ref") or "")
+        default = str((payload.get("repository") or {}).get("default_branch") or "main")
+        if ref == f"refs/heads/{default}":
+            await self.repos.load_config(inst, await self.github.repo(inst, repo))
+
+    async def _forget_repo(self, repo: str) -> None:
+        await self.repos.remove(repo)
+        for task in await asyncio.to_thread(functools.partial(self.store.list_tasks, repo=repo)):
+            if task.state in (TaskState.QUEUED, TaskState.RUNNING):
+                await self.set_state(task, TaskState.CANCELLED, detail="App uninstalled")
 
     # --- tasks ------------------------------------------------------------------------------
     async def sync_issue(self, inst: int, ref: IssueRef, *, relabeled: bool = False) -> None:
         """Re-read one issue from GitHub and bring its task up to date."""
+        lock = self._sync_locks.setdefault(ref, asyncio.Lock())
+        async with lock:  # intake and reconciliation may look at the same issue at once
+            await self._sync_issue(inst, ref, relabeled)
+
+    async def _sync_issue(self, inst: int, ref: IssueRef, relabeled: bool) -> None:
         issue = await self.github.issue(inst, ref)
         task = await asyncio.to_thread(self.store.get_task, ref)
         if issue is None or issue.is_pull:
             return
-        wanted = issue.state == "open" and self.settings.trigger_label in issue.labels
-        if not wanted:
+        config = self.repos.config(ref.repo)
+        if not (issue.state == "open" and config.trigger_label in issue.labels):
             if issue.state == "closed":
                 self._external[ref] = issue.state_reason != "not_planned"
             if task and task.state in (TaskState.QUEUED, TaskState.RUNNING):
@@ -175,35 +213,36 @@ class Bot:
                 )
             return
         blockers = await self._blockers(inst, issue)
-        now = time.time()
+        priority = min(
+            (config.priority_labels[lbl] for lbl in issue.labels if lbl in config.priority_labels),
+            default=2,
+        )
+        fields: dict[str, Any] = {
+            "title": issue.title,
+            "body": issue.body,
+            "issue_id": issue.id,
+            "installation_id": inst,
+            "blocked_by": blockers,
+            "priority": priority,
+        }
+        created = False
         if task is None:
             task = Task(
                 repo=ref.repo,
                 number=ref.number,
-                title=issue.title,
-                body=issue.body,
-                issue_id=issue.id,
-                installation_id=inst,
-                blocked_by=blockers,
-                created_at=now,
+                created_at=time.time(),
                 branch=branch_name(ref.number, issue.title),
+                **fields,
             )
-            await asyncio.to_thread(self.store.upsert_task, task)
-            self._relabel(inst, ref, TaskState.QUEUED)
-            log.info("task_created", extra={"repo": ref.repo, "issue": ref.number})
-        else:
-            fields: dict[str, Any] = {
-                "title": issue.title,
-                "body": issue.body,
-                "issue_id": issue.id,
-                "installation_id": inst,
-                "blocked_by": blockers,
-            }
+            created = await asyncio.to_thread(self.store.create_task, task)
+            if created:
+                log.info("task_created")
+        if not created:
             if relabeled and task.state in (TaskState.FAILED, TaskState.CANCELLED):
                 fields.update(state=TaskState.QUEUED, worker=None, detail=None)
-                self._relabel(inst, ref, TaskState.QUEUED)
-            task = await asyncio.to_thread(lambda: self.store.update_task(ref, **fields))
+            task = await asyncio.to_thread(functools.partial(self.store.update_task, ref, **fields))
         await self._refresh_external(inst, task)
+        await self.refresh_views()
         self.ready_changed.set()
 
     async def _blockers(self, inst: int, issue: IssueInfo) -> tuple[IssueRef, ...]:
@@ -212,21 +251,35 @@ class Bot:
         return tuple(r for r in dict.fromkeys([*native, *text]) if r != issue.ref)
 
     async def _refresh_external(self, inst: int, task: Task) -> None:
-        """Learn whether blockers that are not tasks are done (closed as completed)."""
+        """Learn whether blockers that are not tasks are done.
+
+        An issue is done when closed as completed; a parent issue with sub-issues is done when
+        all its children are. Unknown or inaccessible issues are left out: the graph reports
+        them as missing.
+        """
         for ref in task.blocked_by:
             if await asyncio.to_thread(self.store.get_task, ref) is not None:
                 continue
             try:
                 info = await self.github.issue(inst, ref)
+                children = await self.github.sub_issues(inst, ref) if info else []
             except GitHubError:
-                info = None
+                info, children = None, []
             if info is None:
-                self._external.pop(ref, None)  # missing or inaccessible: reported by the graph
+                self._external.pop(ref, None)
+            elif children:
+                self._external[ref] = all([await self._child_done(c) for c in children])
             else:
                 self._external[ref] = info.state == "closed" and info.state_reason != "not_planned"
 
+    async def _child_done(self, child: IssueInfo) -> bool:
+        task = await asyncio.to_thread(self.store.get_task, child.ref)
+        if task is not None:
+            return task.state == TaskState.MERGED
+        return child.state == "closed" and child.state_reason != "not_planned"
+
     async def _sync_dependents(self, inst: int, ref: IssueRef) -> None:
-        """A closed or reopened issue that is not a task may release or hold the tasks it blocks.
+        """A closed or reopened issue that is not a task may release or hold its dependents.
 
         (A task releases its dependents itself, when its pull request merges.)
         """
@@ -235,15 +288,24 @@ class Bot:
         for task in await asyncio.to_thread(self.store.list_tasks, states=[TaskState.QUEUED]):
             if ref in task.blocked_by:
                 await self._refresh_external(inst, task)
-                self.ready_changed.set()
+        await self.refresh_views()
+        self.ready_changed.set()
 
+    # --- reconciliation ---------------------------------------------------------------------
     async def reconcile_installation(self, inst: int) -> None:
         """Rebuild tasks from GitHub itself: a lost webhook delays work but never loses it."""
         for repo in await self.github.installation_repos(inst):
-            for issue in await self.github.labeled_issues(
-                inst, repo.full_name, self.settings.trigger_label
-            ):
+            await self.repos.setup(inst, repo)
+            trigger = self.repos.config(repo.full_name).trigger_label
+            labeled = await self.github.labeled_issues(inst, repo.full_name, trigger)
+            seen = {issue.ref for issue in labeled}
+            for issue in labeled:
                 await self.sync_issue(inst, issue.ref)
+            for task in await asyncio.to_thread(
+                functools.partial(self.store.list_tasks, repo=repo.full_name)
+            ):
+                if task.ref not in seen and task.state in (TaskState.QUEUED, TaskState.RUNNING):
+                    await self.sync_issue(inst, task.ref)  # unlabeled or closed while we were away
         self.steward_wake.set()
 
     async def reconcile(self) -> None:
@@ -258,206 +320,91 @@ class Bot:
             await self.reconcile()
             await asyncio.sleep(self.settings.reconcile_interval_s)
 
-    # --- runners ----------------------------------------------------------------------------
-    async def ready(self) -> list[IssueRef]:
-        tasks = await asyncio.to_thread(self.store.list_tasks)
-        return list(analyse(tasks, self._external).ready)
-
-    async def claim(self, runner: str, worker: str, wait_s: float) -> dict[str, Any] | None:
-        """Long-poll for the next ready task; claims it atomically and returns the job."""
-        deadline = time.monotonic() + max(0.0, min(wait_s, 60.0))
-        while True:
-            self.ready_changed.clear()
-            candidates = await self.ready()
-            if candidates:
-                task = await asyncio.to_thread(
-                    functools.partial(
-                        self.store.claim_task,
-                        candidates,
-                        worker=f"{runner}/{worker}",
-                        now=time.time(),
-                        lease_s=self.settings.lease_s,
-                    )
-                )
-                if task is not None:
-                    try:
-                        return await self._job(task)
-                    except Exception:
-                        await asyncio.to_thread(
-                            functools.partial(
-                                self.store.update_task,
-                                task.ref,
-                                state=TaskState.QUEUED,
-                                worker=None,
-                            )
-                        )
-                        raise
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            try:
-                await asyncio.wait_for(self.ready_changed.wait(), timeout=remaining)
-            except TimeoutError:
-                return None
-
-    async def _job(self, task: Task) -> dict[str, Any]:
-        inst = task.installation_id or 0
-        repo = await self.github.repo(inst, task.repo)
-        token = await self.github.repo_token(inst, task.repo)
-        branch = task.branch or branch_name(task.number, task.title)
-        restart = bool(task.detail and task.detail.startswith("restart"))
-        self._relabel(inst, task.ref, TaskState.RUNNING)
-        prompt = (
-            f"# {task.title} (#{task.number})\n\n{task.body}\n\n---\n"
-            + AGENT_INSTRUCTIONS.format(repo=task.repo, branch=branch, number=task.number)
-        )
-        log.info(
-            "task_dispatched",
-            extra={"repo": task.repo, "issue": task.number, "worker": task.worker},
-        )
-        return {
-            "job_id": job_id(task),
-            "repo": task.repo,
-            "issue": task.number,
-            "title": task.title,
-            "body": task.body,
-            "attempt": task.attempt,
-            "branch": branch,
-            "base": repo.default_branch,
-            "clone_url": repo.clone_url,
-            "token": token,
-            "agent": {"name": self.settings.default_agent, "model": None},
-            "prompt": prompt,
-            "restart": restart,
-        }
-
-    async def _running(self, jid: str) -> Task | None:
-        ref_text, _, attempt = jid.rpartition("@")
+    async def redeliver_failed(self) -> int:
+        """After downtime: ask GitHub to redeliver what failed and we never stored."""
         try:
-            ref = IssueRef.parse(ref_text)
-        except ValueError:
-            return None
-        task = await asyncio.to_thread(self.store.get_task, ref)
-        if task is None or task.state != TaskState.RUNNING or str(task.attempt) != attempt:
-            return None
-        return task
+            failed = await self.github.failed_deliveries(time.time() - REDELIVERY_WINDOW_S)
+        except GitHubError as exc:
+            log.warning("redelivery_list_failed: %s", exc)
+            return 0
+        count = 0
+        for delivery_id, guid in failed:
+            if await asyncio.to_thread(self.store.get_delivery, guid) is not None:
+                continue
+            try:
+                await self.github.redeliver(delivery_id)
+                count += 1
+            except GitHubError as exc:
+                log.warning("redelivery_failed %s: %s", guid, exc)
+        if count:
+            log.info("redelivery_requested", extra={"count": count})
+        return count
 
-    async def heartbeat(self, jid: str) -> bool:
-        task = await self._running(jid)
-        if task is None:
-            return False
-        await asyncio.to_thread(
-            lambda: self.store.update_task(
-                task.ref, lease_until=time.time() + self.settings.lease_s
+    # --- the graph, as people see it -------------------------------------------------------
+    async def graph(self) -> tuple[list[Task], GraphReport]:
+        tasks = await asyncio.to_thread(self.store.list_tasks)
+        return tasks, analyse(tasks, self._external)
+
+    def view(self, task: Task, report: GraphReport) -> StatusView:
+        cycle = next((c for c in report.cycles if task.ref in c), ())
+        return StatusView(
+            task=task,
+            html_base=self.settings.html_url,
+            waiting_on=tuple(report.waiting.get(task.ref, ())),
+            cycle=tuple(cycle),
+            missing=tuple(report.missing.get(task.ref, ())),
+            cost_usd=task.cost_usd,
+            merging=task.ref in self.merging,
+            trigger_label=self.repos.config(task.repo).trigger_label,
+        )
+
+    async def refresh_views(self) -> None:
+        """Show every task whose visible state changed: labels, status comment, ready time."""
+        tasks, report = await self.graph()
+        now = time.time()
+        ready = set(report.ready)
+        for task in tasks:
+            if task.state in PENDING_STATES and task.ref in ready and task.ready_at is None:
+                task = await asyncio.to_thread(
+                    functools.partial(self.store.update_task, task.ref, ready_at=now)
+                )
+            view = self.view(task, report)
+            merging = task.ref in self.merging
+            key = (
+                task.state,
+                task.attempt,
+                task.pr_number,
+                view.waiting_on,
+                view.cycle,
+                view.missing,
+                merging,
+                task.detail,
             )
-        )
-        return True
+            if self._views.get(task.ref) == key:
+                continue
+            self._views[task.ref] = key
+            self.reporter.show(view, merging=merging)
 
-    async def job_result(self, jid: str, result: Mapping[str, Any]) -> bool:
-        """A runner finished a job: open the pull request, or record the failure."""
-        task = await self._running(jid)
-        if task is None:
-            return False
-        inst = task.installation_id or 0
-        seconds = float(result.get("agent_seconds") or 0.0)
-        total = (task.agent_seconds or 0.0) + seconds
-        if result.get("outcome") != "completed" or not result.get("head_sha"):
-            reason = str(result.get("reason") or "failed")
-            detail = str(result.get("detail") or "")[:2000]
-            await self.set_state(
-                task, TaskState.FAILED, detail=f"{reason}: {detail}", agent_seconds=total
-            )
-            await self.github.upsert_comment(
-                inst,
-                task.ref,
-                STATUS_MARKER,
-                f"**Stoneforge:** the agent could not finish this task ({reason}).\n\n"
-                f"```\n{detail[-1500:]}\n```\n"
-                f"Remove and re-add `{self.settings.trigger_label}` to retry.",
-            )
-            return True
-        repo = await self.github.repo(inst, task.repo)
-        summary = str(result.get("summary") or "").strip()
-        body = (
-            f"Closes #{task.number}\n\n{summary}\n\n"
-            f"_Opened by Stoneforge · agent `{self.settings.default_agent}` · "
-            f"attempt {task.attempt} · {seconds:.1f} s of agent time._"
-        )
-        number = await self.github.open_pull(
-            inst,
-            task.repo,
-            head=str(result["branch"]),
-            base=repo.default_branch,
-            title=task.title,
-            body=body,
-        )
-        await self.set_state(
-            task,
-            TaskState.IN_REVIEW,
-            pr_number=number,
-            head_sha=str(result["head_sha"]),
-            agent_seconds=total,
-            detail=None,
-        )
-        self.steward_wake.set()
-        return True
-
-    async def expire_leases_forever(self) -> None:
-        """A runner that vanished loses its task, which is dispatched again."""
-        while True:
-            await asyncio.sleep(max(1.0, self.settings.lease_s / 4))
-            for task in await asyncio.to_thread(self.store.expired_leases, time.time()):
-                if task.state == TaskState.RUNNING:
-                    await self.set_state(
-                        task, TaskState.QUEUED, worker=None, detail="lease expired"
-                    )
-
-    # --- state changes ---------------------------------------------------------------------
     async def set_state(self, task: Task, state: TaskState, **fields: Any) -> Task:
         new = await asyncio.to_thread(
-            lambda: self.store.update_task(task.ref, state=state, **fields)
+            functools.partial(self.store.update_task, task.ref, state=state, **fields)
         )
-        if task.installation_id:
-            self._relabel(task.installation_id, task.ref, state)
         if state in (TaskState.QUEUED, TaskState.MERGED):
             self.ready_changed.set()
+        await self.refresh_views()
         return new
-
-    def _relabel(self, inst: int, ref: IssueRef, state: TaskState) -> None:
-        """Show the task's state as a label, in the background and in order per issue."""
-
-        async def run() -> None:
-            lock = self._label_locks.setdefault(ref, asyncio.Lock())
-            async with lock:
-                try:
-                    wanted = STATE_LABELS.get(state)
-                    if wanted:
-                        await self.github.add_labels(inst, ref, [wanted])
-                    for label in STATE_LABELS.values():
-                        if label != wanted:
-                            await self.github.remove_label(inst, ref, label)
-                except GitHubError as exc:
-                    log.warning("relabel_failed %s: %s", ref, exc)
-
-        job = asyncio.get_running_loop().create_task(run())
-        self._background.add(job)
-        job.add_done_callback(self._background.discard)
-
-    async def wait_background(self) -> None:
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     def snapshot(self, tasks: list[Task]) -> list[dict[str, Any]]:
         report = analyse(tasks, self._external)
-        out = []
-        for task in tasks:
-            item = {
+        return [
+            {
                 "repo": task.repo,
                 "issue": task.number,
                 "title": task.title,
                 "state": task.state.value,
                 "ready": task.ref in report.ready,
                 "blocked_by": [str(r) for r in task.blocked_by],
+                "priority": task.priority,
                 "worker": task.worker,
                 "attempt": task.attempt,
                 "branch": task.branch,
@@ -465,9 +412,10 @@ class Bot:
                 "head_sha": task.head_sha,
                 "dispatched_at": task.dispatched_at,
                 "agent_seconds": task.agent_seconds,
+                "cost_usd": task.cost_usd,
                 "merged_at": task.merged_at,
                 "merge_sha": task.merge_sha,
                 "detail": task.detail,
             }
-            out.append(item)
-        return out
+            for task in tasks
+        ]

@@ -30,6 +30,14 @@ class BotSettings(BaseSettings):
     lease_s: float = 120.0
     max_body_bytes: int = 25 * 1024 * 1024
 
+    @property
+    def html_url(self) -> str:
+        """Where people browse: github.com for the public API, the host for GHES / fakehub."""
+        api = self.github_api_url.rstrip("/")
+        if api == "https://api.github.com":
+            return "https://github.com"
+        return api.removesuffix("/api/v3")
+
     @field_validator("private_key")
     @classmethod
     def _load_pem(cls, value: str) -> str:

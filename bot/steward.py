@@ -2,7 +2,10 @@
 
 One pass per repository: read a fresh snapshot of every pull request in review, ask the pure
 ``bot.core.steward.plan_merges`` what to do, and do it. The pass runs when a pull request,
-check or status event arrives and on a timer, so a lost webhook only delays a merge.
+check or status event arrives and on a timer, so a lost webhook only delays a merge. Across
+bot replicas one writer per repository holds the store's steward lock (an advisory lock on
+PostgreSQL).
+
 State machine per task (``docs/architecture.md``):
 in_review -> (update branch -> checks)* -> merged.
 """
@@ -16,9 +19,9 @@ import time
 from collections import defaultdict
 
 from bot.adapters.github import GitHubError
-from bot.core.model import IssueRef, TaskState
+from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import PullSnapshot, StewardAction, plan_merges
-from bot.service import STATUS_MARKER, Bot
+from bot.service import Bot
 
 log = logging.getLogger(__name__)
 
@@ -50,34 +53,51 @@ class Steward:
 
     async def pass_repo(self, repo: str) -> None:
         async with self._locks[repo]:
-            tasks = await asyncio.to_thread(
-                self.bot.store.list_tasks
-            )  # blockers may live in other repositories
-            pulls: dict[IssueRef, PullSnapshot] = {}
-            for task in tasks:
-                if (
-                    task.repo == repo
-                    and task.state == TaskState.IN_REVIEW
-                    and task.pr_number
-                    and task.installation_id
-                ):
-                    try:
-                        pulls[task.ref] = await self.bot.github.pull(
-                            task.installation_id, repo, task.pr_number
-                        )
-                    except GitHubError as exc:
-                        log.warning("pull_snapshot_failed %s: %s", task.ref, exc)
-            for task in tasks:
-                pull = pulls.get(task.ref)
-                if pull and pull.head_sha != task.head_sha:  # e.g. after "update branch"
-                    await asyncio.to_thread(
-                        functools.partial(
-                            self.bot.store.update_task, task.ref, head_sha=pull.head_sha
-                        )
-                    )
-            actions = plan_merges(tasks, pulls, now=time.time())
-            for action in actions:
-                await self._execute(action, pulls.get(action.task))
+            info_base = "main"
+            try:
+                first = next(t for t in await self._in_review(repo))
+                info_base = (
+                    await self.bot.github.repo(first.installation_id or 0, repo)
+                ).default_branch
+            except (StopIteration, GitHubError):
+                pass
+            lock = self.bot.store.steward_lock(repo, info_base)
+            held = await asyncio.to_thread(lock.__enter__)
+            try:
+                if held:
+                    await self._pass(repo)
+            finally:
+                await asyncio.to_thread(lock.__exit__, None, None, None)
+
+    async def _in_review(self, repo: str) -> list[Task]:
+        tasks = await asyncio.to_thread(
+            functools.partial(self.bot.store.list_tasks, repo=repo, states=[TaskState.IN_REVIEW])
+        )
+        return [t for t in tasks if t.pr_number and t.installation_id]
+
+    async def _pass(self, repo: str) -> None:
+        bot = self.bot
+        config = bot.repos.config(repo)
+        tasks = await asyncio.to_thread(bot.store.list_tasks)  # blockers may be in other repos
+        pulls: dict[IssueRef, PullSnapshot] = {}
+        for task in await self._in_review(repo):
+            try:
+                pull = await bot.github.pull(
+                    task.installation_id or 0,
+                    repo,
+                    task.pr_number or 0,
+                    tuple(config.merge.required_checks),
+                )
+            except GitHubError as exc:
+                log.warning("pull_snapshot_failed %s: %s", task.ref, exc)
+                continue
+            pulls[task.ref] = pull
+            if pull.head_sha != task.head_sha:  # e.g. after "update branch"
+                await asyncio.to_thread(
+                    functools.partial(bot.store.update_task, task.ref, head_sha=pull.head_sha)
+                )
+        for action in plan_merges(tasks, pulls, now=time.time()):
+            await self._execute(action, pulls.get(action.task))
 
     async def _execute(self, action: StewardAction, pull: PullSnapshot | None) -> None:
         bot = self.bot
@@ -85,45 +105,54 @@ class Steward:
         if task is None or task.installation_id is None:
             return
         inst = task.installation_id
+        config = bot.repos.config(task.repo)
         if action.kind == "merge" and action.pr and action.sha:
+            bot.merging.add(task.ref)
             outcome = await bot.github.merge(
                 inst,
                 task.repo,
                 action.pr,
                 sha=action.sha,
-                method=bot.settings.merge_method,
+                method=config.merge.method,
                 title=f"{task.title} (#{action.pr})",
             )
             if outcome.merged:
                 log.info("merged", extra={"repo": task.repo, "issue": task.number, "pr": action.pr})
+                bot.merging.discard(task.ref)
+                if bot.metrics:
+                    bot.metrics.merges.inc(outcome="merged")
                 await bot.set_state(
                     task, TaskState.MERGED, merged_at=time.time(), merge_sha=outcome.sha
                 )
-                if pull:
+                if pull and config.merge.delete_branch:
                     await bot.github.delete_branch(inst, task.repo, pull.head_ref)
                 bot.steward_wake.set()  # the base moved: the others need a fresh look
             else:
+                if bot.metrics:
+                    bot.metrics.merges.inc(outcome="refused")
                 log.info("merge_refused %s: %s %s", task.ref, outcome.status, outcome.message)
         elif action.kind == "update_branch" and action.pr and action.sha:
             key = (task.repo, action.pr)
             if self._updated.get(key) == action.sha:
                 return  # already asked for this head; waiting for the new commit
+            bot.merging.add(task.ref)
             if await bot.github.update_branch(inst, task.repo, action.pr, action.sha):
                 self._updated[key] = action.sha
                 log.info("branch_updated %s", task.ref)
+            await bot.refresh_views()
         elif action.kind == "redispatch":
+            bot.merging.discard(task.ref)
             await bot.set_state(
                 task, TaskState.QUEUED, worker=None, detail=f"restart: {action.reason}"
             )
         elif action.kind == "mark_merged":
+            bot.merging.discard(task.ref)
             merge_sha = pull.merge_sha if pull else None
             await bot.set_state(task, TaskState.MERGED, merged_at=time.time(), merge_sha=merge_sha)
         elif action.kind == "fail":
-            await bot.set_state(task, TaskState.FAILED, detail=action.reason)
-            await bot.github.upsert_comment(
-                inst,
-                task.ref,
-                STATUS_MARKER,
-                f"**Stoneforge:** pull request #{action.pr} cannot be merged: {action.reason}.\n\n"
-                "A human needs to look at it.",
+            bot.merging.discard(task.ref)
+            if bot.metrics:
+                bot.metrics.merges.inc(outcome="failed")
+            await bot.set_state(
+                task, TaskState.FAILED, detail=f"pull request #{action.pr}: {action.reason}"
             )

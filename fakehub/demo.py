@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from fakehub.delivery import Faults
 from fakehub.sample import CI_COMMAND, SAMPLE_REPO, SPRINT
 from fakehub.server import FakeHub
 
@@ -75,13 +76,21 @@ class Pipeline:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     numbers: dict[str, int] = field(default_factory=dict)
     maintainer_token: str = ""
+    # Optional resilience switches (tests/test_resilience.py); the defaults are the plain demo.
+    webhook_faults: Faults | None = None  # fakehub's webhook faults (drop, duplicate, reorder)
+    database_url: str | None = None  # shared by every bot; default: SQLite in ``work``
+    bots: int = 1  # bot replicas; webhooks go to the first, each bot gets its own runner
+    extra_env: dict[str, str] | None = None  # extra STONEFORGE_* settings for the bot(s)
+    bot_urls: list[str] = field(default_factory=list)
 
     def start(self) -> None:
-        self.hub = FakeHub(self.work / "fakehub")
+        self.hub = FakeHub(self.work / "fakehub", faults=self.webhook_faults)
         self.hub.start()
         secret = secrets.token_hex(16)
-        bot_port = free_port()
-        self.bot_url = f"http://127.0.0.1:{bot_port}"
+        bot_ports = [free_port() for _ in range(max(1, self.bots))]
+        self.bot_urls = [f"http://127.0.0.1:{port}" for port in bot_ports]
+        bot_port = bot_ports[0]
+        self.bot_url = self.bot_urls[0]
         lead = self.hub.create_user(MAINTAINER)
         self.maintainer_token = lead.token
         self.hub.create_user(OWNER, type="Organization")
@@ -107,14 +116,15 @@ class Pipeline:
             "STONEFORGE_PRIVATE_KEY": str(key),
             "STONEFORGE_WEBHOOK_SECRET": secret,
             "STONEFORGE_GITHUB_API_URL": self.hub.api_url,
-            "STONEFORGE_DATABASE_URL": f"sqlite:///{self.work / 'bot.db'}",
+            "STONEFORGE_DATABASE_URL": self.database_url or f"sqlite:///{self.work / 'bot.db'}",
             "STONEFORGE_RUNNER_TOKEN": runner_token,
             "STONEFORGE_DEFAULT_AGENT": self.agent,
             "STONEFORGE_STEWARD_INTERVAL_S": "1",
+            **(self.extra_env or {}),
         }
         self._spawn(
             "bot",
-            [sys.executable, "-m", "bot", "bot", "--port", str(bot_port), "--log-level", "warning"],
+            [sys.executable, "-m", "bot", "bot", "--port", str(bot_port), "--log-level", "info"],
             env,
         )
         _wait_http(f"{self.bot_url}/healthz", timeout=30)
@@ -133,10 +143,24 @@ class Pipeline:
                 "--work-dir",
                 str(self.work / "runner"),
                 "--log-level",
-                "warning",
+                "info",
             ],
             runner_env,
         )
+        for index, port in enumerate(bot_ports[1:], start=2):  # more replicas, one at a time
+            url = self.bot_urls[index - 1]
+            argv = [sys.executable, "-m", "bot", "bot", "--port", str(port), "--log-level", "info"]
+            self._spawn(f"bot-{index}", argv, env)
+            _wait_http(f"{url}/healthz", timeout=30)
+            self._spawn(
+                f"runner-{index}",
+                [
+                    *(sys.executable, "-m", "bot", "runner", "--bot-url", url),
+                    *("--workers", str(self.workers), "--name", f"runner-{index}"),
+                    *("--work-dir", str(self.work / f"runner-{index}"), "--log-level", "info"),
+                ],
+                runner_env,
+            )
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
@@ -352,6 +376,10 @@ def run_demo(
     timeout: float = 600.0,
     agent: str = "script",
     work_dir: Path | None = None,
+    webhook_faults: Faults | None = None,
+    database_url: str | None = None,
+    bots: int = 1,
+    extra_env: dict[str, str] | None = None,
 ) -> int:
     console = Console()
     own_dir = work_dir is None
@@ -361,7 +389,15 @@ def run_demo(
         else work_dir.resolve()
     )
     work.mkdir(parents=True, exist_ok=True)
-    pipe = Pipeline(work=work, workers=workers, agent=agent)
+    pipe = Pipeline(
+        work=work,
+        workers=workers,
+        agent=agent,
+        webhook_faults=webhook_faults,
+        database_url=database_url,
+        bots=bots,
+        extra_env=extra_env,
+    )
     started = time.time()
     code = 1
     tasks: list[dict[str, Any]] = []

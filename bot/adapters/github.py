@@ -7,14 +7,16 @@ type, URL or header leaves this module. HTTP failures are classified here once
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import httpx
 from githubkit import AppAuthStrategy, GitHub
 from githubkit.cache.mem_cache import MemCacheStrategy
 from githubkit.exception import RequestFailed
@@ -26,6 +28,21 @@ from bot.core.steward import PullSnapshot
 log = logging.getLogger(__name__)
 
 _REPO_URL = re.compile(r"/repos/([^/]+/[^/]+)$")
+
+
+class _SharedTransport(httpx.AsyncHTTPTransport):
+    """One connection pool for every request of the adapter.
+
+    githubkit builds a fresh ``httpx.AsyncClient`` per request outside ``async with`` (which
+    cannot span our background tasks) and closes it afterwards; a shared transport whose
+    close is deferred to :meth:`GitHubAdapter.aclose` keeps connections (and TLS set-up) warm.
+    """
+
+    async def aclose(self) -> None:  # called by each short-lived client: keep the pool
+        return None
+
+    async def shutdown(self) -> None:
+        await super().aclose()
 
 
 class GitHubError(Exception):
@@ -97,6 +114,22 @@ def _issue(repo: str, data: Mapping[str, Any]) -> IssueInfo:
     )
 
 
+def _epoch(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _next_cursor(link: str) -> str | None:
+    for part in link.split(","):
+        if 'rel="next"' in part:
+            match = re.search(r"[?&]cursor=([^&>]+)", part)
+            if match:
+                return match.group(1)
+    return None
+
+
 def issue_repo(data: Mapping[str, Any], default: str) -> str:
     """The ``owner/name`` an issue object belongs to (cross-repository references carry it)."""
     match = _REPO_URL.search(str(data.get("repository_url") or ""))
@@ -107,8 +140,10 @@ class GitHubAdapter:
     """GitHub through githubkit with App authentication and a configurable base URL."""
 
     def __init__(self, *, app_id: int, private_key: str, base_url: str) -> None:
+        self._transport = _SharedTransport(retries=1)
         self._app = GitHub(
             AppAuthStrategy(app_id, private_key),
+            async_transport=self._transport,
             base_url=base_url,
             http_cache=False,
             auto_retry=_retry,
@@ -122,6 +157,9 @@ class GitHubAdapter:
         self._repo_cache: dict[str, RepoInfo] = {}
         self._required_cache: dict[tuple[str, str], tuple[float, tuple[str, ...]]] = {}
         self._perm_cache: dict[tuple[str, str], tuple[float, str]] = {}
+
+    async def aclose(self) -> None:
+        await self._transport.shutdown()
 
     def _gh(self, installation_id: int) -> GitHub[Any]:
         client = self._clients.get(installation_id)
@@ -243,6 +281,138 @@ class GitHubAdapter:
                 raise
         return refs
 
+    async def sub_issues(self, installation_id: int, ref: IssueRef) -> list[IssueInfo]:
+        """The issue's sub-issues with their states (empty when it has none)."""
+        owner, name = ref.repo.split("/", 1)
+        try:
+            resp = await self._call(
+                self._gh(installation_id).rest.issues.async_list_sub_issues(
+                    owner, name, ref.number, per_page=100
+                )
+            )
+        except GitHubError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return [_issue(issue_repo(i, ref.repo), i) for i in resp.json()]
+
+    async def add_reaction(self, installation_id: int, ref: IssueRef, content: str) -> None:
+        owner, name = ref.repo.split("/", 1)
+        await self._call(
+            self._gh(installation_id).rest.reactions.async_create_for_issue(  # type: ignore[call-overload]
+                owner,
+                name,
+                ref.number,
+                content=content,  # type: ignore[arg-type]
+            )
+        )
+
+    async def ensure_labels(
+        self, installation_id: int, repo: str, labels: Mapping[str, tuple[str, str]]
+    ) -> None:
+        """Create the labels (name -> (color, description)) that the repository lacks."""
+        owner, name = repo.split("/", 1)
+        gh = self._gh(installation_id)
+        resp = await self._call(
+            gh.rest.issues.async_list_labels_for_repo(owner, name, per_page=100)
+        )
+        have = {str(item["name"]).lower() for item in resp.json()}
+        for label, (color, description) in labels.items():
+            if label.lower() in have:
+                continue
+            try:
+                await self._call(
+                    gh.rest.issues.async_create_label(
+                        owner, name, name=label, color=color, description=description
+                    )
+                )
+            except GitHubError as exc:
+                if exc.status != 422:  # created meanwhile by someone else
+                    raise
+
+    async def file(
+        self, installation_id: int, repo: str, path: str, ref: str | None = None
+    ) -> tuple[str, str] | None:
+        """A text file's content and blob sha at ``ref`` (default branch), or None if absent."""
+        owner, name = repo.split("/", 1)
+        gh = self._gh(installation_id)
+        try:
+            if ref is None:
+                resp = await self._call(gh.rest.repos.async_get_content(owner, name, path))
+            else:
+                resp = await self._call(gh.rest.repos.async_get_content(owner, name, path, ref=ref))
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data = resp.json()
+        if not isinstance(data, Mapping) or data.get("type") != "file":
+            return None
+        raw = base64.b64decode(str(data.get("content") or ""))
+        return raw.decode("utf-8", errors="replace"), str(data.get("sha") or "")
+
+    async def branch_sha(self, installation_id: int, repo: str, branch: str) -> str:
+        owner, name = repo.split("/", 1)
+        resp = await self._call(
+            self._gh(installation_id).rest.repos.async_get_branch(owner, name, branch)
+        )
+        return str(resp.json()["commit"]["sha"])
+
+    async def report_check(
+        self,
+        installation_id: int,
+        repo: str,
+        head_sha: str,
+        *,
+        name: str,
+        conclusion: str,
+        title: str,
+        summary: str,
+    ) -> None:
+        owner, name_ = repo.split("/", 1)
+        await self._call(
+            self._gh(installation_id).rest.checks.async_create(  # type: ignore[call-overload]
+                owner,
+                name_,
+                name=name,
+                head_sha=head_sha,
+                status="completed",
+                conclusion=conclusion,
+                output={"title": title, "summary": summary[:65000]},
+            )
+        )
+
+    # --- webhook deliveries (App JWT) ----------------------------------------------------
+    async def failed_deliveries(self, since: float) -> list[tuple[int, str]]:
+        """(delivery id, guid) of deliveries since ``since`` whose guid never succeeded."""
+        ok: set[str] = set()
+        failed: dict[str, int] = {}
+        cursor: str | None = None
+        for _ in range(50):  # at most 5,000 deliveries back
+            kwargs: dict[str, Any] = {"per_page": 100}
+            if cursor:
+                kwargs["cursor"] = cursor
+            resp = await self._call(self._app.rest.apps.async_list_webhook_deliveries(**kwargs))
+            items = resp.json()
+            old = False
+            for item in items:
+                when = _epoch(str(item.get("delivered_at") or ""))
+                if when and when < since:
+                    old = True
+                    continue
+                guid = str(item["guid"])
+                if item.get("status") == "OK" or 200 <= int(item.get("status_code") or 0) < 300:
+                    ok.add(guid)
+                else:
+                    failed.setdefault(guid, int(item["id"]))
+            cursor = _next_cursor(resp.headers.get("link", ""))
+            if old or not cursor or not items:
+                break
+        return [(did, guid) for guid, did in failed.items() if guid not in ok]
+
+    async def redeliver(self, delivery_id: int) -> None:
+        await self._call(self._app.rest.apps.async_redeliver_webhook_delivery(delivery_id))
+
     async def add_labels(self, installation_id: int, ref: IssueRef, labels: list[str]) -> None:
         owner, name = ref.repo.split("/", 1)
         await self._call(
@@ -269,7 +439,7 @@ class GitHubAdapter:
         """Create or edit in place the one comment of ours that carries ``marker``."""
         owner, name = ref.repo.split("/", 1)
         gh = self._gh(installation_id)
-        text = f"{body}\n\n{marker}"
+        text = body if marker in body else f"{body}\n\n{marker}"
         resp = await self._call(
             gh.rest.issues.async_list_comments(owner, name, ref.number, per_page=100)
         )

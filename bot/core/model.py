@@ -80,6 +80,9 @@ class Task:
     merge_sha: str | None = None
     lease_until: float | None = None
     detail: str | None = None  # last failure reason etc.
+    cost_usd: float | None = None  # agent spend reported by the runner
+    ready_at: float | None = None  # when the task last became ready (dispatch latency)
+    comment_id: int | None = None  # the bot's status comment on the issue
 
     def __post_init__(self) -> None:
         # Normalise once here so every reader can rely on it: a tuple of IssueRef without

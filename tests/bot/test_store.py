@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 
 from bot.core.model import IssueRef, Task, TaskState
-from bot.store import Store
+from bot.store import Delivery, RepoRecord, Store
 
 REPO = "octo/demo"
 
@@ -43,6 +44,9 @@ def full_task(n: int = 5, **fields: object) -> Task:
         "merge_sha": None,
         "lease_until": 1_764_000_400.75,
         "detail": "previous attempt: agent timed out",
+        "cost_usd": 0.4375,
+        "ready_at": 1_764_000_050.25,
+        "comment_id": 3_000_000_000_123,
     }
     values.update(fields)
     return Task(**values)  # type: ignore[arg-type]
@@ -262,3 +266,179 @@ def test_expired_leases(store: Store) -> None:
     store.upsert_task(dataclasses.replace(queued(5), state=TaskState.RUNNING, lease_until=20.0))
     assert [t.number for t in store.expired_leases(now=100.0)] == [5, 1]
     assert [t.number for t in store.expired_leases(now=10.0)] == []
+
+
+def test_update_task_sets_the_metric_fields(store: Store) -> None:
+    store.upsert_task(queued(1))
+    assert store.get_task(IssueRef(REPO, 1)).cost_usd is None  # type: ignore[union-attr]
+    store.update_task(IssueRef(REPO, 1), cost_usd=1.5, ready_at=12.5, comment_id=2**40)
+    task = store.get_task(IssueRef(REPO, 1))
+    assert task is not None
+    assert (task.cost_usd, task.ready_at, task.comment_id) == (1.5, 12.5, 2**40)
+
+
+def test_task_counts_cover_every_state(store: Store) -> None:
+    assert store.task_counts() == {state.value: 0 for state in TaskState}
+    store.upsert_task(queued(1))
+    store.upsert_task(queued(2))
+    store.upsert_task(dataclasses.replace(queued(3), state=TaskState.MERGED))
+    store.upsert_task(dataclasses.replace(queued(1, repo="octo/lib"), state=TaskState.RUNNING))
+    counts = store.task_counts()
+    assert counts == {
+        "queued": 2,
+        "running": 1,
+        "in_review": 0,
+        "merged": 1,
+        "failed": 0,
+        "cancelled": 0,
+    }
+
+
+# -- deliveries: lookups and stats ----------------------------------------------------------
+
+
+def test_get_delivery_and_stats(store: Store) -> None:
+    assert store.get_delivery("nope") is None
+    assert store.delivery_stats() == {"total": 0, "unprocessed": 0, "failed": 0}
+    store.record_delivery("a", "issues", "opened", 1, b"{1}", now=1.0)
+    store.record_delivery("b", "issues", "closed", None, b"{2}", now=2.0)
+    store.record_delivery("c", "ping", None, None, b"{3}", now=3.0)
+    store.mark_processed("a", now=5.0)
+    store.mark_processed("b", now=6.0, error="KeyError: 'issue'")
+    assert store.get_delivery("a") == Delivery("a", "issues", "opened", 1, b"{1}", 1.0, 5.0, None)
+    assert store.get_delivery("b") == Delivery(
+        "b", "issues", "closed", None, b"{2}", 2.0, 6.0, "KeyError: 'issue'"
+    )
+    assert store.get_delivery("c") == Delivery("c", "ping", None, None, b"{3}", 3.0)
+    assert store.delivery_stats() == {"total": 3, "unprocessed": 1, "failed": 1}
+
+
+# -- repositories ---------------------------------------------------------------------------
+
+
+def test_repos_upsert_filter_and_remove(store: Store) -> None:
+    assert store.repos() == []
+    store.upsert_repo("octo/lib", 7, default_branch="main")
+    store.upsert_repo("octo/demo", 7, default_branch="trunk")
+    store.upsert_repo("other/x", 8, default_branch="main")
+    assert [r.repo for r in store.repos()] == ["octo/demo", "octo/lib", "other/x"]
+    assert [r.repo for r in store.repos(7)] == ["octo/demo", "octo/lib"]
+    assert store.repos(8) == [RepoRecord("other/x", 8, "main")]
+    assert store.repos(9) == []
+
+    assert store.mark_labels_ready("octo/demo") is True
+    assert store.save_config("octo/demo", text="version: 1\n", sha="c" * 40, error=None) is True
+    # Re-installing (or a renamed default branch) keeps labels and config.
+    store.upsert_repo("octo/demo", 9, default_branch="main")
+    assert store.repos(9) == [
+        RepoRecord("octo/demo", 9, "main", True, "version: 1\n", "c" * 40, None)
+    ]
+
+    store.remove_repo("octo/demo")
+    store.remove_repo("never/installed")
+    assert [r.repo for r in store.repos()] == ["octo/lib", "other/x"]
+    assert store.mark_labels_ready("octo/demo") is False
+    assert store.save_config("octo/demo", text="x", sha="d", error=None) is False
+
+
+def test_save_config_keeps_the_last_valid_config_on_error(store: Store) -> None:
+    store.upsert_repo(REPO, 1, default_branch="main")
+    store.save_config(REPO, text="version: 1\nagent: a\n", sha="a" * 40, error=None)
+    store.save_config(REPO, text="version: 9\n", sha="b" * 40, error="version: must be 1")
+    (record,) = store.repos()
+    assert (record.config_text, record.config_sha) == ("version: 1\nagent: a\n", "a" * 40)
+    assert record.config_error == "version: must be 1"
+    assert record.labels_ready is False
+
+    store.save_config(REPO, text="version: 1\nagent: b\n", sha="e" * 40, error=None)
+    (record,) = store.repos()
+    assert (record.config_text, record.config_sha, record.config_error) == (
+        "version: 1\nagent: b\n",
+        "e" * 40,
+        None,
+    )
+    store.save_config(REPO, text=None, sha=None, error=None)  # the file was deleted
+    (record,) = store.repos()
+    assert (record.config_text, record.config_sha, record.config_error) == (None, None, None)
+
+
+# -- agent spend ----------------------------------------------------------------------------
+
+
+def test_costs_add_up_per_repo_and_day(store: Store) -> None:
+    assert store.cost(REPO, "2026-01-02") == 0.0
+    store.add_cost(REPO, "2026-01-02", 0.25)
+    store.add_cost(REPO, "2026-01-02", 1.125)
+    store.add_cost(REPO, "2026-01-03", 2.0)
+    store.add_cost("octo/lib", "2026-01-02", 4.0)
+    assert store.cost(REPO, "2026-01-02") == 1.375
+    assert store.cost(REPO, "2026-01-03") == 2.0
+    assert store.cost("octo/lib", "2026-01-02") == 4.0
+    assert store.cost("octo/lib", "2026-01-03") == 0.0
+
+
+# -- steward locks --------------------------------------------------------------------------
+
+
+def test_steward_lock_is_exclusive_across_stores(store_url: str) -> None:
+    first, second = Store(store_url), Store(store_url)
+    try:
+        with first.steward_lock(REPO, "main") as held:
+            assert held is True
+            with second.steward_lock(REPO, "main") as other:
+                assert other is False
+            with first.steward_lock(REPO, "main") as again:
+                assert again is False  # not re-entrant, on either backend
+            with second.steward_lock(REPO, "release-1") as other_base:
+                assert other_base is True
+            with second.steward_lock("octo/lib", "main") as other_repo:
+                assert other_repo is True
+        with second.steward_lock(REPO, "main") as after_release:
+            assert after_release is True
+            with first.steward_lock(REPO, "main") as blocked:
+                assert blocked is False
+        # A failed attempt does not release the holder's lock on exit.
+        with first.steward_lock(REPO, "main") as held, second.steward_lock(REPO, "main") as no:
+            assert (held, no) == (True, False)
+            with second.steward_lock(REPO, "main") as still_no:
+                assert still_no is False
+    finally:
+        first.close()
+        second.close()
+
+
+def test_steward_lock_is_released_when_the_block_raises(store_url: str) -> None:
+    first, second = Store(store_url), Store(store_url)
+    try:
+
+        def failing_pass() -> None:
+            with first.steward_lock(REPO, "main") as held:
+                assert held is True
+                raise RuntimeError("steward pass failed")
+
+        with pytest.raises(RuntimeError, match="steward pass failed"):
+            failing_pass()
+        with second.steward_lock(REPO, "main") as held:
+            assert held is True
+    finally:
+        first.close()
+        second.close()
+
+
+def test_sqlite_lease_is_renewed_while_held(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'locks.sqlite3'}"
+    first = Store(url, lock_lease_s=0.3)
+    second = Store(url, lock_lease_s=0.3)
+    try:
+        with first.steward_lock(REPO, "main") as held:
+            assert held is True
+            deadline = time.monotonic() + 1.2  # four leases long
+            while time.monotonic() < deadline:
+                with second.steward_lock(REPO, "main") as other:
+                    assert other is False
+                time.sleep(0.05)
+        with second.steward_lock(REPO, "main") as after:
+            assert after is True
+    finally:
+        first.close()
+        second.close()

@@ -1,0 +1,260 @@
+"""Markdown the bot posts on GitHub: the one status comment per task issue.
+
+Pure: values in, text out. The caller upserts the comment by its hidden marker
+(``STATUS_MARKER``, always the first line), so there is exactly one status comment per issue
+and it is edited in place as the task moves on.
+
+The comment reads top to bottom as: a one-line headline with the status word, a short list of
+facts (blockers, runner, attempt, pull request, agent time and cost), then what the maintainer
+can do next. Status words, by precedence:
+
+====================================  =================================================
+``Merged`` / ``Failed — needs a       the task's terminal state wins over everything
+human`` / ``Cancelled``
+``Blocked: configuration error``      ``config_error`` is set
+``Blocked: dependency cycle``         ``cycle`` is not empty
+``Blocked: missing dependency``       ``missing`` is not empty
+``Merging``                           in review and ``merging`` is set
+``Running`` / ``In review``           the task's state
+``Waiting on blockers``               queued and ``waiting_on`` is not empty
+``Queued``                            queued and ready
+====================================  =================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from bot.core.model import IssueRef, Task, TaskState
+
+STATUS_MARKER = "<!-- stoneforge:status -->"
+_DETAIL_MAX = 1500  # characters of a failure reason or config error shown
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """Everything the status comment shows; the task plus what the graph and store know."""
+
+    task: Task
+    html_base: str  # "https://github.com" or "http://127.0.0.1:PORT"
+    waiting_on: tuple[IssueRef, ...] = ()  # blockers not done yet
+    cycle: tuple[IssueRef, ...] = ()  # members of the dependency cycle the task is in
+    missing: tuple[IssueRef, ...] = ()  # blockers that do not exist or cannot be read
+    cost_usd: float | None = None  # None: use task.cost_usd
+    queue_position: int | None = None  # 1 = next to be dispatched
+    config_error: str | None = None
+    merging: bool = False  # the steward is merging the pull request right now
+    trigger_label: str = "agent-ready"
+
+
+def render_status(view: StatusView) -> str:
+    """The whole status comment, starting with ``STATUS_MARKER`` and ending with a newline."""
+    task = view.task
+    word = status_word(view)
+    parts = [f"{STATUS_MARKER}\n**Stoneforge · {word}** — {_summary(view, word)}"]
+    facts = _facts(view)
+    if facts:
+        parts.append("\n".join(f"- **{name}:** {value}" for name, value in facts))
+    if word == "Blocked: dependency cycle":
+        parts.append(render_cycle(view.cycle, view.html_base))
+    elif word == "Blocked: missing dependency":
+        parts.append(render_missing(task.ref, view.missing, view.html_base))
+    elif word == "Blocked: configuration error" and view.config_error:
+        parts.append(_code_block(view.config_error))
+    elif word.startswith("Failed") and task.detail:
+        parts.append(_code_block(task.detail))
+    next_step = _next_step(view, word)
+    if next_step:
+        parts.append(f"**Next:** {next_step}")
+    return "\n\n".join(parts) + "\n"
+
+
+def status_word(view: StatusView) -> str:
+    """The headline's status word (see the module docstring for the precedence)."""
+    state = view.task.state
+    if state is TaskState.MERGED:
+        return "Merged"
+    if state is TaskState.FAILED:
+        return "Failed — needs a human"
+    if state is TaskState.CANCELLED:
+        return "Cancelled"
+    if view.config_error:
+        return "Blocked: configuration error"
+    if view.cycle:
+        return "Blocked: dependency cycle"
+    if view.missing:
+        return "Blocked: missing dependency"
+    if state is TaskState.RUNNING:
+        return "Running"
+    if state is TaskState.IN_REVIEW:
+        return "Merging" if view.merging else "In review"
+    return "Waiting on blockers" if view.waiting_on else "Queued"
+
+
+def render_cycle(cycle: Iterable[IssueRef], html_base: str) -> str:
+    """Short text naming the issues that block each other in a loop."""
+    members = tuple(cycle)
+    repo = members[0].repo if members else ""
+    links = ", ".join(issue_link(ref, html_base, repo) for ref in members)
+    return (
+        f"These issues block each other in a loop: {links}. None of them can start until "
+        "the loop is broken. Fix the cycle by removing one of these links "
+        '(a "blocked by" relation or a "Blocked by #N" line in an issue body).'
+    )
+
+
+def render_missing(task_ref: IssueRef, missing: Iterable[IssueRef], html_base: str) -> str:
+    """Short text naming the blockers of ``task_ref`` that do not exist or cannot be read."""
+    links = ", ".join(issue_link(ref, html_base, task_ref.repo) for ref in missing)
+    return (
+        f"{task_ref} is blocked by issues that do not exist or that Stoneforge cannot read: "
+        f"{links}. Remove the reference, fix the issue number, or install the app on the "
+        "other repository."
+    )
+
+
+def issue_link(ref: IssueRef, html_base: str, repo: str = "") -> str:
+    """``[#N](url)`` for an issue in ``repo``, ``[owner/name#N](url)`` for any other."""
+    text = f"#{ref.number}" if ref.repo == repo else str(ref)
+    return f"[{text}]({html_base.rstrip('/')}/{ref.repo}/issues/{ref.number})"
+
+
+def pull_link(repo: str, number: int, html_base: str) -> str:
+    return f"[#{number}]({html_base.rstrip('/')}/{repo}/pull/{number})"
+
+
+def format_duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 12 s"``, ``"2 h 05 min"``."""
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def format_cost(usd: float) -> str:
+    if 0 < usd < 0.01:
+        return "< $0.01"
+    return f"${usd:,.2f}"
+
+
+# --- pieces ------------------------------------------------------------------------------------
+
+
+def _summary(view: StatusView, word: str) -> str:
+    if word == "Merged":
+        return "the pull request for this issue has been merged."
+    if word.startswith("Failed"):
+        return "the last attempt did not succeed, so Stoneforge stopped."
+    if word == "Cancelled":
+        return "the issue was closed or its label removed; Stoneforge stopped working on it."
+    if word == "Blocked: configuration error":
+        return "the repository's Stoneforge configuration cannot be read."
+    if word.startswith("Blocked"):
+        return "this task cannot start until its dependencies are fixed."
+    if word == "Running":
+        return "an agent is working on this issue."
+    if word == "Merging":
+        return "checks passed; the pull request is being merged."
+    if word == "In review":
+        return "the agent opened a pull request."
+    if word == "Waiting on blockers":
+        count = len(view.waiting_on)
+        return f"this task starts when {_plural(count, 'blocker')} {_is_are(count)} done."
+    if view.queue_position is not None:
+        return f"ready, number {view.queue_position} in line for the next free runner."
+    return "ready, waiting for a free runner."
+
+
+def _facts(view: StatusView) -> list[tuple[str, str]]:
+    task = view.task
+    facts: list[tuple[str, str]] = []
+    if task.blocked_by:
+        facts.append(("Blocked by", _blocker_list(view)))
+    if task.worker and task.state in (TaskState.RUNNING, TaskState.IN_REVIEW, TaskState.FAILED):
+        facts.append(("Runner", _code(task.worker)))
+    if task.attempt:
+        facts.append(("Attempt", str(task.attempt)))
+    if task.pr_number is not None:
+        pull = pull_link(task.repo, task.pr_number, view.html_base)
+        if task.head_sha:
+            pull += f" at `{task.head_sha[:7]}`"
+        facts.append(("Pull request", pull))
+    spent = []
+    if task.agent_seconds is not None:
+        spent.append(format_duration(task.agent_seconds))
+    cost = view.cost_usd if view.cost_usd is not None else task.cost_usd
+    if cost is not None:
+        spent.append(format_cost(cost))
+    if spent:
+        facts.append(("Agent time", " · ".join(spent)))
+    return facts
+
+
+def _blocker_list(view: StatusView) -> str:
+    """Each blocker with ✓ (done), ⏳ (waiting) or ✗ (missing or in the cycle)."""
+    missing, waiting, cycle = set(view.missing), set(view.waiting_on), set(view.cycle)
+    repo = view.task.repo
+    items = []
+    for ref in view.task.blocked_by:
+        if ref in missing or ref in cycle:
+            mark = "✗"
+        elif ref in waiting:
+            mark = "⏳"
+        else:
+            mark = "✓"
+        items.append(f"{mark} {issue_link(ref, view.html_base, repo)}")
+    return " · ".join(items)
+
+
+def _next_step(view: StatusView, word: str) -> str:
+    label = _code(view.trigger_label)
+    if word == "Merged":
+        return ""
+    if word.startswith("Failed"):
+        return f"Remove and re-add {label} to retry."
+    if word == "Cancelled":
+        return f"Reopen the issue and add {label} again to restart."
+    if word == "Blocked: configuration error":
+        return "Fix the configuration on the default branch; Stoneforge re-reads it on push."
+    if word.startswith("Blocked"):
+        return "Stoneforge picks the task up again as soon as the dependencies are fixed."
+    if word in ("Running", "Waiting on blockers", "Queued"):
+        return f"Nothing to do. Remove {label} to stop."
+    if word == "In review":
+        return (
+            "Review the pull request. Stoneforge merges it when checks pass and its "
+            "blockers have merged."
+        )
+    return "Nothing to do."
+
+
+def _code(text: str) -> str:
+    """Inline code that survives backticks in ``text``."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _code_block(text: str) -> str:
+    """A fenced block with the tail of ``text``, fenced longer than any backtick run in it."""
+    text = text.strip("\n")
+    if len(text) > _DETAIL_MAX:
+        text = "…" + text[-_DETAIL_MAX:]
+    longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=2)
+    fence = "`" * (longest + 1)
+    return f"{fence}\n{text}\n{fence}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"its {noun}" if count == 1 else f"its {count} {noun}s"
+
+
+def _is_are(count: int) -> str:
+    return "is" if count == 1 else "are"

@@ -1,0 +1,253 @@
+"""Handing ready tasks to runners: long-poll claims, leases, heartbeats and results.
+
+A claim takes the graph's ready set in dispatch order (priority, then the work waiting behind a
+task, then age), drops what a concurrency limit or a daily budget holds back, and claims the
+first candidate atomically in the store (``SKIP LOCKED`` on PostgreSQL), so several bot replicas
+never hand out the same task twice. The issue is re-read from GitHub before the job is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.adapters.github import GitHubError
+from bot.core.model import IssueRef, Task, TaskState, branch_name
+from bot.service import Bot
+
+log = logging.getLogger(__name__)
+
+AGENT_INSTRUCTIONS = """\
+You are working on one task of a larger plan, in a git worktree of {repo} on branch {branch}.
+Make the change the issue asks for, keep the repository's tests passing, and do not push:
+the runner commits and pushes your work and opens the pull request that closes #{number}.
+"""
+
+
+def job_id(task: Task) -> str:
+    return f"{task.repo}#{task.number}@{task.attempt}"
+
+
+def today(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+
+
+class Dispatcher:
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _candidates(self) -> list[IssueRef]:
+        bot = self.bot
+        tasks, report = await bot.graph()
+        running = [t for t in tasks if t.state == TaskState.RUNNING]
+        per_repo = Counter(t.repo for t in running)
+        per_inst = Counter(t.installation_id for t in running)
+        by_ref = {t.ref: t for t in tasks}
+        day = today(time.time())
+        out: list[IssueRef] = []
+        spent: dict[str, float] = {}
+        for ref in report.ready:
+            task = by_ref[ref]
+            config = bot.repos.config(task.repo)
+            if per_repo[task.repo] >= config.concurrency.per_repo:
+                continue
+            limit = config.concurrency.per_installation
+            if limit is not None and per_inst[task.installation_id] >= limit:
+                continue
+            if config.budget.per_day_usd is not None:
+                if task.repo not in spent:
+                    spent[task.repo] = await asyncio.to_thread(bot.store.cost, task.repo, day)
+                if spent[task.repo] >= config.budget.per_day_usd:
+                    continue
+            out.append(ref)
+        return out
+
+    async def claim(self, runner: str, worker: str, wait_s: float) -> dict[str, Any] | None:
+        """Long-poll for the next ready task; claims it atomically and returns the job."""
+        bot = self.bot
+        deadline = time.monotonic() + max(0.0, min(wait_s, 60.0))
+        while True:
+            bot.ready_changed.clear()
+            candidates = await self._candidates()
+            while candidates:
+                task = await asyncio.to_thread(
+                    functools.partial(
+                        bot.store.claim_task,
+                        candidates,
+                        worker=worker if "/" in worker else f"{runner}/{worker}",
+                        now=time.time(),
+                        lease_s=bot.settings.lease_s,
+                    )
+                )
+                if task is None:
+                    break
+                job = await self._job_or_requeue(task)
+                if job is not None:
+                    return job
+                candidates = [c for c in candidates if c != task.ref]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                await asyncio.wait_for(bot.ready_changed.wait(), timeout=remaining)
+            except TimeoutError:
+                return None
+
+    async def _job_or_requeue(self, task: Task) -> dict[str, Any] | None:
+        bot = self.bot
+        try:
+            job = await self._job(task)
+        except Exception:
+            await asyncio.to_thread(
+                functools.partial(
+                    bot.store.update_task, task.ref, state=TaskState.QUEUED, worker=None
+                )
+            )
+            raise
+        if job is None:  # the issue changed under us (closed, unlabeled): not a task any more
+            await bot.set_state(task, TaskState.CANCELLED, detail="label removed or issue closed")
+            return None
+        if bot.metrics and task.ready_at:
+            bot.metrics.dispatch_latency.observe(max(0.0, time.time() - task.ready_at))
+        await asyncio.to_thread(functools.partial(bot.store.update_task, task.ref, ready_at=None))
+        await bot.refresh_views()
+        return job
+
+    async def _job(self, task: Task) -> dict[str, Any] | None:
+        bot = self.bot
+        inst = task.installation_id or 0
+        issue = await bot.github.issue(inst, task.ref)  # a fresh snapshot, not what we stored
+        config = bot.repos.config(task.repo)
+        if issue is None or issue.state != "open" or config.trigger_label not in issue.labels:
+            return None
+        repo = await bot.github.repo(inst, task.repo)
+        token = await bot.github.repo_token(inst, task.repo)
+        branch = task.branch or branch_name(task.number, issue.title)
+        agent = config.agent_for(issue.labels)
+        self._background(bot.github.add_reaction(inst, task.ref, "eyes"))
+        log.info(
+            "task_dispatched",
+            extra={"repo": task.repo, "issue": task.number, "worker": task.worker},
+        )
+        return {
+            "job_id": job_id(task),
+            "repo": task.repo,
+            "issue": task.number,
+            "title": issue.title,
+            "body": issue.body,
+            "attempt": task.attempt,
+            "branch": branch,
+            "base": repo.default_branch,
+            "clone_url": repo.clone_url,
+            "token": token,
+            "agent": {"name": agent.name, "model": agent.model},
+            "prompt": (
+                f"# {issue.title} (#{task.number})\n\n{issue.body}\n\n---\n"
+                + AGENT_INSTRUCTIONS.format(repo=task.repo, branch=branch, number=task.number)
+            ),
+            "restart": bool(task.detail and task.detail.startswith("restart")),
+            "timeouts": {
+                "agent_s": config.timeouts.agent_minutes * 60,
+                "stall_s": config.timeouts.stall_minutes * 60,
+            },
+            "budget_usd": config.budget.per_task_usd,
+            "commands": {"setup": config.commands.setup, "test": config.commands.test},
+        }
+
+    def _background(self, coro: Any) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except GitHubError as exc:
+                log.warning("background_call_failed: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _running(self, jid: str) -> Task | None:
+        ref_text, _, attempt = jid.rpartition("@")
+        try:
+            ref = IssueRef.parse(ref_text)
+        except ValueError:
+            return None
+        task = await asyncio.to_thread(self.bot.store.get_task, ref)
+        if task is None or task.state != TaskState.RUNNING or str(task.attempt) != attempt:
+            return None
+        return task
+
+    async def heartbeat(self, jid: str) -> bool:
+        """Renew a job's lease; False (410 to the runner) when the job was cancelled or taken."""
+        task = await self._running(jid)
+        if task is None:
+            return False
+        until = time.time() + self.bot.settings.lease_s
+        await asyncio.to_thread(
+            functools.partial(self.bot.store.update_task, task.ref, lease_until=until)
+        )
+        return True
+
+    async def job_result(self, jid: str, result: Mapping[str, Any]) -> bool:
+        """A runner finished a job: open the pull request, or record the failure."""
+        bot = self.bot
+        task = await self._running(jid)
+        if task is None:
+            return False
+        inst = task.installation_id or 0
+        seconds = float(result.get("agent_seconds") or 0.0)
+        usage = result.get("usage") if isinstance(result.get("usage"), Mapping) else {}
+        cost = float(usage.get("cost_usd") or 0.0) if usage else 0.0
+        if cost:
+            await asyncio.to_thread(bot.store.add_cost, task.repo, today(time.time()), cost)
+        totals: dict[str, Any] = {
+            "agent_seconds": (task.agent_seconds or 0.0) + seconds,
+            "cost_usd": (task.cost_usd or 0.0) + cost if (cost or task.cost_usd) else None,
+        }
+        if result.get("outcome") != "completed" or not result.get("head_sha"):
+            reason = str(result.get("reason") or "failed")
+            detail = str(result.get("detail") or "")[:2000]
+            await bot.set_state(task, TaskState.FAILED, detail=f"{reason}: {detail}", **totals)
+            return True
+        repo = await bot.github.repo(inst, task.repo)
+        summary = str(result.get("summary") or "").strip()
+        agent = bot.repos.config(task.repo).agent.name
+        body = (
+            f"Closes #{task.number}\n\n{summary}\n\n"
+            f"_Opened by Stoneforge · agent `{agent}` · attempt {task.attempt} · "
+            f"{seconds:.1f} s of agent time" + (f" · ${cost:.2f}" if cost else "") + "._"
+        )
+        number = await bot.github.open_pull(
+            inst,
+            task.repo,
+            head=str(result["branch"]),
+            base=repo.default_branch,
+            title=task.title,
+            body=body,
+        )
+        await bot.set_state(
+            task,
+            TaskState.IN_REVIEW,
+            pr_number=number,
+            head_sha=str(result["head_sha"]),
+            detail=None,
+            **totals,
+        )
+        bot.steward_wake.set()
+        return True
+
+    async def expire_leases_forever(self) -> None:
+        """A runner that vanished loses its task, which is dispatched again."""
+        bot = self.bot
+        while True:
+            await asyncio.sleep(max(1.0, bot.settings.lease_s / 4))
+            for task in await asyncio.to_thread(bot.store.expired_leases, time.time()):
+                if task.state == TaskState.RUNNING:
+                    log.warning("lease_expired", extra={"repo": task.repo, "issue": task.number})
+                    await bot.set_state(task, TaskState.QUEUED, worker=None, detail="lease expired")

@@ -1,0 +1,100 @@
+"""What people see on GitHub: one state label and exactly one status comment per task issue.
+
+Updates run in the background, one worker per issue, and are coalesced: when a task changes
+several times while an update is in flight, only the newest view is written. Every write is
+idempotent (labels are compared first; the comment is found again by its hidden marker), so a
+restart or a repeated update changes nothing that is already right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from bot.adapters.github import GitHubAdapter, GitHubError
+from bot.core.model import IssueRef, TaskState
+from bot.core.render import STATUS_MARKER, StatusView, render_status
+
+log = logging.getLogger(__name__)
+
+#: label -> (colour, description); created in each repository on first use.
+STATE_LABELS: dict[str, tuple[str, str]] = {
+    "stoneforge:queued": ("c5def5", "Stoneforge: waiting for blockers or a free runner"),
+    "stoneforge:running": ("fbca04", "Stoneforge: an agent is working on this"),
+    "stoneforge:in-review": ("1d76db", "Stoneforge: pull request open, waiting for checks"),
+    "stoneforge:merging": ("0e8a16", "Stoneforge: the steward is merging the pull request"),
+    "stoneforge:blocked": ("b60205", "Stoneforge: dependency cycle or missing dependency"),
+    "stoneforge:needs-human": ("d93f0b", "Stoneforge: failed, a person needs to look"),
+}
+TRIGGER_LABEL_STYLE = ("0e8a16", "Hand this issue to Stoneforge's agents")
+
+
+def state_label(view: StatusView, merging: bool = False) -> str | None:
+    state = view.task.state
+    if view.cycle or view.missing:
+        return "stoneforge:blocked"
+    if state == TaskState.IN_REVIEW and merging:
+        return "stoneforge:merging"
+    return {
+        TaskState.QUEUED: "stoneforge:queued",
+        TaskState.RUNNING: "stoneforge:running",
+        TaskState.IN_REVIEW: "stoneforge:in-review",
+        TaskState.FAILED: "stoneforge:needs-human",
+    }.get(state)
+
+
+@dataclass
+class _Pending:
+    view: StatusView
+    merging: bool
+    comment: bool
+
+
+class Reporter:
+    def __init__(self, github: GitHubAdapter) -> None:
+        self.github = github
+        self._pending: dict[IssueRef, _Pending] = {}
+        self._workers: dict[IssueRef, asyncio.Task[None]] = {}
+        self._shown: dict[IssueRef, tuple[str | None, str]] = {}  # what we last wrote
+
+    def show(self, view: StatusView, *, merging: bool = False, comment: bool = True) -> None:
+        """Schedule the issue's label and status comment to match ``view``."""
+        ref = view.task.ref
+        self._pending[ref] = _Pending(view, merging, comment)
+        worker = self._workers.get(ref)
+        if worker is None or worker.done():
+            self._workers[ref] = asyncio.get_running_loop().create_task(self._drain(ref))
+
+    async def _drain(self, ref: IssueRef) -> None:
+        while ref in self._pending:
+            pending = self._pending.pop(ref)
+            try:
+                await self._apply(pending)
+            except GitHubError as exc:
+                log.warning("status_update_failed %s: %s", ref, exc)
+            except Exception:  # noqa: BLE001 - reporting must never take the bot down
+                log.exception("status_update_crashed %s", ref)
+
+    async def _apply(self, pending: _Pending) -> None:
+        task = pending.view.task
+        inst = task.installation_id
+        if inst is None:
+            return
+        wanted = state_label(pending.view, pending.merging)
+        body = render_status(pending.view)
+        last = self._shown.get(task.ref)
+        if last is None or last[0] != wanted:
+            if wanted:
+                await self.github.add_labels(inst, task.ref, [wanted])
+            for label in STATE_LABELS:
+                if label != wanted and (last is None or last[0] == label):
+                    await self.github.remove_label(inst, task.ref, label)
+        if pending.comment and (last is None or last[1] != body):
+            await self.github.upsert_comment(inst, task.ref, STATUS_MARKER, body)
+        self._shown[task.ref] = (wanted, body if pending.comment else (last[1] if last else ""))
+
+    async def idle(self) -> None:
+        """Wait until every scheduled update has been written (tests, shutdown)."""
+        while any(not w.done() for w in self._workers.values()):
+            await asyncio.gather(*self._workers.values(), return_exceptions=True)
