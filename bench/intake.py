@@ -1,6 +1,6 @@
 """Benchmark webhook intake: signed deliveries into a real bot process, acknowledgement latency.
 
-    python bench/intake.py --json FILE [--n 5000] [--concurrency 64] [--warmup 100]
+    python bench/intake.py --json FILE [--n 5000] [--concurrency 16] [--warmup 100]
 
 Starts ``python -m bot bot --port P --log-level warning`` with a temporary SQLite database, a
 freshly generated RSA key, a webhook secret, ``STONEFORGE_GITHUB_API_URL`` pointing at a closed
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--json", type=Path, required=True, help="write the result here")
     parser.add_argument("--n", type=int, default=5000, help="measured deliveries")
-    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight (GitHub sends few at once)")
     parser.add_argument("--warmup", type=int, default=100, help="deliveries sent first, unmeasured")
     parser.add_argument(
         "--github",

@@ -27,7 +27,7 @@ from bot.metrics import BotMetrics
 from bot.reporting import Reporter
 from bot.repos import Repos
 from bot.settings import BotSettings
-from bot.store import Store
+from bot.store import NewDelivery, Store
 
 log = logging.getLogger(__name__)
 
@@ -72,30 +72,54 @@ class Bot:
         self._external: dict[IssueRef, bool] = {}  # blockers that are not tasks -> done?
         self._views: dict[IssueRef, tuple[object, ...]] = {}
         self._sync_locks: dict[IssueRef, asyncio.Lock] = {}
+        self._pending_writes: list[tuple[NewDelivery, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     # --- intake ---------------------------------------------------------------------------
     async def ingest(self, guid: str, event: str, body: bytes) -> bool:
-        """Store a verified delivery durably and queue it; False for a duplicate delivery id."""
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            payload = {}
-        if not isinstance(payload, dict):
-            payload = {}
-        action = payload.get("action")
-        inst = (payload.get("installation") or {}).get("id")
-        fresh = await asyncio.to_thread(
-            self.store.record_delivery,
-            guid,
-            event,
-            action if isinstance(action, str) else None,
-            inst if isinstance(inst, int) else None,
-            body,
-            time.time(),
-        )
-        if fresh:
+        """Store a verified delivery durably and queue it; False for a duplicate delivery id.
+
+        Deliveries arriving together are stored in one transaction (group commit); each
+        caller still answers only after its own delivery is committed.
+        """
+        handled = event in HANDLED_EVENTS or event.startswith("installation")
+        action: str | None = None
+        inst: int | None = None
+        if handled:
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                payload = None
+            if isinstance(payload, dict):
+                raw_action = payload.get("action")
+                raw_inst = (payload.get("installation") or {}).get("id")
+                action = raw_action if isinstance(raw_action, str) else None
+                inst = raw_inst if isinstance(raw_inst, int) else None
+        row = NewDelivery(guid, event, action, inst, body, time.time(), processed=not handled)
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending_writes.append((row, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_pending())
+        fresh = await done
+        if fresh and handled:
             self.queue.put_nowait((guid, event, body))
         return fresh
+
+    async def _write_pending(self) -> None:
+        while self._pending_writes:
+            batch, self._pending_writes = self._pending_writes, []
+            try:
+                stored = await asyncio.to_thread(
+                    self.store.record_deliveries, [row for row, _ in batch]
+                )
+            except Exception as exc:  # noqa: BLE001 - every waiting request must get an answer
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), fresh in zip(batch, stored, strict=True):
+                if not done.done():
+                    done.set_result(fresh)
 
     async def resume_unprocessed(self) -> None:
         """After a restart, queue every delivery stored but not yet processed."""

@@ -125,6 +125,17 @@ _TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
 
 
 @dataclass(frozen=True)
+class NewDelivery:
+    guid: str
+    event: str
+    action: str | None
+    installation_id: int | None
+    payload: bytes
+    received_at: float
+    processed: bool = False
+
+
+@dataclass(frozen=True)
 class Delivery:
     guid: str
     event: str
@@ -205,6 +216,33 @@ class Store:
         )
         with self._write() as conn:
             return conn.execute(statement).first() is not None
+
+    def record_deliveries(self, rows: Sequence[NewDelivery]) -> list[bool]:
+        """Store many deliveries in ONE transaction (group commit); per row, False = duplicate.
+
+        A row with ``processed`` set is stored as already processed (an event nobody handles).
+        """
+        out: list[bool] = []
+        if not rows:
+            return out
+        with self._write() as conn:
+            for row in rows:
+                statement = (
+                    self._insert(deliveries)
+                    .values(
+                        guid=row.guid,
+                        event=row.event,
+                        action=row.action,
+                        installation_id=row.installation_id,
+                        payload=row.payload,
+                        received_at=row.received_at,
+                        processed_at=row.received_at if row.processed else None,
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(deliveries.c.guid)
+                )
+                out.append(conn.execute(statement).first() is not None)
+        return out
 
     def unprocessed_deliveries(self, limit: int = 100) -> list[Delivery]:
         """Deliveries not yet marked processed, oldest first."""

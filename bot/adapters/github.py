@@ -19,7 +19,7 @@ from typing import Any, Literal
 import httpx
 from githubkit import AppAuthStrategy, GitHub
 from githubkit.cache.mem_cache import MemCacheStrategy
-from githubkit.exception import RequestFailed
+from githubkit.exception import RequestError, RequestFailed
 from githubkit.retry import RetryOption
 
 from bot.core.model import IssueRef
@@ -178,7 +178,7 @@ class GitHubAdapter:
             except Exception:  # noqa: BLE001 - error bodies are not always JSON
                 message = resp.text[:200]
             raise GitHubError(resp.status_code, message) from None
-        except (TimeoutError, OSError) as exc:
+        except (RequestError, TimeoutError, OSError) as exc:
             raise GitHubError(0, f"no answer from GitHub: {exc}") from None
 
     # --- installations and repositories -------------------------------------------------
