@@ -338,11 +338,12 @@ def _record_app(ctx: Ctx, record: Any) -> Any:
 
 
 def redeliver(ctx: Ctx) -> Result:
-    require_app(ctx.actor)
+    app = require_app(ctx.actor)
     record_id = ctx.int_param("delivery_id")
     if not any(r.id == record_id for r in ctx.hub.sender.records()):
         raise not_found()
-    ctx.hub.sender.redeliver(record_id)
+    # GitHub redelivers to the hook's URL as configured now, not as it was then.
+    ctx.hub.sender.redeliver(record_id, url=app.webhook_url)
     return 202, {}
 
 

@@ -118,13 +118,14 @@ class WebhookSender:
             self._cond.notify_all()
         return job.guid
 
-    def redeliver(self, record_id: int) -> str:
+    def redeliver(self, record_id: int, *, url: str | None = None) -> str:
+        """Send a recorded delivery again, same GUID; to ``url`` when the hook has moved since."""
         with self._cond:
             job = self._jobs.get(record_id)
         if job is None:
             raise KeyError(record_id)
         return self.send(
-            job.url, job.secret, job.event, job.payload, guid=job.guid, redelivery=True
+            url or job.url, job.secret, job.event, job.payload, guid=job.guid, redelivery=True
         )
 
     def records(self) -> list[DeliveryRecord]:

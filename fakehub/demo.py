@@ -51,7 +51,7 @@ APP_PERMISSIONS = {
     "issues": "write",
     "pull_requests": "write",
     "contents": "write",
-    "checks": "read",
+    "checks": "write",
     "statuses": "read",
     "metadata": "read",
     "administration": "read",

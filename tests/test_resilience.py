@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import secrets
 import subprocess
 import sys
@@ -426,7 +427,9 @@ def test_trigger_label_from_a_user_without_write_access_starts_no_task(world: Wo
     assert removed == {by_triager["number"], by_reader["number"]}
 
 
-def test_trigger_label_from_a_reader_while_the_bot_was_down_starts_no_task(world: World) -> None:
+def test_trigger_label_from_a_non_writer_while_the_bot_was_down_starts_no_task(
+    world: World,
+) -> None:
     """The label was applied while no bot listened: start-up reconciliation must not trust it."""
     world.hub.create_user("triager")
     world.hub.set_permission("octo/app", "triager", "triage")
@@ -494,6 +497,26 @@ def test_two_bots_on_one_postgres_dispatch_every_task_exactly_once(tmp_path: Pat
         e["issue"] for e in events if e["type"] == "label_added" and e["label"] == RUNNING
     )
     assert running == dict.fromkeys(numbers, 1), "each task was handed to a runner once"
+    # A runner pushes a task branch once per job; the bot's "update branch" pushes are the
+    # merges fakehub logs as branch_updated, and the branch is deleted after its merge.
+    updates = {e["head_sha"] for e in events if e["type"] == "branch_updated"}
+    runner_pushes = Counter(
+        e["ref"]
+        for e in events
+        if e["type"] == "push"
+        and e["ref"].startswith("refs/heads/stoneforge/")
+        and e["after"] not in updates
+        and e["after"].strip("0")
+    )
+    assert sorted(runner_pushes.values()) == [1] * len(numbers), runner_pushes
+    # The runners' own record: every job one of them started (identical pushes could be
+    # no-ops in git and a second "running" label is no change, so count jobs as well).
+    started = Counter(
+        match.group(1).rsplit("@", 1)[0]
+        for log in tmp_path.glob("runner*.log")
+        for match in re.finditer(r"job_started worker=\S+ job=(\S+)", log.read_text())
+    )
+    assert started == {f"octo/demo#{n}": 1 for n in numbers}, started
     opened = Counter(e["head"] for e in events if e["type"] == "pr_opened")
     assert sorted(opened.values()) == [1] * len(numbers), opened
     assert {opened_head.split("/", 1)[1].split("-", 1)[0] for opened_head in opened} == {
