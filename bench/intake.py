@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--json", type=Path, required=True, help="write the result here")
     parser.add_argument("--n", type=int, default=5000, help="measured deliveries")
-    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight (GitHub sends few at once)")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     parser.add_argument("--warmup", type=int, default=100, help="deliveries sent first, unmeasured")
     parser.add_argument(
         "--github",

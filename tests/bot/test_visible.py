@@ -36,7 +36,8 @@ def test_a_dependency_cycle_is_reported_on_each_issue_and_fixing_it_releases_the
         status = [c for c in world.comments(issue["number"]) if STATUS_MARKER in c]
         assert len(status) == 1
         assert "cycle" in status[0].lower()
-        assert f"#{a['number']}" in status[0] and f"#{b['number']}" in status[0]
+        assert f"#{a['number']}" in status[0]
+        assert f"#{b['number']}" in status[0]
     assert world.claim() is None, "nothing in a cycle may be dispatched"
 
     _patch(world, a["number"], body="No blockers any more.")
