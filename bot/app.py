@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from bot.adapters.github import GitHubAdapter, GitHubError
 from bot.dispatch import Dispatcher
 from bot.metrics import BotMetrics, bot_metrics
+from bot.runner_api import runner_router
 from bot.service import Bot
 from bot.settings import BotSettings
 from bot.signature import verify
@@ -70,7 +70,7 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
     app = FastAPI(title="Stoneforge bot", lifespan=lifespan)
     app.state.metrics = metrics
     app.include_router(_webhook_router(settings, metrics))
-    app.include_router(_runner_router(settings))
+    app.include_router(runner_router(settings))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -125,48 +125,6 @@ def _webhook_router(settings: BotSettings, metrics: BotMetrics) -> APIRouter:
         fresh = await bot.ingest(x_github_delivery, x_github_event, body)
         metrics.webhook_deliveries.inc(event=event, outcome="stored" if fresh else "duplicate")
         return JSONResponse({"stored": fresh, "duplicate": not fresh}, status_code=202)
-
-    return router
-
-
-def _runner_router(settings: BotSettings) -> APIRouter:
-    def authorized(authorization: str | None = Header(default=None)) -> None:
-        expected = f"Bearer {settings.runner_token}"
-        if (
-            not settings.runner_token
-            or not authorization
-            or not hmac.compare_digest(authorization.encode(), expected.encode())
-        ):
-            raise HTTPException(status_code=401, detail="unknown runner token")
-
-    router = APIRouter(prefix="/runner", dependencies=[Depends(authorized)])
-
-    @router.post("/claim")
-    async def claim(request: Request) -> Response:
-        body = await _json(request)
-        dispatcher: Dispatcher = request.app.state.dispatcher
-        job = await dispatcher.claim(
-            str(body.get("runner") or "runner"),
-            str(body.get("worker") or "w"),
-            float(body.get("wait_s") or 0),
-        )
-        if job is None:
-            return Response(status_code=204)
-        return JSONResponse(job)
-
-    @router.post("/jobs/{job_id:path}/heartbeat")
-    async def heartbeat(job_id: str, request: Request) -> Response:
-        dispatcher: Dispatcher = request.app.state.dispatcher
-        if not await dispatcher.heartbeat(job_id):
-            return JSONResponse({"message": "job is no longer running"}, status_code=410)
-        return JSONResponse({"ok": True})
-
-    @router.post("/jobs/{job_id:path}/result")
-    async def result(job_id: str, request: Request) -> Response:
-        dispatcher: Dispatcher = request.app.state.dispatcher
-        if not await dispatcher.job_result(job_id, await _json(request)):
-            return JSONResponse({"message": "job is no longer running"}, status_code=410)
-        return JSONResponse({"ok": True})
 
     return router
 

@@ -19,10 +19,11 @@ from typing import Any
 
 from bot.adapters.github import GitHubError
 from bot.core.model import IssueRef, Task, TaskState, branch_name
-from bot.service import Bot
+from bot.service import WRITE_PERMISSIONS, Bot
 
 log = logging.getLogger(__name__)
 
+HANDOFF_MARKER = "<!-- stoneforge:handoff -->"
 AGENT_INSTRUCTIONS = """\
 You are working on one task of a larger plan, in a git worktree of {repo} on branch {branch}.
 Make the change the issue asks for, keep the repository's tests passing, and do not push:
@@ -43,8 +44,9 @@ class Dispatcher:
         self.bot = bot
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def _candidates(self) -> list[IssueRef]:
+    async def _candidates(self, unavailable: frozenset[str] = frozenset()) -> list[IssueRef]:
         bot = self.bot
+        now = time.time()
         tasks, report = await bot.graph()
         running = [t for t in tasks if t.state == TaskState.RUNNING]
         per_repo = Counter(t.repo for t in running)
@@ -56,6 +58,10 @@ class Dispatcher:
         for ref in report.ready:
             task = by_ref[ref]
             config = bot.repos.config(task.repo)
+            if task.not_before and task.not_before > now:
+                continue  # its agent's provider is rate limited until then
+            if self._agent_for(task, unavailable) is None:
+                continue  # this runner cannot run that agent now
             if per_repo[task.repo] >= config.concurrency.per_repo:
                 continue
             limit = config.concurrency.per_installation
@@ -69,13 +75,30 @@ class Dispatcher:
             out.append(ref)
         return out
 
-    async def claim(self, runner: str, worker: str, wait_s: float) -> dict[str, Any] | None:
+    def _agent_for(self, task: Task, unavailable: frozenset[str]) -> str | None:
+        """The agent to run ``task`` with, given agents the runner cannot use right now."""
+        config = self.bot.repos.config(task.repo)
+        chosen = task.agent or config.agent.name
+        if chosen not in unavailable:
+            return chosen
+        fallback = config.fallback_agent
+        if fallback is not None and fallback.name not in unavailable:
+            return fallback.name
+        return None
+
+    async def claim(
+        self,
+        runner: str,
+        worker: str,
+        wait_s: float,
+        unavailable_agents: frozenset[str] = frozenset(),
+    ) -> dict[str, Any] | None:
         """Long-poll for the next ready task; claims it atomically and returns the job."""
         bot = self.bot
         deadline = time.monotonic() + max(0.0, min(wait_s, 60.0))
         while True:
             bot.ready_changed.clear()
-            candidates = await self._candidates()
+            candidates = await self._candidates(unavailable_agents)
             while candidates:
                 task = await asyncio.to_thread(
                     functools.partial(
@@ -88,7 +111,7 @@ class Dispatcher:
                 )
                 if task is None:
                     break
-                job = await self._job_or_requeue(task)
+                job = await self._job_or_requeue(task, unavailable_agents)
                 if job is not None:
                     return job
                 candidates = [c for c in candidates if c != task.ref]
@@ -100,10 +123,12 @@ class Dispatcher:
             except TimeoutError:
                 return None
 
-    async def _job_or_requeue(self, task: Task) -> dict[str, Any] | None:
+    async def _job_or_requeue(
+        self, task: Task, unavailable: frozenset[str] = frozenset()
+    ) -> dict[str, Any] | None:
         bot = self.bot
         try:
-            job = await self._job(task)
+            job = await self._job(task, unavailable)
         except Exception:
             await asyncio.to_thread(
                 functools.partial(
@@ -120,7 +145,9 @@ class Dispatcher:
         await bot.refresh_views()
         return job
 
-    async def _job(self, task: Task) -> dict[str, Any] | None:
+    async def _job(
+        self, task: Task, unavailable: frozenset[str] = frozenset()
+    ) -> dict[str, Any] | None:
         bot = self.bot
         inst = task.installation_id or 0
         issue = await bot.github.issue(inst, task.ref)  # a fresh snapshot, not what we stored
@@ -131,6 +158,9 @@ class Dispatcher:
         token = await bot.github.repo_token(inst, task.repo)
         branch = task.branch or branch_name(task.number, issue.title)
         agent = config.agent_for(issue.labels)
+        if agent.name in unavailable and config.fallback_agent is not None:
+            agent = config.fallback_agent
+        comments, notes = await self._conversation(inst, task)
         self._background(bot.github.add_reaction(inst, task.ref, "eyes"))
         log.info(
             "task_dispatched",
@@ -159,7 +189,29 @@ class Dispatcher:
             },
             "budget_usd": config.budget.per_task_usd,
             "commands": {"setup": config.commands.setup, "test": config.commands.test},
+            "comments": comments,
+            "handoff_notes": notes,
+            "review_feedback": [],
+            "max_attempts": config.max_attempts,
         }
+
+    async def _conversation(self, inst: int, task: Task) -> tuple[list[dict[str, str]], list[str]]:
+        """Comments from people with write access, and our handoff notes, oldest first.
+
+        Comments from anyone else are left out of the prompt: an issue is public input, and
+        only collaborators may steer the agent.
+        """
+        bot = self.bot
+        comments: list[dict[str, str]] = []
+        notes: list[str] = []
+        for comment in await bot.github.comments(inst, task.ref):
+            if HANDOFF_MARKER in comment.body and comment.author == bot.bot_login:
+                notes.append(comment.body.split(HANDOFF_MARKER, 1)[1].strip())
+            elif comment.author_type == "User" and comment.author != bot.bot_login:
+                perm = await bot.github.permission(inst, task.repo, comment.author)
+                if perm in WRITE_PERMISSIONS:
+                    comments.append({"author": comment.author, "body": comment.body})
+        return comments, notes
 
     def _background(self, coro: Any) -> None:
         async def run() -> None:
@@ -210,18 +262,52 @@ class Dispatcher:
             "agent_seconds": (task.agent_seconds or 0.0) + seconds,
             "cost_usd": (task.cost_usd or 0.0) + cost if (cost or task.cost_usd) else None,
         }
-        if result.get("outcome") != "completed" or not result.get("head_sha"):
-            reason = str(result.get("reason") or "failed")
-            detail = str(result.get("detail") or "")[:2000]
-            await bot.set_state(task, TaskState.FAILED, detail=f"{reason}: {detail}", **totals)
+        outcome = str(result.get("outcome") or "failed")
+        reason = str(result.get("reason") or outcome)
+        detail = str(result.get("detail") or "")[:2000]
+        config = bot.repos.config(task.repo)
+        if outcome == "rate_limited":
+            retry_at = float(result.get("retry_at") or time.time() + 900)
+            await bot.set_state(
+                task,
+                TaskState.QUEUED,
+                worker=None,
+                not_before=retry_at,
+                detail=f"{result.get('agent') or 'agent'} rate limited until {retry_at:.0f}",
+                attempt=max(0, task.attempt - 1),  # not the agent's fault: the attempt is refunded
+                **totals,
+            )
+            return True
+        if outcome == "handoff":
+            note = str(result.get("note") or "").strip() or f"The agent stopped ({reason})."
+            await bot.github.upsert_comment(
+                inst,
+                task.ref,
+                f"<!-- stoneforge:handoff-{task.attempt} -->",
+                f"**Handoff after attempt {task.attempt}** ({reason})\n\n{HANDOFF_MARKER}\n{note}",
+            )
+            if task.attempt < config.max_attempts:
+                await bot.set_state(
+                    task, TaskState.QUEUED, worker=None, detail=f"handoff: {reason}", **totals
+                )
+                return True
+            await self._needs_human(
+                task, f"{config.max_attempts} attempts used; last one ended with {reason}", totals
+            )
+            return True
+        if outcome != "completed" or not result.get("head_sha"):
+            await self._needs_human(task, f"{reason}: {detail}".strip(": "), totals)
             return True
         repo = await bot.github.repo(inst, task.repo)
         summary = str(result.get("summary") or "").strip()
-        agent = bot.repos.config(task.repo).agent.name
+        attempts = result.get("attempt_log") or []
+        tries = f" ({len(attempts)} tries)" if len(attempts) > 1 else ""
         body = (
             f"Closes #{task.number}\n\n{summary}\n\n"
-            f"_Opened by Stoneforge · agent `{agent}` · attempt {task.attempt} · "
-            f"{seconds:.1f} s of agent time" + (f" · ${cost:.2f}" if cost else "") + "._"
+            f"_Opened by Stoneforge · agent `{task.agent or config.agent.name}` · "
+            f"attempt {task.attempt}{tries} · {seconds:.1f} s of agent time"
+            + (f" · ${cost:.2f}" if cost else "")
+            + "._"
         )
         number = await bot.github.open_pull(
             inst,
@@ -241,6 +327,19 @@ class Dispatcher:
         )
         bot.steward_wake.set()
         return True
+
+    async def _needs_human(self, task: Task, why: str, totals: Mapping[str, Any]) -> None:
+        """Give up on a task: label it for a person and mention who handed it to us."""
+        bot = self.bot
+        await bot.set_state(task, TaskState.FAILED, detail=why, **totals)
+        if task.labeled_by and task.installation_id:
+            await bot.github.upsert_comment(
+                task.installation_id,
+                task.ref,
+                f"<!-- stoneforge:needs-human-{task.attempt} -->",
+                f"@{task.labeled_by} Stoneforge could not finish this task: {why}\n\n"
+                f"Re-add `{bot.repos.config(task.repo).trigger_label}` to try again.",
+            )
 
     async def expire_leases_forever(self) -> None:
         """A runner that vanished loses its task, which is dispatched again."""

@@ -155,10 +155,14 @@ class Bot:
             if event == "issues" and inst and repo and info.issue_number:
                 ref = IssueRef(repo, info.issue_number)
                 trigger = self.repos.config(repo).trigger_label
+                labeled_by = None
                 if info.action == "labeled" and info.label == trigger:
                     if not await self._may_trigger(inst, ref, info):
                         return
-                await self.sync_issue(inst, ref, relabeled=info.action == "labeled")
+                    labeled_by = info.sender_login
+                await self.sync_issue(
+                    inst, ref, relabeled=info.action == "labeled", labeled_by=labeled_by
+                )
                 await self._sync_dependents(inst, ref)
             elif event in ("issue_dependencies", "sub_issues") and inst and repo:
                 for other_repo, number in info.related_issues:
@@ -181,10 +185,17 @@ class Bot:
                     await self.reconcile_installation(inst)
 
     async def _may_trigger(self, inst: int, ref: IssueRef, info: EventInfo) -> bool:
-        """The trigger label counts only from a user with write access or an allowed bot."""
-        login = info.sender_login or ""
+        return await self._labeler_allowed(
+            inst, ref, info.sender_login or "", info.sender_type or "User"
+        )
+
+    async def _labeler_allowed(self, inst: int, ref: IssueRef, login: str, kind: str) -> bool:
+        """The trigger label counts only from a user with write access or an allowed bot.
+
+        A user without write access gets the label removed with a comment saying why.
+        """
         config = self.repos.config(ref.repo)
-        if info.sender_type == "Bot":
+        if kind == "Bot":
             return login in config.bots.allow
         perm = await self.github.permission(inst, ref.repo, login) if login else "none"
         if perm in WRITE_PERMISSIONS:
@@ -216,13 +227,17 @@ class Bot:
                 await self.set_state(task, TaskState.CANCELLED, detail="App uninstalled")
 
     # --- tasks ------------------------------------------------------------------------------
-    async def sync_issue(self, inst: int, ref: IssueRef, *, relabeled: bool = False) -> None:
+    async def sync_issue(
+        self, inst: int, ref: IssueRef, *, relabeled: bool = False, labeled_by: str | None = None
+    ) -> None:
         """Re-read one issue from GitHub and bring its task up to date."""
         lock = self._sync_locks.setdefault(ref, asyncio.Lock())
         async with lock:  # intake and reconciliation may look at the same issue at once
-            await self._sync_issue(inst, ref, relabeled)
+            await self._sync_issue(inst, ref, relabeled, labeled_by)
 
-    async def _sync_issue(self, inst: int, ref: IssueRef, relabeled: bool) -> None:
+    async def _sync_issue(
+        self, inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None
+    ) -> None:
         issue = await self.github.issue(inst, ref)
         task = await asyncio.to_thread(self.store.get_task, ref)
         if issue is None or issue.is_pull:
@@ -248,8 +263,19 @@ class Bot:
             "installation_id": inst,
             "blocked_by": blockers,
             "priority": priority,
+            "agent": config.agent_for(issue.labels).name,
         }
+        if labeled_by:
+            fields["labeled_by"] = labeled_by
         created = False
+        if task is None and labeled_by is None:
+            # Not from a labeled event we checked (reconciliation, a late or lost delivery):
+            # ask GitHub who applied the label before trusting it.
+            actor = await self.github.label_actor(inst, ref, config.trigger_label)
+            if actor is None or not await self._labeler_allowed(inst, ref, *actor):
+                log.info("trigger_unverified", extra={"actor": actor[0] if actor else None})
+                return
+            fields["labeled_by"] = actor[0]
         if task is None:
             task = Task(
                 repo=ref.repo,
@@ -263,7 +289,14 @@ class Bot:
                 log.info("task_created")
         if not created:
             if relabeled and task.state in (TaskState.FAILED, TaskState.CANCELLED):
-                fields.update(state=TaskState.QUEUED, worker=None, detail=None)
+                # A maintainer's retry: a fresh budget of attempts, from a fresh base.
+                fields.update(
+                    state=TaskState.QUEUED,
+                    worker=None,
+                    detail="restart: relabeled",
+                    attempt=0,
+                    not_before=None,
+                )
             task = await asyncio.to_thread(functools.partial(self.store.update_task, ref, **fields))
         await self._refresh_external(inst, task)
         await self.refresh_views()

@@ -89,6 +89,9 @@ tasks = sa.Table(
     sa.Column("cost_usd", sa.Double),
     sa.Column("ready_at", sa.Double),
     sa.Column("comment_id", sa.BigInteger),
+    sa.Column("labeled_by", sa.String(255)),
+    sa.Column("not_before", sa.Double),
+    sa.Column("agent", sa.String(64)),
     sa.Index("ix_tasks_state", "state"),
 )
 
@@ -121,7 +124,37 @@ locks = sa.Table(  # SQLite steward locks; PostgreSQL uses advisory locks instea
     sa.Column("expires_at", sa.Double, nullable=False),
 )
 
+runners = sa.Table(
+    "runners",
+    metadata,
+    sa.Column("runner_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("labels", sa.Text, nullable=False, default="[]"),  # JSON list
+    sa.Column("capacity", sa.Integer, nullable=False, default=1),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("last_seen", sa.Double),
+)
+
+registration_tokens = sa.Table(
+    "registration_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("used_at", sa.Double),
+)
+
 _TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
+
+
+@dataclass(frozen=True)
+class RunnerRecord:
+    runner_id: str
+    name: str
+    labels: tuple[str, ...]
+    capacity: int
+    last_seen: float | None
 
 
 @dataclass(frozen=True)
@@ -216,6 +249,74 @@ class Store:
         )
         with self._write() as conn:
             return conn.execute(statement).first() is not None
+
+    # --- runners ------------------------------------------------------------------------
+    def create_registration_token(self, token_hash: str, *, now: float, ttl_s: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                registration_tokens.insert().values(
+                    token_hash=token_hash, created_at=now, expires_at=now + ttl_s
+                )
+            )
+
+    def redeem_registration_token(self, token_hash: str, *, now: float) -> bool:
+        """Spend a registration token: True once, for an unused and unexpired token."""
+        with self._write() as conn:
+            result = conn.execute(
+                registration_tokens.update()
+                .where(
+                    registration_tokens.c.token_hash == token_hash,
+                    registration_tokens.c.used_at.is_(None),
+                    registration_tokens.c.expires_at > now,
+                )
+                .values(used_at=now)
+            )
+            return result.rowcount == 1
+
+    def add_runner(
+        self,
+        runner_id: str,
+        *,
+        name: str,
+        labels: Sequence[str],
+        capacity: int,
+        token_hash: str,
+        now: float,
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                runners.insert().values(
+                    runner_id=runner_id,
+                    name=name,
+                    labels=json.dumps(list(labels)),
+                    capacity=capacity,
+                    token_hash=token_hash,
+                    created_at=now,
+                )
+            )
+
+    def runner_by_token(self, token_hash: str) -> RunnerRecord | None:
+        with self._read() as conn:
+            row = (
+                conn.execute(sa.select(runners).where(runners.c.token_hash == token_hash))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return RunnerRecord(
+            runner_id=row["runner_id"],
+            name=row["name"],
+            labels=tuple(json.loads(row["labels"] or "[]")),
+            capacity=int(row["capacity"]),
+            last_seen=row["last_seen"],
+        )
+
+    def touch_runner(self, runner_id: str, now: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                runners.update().where(runners.c.runner_id == runner_id).values(last_seen=now)
+            )
 
     def record_deliveries(self, rows: Sequence[NewDelivery]) -> list[bool]:
         """Store many deliveries in ONE transaction (group commit); per row, False = duplicate.
@@ -533,8 +634,11 @@ class Store:
 
     @contextmanager
     def _advisory_lock(self, name: str) -> Iterator[bool]:
-        key = _lock_key(name)
         conn = self._locks_engine().connect().execution_options(isolation_level="AUTOCOMMIT")
+        # Advisory locks are database-wide: key them by schema too, so two deployments
+        # (or test runs) sharing one database in different schemas never block each other.
+        schema = conn.execute(sa.select(sa.func.current_schema())).scalar_one()
+        key = _lock_key(f"{schema}:{name}")
         try:
             held = bool(conn.execute(sa.select(sa.func.pg_try_advisory_lock(key))).scalar_one())
             try:

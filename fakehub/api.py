@@ -541,7 +541,7 @@ def get_collaborator_permission(ctx: Ctx) -> Result:
 
 
 def routes(hub: Hub, faults: ApiFaults) -> list[Route]:
-    from fakehub import api_issues, api_pulls
+    from fakehub import api_actions, api_issues, api_pulls
 
     table: list[tuple[str, list[str], Handler]] = [
         ("/app", ["GET"], get_app),
@@ -569,6 +569,7 @@ def routes(hub: Hub, faults: ApiFaults) -> list[Route]:
         ),
         *api_issues.TABLE,
         *api_pulls.TABLE,
+        *api_actions.TABLE,
     ]
     return [
         Route("/api/v3" + path, make_endpoint(hub, faults, handler), methods=methods)

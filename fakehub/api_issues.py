@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from fakehub.auth import ApiError, not_found
 from fakehub.payloads import REACTIONS
-from fakehub.state import Comment, Issue, Label, Reaction, Repo
+from fakehub.state import Comment, Issue, Label, Reaction, Repo, iso
 
 if TYPE_CHECKING:
     from fakehub.api import Ctx, Result
@@ -534,6 +534,42 @@ def remove_sub_issue(ctx: Ctx) -> Result:
     return 200, ctx.hub.payloads.issue(child)
 
 
+def list_issue_events(ctx: Ctx) -> Result:
+    """The issue's timeline of label events (``labeled`` / ``unlabeled``), oldest first."""
+    from fakehub.api import paginate
+
+    repo = ctx.repo("issues")
+    issue = _issue(ctx, repo)
+    items = []
+    for n, entry in enumerate(ctx.state.events()):
+        if entry["type"] not in ("label_added", "label_removed"):
+            continue
+        if entry["repo"] != repo.full_name or entry["issue"] != issue.number:
+            continue
+        actor = ctx.state.user(entry["by"])
+        label = ctx.state.label(repo, entry["label"])
+        event_id = 5_000_000 + n
+        items.append(
+            {
+                "id": event_id,
+                "node_id": f"LE_{event_id}",
+                "url": f"{ctx.hub.payloads.api}/repos/{repo.full_name}/issues/events/{event_id}",
+                "actor": ctx.hub.payloads.user(actor) if actor else None,
+                "event": "labeled" if entry["type"] == "label_added" else "unlabeled",
+                "commit_id": None,
+                "commit_url": None,
+                "created_at": iso(entry["at"]),
+                "performed_via_github_app": None,
+                "label": {
+                    "name": entry["label"],
+                    "color": label.color if label else "ededed",
+                },
+            }
+        )
+    chunk, headers = paginate(ctx, items)
+    return 200, chunk, headers
+
+
 def get_parent(ctx: Ctx) -> Result:
     repo = ctx.repo("issues")
     issue = _issue(ctx, repo)
@@ -557,6 +593,7 @@ TABLE: list[tuple[str, list[str], Any]] = [
     (_I + "/{issue_number}/labels", ["PUT"], set_issue_labels),
     (_I + "/{issue_number}/labels/{name:path}", ["DELETE"], remove_issue_label),
     (_I + "/{issue_number}/comments", ["GET"], list_comments),
+    (_I + "/{issue_number}/events", ["GET"], list_issue_events),
     (_I + "/{issue_number}/comments", ["POST"], create_comment),
     (_I + "/{issue_number}/reactions", ["POST"], react_issue),
     (_I + "/{issue_number}/dependencies/blocked_by", ["GET"], list_blocked_by),

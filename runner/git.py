@@ -203,3 +203,129 @@ class RepoMirror:
     def remove_worktree(self, path: Path) -> None:
         with self._lock:
             self._drop_worktree(Path(path).absolute())
+
+    # -- warm worktrees (used by runner.workspace) -------------------------------------------
+
+    def start_ref(
+        self, branch: str, base: str = "main", *, from_remote_branch: bool = False
+    ) -> str:
+        """The remote ref a task starts from: ``origin/<branch>`` when continuing, else base."""
+        if from_remote_branch and self._has_ref(f"refs/remotes/origin/{branch}"):
+            return f"refs/remotes/origin/{branch}"
+        start = f"refs/remotes/origin/{base}"
+        if not self._has_ref(start):
+            raise GitError(f"{self.full_name}: no {start} (fetch first?)")
+        return start
+
+    def owns_worktree(self, path: Path) -> bool:
+        """True when ``path`` is a worktree of this mirror (its ``.git`` file points here).
+
+        Checked before any reset or clean, so a worktree whose ``.git`` an agent deleted can
+        never make git fall through to an enclosing repository.
+        """
+        dotgit = Path(path) / ".git"
+        try:
+            text = dotgit.read_text().strip() if dotgit.is_file() else ""
+        except OSError:
+            return False
+        if not text.startswith("gitdir: "):
+            return False
+        gitdir = Path(text.removeprefix("gitdir: "))
+        return gitdir.parent.resolve() == (self.path / "worktrees").resolve() and gitdir.is_dir()
+
+    def reset_worktree(
+        self, path: Path, branch: str, base: str = "main", *, from_remote_branch: bool = False
+    ) -> str:
+        """Reuse an existing worktree: clean it and check out ``branch`` reset to its start.
+
+        The start is chosen as in ``add_worktree``. Untracked and ignored files are deleted,
+        tracked files are restored. Returns the new HEAD sha.
+        """
+        path = Path(path).absolute()
+        if not self.owns_worktree(path):
+            raise GitError(f"{path} is not a worktree of {self.full_name}")
+        self._drop_stale_index_lock(path)
+        _run(["clean", "-ffdxq"], path)  # only this worktree's files: no mirror lock needed
+        with self._lock:
+            start = self.start_ref(branch, base, from_remote_branch=from_remote_branch)
+            self._detach_others(branch, keep=path)
+            _run(["checkout", "--quiet", "--force", "--no-track", "-B", branch, start], path)
+        return self.head_sha(path)
+
+    def clean_worktree(self, path: Path) -> None:
+        """Discard every change in the worktree and detach HEAD (the branch stays)."""
+        path = Path(path).absolute()
+        if not self.owns_worktree(path):
+            raise GitError(f"{path} is not a worktree of {self.full_name}")
+        self._drop_stale_index_lock(path)
+        _run(["reset", "--hard", "--quiet"], path)
+        _run(["clean", "-ffdxq"], path)
+        _run(["checkout", "--quiet", "--detach"], path)
+
+    def delete_branch(self, branch: str) -> bool:
+        """Delete the local ``refs/heads/<branch>``; False when it did not exist."""
+        with self._lock:
+            if not self._has_ref(f"refs/heads/{branch}"):
+                return False
+            self._detach_others(branch, keep=None)
+            self._git("branch", "--quiet", "-D", branch)
+            return True
+
+    def free_branch(self, branch: str) -> None:
+        """Detach ``branch`` from whichever worktree holds it, so another may check it out."""
+        with self._lock:
+            if (self.path / "HEAD").exists():
+                self._detach_others(branch, keep=None)
+
+    def worktrees(self) -> dict[Path, str | None]:
+        """Every worktree of the mirror (not the mirror itself): path -> checked-out branch."""
+        if not (self.path / "HEAD").exists():
+            return {}
+        return {path: branch for path, branch, _ in self._worktree_list()}
+
+    def prune_worktrees(self) -> None:
+        with self._lock:
+            if (self.path / "HEAD").exists():
+                self._git("worktree", "prune")
+
+    def destroy(self) -> None:
+        """Delete the mirror from disk (the next ``fetch`` creates it again)."""
+        with self._lock:
+            if self.path.exists():
+                shutil.rmtree(self.path)
+
+    def _worktree_list(self) -> list[tuple[Path, str | None, bool]]:
+        """(path, branch, prunable) of each linked worktree, from ``git worktree list``."""
+        out = self._git("worktree", "list", "--porcelain", "-z").stdout
+        entries: list[tuple[Path, str | None, bool]] = []
+        for block in out.split("\0\0"):
+            fields = [f for f in block.split("\0") if f]
+            if not fields or not fields[0].startswith("worktree ") or "bare" in fields:
+                continue
+            path = Path(fields[0].removeprefix("worktree "))
+            branch = next(
+                (f.removeprefix("branch refs/heads/") for f in fields if f.startswith("branch ")),
+                None,
+            )
+            entries.append((path, branch, any(f.startswith("prunable") for f in fields)))
+        return entries
+
+    def _detach_others(self, branch: str, keep: Path | None) -> None:
+        """Free ``branch`` from any other worktree holding it (caller holds the lock).
+
+        Only HEAD is rewritten (``update-ref --no-deref``): the other worktree's files and
+        index are not touched, so this is safe even while that worktree is being cleaned.
+        """
+        for path, held, prunable in self._worktree_list():
+            if held != branch or (keep is not None and path.resolve() == keep.resolve()):
+                continue
+            if prunable or not self.owns_worktree(path):
+                self._git("worktree", "prune")
+                continue
+            sha = _run(["rev-parse", "HEAD"], path).stdout.strip()
+            _run(["update-ref", "--no-deref", "HEAD", sha], path)
+
+    def _drop_stale_index_lock(self, path: Path) -> None:
+        """Remove an ``index.lock`` left by a killed agent (the caller owns the worktree)."""
+        gitdir = Path((path / ".git").read_text().strip().removeprefix("gitdir: "))
+        (gitdir / "index.lock").unlink(missing_ok=True)

@@ -1,9 +1,14 @@
 """The runner daemon: K workers claim jobs from the bot, run an agent in a worktree, push, report.
 
-Per job (docs/architecture.md, "bot <-> runner protocol"): fetch the repository mirror with the
-job's installation token, create the task's worktree, run the agent while heartbeating, commit
-and force-push the task branch, and post the result. Every failure becomes a `failed` result;
-a worker never dies, and the worktree is always removed afterwards.
+Per job (docs/architecture.md, "bot <-> runner protocol"): prepare the task's worktree (and run
+the repository's setup command), build the prompt, run the agent while heartbeating, verify
+(a non-empty change, the repository's test command), retry the agent once with the failure in
+its prompt, then commit and force-push the task branch and post the result. An agent that runs
+out of room, or asks for a handoff, has its work in progress pushed and its note reported.
+
+Every failure becomes a result; a worker never dies, and the worktree is always released. The
+only jobs that end without a result are those the bot cancelled (it already knows), and those
+whose report could not be delivered, whose lease then expires.
 """
 
 from __future__ import annotations
@@ -11,8 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import subprocess
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,15 +29,20 @@ from urllib.parse import quote
 import httpx
 
 from runner.agents import get_adapter
-from runner.agents.base import Outcome, Result, RunRequest
+from runner.agents.base import AgentEvent, Invocation, Outcome, Result, RunRequest
 from runner.git import GitError, RepoMirror
-from runner.process import run_agent
+from runner.process import run_agent, supervise
+from runner.prompt import HANDOFF_FILE, INSTRUCTION_LIMIT, build_prompt
+from runner.workspace import SetupResult, Workspaces
 
 log = logging.getLogger(__name__)
 
 AUTHOR_NAME = "stoneforge[bot]"
 AUTHOR_EMAIL = "stoneforge[bot]@users.noreply.github.com"
 RETRYABLE_STATUS = frozenset({401, 408, 425, 429})
+SCRATCH_DIR = ".stoneforge"  # the agent's handoff note lives here; never committed
+TAIL_CHARS = 4000
+NO_CHANGES = "You made no changes to the working tree, but the task needs changes."
 
 
 class Runner:
@@ -40,37 +54,56 @@ class Runner:
         workers: int = 3,
         work_dir: Path,
         name: str = "runner-1",
+        labels: list[str] | None = None,
+        capacity: int | None = None,
         agent_override: str | None = None,
         agent_timeout_s: float = 1800,
         stall_timeout_s: float = 600,
+        setup_timeout_s: float = 600,
+        test_timeout_s: float = 900,
+        shutdown_grace_s: float = 20,
+        rate_limit_pause_s: float = 900,
         heartbeat_s: float = 10,
         claim_wait_s: float = 20,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         retry_base_s: float = 1.0,
         retry_max_s: float = 30.0,
         report_attempts: int = 8,
+        workspaces: Workspaces | None = None,
     ) -> None:
         self.bot_url = bot_url.rstrip("/")
         self._token = token
         self.workers = workers
         self.work_dir = Path(work_dir).absolute()
         self.name = name
+        self.labels = list(labels or [])
+        self.capacity = workers if capacity is None else capacity
         self.agent_override = agent_override
         self.agent_timeout_s = agent_timeout_s
         self.stall_timeout_s = stall_timeout_s
+        self.setup_timeout_s = setup_timeout_s
+        self.test_timeout_s = test_timeout_s
+        self.shutdown_grace_s = shutdown_grace_s
+        self.rate_limit_pause_s = rate_limit_pause_s
         self.heartbeat_s = heartbeat_s
         self.claim_wait_s = claim_wait_s
         self.on_event = on_event
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.report_attempts = report_attempts
+        self.workspaces = workspaces or Workspaces(self.work_dir, pool_size=max(workers, 1))
+        self.paused: dict[str, float] = {}  # agent name -> epoch until which it is rate limited
         self._mirrors: dict[str, RepoMirror] = {}
         self._client: httpx.AsyncClient | None = None
 
     # -- daemon ------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run the workers until `stop` is set; jobs already claimed are finished first."""
+        """Run the workers until `stop` is set.
+
+        Running agents get `shutdown_grace_s` to finish; then they are stopped and their work in
+        progress is pushed and reported as a `runner_shutdown` handoff before this returns.
+        """
         timeout = httpx.Timeout(30.0, read=self.claim_wait_s + 30.0)
         headers = {"Authorization": f"Bearer {self._token}"}
         async with httpx.AsyncClient(headers=headers, timeout=timeout) as client:
@@ -82,10 +115,21 @@ class Runner:
             finally:
                 self._client = None
 
+    def unavailable_agents(self) -> list[str]:
+        now = time.time()
+        for agent in [a for a, until in self.paused.items() if until <= now]:
+            del self.paused[agent]
+        return sorted(self.paused)
+
     async def _worker(self, worker: str, stop: asyncio.Event) -> None:
         log.info("worker_started worker=%s", worker)
         failures = 0
         while not stop.is_set():
+            if self.agent_override in self.unavailable_agents():
+                wait = self.paused[str(self.agent_override)] - time.time()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(wait, 0.05))
+                continue
             try:
                 job = await self._claim(worker, stop)
                 failures = 0
@@ -97,11 +141,18 @@ class Runner:
                     await asyncio.wait_for(stop.wait(), delay)
                 continue
             if job is not None:
-                await self._handle(worker, job)
+                await self._handle(worker, job, stop)
         log.info("worker_stopped worker=%s", worker)
 
     async def _claim(self, worker: str, stop: asyncio.Event) -> dict[str, Any] | None:
-        body = {"runner": self.name, "worker": worker, "wait_s": self.claim_wait_s}
+        body = {
+            "runner": self.name,
+            "worker": worker,
+            "wait_s": self.claim_wait_s,
+            "labels": self.labels,
+            "capacity": self.capacity,
+            "unavailable_agents": self.unavailable_agents(),
+        }
         claim = asyncio.create_task(self._post("/runner/claim", body))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({claim, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -134,122 +185,218 @@ class Runner:
 
     # -- one job -----------------------------------------------------------------------------
 
-    async def _handle(self, worker: str, job: dict[str, Any]) -> None:
+    async def _handle(self, worker: str, job: dict[str, Any], stop: asyncio.Event) -> None:
         job_id = job["job_id"]
-        cancelled = asyncio.Event()
-        heartbeat = asyncio.create_task(self._heartbeat(job_id, cancelled))
+        ctl = _Control()
+        helpers = [
+            asyncio.create_task(self._heartbeat(job_id, ctl)),
+            asyncio.create_task(self._watch_shutdown(job_id, stop, ctl)),
+        ]
+        report: dict[str, Any] | None
         try:
-            report = await self._execute(worker, job, cancelled)
+            report = await self._execute(worker, job, ctl)
         except Exception as exc:  # a worker never dies; the bot hears about every failure
             log.exception("job_crashed worker=%s job=%s", worker, job_id)
             report = _report(job, "failed", "runner_error", detail=f"{type(exc).__name__}: {exc}")
         finally:
-            heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
-        if isinstance(report.get("detail"), str) and job.get("token"):
-            report["detail"] = report["detail"].replace(str(job["token"]), "***")
-        if report["outcome"] == "failed":
-            reason, detail = report["reason"], report["detail"]
-            log.warning("job_failed worker=%s job=%s reason=%s", worker, job_id, reason)
-            self._emit("job_failed", worker, job_id, reason=reason, detail=detail)
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+        if ctl.cancelled:
+            log.info("job_dropped worker=%s job=%s (cancelled by the bot)", worker, job_id)
+            self._emit("job_cancelled", worker, job_id)
+            return
+        assert report is not None
+        _scrub(report, str(job.get("token") or ""))
+        if report["outcome"] != "completed":
+            outcome, reason = report["outcome"], report["reason"]
+            log.warning("job_%s worker=%s job=%s reason=%s", outcome, worker, job_id, reason)
+            self._emit(f"job_{outcome}", worker, job_id, reason=reason, detail=report["detail"])
         await self._send_result(job_id, report)
 
     async def _execute(
-        self, worker: str, job: dict[str, Any], cancelled: asyncio.Event
-    ) -> dict[str, Any]:
-        repo, issue, branch = job["repo"], int(job["issue"]), job["branch"]
-        attempt = int(job.get("attempt") or 1)
-        token = job["token"]
-        mirror = self._mirror(repo, job["clone_url"])
-        worktree = self.work_dir / "worktrees" / f"{repo.replace('/', '-')}-{issue}-{attempt}"
-        log.info("job_started worker=%s job=%s branch=%s", worker, job["job_id"], branch)
-        self._emit(
-            "job_started",
-            worker,
-            job["job_id"],
-            repo=repo,
-            issue=issue,
-            branch=branch,
-            attempt=attempt,
-            worktree=str(worktree),
-        )
+        self, worker: str, job: dict[str, Any], ctl: _Control
+    ) -> dict[str, Any] | None:
+        repo, branch = job["repo"], job["branch"]
+        setup = (job.get("commands") or {}).get("setup")
+        timeouts = job.get("timeouts") or {}
+        setup_s = float(timeouts.get("setup_s") or self.setup_timeout_s)
         try:
-            await asyncio.to_thread(mirror.fetch, token)
-            continue_pushed = attempt > 1 and not job.get("restart")
-            await asyncio.to_thread(
-                mirror.add_worktree,
-                worktree,
-                branch,
-                job.get("base") or "main",
-                from_remote_branch=continue_pushed,
+            prepared = await asyncio.to_thread(
+                self.workspaces.prepare,
+                repo=repo,
+                clone_url=job["clone_url"],
+                token=job["token"],
+                branch=branch,
+                base=job.get("base") or "main",
+                continue_from_branch=int(job.get("attempt") or 1) > 1 and not job.get("restart"),
+                setup_command=setup,
+                setup_timeout_s=setup_s,
             )
-            return await self._agent_then_push(worker, job, mirror, worktree, cancelled)
-        except GitError as exc:
+        except (GitError, ValueError) as exc:
             return _report(job, "failed", "git_error", detail=str(exc))
+        worktree = Path(prepared.path)
+        log.info("job_started worker=%s job=%s branch=%s", worker, job["job_id"], branch)
+        self._emit("job_started", worker, job["job_id"], repo=repo, issue=job["issue"],
+                   branch=branch, attempt=job.get("attempt"), worktree=str(worktree))  # fmt: skip
+        report: dict[str, Any] | None = None
+        try:
+            if prepared.setup is not None and not prepared.setup.ok:
+                detail = _setup_detail(prepared.setup)
+                report = _report(job, "failed", "setup_failed", detail=detail)
+            else:
+                mirror = self._mirror(repo, job["clone_url"])
+                await asyncio.to_thread(_exclude_scratch, worktree)
+                report = await self._work(
+                    worker, _Job(job, worktree, prepared.base_sha, mirror), ctl
+                )
+        except GitError as exc:
+            report = _report(job, "failed", "git_error", detail=str(exc))
         finally:
+            warm = report is not None and report["outcome"] in ("completed", "handoff")
             try:
-                await asyncio.to_thread(mirror.remove_worktree, worktree)
+                await asyncio.to_thread(self.workspaces.release, worktree, keep_warm=warm)
             except Exception:
-                log.exception("worktree_cleanup_failed job=%s path=%s", job["job_id"], worktree)
+                log.exception("worktree_release_failed job=%s path=%s", job["job_id"], worktree)
+        return report
 
-    async def _agent_then_push(
+    async def _work(self, worker: str, j: _Job, ctl: _Control) -> dict[str, Any] | None:
+        """Up to two agent tries; the second only after a try that completed without passing."""
+        agent = j.job.get("agent") or {}
+        agent_name = self.agent_override or str(agent.get("name"))
+        try:
+            adapter = get_adapter(agent_name)
+        except ValueError as exc:
+            return _report(j.job, "failed", "unknown_agent", detail=str(exc))
+        failure: str | None = None
+        for number in (1, 2):
+            if ctl.stopping or ctl.cancelled:
+                return await self._handoff(j, "runner_shutdown", ctl)
+            prompt = build_prompt(j.job, j.worktree, failure=failure)
+            result = await self._try(worker, j, adapter, agent, prompt, number, ctl)
+            verdict = await self._judge(j, result, ctl)
+            j.log_try(number, verdict, result)
+            if verdict.outcome == "retry" and number == 1:
+                failure = verdict.detail
+                continue
+            return await self._finish(worker, j, verdict, agent_name, ctl)
+        raise AssertionError("unreachable")
+
+    async def _try(
         self,
         worker: str,
-        job: dict[str, Any],
-        mirror: RepoMirror,
-        worktree: Path,
-        cancelled: asyncio.Event,
-    ) -> dict[str, Any]:
-        agent = job.get("agent") or {}
-        try:
-            adapter = get_adapter(self.agent_override or str(agent.get("name")))
-        except ValueError as exc:
-            return _report(job, "failed", "unknown_agent", detail=str(exc))
+        j: _Job,
+        adapter: Any,
+        agent: dict[str, Any],
+        prompt: str,
+        number: int,
+        ctl: _Control,
+    ) -> Result:
+        timeouts = j.job.get("timeouts") or {}
+        budget = j.job.get("budget_usd")
         req = RunRequest(
-            task_id=job["job_id"], prompt=job["prompt"], workdir=worktree, model=agent.get("model")
+            task_id=j.job["job_id"],
+            prompt=prompt,
+            workdir=j.worktree,
+            model=agent.get("model"),
+            budget_usd=float(budget) if budget is not None else None,
         )
         started = time.monotonic()
         result = await run_agent(
             adapter,
             req,
-            timeout_s=self.agent_timeout_s,
-            stall_timeout_s=self.stall_timeout_s,
-            cancel=cancelled,
-            transcript_dir=self.work_dir / "logs" / worktree.name,
+            timeout_s=float(timeouts.get("agent_s") or self.agent_timeout_s),
+            stall_timeout_s=float(timeouts.get("stall_s") or self.stall_timeout_s),
+            cancel=ctl.interrupt,
+            transcript_dir=self.work_dir / "logs" / f"{_slug(j.job['job_id'])}-try{number}",
         )
         seconds = round(time.monotonic() - started, 3)
-        log.info(
-            "agent_finished job=%s outcome=%s reason=%s seconds=%.1f",
-            job["job_id"],
-            result.outcome.value,
-            result.reason,
-            seconds,
-        )
-        self._emit(
-            "agent_finished",
-            worker,
-            job["job_id"],
-            outcome=result.outcome.value,
-            reason=result.reason,
-            agent_seconds=seconds,
-        )
-        facts = {"agent_seconds": seconds, "summary": result.final_text, "usage": _usage(result)}
+        j.results.append(result)
+        j.seconds.append(seconds)
+        log.info("agent_finished job=%s try=%d outcome=%s reason=%s seconds=%.1f",
+                 j.job["job_id"], number, result.outcome.value, result.reason, seconds)  # fmt: skip
+        self._emit("agent_finished", worker, j.job["job_id"], outcome=result.outcome.value,
+                   reason=result.reason, agent_seconds=seconds, attempt_try=number)  # fmt: skip
+        return result
+
+    async def _judge(self, j: _Job, result: Result, ctl: _Control) -> _Verdict:
+        """What one try amounts to; `retry` is a completed try that did not pass."""
+        if ctl.cancelled:
+            return _Verdict("cancelled", "cancelled")
+        if ctl.interrupt.is_set():
+            return _Verdict("handoff", "runner_shutdown")
+        if (j.worktree / HANDOFF_FILE).is_file() and result.outcome is not Outcome.RATE_LIMITED:
+            handoff = result.outcome is Outcome.HANDOFF_NEEDED
+            return _Verdict("handoff", result.reason if handoff else "agent_requested")
+        if result.outcome is Outcome.RATE_LIMITED:
+            return _Verdict("rate_limited", result.reason)
+        if result.outcome is Outcome.HANDOFF_NEEDED:
+            return _Verdict("handoff", result.reason)
+        changed = await asyncio.to_thread(_changed, j.worktree, j.base_sha)
         if result.outcome is not Outcome.COMPLETED:
-            reason, detail = _failure(result)
-            return _report(job, "failed", reason, detail=detail, **facts)
-        if cancelled.is_set():
-            return _report(job, "failed", "cancelled", detail="the bot cancelled the job", **facts)
-        title = str(job.get("title") or f"Task #{job['issue']}")
-        message = f"{title}\n\nStoneforge-Task: {job['repo']}#{job['issue']}\n"
-        sha = await asyncio.to_thread(
-            mirror.commit_all, worktree, message, author_name=AUTHOR_NAME, author_email=AUTHOR_EMAIL
-        )
-        if sha is None:
-            return _report(job, "failed", "no_changes", detail="agent made no changes", **facts)
-        await asyncio.to_thread(mirror.push, worktree, job["branch"], job["token"], force=True)
-        log.info("pushed job=%s branch=%s sha=%s", job["job_id"], job["branch"], sha)
-        self._emit("pushed", worker, job["job_id"], branch=job["branch"], head_sha=sha)
-        return _report(job, "completed", "success", head_sha=sha, **facts)
+            if result.reason == "stalled" and changed:
+                return _Verdict("handoff", "stalled")
+            return _Verdict("failed", *_failure(result))
+        if not changed:
+            return _Verdict("retry", "no_changes", NO_CHANGES)
+        test = (j.job.get("commands") or {}).get("test")
+        if not test:
+            return _Verdict("completed", "success")
+        limit = float((j.job.get("timeouts") or {}).get("test_s") or self.test_timeout_s)
+        tests = await _run_shell(test, j.worktree, limit, ctl.interrupt)
+        if ctl.cancelled or ctl.interrupt.is_set():
+            return await self._judge(j, result, ctl)
+        if tests.ok:
+            return _Verdict("completed", "success")
+        why = f"timed out after {limit:g}s" if tests.timed_out else f"exit code {tests.exit_code}"
+        detail = f"The test command `{test}` failed ({why}). Its output ends with:\n\n"
+        return _Verdict("retry", "tests_failed", detail + tests.output_tail)
+
+    async def _finish(
+        self, worker: str, j: _Job, verdict: _Verdict, agent_name: str, ctl: _Control
+    ) -> dict[str, Any] | None:
+        if verdict.outcome == "cancelled":
+            return None
+        if verdict.outcome == "handoff":
+            return await self._handoff(j, verdict.reason, ctl)
+        if verdict.outcome == "rate_limited":
+            return self._rate_limited(j, agent_name)
+        if verdict.outcome in ("failed", "retry"):
+            detail = verdict.detail if verdict.outcome == "failed" else _tail(verdict.detail or "")
+            return _report(j.job, "failed", verdict.reason, detail=detail, **j.facts())
+        sha = await asyncio.to_thread(_commit, j, "")
+        if sha is None:  # the check above saw changes; only a race empties them
+            return _report(j.job, "failed", "no_changes", detail=NO_CHANGES, **j.facts())
+        await asyncio.to_thread(j.mirror.push, j.worktree, j.job["branch"], j.job["token"],
+                                force=True)  # fmt: skip
+        log.info("pushed job=%s branch=%s sha=%s", j.job["job_id"], j.job["branch"], sha)
+        self._emit("pushed", worker, j.job["job_id"], branch=j.job["branch"], head_sha=sha)
+        return _report(j.job, "completed", "success", head_sha=sha, **j.facts())
+
+    async def _handoff(self, j: _Job, reason: str, ctl: _Control) -> dict[str, Any] | None:
+        """Commit and push the work in progress (not `.stoneforge/`), report it with a note."""
+        if ctl.cancelled:
+            return None
+        note = await asyncio.to_thread(_read_note, j.worktree)
+        sha = await asyncio.to_thread(_commit, j, reason)
+        if sha is not None:
+            await asyncio.to_thread(j.mirror.push, j.worktree, j.job["branch"], j.job["token"],
+                                    force=True)  # fmt: skip
+            log.info("pushed_wip job=%s branch=%s sha=%s", j.job["job_id"], j.job["branch"], sha)
+        if not note:
+            stat = await asyncio.to_thread(_diff_stat, j.worktree, j.base_sha)
+            last = j.results[-1].final_text if j.results else None
+            note = _runner_note(reason, stat, last)
+        return _report(j.job, "handoff", reason, head_sha=sha, note=note, **j.facts())
+
+    def _rate_limited(self, j: _Job, agent_name: str) -> dict[str, Any]:
+        retry_at = j.results[-1].retry_at
+        epoch = retry_at.timestamp() if retry_at else None
+        self.paused[agent_name] = max(epoch or time.time() + self.rate_limit_pause_s, time.time())
+        log.warning("agent_paused agent=%s until=%.0f", agent_name, self.paused[agent_name])
+        detail = j.results[-1].detail
+        return _report(j.job, "rate_limited", "rate_limited", retry_at=epoch, agent=agent_name,
+                       detail=detail, **j.facts())  # fmt: skip
 
     def _mirror(self, repo: str, clone_url: str) -> RepoMirror:
         mirror = self._mirrors.get(repo)
@@ -257,7 +404,9 @@ class Runner:
             mirror = self._mirrors[repo] = RepoMirror(self.work_dir, repo, clone_url)
         return mirror
 
-    async def _heartbeat(self, job_id: str, cancelled: asyncio.Event) -> None:
+    # -- around a job ------------------------------------------------------------------------
+
+    async def _heartbeat(self, job_id: str, ctl: _Control) -> None:
         path = f"/runner/jobs/{quote(job_id, safe='')}/heartbeat"
         while True:
             await asyncio.sleep(self.heartbeat_s)
@@ -268,10 +417,19 @@ class Runner:
                 continue
             if resp.status_code == 410:
                 log.info("job_cancelled_by_bot job=%s", job_id)
-                cancelled.set()
+                ctl.cancelled = True
+                ctl.interrupt.set()
                 return
             if resp.status_code >= 300:
                 log.warning("heartbeat_rejected job=%s status=%s", job_id, resp.status_code)
+
+    async def _watch_shutdown(self, job_id: str, stop: asyncio.Event, ctl: _Control) -> None:
+        await stop.wait()
+        ctl.stopping = True
+        log.info("shutdown_grace job=%s grace_s=%.1f", job_id, self.shutdown_grace_s)
+        await asyncio.sleep(self.shutdown_grace_s)
+        log.info("shutdown_interrupt job=%s", job_id)
+        ctl.interrupt.set()
 
     async def _send_result(self, job_id: str, report: dict[str, Any]) -> None:
         """Post the result, retrying with backoff: a lost report strands the task."""
@@ -306,26 +464,73 @@ class _ClaimError(Exception):
     pass
 
 
+@dataclass
+class _Control:
+    """A job's interruptions: `interrupt` stops the agent or command that is running."""
+
+    interrupt: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: bool = False  # the bot cancelled the job (heartbeat 410): report nothing
+    stopping: bool = False  # the runner is shutting down: start nothing new
+
+
+@dataclass
+class _Verdict:
+    outcome: str  # completed | failed | retry | handoff | rate_limited | cancelled
+    reason: str
+    detail: str | None = None
+
+
+@dataclass
+class _Job:
+    job: dict[str, Any]
+    worktree: Path
+    base_sha: str
+    mirror: RepoMirror
+    results: list[Result] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    attempt_log: list[dict[str, Any]] = field(default_factory=list)
+
+    def log_try(self, number: int, verdict: _Verdict, result: Result) -> None:
+        outcome = "failed" if verdict.outcome == "retry" else verdict.outcome
+        self.attempt_log.append({"try": number, "outcome": outcome, "reason": verdict.reason,
+                                 "seconds": self.seconds[-1]})  # fmt: skip
+
+    def facts(self) -> dict[str, Any]:
+        """Summed over every try: what the bot records for the attempt."""
+        costs = [r.usage.cost_usd for r in self.results if r.usage.cost_usd is not None]
+        usage = {
+            "input_tokens": sum(r.usage.input_tokens for r in self.results),
+            "output_tokens": sum(r.usage.output_tokens for r in self.results),
+            "cost_usd": round(sum(costs), 6) if costs else None,
+        }
+        summary = self.results[-1].final_text if self.results else None
+        return {"agent_seconds": round(sum(self.seconds), 3), "usage": usage, "summary": summary,
+                "attempt_log": self.attempt_log}  # fmt: skip
+
+
 def _report(job: dict[str, Any], outcome: str, reason: str, **fields: Any) -> dict[str, Any]:
-    return {
+    report = {
         "outcome": outcome,
         "reason": reason,
-        "head_sha": fields.get("head_sha"),
+        "head_sha": fields.pop("head_sha", None),
         "branch": job.get("branch"),
-        "agent_seconds": fields.get("agent_seconds", 0.0),
-        "summary": fields.get("summary"),
-        "usage": fields.get("usage") or {"input_tokens": 0, "output_tokens": 0, "cost_usd": None},
-        "detail": fields.get("detail"),
+        "agent_seconds": fields.pop("agent_seconds", 0.0),
+        "summary": fields.pop("summary", None),
+        "usage": fields.pop("usage", None)
+        or {"input_tokens": 0, "output_tokens": 0, "cost_usd": None},
+        "detail": fields.pop("detail", None),
+        "attempt_log": fields.pop("attempt_log", []),
     }
+    report.update(fields)  # note (handoff); retry_at and agent (rate_limited)
+    return report
 
 
-def _usage(result: Result) -> dict[str, Any]:
-    usage = result.usage
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cost_usd": usage.cost_usd,
-    }
+def _scrub(report: dict[str, Any], token: str) -> None:
+    if not token:
+        return
+    for key in ("detail", "note", "summary"):
+        if isinstance(report.get(key), str):
+            report[key] = report[key].replace(token, "***")
 
 
 def _failure(result: Result) -> tuple[str, str]:
@@ -335,3 +540,141 @@ def _failure(result: Result) -> tuple[str, str]:
     if result.retry_at:
         head += f" (retry at {result.retry_at.isoformat()})"
     return reason, f"{head}\n{result.detail}" if result.detail else head
+
+
+def _tail(text: str, limit: int = TAIL_CHARS) -> str:
+    return text if len(text) <= limit else "[...]\n" + text[-limit:]
+
+
+def _slug(job_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in job_id)
+
+
+def _setup_detail(result: SetupResult) -> str:
+    why = "timed out" if result.timed_out else f"failed (exit code {result.exit_code})"
+    return f"the setup command {why}; its output ends with:\n{_tail(result.output_tail or '')}"
+
+
+def _runner_note(reason: str, stat: str, final_text: str | None) -> str:
+    lines = [f"The runner handed this task off ({reason}); the work so far is on the branch."]
+    lines += ["", "Files changed:", "", stat.strip() or "(none)"]
+    if final_text and final_text.strip():
+        last = "\n".join(final_text.strip().splitlines()[-15:])
+        lines += ["", "The agent's last words:", "", _tail(last, 2000)]
+    return "\n".join(lines)
+
+
+def _read_note(worktree: Path) -> str | None:
+    path = worktree / HANDOFF_FILE
+    try:
+        with path.open("rb") as fh:
+            text = fh.read(INSTRUCTION_LIMIT).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    return text or None
+
+
+# -- commands and git in the worktree -------------------------------------------------------
+
+
+@dataclass
+class CommandResult:
+    ok: bool
+    exit_code: int | None
+    output_tail: str
+    seconds: float
+    timed_out: bool
+
+
+class _TailParser:
+    """Keeps the last lines of a command's stdout and stderr, in arrival order."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque(maxlen=400)
+
+    def feed_stdout(self, line: str) -> list[AgentEvent]:
+        self.lines.append(line)
+        return []
+
+    feed_stderr = feed_stdout
+
+    def liveness_hint(self) -> float | None:
+        return None
+
+    def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
+        raise NotImplementedError  # not an agent: `_run_shell` reads `lines` itself
+
+
+async def _run_shell(
+    command: str, cwd: Path, timeout_s: float, cancel: asyncio.Event
+) -> CommandResult:
+    """`/bin/sh -c command` in `cwd`, with the agents' scrubbed environment and a private HOME."""
+    parser = _TailParser()
+    inv = Invocation(argv=["/bin/sh", "-c", command], env={}, cwd=cwd)
+    started = time.monotonic()
+    try:
+        code, killed_by = await supervise(
+            inv,
+            parser,
+            timeout_s=timeout_s,
+            stall_timeout_s=timeout_s,
+            kill_grace_s=5,
+            cancel=cancel,
+        )
+    except OSError as exc:
+        return CommandResult(False, None, str(exc), 0.0, False)
+    tail = _tail("\n".join(parser.lines))
+    seconds = round(time.monotonic() - started, 3)
+    return CommandResult(
+        code == 0 and killed_by is None, code, tail, seconds, killed_by is not None
+    )
+
+
+def _git(worktree: Path, *args: str) -> str:
+    """Local, read-mostly git in a worktree (never the network, never a token)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, LC_ALL="C")
+    try:
+        proc = subprocess.run(["git", *args], cwd=worktree, env=env, capture_output=True,
+                              text=True, check=True, timeout=120)  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        stderr = getattr(exc, "stderr", None) or exc
+        raise GitError(f"git {' '.join(args)} in {worktree}: {stderr}") from None
+    return proc.stdout
+
+
+def _exclude_scratch(worktree: Path) -> None:
+    """Keep `.stoneforge/` (the agent's handoff note) out of every commit of this repository."""
+    path = Path(_git(worktree, "rev-parse", "--git-path", "info/exclude").strip())
+    path = path if path.is_absolute() else worktree / path
+    line = f"/{SCRATCH_DIR}/"
+    current = path.read_text() if path.is_file() else ""
+    if line not in current.splitlines():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            fh.write(("" if not current or current.endswith("\n") else "\n") + line + "\n")
+
+
+def _changed(worktree: Path, base_sha: str) -> bool:
+    if _git(worktree, "status", "--porcelain", "--untracked-files=all").strip():
+        return True
+    return _git(worktree, "rev-parse", "HEAD").strip() != base_sha
+
+
+def _diff_stat(worktree: Path, base_sha: str) -> str:
+    return _git(worktree, "diff", "--stat", base_sha, "HEAD")
+
+
+def _commit(j: _Job, handoff_reason: str) -> str | None:
+    """Commit everything (not `.stoneforge/`); the head to push, or None when nothing changed."""
+    title = str(j.job.get("title") or f"Task #{j.job['issue']}")
+    trailers = f"Stoneforge-Task: {j.job['repo']}#{j.job['issue']}\n"
+    if handoff_reason:
+        title = f"WIP: {title}"
+        trailers += f"Stoneforge-Handoff: {handoff_reason}\n"
+    sha = j.mirror.commit_all(j.worktree, f"{title}\n\n{trailers}",
+                              author_name=AUTHOR_NAME, author_email=AUTHOR_EMAIL)  # fmt: skip
+    if sha is None:  # the agent may have committed itself, against the rules
+        head = j.mirror.head_sha(j.worktree)
+        sha = head if head != j.base_sha else None
+    return sha

@@ -81,6 +81,14 @@ class IssueInfo:
 
 
 @dataclass(frozen=True)
+class Comment:
+    id: int
+    author: str
+    author_type: str
+    body: str
+
+
+@dataclass(frozen=True)
 class MergeOutcome:
     merged: bool
     sha: str | None
@@ -295,6 +303,47 @@ class GitHubAdapter:
                 return []
             raise
         return [_issue(issue_repo(i, ref.repo), i) for i in resp.json()]
+
+    async def comments(self, installation_id: int, ref: IssueRef) -> list[Comment]:
+        """The issue's comments, oldest first (first 100)."""
+        owner, name = ref.repo.split("/", 1)
+        resp = await self._call(
+            self._gh(installation_id).rest.issues.async_list_comments(
+                owner, name, ref.number, per_page=100
+            )
+        )
+        return [
+            Comment(
+                id=int(c["id"]),
+                author=str((c.get("user") or {}).get("login") or ""),
+                author_type=str((c.get("user") or {}).get("type") or "User"),
+                body=str(c.get("body") or ""),
+            )
+            for c in resp.json()
+        ]
+
+    async def label_actor(
+        self, installation_id: int, ref: IssueRef, label: str
+    ) -> tuple[str, str] | None:
+        """(login, account type) of whoever applied ``label`` last, from the issue's events."""
+        owner, name = ref.repo.split("/", 1)
+        gh = self._gh(installation_id)
+        found: tuple[str, str] | None = None
+        for page in range(1, 11):
+            resp = await self._call(
+                gh.rest.issues.async_list_events(owner, name, ref.number, per_page=100, page=page)
+            )
+            items = resp.json()
+            for event in items:
+                if (
+                    event.get("event") == "labeled"
+                    and (event.get("label") or {}).get("name") == label
+                ):
+                    actor = event.get("actor") or {}
+                    found = (str(actor.get("login") or ""), str(actor.get("type") or "User"))
+            if len(items) < 100:
+                break
+        return found
 
     async def add_reaction(self, installation_id: int, ref: IssueRef, content: str) -> None:
         owner, name = ref.repo.split("/", 1)
@@ -602,3 +651,19 @@ class GitHubAdapter:
         except GitHubError as exc:
             if exc.status not in (404, 422):  # already gone
                 raise
+
+    # --- GitHub Actions ---------------------------------------------------------------------
+    async def dispatch_workflow(
+        self, installation_id: int, repo: str, workflow: str, ref: str, inputs: dict[str, str]
+    ) -> None:
+        """Start a ``workflow_dispatch`` run of ``workflow`` (its file name) on ``ref``.
+
+        Only ``ref`` and ``inputs`` are sent: githubkit's body validation silently drops fields
+        its schema lacks (research §6.6), and older GHES refuse ``return_run_details``.
+        """
+        owner, name = repo.split("/", 1)
+        await self._call(
+            self._gh(installation_id).rest.actions.async_create_workflow_dispatch(
+                owner, name, workflow, ref=ref, inputs=inputs
+            )
+        )

@@ -156,6 +156,15 @@ class RepoConfig(_Section):
     budget: Budget = Field(Budget())
     commands: Commands = Field(Commands())
     bots: Bots = Field(Bots())
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Agent attempts per task (handoffs included) before a human is asked.",
+    )
+    fallback_agent: AgentChoice | None = Field(
+        None, description="Agent that takes a task while the chosen one is rate limited."
+    )
     backend: Literal["runner", "actions"] = Field(
         "runner",
         description="Where agents run: self-hosted Stoneforge runners, or GitHub Actions.",

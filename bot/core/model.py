@@ -83,6 +83,9 @@ class Task:
     cost_usd: float | None = None  # agent spend reported by the runner
     ready_at: float | None = None  # when the task last became ready (dispatch latency)
     comment_id: int | None = None  # the bot's status comment on the issue
+    labeled_by: str | None = None  # who applied the trigger label (mentioned on failure)
+    not_before: float | None = None  # not dispatched before this time (provider rate limit)
+    agent: str | None = None  # agent adapter chosen from the repository configuration and labels
 
     def __post_init__(self) -> None:
         # Normalise once here so every reader can rely on it: a tuple of IssueRef without

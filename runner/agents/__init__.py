@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from runner.agents.base import AgentAdapter
 
-# name -> factory; codex, opencode, gemini and aider slot in here later.
+# name -> factory. Each factory imports its module lazily and reads the environment when called.
 _FACTORIES: dict[str, Callable[[], AgentAdapter]] = {}
 
 
@@ -22,7 +22,45 @@ def _script() -> AgentAdapter:
     return ScriptAdapter()
 
 
-_FACTORIES.update(claude=_claude, script=_script)
+def _codex() -> AgentAdapter:
+    from runner.agents.codex import CodexAdapter
+
+    return CodexAdapter()
+
+
+def _opencode() -> AgentAdapter:
+    from runner.agents.opencode import OpenCodeAdapter
+
+    return OpenCodeAdapter()
+
+
+def _gemini() -> AgentAdapter:
+    from runner.agents.gemini import GeminiAdapter
+
+    return GeminiAdapter()
+
+
+def _aider() -> AgentAdapter:
+    from runner.agents.aider import AiderAdapter
+
+    return AiderAdapter()
+
+
+def _command() -> AgentAdapter:
+    from runner.agents.command import CommandAdapter
+
+    return CommandAdapter()  # ValueError when STONEFORGE_AGENT_COMMAND is unset
+
+
+_FACTORIES.update(
+    claude=_claude,
+    script=_script,
+    codex=_codex,
+    opencode=_opencode,
+    gemini=_gemini,
+    aider=_aider,
+    command=_command,
+)
 
 
 def known_agents() -> list[str]:

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,10 +18,14 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
+import runner.agents
+from runner.agents.base import Invocation, RunRequest
+from runner.agents.script import ScriptAdapter
 from runner.loop import Runner
 
 TOKEN = "runner-secret-token"
 INSTALLATION_TOKEN = "ghs_installation_decoy"
+FAKE_CLAUDE = Path(__file__).resolve().parents[1] / "fakes" / "fake_claude.py"
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
     "GIT_AUTHOR_EMAIL": "t@example.com",
@@ -36,6 +41,15 @@ def git(*args: str, cwd: Path) -> str:
     return subprocess.run(
         ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
     ).stdout
+
+
+def remote_branch(origin: Path, branch: str) -> str:
+    """The branch's sha on the origin, or "" when it was never pushed."""
+    return git("for-each-ref", "--format=%(objectname)", f"refs/heads/{branch}", cwd=origin).strip()
+
+
+def worktree_dirs(work: Path) -> list[Path]:
+    return sorted(work.glob("workspaces/*/*/*"))
 
 
 @pytest.fixture
@@ -61,6 +75,7 @@ class Bot:
         self.results: dict[str, dict[str, Any]] = {}
         self.heartbeats: list[str] = []
         self.claims: list[str] = []
+        self.claim_bodies: list[dict[str, Any]] = []
         self.reject_claims = 0  # answer 401 to this many claims first
         self.fail_results = 0  # answer 503 to this many result posts first
         self.cancel: set[str] = set()  # job ids whose heartbeat answers 410
@@ -78,6 +93,7 @@ class Bot:
             self.reject_claims -= 1
             return Response(status_code=401)
         self.claims.append(body["worker"])
+        self.claim_bodies.append(body)
         for _ in range(10):
             if self.jobs:
                 return Response(json.dumps(self.jobs.pop(0)), media_type="application/json")
@@ -114,20 +130,69 @@ async def bot() -> AsyncIterator[tuple[Bot, str]]:
     sock.close()
 
 
+# A fake agent for the paths the script agent cannot take: it follows the `fake-plan` block of
+# its prompt, the "first" steps on a first try and the "retry" steps when the prompt is a retry
+# prompt, records every prompt it gets, and speaks the script agent's JSON lines.
+FAKE_AGENT = r"""
+import json, pathlib, re, sys, time
+prompt = sys.stdin.read()
+plan = json.loads(re.search(r"```fake-plan\n(.*?)\n```", prompt, re.S).group(1))
+with open(plan["record"], "a") as fh:
+    fh.write(prompt + "\n=====\n")
+print(json.dumps({"type": "start"}), flush=True)
+retry = "## Your previous try did not pass" in prompt
+for step in plan["retry" if retry else "first"]:
+    if "sleep" in step:
+        time.sleep(step["sleep"])
+    else:
+        path = pathlib.Path(step["path"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(step["text"])
+print(json.dumps({"type": "result", "status": "success", "summary": plan.get("summary", "ok")}))
+"""
+
+
+class FakeAdapter(ScriptAdapter):
+    name = "fake"
+
+    def build(self, req: RunRequest) -> Invocation:
+        argv = [sys.executable, "-c", FAKE_AGENT]
+        return Invocation(argv=argv, env={}, cwd=req.workdir, stdin=req.prompt.encode())
+
+
+@pytest.fixture
+def fake_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(runner.agents._FACTORIES, "fake", FakeAdapter)
+
+
+def planned(origin: Path, issue: int, record: Path, first: list[Any], retry: list[Any],
+            **extra: Any) -> dict[str, Any]:  # fmt: skip
+    """A job for the fake agent."""
+    plan = {"record": str(record), "first": first, "retry": retry, "summary": f"did {issue}"}
+    body = f"Please.\n\n```fake-plan\n{json.dumps(plan)}\n```\n"
+    return {**job(origin, issue, {}), "body": body, "agent": {"name": "fake", "model": None},
+            **extra}  # fmt: skip
+
+
+def write(path: str, text: str) -> dict[str, str]:
+    return {"path": path, "text": text}
+
+
 def job(origin: Path, issue: int, script: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A job for the script agent: the script rides in the issue body, as on GitHub."""
+    body = f"Do it.\n\n```stoneforge-script\n{json.dumps(script)}\n```\n"
     return {
         "job_id": f"octo/demo#{issue}@1",
         "repo": "octo/demo",
         "issue": issue,
         "title": f"Task number {issue}",
-        "body": "",
+        "body": body,
         "attempt": 1,
         "branch": f"stoneforge/{issue}-task",
         "base": "main",
         "clone_url": origin.as_uri(),
         "token": INSTALLATION_TOKEN,
         "agent": {"name": "script", "model": None},
-        "prompt": f"Do it.\n\n```stoneforge-script\n{json.dumps(script)}\n```\n",
         **extra,
     }
 
@@ -187,7 +252,9 @@ async def test_two_jobs_run_concurrently_and_push(
     worktrees = {e["worktree"] for e in started.values()}
     assert len(worktrees) == 2
     assert max(e["at"] for e in started.values()) < min(e["at"] for e in finished.values())
-    assert not any(os.path.exists(w) for w in worktrees)  # noqa: ASYNC240
+    for path in map(Path, worktrees):  # released: kept warm for the next task, but clean
+        assert not git("branch", "--show-current", cwd=path).strip()
+        assert not git("status", "--porcelain", cwd=path).strip()
     assert {e["type"] for e in events} >= {"job_started", "agent_finished", "pushed"}
     assert "octo/demo#1@1" in fake.heartbeats
 
@@ -219,24 +286,41 @@ async def test_failures_are_reported(bot: tuple[Bot, str], origin: Path, tmp_pat
     }
     assert all(r["outcome"] == "failed" for r in fake.results.values())
     assert "not found" in fake.results["octo/demo#3@1"]["detail"]
-    assert fake.results["octo/demo#4@1"]["detail"] == "agent made no changes"
+    assert [t["try"] for t in fake.results["octo/demo#3@1"]["attempt_log"]] == [1]  # no retry
+    no_changes = fake.results["octo/demo#4@1"]
+    assert "no changes" in no_changes["detail"]
+    assert [(t["try"], t["reason"]) for t in no_changes["attempt_log"]] == [
+        (1, "no_changes"),
+        (2, "no_changes"),
+    ]
     assert INSTALLATION_TOKEN not in json.dumps(fake.results)
     assert sorted(e["job_id"] for e in events if e["type"] == "job_failed") == sorted(reasons)
-    assert not list((tmp_path / "work" / "worktrees").iterdir())
+    assert not worktree_dirs(tmp_path / "work")  # failed: removed, not kept warm
+    assert not remote_branch(origin, "stoneforge/4-task")
 
 
-async def test_cancelled_job_stops_agent(
+async def test_cancelled_job_stops_agent_and_reports_nothing(
     bot: tuple[Bot, str], origin: Path, tmp_path: Path
 ) -> None:
     fake, url = bot
     fake.jobs = [job(origin, 7, {"sleep": 60, "edits": []})]
     fake.cancel.add("octo/demo#7@1")
+    events: list[dict[str, Any]] = []
     runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", heartbeat_s=0.2,
-                    claim_wait_s=1)  # fmt: skip
+                    claim_wait_s=1, on_event=events.append)  # fmt: skip
     started = time.monotonic()
-    await run_until(runner, fake, 1)
-    assert fake.results["octo/demo#7@1"]["reason"] == "cancelled"
-    assert time.monotonic() - started < 20
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    while not any(e["type"] == "job_cancelled" for e in events):  # noqa: ASYNC110
+        assert time.monotonic() - started < 20
+        assert not task.done()
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert fake.results == {}
+    finished = [e for e in events if e["type"] == "agent_finished"]
+    assert [e["reason"] for e in finished] == ["cancelled"]  # the agent was stopped, no retry
+    assert not worktree_dirs(tmp_path / "work")  # failed: removed, not kept warm
 
 
 async def test_retry_continues_from_pushed_branch_unless_restart(
@@ -259,3 +343,203 @@ async def test_retry_continues_from_pushed_branch_unless_restart(
     await run_until(runner, fake, 3)
     assert fake.results["octo/demo#9@2"]["outcome"] == "completed"
     assert git("show", "stoneforge/8-task:a.txt", cwd=origin) == "two\n"
+
+
+def prompts(record: Path) -> list[str]:
+    return record.read_text().split("\n=====\n")[:-1]
+
+
+async def test_retry_after_no_changes_then_one_push(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, fake_agent: None
+) -> None:
+    fake, url = bot
+    record = tmp_path / "prompts.txt"
+    fake.jobs = [planned(origin, 10, record, first=[], retry=[write("done.txt", "yes\n")])]
+    events: list[dict[str, Any]] = []
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1,
+                    on_event=events.append)  # fmt: skip
+    await run_until(runner, fake, 1)
+
+    result = fake.results["octo/demo#10@1"]
+    assert result["outcome"] == "completed", result
+    assert result["head_sha"] == remote_branch(origin, "stoneforge/10-task")
+    assert git("show", "stoneforge/10-task:done.txt", cwd=origin) == "yes\n"
+    assert [e["type"] for e in events].count("pushed") == 1
+    log_ = result["attempt_log"]
+    assert [(t["try"], t["outcome"], t["reason"]) for t in log_] == [
+        (1, "failed", "no_changes"),
+        (2, "completed", "success"),
+    ]
+    assert result["agent_seconds"] == pytest.approx(sum(t["seconds"] for t in log_), abs=0.01)
+    first, second = prompts(record)
+    assert "previous try" not in first
+    assert "## Your previous try did not pass" in second
+    assert "no changes" in second
+
+
+async def test_tests_failed_after_retry_never_pushes(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, fake_agent: None
+) -> None:
+    fake, url = bot
+    record = tmp_path / "prompts.txt"
+    test = 'echo "checking answer"; test "$(cat answer.txt)" = 42 || { echo WRONG >&2; exit 1; }'
+    fake.jobs = [
+        planned(origin, 11, record, first=[write("answer.txt", "41")],
+                retry=[write("answer.txt", "43")], commands={"setup": None, "test": test}),
+    ]  # fmt: skip
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1)
+    await run_until(runner, fake, 1)
+
+    result = fake.results["octo/demo#11@1"]
+    assert (result["outcome"], result["reason"]) == ("failed", "tests_failed")
+    assert "checking answer" in result["detail"]
+    assert "WRONG" in result["detail"]
+    assert [t["reason"] for t in result["attempt_log"]] == ["tests_failed", "tests_failed"]
+    assert not remote_branch(origin, "stoneforge/11-task")
+    retry_prompt = prompts(record)[1]
+    assert "answer.txt" in retry_prompt
+    assert "WRONG" in retry_prompt
+    assert "exit code 1" in retry_prompt
+
+
+async def test_passing_test_command_completes_first_try(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, fake_agent: None
+) -> None:
+    fake, url = bot
+    record = tmp_path / "prompts.txt"
+    commands = {"setup": "echo setup > setup.log", "test": "test -f setup.log && test -f a.txt"}
+    fake.jobs = [planned(origin, 12, record, first=[write("a.txt", "a\n")], retry=[],
+                         commands=commands)]  # fmt: skip
+    (origin.parent / "ignore").write_text("")
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1)
+    await run_until(runner, fake, 1)
+
+    result = fake.results["octo/demo#12@1"]
+    assert (result["outcome"], result["reason"]) == ("completed", "success"), result
+    assert len(result["attempt_log"]) == 1
+    files = git("ls-tree", "-r", "--name-only", "stoneforge/12-task", cwd=origin).split()
+    assert "a.txt" in files
+
+
+async def test_agent_handoff_file_pushes_wip_without_scratch_dir(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, fake_agent: None
+) -> None:
+    fake, url = bot
+    record = tmp_path / "prompts.txt"
+    note = "Done: half of the parser.\nLeft: the other half.\n"
+    steps = [write("parser.py", "# half\n"), write(".stoneforge/handoff.md", note)]
+    fake.jobs = [planned(origin, 13, record, first=steps, retry=[],
+                         commands={"setup": None, "test": "exit 1"})]  # fmt: skip
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1)
+    await run_until(runner, fake, 1)
+
+    result = fake.results["octo/demo#13@1"]
+    assert (result["outcome"], result["reason"]) == ("handoff", "agent_requested"), result
+    assert result["note"] == note.strip()
+    assert result["head_sha"] == remote_branch(origin, "stoneforge/13-task")
+    files = git("ls-tree", "-r", "--name-only", "stoneforge/13-task", cwd=origin).split()
+    assert "parser.py" in files
+    assert not [f for f in files if f.startswith(".stoneforge")]
+    message = git("log", "-1", "--format=%B", "stoneforge/13-task", cwd=origin)
+    assert message.startswith("WIP: Task number 13")
+    assert "Stoneforge-Handoff: agent_requested" in message
+    assert len(prompts(record)) == 1  # a handoff is not retried
+    assert ".stoneforge/handoff.md" in prompts(record)[0]
+
+
+async def test_turn_cap_hands_off_with_a_runner_note(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STONEFORGE_CLAUDE_BIN", str(FAKE_CLAUDE))
+    fake, url = bot
+    fake.jobs = [{**job(origin, 14, {}), "body": "Refactor. [[fake:max_turns]]",
+                  "agent": {"name": "claude", "model": None}}]  # fmt: skip
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1)
+    await run_until(runner, fake, 1)
+
+    result = fake.results["octo/demo#14@1"]
+    assert (result["outcome"], result["reason"]) == ("handoff", "max_turns"), result
+    assert result["head_sha"] is None  # nothing to push
+    assert not remote_branch(origin, "stoneforge/14-task")
+    assert "max_turns" in result["note"]
+    assert "Files changed" in result["note"]
+
+
+async def test_rate_limited_pauses_the_agent_in_later_claims(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STONEFORGE_CLAUDE_BIN", str(FAKE_CLAUDE))
+    fake, url = bot
+    fake.jobs = [{**job(origin, 15, {}), "body": "Do it. [[fake:subscription_limit]]",
+                  "agent": {"name": "claude", "model": None}}]  # fmt: skip
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1,
+                    labels=["linux", "gpu"], capacity=5)  # fmt: skip
+    before = time.time()
+    await run_until(runner, fake, 1)
+    fake.claim_bodies.clear()
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    deadline = time.monotonic() + 10
+    while not fake.claim_bodies and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+    result = fake.results["octo/demo#15@1"]
+    assert result["outcome"] == "rate_limited", result
+    assert result["agent"] == "claude"
+    assert before + 3500 < result["retry_at"] < time.time() + 3700
+    assert fake.claim_bodies, "the runner claimed nothing after the rate limit"
+    body = fake.claim_bodies[0]
+    assert body["unavailable_agents"] == ["claude"]
+    assert body["labels"] == ["linux", "gpu"]
+    assert body["capacity"] == 5
+    assert not remote_branch(origin, "stoneforge/15-task")
+
+
+async def test_stop_mid_job_hands_off_pushed_wip(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, fake_agent: None
+) -> None:
+    fake, url = bot
+    record = tmp_path / "prompts.txt"
+    steps = [write("wip.txt", "started\n"), {"sleep": 60}]
+    fake.jobs = [planned(origin, 16, record, first=steps, retry=[])]
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1,
+                    heartbeat_s=0.2, shutdown_grace_s=0.5)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    deadline = time.monotonic() + 20
+    while not any((w / "wip.txt").exists() for w in worktree_dirs(tmp_path / "work")):
+        assert time.monotonic() < deadline
+        assert not task.done()
+        await asyncio.sleep(0.05)
+    stopped_at = time.monotonic()
+    stop.set()  # what SIGTERM does in `stoneforge runner`
+    await asyncio.wait_for(task, 15)
+    assert time.monotonic() - stopped_at < 10
+
+    result = fake.results["octo/demo#16@1"]  # reported before run() returned
+    assert (result["outcome"], result["reason"]) == ("handoff", "runner_shutdown"), result
+    assert result["head_sha"] == remote_branch(origin, "stoneforge/16-task")
+    assert git("show", "stoneforge/16-task:wip.txt", cwd=origin) == "started\n"
+    assert "wip.txt" in result["note"]
+    assert len(prompts(record)) == 1
+
+
+async def test_setup_failure_is_reported_without_running_the_agent(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path
+) -> None:
+    fake, url = bot
+    commands = {"setup": "echo installing; echo boom >&2; exit 3", "test": None}
+    fake.jobs = [job(origin, 17, {"edits": [{"path": "x", "write": "x"}]}, commands=commands)]
+    events: list[dict[str, Any]] = []
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1,
+                    on_event=events.append)  # fmt: skip
+    await run_until(runner, fake, 1)
+
+    result = fake.results["octo/demo#17@1"]
+    assert (result["outcome"], result["reason"]) == ("failed", "setup_failed"), result
+    assert "exit code 3" in result["detail"]
+    assert "boom" in result["detail"]
+    assert not [e for e in events if e["type"] == "agent_finished"]
+    assert not remote_branch(origin, "stoneforge/17-task")

@@ -1,0 +1,240 @@
+"""``python -m action``: run ONE Stoneforge job on a GitHub Actions runner.
+
+Claim the job the bot dispatched with its single-use job token, run it with the runner's own
+code (:class:`runner.loop.Runner`: worktree, agent, commit, push, heartbeats, result), then
+write the step outputs (``outcome``, ``reason``, ``head_sha``, ``branch``, ``job_id``) and a
+Markdown job summary. Exit 0 when the job completed or handed off, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import ValidationError
+
+from action.inputs import ActionInputs, RunContext
+from runner.loop import Runner
+
+log = logging.getLogger("action")
+
+SUCCESS_OUTCOMES = frozenset({"completed", "handoff"})
+CLAIM_ATTEMPTS = 5
+SUMMARY_LIMIT = 60_000  # characters of agent text; the whole summary stays far below 1 MiB
+
+
+class ClaimFailed(Exception):
+    pass
+
+
+def main(env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    token = env.get("INPUT_JOB_TOKEN", "").strip()
+    if token:
+        workflow_command("add-mask", token)  # before anything could print it
+    try:
+        inputs = ActionInputs.from_env(env)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        workflow_command("error", f"invalid action inputs: {problems}")
+        return 1
+    return asyncio.run(run(inputs, RunContext.from_env(env)))
+
+
+async def run(inputs: ActionInputs, ctx: RunContext) -> int:
+    outputs = {"job_id": inputs.job_id, "outcome": "", "reason": "", "head_sha": "", "branch": ""}
+    try:
+        job = await claim(inputs, ctx)
+    except ClaimFailed as exc:
+        workflow_command("error", f"could not claim {inputs.job_id}: {exc}")
+        write_outputs(ctx.output_file, {**outputs, "outcome": "unclaimed", "reason": str(exc)})
+        append_summary(ctx.summary_file, unclaimed_markdown(inputs.job_id, str(exc)))
+        return 1
+    if job.get("token"):
+        workflow_command("add-mask", str(job["token"]))
+    log.info("claimed job=%s repo=%s issue=%s", job["job_id"], job.get("repo"), job.get("issue"))
+    report = await run_job(job, inputs, ctx)
+    outcome = str(report.get("outcome") or "failed")
+    write_outputs(
+        ctx.output_file,
+        {
+            **outputs,
+            "outcome": outcome,
+            "reason": str(report.get("reason") or ""),
+            "head_sha": str(report.get("head_sha") or ""),
+            "branch": str(report.get("branch") or job.get("branch") or ""),
+        },
+    )
+    append_summary(ctx.summary_file, summary_markdown(job, report, ctx))
+    if outcome in SUCCESS_OUTCOMES:
+        return 0
+    workflow_command("error", f"{job['job_id']} {outcome}: {report.get('reason')}")
+    return 1
+
+
+async def claim(inputs: ActionInputs, ctx: RunContext) -> dict[str, Any]:
+    """Collect the job from the bot, retrying only when the bot could not be reached."""
+    url = f"{inputs.bot_url}/actions/jobs/{quote(inputs.job_id, safe='')}/claim"
+    headers = {"Authorization": f"Bearer {inputs.job_token.get_secret_value()}"}
+    body = {"run_id": ctx.run_id, "run_attempt": ctx.run_attempt, "repository": ctx.repository}
+    problem = "no attempt made"
+    async with httpx.AsyncClient(headers=headers, timeout=30.0) as client:
+        for attempt in range(CLAIM_ATTEMPTS):
+            try:
+                resp = await client.post(url, json=body)
+            except httpx.HTTPError as exc:
+                problem = f"the bot did not answer ({type(exc).__name__})"
+            else:
+                if resp.status_code < 500:
+                    return _claimed(inputs.job_id, resp)
+                problem = f"the bot answered HTTP {resp.status_code}"
+            log.warning("claim_failed attempt=%d: %s", attempt + 1, problem)
+            if attempt + 1 < CLAIM_ATTEMPTS:
+                await asyncio.sleep(2**attempt)
+    raise ClaimFailed(problem)
+
+
+def _claimed(job_id: str, resp: httpx.Response) -> dict[str, Any]:
+    if resp.status_code == 401:
+        raise ClaimFailed(
+            "the bot refused the job token (401): it was already used, it expired, "
+            "or the bot restarted since the dispatch"
+        )
+    if resp.status_code == 410:
+        raise ClaimFailed("the job is no longer running (cancelled or dispatched again)")
+    if resp.status_code != 200:
+        raise ClaimFailed(f"the bot answered HTTP {resp.status_code}")
+    try:
+        job = resp.json()
+    except ValueError:
+        raise ClaimFailed("the bot answered 200 with a body that is not JSON") from None
+    if not isinstance(job, dict) or job.get("job_id") != job_id:
+        raise ClaimFailed("the bot answered 200 without this job")
+    return job
+
+
+async def run_job(job: dict[str, Any], inputs: ActionInputs, ctx: RunContext) -> dict[str, Any]:
+    """Run the job with the runner's code and return the report it posted to the bot."""
+    timeouts = job.get("timeouts") or {}
+    runner = _OneJobRunner(
+        inputs.bot_url,
+        inputs.job_token.get_secret_value(),
+        workers=1,
+        work_dir=ctx.temp_dir / "stoneforge",
+        name=ctx.worker,
+        agent_override=inputs.agent,
+        agent_timeout_s=float(timeouts.get("agent_s") or 1800),
+        stall_timeout_s=float(timeouts.get("stall_s") or 600),
+    )
+    public = getattr(runner, "run_job", None)
+    if callable(public):  # Runner.run_job(job) -> report, once the runner offers it
+        report: dict[str, Any] = await public(job)
+        return report
+    return await runner.run_one(job)
+
+
+class _OneJobRunner(Runner):
+    """One job through :class:`Runner`'s own per-job machinery, keeping the report it posts.
+
+    Stands in until ``Runner`` has a public ``async def run_job(job) -> dict`` (the report).
+    """
+
+    report: dict[str, Any] | None = None
+
+    async def _send_result(self, job_id: str, report: dict[str, Any]) -> None:
+        self.report = report
+        await super()._send_result(job_id, report)
+
+    async def run_one(self, job: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self._token}"}
+        # Older runners take (worker, job), newer ones (worker, job, stop).
+        extra = [asyncio.Event()] if len(inspect.signature(self._handle).parameters) > 2 else []
+        async with httpx.AsyncClient(headers=headers, timeout=30.0) as client:
+            self._client = client
+            try:
+                await self._handle(self.name, job, *extra)
+            finally:
+                self._client = None
+        if self.report is None:  # the bot cancelled the job while it ran: nothing to report
+            return {"outcome": "cancelled", "reason": "cancelled", "branch": job.get("branch")}
+        return self.report
+
+
+# -- GitHub Actions files and workflow commands ------------------------------------------------
+
+
+def workflow_command(command: str, message: str) -> None:
+    """Print a workflow command (``::error::``, ``::add-mask::`` ...) on stdout."""
+    escaped = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    print(f"::{command}::{escaped}", flush=True)
+
+
+def write_outputs(path: Path | None, values: Mapping[str, str]) -> None:
+    """Append step outputs to ``$GITHUB_OUTPUT`` in the multi-line-safe delimiter form."""
+    if path is None:
+        return
+    with path.open("a", encoding="utf-8") as out:
+        for name, value in values.items():
+            delimiter = f"ghadelimiter_{uuid.uuid4()}"
+            out.write(f"{name}<<{delimiter}\n{value}\n{delimiter}\n")
+
+
+def append_summary(path: Path | None, markdown: str) -> None:
+    if path is None:
+        return
+    with path.open("a", encoding="utf-8") as out:
+        out.write(markdown)
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def summary_markdown(job: Mapping[str, Any], report: Mapping[str, Any], ctx: RunContext) -> str:
+    repo, issue = job.get("repo"), job.get("issue")
+    outcome = str(report.get("outcome") or "failed")
+    icon = "✅" if outcome == "completed" else "↪️" if outcome == "handoff" else "❌"
+    usage = report.get("usage") or {}
+    rows = [
+        ("Job", f"`{_cell(job['job_id'])}`"),
+        ("Issue", f"[{_cell(repo)}#{issue}]({ctx.server_url}/{repo}/issues/{issue})"),
+        ("Title", _cell(job.get("title") or "")),
+        ("Outcome", f"{_cell(outcome)} ({_cell(report.get('reason') or '')})"),
+        ("Branch", f"`{_cell(report.get('branch') or job.get('branch') or '')}`"),
+        ("Head", f"`{_cell(report.get('head_sha') or '-')}`"),
+        ("Agent", _cell((job.get("agent") or {}).get("name") or "")),
+        ("Agent time", f"{float(report.get('agent_seconds') or 0):.1f} s"),
+        ("Tokens", f"{usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out"),
+    ]
+    if usage.get("cost_usd") is not None:
+        rows.append(("Cost", f"${float(usage['cost_usd']):.2f}"))
+    lines = [f"## {icon} Stoneforge: {repo}#{issue} {outcome}", "", "| | |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    text = str(report.get("summary") or "").strip()
+    if text:
+        lines += ["", "### Agent summary", "", text[:SUMMARY_LIMIT]]
+    detail = str(report.get("detail") or "").strip()
+    if detail:
+        lines += ["", "<details><summary>Detail</summary>", "", "```text"]
+        lines += [detail[:SUMMARY_LIMIT].replace("```", "` ` `"), "```", "", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def unclaimed_markdown(job_id: str, reason: str) -> str:
+    return f"## ❌ Stoneforge: job `{_cell(job_id)}` not claimed\n\n{reason}\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

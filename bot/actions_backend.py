@@ -1,0 +1,259 @@
+"""GitHub Actions as the execution engine (``backend: actions`` in ``.github/stoneforge.yml``).
+
+Such repositories are not served by long-polling runners. Per task:
+
+1. The dispatcher claims the task in the store exactly as for a runner, builds the job, and
+   calls :meth:`ActionsBackend.dispatch` with the claimed task and that job.
+2. ``dispatch`` mints a single-use job token (only its sha256 is kept), stretches the lease to
+   cover the run's queueing and set-up, and dispatches the workflow ``stoneforge-agent.yml`` on
+   the default branch with the inputs ``job_id``, ``bot_url`` and ``job_token``.
+3. The workflow's action calls ``POST /actions/jobs/{job_id}/claim`` with
+   ``Authorization: Bearer <job token>``: 200 with the same job JSON a runner gets, once. The
+   token is then spent for claiming; any later claim, or a wrong token, gets 401.
+4. Heartbeats and the result go to the ordinary runner endpoints with the same bearer:
+   :meth:`ActionsBackend.authorizes` accepts it for that one job only, until :meth:`discard`
+   or the run's time limit.
+
+Limitation: the grants live in this process's memory. After a bot restart, or when another
+bot replica answers the claim, a pending action job is refused (401); its task comes back
+through lease expiry and is dispatched again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
+
+from bot.adapters.github import GitHubError
+from bot.core.model import IssueRef, Task, TaskState
+from bot.service import Bot
+
+log = logging.getLogger(__name__)
+
+WORKFLOW = "stoneforge-agent.yml"
+#: GitHub's own limit on a job's run time is 6 h; a little more covers queueing.
+RUN_LIMIT_S = 6 * 3600 + 15 * 60
+
+
+@dataclass
+class _Grant:
+    digest: bytes
+    ref: IssueRef
+    attempt: int
+    installation_id: int
+    job: dict[str, Any]
+    claim_until: float
+    run_until: float | None = None  # set when the token is spent on the claim
+
+    @property
+    def claimed(self) -> bool:
+        return self.run_until is not None
+
+
+class ClaimRefused(Exception):
+    """A claim the bot refuses: ``status`` is the HTTP answer (401 or 410)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class ActionsBackend:
+    """Hands claimed tasks to GitHub Actions runs through ``workflow_dispatch``.
+
+    Build it in ``create_app`` (the router needs it before start-up) and :meth:`bind` the
+    :class:`~bot.service.Bot` in the lifespan.
+    """
+
+    def __init__(
+        self,
+        *,
+        bot_url: str,
+        workflow: str = WORKFLOW,
+        start_timeout_s: float = 1800.0,
+        run_limit_s: float = RUN_LIMIT_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bot_url = bot_url.rstrip("/")
+        self.workflow = workflow
+        self.start_timeout_s = start_timeout_s
+        self.run_limit_s = run_limit_s
+        self._clock = clock
+        self._bot: Bot | None = None
+        self._grants: dict[str, _Grant] = {}
+
+    def bind(self, bot: Bot) -> None:
+        self._bot = bot
+
+    @property
+    def bot(self) -> Bot:
+        if self._bot is None:
+            raise RuntimeError("ActionsBackend.bind(bot) was not called")
+        return self._bot
+
+    def pending(self) -> list[str]:
+        """Job ids dispatched and not yet claimed."""
+        self._purge()
+        return [jid for jid, grant in self._grants.items() if not grant.claimed]
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    async def dispatch(self, task: Task, job: Mapping[str, Any]) -> None:
+        """Start a workflow run for ``job`` (``task`` is already claimed in the store).
+
+        A dispatch GitHub refuses (no workflow file on the default branch, no
+        ``workflow_dispatch`` trigger, no ``actions: write`` permission) fails the task with
+        the reason; a transient failure puts it back in the queue for a later attempt.
+        """
+        bot = self.bot
+        job_id = str(job["job_id"])
+        token = secrets.token_urlsafe(32)
+        now = self._clock()
+        self._purge()
+        self._grants[job_id] = _Grant(
+            digest=_digest(token),
+            ref=task.ref,
+            attempt=task.attempt,
+            installation_id=task.installation_id or 0,
+            job=dict(job),
+            claim_until=now + self.start_timeout_s,
+        )
+        await self._update(task.ref, lease_until=now + self.start_timeout_s)
+        inputs = {"job_id": job_id, "bot_url": self.bot_url, "job_token": token}
+        ref = str(job.get("base") or "main")
+        try:
+            await bot.github.dispatch_workflow(
+                task.installation_id or 0, task.repo, self.workflow, ref, inputs
+            )
+        except GitHubError as exc:
+            self._grants.pop(job_id, None)
+            await self._dispatch_failed(task, exc)
+            return
+        log.info("workflow_dispatched", extra={"repo": task.repo, "issue": task.number})
+
+    async def _dispatch_failed(self, task: Task, exc: GitHubError) -> None:
+        bot = self.bot
+        if exc.status == 0 or exc.status >= 500 or exc.status == 429:
+            log.warning("workflow_dispatch_retry repo=%s: %s", task.repo, exc)
+            await bot.set_state(
+                task,
+                TaskState.QUEUED,
+                worker=None,
+                not_before=self._clock() + 60,
+                attempt=max(0, task.attempt - 1),  # GitHub's hiccup, not the task's
+                detail=f"workflow dispatch failed, retrying: {exc}",
+            )
+            return
+        log.warning("workflow_dispatch_refused repo=%s: %s", task.repo, exc)
+        detail = (
+            f"actions_dispatch_failed: GitHub refused to start .github/workflows/"
+            f"{self.workflow} ({exc}). The repository uses `backend: actions`: the workflow "
+            "must be on the default branch with `on: workflow_dispatch` (inputs job_id, "
+            "bot_url, job_token), and the App needs the `actions: write` permission."
+        )
+        await bot.set_state(task, TaskState.FAILED, detail=detail)
+
+    # -- the run's side ----------------------------------------------------------------------
+
+    async def claim(
+        self, job_id: str, token: str | None, run: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The job for a valid, unspent token; spends it. Raises :class:`ClaimRefused`."""
+        grant = self._grants.get(job_id)
+        now = self._clock()
+        if (
+            grant is None
+            or token is None
+            or not hmac.compare_digest(grant.digest, _digest(token))
+            or grant.claimed
+            or grant.claim_until < now
+        ):
+            raise ClaimRefused(401, "unknown, spent or expired job token")
+        grant.run_until = now + self.run_limit_s  # spent before any await: claims race-free
+        task = await asyncio.to_thread(self.bot.store.get_task, grant.ref)
+        if task is None or task.state != TaskState.RUNNING or task.attempt != grant.attempt:
+            self._grants.pop(job_id, None)
+            raise ClaimRefused(410, "the job is no longer running")
+        run = run or {}
+        run_id = str(run.get("run_id") or "").strip()
+        worker = f"actions/{run_id}" if run_id else task.worker
+        await self._update(grant.ref, worker=worker, lease_until=now + self.bot.settings.lease_s)
+        job = dict(grant.job)
+        grant.job = {}  # the job (and its installation token) is handed out once
+        try:  # a fresh installation token: the run may have queued for a while
+            job["token"] = await self.bot.github.repo_token(grant.installation_id, task.repo)
+        except GitHubError as exc:
+            log.warning("job_token_refresh_failed job=%s: %s", job_id, exc)
+        log.info("actions_job_claimed", extra={"repo": task.repo, "issue": task.number})
+        return job
+
+    def authorizes(self, job_id: str, token: str | None) -> bool:
+        """True if ``token`` (the bare token) is the claimed job token of ``job_id``.
+
+        For the runner API's auth check on ``/runner/jobs/{job_id}/heartbeat`` and ``/result``.
+        """
+        grant = self._grants.get(job_id)
+        if grant is None or token is None or grant.run_until is None:
+            return False
+        if grant.run_until < self._clock():
+            return False
+        return hmac.compare_digest(grant.digest, _digest(token))
+
+    def discard(self, job_id: str) -> None:
+        """Forget a job's grant (call when its result has been recorded)."""
+        self._grants.pop(job_id, None)
+
+    def _purge(self) -> None:
+        now = self._clock()
+        for jid, grant in list(self._grants.items()):
+            if (grant.run_until or grant.claim_until) < now:
+                del self._grants[jid]
+
+    async def _update(self, ref: IssueRef, **fields: Any) -> None:
+        await asyncio.to_thread(functools.partial(self.bot.store.update_task, ref, **fields))
+
+
+def actions_router(backend: ActionsBackend) -> APIRouter:
+    """``POST /actions/jobs/{job_id}/claim``: the workflow run collects its job, once."""
+    router = APIRouter(prefix="/actions")
+
+    @router.post("/jobs/{job_id:path}/claim")
+    async def claim(
+        job_id: str, request: Request, authorization: str | None = Header(default=None)
+    ) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        run = body if isinstance(body, dict) else {}
+        try:
+            job = await backend.claim(job_id, bearer_token(authorization), run)
+        except ClaimRefused as exc:
+            return JSONResponse({"message": exc.message}, status_code=exc.status)
+        return JSONResponse(job)
+
+    return router

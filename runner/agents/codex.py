@@ -1,0 +1,243 @@
+"""OpenAI Codex CLI, headless: `codex exec --json -s workspace-write -` (agent-clis.md §3).
+
+The prompt goes on stdin (`-`). The JSONL stream is the source of truth: `turn.completed` is
+success, `turn.failed` is failure, and a stream-level `error` line is not terminal by itself (Codex
+also reports errors it is about to retry). Codex reports no cost and no turn count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from runner.agents.base import (
+    AgentEvent,
+    Invocation,
+    Outcome,
+    ProbeInfo,
+    Result,
+    RunRequest,
+    Usage,
+    killed_result,
+)
+from runner.agents.probe import probe_version
+
+BIN_ENV = "STONEFORGE_CODEX_BIN"
+CREDENTIAL_ENV = ("CODEX_API_KEY", "OPENAI_API_KEY")
+PASSED_ENV = ("OPENAI_BASE_URL", "CODEX_HOME")
+SANDBOX = {"read_only": "read-only", "workspace_write": "workspace-write"}
+# Seconds a stream `error` line (Codex announcing a retry) extends the stall timer.
+RETRY_GRACE_S = 30.0
+RATE_LIMIT = re.compile(
+    r"usage limit|rate.?limit|quota exceeded|too many requests|last status: 429|\b429\b",
+    re.IGNORECASE,
+)
+AUTH = re.compile(
+    r"requires ChatGPT authentication|API key authentication|codex login|invalid api key"
+    r"|unauthorized|\b401\b",
+    re.IGNORECASE,
+)
+CONTEXT = re.compile(r"ran out of room in the model's context window|context.window", re.IGNORECASE)
+TRY_AGAIN_IN = re.compile(r"try again in\s+([^.]*)", re.IGNORECASE)
+TRY_AGAIN_AT = re.compile(r"try again at\s+(\d{1,2}):(\d{2})\s*([AP]M)?", re.IGNORECASE)
+DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(second|sec|s|minute|min|m|hour|hr|h|day|d)\w*", re.I)
+UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class CodexAdapter:
+    name = "codex"
+    supported_versions = ">=0.171,<1"
+
+    def __init__(self, binary: str | None = None) -> None:
+        self.binary = binary or os.environ.get(BIN_ENV, "codex")
+
+    def probe(self, binary: str | None = None) -> ProbeInfo:
+        return probe_version(
+            "codex", binary or self.binary, env_var=BIN_ENV, supported=self.supported_versions
+        )
+
+    def build(self, req: RunRequest) -> Invocation:
+        argv = [self.binary, "exec", "--json"]
+        if req.permissions == "full_unattended":
+            argv.append("--dangerously-bypass-approvals-and-sandbox")
+        else:
+            argv += ["-s", SANDBOX[req.permissions]]
+        argv += ["-c", 'approval_policy="never"', "-C", str(req.workdir)]
+        if req.model:
+            argv += ["-m", req.model]
+        if req.system_append:
+            # A JSON string is a valid TOML basic string.
+            argv += ["-c", f"developer_instructions={json.dumps(req.system_append)}"]
+        if req.resume_session:
+            argv += ["resume", req.resume_session]
+        argv.append("-")  # the prompt comes from stdin
+        env = {n: os.environ[n] for n in (*CREDENTIAL_ENV, *PASSED_ENV) if os.environ.get(n)}
+        env.update(req.extra_env)
+        return Invocation(
+            argv=argv,
+            env=env,
+            cwd=req.workdir,
+            stdin=req.prompt.encode(),
+            allowed_secrets=frozenset(CREDENTIAL_ENV),
+        )
+
+    def new_parser(self) -> CodexStreamParser:
+        return CodexStreamParser()
+
+    def can_resume(self) -> bool:
+        return True
+
+
+class CodexStreamParser:
+    """Reads `codex exec --json` lines; `finish()` classifies (rules in runner.agents.base)."""
+
+    def __init__(self) -> None:
+        self.session_id: str | None = None
+        self.usage = Usage()
+        self.last_text: str | None = None
+        self.completed = False
+        self.failure: str | None = None  # turn.failed message
+        self.errors: list[str] = []  # stream-level error messages, possibly retried
+        self.retry_wait_s: float | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=20)
+        self.garbage = 0
+
+    def feed_stdout(self, line: str) -> list[AgentEvent]:
+        line = line.strip()
+        if not line:
+            return []
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            msg = None
+        if not isinstance(msg, dict):
+            self.garbage += 1
+            return [AgentEvent("warning", {"message": "unparsed output line"}, line[:2000])]
+        self.retry_wait_s = None
+        kind = str(msg.get("type"))
+        if kind == "thread.started":
+            self.session_id = str(msg.get("thread_id") or "") or None
+            return [AgentEvent("session", {"session_id": self.session_id}, msg)]
+        if kind.startswith("item."):
+            return self._on_item(kind, _dict(msg.get("item")), msg)
+        if kind == "turn.completed":
+            self._add_usage(_dict(msg.get("usage")))
+            self.completed, self.failure = True, None
+            return [AgentEvent("usage", {"output_tokens": self.usage.output_tokens}, msg)]
+        if kind == "turn.failed":
+            self.completed = False
+            self.failure = str(_dict(msg.get("error")).get("message") or "turn failed")
+            return [AgentEvent("error", {"message": self.failure}, msg)]
+        if kind == "error":
+            message = str(msg.get("message") or "")
+            self.errors.append(message)
+            self.retry_wait_s = RETRY_GRACE_S
+            event = "rate_limit_info" if RATE_LIMIT.search(message) else "retry"
+            return [AgentEvent(event, {"message": message}, msg)]
+        return []
+
+    def feed_stderr(self, line: str) -> list[AgentEvent]:
+        if line.strip():
+            self.stderr_tail.append(line[:2000])
+        return []
+
+    def liveness_hint(self) -> float | None:
+        return self.retry_wait_s
+
+    def _on_item(self, kind: str, item: dict[str, Any], msg: dict[str, Any]) -> list[AgentEvent]:
+        itype = item.get("type")
+        if kind == "item.completed" and itype == "agent_message":
+            self.last_text = str(item.get("text") or "")
+            return [AgentEvent("text", {"text": self.last_text}, msg)]
+        if itype in ("command_execution", "file_change", "mcp_tool_call", "web_search"):
+            if kind == "item.started":
+                return [AgentEvent("tool_call", {"name": itype, "input": item}, msg)]
+            if kind == "item.completed":
+                failed = item.get("status") in ("failed", "declined")
+                return [AgentEvent("tool_result", {"is_error": failed}, msg)]
+        if kind == "item.completed" and itype == "error":
+            return [AgentEvent("warning", {"message": item.get("message")}, msg)]
+        return []
+
+    def _add_usage(self, usage: dict[str, Any]) -> None:
+        # The thread's running total: replace, do not add (one `exec` is one turn).
+        self.usage.input_tokens = _int(usage.get("input_tokens"))
+        self.usage.cache_read = _int(usage.get("cached_input_tokens"))
+        self.usage.cache_write = _int(usage.get("cache_write_input_tokens"))
+        self.usage.output_tokens = _int(usage.get("output_tokens"))
+        self.usage.reasoning_tokens = _int(usage.get("reasoning_output_tokens"))
+
+    def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
+        if killed_by:
+            return killed_result(killed_by, exit_code=exit_code, detail=self._detail())
+        outcome, reason = self._classify()
+        retry_at = None
+        if outcome is Outcome.RATE_LIMITED:
+            retry_at = retry_at_from_text(self.failure or " ".join(self.errors), datetime.now(UTC))
+        return Result(
+            outcome=outcome,
+            reason=reason,
+            session_id=self.session_id,
+            final_text=self.last_text,
+            usage=self.usage,
+            retry_at=retry_at,
+            exit_code=exit_code,
+            detail=None if outcome is Outcome.COMPLETED else self._detail(),
+        )
+
+    def _classify(self) -> tuple[Outcome, str]:
+        if self.completed:
+            if not (self.last_text or "").strip():
+                return Outcome.FAILED, "empty_result"
+            return Outcome.COMPLETED, "success"
+        signals = "\n".join([self.failure or "", *self.errors, *self.stderr_tail])
+        if RATE_LIMIT.search(signals):
+            return Outcome.RATE_LIMITED, "quota"
+        if AUTH.search(signals):
+            return Outcome.FAILED, "auth"
+        if CONTEXT.search(signals):
+            return Outcome.HANDOFF_NEEDED, "prompt_too_long"
+        return Outcome.FAILED, "crash"
+
+    def _detail(self) -> str | None:
+        parts = []
+        if self.failure:
+            parts.append(f"turn failed: {self.failure}")
+        parts += [f"error: {e}" for e in self.errors[-5:]]
+        if self.session_id is None:
+            parts.append("no JSON events")
+        if self.stderr_tail:
+            parts.append("stderr:\n" + "\n".join(self.stderr_tail))
+        return "\n".join(parts) or None
+
+
+def retry_at_from_text(text: str, now: datetime) -> datetime | None:
+    """Parse "try again in 2 hours 5 minutes" or "try again at 3:04 PM" (UTC assumed)."""
+    if match := TRY_AGAIN_IN.search(text):
+        seconds = sum(
+            float(n) * UNIT_S[unit[0].lower()] for n, unit in DURATION.findall(match.group(1))
+        )
+        if seconds:
+            return now + timedelta(seconds=seconds)
+    if match := TRY_AGAIN_AT.search(text):
+        hour, minute, half = int(match.group(1)), int(match.group(2)), match.group(3)
+        if half:
+            hour = hour % 12 + (12 if half.upper() == "PM" else 0)
+        if hour < 24 and minute < 60:
+            at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            return at if at > now else at + timedelta(days=1)
+    return None
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(value)

@@ -1,0 +1,502 @@
+"""Task workspaces: a warm pool of git worktrees per repository, the setup command, a disk budget.
+
+Layout under ``root``: ``mirrors/<owner>/<name>.git`` (one bare ``RepoMirror`` per repository)
+and ``workspaces/<owner>/<name>/w<N>`` (worktrees). A worktree is either *busy* (handed to one
+task by ``prepare``, until ``release``) or *idle* (in the pool, clean, HEAD detached, no task
+branch). ``prepare`` prefers an idle worktree and resets it to the new start, which rewrites
+only the files that differ instead of every file. All methods are blocking and thread-safe;
+the runner calls them through ``asyncio.to_thread``.
+
+Locking: ``self._lock`` guards the bookkeeping only; git commands that touch the mirror's refs or
+worktree list run under the mirror's own lock (inside ``RepoMirror``). The order is always
+``self._lock`` then a mirror lock, never the reverse.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import logging
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.git import GitError, RepoMirror
+
+log = logging.getLogger(__name__)
+
+OUTPUT_TAIL_CHARS = 4000
+KILL_GRACE_S = 2.0
+SETUP_ENV_BASICS = ("PATH", "LANG", "LC_ALL", "HOME")
+
+
+class WorkspaceError(GitError):
+    """A workspace cannot be prepared as asked (for example its branch is in use)."""
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    ok: bool
+    exit_code: int | None  # None when it timed out; negative when a signal ended it
+    output_tail: str  # the end of stdout and stderr, interleaved
+    seconds: float
+    timed_out: bool
+
+
+@dataclass(frozen=True)
+class Prepared:
+    path: Path
+    base_sha: str  # the commit HEAD starts at (origin/<base>, or origin/<branch> when continuing)
+    reused: bool  # True when a warm worktree from the pool was reset, False for a new one
+    setup: SetupResult | None  # None when there is no setup command
+
+
+@dataclass
+class _Slot:
+    repo: str
+    path: Path
+    busy: bool
+    branch: str | None = None
+    last_used: int = 0  # a tick of Workspaces._ticks, for LRU order
+    releasing: bool = False
+
+
+@dataclass
+class _RepoState:
+    mirror: RepoMirror
+    active: int = 0  # prepares in flight (a mirror is never evicted under them)
+    adopted: bool = False
+    last_used: int = 0
+    slots: dict[Path, _Slot] = field(default_factory=dict)
+
+
+class Workspaces:
+    """Worktrees for tasks, pooled per repository; see the module docstring."""
+
+    def __init__(
+        self, root: Path, *, pool_size: int = 4, disk_budget_mb: int | None = None
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.pool_size = pool_size
+        self.disk_budget_mb = disk_budget_mb
+        self._lock = threading.Lock()
+        self._repos: dict[str, _RepoState] = {}
+        self._ticks = itertools.count(1)
+
+    # -- public API --------------------------------------------------------------------------
+
+    def prepare(
+        self,
+        *,
+        repo: str,
+        clone_url: str,
+        token: str,
+        branch: str,
+        base: str = "main",
+        continue_from_branch: bool = False,
+        setup_command: str | None = None,
+        setup_timeout_s: float = 600,
+        env: Mapping[str, str] | None = None,
+    ) -> Prepared:
+        """Fetch, take a clean worktree on ``branch``, run the setup command (see the module doc).
+
+        A failing setup command does not raise: its result is in ``Prepared.setup`` and the
+        worktree stays the caller's until ``release``. Git failures raise ``GitError``.
+        """
+        state = self._enter(repo, clone_url)
+        try:
+            state.mirror.fetch(token)
+            self._adopt(state)
+            slot = self._take(state, branch)
+            try:
+                sha, reused = self._checkout(state.mirror, slot, branch, base, continue_from_branch)
+            except BaseException:
+                self._forget(state, slot, remove=True)
+                raise
+        finally:
+            with self._lock:
+                state.active -= 1
+        setup = None
+        if setup_command:
+            setup = run_setup(
+                setup_command, slot.path, env=env, timeout_s=setup_timeout_s, secrets=(token,)
+            )
+            log.info(
+                "workspace_setup repo=%s branch=%s ok=%s exit=%s seconds=%.1f",
+                repo, branch, setup.ok, setup.exit_code, setup.seconds,
+            )  # fmt: skip
+        return Prepared(path=slot.path, base_sha=sha, reused=reused, setup=setup)
+
+    def release(self, prepared_path: Path, *, keep_warm: bool = True) -> None:
+        """Give a worktree back: cleaned into the pool, or removed when the pool is full.
+
+        Either way the task's local branch is deleted. Releasing twice is a no-op.
+        """
+        path = Path(prepared_path).resolve()
+        with self._lock:
+            state, slot = self._find(path)
+            if state is None or slot is None or not slot.busy or slot.releasing:
+                log.warning("workspace_release_unknown path=%s", path)
+                return
+            slot.releasing = True
+        keep = keep_warm and self._idle_count(state) < self.pool_size
+        if keep:
+            try:
+                state.mirror.clean_worktree(path)
+            except GitError:
+                log.exception("workspace_clean_failed path=%s", path)
+                keep = False
+        branch = slot.branch
+        with self._lock:
+            keep = keep and sum(1 for s in state.slots.values() if not s.busy) < self.pool_size
+            if keep:
+                slot.branch, slot.last_used = None, next(self._ticks)
+        if not keep:
+            self._forget(state, slot, remove=True)
+        if branch is not None:
+            try:
+                state.mirror.delete_branch(branch)
+            except GitError:
+                log.exception("workspace_branch_delete_failed branch=%s", branch)
+        if keep:
+            with self._lock:
+                slot.busy = slot.releasing = False  # back in the pool once its branch is gone
+
+    def remove_branch_worktrees(self, repo: str, branch: str) -> None:
+        """After a merge or cancel: remove idle worktrees holding ``branch`` and the local branch.
+
+        A busy worktree is never taken from its task; its ``release`` deletes the branch.
+        """
+        state = self._known(repo)
+        if state is None:
+            return
+        mirror = state.mirror
+        with self._lock:
+            busy = {s.path for s in state.slots.values() if s.busy and s.branch == branch}
+            idle = [s for s in state.slots.values() if not s.busy and s.branch == branch]
+            for slot in idle:
+                slot.busy = True  # reserve it while it is removed
+        for slot in idle:
+            self._forget(state, slot, remove=True)
+        for path, held in mirror.worktrees().items():
+            if held == branch and path.resolve() not in busy and not self._is_slot(state, path):
+                mirror.remove_worktree(path)  # a worktree made outside the pool
+        if not busy:
+            mirror.delete_branch(branch)
+
+    def enforce_budget(self) -> list[Path]:
+        """Evict least-recently-used idle worktrees, then idle mirrors, until under budget."""
+        if self.disk_budget_mb is None:
+            return []
+        budget = self.disk_budget_mb * 1024 * 1024
+        used = _disk_bytes(self.root)
+        removed: list[Path] = []
+        while used > budget:
+            victim = self._reserve_lru_idle_slot()
+            if victim is None:
+                break
+            state, slot = victim
+            size = _disk_bytes(slot.path) + _disk_bytes(_admin_dir(slot.path))
+            self._forget(state, slot, remove=True)
+            log.info("workspace_evicted path=%s mb=%.1f", slot.path, size / 2**20)
+            removed.append(slot.path)
+            used -= size
+        while used > budget:
+            path, size = self._evict_lru_idle_mirror()
+            if path is None:
+                break
+            log.info("mirror_evicted path=%s mb=%.1f", path, size / 2**20)
+            removed.append(path)
+            used -= size
+        return removed
+
+    def usage_mb(self) -> float:
+        """Disk used under ``root`` (allocated blocks, hard links counted once), in MiB."""
+        return _disk_bytes(self.root) / 2**20
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def _enter(self, repo: str, clone_url: str) -> _RepoState:
+        with self._lock:
+            state = self._repos.get(repo)
+            if state is None:
+                state = self._repos[repo] = _RepoState(RepoMirror(self.root, repo, clone_url))
+            elif state.mirror.clone_url != clone_url:
+                state.mirror = RepoMirror(self.root, repo, clone_url)  # shares the lock by path
+            state.active += 1
+            state.last_used = next(self._ticks)
+            return state
+
+    def _known(self, repo: str) -> _RepoState | None:
+        """The state of ``repo``; for a mirror left on disk by an earlier run, a new state."""
+        with self._lock:
+            state = self._repos.get(repo)
+            if state is None:
+                mirror = RepoMirror(self.root, repo, "")  # only local operations will run
+                if not (mirror.path / "HEAD").exists():
+                    return None
+                state = self._repos[repo] = _RepoState(mirror)
+        self._adopt(state)
+        return state
+
+    def _adopt(self, state: _RepoState) -> None:
+        """Once per repository and process: take over worktrees an earlier run left on disk."""
+        with self._lock:
+            if state.adopted:
+                return
+            state.adopted = True
+        mirror = state.mirror
+        mirror.prune_worktrees()
+        registered = {p.resolve() for p in mirror.worktrees()}
+        folder = self._folder(mirror.full_name)
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            path = path.resolve()
+            with self._lock:
+                if path in state.slots:
+                    continue
+                idle = sum(1 for s in state.slots.values() if not s.busy)
+                take = path in registered and mirror.owns_worktree(path) and idle < self.pool_size
+                if take:  # kept busy until it is cleaned
+                    state.slots[path] = _Slot(mirror.full_name, path, busy=True)
+            if not take:
+                mirror.remove_worktree(path)
+                continue
+            try:
+                mirror.clean_worktree(path)
+                held = mirror.worktrees().get(path)
+                if held:
+                    mirror.delete_branch(held)
+            except GitError:
+                log.exception("workspace_adopt_failed path=%s", path)
+                self._forget(state, state.slots[path], remove=True)
+                continue
+            with self._lock:
+                state.slots[path].busy = False
+                state.slots[path].last_used = next(self._ticks)
+            log.info("workspace_adopted path=%s", path)
+
+    def _take(self, state: _RepoState, branch: str) -> _Slot:
+        """Reserve an idle worktree (the most recently used), or a new path; never a busy one."""
+        with self._lock:
+            if any(s.busy and s.branch == branch for s in state.slots.values()):
+                raise WorkspaceError(f"{state.mirror.full_name}: branch {branch} is in use")
+            idle = [s for s in state.slots.values() if not s.busy]
+            if idle:
+                slot = max(idle, key=lambda s: s.last_used)
+            else:
+                folder = self._folder(state.mirror.full_name)
+                path = next(
+                    folder / f"w{n}"
+                    for n in itertools.count(1)
+                    if folder / f"w{n}" not in state.slots and not (folder / f"w{n}").exists()
+                )
+                slot = state.slots[path] = _Slot(state.mirror.full_name, path, busy=True)
+            slot.busy, slot.last_used = True, next(self._ticks)
+            return slot
+
+    def _checkout(
+        self, mirror: RepoMirror, slot: _Slot, branch: str, base: str, continue_from_branch: bool
+    ) -> tuple[str, bool]:
+        """Put ``slot`` on ``branch``: reset the warm worktree, else add one; (sha, reused)."""
+        old = slot.branch
+        slot.branch = branch
+        if slot.path.exists():
+            try:
+                sha = mirror.reset_worktree(
+                    slot.path, branch, base, from_remote_branch=continue_from_branch
+                )
+            except GitError:
+                log.warning("workspace_reset_failed path=%s; adding afresh", slot.path)
+            else:
+                if old and old != branch:
+                    mirror.delete_branch(old)
+                return sha, True
+        mirror.free_branch(branch)  # `worktree add -B` refuses a branch held elsewhere
+        mirror.add_worktree(slot.path, branch, base, from_remote_branch=continue_from_branch)
+        return mirror.head_sha(slot.path), False
+
+    def _forget(self, state: _RepoState, slot: _Slot, *, remove: bool) -> None:
+        if remove:
+            try:
+                state.mirror.remove_worktree(slot.path)
+            except GitError:
+                log.exception("workspace_remove_failed path=%s", slot.path)
+                shutil.rmtree(slot.path, ignore_errors=True)
+        with self._lock:
+            state.slots.pop(slot.path, None)
+
+    def _idle_count(self, state: _RepoState) -> int:
+        with self._lock:
+            return sum(1 for s in state.slots.values() if not s.busy)
+
+    def _find(self, path: Path) -> tuple[_RepoState | None, _Slot | None]:
+        for state in self._repos.values():
+            if path in state.slots:
+                return state, state.slots[path]
+        return None, None
+
+    def _is_slot(self, state: _RepoState, path: Path) -> bool:
+        with self._lock:
+            return path.resolve() in state.slots
+
+    def _folder(self, repo: str) -> Path:
+        owner, _, name = repo.partition("/")
+        return self.root / "workspaces" / owner / name
+
+    def _reserve_lru_idle_slot(self) -> tuple[_RepoState, _Slot] | None:
+        with self._lock:
+            idle = [(s.last_used, st, s) for st in self._repos.values() for s in st.slots.values()]
+            idle = [item for item in idle if not item[2].busy]
+            if not idle:
+                return None
+            _, state, slot = min(idle, key=lambda item: item[0])
+            slot.busy = True
+            return state, slot
+
+    def _evict_lru_idle_mirror(self) -> tuple[Path | None, int]:
+        """Delete the least recently used mirror with no worktree and no prepare in flight."""
+        with self._lock:  # held throughout, so no prepare can start on the mirror meanwhile
+            candidates = []
+            for git_dir in sorted(self.root.glob("mirrors/*/*.git")):
+                repo = f"{git_dir.parent.name}/{git_dir.name.removesuffix('.git')}"
+                state = self._repos.get(repo)
+                if state is not None and (state.active or state.slots):
+                    continue
+                if any((git_dir / "worktrees").glob("*")):
+                    continue  # some worktree outside the pool still depends on it
+                used = state.last_used if state is not None else 0
+                candidates.append((used, git_dir.stat().st_mtime, repo, git_dir))
+            if not candidates:
+                return None, 0
+            _, _, repo, git_dir = min(candidates)
+            size = _disk_bytes(git_dir)
+            state = self._repos.pop(repo, None)
+            mirror = state.mirror if state is not None else RepoMirror(self.root, repo, "")
+            mirror.destroy()
+            return git_dir, size
+
+
+def run_setup(
+    command: str,
+    cwd: Path,
+    *,
+    env: Mapping[str, str] | None,
+    timeout_s: float,
+    secrets: tuple[str, ...] = (),
+) -> SetupResult:
+    """Run ``command`` with ``/bin/sh -c`` in its own process group; kill the group on timeout.
+
+    ``env`` is used as given, minus any variable whose value carries one of ``secrets`` (plain
+    or as a Basic auth header). Without ``env``, only PATH, LANG, LC_ALL and HOME are passed.
+    Output goes to an anonymous temporary file, so a background process that keeps the pipe
+    open cannot stall the runner.
+    """
+    run_env = _setup_env(env, secrets)
+    started = time.monotonic()
+    timed_out = False
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command], cwd=cwd, env=run_env, stdin=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            code: int | None = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out, code = True, None
+            _kill_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=KILL_GRACE_S)
+            except subprocess.TimeoutExpired:
+                pass
+        _kill_group(proc.pid, signal.SIGKILL)  # whatever it left running in the background
+        proc.wait()
+        seconds = round(time.monotonic() - started, 3)
+        out.seek(max(0, out.seek(0, os.SEEK_END) - 4 * OUTPUT_TAIL_CHARS))
+        tail = out.read().decode(errors="replace")[-OUTPUT_TAIL_CHARS:]
+    for secret in _secret_forms(secrets):
+        tail = tail.replace(secret, "***")
+    if timed_out:
+        tail += f"\n[setup command timed out after {timeout_s:g}s; process group killed]"
+    return SetupResult(
+        ok=code == 0 and not timed_out,
+        exit_code=code,
+        output_tail=tail,
+        seconds=seconds,
+        timed_out=timed_out,
+    )
+
+
+def _setup_env(env: Mapping[str, str] | None, secrets: tuple[str, ...]) -> dict[str, str]:
+    if env is None:
+        return {k: os.environ[k] for k in SETUP_ENV_BASICS if k in os.environ}
+    forms = _secret_forms(secrets)
+    clean = {}
+    for name, value in env.items():
+        if any(form in value for form in forms):
+            log.warning("setup_env_dropped variable=%s (carries a token)", name)
+            continue
+        clean[name] = value
+    return clean
+
+
+def _secret_forms(secrets: tuple[str, ...]) -> list[str]:
+    forms = []
+    for secret in secrets:
+        if secret:
+            forms.append(secret)
+            forms.append(base64.b64encode(f"x-access-token:{secret}".encode()).decode())
+    return forms
+
+
+def _kill_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _admin_dir(worktree: Path) -> Path:
+    """The worktree's private directory inside the mirror (index, HEAD), from its ``.git``."""
+    try:
+        return Path((worktree / ".git").read_text().strip().removeprefix("gitdir: "))
+    except OSError:
+        return worktree / ".git"
+
+
+def _disk_bytes(root: Path) -> int:
+    """Allocated bytes under ``root``, not following symlinks, each inode once."""
+    try:
+        top = os.lstat(root)
+    except OSError:
+        return 0
+    if not stat.S_ISDIR(top.st_mode):
+        return top.st_blocks * 512
+    seen: set[tuple[int, int]] = set()
+    total = top.st_blocks * 512
+    stack = [str(root)]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
+                    if (info.st_dev, info.st_ino) in seen:
+                        continue
+                    seen.add((info.st_dev, info.st_ino))
+                total += info.st_blocks * 512
+                if stat.S_ISDIR(info.st_mode):
+                    stack.append(entry.path)
+    return total

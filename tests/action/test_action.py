@@ -1,0 +1,527 @@
+"""Scale-out on GitHub Actions, against fakehub: dispatch, claim once, run, PR, merge.
+
+The bot runs in-process (uvicorn) with ``ActionsBackend``; ``python -m action`` runs as a
+subprocess with the environment an Actions runner provides. fakehub records the
+``workflow_dispatch``; the test plays the Actions runner that picks it up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from action.__main__ import write_outputs
+from action.inputs import ActionInputs, RunContext
+from bot.actions_backend import ActionsBackend, actions_router, bearer_token
+from bot.adapters.github import GitHubAdapter, GitHubError
+from bot.app import create_app
+from bot.core.model import IssueRef
+from bot.dispatch import Dispatcher
+from bot.settings import BotSettings
+from fakehub.api_actions import on_workflow_dispatch
+from fakehub.server import FakeHub
+from runner.loop import Runner
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW_FILE = ".github/workflows/stoneforge-agent.yml"
+SECRET = "actions-secret"
+RUNNER_TOKEN = "runner-token"
+RUN_ID = "4242"
+CI = [sys.executable, "-c", "import os, sys; sys.exit(1 if os.path.exists('RED') else 0)"]
+SCRIPT = (
+    '```stoneforge-script\n{"edits": [{"path": "hello.txt", "write": "hi\\n"}], '
+    '"summary": "Wrote hello.txt"}\n```\n'
+)
+log = logging.getLogger(__name__)
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(Runner, "run_job") and not hasattr(Runner, "_handle"),
+    reason="runner.loop.Runner has neither run_job(job) nor _handle(worker, job) to run one job",
+)
+
+
+# -- TEST SHIMS until the lead wires ActionsBackend into bot/app.py and bot/dispatch.py ------
+
+
+class _JobTokenShim:
+    """TEST SHIM: the runner API accepts a claimed job token for that job's heartbeat/result.
+
+    The lead replaces this with ``backend.authorizes(job_id, token)`` in the runner API's
+    auth check.
+    """
+
+    def __init__(self, app: Any, backend: ActionsBackend) -> None:
+        self.app, self.backend = app, backend
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        match = re.fullmatch(r"/runner/jobs/(.+)/(heartbeat|result)", scope.get("path", ""))
+        if scope["type"] == "http" and match:
+            headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
+            auth = dict(scope["headers"]).get(b"authorization", b"").decode()
+            if self.backend.authorizes(match.group(1), bearer_token(auth)):
+                headers.append((b"authorization", f"Bearer {RUNNER_TOKEN}".encode()))
+                scope = {**scope, "headers": headers}
+        await self.app(scope, receive, send)
+
+
+async def _dispatch_pump(dispatcher: Dispatcher, backend: ActionsBackend) -> None:
+    """TEST SHIM: what the lead wires in the dispatcher for ``backend: actions`` repositories."""
+    while True:
+        try:
+            job = await dispatcher.claim("actions", "dispatch", 2.0)
+            if job is None:
+                continue
+            ref = IssueRef.parse(str(job["job_id"]).rpartition("@")[0])
+            task = await asyncio.to_thread(dispatcher.bot.store.get_task, ref)
+            assert task is not None
+            await backend.dispatch(task, job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("dispatch pump")
+            await asyncio.sleep(0.5)
+
+
+def _wire(app: FastAPI, backend: ActionsBackend) -> None:
+    """TEST SHIM: attach the router, the auth shim and the dispatch pump to the bot."""
+    app.include_router(actions_router(backend))
+    app.add_middleware(_JobTokenShim, backend=backend)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: FastAPI) -> AsyncIterator[Any]:
+        async with inner(a) as state:
+            backend.bind(a.state.bot)
+            pump = asyncio.create_task(_dispatch_pump(a.state.dispatcher, backend))
+            try:
+                yield state
+            finally:
+                pump.cancel()
+                await asyncio.gather(pump, return_exceptions=True)
+
+    app.router.lifespan_context = lifespan
+
+
+# -- the world -------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    hub: FakeHub
+    bot_url: str
+    lead_token: str
+    backend: ActionsBackend
+    tmp: Path
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.hub.api_url,
+            headers={"Authorization": f"token {self.lead_token}"},
+            timeout=10,
+        )
+
+    def file_labeled(self, title: str, body: str) -> int:
+        with self.api() as api:
+            resp = api.post("/repos/octo/app/issues", json={"title": title, "body": body})
+            resp.raise_for_status()
+            number = int(resp.json()["number"])
+            api.post(f"/repos/octo/app/issues/{number}/labels", json={"labels": ["agent-ready"]})
+        return number
+
+    def tasks(self) -> dict[int, dict[str, Any]]:
+        return {t["issue"]: t for t in httpx.get(f"{self.bot_url}/api/tasks", timeout=5).json()}
+
+    def claim(self, job_id: str, token: str) -> httpx.Response:
+        return httpx.post(
+            f"{self.bot_url}/actions/jobs/{quote(job_id, safe='')}/claim",
+            headers={"Authorization": f"Bearer {token}"},
+            json={},
+            timeout=10,
+        )
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _start_world(tmp: Path, files: dict[str, str], permissions: dict[str, str]) -> Iterator[World]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    bot_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    hub = FakeHub(tmp / "hub")
+    hub.start()
+    lead = hub.create_user("lead")
+    hub.create_user("octo", type="Organization")
+    app = hub.create_app(
+        slug="stoneforge",
+        webhook_url=f"{bot_url}/webhooks/github",
+        webhook_secret=SECRET,
+        events=["issues", "pull_request", "check_run", "check_suite", "status", "push"],
+        permissions=permissions,
+    )
+    hub.create_repo("octo", "app", files, ci_command=CI, required_checks=["ci"])
+    hub.set_permission("octo/app", "lead", "admin")
+    hub.install_app(app.id, "octo", ["app"])
+    settings = BotSettings(
+        app_id=app.id,
+        private_key=app.private_key_pem,
+        webhook_secret=SECRET,
+        github_api_url=hub.api_url,
+        database_url=f"sqlite:///{tmp / 'bot.db'}",
+        runner_token=RUNNER_TOKEN,
+        default_agent="script",
+        steward_interval_s=0.5,
+    )
+    backend = ActionsBackend(bot_url=bot_url)
+    bot_app = create_app(settings)
+    _wire(bot_app, backend)
+    server = uvicorn.Server(uvicorn.Config(bot_app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, 10, "bot start")
+    try:
+        yield World(hub, bot_url, lead.token, backend, tmp)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        hub.stop()
+        sock.close()
+
+
+APP_PERMISSIONS = {
+    "issues": "write",
+    "pull_requests": "write",
+    "contents": "write",
+    "checks": "write",
+    "statuses": "read",
+    "administration": "read",
+    "actions": "write",
+}
+ACTIONS_CONFIG = {".github/stoneforge.yml": "version: 1\nbackend: actions\n"}
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    files = {
+        "README.md": "hello\n",
+        **ACTIONS_CONFIG,
+        WORKFLOW_FILE: (ROOT / WORKFLOW_FILE).read_text(),  # the real workflow, inputs and all
+    }
+    yield from _start_world(tmp_path, files, APP_PERMISSIONS)
+
+
+@pytest.fixture
+def world_without_workflow(tmp_path: Path) -> Iterator[World]:
+    yield from _start_world(tmp_path, {"README.md": "hello\n", **ACTIONS_CONFIG}, APP_PERMISSIONS)
+
+
+def _action_env(world: World, event: dict[str, Any], workspace: Path) -> dict[str, str]:
+    inputs = event["inputs"]
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "INPUT_", "RUNNER_", "STONEFORGE_"))
+    }
+    return {
+        **base,
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_REPOSITORY": event["repo"],
+        "GITHUB_RUN_ID": RUN_ID,
+        "GITHUB_RUN_ATTEMPT": "1",
+        "GITHUB_SERVER_URL": world.hub.url,
+        "GITHUB_WORKSPACE": str(workspace),
+        "GITHUB_OUTPUT": str(workspace.parent / "output.txt"),
+        "GITHUB_STEP_SUMMARY": str(workspace.parent / "summary.md"),
+        "RUNNER_TEMP": str(workspace.parent / "runner-temp"),
+        "INPUT_JOB_ID": inputs["job_id"],
+        "INPUT_BOT_URL": inputs["bot_url"],
+        "INPUT_JOB_TOKEN": inputs["job_token"],
+        "INPUT_AGENT": "",
+        "PYTHONSAFEPATH": "1",
+        "STONEFORGE_SCRIPT_SLEEP_SCALE": "0",
+    }
+
+
+def _outputs(path: Path) -> dict[str, str]:
+    """Parse ``$GITHUB_OUTPUT`` the way the Actions runner does (``name<<DELIM`` blocks)."""
+    values: dict[str, str] = {}
+    lines = path.read_text().splitlines()
+    i = 0
+    while i < len(lines):
+        name, sep, delimiter = lines[i].partition("<<")
+        assert sep, f"not a delimited output: {lines[i]!r}"
+        end = lines.index(delimiter, i + 1)
+        values[name] = "\n".join(lines[i + 1 : end])
+        i = end + 1
+    return values
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_labeled_issue_runs_in_an_action_and_merges(world: World, tmp_path: Path) -> None:
+    heard: list[dict[str, Any]] = []
+    unsubscribe = on_workflow_dispatch(world.hub.hub, heard.append)
+    number = world.file_labeled("Say hello", f"Please add hello.txt.\n\n{SCRIPT}")
+    event = wait_until(lambda: world.hub.events("workflow_dispatch"), what="workflow dispatch")[0]
+    unsubscribe()
+    assert heard, "the listener saw the dispatch"
+    assert heard[0]["inputs"] == event["inputs"]
+    assert event["repo"] == "octo/app"
+    assert event["workflow"] == "stoneforge-agent.yml"
+    assert event["ref"] == "main"
+    inputs = event["inputs"]
+    assert inputs["job_id"] == f"octo/app#{number}@1"
+    assert inputs["bot_url"] == world.bot_url
+    assert len(inputs["job_token"]) >= 40
+    assert world.tasks()[number]["state"] == "running", "claimed in the store at dispatch"
+
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "action"],
+        cwd=workspace,
+        env=_action_env(world, event, workspace),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"::add-mask::{inputs['job_token']}" in done.stdout
+    assert inputs["job_token"] not in done.stderr
+
+    outputs = _outputs(tmp_path / "output.txt")
+    assert outputs["outcome"] == "completed"
+    assert outputs["job_id"] == inputs["job_id"]
+    assert re.fullmatch(r"[0-9a-f]{40}", outputs["head_sha"])
+    assert outputs["branch"].startswith(f"stoneforge/{number}-")
+    summary = (tmp_path / "summary.md").read_text()
+    assert f"octo/app#{number} completed" in summary
+    assert outputs["head_sha"] in summary
+    assert "Wrote hello.txt" in summary
+
+    task = wait_until(
+        lambda: world.tasks()[number]["state"] == "merged" and world.tasks()[number],
+        timeout=60,
+        what="merge",
+    )
+    assert task["head_sha"] == outputs["head_sha"]
+    with world.api() as api:
+        pull = api.get(f"/repos/octo/app/pulls/{task['pr']}").json()
+        readme = api.get("/repos/octo/app/contents/hello.txt").json()
+    assert pull["merged"] is True
+    assert pull["head"]["ref"] == outputs["branch"]
+    assert f"Closes #{number}" in pull["body"]
+    assert readme["type"] == "file"
+
+    again = world.claim(inputs["job_id"], inputs["job_token"])
+    assert again.status_code == 401, "the job token is single-use for claiming"
+    wrong = world.claim(inputs["job_id"], "not-the-token")
+    assert wrong.status_code == 401
+    assert world.backend.authorizes(inputs["job_id"], inputs["job_token"])
+    assert not world.backend.authorizes(inputs["job_id"], "not-the-token")
+    assert not world.backend.authorizes(f"octo/app#{number}@2", inputs["job_token"])
+
+
+def test_a_wrong_token_cannot_claim_and_the_right_one_claims_once(
+    world: World, tmp_path: Path
+) -> None:
+    number = world.file_labeled("Claim me", SCRIPT)
+    event = wait_until(lambda: world.hub.events("workflow_dispatch"), what="workflow dispatch")[0]
+    job_id, token = event["inputs"]["job_id"], event["inputs"]["job_token"]
+    assert world.claim(job_id, "x" * len(token)).status_code == 401
+    assert not world.backend.authorizes(job_id, token), "no heartbeat before the claim"
+    first = world.claim(job_id, token)
+    assert first.status_code == 200
+    job = first.json()
+    assert job["job_id"] == job_id
+    assert job["issue"] == number
+    assert job["token"]
+    assert world.claim(job_id, token).status_code == 401
+    assert world.backend.authorizes(job_id, token)
+    heartbeat = httpx.post(
+        f"{world.bot_url}/runner/jobs/{quote(job_id, safe='')}/heartbeat",
+        headers={"Authorization": f"Bearer {token}"},
+        json={},
+        timeout=10,
+    )
+    assert heartbeat.status_code == 200, heartbeat.text
+
+    # A second run that gets a spent token fails cleanly, with outputs and a summary.
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "action"],
+        cwd=workspace,
+        env=_action_env(world, event, workspace),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "::error::" in done.stdout
+    assert _outputs(tmp_path / "output.txt")["outcome"] == "unclaimed"
+    assert "not claimed" in (tmp_path / "summary.md").read_text()
+
+
+def test_missing_workflow_fails_the_task_with_the_reason(world_without_workflow: World) -> None:
+    world = world_without_workflow
+    number = world.file_labeled("No workflow", SCRIPT)
+    task = wait_until(
+        lambda: world.tasks().get(number, {}).get("state") == "failed" and world.tasks()[number],
+        what="task failed",
+    )
+    assert "actions_dispatch_failed" in task["detail"]
+    assert "stoneforge-agent.yml" in task["detail"]
+    assert world.hub.events("workflow_dispatch") == []
+    assert world.backend.pending() == []
+
+
+# -- fakehub's dispatch route through the bot's adapter ---------------------------------------
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[FakeHub]:
+    with FakeHub(tmp_path / "hub") as fake:
+        fake.create_user("octo", type="Organization")
+        fake.create_repo(
+            "octo",
+            "app",
+            {"README.md": "x\n", WORKFLOW_FILE: (ROOT / WORKFLOW_FILE).read_text()},
+        )
+        fake.create_repo("octo", "bare", {"README.md": "x\n"})
+        yield fake
+
+
+def _adapter(hub: FakeHub, permissions: dict[str, str]) -> tuple[GitHubAdapter, int]:
+    app = hub.create_app(
+        slug=f"a{len(hub.state.apps)}",
+        webhook_url=None,
+        webhook_secret="s",
+        events=[],
+        permissions=permissions,
+    )
+    inst = hub.install_app(app.id, "octo", ["app", "bare"])
+    adapter = GitHubAdapter(app_id=app.id, private_key=app.private_key_pem, base_url=hub.api_url)
+    return adapter, inst
+
+
+async def test_dispatch_workflow_is_recorded_and_validated(hub: FakeHub) -> None:
+    gh, inst = _adapter(hub, {"contents": "read", "actions": "write"})
+    good = {"job_id": "octo/app#1@1", "bot_url": "http://bot", "job_token": "t"}
+    try:
+        await gh.dispatch_workflow(inst, "octo/app", "stoneforge-agent.yml", "main", good)
+        [event] = hub.events("workflow_dispatch")
+        assert event["repo"] == "octo/app"
+        assert event["ref"] == "main"
+        assert event["inputs"] == good
+
+        cases = [
+            ("octo/bare", "stoneforge-agent.yml", "main", good, 422),  # no file on that ref
+            ("octo/app", "stoneforge-agent.yml", "nope", good, 422),  # no such ref
+            ("octo/app", "stoneforge-agent.yml", "main", {**good, "extra": "x"}, 422),
+            ("octo/app", "stoneforge-agent.yml", "main", {"job_id": "j"}, 422),  # required
+            ("octo/app", "other.yml", "main", good, 422),
+        ]
+        for repo, workflow, ref, inputs, status in cases:
+            with pytest.raises(GitHubError) as info:
+                await gh.dispatch_workflow(inst, repo, workflow, ref, inputs)
+            assert info.value.status == status, (repo, workflow, ref, inputs, info.value)
+        assert len(hub.events("workflow_dispatch")) == 1
+    finally:
+        await gh.aclose()
+
+
+async def test_dispatch_workflow_needs_actions_write(hub: FakeHub) -> None:
+    gh, inst = _adapter(hub, {"contents": "write", "actions": "read"})
+    inputs = {"job_id": "octo/app#1@1", "bot_url": "http://bot", "job_token": "t"}
+    try:
+        with pytest.raises(GitHubError) as info:
+            await gh.dispatch_workflow(inst, "octo/app", "stoneforge-agent.yml", "main", inputs)
+        assert info.value.status == 403
+        assert hub.events("workflow_dispatch") == []
+    finally:
+        await gh.aclose()
+
+
+# -- the action's own parts ------------------------------------------------------------------
+
+
+def test_inputs_come_from_input_variables() -> None:
+    inputs = ActionInputs.from_env(
+        {
+            "INPUT_JOB_ID": " octo/app#5@2 ",
+            "INPUT_BOT_URL": "https://bot.example.com/",
+            "INPUT_JOB_TOKEN": "secret-token",
+            "INPUT_AGENT": "",
+        }
+    )
+    assert inputs.job_id == "octo/app#5@2"
+    assert inputs.bot_url == "https://bot.example.com"
+    assert inputs.agent is None
+    assert inputs.workers == 1
+    assert "secret-token" not in repr(inputs)
+    with pytest.raises(ValueError, match="bot_url"):
+        ActionInputs.from_env({**_MIN, "INPUT_BOT_URL": "ftp://x"})
+    with pytest.raises(ValueError, match="job_token"):
+        ActionInputs.from_env({**_MIN, "INPUT_JOB_TOKEN": "  "})
+    with pytest.raises(ValueError, match="job_id"):
+        ActionInputs.from_env({k: v for k, v in _MIN.items() if k != "INPUT_JOB_ID"})
+
+
+_MIN = {"INPUT_JOB_ID": "j", "INPUT_BOT_URL": "http://b", "INPUT_JOB_TOKEN": "t"}
+
+
+def test_run_context_and_outputs_file(tmp_path: Path) -> None:
+    ctx = RunContext.from_env(
+        {"GITHUB_RUN_ID": "77", "GITHUB_OUTPUT": str(tmp_path / "out"), "RUNNER_TEMP": "/rt"}
+    )
+    assert ctx.worker == "actions/77"
+    assert ctx.temp_dir == Path("/rt")
+    write_outputs(ctx.output_file, {"outcome": "completed", "detail": "two\nlines"})
+    assert _outputs(tmp_path / "out") == {"outcome": "completed", "detail": "two\nlines"}
+
+
+def test_action_metadata_documents_inputs_and_permissions() -> None:
+    import yaml
+
+    meta = yaml.safe_load((ROOT / "action" / "action.yml").read_text())
+    assert meta["runs"]["using"] == "composite"
+    assert set(meta["inputs"]) == {"job_id", "bot_url", "job_token", "agent", "python-version"}
+    assert all(spec.get("description") for spec in meta["inputs"].values())
+    assert "contents: read" in meta["description"]
+    for step in meta["runs"]["steps"]:
+        assert "run" not in step or step.get("shell"), "composite run steps need a shell"
+        assert "${{ inputs." not in step.get("run", ""), "inputs go through env, not the script"
+    workflow = yaml.safe_load((ROOT / WORKFLOW_FILE).read_text())
+    trigger = workflow[True]["workflow_dispatch"]["inputs"]  # YAML 1.1: `on` is True
+    assert set(trigger) == {"job_id", "bot_url", "job_token"}
+    assert workflow["permissions"] == {"contents": "read"}
+    steps = workflow["jobs"]["agent"]["steps"]
+    assert "add-mask" in steps[0]["run"], "the token is masked before anything else"
+    assert any(s.get("uses") == "./action" for s in steps)
