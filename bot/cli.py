@@ -59,29 +59,53 @@ def bot(
     )
 
 
-@app.command()
+runner_app = typer.Typer(help="Run agents for the bot, or register this machine as a runner.")
+app.add_typer(runner_app, name="runner")
+
+
+@runner_app.callback(invoke_without_command=True)
 def runner(
-    bot_url: Annotated[str, typer.Option(help="the bot's base URL")],
+    ctx: typer.Context,
+    bot_url: Annotated[str | None, typer.Option(help="the bot's base URL")] = None,
     token: Annotated[
-        str,
-        typer.Option(
-            help="runner token (or STONEFORGE_RUNNER_TOKEN)", envvar="STONEFORGE_RUNNER_TOKEN"
-        ),
-    ],
-    workers: Annotated[int, typer.Option(help="tasks run in parallel")] = 3,
+        str | None,
+        typer.Option(help="runner token (default: STONEFORGE_RUNNER_TOKEN or the saved one)"),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="tasks run in parallel")] = None,
     work_dir: Annotated[Path, typer.Option(help="mirrors and worktrees live here")] = Path(
         ".stoneforge/runner"
     ),
-    name: Annotated[str, typer.Option(help="this runner's name")] = "runner-1",
-    agent: Annotated[
-        str | None, typer.Option(help="force an agent adapter (claude, script)")
+    name: Annotated[str | None, typer.Option(help="this runner's name")] = None,
+    agent: Annotated[str | None, typer.Option(help="force an agent adapter")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="saved registration (default ~/.config/stoneforge/runner.json)"),
     ] = None,
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
     """Claim tasks from the bot and run agents in git worktrees."""
+    if ctx.invoked_subcommand is not None:
+        return
     from runner.loop import Runner
+    from runner.registration import load_credentials
 
     _logging(log_level)
+    saved = load_credentials(config) if not token else None
+    token = (
+        token
+        or os.environ.get("STONEFORGE_RUNNER_TOKEN")
+        or (saved.runner_token if saved else None)
+    )
+    bot_url = bot_url or (saved.bot_url if saved else None)
+    if not token or not bot_url:
+        typer.echo(
+            "stoneforge runner: need --bot-url and a token (--token, STONEFORGE_RUNNER_TOKEN, "
+            "or `stoneforge runner register` first)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    count = workers or (saved.capacity if saved else 3)
+    runner_name = name or (saved.name if saved else "runner-1")
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -92,13 +116,62 @@ def runner(
         await Runner(
             bot_url,
             token,
-            workers=workers,
+            workers=count,
             work_dir=work_dir.resolve(),
-            name=name,
+            name=runner_name,
             agent_override=agent,
         ).run(stop)
 
     asyncio.run(main())
+
+
+@runner_app.command("register")
+def runner_register(
+    bot_url: Annotated[str, typer.Option(help="the bot's base URL")],
+    registration_token: Annotated[
+        str,
+        typer.Option(
+            help="a token from `stoneforge registration-token`",
+            envvar="STONEFORGE_REGISTRATION_TOKEN",
+        ),
+    ],
+    name: Annotated[str, typer.Option(help="this runner's name")] = "runner-1",
+    label: Annotated[list[str] | None, typer.Option(help="a runner label (repeatable)")] = None,
+    capacity: Annotated[int, typer.Option(help="tasks this runner runs at once")] = 3,
+    config: Annotated[Path | None, typer.Option(help="where to save the credentials")] = None,
+) -> None:
+    """Exchange a one-time registration token for this runner's own token, and save it."""
+    from runner.registration import RegistrationError, default_config_path, register
+
+    path = config or default_config_path()
+    try:
+        creds = register(
+            bot_url,
+            registration_token,
+            name=name,
+            labels=list(label or []),
+            capacity=capacity,
+            config_path=path,
+        )
+    except RegistrationError as exc:
+        typer.echo(f"stoneforge runner register: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"registered runner {creds.name} ({creds.runner_id}); credentials saved to {path}")
+
+
+@app.command("registration-token")
+def registration_token(
+    ttl_hours: Annotated[float, typer.Option(help="how long the token stays valid")] = 24.0,
+) -> None:
+    """Create a one-time runner registration token (needs STONEFORGE_DATABASE_URL)."""
+    from bot.runner_api import new_registration_token
+    from bot.store import Store
+
+    store = Store(os.environ.get("STONEFORGE_DATABASE_URL", "sqlite:///stoneforge.db"))
+    try:
+        typer.echo(new_registration_token(store, ttl_s=ttl_hours * 3600))
+    finally:
+        store.close()
 
 
 @app.command()

@@ -136,8 +136,9 @@ class CodexStreamParser:
             message = str(msg.get("message") or "")
             self.errors.append(message)
             self.retry_wait_s = RETRY_GRACE_S
-            event = "rate_limit_info" if RATE_LIMIT.search(message) else "retry"
-            return [AgentEvent(event, {"message": message}, msg)]
+            if RATE_LIMIT.search(message):
+                return [AgentEvent("rate_limit_info", {"message": message}, msg)]
+            return [AgentEvent("retry", {"message": message}, msg)]
         return []
 
     def feed_stderr(self, line: str) -> list[AgentEvent]:

@@ -331,6 +331,7 @@ def test_labeled_issue_runs_in_an_action_and_merges(world: World, tmp_path: Path
         what="merge",
     )
     assert task["head_sha"] == outputs["head_sha"]
+    assert task["worker"] == f"actions/{RUN_ID}", "the claim records the run as the worker"
     with world.api() as api:
         pull = api.get(f"/repos/octo/app/pulls/{task['pr']}").json()
         readme = api.get("/repos/octo/app/contents/hello.txt").json()

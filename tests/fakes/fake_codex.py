@@ -69,7 +69,9 @@ def parse_argv(argv: list[str]) -> tuple[dict[str, list[str] | bool], list[str]]
             if not eq:
                 i += 1
                 if i >= len(argv):
-                    fail(f"error: a value is required for '{name} <VALUE>' but none was supplied", 2)
+                    fail(
+                        f"error: a value is required for '{name} <VALUE>' but none was supplied", 2
+                    )
                 inline = argv[i]
             values = opts.setdefault(name, [])
             assert isinstance(values, list)

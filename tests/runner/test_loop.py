@@ -61,6 +61,7 @@ def origin(tmp_path: Path) -> Path:
     (seed / "app").mkdir()
     (seed / "app" / "auth.py").write_text("SECRET = 'old'\n")
     (seed / "README.md").write_text("# demo\n")
+    (seed / ".gitignore").write_text("build/\n")
     git("add", "--all", cwd=seed)
     git("commit", "--quiet", "-m", "initial", cwd=seed)
     git("push", "--quiet", str(bare), "main", cwd=seed)
@@ -407,10 +408,10 @@ async def test_passing_test_command_completes_first_try(
 ) -> None:
     fake, url = bot
     record = tmp_path / "prompts.txt"
-    commands = {"setup": "echo setup > setup.log", "test": "test -f setup.log && test -f a.txt"}
+    setup = "mkdir -p build && echo setup > build/setup.log"
+    commands = {"setup": setup, "test": "test -f build/setup.log && test -f a.txt"}
     fake.jobs = [planned(origin, 12, record, first=[write("a.txt", "a\n")], retry=[],
                          commands=commands)]  # fmt: skip
-    (origin.parent / "ignore").write_text("")
     runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1)
     await run_until(runner, fake, 1)
 
@@ -418,7 +419,7 @@ async def test_passing_test_command_completes_first_try(
     assert (result["outcome"], result["reason"]) == ("completed", "success"), result
     assert len(result["attempt_log"]) == 1
     files = git("ls-tree", "-r", "--name-only", "stoneforge/12-task", cwd=origin).split()
-    assert "a.txt" in files
+    assert sorted(files) == [".gitignore", "README.md", "a.txt", "app/auth.py"]
 
 
 async def test_agent_handoff_file_pushes_wip_without_scratch_dir(

@@ -10,15 +10,11 @@ import pytest
 
 from fakehub.gitstore import GitStore
 from runner.git import RepoMirror
-from runner.workspace import Prepared, Workspaces, WorkspaceError
-from tests.runner.test_git import (  # noqa: F401  (argv_log, clone_url, store are fixtures)
-    REPO,
-    TOKEN,
-    argv_log,
-    clone_url,
-    git_out,
-    store,
-)
+from runner.workspace import Prepared, WorkspaceError, Workspaces
+from tests.runner.test_git import REPO, TOKEN, git_out
+from tests.runner.test_git import argv_log as argv_log  # fixtures reused as they are
+from tests.runner.test_git import clone_url as clone_url
+from tests.runner.test_git import store as store
 
 AUTHOR = {"author_name": "Bot", "author_email": "bot@example.com"}
 
@@ -233,7 +229,8 @@ def test_setup_env_never_carries_the_token(ws: Workspaces, clone_url: str) -> No
         "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
     }
     p = prepare(ws, clone_url, "stoneforge/1-e", setup_command="env > env.txt", env=env)
-    assert p.setup is not None and p.setup.ok
+    assert p.setup is not None
+    assert p.setup.ok
     seen = (p.path / "env.txt").read_text()
     assert "SETUP_MARK=visible" in seen
     assert TOKEN not in seen
@@ -308,12 +305,14 @@ def test_enforce_budget_evicts_lru_idle_and_never_busy(
     ws.disk_budget_mb = int(usage - 1)  # one worktree must go
     assert ws.enforce_budget() == [older.path]
     assert not older.path.exists()
-    assert newer.path.exists() and busy.path.exists()
+    assert newer.path.exists()
+    assert busy.path.exists()
     assert ws.usage_mb() <= ws.disk_budget_mb
 
     ws.disk_budget_mb = 0
     assert ws.enforce_budget() == [newer.path]  # the busy one and its mirror stay
-    assert busy.path.exists() and mirror_path(ws).exists()
+    assert busy.path.exists()
+    assert mirror_path(ws).exists()
     assert (busy.path / "blob.bin").stat().st_size == 3 * 2**19
 
     ws.release(busy.path, keep_warm=False)
