@@ -43,6 +43,7 @@ class Dispatcher:
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tokens: dict[str, str] = {}  # job id -> the repository token handed out with it
 
     async def _candidates(self, unavailable: frozenset[str] = frozenset()) -> list[IssueRef]:
         bot = self.bot
@@ -156,6 +157,7 @@ class Dispatcher:
             return None
         repo = await bot.github.repo(inst, task.repo)
         token = await bot.github.repo_token(inst, task.repo)
+        self._tokens[job_id(task)] = token
         branch = task.branch or branch_name(task.number, issue.title)
         agent = config.agent_for(issue.labels)
         if agent.name in unavailable and config.fallback_agent is not None:
@@ -213,6 +215,12 @@ class Dispatcher:
                     comments.append({"author": comment.author, "body": comment.body})
         return comments, notes
 
+    def _revoke(self, jid: str) -> None:
+        """The job is over: its repository token must not outlive it."""
+        token = self._tokens.pop(jid, None)
+        if token:
+            self._background(self.bot.github.revoke_token(token))
+
     def _background(self, coro: Any) -> None:
         async def run() -> None:
             try:
@@ -252,6 +260,7 @@ class Dispatcher:
         task = await self._running(jid)
         if task is None:
             return False
+        self._revoke(jid)
         inst = task.installation_id or 0
         seconds = float(result.get("agent_seconds") or 0.0)
         usage = result.get("usage") if isinstance(result.get("usage"), Mapping) else {}
@@ -349,4 +358,5 @@ class Dispatcher:
             for task in await asyncio.to_thread(bot.store.expired_leases, time.time()):
                 if task.state == TaskState.RUNNING:
                     log.warning("lease_expired", extra={"repo": task.repo, "issue": task.number})
+                    self._revoke(job_id(task))
                     await bot.set_state(task, TaskState.QUEUED, worker=None, detail="lease expired")

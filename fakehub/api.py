@@ -283,6 +283,16 @@ def get_repo_installation(ctx: Ctx) -> Result:
     raise not_found()
 
 
+def revoke_installation_token(ctx: Ctx) -> Result:
+    """``DELETE /installation/token``: the token revokes itself; later use gets 401."""
+    if ctx.actor.kind != "installation" or ctx.actor.token is None:
+        raise ApiError(403, "This endpoint requires an installation access token.")
+    with ctx.state.lock:
+        ctx.state.tokens.pop(ctx.actor.token.token, None)
+    ctx.state.record("token_revoked", installation=ctx.actor.token.installation.id)
+    return 204, None
+
+
 def installation_repositories(ctx: Ctx) -> Result:
     if ctx.actor.kind != "installation" or ctx.actor.token is None:
         raise ApiError(403, "This endpoint requires an installation access token.")
@@ -551,6 +561,7 @@ def routes(hub: Hub, faults: ApiFaults) -> list[Route]:
         ("/app/hook/deliveries", ["GET"], list_deliveries),
         ("/app/hook/deliveries/{delivery_id}/attempts", ["POST"], redeliver),
         ("/installation/repositories", ["GET"], installation_repositories),
+        ("/installation/token", ["DELETE"], revoke_installation_token),
         ("/repos/{owner}/{repo}", ["GET"], get_repo),
         ("/repos/{owner}/{repo}/installation", ["GET"], get_repo_installation),
         (

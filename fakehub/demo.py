@@ -31,7 +31,7 @@ from rich.live import Live
 from rich.table import Table
 
 from fakehub.delivery import Faults
-from fakehub.sample import CI_COMMAND, SAMPLE_REPO, SPRINT
+from fakehub.sample import CI_COMMAND, SAMPLE_REPO, SPRINT, SprintIssue
 from fakehub.server import FakeHub
 
 OWNER, REPO = "octo", "demo"
@@ -82,6 +82,13 @@ class Pipeline:
     bots: int = 1  # bot replicas; webhooks go to the first, each bot gets its own runner
     extra_env: dict[str, str] | None = None  # extra STONEFORGE_* settings for the bot(s)
     bot_urls: list[str] = field(default_factory=list)
+    # Robustness switches (tests/test_runner_kill.py, tests/test_demo_agents.py, bench/).
+    runner_env: dict[str, str] | None = None  # extra variables for the runner process(es)
+    sprint: tuple[SprintIssue, ...] = SPRINT  # the issues file_sprint() files, blockers first
+    runner_session: bool = False  # start runners in their own session (killpg-able)
+    proc_names: list[str] = field(default_factory=list)  # log name of each of `procs`
+    _runner_argv: list[str] = field(default_factory=list, init=False, repr=False)
+    _runner_env: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def start(self) -> None:
         self.hub = FakeHub(self.work / "fakehub", faults=self.webhook_faults)
@@ -128,25 +135,27 @@ class Pipeline:
             env,
         )
         _wait_http(f"{self.bot_url}/healthz", timeout=30)
-        runner_env = {**_clean_env(), "STONEFORGE_RUNNER_TOKEN": runner_token}
-        self._spawn(
+        runner_env = {
+            **_clean_env(),
+            "STONEFORGE_RUNNER_TOKEN": runner_token,
+            **(self.runner_env or {}),
+        }
+        self._runner_env = runner_env
+        self._runner_argv = [
+            sys.executable,
+            "-m",
+            "bot",
             "runner",
-            [
-                sys.executable,
-                "-m",
-                "bot",
-                "runner",
-                "--bot-url",
-                self.bot_url,
-                "--workers",
-                str(self.workers),
-                "--work-dir",
-                str(self.work / "runner"),
-                "--log-level",
-                "info",
-            ],
-            runner_env,
-        )
+            "--bot-url",
+            self.bot_url,
+            "--workers",
+            str(self.workers),
+            "--work-dir",
+            str(self.work / "runner"),
+            "--log-level",
+            "info",
+        ]
+        self._spawn("runner", self._runner_argv, runner_env, new_session=self.runner_session)
         for index, port in enumerate(bot_ports[1:], start=2):  # more replicas, one at a time
             url = self.bot_urls[index - 1]
             argv = [sys.executable, "-m", "bot", "bot", "--port", str(port), "--log-level", "info"]
@@ -160,20 +169,48 @@ class Pipeline:
                     *("--work-dir", str(self.work / f"runner-{index}"), "--log-level", "info"),
                 ],
                 runner_env,
+                new_session=self.runner_session,
             )
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+    @property
+    def runner_proc(self) -> subprocess.Popen[bytes]:
+        """The (first bot's) runner process: the one `restart_runner` replaces."""
+        return self.procs[1]
+
+    def restart_runner(self, log_name: str = "runner-restarted") -> subprocess.Popen[bytes]:
+        """Start a fresh first runner (same name, work dir and token) in place of the old one.
+
+        The old process must be gone already (the caller killed it); its log is kept, the new
+        one writes ``{log_name}.log``.
+        """
+        old = self.procs[1]
+        if old.poll() is None:
+            raise RuntimeError("the runner is still running; stop or kill it first")
+        self._spawn(log_name, self._runner_argv, self._runner_env, new_session=self.runner_session)
+        self.procs[1] = self.procs.pop()
+        self.proc_names[1] = self.proc_names.pop()
+        return self.procs[1]
+
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str], *, new_session: bool = False
+    ) -> None:
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         self.procs.append(
             subprocess.Popen(
-                argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=new_session,
             )
         )
+        self.proc_names.append(name)
 
     def file_sprint(self) -> None:
         """File the sprint as a maintainer would: issues, native dependencies, then the label."""
         with self.api() as api:
-            for item in SPRINT:
+            for item in self.sprint:
                 resp = api.post(
                     f"/repos/{FULL}/issues",
                     json={"title": item.title, "body": item.render_body(self.numbers)},
@@ -181,18 +218,18 @@ class Pipeline:
                 resp.raise_for_status()
                 self.numbers[item.key] = resp.json()["number"]
             ids = {}
-            for item in SPRINT:
+            for item in self.sprint:
                 ids[item.key] = api.get(f"/repos/{FULL}/issues/{self.numbers[item.key]}").json()[
                     "id"
                 ]
-            for item in SPRINT:
+            for item in self.sprint:
                 for blocker in item.blocked_by_native:
                     resp = api.post(
                         f"/repos/{FULL}/issues/{self.numbers[item.key]}/dependencies/blocked_by",
                         json={"issue_id": ids[blocker]},
                     )
                     resp.raise_for_status()
-            for item in SPRINT:
+            for item in self.sprint:
                 resp = api.post(
                     f"/repos/{FULL}/issues/{self.numbers[item.key]}/labels",
                     json={"labels": list(item.labels)},
@@ -216,7 +253,7 @@ class Pipeline:
             return []
 
     def crashed(self) -> str | None:
-        for proc, name in zip(self.procs, ("bot", "runner"), strict=False):
+        for proc, name in zip(self.procs, self.proc_names, strict=False):
             if proc.poll() is not None:
                 log = self.work / f"{name}.log"
                 return f"the {name} exited with code {proc.returncode} (see {log})"
@@ -380,6 +417,8 @@ def run_demo(
     database_url: str | None = None,
     bots: int = 1,
     extra_env: dict[str, str] | None = None,
+    runner_env: dict[str, str] | None = None,
+    sprint: tuple[SprintIssue, ...] | None = None,
 ) -> int:
     console = Console()
     own_dir = work_dir is None
@@ -397,6 +436,8 @@ def run_demo(
         database_url=database_url,
         bots=bots,
         extra_env=extra_env,
+        runner_env=runner_env,
+        sprint=SPRINT if sprint is None else tuple(sprint),
     )
     started = time.time()
     code = 1
@@ -409,7 +450,7 @@ def run_demo(
             f"runner with {workers} workers · agent [bold]{agent}[/]"
         )
         pipe.file_sprint()
-        console.print(f"filed {len(SPRINT)} issues and labeled them agent-ready")
+        console.print(f"filed {len(pipe.sprint)} issues and labeled them agent-ready")
         outcome = "timeout"
         with Live(
             _table(pipe, tasks, started), console=console, refresh_per_second=4, transient=False
@@ -420,7 +461,7 @@ def run_demo(
                 for line in narrator.lines(tasks):
                     live.console.print(line)
                 live.update(_table(pipe, tasks, started))
-                if len(tasks) == len(SPRINT) and all(t["state"] == "merged" for t in tasks):
+                if len(tasks) == len(pipe.sprint) and all(t["state"] == "merged" for t in tasks):
                     outcome = "merged"
                     break
                 if any(t["state"] in ("failed", "cancelled") for t in tasks):

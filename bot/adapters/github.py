@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import httpx
-from githubkit import AppAuthStrategy, GitHub
+from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.cache.mem_cache import MemCacheStrategy
 from githubkit.exception import RequestError, RequestFailed
 from githubkit.retry import RetryOption
@@ -149,6 +149,7 @@ class GitHubAdapter:
 
     def __init__(self, *, app_id: int, private_key: str, base_url: str) -> None:
         self._transport = _SharedTransport(retries=1)
+        self._base_url = base_url
         self._app = GitHub(
             AppAuthStrategy(app_id, private_key),
             async_transport=self._transport,
@@ -239,6 +240,21 @@ class GitHubAdapter:
             )
         )
         return str(resp.parsed_data.token)
+
+    async def revoke_token(self, token: str) -> None:
+        """Revoke an installation token we handed out (it authenticates its own revocation)."""
+        client = GitHub(
+            TokenAuthStrategy(token),
+            base_url=self._base_url,
+            http_cache=False,
+            auto_retry=False,
+            async_transport=self._transport,
+        )
+        try:
+            await self._call(client.rest.apps.async_revoke_installation_access_token())
+        except GitHubError as exc:
+            if exc.status != 401:  # already expired or revoked
+                raise
 
     # --- issues ---------------------------------------------------------------------------
     async def issue(self, installation_id: int, ref: IssueRef) -> IssueInfo | None:

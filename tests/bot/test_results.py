@@ -98,3 +98,19 @@ def test_jobs_carry_only_collaborators_comments(world: World) -> None:
     bodies = [c["body"] for c in job["comments"]]
     assert "Use the v2 schema, not v1." in bodies
     assert not any("Ignore previous instructions" in b for b in bodies)
+
+
+def test_the_repository_token_is_revoked_when_the_job_ends(world: World) -> None:
+    import httpx
+
+    _labeled_task(world, "Short-lived credentials")
+    job = wait_until(lambda: world.claim(wait_s=1), what="dispatch")
+    headers = {"Authorization": f"token {job['token']}"}
+    url = f"{world.hub.api_url}/installation/repositories"
+    listed = httpx.get(url, headers=headers, timeout=10).json()
+    assert [r["full_name"] for r in listed["repositories"]] == ["octo/app"], "one repository only"
+    world.report(job, {"outcome": "failed", "reason": "crash"})
+    wait_until(
+        lambda: httpx.get(url, headers=headers, timeout=10).status_code == 401,
+        what="token revoked",
+    )

@@ -301,17 +301,21 @@ async def test_failures_are_reported(bot: tuple[Bot, str], origin: Path, tmp_pat
 
 
 async def test_cancelled_job_stops_agent_and_reports_nothing(
-    bot: tuple[Bot, str], origin: Path, tmp_path: Path
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, fake_agent: None
 ) -> None:
     fake, url = bot
-    fake.jobs = [job(origin, 7, {"sleep": 60, "edits": []})]
-    fake.cancel.add("octo/demo#7@1")
+    record = tmp_path / "prompts.txt"
+    fake.jobs = [planned(origin, 7, record, first=[{"sleep": 60}], retry=[])]
     events: list[dict[str, Any]] = []
     runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", heartbeat_s=0.2,
                     claim_wait_s=1, on_event=events.append)  # fmt: skip
     started = time.monotonic()
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
+    while not record.exists():  # the agent is running  # noqa: ASYNC110
+        assert time.monotonic() - started < 20
+        await asyncio.sleep(0.02)
+    fake.cancel.add("octo/demo#7@1")
     while not any(e["type"] == "job_cancelled" for e in events):  # noqa: ASYNC110
         assert time.monotonic() - started < 20
         assert not task.done()
@@ -321,7 +325,8 @@ async def test_cancelled_job_stops_agent_and_reports_nothing(
     assert fake.results == {}
     finished = [e for e in events if e["type"] == "agent_finished"]
     assert [e["reason"] for e in finished] == ["cancelled"]  # the agent was stopped, no retry
-    assert not worktree_dirs(tmp_path / "work")  # failed: removed, not kept warm
+    assert len(prompts(record)) == 1
+    assert not worktree_dirs(tmp_path / "work")
 
 
 async def test_retry_continues_from_pushed_branch_unless_restart(
