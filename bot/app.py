@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from bot.actions_backend import ActionsBackend, actions_router
 from bot.adapters.github import GitHubAdapter, GitHubError
 from bot.dispatch import Dispatcher
 from bot.metrics import BotMetrics, bot_metrics
@@ -39,6 +40,7 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
         )
         bot = Bot(settings, store, gh, metrics)
         dispatcher = Dispatcher(bot)
+        actions.bind(bot)
         app.state.bot = bot
         app.state.dispatcher = dispatcher
         metrics.watch_tasks(store.task_counts)
@@ -55,6 +57,7 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
             asyncio.create_task(steward.run_forever(), name="steward"),
             asyncio.create_task(_after_downtime(bot), name="reconcile"),
             asyncio.create_task(dispatcher.expire_leases_forever(), name="leases"),
+            asyncio.create_task(dispatcher.pump_actions(actions), name="actions"),
         ]
         try:
             yield
@@ -67,8 +70,11 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
             store.close()
 
     metrics = bot_metrics()
+    actions = ActionsBackend(bot_url=settings.public_url)
     app = FastAPI(title="Stoneforge bot", lifespan=lifespan)
     app.state.metrics = metrics
+    app.state.actions_backend = actions
+    app.include_router(actions_router(actions))
     app.include_router(_webhook_router(settings, metrics))
     app.include_router(runner_router(settings))
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubError
 from bot.core.model import IssueRef, Task, TaskState, branch_name
 from bot.service import WRITE_PERMISSIONS, Bot
@@ -45,7 +46,9 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._tokens: dict[str, str] = {}  # job id -> the repository token handed out with it
 
-    async def _candidates(self, unavailable: frozenset[str] = frozenset()) -> list[IssueRef]:
+    async def _candidates(
+        self, unavailable: frozenset[str] = frozenset(), backend: str = "runner"
+    ) -> list[IssueRef]:
         bot = self.bot
         now = time.time()
         tasks, report = await bot.graph()
@@ -59,6 +62,8 @@ class Dispatcher:
         for ref in report.ready:
             task = by_ref[ref]
             config = bot.repos.config(task.repo)
+            if config.backend != backend:
+                continue  # runners and GitHub Actions each take only their repositories' tasks
             if task.not_before and task.not_before > now:
                 continue  # its agent's provider is rate limited until then
             if self._agent_for(task, unavailable) is None:
@@ -93,13 +98,14 @@ class Dispatcher:
         worker: str,
         wait_s: float,
         unavailable_agents: frozenset[str] = frozenset(),
+        backend: str = "runner",
     ) -> dict[str, Any] | None:
         """Long-poll for the next ready task; claims it atomically and returns the job."""
         bot = self.bot
         deadline = time.monotonic() + max(0.0, min(wait_s, 60.0))
         while True:
             bot.ready_changed.clear()
-            candidates = await self._candidates(unavailable_agents)
+            candidates = await self._candidates(unavailable_agents, backend)
             while candidates:
                 task = await asyncio.to_thread(
                     functools.partial(
@@ -349,6 +355,23 @@ class Dispatcher:
                 f"@{task.labeled_by} Stoneforge could not finish this task: {why}\n\n"
                 f"Re-add `{bot.repos.config(task.repo).trigger_label}` to try again.",
             )
+
+    async def pump_actions(self, actions: ActionsBackend) -> None:
+        """For ``backend: actions`` repositories: each ready task becomes a workflow run."""
+        while True:
+            try:
+                job = await self.claim("actions", "dispatch", 10.0, backend="actions")
+                if job is None:
+                    continue
+                ref = IssueRef.parse(str(job["job_id"]).rpartition("@")[0])
+                task = await asyncio.to_thread(self.bot.store.get_task, ref)
+                if task is not None:
+                    await actions.dispatch(task, job)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the pump must outlive any one failure
+                log.exception("actions_dispatch_failed")
+                await asyncio.sleep(1.0)
 
     async def expire_leases_forever(self) -> None:
         """A runner that vanished loses its task, which is dispatched again."""

@@ -123,10 +123,12 @@ def runner_router(settings: BotSettings) -> APIRouter:
     async def result(
         job_id: str, request: Request, authorization: str | None = Header(default=None)
     ) -> Response:
-        await identify(request, authorization, job_id)
+        who = await identify(request, authorization, job_id)
         dispatcher: Dispatcher = request.app.state.dispatcher
         if not await dispatcher.job_result(job_id, await _json(request)):
             return JSONResponse({"message": "job is no longer running"}, status_code=410)
+        if who == "actions":
+            request.app.state.actions_backend.discard(job_id)  # the job token is spent
         return JSONResponse({"ok": True})
 
     return router

@@ -21,6 +21,10 @@ class BotSettings(BaseSettings):
     github_api_url: str = "https://api.github.com"
     database_url: str = "sqlite:///stoneforge.db"
     runner_token: str = Field(default="", repr=False, description="shared secret runners present")
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="where runners and GitHub Actions jobs reach this bot",
+    )
 
     trigger_label: str = "agent-ready"
     default_agent: str = "claude"

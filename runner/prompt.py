@@ -123,7 +123,7 @@ def build_prompt(job: Mapping[str, Any], worktree: Path, *, failure: str | None 
         parts.append(f"## Repository instructions ({name})\n\n{text}")
     notes = [clean_markdown(str(n)) for n in job.get("handoff_notes") or []]
     if notes := [n for n in notes if n]:
-        parts.append("## Notes from earlier attempts\n\nThe work so far is in the working tree.")
+        parts.append("## Notes from earlier attempts (oldest first)\n\n" + _continuing(job))
         parts += [f"### Attempt {i}\n\n{note}" for i, note in enumerate(notes, 1)]
     feedback = [clean_markdown(str(f)) for f in job.get("review_feedback") or []]
     if feedback := [f for f in feedback if f]:
@@ -140,6 +140,12 @@ def build_prompt(job: Mapping[str, Any], worktree: Path, *, failure: str | None 
             "## Acceptance criteria (check each before you stop)\n\n" + _checklist(criteria)
         )
     return "\n\n".join(parts) + "\n"
+
+
+def _continuing(job: Mapping[str, Any]) -> str:
+    if job.get("restart"):
+        return "This attempt starts afresh from the base branch; earlier work was discarded."
+    return "The work of earlier attempts is already in the working tree; continue from it."
 
 
 def _comments(comments: Iterable[Mapping[str, Any]]) -> list[str]:

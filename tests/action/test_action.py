@@ -7,8 +7,6 @@ subprocess with the environment an Actions runner provides. fakehub records the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -17,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,15 +24,12 @@ from urllib.parse import quote
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI
 
 from action.__main__ import write_outputs
 from action.inputs import ActionInputs, RunContext
-from bot.actions_backend import ActionsBackend, actions_router, bearer_token
+from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubAdapter, GitHubError
 from bot.app import create_app
-from bot.core.model import IssueRef
-from bot.dispatch import Dispatcher
 from bot.settings import BotSettings
 from fakehub.api_actions import on_workflow_dispatch
 from fakehub.server import FakeHub
@@ -59,65 +54,6 @@ pytestmark = pytest.mark.skipif(
 
 
 # -- TEST SHIMS until the lead wires ActionsBackend into bot/app.py and bot/dispatch.py ------
-
-
-class _JobTokenShim:
-    """TEST SHIM: the runner API accepts a claimed job token for that job's heartbeat/result.
-
-    The lead replaces this with ``backend.authorizes(job_id, token)`` in the runner API's
-    auth check.
-    """
-
-    def __init__(self, app: Any, backend: ActionsBackend) -> None:
-        self.app, self.backend = app, backend
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        match = re.fullmatch(r"/runner/jobs/(.+)/(heartbeat|result)", scope.get("path", ""))
-        if scope["type"] == "http" and match:
-            headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
-            auth = dict(scope["headers"]).get(b"authorization", b"").decode()
-            if self.backend.authorizes(match.group(1), bearer_token(auth)):
-                headers.append((b"authorization", f"Bearer {RUNNER_TOKEN}".encode()))
-                scope = {**scope, "headers": headers}
-        await self.app(scope, receive, send)
-
-
-async def _dispatch_pump(dispatcher: Dispatcher, backend: ActionsBackend) -> None:
-    """TEST SHIM: what the lead wires in the dispatcher for ``backend: actions`` repositories."""
-    while True:
-        try:
-            job = await dispatcher.claim("actions", "dispatch", 2.0)
-            if job is None:
-                continue
-            ref = IssueRef.parse(str(job["job_id"]).rpartition("@")[0])
-            task = await asyncio.to_thread(dispatcher.bot.store.get_task, ref)
-            assert task is not None
-            await backend.dispatch(task, job)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("dispatch pump")
-            await asyncio.sleep(0.5)
-
-
-def _wire(app: FastAPI, backend: ActionsBackend) -> None:
-    """TEST SHIM: attach the router, the auth shim and the dispatch pump to the bot."""
-    app.include_router(actions_router(backend))
-    app.add_middleware(_JobTokenShim, backend=backend)
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(a: FastAPI) -> AsyncIterator[Any]:
-        async with inner(a) as state:
-            backend.bind(a.state.bot)
-            pump = asyncio.create_task(_dispatch_pump(a.state.dispatcher, backend))
-            try:
-                yield state
-            finally:
-                pump.cancel()
-                await asyncio.gather(pump, return_exceptions=True)
-
-    app.router.lifespan_context = lifespan
 
 
 # -- the world -------------------------------------------------------------------------------
@@ -195,10 +131,10 @@ def _start_world(tmp: Path, files: dict[str, str], permissions: dict[str, str]) 
         runner_token=RUNNER_TOKEN,
         default_agent="script",
         steward_interval_s=0.5,
+        public_url=bot_url,
     )
-    backend = ActionsBackend(bot_url=bot_url)
     bot_app = create_app(settings)
-    _wire(bot_app, backend)
+    backend: ActionsBackend = bot_app.state.actions_backend
     server = uvicorn.Server(uvicorn.Config(bot_app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -344,7 +280,9 @@ def test_labeled_issue_runs_in_an_action_and_merges(world: World, tmp_path: Path
     assert again.status_code == 401, "the job token is single-use for claiming"
     wrong = world.claim(inputs["job_id"], "not-the-token")
     assert wrong.status_code == 401
-    assert world.backend.authorizes(inputs["job_id"], inputs["job_token"])
+    assert not world.backend.authorizes(inputs["job_id"], inputs["job_token"]), (
+        "once the result is recorded the job token opens nothing"
+    )
     assert not world.backend.authorizes(inputs["job_id"], "not-the-token")
     assert not world.backend.authorizes(f"octo/app#{number}@2", inputs["job_token"])
 
