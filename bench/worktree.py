@@ -1,12 +1,14 @@
 """Benchmark a task's workspace preparation against a full clone, on a large repository.
 
-    python bench/worktree.py --json FILE [--files 20000] [--commits 500] [--runs 7]
+    python bench/worktree.py --json FILE [--files 20000] [--commits 500] [--runs 9]
+                             [--clone-runs 5]
 
 Writes a repository of ``--files`` files and ``--commits`` commits with ``git fast-import``,
 serves it over git smart HTTP (fakehub's ``GitStore`` + ``create_git_app`` under uvicorn on
 127.0.0.1) and measures:
 
-- ``clone_s``: a full ``git clone`` over HTTP (median of ``--clone-runs``);
+- ``clone_s``: a full ``git clone`` over HTTP (median of ``--clone-runs``, alternating with
+  the prepares below so both see the same background load);
 - ``worktree_s``: ``Workspaces.prepare`` in steady state, median of ``--runs``: the mirror is
   already fetched and a warm worktree is in the pool; before each run a new commit lands on
   main, so each run includes an incremental fetch, and each run is a different task branch
@@ -192,8 +194,6 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
     with serve(store) as base_url:
         url = f"{base_url}/{REPO}.git"
-        clones = [time_clone(url, tmp / "clone") for _ in range(args.clone_runs)]
-
         ws = Workspaces(tmp / "runner", pool_size=2)
 
         def prepare(branch: str) -> tuple[float, Path, bool]:
@@ -205,9 +205,15 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         simulate_task(path, args.files, 0)
         ws.release(path)
 
+        # clones and prepares alternate, so both see the same background load
+        clones: list[float] = []
         prepares: list[float] = []
         releases: list[float] = []
-        for step in range(1, args.runs + 1):
+        for step in range(1, max(args.runs, args.clone_runs) + 1):
+            if step <= args.clone_runs:
+                clones.append(time_clone(url, tmp / "clone"))
+            if step > args.runs:
+                continue
             advance_main(repo_dir, args.files, step)
             seconds, path, reused = prepare(f"bench/task-{step}")
             assert reused, "steady state must reuse the warm worktree"
@@ -226,6 +232,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         ws.release(busy)
         mirror_mb = _disk_bytes(tmp / "runner" / "mirrors") / 2**20
 
+    paired = [p / c for p, c in zip(prepares, clones, strict=False)]  # runs may outnumber clones
     worktree_s = statistics.median(prepares)
     clone_s = statistics.median(clones)
     return {
@@ -234,6 +241,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "worktree_s": round(worktree_s, 3),
         "clone_s": round(clone_s, 3),
         "ratio_vs_clone": round(worktree_s / clone_s, 3),
+        "ratio_paired_median": round(statistics.median(paired), 3),
         "extra_disk_mb": round(extra / 2**20, 1),
         "worktree_runs_s": [round(s, 3) for s in prepares],
         "clone_runs_s": [round(s, 3) for s in clones],
@@ -249,8 +257,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=20_000)
     parser.add_argument("--commits", type=int, default=500)
-    parser.add_argument("--runs", type=int, default=7, help="measured steady-state prepares")
-    parser.add_argument("--clone-runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=9, help="measured steady-state prepares")
+    parser.add_argument("--clone-runs", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-worktree-") as tmp:

@@ -119,6 +119,8 @@ def runner(
             workers=count,
             work_dir=work_dir.resolve(),
             name=runner_name,
+            labels=list(saved.labels) if saved else None,
+            capacity=saved.capacity if saved else None,
             agent_override=agent,
         ).run(stop)
 

@@ -86,6 +86,8 @@ class Pipeline:
     runner_env: dict[str, str] | None = None  # extra variables for the runner process(es)
     sprint: tuple[SprintIssue, ...] = SPRINT  # the issues file_sprint() files, blockers first
     runner_session: bool = False  # start runners in their own session (killpg-able)
+    repo_files: dict[str, str] | None = None  # added to (or replacing) the sample repository's
+    ci: bool = True  # False: no CI runs, so pull requests wait for "ci" forever (benchmarks)
     proc_names: list[str] = field(default_factory=list)  # log name of each of `procs`
     _runner_argv: list[str] = field(default_factory=list, init=False, repr=False)
     _runner_env: dict[str, str] = field(default_factory=dict, init=False, repr=False)
@@ -109,7 +111,11 @@ class Pipeline:
             permissions=APP_PERMISSIONS,
         )
         self.hub.create_repo(
-            OWNER, REPO, dict(SAMPLE_REPO), ci_command=list(CI_COMMAND), required_checks=["ci"]
+            OWNER,
+            REPO,
+            {**SAMPLE_REPO, **(self.repo_files or {})},
+            ci_command=list(CI_COMMAND) if self.ci else None,
+            required_checks=["ci"],
         )
         self.hub.set_permission(FULL, MAINTAINER, "admin")
         self.hub.install_app(app.id, OWNER, [REPO])

@@ -206,16 +206,19 @@ class RepoMirror:
 
     # -- warm worktrees (used by runner.workspace) -------------------------------------------
 
-    def start_ref(
+    def start_sha(
         self, branch: str, base: str = "main", *, from_remote_branch: bool = False
     ) -> str:
-        """The remote ref a task starts from: ``origin/<branch>`` when continuing, else base."""
-        if from_remote_branch and self._has_ref(f"refs/remotes/origin/{branch}"):
-            return f"refs/remotes/origin/{branch}"
-        start = f"refs/remotes/origin/{base}"
-        if not self._has_ref(start):
-            raise GitError(f"{self.full_name}: no {start} (fetch first?)")
-        return start
+        """The commit a task starts from: ``origin/<branch>`` when continuing and it exists,
+        else ``origin/<base>``."""
+        refs = [f"refs/remotes/origin/{branch}"] if from_remote_branch else []
+        for ref in [*refs, f"refs/remotes/origin/{base}"]:
+            proc = self._git(
+                "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", ok=(0, 1, 128)
+            )
+            if proc.returncode == 0:
+                return proc.stdout.strip()
+        raise GitError(f"{self.full_name}: no refs/remotes/origin/{base} (fetch first?)")
 
     def owns_worktree(self, path: Path) -> bool:
         """True when ``path`` is a worktree of this mirror (its ``.git`` file points here).
@@ -233,6 +236,28 @@ class RepoMirror:
         gitdir = Path(text.removeprefix("gitdir: "))
         return gitdir.parent.resolve() == (self.path / "worktrees").resolve() and gitdir.is_dir()
 
+    def scrub_worktree(self, path: Path) -> None:
+        """Delete untracked and ignored files. Touches only this worktree: safe during a fetch."""
+        path = Path(path).absolute()
+        if not self.owns_worktree(path):
+            raise GitError(f"{path} is not a worktree of {self.full_name}")
+        self._drop_stale_index_lock(path)
+        _run(["clean", "-ffdxq"], path)
+
+    def switch_worktree(self, path: Path, branch: str, sha: str) -> None:
+        """Check out ``branch`` reset to ``sha`` in a worktree, discarding tracked changes.
+
+        Only files that differ are rewritten; run ``scrub_worktree`` first to drop untracked
+        files. A stale worktree holding ``branch`` is detached first.
+        """
+        path = Path(path).absolute()
+        if not self.owns_worktree(path):
+            raise GitError(f"{path} is not a worktree of {self.full_name}")
+        self._drop_stale_index_lock(path)
+        with self._lock:
+            self._detach_others(branch, keep=path)
+            _run(["checkout", "--quiet", "--force", "--no-track", "-B", branch, sha], path)
+
     def reset_worktree(
         self, path: Path, branch: str, base: str = "main", *, from_remote_branch: bool = False
     ) -> str:
@@ -241,16 +266,10 @@ class RepoMirror:
         The start is chosen as in ``add_worktree``. Untracked and ignored files are deleted,
         tracked files are restored. Returns the new HEAD sha.
         """
-        path = Path(path).absolute()
-        if not self.owns_worktree(path):
-            raise GitError(f"{path} is not a worktree of {self.full_name}")
-        self._drop_stale_index_lock(path)
-        _run(["clean", "-ffdxq"], path)  # only this worktree's files: no mirror lock needed
-        with self._lock:
-            start = self.start_ref(branch, base, from_remote_branch=from_remote_branch)
-            self._detach_others(branch, keep=path)
-            _run(["checkout", "--quiet", "--force", "--no-track", "-B", branch, start], path)
-        return self.head_sha(path)
+        self.scrub_worktree(path)
+        sha = self.start_sha(branch, base, from_remote_branch=from_remote_branch)
+        self.switch_worktree(path, branch, sha)
+        return sha
 
     def clean_worktree(self, path: Path) -> None:
         """Discard every change in the worktree and detach HEAD (the branch stays)."""
@@ -258,9 +277,8 @@ class RepoMirror:
         if not self.owns_worktree(path):
             raise GitError(f"{path} is not a worktree of {self.full_name}")
         self._drop_stale_index_lock(path)
-        _run(["reset", "--hard", "--quiet"], path)
+        _run(["checkout", "--quiet", "--force", "--detach"], path)
         _run(["clean", "-ffdxq"], path)
-        _run(["checkout", "--quiet", "--detach"], path)
 
     def delete_branch(self, branch: str) -> bool:
         """Delete the local ``refs/heads/<branch>``; False when it did not exist."""
@@ -316,6 +334,11 @@ class RepoMirror:
         Only HEAD is rewritten (``update-ref --no-deref``): the other worktree's files and
         index are not touched, so this is safe even while that worktree is being cleaned.
         """
+        want = f"ref: refs/heads/{branch}"
+        admin = self.path / "worktrees"
+        heads = [d / "HEAD" for d in admin.iterdir()] if admin.is_dir() else []
+        if not any(h.is_file() and h.read_text().strip() == want for h in heads):
+            return  # nobody holds it: skip the slower `git worktree list`
         for path, held, prunable in self._worktree_list():
             if held != branch or (keep is not None and path.resolve() == keep.resolve()):
                 continue

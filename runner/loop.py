@@ -70,6 +70,7 @@ class Runner:
         retry_max_s: float = 30.0,
         report_attempts: int = 8,
         workspaces: Workspaces | None = None,
+        disk_budget_mb: int | None = None,
     ) -> None:
         self.bot_url = bot_url.rstrip("/")
         self._token = token
@@ -91,7 +92,9 @@ class Runner:
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.report_attempts = report_attempts
-        self.workspaces = workspaces or Workspaces(self.work_dir, pool_size=max(workers, 1))
+        self.workspaces = workspaces or Workspaces(
+            self.work_dir, pool_size=max(workers, 1), disk_budget_mb=disk_budget_mb
+        )
         self.paused: dict[str, float] = {}  # agent name -> epoch until which it is rate limited
         self._mirrors: dict[str, RepoMirror] = {}
         self._client: httpx.AsyncClient | None = None
@@ -256,6 +259,7 @@ class Runner:
             warm = report is not None and report["outcome"] in ("completed", "handoff")
             try:
                 await asyncio.to_thread(self.workspaces.release, worktree, keep_warm=warm)
+                await asyncio.to_thread(self.workspaces.enforce_budget)
             except Exception:
                 log.exception("worktree_release_failed job=%s path=%s", job["job_id"], worktree)
         return report
@@ -360,9 +364,11 @@ class Runner:
         if verdict.outcome == "handoff":
             return await self._handoff(j, verdict.reason, ctl)
         if verdict.outcome == "rate_limited":
-            return self._rate_limited(j, agent_name)
+            return self._rate_limited(j, verdict.reason, agent_name)
         if verdict.outcome in ("failed", "retry"):
             detail = verdict.detail if verdict.outcome == "failed" else _tail(verdict.detail or "")
+            if verdict.reason == "no_changes":
+                detail = "the agent made no changes, also when asked again"
             return _report(j.job, "failed", verdict.reason, detail=detail, **j.facts())
         sha = await asyncio.to_thread(_commit, j, "")
         if sha is None:  # the check above saw changes; only a race empties them
@@ -389,13 +395,13 @@ class Runner:
             note = _runner_note(reason, stat, last)
         return _report(j.job, "handoff", reason, head_sha=sha, note=note, **j.facts())
 
-    def _rate_limited(self, j: _Job, agent_name: str) -> dict[str, Any]:
+    def _rate_limited(self, j: _Job, reason: str, agent_name: str) -> dict[str, Any]:
         retry_at = j.results[-1].retry_at
         epoch = retry_at.timestamp() if retry_at else None
         self.paused[agent_name] = max(epoch or time.time() + self.rate_limit_pause_s, time.time())
         log.warning("agent_paused agent=%s until=%.0f", agent_name, self.paused[agent_name])
         detail = j.results[-1].detail
-        return _report(j.job, "rate_limited", "rate_limited", retry_at=epoch, agent=agent_name,
+        return _report(j.job, "rate_limited", reason, retry_at=epoch, agent=agent_name,
                        detail=detail, **j.facts())  # fmt: skip
 
     def _mirror(self, repo: str, clone_url: str) -> RepoMirror:

@@ -75,6 +75,7 @@ class _RepoState:
     mirror: RepoMirror
     active: int = 0  # prepares in flight (a mirror is never evicted under them)
     adopted: bool = False
+    adopt_lock: threading.Lock = field(default_factory=threading.Lock)
     last_used: int = 0
     slots: dict[Path, _Slot] = field(default_factory=dict)
 
@@ -114,11 +115,13 @@ class Workspaces:
         """
         state = self._enter(repo, clone_url)
         try:
-            state.mirror.fetch(token)
             self._adopt(state)
             slot = self._take(state, branch)
+            scrubbed = self._fetch_while_scrubbing(state, slot, token)
             try:
-                sha, reused = self._checkout(state.mirror, slot, branch, base, continue_from_branch)
+                sha, reused = self._checkout(
+                    state.mirror, slot, branch, base, continue_from_branch, scrubbed=scrubbed
+                )
             except BaseException:
                 self._forget(state, slot, remove=True)
                 raise
@@ -177,7 +180,7 @@ class Workspaces:
         A busy worktree is never taken from its task; its ``release`` deletes the branch.
         """
         state = self._known(repo)
-        if state is None:
+        if state is None or not (state.mirror.path / "HEAD").exists():
             return
         mirror = state.mirror
         with self._lock:
@@ -249,14 +252,19 @@ class Workspaces:
         return state
 
     def _adopt(self, state: _RepoState) -> None:
-        """Once per repository and process: take over worktrees an earlier run left on disk."""
-        with self._lock:
-            if state.adopted:
-                return
-            state.adopted = True
+        """Once per repository and process: take over worktrees an earlier run left on disk.
+
+        Callers wait until it is done, so no task starts on the repository meanwhile.
+        """
+        with state.adopt_lock:
+            if not state.adopted:
+                self._adopt_leftovers(state)
+                state.adopted = True
+
+    def _adopt_leftovers(self, state: _RepoState) -> None:
         mirror = state.mirror
         mirror.prune_worktrees()
-        registered = {p.resolve() for p in mirror.worktrees()}
+        registered = {p.resolve(): branch for p, branch in mirror.worktrees().items()}
         folder = self._folder(mirror.full_name)
         for path in sorted(folder.iterdir()) if folder.is_dir() else []:
             path = path.resolve()
@@ -268,12 +276,15 @@ class Workspaces:
                 if take:  # kept busy until it is cleaned
                     state.slots[path] = _Slot(mirror.full_name, path, busy=True)
             if not take:
-                mirror.remove_worktree(path)
+                if (mirror.path / "HEAD").exists():
+                    mirror.remove_worktree(path)
+                else:  # the mirror is gone (evicted or deleted): the folder is dead weight
+                    shutil.rmtree(path, ignore_errors=True)
                 continue
             try:
                 mirror.clean_worktree(path)
-                held = mirror.worktrees().get(path)
-                if held:
+                held = registered[path]
+                if held is not None:
                     mirror.delete_branch(held)
             except GitError:
                 log.exception("workspace_adopt_failed path=%s", path)
@@ -303,17 +314,58 @@ class Workspaces:
             slot.busy, slot.last_used = True, next(self._ticks)
             return slot
 
+    def _fetch_while_scrubbing(self, state: _RepoState, slot: _Slot, token: str) -> bool:
+        """Fetch the mirror while a warm worktree is scrubbed in parallel; True if it was.
+
+        Scrubbing touches only the worktree's files and fetching only the mirror, so they
+        overlap safely. When the fetch fails, a warm worktree goes back to the pool.
+        """
+        failures: list[BaseException] = []
+
+        def scrub() -> None:
+            try:
+                state.mirror.scrub_worktree(slot.path)
+            except BaseException as exc:  # reported below; the worktree is then added afresh
+                failures.append(exc)
+
+        warm = slot.path.exists()
+        worker = threading.Thread(target=scrub, name="workspace-scrub", daemon=True)
+        if warm:
+            worker.start()
+        try:
+            state.mirror.fetch(token)
+        except BaseException:
+            if warm:
+                worker.join()
+            with self._lock:
+                if warm and not failures:
+                    slot.busy = False
+                else:
+                    state.slots.pop(slot.path, None)
+            raise
+        if warm:
+            worker.join()
+        if failures:
+            log.warning("workspace_scrub_failed path=%s: %s", slot.path, failures[0])
+        return warm and not failures
+
     def _checkout(
-        self, mirror: RepoMirror, slot: _Slot, branch: str, base: str, continue_from_branch: bool
+        self,
+        mirror: RepoMirror,
+        slot: _Slot,
+        branch: str,
+        base: str,
+        continue_from_branch: bool,
+        *,
+        scrubbed: bool,
     ) -> tuple[str, bool]:
-        """Put ``slot`` on ``branch``: reset the warm worktree, else add one; (sha, reused)."""
+        """Put ``slot`` on ``branch``: switch the scrubbed warm worktree, else add one."""
         old = slot.branch
         slot.branch = branch
-        if slot.path.exists():
+        sha = mirror.start_sha(branch, base, from_remote_branch=continue_from_branch)
+        if scrubbed:
             try:
-                sha = mirror.reset_worktree(
-                    slot.path, branch, base, from_remote_branch=continue_from_branch
-                )
+                mirror.switch_worktree(slot.path, branch, sha)
             except GitError:
                 log.warning("workspace_reset_failed path=%s; adding afresh", slot.path)
             else:

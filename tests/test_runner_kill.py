@@ -43,24 +43,28 @@ SLEEP_SCALE = 2.0  # agents sleep 4-10 s: long enough to be caught mid-run
 SPRINT_TIMEOUT_S = 180.0
 
 
-def _job_slug(job_id: str) -> str:  # runner.loop._slug: the transcript directory's name
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in job_id)
-
-
 def agents_mid_run(work: Path) -> list[str]:
-    """Jobs whose agent process has started (transcript has its start line) and not finished."""
+    """Jobs the runner started whose agent has not finished and is running right now.
+
+    "Running" is a live ``script_agent`` process with its directory in the runner's work dir
+    (the transcript files are not a live signal: the runner writes them buffered).
+    """
     log = (work / "runner.log").read_text(errors="replace")
     started = re.findall(r"job_started worker=\S+ job=(\S+)", log)
     finished = set(re.findall(r"agent_finished job=(\S+) try=", log))
-    out = []
-    for job in started:
-        transcript = work / "runner" / "logs" / f"{_job_slug(job)}-try1" / "stdout.jsonl"
-        if job in finished or not transcript.is_file():
-            continue
-        lines = transcript.read_text().splitlines()
-        if lines and '"start"' in lines[0] and not any('"result"' in ln for ln in lines):
-            out.append(job)
-    return out
+    agents = [
+        pid
+        for pid in pids_working_in((work / "runner").resolve())
+        if b"runner.agents.script_agent" in _cmdline(pid)
+    ]
+    return [job for job in started if job not in finished] if agents else []
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def pids_working_in(root: Path) -> list[int]:

@@ -33,6 +33,12 @@ def test_a_dependency_cycle_is_reported_on_each_issue_and_fixing_it_releases_the
         wait_until(
             lambda n=issue["number"]: "stoneforge:blocked" in world.labels(n), what="blocked label"
         )
+        wait_until(
+            lambda n=issue["number"]: any(
+                STATUS_MARKER in c and "cycle" in c.lower() for c in world.comments(n)
+            ),
+            what="status comment naming the cycle",
+        )
         status = [c for c in world.comments(issue["number"]) if STATUS_MARKER in c]
         assert len(status) == 1
         assert "cycle" in status[0].lower()
@@ -50,7 +56,10 @@ def test_a_missing_blocker_is_reported_and_holds_the_task(world: World) -> None:
     issue = world.file("Use the ghost", body="Blocked by #999")
     world.label(issue["number"])
     wait_until(lambda: "stoneforge:blocked" in world.labels(issue["number"]), what="blocked label")
-    status = next(c for c in world.comments(issue["number"]) if STATUS_MARKER in c)
+    status = wait_until(
+        lambda: next((c for c in world.comments(issue["number"]) if STATUS_MARKER in c), None),
+        what="status comment",
+    )
     assert "#999" in status
     assert world.claim() is None
 

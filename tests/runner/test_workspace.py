@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fakehub.gitstore import GitStore
-from runner.git import RepoMirror
+from runner.git import GitError, RepoMirror
 from runner.workspace import Prepared, WorkspaceError, Workspaces
 from tests.runner.test_git import REPO, TOKEN, git_out
 from tests.runner.test_git import argv_log as argv_log  # fixtures reused as they are
@@ -280,11 +280,38 @@ def test_new_process_adopts_leftover_worktrees(ws: Workspaces, clone_url: str) -
     p = prepare(ws, clone_url, "stoneforge/1-crash")
     (p.path / "junk.txt").write_text("junk\n")  # the runner died before releasing
     restarted = Workspaces(ws.root, pool_size=2)
-    q = restarted.prepare(repo=REPO, clone_url=clone_url, token=TOKEN, branch="stoneforge/1-crash")
+    q = restarted.prepare(repo=REPO, clone_url=clone_url, token=TOKEN, branch="stoneforge/2-next")
     assert q.reused
     assert q.path == p.path
     assert not (q.path / "junk.txt").exists()
-    assert git_out(q.path, "branch", "--show-current") == "stoneforge/1-crash"
+    assert git_out(q.path, "branch", "--show-current") == "stoneforge/2-next"
+    assert "stoneforge/1-crash" not in local_branches(ws)  # the dead task's branch is gone
+
+
+def test_failed_fetch_keeps_the_warm_worktree_and_hides_the_token(
+    ws: Workspaces, clone_url: str
+) -> None:
+    warm = prepare(ws, clone_url, "stoneforge/1-f")
+    ws.release(warm.path)
+    bad = "ghs_wrongTokenValue999"
+    with pytest.raises(GitError) as info:
+        ws.prepare(repo=REPO, clone_url=clone_url, token=bad, branch="stoneforge/2-f")
+    assert bad not in str(info.value)
+    again = prepare(ws, clone_url, "stoneforge/2-f")
+    assert again.reused
+    assert again.path == warm.path
+
+
+def test_leftovers_without_a_mirror_are_discarded(tmp_path: Path, clone_url: str) -> None:
+    ws = Workspaces(tmp_path / "ws")
+    stale = ws.root / "workspaces" / "octo" / "demo" / "w1"
+    stale.mkdir(parents=True)
+    (stale / "junk.txt").write_text("junk\n")
+    p = prepare(ws, clone_url, "stoneforge/1-fresh")
+    assert not p.reused
+    assert p.path == stale
+    assert not (p.path / "junk.txt").exists()
+    assert (p.path / "README.md").read_text() == "hi\n"
 
 
 def test_enforce_budget_evicts_lru_idle_and_never_busy(
