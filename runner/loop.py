@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import httpx
 
-from runner.agents import get_adapter
+from runner.agents import get_adapter, known_agents
 from runner.agents.base import AgentEvent, Invocation, Outcome, Result, RunRequest
 from runner.git import GitError, RepoMirror
 from runner.process import run_agent, supervise
@@ -96,6 +96,7 @@ class Runner:
             self.work_dir, pool_size=max(workers, 1), disk_budget_mb=disk_budget_mb
         )
         self.paused: dict[str, float] = {}  # agent name -> epoch until which it is rate limited
+        self.missing: dict[str, str] = {}  # agent name -> why its CLI cannot run here
         self._mirrors: dict[str, RepoMirror] = {}
         self._client: httpx.AsyncClient | None = None
 
@@ -107,6 +108,9 @@ class Runner:
         Running agents get `shutdown_grace_s` to finish; then they are stopped and their work in
         progress is pushed and reported as a `runner_shutdown` handoff before this returns.
         """
+        self.missing = await asyncio.to_thread(probe_agents)
+        for agent, why in sorted(self.missing.items()):
+            log.warning("agent_unavailable agent=%s %s", agent, why)
         timeout = httpx.Timeout(30.0, read=self.claim_wait_s + 30.0)
         headers = {"Authorization": f"Bearer {self._token}"}
         async with httpx.AsyncClient(headers=headers, timeout=timeout) as client:
@@ -122,7 +126,7 @@ class Runner:
         now = time.time()
         for agent in [a for a, until in self.paused.items() if until <= now]:
             del self.paused[agent]
-        return sorted(self.paused)
+        return sorted(set(self.paused) | set(self.missing))
 
     async def _worker(self, worker: str, stop: asyncio.Event) -> None:
         log.info("worker_started worker=%s", worker)
@@ -684,3 +688,19 @@ def _commit(j: _Job, handoff_reason: str) -> str | None:
         head = j.mirror.head_sha(j.worktree)
         sha = head if head != j.base_sha else None
     return sha
+
+
+def probe_agents() -> dict[str, str]:
+    """Probe every agent CLI once at start-up: name -> why it cannot run (missing/incompatible).
+
+    The runner then never claims work for those agents, and the log says plainly why.
+    """
+    missing: dict[str, str] = {}
+    for name in known_agents():
+        if name == "script":  # ships with the runner
+            continue
+        try:
+            get_adapter(name).probe()
+        except Exception as exc:  # noqa: BLE001 - any failure means "cannot run here"
+            missing[name] = str(exc) or type(exc).__name__
+    return missing

@@ -22,6 +22,7 @@ from runner.agents.base import (
     RunRequest,
     Usage,
 )
+from runner.agents.probe import ProbeError
 
 # Credentials of the CLI itself, copied from the runner's environment only when present.
 CREDENTIAL_ENV = (
@@ -56,9 +57,12 @@ class ClaudeAdapter:
 
     def probe(self, binary: str | None = None) -> ProbeInfo:
         argv = [binary or self.binary]
-        version = subprocess.run(
-            [*argv, "--version"], capture_output=True, text=True, timeout=30, check=False
-        )
+        try:
+            version = subprocess.run(
+                [*argv, "--version"], capture_output=True, text=True, timeout=30, check=False
+            )
+        except FileNotFoundError:
+            raise ProbeError(f"{argv[0]} not found on PATH (set STONEFORGE_CLAUDE_BIN)") from None
         helptext = subprocess.run(
             [*argv, "--help"], capture_output=True, text=True, timeout=30, check=False
         )

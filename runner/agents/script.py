@@ -19,7 +19,7 @@ class ScriptAdapter:
     name = "script"
     supported_versions = "*"
 
-    def probe(self, binary: str = sys.executable) -> ProbeInfo:
+    def probe(self, binary: str | None = None) -> ProbeInfo:
         return ProbeInfo(version="1", flags=frozenset({"--sleep-scale"}))
 
     def build(self, req: RunRequest) -> Invocation:
