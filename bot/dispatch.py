@@ -201,6 +201,7 @@ class Dispatcher:
             "handoff_notes": notes,
             "review_feedback": [],
             "max_attempts": config.max_attempts,
+            "lease_s": bot.settings.lease_s,
         }
 
     async def _conversation(self, inst: int, task: Task) -> tuple[list[dict[str, str]], list[str]]:

@@ -31,7 +31,7 @@ import httpx
 from runner.agents import get_adapter, known_agents
 from runner.agents.base import AgentEvent, Invocation, Outcome, Result, RunRequest
 from runner.git import GitError, RepoMirror
-from runner.process import run_agent, supervise
+from runner.process import reap_orphans, run_agent, supervise
 from runner.prompt import HANDOFF_FILE, INSTRUCTION_LIMIT, build_prompt
 from runner.workspace import SetupResult, Workspaces
 
@@ -108,6 +108,9 @@ class Runner:
         Running agents get `shutdown_grace_s` to finish; then they are stopped and their work in
         progress is pushed and reported as a `runner_shutdown` handoff before this returns.
         """
+        orphans = await asyncio.to_thread(reap_orphans, self.work_dir / "agents")
+        if orphans:
+            log.warning("orphan_agents_killed pgids=%s", orphans)
         self.missing = await asyncio.to_thread(probe_agents)
         for agent, why in sorted(self.missing.items()):
             log.warning("agent_unavailable agent=%s %s", agent, why)
@@ -196,7 +199,7 @@ class Runner:
         job_id = job["job_id"]
         ctl = _Control()
         helpers = [
-            asyncio.create_task(self._heartbeat(job_id, ctl)),
+            asyncio.create_task(self._heartbeat(job_id, ctl, float(job.get("lease_s") or 0))),
             asyncio.create_task(self._watch_shutdown(job_id, stop, ctl)),
         ]
         report: dict[str, Any] | None
@@ -317,6 +320,7 @@ class Runner:
             stall_timeout_s=float(timeouts.get("stall_s") or self.stall_timeout_s),
             cancel=ctl.interrupt,
             transcript_dir=self.work_dir / "logs" / f"{_slug(j.job['job_id'])}-try{number}",
+            pid_dir=self.work_dir / "agents",
         )
         seconds = round(time.monotonic() - started, 3)
         j.results.append(result)
@@ -416,10 +420,12 @@ class Runner:
 
     # -- around a job ------------------------------------------------------------------------
 
-    async def _heartbeat(self, job_id: str, ctl: _Control) -> None:
+    async def _heartbeat(self, job_id: str, ctl: _Control, lease_s: float = 0.0) -> None:
         path = f"/runner/jobs/{quote(job_id, safe='')}/heartbeat"
+        # Renew well within the bot's lease, however short the bot configured it.
+        interval = min(self.heartbeat_s, lease_s / 3) if lease_s > 0 else self.heartbeat_s
         while True:
-            await asyncio.sleep(self.heartbeat_s)
+            await asyncio.sleep(max(0.2, interval))
             try:
                 resp = await self._post(path, {})
             except httpx.HTTPError as exc:

@@ -89,6 +89,7 @@ async def _pump(
             on_bytes()
             if sink:
                 sink.write(chunk)
+                sink.flush()  # the transcript can be followed while the agent runs
             buffer.extend(chunk)
             while (end := buffer.find(b"\n")) != -1 or len(buffer) > MAX_LINE:
                 cut = end if end != -1 else MAX_LINE
@@ -111,8 +112,12 @@ async def supervise(
     on_event: Callable[[AgentEvent], None] | None = None,
     transcript_dir: Path | None = None,
     cancel: asyncio.Event | None = None,
+    pid_dir: Path | None = None,
 ) -> tuple[int | None, str | None]:
     """Run `inv` to completion; return (exit_code, killed_by).
+
+    With `pid_dir`, the agent's process group is recorded there while it runs, so a runner
+    restarted after SIGKILL can stop agents its predecessor left behind (`reap_orphans`).
 
     `killed_by` is None, "timeout" (wall clock), "stalled" (no output for `stall_timeout_s`,
     extended by the parser's liveness hint) or "cancelled" (`cancel` was set). If this coroutine
@@ -132,6 +137,7 @@ async def supervise(
             on_event,
             transcript_dir,
             cancel,
+            pid_dir,
         )
     finally:
         shutil.rmtree(home, ignore_errors=True)
@@ -157,6 +163,7 @@ async def _run(
     on_event: Callable[[AgentEvent], None] | None,
     transcript_dir: Path | None,
     cancel: asyncio.Event | None,
+    pid_dir: Path | None = None,
 ) -> tuple[int | None, str | None]:
     proc = await asyncio.create_subprocess_exec(
         *inv.argv,
@@ -169,6 +176,7 @@ async def _run(
     )
     assert proc.stdout is not None
     assert proc.stderr is not None
+    pid_file = _record_group(pid_dir, proc.pid, inv.cwd)
     last_output = time.monotonic()
 
     def touched() -> None:
@@ -205,11 +213,46 @@ async def _run(
     finally:
         # Orphans left in the group (background shells, servers) would keep the pipes open.
         _kill_group(proc.pid, signal.SIGKILL)
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
         if writer:
             writer.cancel()
             pumps.append(writer)
         await _drain(pumps)
     return proc.returncode, killed_by
+
+
+def _record_group(pid_dir: Path | None, pgid: int, cwd: Path) -> Path | None:
+    if pid_dir is None:
+        return None
+    pid_dir.mkdir(parents=True, exist_ok=True)
+    path = pid_dir / str(pgid)
+    path.write_text(str(cwd))
+    return path
+
+
+def reap_orphans(pid_dir: Path) -> list[int]:
+    """Kill the agent process groups a previous runner recorded and never cleaned up.
+
+    A group is killed only while its leader still works in the directory recorded for it, so
+    a recycled pid that now belongs to something else is left alone.
+    """
+    killed: list[int] = []
+    if not pid_dir.is_dir():
+        return killed
+    for entry in pid_dir.iterdir():
+        try:
+            pgid = int(entry.name)
+            recorded = entry.read_text().strip()
+            cwd = os.readlink(f"/proc/{pgid}/cwd")
+        except (ValueError, OSError):
+            entry.unlink(missing_ok=True)
+            continue
+        if cwd == recorded or cwd.startswith(recorded.rstrip("/") + "/"):
+            _kill_group(pgid, signal.SIGKILL)
+            killed.append(pgid)
+        entry.unlink(missing_ok=True)
+    return killed
 
 
 def _tee(transcript_dir: Path | None, stream: str) -> Path | None:
@@ -292,6 +335,7 @@ async def run_agent(
     on_event: Callable[[AgentEvent], None] | None = None,
     transcript_dir: Path | None = None,
     cancel: asyncio.Event | None = None,
+    pid_dir: Path | None = None,
 ) -> Result:
     """Build, supervise and classify one agent run."""
     inv = adapter.build(req)
@@ -306,6 +350,7 @@ async def run_agent(
             on_event=on_event,
             transcript_dir=transcript_dir,
             cancel=cancel,
+            pid_dir=pid_dir,
         )
     except OSError as exc:  # the agent CLI is missing or not executable
         detail = f"could not start {inv.argv[0]}: {exc}"

@@ -497,7 +497,8 @@ async def test_rate_limited_pauses_the_agent_in_later_claims(
     assert before + 3500 < result["retry_at"] < time.time() + 3700
     assert fake.claim_bodies, "the runner claimed nothing after the rate limit"
     body = fake.claim_bodies[0]
-    assert body["unavailable_agents"] == ["claude"]
+    assert "claude" in body["unavailable_agents"], "rate limited: paused"
+    assert "script" not in body["unavailable_agents"]
     assert body["labels"] == ["linux", "gpu"]
     assert body["capacity"] == 5
     assert not remote_branch(origin, "stoneforge/15-task")
