@@ -148,8 +148,14 @@ class Dispatcher:
             return None
         if bot.metrics and task.ready_at:
             bot.metrics.dispatch_latency.observe(max(0.0, time.time() - task.ready_at))
-        await asyncio.to_thread(functools.partial(bot.store.update_task, task.ref, ready_at=None))
-        await bot.refresh_views()
+
+        async def after() -> None:  # off the runner's critical path
+            await asyncio.to_thread(
+                functools.partial(bot.store.update_task, task.ref, ready_at=None)
+            )
+            await bot.refresh_views()
+
+        self._background(after())
         return job
 
     async def _job(
@@ -157,18 +163,21 @@ class Dispatcher:
     ) -> dict[str, Any] | None:
         bot = self.bot
         inst = task.installation_id or 0
-        issue = await bot.github.issue(inst, task.ref)  # a fresh snapshot, not what we stored
         config = bot.repos.config(task.repo)
+        # A fresh snapshot of the issue (not what we stored), read alongside everything else.
+        issue, repo, (comments, notes) = await asyncio.gather(
+            bot.github.issue(inst, task.ref),
+            bot.github.repo(inst, task.repo),
+            self._conversation(inst, task),
+        )
         if issue is None or issue.state != "open" or config.trigger_label not in issue.labels:
             return None
-        repo = await bot.github.repo(inst, task.repo)
         token = await bot.github.repo_token(inst, task.repo)
         self._tokens[job_id(task)] = token
         branch = task.branch or branch_name(task.number, issue.title)
         agent = config.agent_for(issue.labels)
         if agent.name in unavailable and config.fallback_agent is not None:
             agent = config.fallback_agent
-        comments, notes = await self._conversation(inst, task)
         self._background(bot.github.add_reaction(inst, task.ref, "eyes"))
         log.info(
             "task_dispatched",
@@ -234,6 +243,8 @@ class Dispatcher:
                 await coro
             except GitHubError as exc:
                 log.warning("background_call_failed: %s", exc)
+            except Exception:  # noqa: BLE001 - background work must not vanish silently
+                log.exception("background_call_crashed")
 
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)

@@ -272,7 +272,7 @@ class Bot:
             # Not from a labeled event we checked (reconciliation, a late or lost delivery):
             # ask GitHub who applied the label before trusting it.
             actor = await self.github.label_actor(inst, ref, config.trigger_label)
-            if actor is None or not await self._labeler_allowed(inst, ref, *actor):
+            if actor is None or not await self._labeler_allowed(inst, ref, actor[0], actor[1]):
                 log.info("trigger_unverified", extra={"actor": actor[0] if actor else None})
                 return
             fields["labeled_by"] = actor[0]
@@ -288,7 +288,11 @@ class Bot:
             if created:
                 log.info("task_created")
         if not created:
-            if relabeled and task.state in (TaskState.FAILED, TaskState.CANCELLED):
+            if (
+                relabeled
+                and task.state in (TaskState.FAILED, TaskState.CANCELLED)
+                and await self._labeled_since(inst, ref, config.trigger_label, task)
+            ):
                 # A maintainer's retry: a fresh budget of attempts, from a fresh base.
                 fields.update(
                     state=TaskState.QUEUED,
@@ -301,6 +305,16 @@ class Bot:
         await self._refresh_external(inst, task)
         await self.refresh_views()
         self.ready_changed.set()
+
+    async def _labeled_since(self, inst: int, ref: IssueRef, label: str, task: Task) -> bool:
+        """Was the trigger label applied again after the task last ran?
+
+        A late or replayed ``labeled`` delivery for the original labeling must not restart a
+        task that has since failed; GitHub's issue events say when the label really went on.
+        """
+        actor = await self.github.label_actor(inst, ref, label)
+        last_run = max(task.dispatched_at or 0.0, task.created_at)
+        return actor is not None and actor[2] > last_run
 
     async def _blockers(self, inst: int, issue: IssueInfo) -> tuple[IssueRef, ...]:
         native = await self.github.blocked_by(inst, issue.ref)

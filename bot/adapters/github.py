@@ -340,11 +340,11 @@ class GitHubAdapter:
 
     async def label_actor(
         self, installation_id: int, ref: IssueRef, label: str
-    ) -> tuple[str, str] | None:
-        """(login, account type) of whoever applied ``label`` last, from the issue's events."""
+    ) -> tuple[str, str, float] | None:
+        """(login, account type, when) of the last application of ``label``, from the events."""
         owner, name = ref.repo.split("/", 1)
         gh = self._gh(installation_id)
-        found: tuple[str, str] | None = None
+        found: tuple[str, str, float] | None = None
         for page in range(1, 11):
             resp = await self._call(
                 gh.rest.issues.async_list_events(owner, name, ref.number, per_page=100, page=page)
@@ -356,7 +356,8 @@ class GitHubAdapter:
                     and (event.get("label") or {}).get("name") == label
                 ):
                     actor = event.get("actor") or {}
-                    found = (str(actor.get("login") or ""), str(actor.get("type") or "User"))
+                    when = _epoch(str(event.get("created_at") or "")) or 0.0
+                    found = (str(actor.get("login") or ""), str(actor.get("type") or "User"), when)
             if len(items) < 100:
                 break
         return found
