@@ -165,9 +165,10 @@ class Dispatcher:
         inst = task.installation_id or 0
         config = bot.repos.config(task.repo)
         # A fresh snapshot of the issue (not what we stored), read alongside everything else.
-        issue, repo, (comments, notes) = await asyncio.gather(
+        repo = await bot.github.repo(inst, task.repo)  # cached after the first call
+        issue, base_sha, (comments, notes) = await asyncio.gather(
             bot.github.issue(inst, task.ref),
-            bot.github.repo(inst, task.repo),
+            bot.github.branch_sha(inst, task.repo, repo.default_branch),
             self._conversation(inst, task),
         )
         if issue is None or issue.state != "open" or config.trigger_label not in issue.labels:
@@ -192,6 +193,7 @@ class Dispatcher:
             "attempt": task.attempt,
             "branch": branch,
             "base": repo.default_branch,
+            "base_sha": base_sha,  # lets a runner whose mirror is current skip its fetch
             "clone_url": repo.clone_url,
             "token": token,
             "agent": {"name": agent.name, "model": agent.model},

@@ -160,6 +160,16 @@ class RepoMirror:
             self._git("worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), start)
         return path
 
+    def remote_sha(self, branch: str) -> str | None:
+        """The commit ``refs/remotes/origin/<branch>`` points at in the mirror, if any."""
+        if not self.path.exists():
+            return None
+        proc = self._git(
+            "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}^{{commit}}",
+            ok=(0, 1, 128),
+        )  # fmt: skip
+        return proc.stdout.strip() or None if proc.returncode == 0 else None
+
     def _has_ref(self, ref: str) -> bool:
         proc = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", ok=(0, 1, 128))
         return proc.returncode == 0

@@ -242,6 +242,7 @@ class Runner:
                 continue_from_branch=int(job.get("attempt") or 1) > 1 and not job.get("restart"),
                 setup_command=setup,
                 setup_timeout_s=setup_s,
+                base_sha=job.get("base_sha"),
             )
         except (GitError, ValueError) as exc:
             return _report(job, "failed", "git_error", detail=str(exc))

@@ -107,6 +107,7 @@ class Workspaces:
         setup_command: str | None = None,
         setup_timeout_s: float = 600,
         env: Mapping[str, str] | None = None,
+        base_sha: str | None = None,
     ) -> Prepared:
         """Fetch, take a clean worktree on ``branch``, run the setup command (see the module doc).
 
@@ -117,7 +118,14 @@ class Workspaces:
         try:
             self._adopt(state)
             slot = self._take(state, branch)
-            scrubbed = self._fetch_while_scrubbing(state, slot, token)
+            # The bot says where the base is; when the mirror already has exactly that, the
+            # fetch (a network round trip) can be skipped: dispatch latency matters.
+            fresh = (
+                base_sha is not None
+                and not continue_from_branch
+                and state.mirror.remote_sha(base) == base_sha
+            )
+            scrubbed = self._fetch_while_scrubbing(state, slot, token, skip_fetch=fresh)
             try:
                 sha, reused = self._checkout(
                     state.mirror, slot, branch, base, continue_from_branch, scrubbed=scrubbed
@@ -314,7 +322,9 @@ class Workspaces:
             slot.busy, slot.last_used = True, next(self._ticks)
             return slot
 
-    def _fetch_while_scrubbing(self, state: _RepoState, slot: _Slot, token: str) -> bool:
+    def _fetch_while_scrubbing(
+        self, state: _RepoState, slot: _Slot, token: str, *, skip_fetch: bool = False
+    ) -> bool:
         """Fetch the mirror while a warm worktree is scrubbed in parallel; True if it was.
 
         Scrubbing touches only the worktree's files and fetching only the mirror, so they
@@ -333,7 +343,8 @@ class Workspaces:
         if warm:
             worker.start()
         try:
-            state.mirror.fetch(token)
+            if not skip_fetch:
+                state.mirror.fetch(token)
         except BaseException:
             if warm:
                 worker.join()

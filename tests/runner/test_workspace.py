@@ -348,3 +348,33 @@ def test_enforce_budget_evicts_lru_idle_and_never_busy(
     # and the next task simply fetches it again
     again = prepare(ws, clone_url, "stoneforge/4-again")
     assert (again.path / "blob.bin").exists()
+
+
+def test_a_current_mirror_skips_the_fetch_and_a_stale_one_does_not(
+    ws: Workspaces,
+    clone_url: str,
+    pusher: RepoMirror,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = prepare(ws, clone_url, "stoneforge/1-a")
+    ws.release(first.path)
+    fetches: list[str] = []
+    original = RepoMirror.fetch
+
+    def counting(self: RepoMirror, token: str) -> None:
+        fetches.append(token)
+        original(self, token)
+
+    monkeypatch.setattr(RepoMirror, "fetch", counting)
+    second = prepare(ws, clone_url, "stoneforge/2-b", base_sha=first.base_sha)
+    assert fetches == [], "the mirror already had the base the bot named"
+    assert second.base_sha == first.base_sha
+    ws.release(second.path)
+
+    new_main = push_commit(pusher, tmp_path, "main", {"later.txt": "x\n"})
+    fetches.clear()  # the pusher's own fetch does not count
+    third = prepare(ws, clone_url, "stoneforge/3-c", base_sha=new_main)
+    assert len(fetches) == 1, "a base the mirror lacks is fetched"
+    assert third.base_sha == new_main
+    assert (third.path / "later.txt").exists()
