@@ -166,15 +166,16 @@ class Dispatcher:
         config = bot.repos.config(task.repo)
         # A fresh snapshot of the issue (not what we stored), read alongside everything else.
         repo = await bot.github.repo(inst, task.repo)  # cached after the first call
-        issue, base_sha, (comments, notes) = await asyncio.gather(
+        issue, base_sha, (comments, notes), token = await asyncio.gather(
             bot.github.issue(inst, task.ref),
-            bot.github.branch_sha(inst, task.repo, repo.default_branch),
+            bot.base_sha(inst, task.repo, repo.default_branch),
             self._conversation(inst, task),
+            bot.github.repo_token(inst, task.repo),
         )
-        if issue is None or issue.state != "open" or config.trigger_label not in issue.labels:
-            return None
-        token = await bot.github.repo_token(inst, task.repo)
         self._tokens[job_id(task)] = token
+        if issue is None or issue.state != "open" or config.trigger_label not in issue.labels:
+            self._revoke(job_id(task))
+            return None
         branch = task.branch or branch_name(task.number, issue.title)
         agent = config.agent_for(issue.labels)
         if agent.name in unavailable and config.fallback_agent is not None:

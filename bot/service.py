@@ -72,6 +72,7 @@ class Bot:
         self._external: dict[IssueRef, bool] = {}  # blockers that are not tasks -> done?
         self._views: dict[IssueRef, tuple[object, ...]] = {}
         self._sync_locks: dict[IssueRef, asyncio.Lock] = {}
+        self._bases: dict[str, tuple[str, float]] = {}  # repo -> (default branch tip, when)
         self._pending_writes: list[tuple[NewDelivery, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -218,7 +219,26 @@ class Bot:
         ref = str(payload.get("ref") or "")
         default = str((payload.get("repository") or {}).get("default_branch") or "main")
         if ref == f"refs/heads/{default}":
+            self.note_base(repo, str(payload.get("after") or ""))
             await self.repos.load_config(inst, await self.github.repo(inst, repo))
+
+    def note_base(self, repo: str, sha: str) -> None:
+        """The default branch's tip as a push or our own merge just told us."""
+        if sha and set(sha) != {"0"}:
+            self._bases[repo] = (sha, time.monotonic())
+
+    async def base_sha(self, inst: int, repo: str, branch: str) -> str:
+        """The default branch's tip, from recent pushes/merges or (when unsure) from GitHub.
+
+        Only a hint for runners (a current mirror skips its fetch): a stale value costs an
+        "update branch" later, never correctness, and it is re-read after 30 seconds.
+        """
+        known = self._bases.get(repo)
+        if known and time.monotonic() - known[1] < 30.0:
+            return known[0]
+        sha = await self.github.branch_sha(inst, repo, branch)
+        self._bases[repo] = (sha, time.monotonic())
+        return sha
 
     async def _forget_repo(self, repo: str) -> None:
         await self.repos.remove(repo)
@@ -303,8 +323,8 @@ class Bot:
                 )
             task = await asyncio.to_thread(functools.partial(self.store.update_task, ref, **fields))
         await self._refresh_external(inst, task)
+        self.ready_changed.set()  # runners waiting in a claim look first; views follow
         await self.refresh_views()
-        self.ready_changed.set()
 
     async def _labeled_since(self, inst: int, ref: IssueRef, label: str, task: Task) -> bool:
         """Was the trigger label applied again after the task last ran?
