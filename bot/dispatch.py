@@ -25,11 +25,6 @@ from bot.service import WRITE_PERMISSIONS, Bot
 log = logging.getLogger(__name__)
 
 HANDOFF_MARKER = "<!-- stoneforge:handoff -->"
-AGENT_INSTRUCTIONS = """\
-You are working on one task of a larger plan, in a git worktree of {repo} on branch {branch}.
-Make the change the issue asks for, keep the repository's tests passing, and do not push:
-the runner commits and pushes your work and opens the pull request that closes #{number}.
-"""
 
 
 def job_id(task: Task) -> str:
@@ -198,10 +193,6 @@ class Dispatcher:
             "clone_url": repo.clone_url,
             "token": token,
             "agent": {"name": agent.name, "model": agent.model},
-            "prompt": (
-                f"# {issue.title} (#{task.number})\n\n{issue.body}\n\n---\n"
-                + AGENT_INSTRUCTIONS.format(repo=task.repo, branch=branch, number=task.number)
-            ),
             "restart": bool(task.detail and task.detail.startswith("restart")),
             "timeouts": {
                 "agent_s": config.timeouts.agent_minutes * 60,
