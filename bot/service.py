@@ -72,7 +72,6 @@ class Bot:
         self._external: dict[IssueRef, bool] = {}  # blockers that are not tasks -> done?
         self._views: dict[IssueRef, tuple[object, ...]] = {}
         self._sync_locks: dict[IssueRef, asyncio.Lock] = {}
-        self._bases: dict[str, tuple[str, float]] = {}  # repo -> (default branch tip, when)
         self._pending_writes: list[tuple[NewDelivery, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -219,26 +218,16 @@ class Bot:
         ref = str(payload.get("ref") or "")
         default = str((payload.get("repository") or {}).get("default_branch") or "main")
         if ref == f"refs/heads/{default}":
-            self.note_base(repo, str(payload.get("after") or ""))
             await self.repos.load_config(inst, await self.github.repo(inst, repo))
 
-    def note_base(self, repo: str, sha: str) -> None:
-        """The default branch's tip as a push or our own merge just told us."""
-        if sha and set(sha) != {"0"}:
-            self._bases[repo] = (sha, time.monotonic())
-
     async def base_sha(self, inst: int, repo: str, branch: str) -> str:
-        """The default branch's tip, from recent pushes/merges or (when unsure) from GitHub.
+        """The default branch's tip, read from GitHub at dispatch.
 
-        Only a hint for runners (a current mirror skips its fetch): a stale value costs an
-        "update branch" later, never correctness, and it is re-read after 30 seconds.
+        Runners whose mirror already has it skip their fetch. It is never served from a cache:
+        a replica that missed a push would hand out an old base, and an agent working on an
+        old base produces a red pull request.
         """
-        known = self._bases.get(repo)
-        if known and time.monotonic() - known[1] < 30.0:
-            return known[0]
-        sha = await self.github.branch_sha(inst, repo, branch)
-        self._bases[repo] = (sha, time.monotonic())
-        return sha
+        return await self.github.branch_sha(inst, repo, branch)
 
     async def _forget_repo(self, repo: str) -> None:
         await self.repos.remove(repo)

@@ -119,8 +119,6 @@ class Steward:
             if outcome.merged:
                 log.info("merged", extra={"repo": task.repo, "issue": task.number, "pr": action.pr})
                 bot.merging.discard(task.ref)
-                if outcome.sha:
-                    bot.note_base(task.repo, outcome.sha)
                 if bot.metrics:
                     bot.metrics.merges.inc(outcome="merged")
                 await bot.set_state(

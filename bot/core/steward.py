@@ -122,6 +122,17 @@ def _decide(
     verdict, check = check_verdict(pull)
     if verdict == "red":
         _, conclusion = pull.checks[check]
+        if pull.mergeable_state == "behind" and pull.mergeable is not False:
+            # Red on an outdated base proves little: test it again on the current base first
+            # (it is still never merged red; red while up to date fails the task).
+            return StewardAction(
+                "update_branch",
+                ref,
+                pr,
+                sha,
+                f"required check {check!r} concluded {conclusion or 'without result'} on an "
+                f"outdated base; testing again on the current {pull.base_ref}",
+            )
         return StewardAction(
             "fail",
             ref,

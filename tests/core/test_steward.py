@@ -90,7 +90,9 @@ def test_never_merge_red(conclusion: str | None, mergeable_state: str) -> None:
         required=("build", "ci"),
     )
     action = plan_one(review(1), snapshot)
-    assert action.kind == "fail"
+    assert action.kind != "merge"
+    # Red while behind is tested again on the current base first; otherwise the task fails.
+    assert action.kind == ("update_branch" if mergeable_state == "behind" else "fail")
     assert "'ci'" in action.reason
 
 
@@ -228,3 +230,20 @@ def test_plan_is_deterministic() -> None:
     tasks = [review(n) for n in range(1, 6)]
     pulls = {ref(n): pull(n) for n in range(1, 6)}
     assert plan_merges(tasks, pulls, now=0.0) == plan_merges(list(reversed(tasks)), pulls, now=5.0)
+
+
+def test_red_on_an_outdated_base_is_tested_again_before_failing() -> None:
+    from bot.core.model import Task, TaskState
+    from bot.core.steward import PullSnapshot, plan_merges
+
+    task = Task(repo="o/r", number=1, title="t", state=TaskState.IN_REVIEW, pr_number=7)
+    red = {"ci": ("completed", "failure")}
+
+    def pull(state: str) -> PullSnapshot:
+        return PullSnapshot(7, "open", False, "abc", "b", "main", True, state, red, ("ci",))
+
+    (behind,) = plan_merges([task], {task.ref: pull("behind")}, now=0.0)
+    assert behind.kind == "update_branch"
+    assert "outdated base" in behind.reason
+    (current,) = plan_merges([task], {task.ref: pull("blocked")}, now=0.0)
+    assert current.kind == "fail", "red while up to date is a real failure"
