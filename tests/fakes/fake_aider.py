@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
+
+import fakecli
+from fakecli import common_step
 
 VERSION = "aider 0.86.2"
 MODEL = "gpt-4.1"
@@ -157,34 +159,13 @@ def play(steps: list[dict], s: Session) -> int:
             s.event("message_send_exception", exception=step["message"])
         elif kind == "exit_event":
             s.event("exit", reason=step.get("reason", "Completed --message"))
-        elif "raw" in step:
-            sys.stdout.write(step["raw"] + "\n")
-            sys.stdout.flush()
-        elif "raw_partial" in step:
-            sys.stdout.write(step["raw_partial"])
-            sys.stdout.flush()
-        elif "stderr" in step:
-            print(step["stderr"], file=sys.stderr, flush=True)
-        elif "sleep" in step:
-            time.sleep(step["sleep"])
-        elif step.get("hang"):
-            while True:
-                time.sleep(3600)
-        elif "dump_env" in step:
-            Path(step["dump_env"]).write_text(json.dumps(dict(os.environ)))
-        elif "exit" in step:
-            return int(step["exit"])
+        elif (code := common_step(step)) is not None:
+            return code
     return 0  # aider returns 0 after --message even when the LLM call failed
 
 
 def load_scenario(prompt: str) -> list[dict]:
-    chosen = os.environ.get("FAKE_AIDER_SCENARIO")
-    if not chosen:
-        marker = re.search(r"\[\[fake:([A-Za-z0-9_\-]+)\]\]", prompt)
-        chosen = marker.group(1) if marker else "success"
-    path = Path(chosen) if Path(chosen).is_file() else SCENARIOS / f"{chosen}.json"
-    data = json.loads(path.read_text())
-    return data["steps"] if isinstance(data, dict) else data
+    return fakecli.load_scenario("aider", prompt, SCENARIOS)
 
 
 def main() -> int:

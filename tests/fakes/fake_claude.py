@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import sys
 import time
 import uuid
 from pathlib import Path
+
+import fakecli
+from fakecli import common_step
 
 VERSION = "2.1.332 (Claude Code)"
 MODEL = "claude-sonnet-4-5"
@@ -221,42 +223,18 @@ def play(steps: list[dict], em: Emitter) -> int:
             exit_code = em.result(step)
         elif "usage" in step:
             em.next_usage = step["usage"]
-        elif "raw" in step:
-            sys.stdout.write(step["raw"] + "\n")
-            sys.stdout.flush()
-        elif "raw_partial" in step:
-            sys.stdout.write(step["raw_partial"])
-            sys.stdout.flush()
-        elif "stderr" in step:
-            print(step["stderr"], file=sys.stderr, flush=True)
-        elif "sleep" in step:
-            time.sleep(step["sleep"])
         elif step.get("ignore_sigterm"):
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        elif step.get("hang"):
-            while True:
-                time.sleep(3600)
-        elif "write_file" in step:
-            target = Path(step["write_file"]["path"])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(step["write_file"]["content"])
-        elif "dump_env" in step:
-            Path(step["dump_env"]).write_text(json.dumps(dict(os.environ)))
         elif "repeat" in step:
             for _ in range(step["repeat"]["times"]):
                 exit_code = play(step["repeat"]["steps"], em)
-        elif "exit" in step:
-            return int(step["exit"])
+        elif (code := common_step(step)) is not None:
+            return code
     return exit_code
 
 
 def load_scenario(prompt: str) -> list[dict]:
-    path = os.environ.get("FAKE_CLAUDE_SCENARIO")
-    if not path:
-        marker = re.search(r"\[\[fake:([A-Za-z0-9_\-]+)\]\]", prompt)
-        path = str(SCENARIOS / f"{marker.group(1) if marker else 'happy_path'}.json")
-    data = json.loads(Path(path).read_text())
-    return data["steps"] if isinstance(data, dict) else data
+    return fakecli.load_scenario("claude", prompt, SCENARIOS, default="happy_path")
 
 
 def main() -> int:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
-import time
 import uuid
 from pathlib import Path
+
+import fakecli
+from fakecli import common_step
 
 VERSION = "codex-cli 0.171.0"
 SCENARIOS = Path(__file__).resolve().parent / "scenarios" / "codex"
@@ -148,38 +149,13 @@ def play(steps: list[dict], em: Emitter) -> int:
             exit_code = 1
         elif kind == "unknown":
             em.out({"type": step.get("type", "brand.new.event"), "payload": {"x": 1}})
-        elif "raw" in step:
-            sys.stdout.write(step["raw"] + "\n")
-            sys.stdout.flush()
-        elif "raw_partial" in step:
-            sys.stdout.write(step["raw_partial"])
-            sys.stdout.flush()
-        elif "stderr" in step:
-            print(step["stderr"], file=sys.stderr, flush=True)
-        elif "sleep" in step:
-            time.sleep(step["sleep"])
-        elif step.get("hang"):
-            while True:
-                time.sleep(3600)
-        elif "write_file" in step:
-            target = Path(step["write_file"]["path"])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(step["write_file"]["content"])
-        elif "dump_env" in step:
-            Path(step["dump_env"]).write_text(json.dumps(dict(os.environ)))
-        elif "exit" in step:
-            return int(step["exit"])
+        elif (code := common_step(step)) is not None:
+            return code
     return exit_code
 
 
 def load_scenario(prompt: str) -> list[dict]:
-    chosen = os.environ.get("FAKE_CODEX_SCENARIO")
-    if not chosen:
-        marker = re.search(r"\[\[fake:([A-Za-z0-9_\-]+)\]\]", prompt)
-        chosen = marker.group(1) if marker else "success"
-    path = Path(chosen) if Path(chosen).is_file() else SCENARIOS / f"{chosen}.json"
-    data = json.loads(path.read_text())
-    return data["steps"] if isinstance(data, dict) else data
+    return fakecli.load_scenario("codex", prompt, SCENARIOS)
 
 
 def main() -> int:

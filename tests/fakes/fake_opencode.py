@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
+
+import fakecli
+from fakecli import common_step
 
 VERSION = "1.18.33"
 SCENARIOS = Path(__file__).resolve().parent / "scenarios" / "opencode"
@@ -117,38 +119,13 @@ def play(steps: list[dict], em: Emitter) -> int | None:
             em.out("error", error={"name": step["name"], "data": data})
         elif kind == "unknown":
             em.out(step.get("type", "brand_new_event"), part={"x": 1})
-        elif "raw" in step:
-            sys.stdout.write(step["raw"] + "\n")
-            sys.stdout.flush()
-        elif "raw_partial" in step:
-            sys.stdout.write(step["raw_partial"])
-            sys.stdout.flush()
-        elif "stderr" in step:
-            print(step["stderr"], file=sys.stderr, flush=True)
-        elif "sleep" in step:
-            time.sleep(step["sleep"])
-        elif step.get("hang"):
-            while True:
-                time.sleep(3600)
-        elif "write_file" in step:
-            target = Path(step["write_file"]["path"])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(step["write_file"]["content"])
-        elif "dump_env" in step:
-            Path(step["dump_env"]).write_text(json.dumps(dict(os.environ)))
-        elif "exit" in step:
-            return int(step["exit"])
+        elif (code := common_step(step)) is not None:
+            return code
     return None
 
 
 def load_scenario(prompt: str) -> list[dict]:
-    chosen = os.environ.get("FAKE_OPENCODE_SCENARIO")
-    if not chosen:
-        marker = re.search(r"\[\[fake:([A-Za-z0-9_\-]+)\]\]", prompt)
-        chosen = marker.group(1) if marker else "success"
-    path = Path(chosen) if Path(chosen).is_file() else SCENARIOS / f"{chosen}.json"
-    data = json.loads(path.read_text())
-    return data["steps"] if isinstance(data, dict) else data
+    return fakecli.load_scenario("opencode", prompt, SCENARIOS)
 
 
 def main() -> int:
