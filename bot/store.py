@@ -23,6 +23,7 @@ lock), and a database made by the pre-Alembic code is adopted in place.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
 import logging
@@ -92,6 +93,8 @@ tasks = sa.Table(
     sa.Column("labeled_by", sa.String(255)),
     sa.Column("not_before", sa.Double),
     sa.Column("agent", sa.String(64)),
+    sa.Column("runs_on", sa.Text, nullable=False, default="[]"),  # JSON list of runner labels
+    sa.Column("review_id", sa.BigInteger),
     sa.Index("ix_tasks_state", "state"),
 )
 
@@ -145,6 +148,21 @@ registration_tokens = sa.Table(
     sa.Column("used_at", sa.Double),
 )
 
+transcripts = sa.Table(  # agent transcripts, served at /transcripts/<id> and linked on GitHub
+    "transcripts",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # unguessable: the link is the capability
+    sa.Column("repo", sa.String(200), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("runner", sa.String(200)),
+    sa.Column("agent", sa.String(64)),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),  # gzip of the (redacted) JSONL text
+    sa.Index("ix_transcripts_task", "repo", "number"),
+)
+
 _TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
 
 
@@ -155,6 +173,18 @@ class RunnerRecord:
     labels: tuple[str, ...]
     capacity: int
     last_seen: float | None
+
+
+@dataclass(frozen=True)
+class TranscriptRecord:
+    id: str
+    repo: str
+    number: int
+    attempt: int
+    runner: str | None
+    agent: str | None
+    created_at: float
+    size: int  # bytes of text, before compression
 
 
 @dataclass(frozen=True)
@@ -609,6 +639,36 @@ class Store:
             usd = conn.execute(query).scalar_one_or_none()
         return 0.0 if usd is None else float(usd)
 
+    # -- transcripts ----------------------------------------------------------------------------
+
+    def add_transcript(self, record: TranscriptRecord, text: bytes) -> None:
+        """Store one attempt's transcript (``text`` uncompressed; stored gzip-compressed)."""
+        values = dataclasses.asdict(record) | {"content": gzip.compress(text, 6)}
+        with self._write() as conn:
+            conn.execute(transcripts.insert().values(values))
+
+    def transcript(self, transcript_id: str) -> tuple[TranscriptRecord, bytes] | None:
+        """The record and uncompressed text of one transcript, or ``None``."""
+        query = sa.select(transcripts).where(transcripts.c.id == transcript_id)
+        with self._read() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            return None
+        fields = {f.name: row[f.name] for f in dataclasses.fields(TranscriptRecord)}
+        return TranscriptRecord(**fields), gzip.decompress(row["content"])
+
+    def transcripts_for(self, ref: IssueRef) -> list[TranscriptRecord]:
+        """A task's transcripts, oldest first."""
+        columns = [transcripts.c[f.name] for f in dataclasses.fields(TranscriptRecord)]
+        query = (
+            sa.select(*columns)
+            .where(transcripts.c.repo == ref.repo, transcripts.c.number == ref.number)
+            .order_by(transcripts.c.created_at, transcripts.c.id)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [TranscriptRecord(**dict(row)) for row in rows]
+
     # -- steward locks --------------------------------------------------------------------------
 
     @contextmanager
@@ -787,6 +847,7 @@ def _task_to_row(task: Task) -> dict[str, Any]:
     row = {name: getattr(task, name) for name in _TASK_FIELDS}
     row["state"] = TaskState(task.state).value
     row["blocked_by"] = json.dumps([str(ref) for ref in task.blocked_by])
+    row["runs_on"] = json.dumps(list(task.runs_on))
     return row
 
 
@@ -794,4 +855,5 @@ def _row_to_task(row: RowMapping) -> Task:
     values = {name: row[name] for name in _TASK_FIELDS}
     values["state"] = TaskState(row["state"])
     values["blocked_by"] = tuple(IssueRef.parse(text) for text in json.loads(row["blocked_by"]))
+    values["runs_on"] = tuple(json.loads(row["runs_on"] or "[]"))
     return Task(**values)

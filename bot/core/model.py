@@ -86,6 +86,10 @@ class Task:
     labeled_by: str | None = None  # who applied the trigger label (mentioned on failure)
     not_before: float | None = None  # not dispatched before this time (provider rate limit)
     agent: str | None = None  # agent adapter chosen from the repository configuration and labels
+    # Runner labels a runner must carry to take this task (configuration plus issue labels).
+    runs_on: tuple[str, ...] = ()
+    # The newest "changes requested" review already handed to an agent (GitHub review id).
+    review_id: int | None = None
 
     def __post_init__(self) -> None:
         # Normalise once here so every reader can rely on it: a tuple of IssueRef without
@@ -97,6 +101,8 @@ class Task:
             blockers = tuple(dict.fromkeys(blockers))
         if blockers is not self.blocked_by:
             object.__setattr__(self, "blocked_by", blockers)
+        if type(self.runs_on) is not tuple:
+            object.__setattr__(self, "runs_on", tuple(self.runs_on))
         if type(self.state) is not TaskState:
             object.__setattr__(self, "state", TaskState(self.state))
 

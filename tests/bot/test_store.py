@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.core.model import IssueRef, Task, TaskState
-from bot.store import Delivery, RepoRecord, Store
+from bot.store import Delivery, RepoRecord, Store, TranscriptRecord
 
 REPO = "octo/demo"
 
@@ -47,6 +47,11 @@ def full_task(n: int = 5, **fields: object) -> Task:
         "cost_usd": 0.4375,
         "ready_at": 1_764_000_050.25,
         "comment_id": 3_000_000_000_123,
+        "labeled_by": "octocat",
+        "not_before": 1_764_000_900.5,
+        "agent": "codex",
+        "runs_on": ("linux", "gpu"),
+        "review_id": 4_000_000_000_001,
     }
     values.update(fields)
     return Task(**values)  # type: ignore[arg-type]
@@ -442,3 +447,21 @@ def test_sqlite_lease_is_renewed_while_held(tmp_path) -> None:
     finally:
         first.close()
         second.close()
+
+
+# -- transcripts ----------------------------------------------------------------------------
+
+
+def test_transcripts_round_trip_compressed_and_per_task(store: Store) -> None:
+    text = ("".join(f'{{"type": "assistant", "n": {i}}}\n' for i in range(2000))).encode()
+    first = TranscriptRecord("t" * 32, REPO, 5, 1, "runner-a/w1", "claude", 10.0, len(text))
+    second = dataclasses.replace(first, id="u" * 32, attempt=2, created_at=20.0, size=3)
+    other = dataclasses.replace(first, id="v" * 32, number=6)
+    store.add_transcript(second, b"abc")
+    store.add_transcript(first, text)
+    store.add_transcript(other, b"x")
+    got = store.transcript("t" * 32)
+    assert got == (first, text)
+    assert store.transcript("missing") is None
+    assert store.transcripts_for(IssueRef(REPO, 5)) == [first, second]
+    assert store.transcripts_for(IssueRef(REPO, 7)) == []
