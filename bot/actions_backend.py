@@ -25,6 +25,7 @@ import asyncio
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
@@ -144,6 +145,9 @@ class ActionsBackend:
         )
         await self._update(task.ref, lease_until=now + self.start_timeout_s)
         inputs = {"job_id": job_id, "bot_url": self.bot_url, "job_token": token}
+        if task.runs_on:  # the workflow's `runs-on` routes it (only sent when needed, so a
+            # workflow without the optional input keeps working for repositories without it)
+            inputs["runs_on"] = json.dumps(list(task.runs_on))
         ref = str(job.get("base") or "main")
         try:
             await bot.github.dispatch_workflow(

@@ -1,9 +1,12 @@
 """The runner's git adapter: one bare mirror per repository, one worktree per task.
 
 The only runner module that runs git. The installation token never reaches a remote URL, a
-config file, argv or the disk: each network command gets it through the environment as an
-``http.extraHeader`` (``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_0``/``GIT_CONFIG_VALUE_0``), and
-error messages are scrubbed of it. Nothing reads the user's or the system's git configuration.
+config file, argv or the disk: each network command runs with a credential helper configured
+through the environment (``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_0``/``GIT_CONFIG_VALUE_0``) that
+answers git's ``get`` with the token from ``STONEFORGE_GIT_TOKEN``, an environment variable of
+that git process only (the agent never runs with it), and error messages are scrubbed of it.
+Nothing reads the user's or the system's git configuration, so no other helper (or credential
+store) is asked or told anything: ``store``/``erase`` are ignored.
 """
 
 from __future__ import annotations
@@ -39,12 +42,19 @@ def _state_for(path: Path) -> _MirrorState:
         return _states.setdefault(path.resolve(), _MirrorState())
 
 
+#: git runs ``!``-helpers through the shell with the operation as ``$1``; only ``get`` answers.
+CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || exit 0; echo username=x-access-token; '
+    'echo "password=$STONEFORGE_GIT_TOKEN"; }; f'
+)
+
+
 def _auth_env(token: str) -> dict[str, str]:
-    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
     return {
         "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": "http.extraHeader",
-        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+        "GIT_CONFIG_KEY_0": "credential.helper",
+        "GIT_CONFIG_VALUE_0": CREDENTIAL_HELPER,
+        "STONEFORGE_GIT_TOKEN": token,
     }
 
 

@@ -169,13 +169,25 @@ class RepoConfig(_Section):
         "runner",
         description="Where agents run: self-hosted Stoneforge runners, or GitHub Actions.",
     )
+    runs_on: list[Label] = Field(
+        [],
+        description="Runner labels a runner must carry to take this repository's tasks "
+        "(each registered runner has labels; with `backend: actions` they become the "
+        "workflow's `runs_on` input).",
+    )
+    runs_on_by_label: dict[LabelKey, list[Label]] = Field(
+        {},
+        json_schema_extra=_LABEL_KEYS,
+        description="Issue label -> more runner labels that issue's task needs "
+        "(e.g. `needs-gpu: [gpu]`); added to `runs_on`.",
+    )
     priority_labels: dict[LabelKey, Priority] = Field(
         DEFAULT_PRIORITY_LABELS,
         json_schema_extra=_LABEL_KEYS,
         description="Issue label -> priority, 0 most urgent .. 4. Replaces the default map.",
     )
 
-    @field_validator("agents_by_label", "priority_labels")
+    @field_validator("agents_by_label", "priority_labels", "runs_on_by_label")
     @classmethod
     def _labels_distinct(cls, value: dict[str, Any]) -> dict[str, Any]:
         seen: dict[str, str] = {}
@@ -198,6 +210,17 @@ class RepoConfig(_Section):
             if choice is not None:
                 return choice
         return self.agent
+
+    def runs_on_for(self, labels: Sequence[str]) -> tuple[str, ...]:
+        """Runner labels a task for an issue with ``labels`` needs: sorted, distinct, lowercase.
+
+        Runner labels match case-insensitively, as GitHub's ``runs-on`` does.
+        """
+        wanted = {label.casefold() for label in self.runs_on}
+        extra = {label.casefold(): more for label, more in self.runs_on_by_label.items()}
+        for label in labels:
+            wanted.update(m.casefold() for m in extra.get(label.casefold(), ()))
+        return tuple(sorted(wanted))
 
     def priority_for(self, labels: Sequence[str]) -> int | None:
         """The most urgent priority among ``labels``, or None when no priority label is set."""

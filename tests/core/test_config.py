@@ -332,6 +332,19 @@ def test_priority_for() -> None:
     assert config.priority_for(["priority: p3", "Priority: P1"]) == 1
 
 
+def test_runs_on_for_unions_repository_and_label_runner_labels() -> None:
+    assert RepoConfig().runs_on_for(["needs-gpu"]) == ()
+    config = parse_repo_config(
+        "version: 1\nruns_on: [Linux]\nruns_on_by_label:\n  Needs-GPU: [gpu, cuda12]\n"
+        "  big: [linux, large]\n"
+    )
+    assert isinstance(config, RepoConfig)
+    assert config.runs_on_for(["bug"]) == ("linux",)
+    assert config.runs_on_for(["needs-gpu", "BIG"]) == ("cuda12", "gpu", "large", "linux")
+    errors = parse_repo_config("version: 1\nruns_on: linux\n")
+    assert isinstance(errors, list) and [e.path for e in errors] == ["runs_on"]
+
+
 # --- rendering --------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from fakehub.githttp import create_git_app
 from fakehub.gitstore import GitStore, Identity, git_env
-from runner.git import GitError, RepoMirror
+from runner.git import GitError, RepoMirror, _auth_env, _env
 from tests.fakehub.test_githttp import serve_app
 
 REPO = "octo/demo"
@@ -184,6 +184,27 @@ def test_token_never_on_disk_in_url_or_argv(
     assert "fetch" in logged
     assert TOKEN not in logged
     assert encoded.decode() not in logged
+
+
+def test_the_token_reaches_git_only_through_the_credential_helper(tmp_path: Path) -> None:
+    env = _env(_auth_env(TOKEN))
+    # The only place the token is: the helper's own variable. No header, no URL, no argv.
+    assert [k for k, v in env.items() if TOKEN in v] == ["STONEFORGE_GIT_TOKEN"]
+    assert env["GIT_CONFIG_KEY_0"] == "credential.helper"
+
+    def credential(op: str, stdin: str) -> str:
+        return subprocess.run(
+            ["git", "credential", op], input=stdin, cwd=tmp_path, env=env,
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout  # fmt: skip
+
+    filled = credential("fill", "protocol=http\nhost=127.0.0.1:9\npath=octo/demo.git\n\n")
+    assert "username=x-access-token\n" in filled
+    assert f"password={TOKEN}\n" in filled
+    # approve/reject reach the helper too; it stores and erases nothing, and prints nothing.
+    assert credential("approve", filled) == ""
+    assert credential("reject", filled) == ""
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_token_fails_without_leaking_it(tmp_path: Path, clone_url: str) -> None:
