@@ -1,0 +1,129 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations in ``bot/migrations`` make them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import sqlalchemy as sa
+
+from bot.core.model import Task
+
+metadata = sa.MetaData()
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("guid", sa.String(64), primary_key=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(64)),
+    sa.Column("installation_id", sa.BigInteger),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("received_at", sa.Double, nullable=False),
+    sa.Column("processed_at", sa.Double),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_deliveries_unprocessed", "processed_at", "received_at"),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("repo", sa.String(200), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False, default=""),
+    sa.Column("issue_id", sa.BigInteger, nullable=False, default=0),
+    sa.Column("installation_id", sa.BigInteger),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("blocked_by", sa.Text, nullable=False, default="[]"),  # JSON ["owner/repo#N", ...]
+    sa.Column("priority", sa.Integer, nullable=False, default=2),
+    sa.Column("attempt", sa.Integer, nullable=False, default=0),
+    sa.Column("worker", sa.String(200)),
+    sa.Column("branch", sa.String(255)),
+    sa.Column("pr_number", sa.Integer),
+    sa.Column("head_sha", sa.String(64)),
+    sa.Column("created_at", sa.Double, nullable=False, default=0.0),
+    sa.Column("dispatched_at", sa.Double),
+    sa.Column("agent_seconds", sa.Double),
+    sa.Column("merged_at", sa.Double),
+    sa.Column("merge_sha", sa.String(64)),
+    sa.Column("lease_until", sa.Double),
+    sa.Column("detail", sa.Text),
+    sa.Column("cost_usd", sa.Double),
+    sa.Column("ready_at", sa.Double),
+    sa.Column("comment_id", sa.BigInteger),
+    sa.Column("labeled_by", sa.String(255)),
+    sa.Column("not_before", sa.Double),
+    sa.Column("agent", sa.String(64)),
+    sa.Column("runs_on", sa.Text, nullable=False, default="[]"),  # JSON list of runner labels
+    sa.Column("review_id", sa.BigInteger),
+    sa.Index("ix_tasks_state", "state"),
+)
+
+repos = sa.Table(
+    "repos",
+    metadata,
+    sa.Column("repo", sa.String(200), primary_key=True),
+    sa.Column("installation_id", sa.BigInteger, nullable=False),
+    sa.Column("default_branch", sa.String(255), nullable=False),
+    sa.Column("labels_ready", sa.Boolean, nullable=False, default=False),
+    sa.Column("config_text", sa.Text),
+    sa.Column("config_sha", sa.String(64)),
+    sa.Column("config_error", sa.Text),
+    sa.Index("ix_repos_installation", "installation_id"),
+)
+
+costs = sa.Table(
+    "costs",
+    metadata,
+    sa.Column("repo", sa.String(200), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),  # "YYYY-MM-DD"
+    sa.Column("usd", sa.Double, nullable=False),
+)
+
+locks = sa.Table(  # SQLite steward locks; PostgreSQL uses advisory locks instead
+    "locks",
+    metadata,
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+)
+
+runners = sa.Table(
+    "runners",
+    metadata,
+    sa.Column("runner_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("labels", sa.Text, nullable=False, default="[]"),  # JSON list
+    sa.Column("capacity", sa.Integer, nullable=False, default=1),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("last_seen", sa.Double),
+)
+
+registration_tokens = sa.Table(
+    "registration_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("used_at", sa.Double),
+)
+
+transcripts = sa.Table(  # agent transcripts, served at /transcripts/<id> and linked on GitHub
+    "transcripts",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # unguessable: the link is the capability
+    sa.Column("repo", sa.String(200), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("runner", sa.String(200)),
+    sa.Column("agent", sa.String(64)),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),  # gzip of the (redacted) JSONL text
+    sa.Index("ix_transcripts_task", "repo", "number"),
+)
+
+
+#: Task fields, each stored in the ``tasks`` column of the same name.
+TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
