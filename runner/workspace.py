@@ -29,6 +29,8 @@ from runner.setup import SetupResult, run_setup
 
 log = logging.getLogger(__name__)
 
+__all__ = ["Prepared", "SetupResult", "WorkspaceError", "Workspaces", "run_setup"]
+
 
 class WorkspaceError(GitError):
     """A workspace cannot be prepared as asked (for example its branch is in use)."""
