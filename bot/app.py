@@ -19,7 +19,7 @@ from bot.actions_backend import ActionsBackend, actions_router
 from bot.adapters.github import GitHubAdapter, GitHubError
 from bot.dispatch import Dispatcher
 from bot.metrics import BotMetrics, bot_metrics
-from bot.runner_api import runner_router
+from bot.runner_api import runner_router, transcript_router
 from bot.service import Bot
 from bot.settings import BotSettings
 from bot.signature import verify
@@ -77,6 +77,7 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
     app.include_router(actions_router(actions))
     app.include_router(_webhook_router(settings, metrics))
     app.include_router(runner_router(settings))
+    app.include_router(transcript_router())
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -17,10 +17,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from bot import transcripts
 from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubError
 from bot.core.model import IssueRef, Task, TaskState, branch_name
 from bot.service import WRITE_PERMISSIONS, Bot
+from bot.steward import feedback_for
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,17 @@ class Dispatcher:
         self._tokens: dict[str, str] = {}  # job id -> the repository token handed out with it
 
     async def _candidates(
-        self, unavailable: frozenset[str] = frozenset(), backend: str = "runner"
+        self,
+        unavailable: frozenset[str] = frozenset(),
+        backend: str = "runner",
+        labels: frozenset[str] | None = None,
     ) -> list[IssueRef]:
+        """Ready tasks this caller may take, in dispatch order.
+
+        ``labels`` are the claiming runner's labels (casefolded); a task whose ``runs_on`` asks
+        for a label the runner lacks is left for another runner. ``None`` skips that check
+        (GitHub Actions routes by the workflow's ``runs-on`` instead).
+        """
         bot = self.bot
         now = time.time()
         tasks, report = await bot.graph()
@@ -61,6 +72,8 @@ class Dispatcher:
                 continue  # runners and GitHub Actions each take only their repositories' tasks
             if task.not_before and task.not_before > now:
                 continue  # its agent's provider is rate limited until then
+            if labels is not None and not set(task.runs_on) <= labels:
+                continue  # needs a runner with labels this one lacks
             if self._agent_for(task, unavailable) is None:
                 continue  # this runner cannot run that agent now
             if per_repo[task.repo] >= config.concurrency.per_repo:
@@ -94,13 +107,19 @@ class Dispatcher:
         wait_s: float,
         unavailable_agents: frozenset[str] = frozenset(),
         backend: str = "runner",
+        labels: frozenset[str] | None = frozenset(),
     ) -> dict[str, Any] | None:
-        """Long-poll for the next ready task; claims it atomically and returns the job."""
+        """Long-poll for the next ready task; claims it atomically and returns the job.
+
+        ``labels``: the runner's labels; ``None`` for a caller that routes by itself (Actions).
+        """
+        if labels is not None:
+            labels = frozenset(label.casefold() for label in labels)
         bot = self.bot
         deadline = time.monotonic() + max(0.0, min(wait_s, 60.0))
         while True:
             bot.ready_changed.clear()
-            candidates = await self._candidates(unavailable_agents, backend)
+            candidates = await self._candidates(unavailable_agents, backend, labels)
             while candidates:
                 task = await asyncio.to_thread(
                     functools.partial(
@@ -161,16 +180,23 @@ class Dispatcher:
         config = bot.repos.config(task.repo)
         # A fresh snapshot of the issue (not what we stored), read alongside everything else.
         repo = await bot.github.repo(inst, task.repo)  # cached after the first call
-        issue, base_sha, (comments, notes), token = await asyncio.gather(
+        issue, base_sha, (comments, notes), token, (feedback, newest_review) = await asyncio.gather(
             bot.github.issue(inst, task.ref),
             bot.base_sha(inst, task.repo, repo.default_branch),
             self._conversation(inst, task),
             bot.github.repo_token(inst, task.repo),
+            self._review_feedback(inst, task),
         )
         self._tokens[job_id(task)] = token
         if issue is None or issue.state != "open" or config.trigger_label not in issue.labels:
             self._revoke(job_id(task))
             return None
+        if newest_review is not None and newest_review > (task.review_id or 0):
+            # A review that came in after the task was queued is in this job's feedback too:
+            # record it, or the steward would send the task back once more for it.
+            await asyncio.to_thread(
+                functools.partial(bot.store.update_task, task.ref, review_id=newest_review)
+            )
         branch = task.branch or branch_name(task.number, issue.title)
         agent = config.agent_for(issue.labels)
         if agent.name in unavailable and config.fallback_agent is not None:
@@ -202,10 +228,29 @@ class Dispatcher:
             "commands": {"setup": config.commands.setup, "test": config.commands.test},
             "comments": comments,
             "handoff_notes": notes,
-            "review_feedback": [],
+            "review_feedback": feedback,
             "max_attempts": config.max_attempts,
             "lease_s": bot.settings.lease_s,
         }
+
+    async def _review_feedback(self, inst: int, task: Task) -> tuple[list[str], int | None]:
+        """For a task sent back by a "changes requested" review: what its writers asked for.
+
+        Each reviewer whose latest verdict requests changes: the review's body, then its inline
+        comments as ``path:line: body`` (``bot.core.steward.review_feedback``). Empty for a
+        task no review has sent back; never empty for one that was (the runner continues the
+        pull request's branch for a job with feedback).
+        """
+        if task.pr_number is None or task.review_id is None:
+            return [], None
+        feedback, newest = await feedback_for(self.bot, inst, task.repo, task.pr_number)
+        if not feedback:  # approved or dismissed since it was queued: keep the pushed work
+            feedback = [
+                f"The review that sent this task back (pull request #{task.pr_number}) has "
+                "since been approved or dismissed. Check the pushed work against the issue "
+                "and change only what still needs it."
+            ]
+        return feedback, newest
 
     async def _conversation(self, inst: int, task: Task) -> tuple[list[dict[str, str]], list[str]]:
         """Comments from people with write access, and our handoff notes, oldest first.
@@ -320,24 +365,40 @@ class Dispatcher:
             await self._needs_human(task, f"{reason}: {detail}".strip(": "), totals)
             return True
         repo = await bot.github.repo(inst, task.repo)
-        summary = str(result.get("summary") or "").strip()
-        attempts = result.get("attempt_log") or []
-        tries = f" ({len(attempts)} tries)" if len(attempts) > 1 else ""
-        body = (
-            f"Closes #{task.number}\n\n{summary}\n\n"
-            f"_Opened by Stoneforge · agent `{task.agent or config.agent.name}` · "
-            f"attempt {task.attempt}{tries} · {seconds:.1f} s of agent time"
-            + (f" · ${cost:.2f}" if cost else "")
-            + "._"
+        # Every run of this task so far (from its transcripts), this one, and the totals.
+        body = await asyncio.to_thread(
+            functools.partial(
+                transcripts.pull_body,
+                bot.store,
+                bot.settings.public_url,
+                task,
+                result,
+                agent=task.agent or config.agent.name,
+                total_seconds=totals["agent_seconds"],
+                total_cost_usd=totals["cost_usd"],
+            )
         )
-        number = await bot.github.open_pull(
-            inst,
-            task.repo,
-            head=str(result["branch"]),
-            base=repo.default_branch,
-            title=task.title,
-            body=body,
-        )
+        # A later attempt on the same branch rewrites the open pull request's body: one PR.
+        head = str(result["branch"])
+        existing = await bot.github.pull_for_head(inst, task.repo, head)
+        if existing is None:
+            try:
+                number = await bot.github.open_pull(
+                    inst,
+                    task.repo,
+                    head=head,
+                    base=repo.default_branch,
+                    title=task.title,
+                    body=body,
+                )
+            except GitHubError as exc:  # 422 "already exists": another replica just opened it
+                existing = await bot.github.pull_for_head(inst, task.repo, head)
+                if exc.status != 422 or existing is None:
+                    raise
+        if existing is not None:
+            number, current = existing
+            if current != body:
+                await bot.github.update_pull(inst, task.repo, number, body=body)
         await bot.set_state(
             task,
             TaskState.IN_REVIEW,
@@ -366,7 +427,7 @@ class Dispatcher:
         """For ``backend: actions`` repositories: each ready task becomes a workflow run."""
         while True:
             try:
-                job = await self.claim("actions", "dispatch", 10.0, backend="actions")
+                job = await self.claim("actions", "dispatch", 10.0, backend="actions", labels=None)
                 if job is None:
                     continue
                 ref = IssueRef.parse(str(job["job_id"]).rpartition("@")[0])

@@ -74,6 +74,13 @@ class PullRequest(_Model):
     head: Lenient[Commit] = None
 
 
+class Review(_Model):
+    id: Lenient[int] = None
+    state: Lenient[str] = None  # lower case in webhooks: "changes_requested", "approved", ...
+    user: Lenient[Account] = None
+    commit_id: Lenient[str] = None
+
+
 class CheckRun(_Model):
     head_sha: Lenient[str] = None
 
@@ -113,6 +120,11 @@ class PullRequestEvent(Envelope):
     pull_request: Lenient[PullRequest] = None
 
 
+class PullRequestReviewEvent(Envelope):
+    review: Lenient[Review] = None
+    pull_request: Lenient[PullRequest] = None
+
+
 class CheckRunEvent(Envelope):
     check_run: Lenient[CheckRun] = None
 
@@ -144,6 +156,7 @@ MODELS: dict[str, type[Envelope]] = {
     "issue_dependencies": IssueDependenciesEvent,
     "sub_issues": SubIssuesEvent,
     "pull_request": PullRequestEvent,
+    "pull_request_review": PullRequestReviewEvent,
     "check_run": CheckRunEvent,
     "check_suite": CheckSuiteEvent,
     "status": StatusEvent,
@@ -169,8 +182,11 @@ class EventInfo:
     #: issue_dependencies: (blocked_issue, blocking_issue); sub_issues: (parent_issue,
     #: sub_issue); each as (repo full name, number). Issues without a number are left out.
     related_issues: tuple[tuple[str, int], ...] = ()
-    pull_number: int | None = None  # pull_request only
-    pull_merged: bool | None = None  # pull_request only
+    pull_number: int | None = None  # pull_request, pull_request_review
+    pull_merged: bool | None = None  # pull_request, pull_request_review
+    review_id: int | None = None  # pull_request_review: review.id
+    review_state: str | None = None  # pull_request_review: review.state, lower case
+    review_by: str | None = None  # pull_request_review: review.user.login
     head_sha: str | None = None  # pull_request head, check_run/check_suite, status sha, push after
     repos_added: tuple[str, ...] = ()  # installation.created, installation_repositories.added
     repos_removed: tuple[str, ...] = ()  # installation.deleted, installation_repositories.removed
@@ -225,6 +241,15 @@ def _specific(parsed: Envelope, repo: str | None) -> dict[str, Any]:
                 "pull_number": number,
                 "pull_merged": pull.merged if pull else None,
                 "head_sha": pull.head.sha if pull and pull.head else None,
+            }
+        case PullRequestReviewEvent(review=review, pull_request=pull):
+            return {
+                "pull_number": pull.number if pull else None,
+                "pull_merged": pull.merged if pull else None,
+                "head_sha": pull.head.sha if pull and pull.head else None,
+                "review_id": review.id if review else None,
+                "review_state": review.state.lower() if review and review.state else None,
+                "review_by": review.user.login if review and review.user else None,
             }
         case CheckRunEvent(check_run=run) | CheckSuiteEvent(check_suite=run):
             return {"head_sha": run.head_sha if run else None}

@@ -12,8 +12,9 @@ is written as ``exc`` text.
 
 Secrets are never written: the ``RedactFilter`` on the handler masks GitHub tokens
 (``ghp_``/``gho_``/``ghu_``/``ghs_``/``ghr_``, ``github_pat_``, ``v1.``), JWT-like ``eyJ…``
-strings, PEM blocks, credentials in URLs and ``Authorization`` values, in the message, the
-extras and the exception text; and values of extras with secret-sounding names
+strings, PEM blocks, credentials in URLs and ``Authorization`` values, provider API keys
+(the patterns are in ``bot/core/redact.py``, shared with the runner's transcripts), in the
+message, the extras and the exception text; and values of extras with secret-sounding names
 (``token``, ``*_token``, ``password``, ``*_secret``, ``private_key``, ``authorization``) are
 masked whole.
 The formatted line is masked once more as a last guard.
@@ -35,9 +36,12 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import IO, Any
 
+from bot.core.redact import REDACTED, redact
+
+__all__ = ["REDACTED", "bind", "configure_logging", "current_context", "redact"]
+
 #: Context fields the bot binds; ``bind`` accepts any others too.
 CONTEXT_FIELDS = ("delivery_id", "repo", "issue", "pr", "worker")
-REDACTED = "[REDACTED]"
 
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "stoneforge_log_context", default=MappingProxyType({})
@@ -51,39 +55,11 @@ _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__
 }
 _RESERVED = ("ts", "level", "logger", "event", "exc", "stack")
 
-_SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # PEM blocks, also a truncated one that never reaches its END line. Neither form crosses a
-    # double quote (base64 has none), so masking a JSON line keeps it valid JSON.
-    (
-        re.compile(r'-----BEGIN [A-Z0-9 ]+-----(?:[^"]*?-----END [A-Z0-9 ]+-----|[^"]*)'),
-        "[REDACTED PEM]",
-    ),
-    (re.compile(r"\b(gh[pousr]_)[A-Za-z0-9]{16,}"), rf"\1{REDACTED}"),
-    (re.compile(r"\b(github_pat_)[A-Za-z0-9_]{16,}"), rf"\1{REDACTED}"),
-    (re.compile(r"\b(v1\.)[0-9a-fA-F]{20,}"), rf"\1{REDACTED}"),
-    (re.compile(r"\b(eyJ)[A-Za-z0-9_\-]{10,}(?:\.[A-Za-z0-9_\-=]*){0,2}"), rf"\1{REDACTED}"),
-    # user:password@ in URLs (git remotes with x-access-token:…).
-    (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), rf"\1{REDACTED}@"),
-    (
-        re.compile(
-            r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|token|basic)\s+)"
-            r"[^\s\"',}]+"
-        ),
-        rf"\1{REDACTED}",
-    ),
-)
 # Extra/context keys whose values are masked whole: "token", "runner_token", "webhook_secret",
 # ... but not "input_tokens".
 _SECRET_KEY_RE = re.compile(
     r"(?i)(?:^|_)(?:token|password|passwd|secret|private_key|authorization|api_key|jwt)$"
 )
-
-
-def redact(text: str) -> str:
-    """``text`` with every secret-shaped substring masked."""
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def _redact_value(key: str, value: Any) -> Any:

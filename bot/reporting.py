@@ -4,17 +4,24 @@ Updates run in the background, one worker per issue, and are coalesced: when a t
 several times while an update is in flight, only the newest view is written. Every write is
 idempotent (labels are compared first; the comment is found again by its hidden marker), so a
 restart or a repeated update changes nothing that is already right.
+
+With a store, the comment links every transcript the task's agents left (``bot.transcripts``);
+they are looked up when the comment is written, so each update shows the ones uploaded so far.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 from dataclasses import dataclass
 
+from bot import transcripts
 from bot.adapters.github import GitHubAdapter, GitHubError
 from bot.core.model import IssueRef, TaskState
 from bot.core.render import STATUS_MARKER, StatusView, render_status
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +59,12 @@ class _Pending:
 
 
 class Reporter:
-    def __init__(self, github: GitHubAdapter) -> None:
+    def __init__(
+        self, github: GitHubAdapter, store: Store | None = None, public_url: str = ""
+    ) -> None:
         self.github = github
+        self.store = store
+        self.public_url = public_url  # where transcript links point; "" shows none
         self._pending: dict[IssueRef, _Pending] = {}
         self._workers: dict[IssueRef, asyncio.Task[None]] = {}
         self._shown: dict[IssueRef, tuple[str | None, str]] = {}  # what we last wrote
@@ -82,7 +93,13 @@ class Reporter:
         if inst is None:
             return
         wanted = state_label(pending.view, pending.merging)
-        body = render_status(pending.view)
+        view = pending.view
+        if pending.comment and self.store is not None and self.public_url:
+            links = await asyncio.to_thread(
+                functools.partial(transcripts.links, self.store, self.public_url, task.ref)
+            )
+            view = dataclasses.replace(view, transcripts=links)
+        body = render_status(view)
         last = self._shown.get(task.ref)
         if last is None or last[0] != wanted:
             if wanted:

@@ -39,6 +39,7 @@ HANDLED_EVENTS = frozenset(
         "issue_dependencies",
         "sub_issues",
         "pull_request",
+        "pull_request_review",
         "check_run",
         "check_suite",
         "status",
@@ -63,7 +64,7 @@ class Bot:
         self.github = github
         self.metrics = metrics
         self.repos = Repos(settings, store, github)
-        self.reporter = Reporter(github)
+        self.reporter = Reporter(github, store, settings.public_url)
         self.queue: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue()
         self.ready_changed = asyncio.Event()
         self.steward_wake = asyncio.Event()
@@ -172,6 +173,13 @@ class Bot:
                 await self._on_push(inst, repo, payload)
             elif event in ("pull_request", "check_run", "check_suite", "status"):
                 self.steward_wake.set()
+            elif event == "pull_request_review":
+                # A trigger only: the steward re-reads the reviews and the reviewers' access, and
+                # sends a task whose pull request got "changes requested" back to its agent.
+                log.info(
+                    "review_%s", info.action, extra={"pr": info.pull_number, "by": info.review_by}
+                )
+                self.steward_wake.set()
             elif event == "installation" and inst:
                 if info.action == "deleted":
                     for name in info.repos_removed:
@@ -211,6 +219,15 @@ class Bot:
         )
         log.info("trigger_refused", extra={"sender": login, "permission": perm})
         return False
+
+    async def is_writer(self, inst: int, repo: str, login: str, kind: str = "User") -> bool:
+        """Does this account's review count? Write access or better, or a bot the repository
+        allows (the rule ``_labeler_allowed`` applies to the label); never the App itself."""
+        if not login or login == self.bot_login:
+            return False
+        if kind == "Bot":
+            return login in self.repos.config(repo).bots.allow
+        return await self.github.permission(inst, repo, login) in WRITE_PERMISSIONS
 
     async def _on_push(self, inst: int, repo: str, payload: Mapping[str, Any]) -> None:
         """A push to the default branch may change the configuration; any push may unblock PRs."""
@@ -273,6 +290,7 @@ class Bot:
             "blocked_by": blockers,
             "priority": priority,
             "agent": config.agent_for(issue.labels).name,
+            "runs_on": config.runs_on_for(issue.labels),
         }
         if labeled_by:
             fields["labeled_by"] = labeled_by
@@ -496,6 +514,8 @@ class Bot:
                 "merged_at": task.merged_at,
                 "merge_sha": task.merge_sha,
                 "detail": task.detail,
+                "agent": task.agent,
+                "runs_on": list(task.runs_on),
             }
             for task in tasks
         ]

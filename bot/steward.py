@@ -7,12 +7,15 @@ bot replicas one writer per repository holds the store's steward lock (an adviso
 PostgreSQL).
 
 State machine per task (``docs/architecture.md``):
-in_review -> (update branch -> checks)* -> merged.
+in_review -> (update branch -> checks)* -> merged; a writer's "changes requested" review sends
+the task back to queued (its agent gets the feedback and pushes to the same pull request), and
+the pull request is not merged until that reviewer approves or the review is dismissed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -20,10 +23,42 @@ from collections import defaultdict
 
 from bot.adapters.github import GitHubError
 from bot.core.model import IssueRef, Task, TaskState
-from bot.core.steward import PullSnapshot, StewardAction, plan_merges
+from bot.core.steward import (
+    PullSnapshot,
+    Review,
+    StewardAction,
+    blocking_reviews,
+    plan_merges,
+    review_feedback,
+)
 from bot.service import Bot
 
 log = logging.getLogger(__name__)
+
+
+async def writer_reviews(bot: Bot, inst: int, repo: str, number: int) -> tuple[Review, ...]:
+    """The pull request's reviews by people with write access (and allowed bots), oldest first.
+
+    Everyone else's reviews, and the App's own, are left out: like issue comments, a review
+    is public input, and only collaborators may steer the agent or hold up a merge.
+    """
+    reviews = await bot.github.reviews(inst, repo, number)
+    writers: dict[str, bool] = {}
+    for review in reviews:
+        if review.author not in writers:
+            writers[review.author] = await bot.is_writer(
+                inst, repo, review.author, review.author_type
+            )
+    return tuple(r for r in reviews if writers[r.author])
+
+
+async def feedback_for(bot: Bot, inst: int, repo: str, number: int) -> tuple[list[str], int | None]:
+    """The job's ``review_feedback`` for a pull request, and the newest review it holds."""
+    reviews, comments = await asyncio.gather(
+        writer_reviews(bot, inst, repo, number), bot.github.review_comments(inst, repo, number)
+    )
+    newest = max((r.id for r in blocking_reviews(reviews)), default=None)
+    return review_feedback(reviews, comments), newest
 
 
 class Steward:
@@ -81,16 +116,16 @@ class Steward:
         tasks = await asyncio.to_thread(bot.store.list_tasks)  # blockers may be in other repos
         pulls: dict[IssueRef, PullSnapshot] = {}
         for task in await self._in_review(repo):
+            inst, number = task.installation_id or 0, task.pr_number or 0
             try:
-                pull = await bot.github.pull(
-                    task.installation_id or 0,
-                    repo,
-                    task.pr_number or 0,
-                    tuple(config.merge.required_checks),
+                pull, reviews = await asyncio.gather(
+                    bot.github.pull(inst, repo, number, tuple(config.merge.required_checks)),
+                    writer_reviews(bot, inst, repo, number),
                 )
             except GitHubError as exc:
                 log.warning("pull_snapshot_failed %s: %s", task.ref, exc)
                 continue
+            pull = dataclasses.replace(pull, reviews=reviews)
             pulls[task.ref] = pull
             if pull.head_sha != task.head_sha:  # e.g. after "update branch"
                 await asyncio.to_thread(
@@ -106,6 +141,9 @@ class Steward:
             return
         inst = task.installation_id
         config = bot.repos.config(task.repo)
+        if task.state is TaskState.IN_REVIEW and action.kind in ("wait", "update_branch", "merge"):
+            if task.detail is not None:  # no longer waiting for a re-review: say so
+                await bot.set_state(task, TaskState.IN_REVIEW, detail=None)
         if action.kind == "merge" and action.pr and action.sha:
             bot.merging.add(task.ref)
             outcome = await bot.github.merge(
@@ -140,6 +178,23 @@ class Steward:
                 self._updated[key] = action.sha
                 log.info("branch_updated %s", task.ref)
             await bot.refresh_views()
+        elif action.kind == "await_review" and task.state is TaskState.IN_REVIEW:
+            bot.merging.discard(task.ref)
+            if task.detail != action.reason:  # shown in the status comment
+                await bot.set_state(task, TaskState.IN_REVIEW, detail=action.reason)
+        elif action.kind == "revise" and task.state is TaskState.IN_REVIEW:
+            # Back to the agent, on the same branch and pull request, with the feedback.
+            # Not a failed attempt: like a rate limit, the attempt is refunded.
+            log.info("changes_requested %s review=%s", task.ref, action.review_id)
+            bot.merging.discard(task.ref)
+            await bot.set_state(
+                task,
+                TaskState.QUEUED,
+                worker=None,
+                review_id=action.review_id,
+                detail=action.reason,
+                attempt=max(0, task.attempt - 1),
+            )
         elif action.kind == "redispatch":
             bot.merging.discard(task.ref)
             await bot.set_state(

@@ -42,6 +42,7 @@ APP_EVENTS = [
     "issue_dependencies",
     "sub_issues",
     "pull_request",
+    "pull_request_review",
     "check_run",
     "check_suite",
     "status",
@@ -55,6 +56,7 @@ APP_PERMISSIONS = {
     "statuses": "read",
     "metadata": "read",
     "administration": "read",
+    "actions": "write",  # dispatches the agent workflow when a repository uses `backend: actions`
 }
 
 

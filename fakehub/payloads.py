@@ -20,6 +20,8 @@ from fakehub.state import (
     Label,
     Reaction,
     Repo,
+    Review,
+    ReviewComment,
     State,
     Status,
     User,
@@ -458,13 +460,80 @@ class Payloads:
             "mergeable_state": mergeable_state,
             "merged_by": self.user(p.merged_by) if p.merged_by else None,
             "comments": i.comments,
-            "review_comments": 0,
+            "review_comments": len(self.state.review_comments_for(i)),
             "maintainer_can_modify": False,
             "commits": stats.get("commits", 0),
             "additions": stats.get("additions", 0),
             "deletions": stats.get("deletions", 0),
             "changed_files": stats.get("changed_files", 0),
         }
+
+    # -- reviews ---------------------------------------------------------------------------
+    def review(self, r: Review, *, webhook: bool = False) -> dict[str, Any]:
+        """A ``pull-request-review``; ``webhook`` gives the ``review`` object of the
+        ``pull_request_review`` event, whose ``state`` GitHub spells in lower case."""
+        repo, number = r.pull.repo, r.pull.number
+        html = f"{self.url}/{repo.full_name}/pull/{number}#pullrequestreview-{r.id}"
+        pull_api = f"{self.api}/repos/{repo.full_name}/pulls/{number}"
+        body: dict[str, Any] = {
+            "id": r.id,
+            "node_id": node_id("PRR", r.id),
+            "user": self.user(r.user),
+            "body": r.body,
+            "state": r.state.lower() if webhook else r.state,
+            "html_url": html,
+            "pull_request_url": pull_api,
+            "author_association": self.association(repo, r.user),
+            "_links": {"html": {"href": html}, "pull_request": {"href": pull_api}},
+            "submitted_at": iso(r.submitted_at),
+            "commit_id": r.commit_id,
+        }
+        if webhook:
+            body["updated_at"] = iso(r.updated_at)
+        return body
+
+    def review_comment(self, c: ReviewComment) -> dict[str, Any]:
+        """A ``pull-request-review-comment`` (``GET /pulls/{n}/comments``)."""
+        repo, number = c.pull.repo, c.pull.number
+        api = f"{self.api}/repos/{repo.full_name}/pulls/comments/{c.id}"
+        html = f"{self.url}/{repo.full_name}/pull/{number}#discussion_r{c.id}"
+        pull_api = f"{self.api}/repos/{repo.full_name}/pulls/{number}"
+        anchor = c.line if c.line is not None else c.position
+        body: dict[str, Any] = {
+            "url": api,
+            "pull_request_review_id": c.review.id,
+            "id": c.id,
+            "node_id": node_id("PRRC", c.id),
+            "diff_hunk": f"@@ -0,0 +{anchor or 1} @@",
+            "path": c.path,
+            "commit_id": c.commit_id,
+            "original_commit_id": c.commit_id,
+            "user": self.user(c.user),
+            "body": c.body,
+            "created_at": iso(c.created_at),
+            "updated_at": iso(c.updated_at),
+            "html_url": html,
+            "pull_request_url": pull_api,
+            "author_association": self.association(repo, c.user),
+            "_links": {
+                "self": {"href": api},
+                "html": {"href": html},
+                "pull_request": {"href": pull_api},
+            },
+            "start_line": None,
+            "original_start_line": None,
+            "start_side": None,
+            "side": "RIGHT",
+            "subject_type": "line",
+            "reactions": self.reactions(api, []),
+        }
+        # fakehub does not map file lines to diff positions: a comment carries the anchor it
+        # was made with (GitHub omits either key when it cannot place the comment, too).
+        if c.line is not None:
+            body["line"] = body["original_line"] = c.line
+        if c.position is not None:
+            body["position"] = body["original_position"] = c.position
+        return body
 
     def pull_minimal(self, i: Issue, base_sha: str) -> dict[str, Any]:
         """The short form inside ``check_run.pull_requests`` / ``check_suite.pull_requests``."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -164,6 +165,43 @@ class Comment:
 
 
 @dataclass(eq=False)
+class Review:
+    """A submitted pull request review. ``state`` is the REST spelling (``CHANGES_REQUESTED``)."""
+
+    id: int
+    pull: Issue
+    user: User
+    body: str
+    state: str  # APPROVED | CHANGES_REQUESTED | COMMENTED | DISMISSED
+    commit_id: str
+    submitted_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass(eq=False)
+class ReviewComment:
+    """An inline comment made with a review, on a line (or diff position) of one file."""
+
+    id: int
+    review: Review
+    path: str
+    body: str
+    line: int | None
+    position: int | None
+    commit_id: str
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    @property
+    def pull(self) -> Issue:
+        return self.review.pull
+
+    @property
+    def user(self) -> User:
+        return self.review.user
+
+
+@dataclass(eq=False)
 class CheckSuite:
     id: int
     repo: Repo
@@ -244,6 +282,8 @@ class State:
         self.comments: dict[int, Comment] = {}
         self.check_runs: dict[int, CheckRun] = {}
         self.check_suites: dict[int, CheckSuite] = {}
+        self.reviews: dict[int, Review] = {}
+        self.review_comments: dict[int, ReviewComment] = {}
         self.statuses: list[Status] = []
         self.log: list[dict[str, Any]] = []
         self._ids = {"user": 1000, "app": 100, "installation": 7000, "repo": 500_000}
@@ -440,6 +480,39 @@ class State:
     def open_pulls(self, repo: Repo) -> list[Issue]:
         with self.lock:
             return [i for i in repo.issues.values() if i.pull and i.state == "open"]
+
+    # -- reviews ---------------------------------------------------------------------------
+    def add_review(
+        self,
+        pull: Issue,
+        user: User,
+        state: str,
+        body: str,
+        commit_id: str,
+        comments: Sequence[tuple[str, str, int | None, int | None]] = (),
+    ) -> Review:
+        """A submitted review and its inline comments, given as (path, body, line, position)."""
+        with self.lock:
+            review = Review(self.next_id(), pull, user, body, state, commit_id)
+            self.reviews[review.id] = review
+            for path, text, line, position in comments:
+                comment = ReviewComment(
+                    self.next_id(), review, path, text, line, position, commit_id
+                )
+                self.review_comments[comment.id] = comment
+            pull.updated_at = review.submitted_at
+            return review
+
+    def reviews_for(self, pull: Issue) -> list[Review]:
+        """A pull request's reviews, oldest first (as GitHub lists them)."""
+        with self.lock:
+            return sorted((r for r in self.reviews.values() if r.pull is pull), key=lambda r: r.id)
+
+    def review_comments_for(self, pull: Issue) -> list[ReviewComment]:
+        """A pull request's review comments, oldest first."""
+        with self.lock:
+            found = (c for c in self.review_comments.values() if c.pull is pull)
+            return sorted(found, key=lambda c: c.id)
 
     # -- checks and statuses ---------------------------------------------------------------
     def suite_for(self, repo: Repo, app: App, head_sha: str, head_branch: str | None) -> CheckSuite:

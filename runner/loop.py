@@ -3,8 +3,10 @@
 Per job (docs/architecture.md, "bot <-> runner protocol"): prepare the task's worktree (and run
 the repository's setup command), build the prompt, run the agent while heartbeating, verify
 (a non-empty change, the repository's test command), retry the agent once with the failure in
-its prompt, then commit and force-push the task branch and post the result. An agent that runs
-out of room, or asks for a handoff, has its work in progress pushed and its note reported.
+its prompt (resuming its session when the CLI can), then commit and force-push the task branch
+and post the result. An agent that runs out of room, or asks for a handoff, has its work in
+progress pushed and its note reported. Tokens and cost are recorded per run, as the run's own
+spend (runner.usage).
 
 Every failure becomes a result; a worker never dies, and the worktree is always released. The
 only jobs that end without a result are those the bot cancelled (it already knows), and those
@@ -17,10 +19,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +31,23 @@ from urllib.parse import quote
 
 import httpx
 
+from runner import transcripts
 from runner.agents import get_adapter, known_agents
-from runner.agents.base import AgentEvent, Invocation, Outcome, Result, RunRequest
+from runner.agents.base import (
+    AgentEvent,
+    Invocation,
+    Outcome,
+    Result,
+    RunRequest,
+    Usage,
+    resume_failed,
+)
 from runner.git import GitError, RepoMirror
 from runner.process import reap_orphans, run_agent, supervise
-from runner.prompt import HANDOFF_FILE, INSTRUCTION_LIMIT, build_prompt
-from runner.workspace import SetupResult, Workspaces
+from runner.prompt import HANDOFF_FILE, INSTRUCTION_LIMIT, build_followup, build_prompt
+from runner.setup import SetupResult
+from runner.usage import UsageLedger
+from runner.workspace import Workspaces
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +125,7 @@ class Runner:
         orphans = await asyncio.to_thread(reap_orphans, self.work_dir / "agents")
         if orphans:
             log.warning("orphan_agents_killed pgids=%s", orphans)
+        await asyncio.to_thread(shutil.rmtree, self.work_dir / "homes", True)  # a crash's leftovers
         self.missing = await asyncio.to_thread(probe_agents)
         for agent, why in sorted(self.missing.items()):
             log.warning("agent_unavailable agent=%s %s", agent, why)
@@ -239,7 +254,12 @@ class Runner:
                 token=job["token"],
                 branch=branch,
                 base=job.get("base") or "main",
-                continue_from_branch=int(job.get("attempt") or 1) > 1 and not job.get("restart"),
+                # Later attempts and review feedback build on the branch's pushed work (the
+                # open pull request); a restart starts afresh from the base.
+                continue_from_branch=(
+                    int(job.get("attempt") or 1) > 1 or bool(job.get("review_feedback"))
+                )
+                and not job.get("restart"),
                 setup_command=setup,
                 setup_timeout_s=setup_s,
                 base_sha=job.get("base_sha"),
@@ -273,19 +293,38 @@ class Runner:
         return report
 
     async def _work(self, worker: str, j: _Job, ctl: _Control) -> dict[str, Any] | None:
-        """Up to two agent tries; the second only after a try that completed without passing."""
+        """Up to two agent tries; the second only after a try that completed without passing.
+
+        The agent's HOME, where the CLIs keep their sessions, lasts the whole job, so that the
+        second try can resume the first one's session.
+        """
         agent = j.job.get("agent") or {}
         agent_name = self.agent_override or str(agent.get("name"))
         try:
             adapter = get_adapter(agent_name)
         except ValueError as exc:
             return _report(j.job, "failed", "unknown_agent", detail=str(exc))
+        j.home = self.work_dir / "homes" / _slug(j.job["job_id"])
+        await asyncio.to_thread(_fresh_home, j.home)
+        try:
+            return await self._tries(worker, j, adapter, agent, agent_name, ctl)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, j.home, True)
+
+    async def _tries(
+        self,
+        worker: str,
+        j: _Job,
+        adapter: Any,
+        agent: dict[str, Any],
+        agent_name: str,
+        ctl: _Control,
+    ) -> dict[str, Any] | None:
         failure: str | None = None
         for number in (1, 2):
             if ctl.stopping or ctl.cancelled:
                 return await self._handoff(j, "runner_shutdown", ctl)
-            prompt = build_prompt(j.job, j.worktree, failure=failure)
-            result = await self._try(worker, j, adapter, agent, prompt, number, ctl)
+            result = await self._attempt(worker, j, adapter, agent, number, failure, ctl)
             verdict = await self._judge(j, result, ctl)
             j.log_try(number, verdict, result)
             if verdict.outcome == "retry" and number == 1:
@@ -293,6 +332,31 @@ class Runner:
                 continue
             return await self._finish(worker, j, verdict, agent_name, ctl)
         raise AssertionError("unreachable")
+
+    async def _attempt(
+        self,
+        worker: str,
+        j: _Job,
+        adapter: Any,
+        agent: dict[str, Any],
+        number: int,
+        failure: str | None,
+        ctl: _Control,
+    ) -> Result:
+        """One try. A retry resumes the last run's session with only the failure as its prompt
+        when the agent can; if that resume fails at once, it starts afresh with the whole prompt.
+        """
+        last = j.results[-1] if j.results else None
+        session = last.session_id if failure and last and adapter.can_resume() else None
+        if session:
+            prompt = build_followup(failure or "")
+            result = await self._try(worker, j, adapter, agent, prompt, number, ctl, session)
+            if not resume_failed(result) or ctl.interrupt.is_set():
+                return result
+            log.warning("resume_failed job=%s try=%d session=%s reason=%s; starting afresh",
+                        j.job["job_id"], number, session, result.reason)  # fmt: skip
+        prompt = build_prompt(j.job, j.worktree, failure=failure)
+        return await self._try(worker, j, adapter, agent, prompt, number, ctl)
 
     async def _try(
         self,
@@ -303,7 +367,9 @@ class Runner:
         prompt: str,
         number: int,
         ctl: _Control,
+        resume: str | None = None,
     ) -> Result:
+        """One agent run; its usage is recorded as what this run spent (runner.usage)."""
         timeouts = j.job.get("timeouts") or {}
         budget = j.job.get("budget_usd")
         req = RunRequest(
@@ -312,6 +378,7 @@ class Runner:
             workdir=j.worktree,
             model=agent.get("model"),
             budget_usd=float(budget) if budget is not None else None,
+            resume_session=resume,
         )
         started = time.monotonic()
         result = await run_agent(
@@ -322,14 +389,24 @@ class Runner:
             cancel=ctl.interrupt,
             transcript_dir=self.work_dir / "logs" / f"{_slug(j.job['job_id'])}-try{number}",
             pid_dir=self.work_dir / "agents",
+            home=j.home,
         )
         seconds = round(time.monotonic() - started, 3)
+        cumulative = bool(getattr(adapter, "cumulative_usage", False))
+        spent = j.ledger.charge(result.session_id, result.usage, cumulative=cumulative)
         j.results.append(result)
-        j.seconds.append(seconds)
-        log.info("agent_finished job=%s try=%d outcome=%s reason=%s seconds=%.1f",
-                 j.job["job_id"], number, result.outcome.value, result.reason, seconds)  # fmt: skip
+        j.runs.append(_Run(number, seconds, spent, result.session_id or resume, bool(resume)))
+        log.info("agent_finished job=%s try=%d outcome=%s reason=%s seconds=%.1f session=%s "
+                 "resumed=%s", j.job["job_id"], number, result.outcome.value, result.reason,
+                 seconds, result.session_id, resume is not None)  # fmt: skip
         self._emit("agent_finished", worker, j.job["job_id"], outcome=result.outcome.value,
-                   reason=result.reason, agent_seconds=seconds, attempt_try=number)  # fmt: skip
+                   reason=result.reason, agent_seconds=seconds, attempt_try=number,
+                   session_id=result.session_id, resumed=resume is not None)  # fmt: skip
+        await transcripts.upload(self._client, self.bot_url, j.job["job_id"],
+                                 self.work_dir / "logs" / f"{_slug(j.job['job_id'])}-try{number}",
+                                 try_number=number, result=result, seconds=seconds, usage=spent,
+                                 agent=str(self.agent_override or agent.get("name") or ""),
+                                 secrets=(str(j.job.get("token") or ""), self._token))  # fmt: skip
         return result
 
     async def _judge(self, j: _Job, result: Result, ctl: _Control) -> _Verdict:
@@ -498,31 +575,63 @@ class _Verdict:
 
 
 @dataclass
+class _Run:
+    """One agent process. A try has one, or two when its resume failed and it started afresh."""
+
+    number: int  # the try
+    seconds: float
+    spent: Usage  # what this run spent (runner.usage), not the session's running total
+    session_id: str | None
+    resumed: bool
+
+
+@dataclass
 class _Job:
     job: dict[str, Any]
     worktree: Path
     base_sha: str
     mirror: RepoMirror
+    home: Path | None = None  # the agent's HOME for the whole job (sessions live there)
     results: list[Result] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
+    runs: list[_Run] = field(default_factory=list)  # one per result
+    ledger: UsageLedger = field(default_factory=UsageLedger)
     attempt_log: list[dict[str, Any]] = field(default_factory=list)
 
     def log_try(self, number: int, verdict: _Verdict, result: Result) -> None:
         outcome = "failed" if verdict.outcome == "retry" else verdict.outcome
-        self.attempt_log.append({"try": number, "outcome": outcome, "reason": verdict.reason,
-                                 "seconds": self.seconds[-1]})  # fmt: skip
+        runs = [run for run in self.runs if run.number == number]
+        self.attempt_log.append({
+            "try": number, "outcome": outcome, "reason": verdict.reason,
+            "seconds": round(sum(run.seconds for run in runs), 3),
+            "session_id": runs[-1].session_id if runs else result.session_id,
+            "resumed": runs[-1].resumed if runs else False,
+            "usage": _usage_fields(run.spent for run in runs),
+        })  # fmt: skip
 
     def facts(self) -> dict[str, Any]:
-        """Summed over every try: what the bot records for the attempt."""
-        costs = [r.usage.cost_usd for r in self.results if r.usage.cost_usd is not None]
-        usage = {
-            "input_tokens": sum(r.usage.input_tokens for r in self.results),
-            "output_tokens": sum(r.usage.output_tokens for r in self.results),
-            "cost_usd": round(sum(costs), 6) if costs else None,
-        }
+        """Summed over every run of every try: what the bot records for the attempt."""
+        seconds = round(sum(run.seconds for run in self.runs), 3)
         summary = self.results[-1].final_text if self.results else None
-        return {"agent_seconds": round(sum(self.seconds), 3), "usage": usage, "summary": summary,
+        usage = _usage_fields(run.spent for run in self.runs)
+        return {"agent_seconds": seconds, "usage": usage, "summary": summary,
                 "attempt_log": self.attempt_log}  # fmt: skip
+
+
+def _usage_fields(spent: Iterable[Usage]) -> dict[str, Any]:
+    """The report's `usage`: summed tokens, and the summed cost when any run reported one."""
+    runs = list(spent)
+    costs = [u.cost_usd for u in runs if u.cost_usd is not None]
+    return {
+        "input_tokens": sum(u.input_tokens for u in runs),
+        "output_tokens": sum(u.output_tokens for u in runs),
+        "cost_usd": round(sum(costs), 6) if costs else None,
+    }
+
+
+def _fresh_home(path: Path) -> None:
+    """An empty, private HOME for a job's agent runs (a stale one from a crash is discarded)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700, parents=True)
 
 
 def _report(job: dict[str, Any], outcome: str, reason: str, **fields: Any) -> dict[str, Any]:

@@ -113,17 +113,21 @@ async def supervise(
     transcript_dir: Path | None = None,
     cancel: asyncio.Event | None = None,
     pid_dir: Path | None = None,
+    home: Path | None = None,
 ) -> tuple[int | None, str | None]:
     """Run `inv` to completion; return (exit_code, killed_by).
 
     With `pid_dir`, the agent's process group is recorded there while it runs, so a runner
     restarted after SIGKILL can stop agents its predecessor left behind (`reap_orphans`).
+    `home` is the agent's HOME, kept by the caller (a resumed session lives there); by default
+    a private one is made and removed afterwards.
 
     `killed_by` is None, "timeout" (wall clock), "stalled" (no output for `stall_timeout_s`,
     extended by the parser's liveness hint) or "cancelled" (`cancel` was set). If this coroutine
     itself is cancelled, the group is killed and CancelledError propagates.
     """
-    home = Path(tempfile.mkdtemp(prefix="stoneforge-agent-home-"))
+    own_home = home is None
+    home = Path(tempfile.mkdtemp(prefix="stoneforge-agent-home-")) if home is None else home
     try:
         _prepare(home, inv, transcript_dir)
         env = build_env(inv.env, home=home, allowed_secrets=inv.allowed_secrets)
@@ -140,11 +144,12 @@ async def supervise(
             pid_dir,
         )
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        if own_home:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def _prepare(home: Path, inv: Invocation, transcript_dir: Path | None) -> None:
-    (home / "tmp").mkdir()
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
     if transcript_dir:
         transcript_dir.mkdir(parents=True, exist_ok=True)
     for path, content in inv.files.items():
@@ -336,8 +341,9 @@ async def run_agent(
     transcript_dir: Path | None = None,
     cancel: asyncio.Event | None = None,
     pid_dir: Path | None = None,
+    home: Path | None = None,
 ) -> Result:
-    """Build, supervise and classify one agent run."""
+    """Build, supervise and classify one agent run (`home`: see `supervise`)."""
     inv = adapter.build(req)
     parser = adapter.new_parser()
     try:
@@ -351,6 +357,7 @@ async def run_agent(
             transcript_dir=transcript_dir,
             cancel=cancel,
             pid_dir=pid_dir,
+            home=home,
         )
     except OSError as exc:  # the agent CLI is missing or not executable
         detail = f"could not start {inv.argv[0]}: {exc}"

@@ -127,19 +127,43 @@ def build_prompt(job: Mapping[str, Any], worktree: Path, *, failure: str | None 
         parts += [f"### Attempt {i}\n\n{note}" for i, note in enumerate(notes, 1)]
     feedback = [clean_markdown(str(f)) for f in job.get("review_feedback") or []]
     if feedback := [f for f in feedback if f]:
-        parts.append("## Review feedback to address\n\n" + "\n\n---\n\n".join(feedback))
+        parts.append(_feedback_section(feedback))
     if failure:
-        parts.append(
-            "## Your previous try did not pass\n\n"
-            "Your changes so far are still in the working tree. Fix what went wrong:\n\n"
-            f"````text\n{strip_invisible(failure).strip()}\n````"
-        )
+        parts.append(_failure_section(failure))
     parts.append(RULES)
     if criteria := acceptance_criteria(body):
         parts.append(
             "## Acceptance criteria (check each before you stop)\n\n" + _checklist(criteria)
         )
     return "\n\n".join(parts) + "\n"
+
+
+def build_followup(failure: str) -> str:
+    """The prompt of a try that resumes the agent's session: it has the task, so only the news."""
+    return "\n\n".join([_failure_section(failure), RULES]) + "\n"
+
+
+def _failure_section(failure: str) -> str:
+    return (
+        "## Your previous try did not pass\n\n"
+        "Your changes so far are still in the working tree. Fix what went wrong:\n\n"
+        f"````text\n{strip_invisible(failure).strip()}\n````"
+    )
+
+
+def _feedback_section(feedback: Iterable[str]) -> str:
+    """Review feedback as a list: each review's text, then its inline comments (path:line)."""
+    items = []
+    for text in feedback:
+        first, *rest = text.split("\n")
+        items.append("- " + "\n".join([first, *(f"  {line}" if line else "" for line in rest)]))
+    return (
+        "## Review feedback to address\n\n"
+        "A reviewer requested changes on this task's pull request. Your earlier work is\n"
+        "already in the working tree: address every point below (change the code, or say in\n"
+        "your final message why a point needs no change) and keep the rest of the work.\n\n"
+        + "\n".join(items)
+    )
 
 
 def _continuing(job: Mapping[str, Any]) -> str:

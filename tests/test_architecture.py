@@ -67,3 +67,11 @@ def test_runner_uses_only_the_pure_core_of_the_bot() -> None:
 def test_app_manifest_subscribes_to_exactly_the_handled_events() -> None:
     manifest = yaml.safe_load((ROOT / "app.yml").read_text())
     assert set(manifest["default_events"]) == set(HANDLED_EVENTS)
+
+
+def test_demo_app_subscribes_to_what_the_manifest_asks_for() -> None:
+    from fakehub.demo import APP_EVENTS, APP_PERMISSIONS
+
+    manifest = yaml.safe_load((ROOT / "app.yml").read_text())
+    assert set(APP_EVENTS) == set(manifest["default_events"])
+    assert APP_PERMISSIONS == manifest["default_permissions"]

@@ -23,7 +23,7 @@ from githubkit.exception import RequestError, RequestFailed
 from githubkit.retry import RetryOption
 
 from bot.core.model import IssueRef
-from bot.core.steward import PullSnapshot
+from bot.core.steward import PullSnapshot, Review, ReviewComment
 
 log = logging.getLogger(__name__)
 
@@ -232,11 +232,17 @@ class GitHubAdapter:
         return self._remember(resp.json())
 
     async def repo_token(self, installation_id: int, repo: str) -> str:
-        """A fresh installation token for one repository: contents write only (to push a branch)."""
+        """A fresh installation token for one repository, to push a task's branch.
+
+        Scoped to that repository with contents and pull requests write (the issue's contract
+        for a job token); metadata read comes with any installation token.
+        """
         name = repo.split("/", 1)[1]
         resp = await self._call(
             self._app.rest.apps.async_create_installation_access_token(
-                installation_id, repositories=[name], permissions={"contents": "write"}
+                installation_id,
+                repositories=[name],
+                permissions={"contents": "write", "pull_requests": "write"},
             )
         )
         return str(resp.parsed_data.token)
@@ -556,6 +562,83 @@ class GitHubAdapter:
             gh.rest.pulls.async_create(owner, name, title=title, head=head, base=base, body=body)
         )
         return int(resp.json()["number"])
+
+    async def pull_for_head(
+        self, installation_id: int, repo: str, head: str
+    ) -> tuple[int, str] | None:
+        """The open pull request from branch ``head`` of ``repo``: (number, body), or None."""
+        owner, name = repo.split("/", 1)
+        resp = await self._call(
+            self._gh(installation_id).rest.pulls.async_list(
+                owner, name, state="open", head=f"{owner}:{head}"
+            )
+        )
+        for pull in resp.json():
+            if pull["head"]["ref"] == head:
+                return int(pull["number"]), str(pull.get("body") or "")
+        return None
+
+    async def update_pull(self, installation_id: int, repo: str, number: int, *, body: str) -> None:
+        """Replace a pull request's body."""
+        owner, name = repo.split("/", 1)
+        await self._call(
+            self._gh(installation_id).rest.pulls.async_update(owner, name, number, body=body)
+        )
+
+    async def reviews(self, installation_id: int, repo: str, number: int) -> list[Review]:
+        """A pull request's submitted reviews, oldest first (everyone's: callers filter)."""
+        owner, name = repo.split("/", 1)
+        pulls = self._gh(installation_id).rest.pulls
+        found: list[Review] = []
+        for page in range(1, 11):
+            resp = await self._call(
+                pulls.async_list_reviews(owner, name, number, per_page=100, page=page)
+            )
+            items = resp.json()
+            for item in items:
+                user = item.get("user") or {}
+                found.append(
+                    Review(
+                        id=int(item["id"]),
+                        author=str(user.get("login") or ""),
+                        author_type=str(user.get("type") or "User"),
+                        state=str(item.get("state") or "").upper(),
+                        body=str(item.get("body") or ""),
+                        commit_id=item.get("commit_id"),
+                    )
+                )
+            if len(items) < 100:
+                break
+        return found
+
+    async def review_comments(
+        self, installation_id: int, repo: str, number: int
+    ) -> list[ReviewComment]:
+        """A pull request's inline review comments, oldest first."""
+        owner, name = repo.split("/", 1)
+        pulls = self._gh(installation_id).rest.pulls
+        found: list[ReviewComment] = []
+        for page in range(1, 11):
+            resp = await self._call(
+                pulls.async_list_review_comments(owner, name, number, per_page=100, page=page)
+            )
+            items = resp.json()
+            for item in items:
+                line = item.get("line") or item.get("original_line")
+                review_id = item.get("pull_request_review_id")
+                found.append(
+                    ReviewComment(
+                        id=int(item["id"]),
+                        review_id=int(review_id) if review_id is not None else None,
+                        author=str((item.get("user") or {}).get("login") or ""),
+                        path=str(item.get("path") or ""),
+                        line=int(line) if isinstance(line, int) else None,
+                        body=str(item.get("body") or ""),
+                    )
+                )
+            if len(items) < 100:
+                break
+        return found
 
     async def required_checks(
         self, installation_id: int, repo: str, branch: str

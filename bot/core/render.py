@@ -1,12 +1,13 @@
-"""Markdown the bot posts on GitHub: the one status comment per task issue.
+"""Markdown the bot posts on GitHub: the one status comment per task issue, and the body of
+the task's pull request.
 
 Pure: values in, text out. The caller upserts the comment by its hidden marker
 (``STATUS_MARKER``, always the first line), so there is exactly one status comment per issue
 and it is edited in place as the task moves on.
 
 The comment reads top to bottom as: a one-line headline with the status word, a short list of
-facts (blockers, runner, attempt, pull request, agent time and cost), then what the maintainer
-can do next. Status words, by precedence:
+facts (blockers, runner, attempt, pull request, agent time and cost, links to the agents'
+transcripts), then what the maintainer can do next. Status words, by precedence:
 
 ====================================  =================================================
 ``Merged`` / ``Failed — needs a       the task's terminal state wins over everything
@@ -19,18 +20,51 @@ human`` / ``Cancelled``
 ``Waiting on blockers``               queued and ``waiting_on`` is not empty
 ``Queued``                            queued and ready
 ====================================  =================================================
+
+The pull request body (``render_pull_body``) closes the issue, carries the agent's summary, and
+tables the task's attempts (tries, outcome, agent, time, tokens, cost, transcript links) with
+the total; it is rewritten whenever a later attempt completes on the same branch.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from bot.core.model import IssueRef, Task, TaskState
 
 STATUS_MARKER = "<!-- stoneforge:status -->"
+PULL_MARKER = "<!-- stoneforge:pull -->"
 _DETAIL_MAX = 1500  # characters of a failure reason or config error shown
+# Task details the steward writes about reviews (bot/core/steward.py), shown as a fact.
+_REVIEW_DETAILS = ("changes requested", "waiting for a re-review")
+_SUMMARY_MAX = 20_000  # characters of the agent's summary in a pull request body
+_LINKS_SHOWN = 12  # transcript links in the status comment (the newest ones)
+
+
+@dataclass(frozen=True)
+class TranscriptLink:
+    """Where one agent try's transcript can be read."""
+
+    attempt: int
+    try_number: int
+    url: str
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    """One run of the task's agent (one job) as the pull request lists it; None: not known."""
+
+    attempt: int
+    tries: int | None = None
+    outcome: str | None = None  # "completed", "handoff (max_turns)", ...
+    agent: str | None = None
+    seconds: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    transcripts: tuple[TranscriptLink, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +81,7 @@ class StatusView:
     config_error: str | None = None
     merging: bool = False  # the steward is merging the pull request right now
     trigger_label: str = "agent-ready"
+    transcripts: tuple[TranscriptLink, ...] = ()  # oldest first
 
 
 def render_status(view: StatusView) -> str:
@@ -69,6 +104,54 @@ def render_status(view: StatusView) -> str:
     if next_step:
         parts.append(f"**Next:** {next_step}")
     return "\n\n".join(parts) + "\n"
+
+
+def render_pull_body(
+    issue: int,
+    summary: str,
+    attempts: Sequence[AttemptRow],
+    *,
+    total_seconds: float | None = None,
+    total_cost_usd: float | None = None,
+) -> str:
+    """The task's pull request body: closes the issue, the summary, the attempts and totals."""
+    summary = summary.strip()
+    if len(summary) > _SUMMARY_MAX:
+        summary = summary[:_SUMMARY_MAX] + "…"
+    parts = [f"Closes #{issue}"]
+    if summary:
+        parts.append(summary)
+    if attempts:
+        header = (
+            "| Attempt | Tries | Outcome | Agent | Agent time | Tokens in / out | Cost "
+            "| Transcripts |\n| ---: | ---: | --- | --- | ---: | ---: | ---: | --- |"
+        )
+        parts.append("### Attempts\n\n" + header + "\n" + "\n".join(map(_attempt_line, attempts)))
+    total = []
+    if total_seconds is not None:
+        total.append(f"{format_duration(total_seconds)} of agent time")
+    if total_cost_usd is not None:
+        total.append(format_cost(total_cost_usd))
+    if total:
+        parts.append("**Total:** " + " · ".join(total))
+    parts.append(f"{PULL_MARKER}\n_Opened by Stoneforge; updated when a later attempt completes._")
+    return "\n\n".join(parts) + "\n"
+
+
+def render_transcript_links(links: Iterable[TranscriptLink]) -> str:
+    """``attempt 1: [try 1](…), [try 2](…) · attempt 2: [try 1](…)``, newest last."""
+    shown = tuple(links)
+    cut = shown[:-_LINKS_SHOWN] if len(shown) > _LINKS_SHOWN else ()
+    shown = shown[len(cut) :]
+    groups: list[tuple[int, list[str]]] = []
+    for link in shown:
+        item = f"[try {link.try_number}]({link.url})"
+        if groups and groups[-1][0] == link.attempt:
+            groups[-1][1].append(item)
+        else:
+            groups.append((link.attempt, [item]))
+    text = " · ".join(f"attempt {attempt}: {', '.join(items)}" for attempt, items in groups)
+    return f"… {text}" if cut else text
 
 
 def status_word(view: StatusView) -> str:
@@ -185,6 +268,8 @@ def _facts(view: StatusView) -> list[tuple[str, str]]:
         if task.head_sha:
             pull += f" at `{task.head_sha[:7]}`"
         facts.append(("Pull request", pull))
+    if task.review_id is not None and task.detail and task.detail.startswith(_REVIEW_DETAILS):
+        facts.append(("Review", task.detail))  # set by the steward: "changes requested by @x"
     spent = []
     if task.agent_seconds is not None:
         spent.append(format_duration(task.agent_seconds))
@@ -193,7 +278,35 @@ def _facts(view: StatusView) -> list[tuple[str, str]]:
         spent.append(format_cost(cost))
     if spent:
         facts.append(("Agent time", " · ".join(spent)))
+    if view.transcripts:
+        facts.append(("Transcripts", render_transcript_links(view.transcripts)))
     return facts
+
+
+def _attempt_line(row: AttemptRow) -> str:
+    def known(value: object, text: str) -> str:
+        return "—" if value is None else text
+
+    tokens = "—"
+    if row.input_tokens is not None or row.output_tokens is not None:
+        tokens = f"{row.input_tokens or 0:,} / {row.output_tokens or 0:,}"
+    links = ", ".join(f"[try {t.try_number}]({t.url})" for t in row.transcripts) or "—"
+    cells = [
+        str(row.attempt),
+        known(row.tries, str(row.tries)),
+        _cell(row.outcome or "—"),
+        known(row.agent, _code(_cell(row.agent or ""))),
+        known(row.seconds, format_duration(row.seconds or 0.0)),
+        tokens,
+        known(row.cost_usd, format_cost(row.cost_usd or 0.0)),
+        links,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside one Markdown table cell: one line, no column breaks."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _blocker_list(view: StatusView) -> str:
@@ -226,6 +339,11 @@ def _next_step(view: StatusView, word: str) -> str:
         return "Stoneforge picks the task up again as soon as the dependencies are fixed."
     if word in ("Running", "Waiting on blockers", "Queued"):
         return f"Nothing to do. Remove {label} to stop."
+    if word == "In review" and (view.task.detail or "").startswith("waiting for a re-review"):
+        return (
+            "Re-review the pull request: Stoneforge merges it once the reviewer approves (or "
+            "the review is dismissed) and checks pass."
+        )
     if word == "In review":
         return (
             "Review the pull request. Stoneforge merges it when checks pass and its "

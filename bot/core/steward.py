@@ -5,15 +5,23 @@ returns one ``StewardAction`` per task. The rules, first match wins:
 
 1. no snapshot -> ``wait``
 2. pull request merged -> ``mark_merged``; closed without merging -> ``fail``
-3. a required check completed with a conclusion other than success/neutral/skipped -> ``fail``
+3. a writer's latest review requests changes and is newer than the one the agent was given
+   (``task.review_id``) -> ``revise``: the task goes back to its agent with the feedback
+4. a required check completed with a conclusion other than success/neutral/skipped -> ``fail``
    (never merge red)
-4. a blocker that is a task has not merged -> ``wait`` (dependency order)
-5. GitHub has not computed mergeability (``mergeable is None`` or ``unknown``) -> ``wait``
-6. ``dirty`` (conflicts) -> ``redispatch``: the task goes back to an agent on a fresh base
-7. ``behind`` -> ``update_branch`` guarded by the head SHA
-8. a required check missing or not completed -> ``wait``
-9. ``clean``, or ``unstable``/``has_hooks`` (required checks are green by now) -> merge candidate;
+5. a blocker that is a task has not merged -> ``wait`` (dependency order)
+6. a writer's latest review still requests changes (the agent already had it) ->
+   ``await_review``: never merged until that reviewer approves or the review is dismissed
+7. GitHub has not computed mergeability (``mergeable is None`` or ``unknown``) -> ``wait``
+8. ``dirty`` (conflicts) -> ``redispatch``: the task goes back to an agent on a fresh base
+9. ``behind`` -> ``update_branch`` guarded by the head SHA
+10. a required check missing or not completed -> ``wait``
+11. ``clean``, or ``unstable``/``has_hooks`` (required checks are green by now) -> merge candidate;
    anything else (``blocked``: e.g. a review is required; ``draft``) -> ``wait``
+
+Reviews count only from people with write access (and allowed bots); the snapshot leaves out
+everyone else's, and the bot's own. A reviewer's verdict is their latest review that approves,
+requests changes or was dismissed; a plain comment review leaves it as it was (as on GitHub).
 
 At most one ``merge`` per (repository, base branch) per plan, because a merge moves the base
 and changes every other pull request's state. The candidate is chosen by dispatch order
@@ -32,7 +40,36 @@ from bot.core.model import IssueRef, Task, TaskState
 GREEN_CONCLUSIONS = frozenset({"success", "neutral", "skipped"})
 MERGEABLE_STATES = frozenset({"clean", "unstable", "has_hooks"})
 
-ActionKind = Literal["merge", "update_branch", "wait", "redispatch", "fail", "mark_merged"]
+ActionKind = Literal[
+    "merge", "update_branch", "wait", "await_review", "redispatch", "revise", "fail", "mark_merged"
+]
+VERDICT_STATES = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
+RE_REVIEW = "waiting for a re-review"  # how an ``await_review`` reason starts
+
+
+@dataclass(frozen=True)
+class Review:
+    """One submitted pull request review; ``state`` in the REST spelling (``APPROVED``,
+    ``CHANGES_REQUESTED``, ``COMMENTED``, ``DISMISSED``)."""
+
+    id: int
+    author: str
+    state: str
+    body: str = ""
+    commit_id: str | None = None
+    author_type: str = "User"  # "User" | "Bot"
+
+
+@dataclass(frozen=True)
+class ReviewComment:
+    """An inline review comment; ``line`` is None when it is anchored by diff position only."""
+
+    id: int
+    review_id: int | None
+    author: str
+    path: str
+    line: int | None
+    body: str
 
 
 @dataclass(frozen=True)
@@ -50,6 +87,7 @@ class PullSnapshot:
     # required check names on the base branch (branch protection + repository config)
     required: tuple[str, ...] = ()
     merge_sha: str | None = None  # set once merged: the commit the merge made on the base
+    reviews: tuple[Review, ...] = ()  # by writers only, oldest first
 
 
 @dataclass(frozen=True)
@@ -59,6 +97,7 @@ class StewardAction:
     pr: int | None
     sha: str | None = None
     reason: str = ""
+    review_id: int | None = None  # ``revise``: the review the agent is given
 
 
 def check_verdict(pull: PullSnapshot) -> tuple[str, str]:
@@ -74,6 +113,30 @@ def check_verdict(pull: PullSnapshot) -> tuple[str, str]:
         elif conclusion not in GREEN_CONCLUSIONS:
             return "red", name
     return ("pending", pending) if pending else ("green", "")
+
+
+def blocking_reviews(reviews: Sequence[Review]) -> tuple[Review, ...]:
+    """The reviews whose author's verdict is "changes requested", oldest first."""
+    verdicts: dict[str, Review] = {}
+    for review in sorted(reviews, key=lambda r: r.id):
+        if review.state in VERDICT_STATES:
+            verdicts[review.author.lower()] = review
+    found = (r for r in verdicts.values() if r.state == "CHANGES_REQUESTED")
+    return tuple(sorted(found, key=lambda r: r.id))
+
+
+def review_feedback(reviews: Sequence[Review], comments: Sequence[ReviewComment]) -> list[str]:
+    """The job's ``review_feedback``: each blocking review's body, prefixed by its author,
+    followed by its inline comments as ``path:line: body``; oldest review first."""
+    out: list[str] = []
+    for review in blocking_reviews(reviews):
+        body = review.body.strip()
+        out.append(f"@{review.author}: {body}" if body else f"@{review.author} requested changes.")
+        for comment in sorted(comments, key=lambda c: c.id):
+            if comment.review_id == review.id and comment.body.strip():
+                where = comment.path if comment.line is None else f"{comment.path}:{comment.line}"
+                out.append(f"{where}: {comment.body.strip()}")
+    return out
 
 
 def plan_merges(
@@ -119,6 +182,17 @@ def _decide(
         return StewardAction("mark_merged", ref, pr, sha, f"pull request #{pr} was merged")
     if pull.state != "open":
         return StewardAction("fail", ref, pr, sha, "pull request closed without merging")
+    blocking = blocking_reviews(pull.reviews)
+    if blocking and (task.review_id is None or blocking[-1].id > task.review_id):
+        newest = blocking[-1]
+        return StewardAction(
+            "revise",
+            ref,
+            pr,
+            sha,
+            f"changes requested by @{newest.author}",
+            review_id=newest.id,
+        )
     verdict, check = check_verdict(pull)
     if verdict == "red":
         _, conclusion = pull.checks[check]
@@ -146,6 +220,13 @@ def _decide(
     if blockers:
         names = ", ".join(str(b) for b in blockers)
         return _wait(task, pull, f"waiting for blocker(s) to merge first: {names}")
+    if blocking:
+        who = ", ".join(f"@{r.author}" for r in blocking)
+        if any(r.commit_id == sha for r in blocking):
+            why = f"changes requested by {who} on the current head"
+        else:
+            why = f"{RE_REVIEW} from {who}"
+        return StewardAction("await_review", ref, pr, sha, why)
     state = pull.mergeable_state
     if pull.mergeable is None or state == "unknown":
         return _wait(task, pull, "GitHub is still computing mergeability")

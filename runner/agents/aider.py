@@ -72,6 +72,7 @@ META = re.compile(
 class AiderAdapter:
     name = "aider"
     supported_versions = ">=0.86,<1"
+    cumulative_usage = False  # never resumed; `Cost: ... session` is this process's
 
     def __init__(self, binary: str | None = None) -> None:
         self.binary = binary or os.environ.get(BIN_ENV, "aider")

@@ -13,6 +13,10 @@ Classification rules shared by every adapter, first match wins:
 5. a turn or budget cap -> HANDOFF_NEEDED (`max_turns` / `budget`);
 6. a clean final event -> COMPLETED (an empty final answer is FAILED `empty_result`);
 7. anything else -> FAILED (`crash`), with the last stderr lines in `detail`.
+
+A resumed run whose session cannot be found is FAILED `resume_failed` where the CLI says so
+plainly; `resume_failed()` also counts a crash before any session began, and the runner then
+starts afresh.
 """
 
 from __future__ import annotations
@@ -134,11 +138,23 @@ class StreamParser(Protocol):
 class AgentAdapter(Protocol):
     name: str
     supported_versions: str
+    # True when the CLI reports a resumed session's tokens and cost as the session's running
+    # total (the runner then records per-run differences, runner.usage).
+    cumulative_usage: bool
 
     def probe(self, binary: str | None = None) -> ProbeInfo: ...
     def build(self, req: RunRequest) -> Invocation: ...
     def new_parser(self) -> StreamParser: ...
     def can_resume(self) -> bool: ...
+
+
+def resume_failed(result: Result) -> bool:
+    """Whether a resumed run failed at once, before the agent could work (start afresh then)."""
+    if result.outcome is not Outcome.FAILED:
+        return False
+    return result.reason == "resume_failed" or (
+        result.reason == "crash" and result.session_id is None
+    )
 
 
 def killed_result(killed_by: str, *, exit_code: int | None, detail: str | None) -> Result:

@@ -45,12 +45,15 @@ AUTH_ERRORS = frozenset({"authentication_failed", "oauth_org_not_allowed", "bill
 STDERR_LIMIT = re.compile(r"hit your (usage )?limit", re.IGNORECASE)
 STDERR_AUTH = re.compile(r"invalid api key|please run /login|authentication", re.IGNORECASE)
 TOO_LONG = "prompt is too long"
+NO_SESSION = re.compile(r"No conversation found with session ID", re.IGNORECASE)  # --resume
 CONTEXT_KEYS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 
 
 class ClaudeAdapter:
     name = "claude"
     supported_versions = ">=2.1.300,<2.2"
+    # A resumed session continues from the totals its transcript saved (sdk.d.ts).
+    cumulative_usage = True
 
     def __init__(self, binary: str | None = None) -> None:
         self.binary = binary or os.environ.get("STONEFORGE_CLAUDE_BIN", "claude")
@@ -253,6 +256,9 @@ class ClaudeStreamParser:
         if self.rate_limited or status == 429:
             return Outcome.RATE_LIMITED, "quota"
         stderr = "\n".join(self.stderr_tail)
+        errors = " ".join(str(e) for e in res.get("errors") or [])
+        if NO_SESSION.search(f"{errors}\n{stderr}"):
+            return Outcome.FAILED, "resume_failed"
         if (
             self.api_error in AUTH_ERRORS
             or status in (401, 403)

@@ -41,6 +41,8 @@ AUTH = re.compile(
     r"|unauthorized|\b401\b",
     re.IGNORECASE,
 )
+# `exec resume <uuid>` of a thread it does not have: exit 1 before any event.
+NO_THREAD = re.compile(r"no rollout found for (thread|conversation) id", re.IGNORECASE)
 CONTEXT = re.compile(r"ran out of room in the model's context window|context.window", re.IGNORECASE)
 TRY_AGAIN_IN = re.compile(r"try again in\s+([^.]*)", re.IGNORECASE)
 TRY_AGAIN_AT = re.compile(r"try again at\s+(\d{1,2}):(\d{2})\s*([AP]M)?", re.IGNORECASE)
@@ -51,6 +53,9 @@ UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 class CodexAdapter:
     name = "codex"
     supported_versions = ">=0.171,<1"
+    # After `exec resume`, `turn.completed.usage` is the whole thread's (from 0.155 on; 0.153
+    # reported the turn alone).
+    cumulative_usage = True
 
     def __init__(self, binary: str | None = None) -> None:
         self.binary = binary or os.environ.get(BIN_ENV, "codex")
@@ -196,6 +201,8 @@ class CodexStreamParser:
                 return Outcome.FAILED, "empty_result"
             return Outcome.COMPLETED, "success"
         signals = "\n".join([self.failure or "", *self.errors, *self.stderr_tail])
+        if self.session_id is None and NO_THREAD.search(signals):
+            return Outcome.FAILED, "resume_failed"
         if RATE_LIMIT.search(signals):
             return Outcome.RATE_LIMITED, "quota"
         if AUTH.search(signals):

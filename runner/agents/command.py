@@ -45,6 +45,7 @@ STATUS = {"success": Outcome.COMPLETED, "error": Outcome.FAILED}
 class CommandAdapter:
     name = "command"
     supported_versions = "*"
+    cumulative_usage = False
 
     def __init__(self, command: list[str] | str | None = None) -> None:
         raw = command if command is not None else os.environ.get(COMMAND_ENV, "")

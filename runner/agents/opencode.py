@@ -54,6 +54,7 @@ CONTEXT_ERRORS = frozenset({"ContextOverflowError"})
 class OpenCodeAdapter:
     name = "opencode"
     supported_versions = ">=1.18,<2"
+    cumulative_usage = False  # `step_finish` events of this run only
 
     def __init__(self, binary: str | None = None) -> None:
         self.binary = binary or os.environ.get(BIN_ENV, "opencode")

@@ -18,6 +18,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 class ScriptAdapter:
     name = "script"
     supported_versions = "*"
+    cumulative_usage = False
 
     def probe(self, binary: str | None = None) -> ProbeInfo:
         return ProbeInfo(version="1", flags=frozenset({"--sleep-scale"}))

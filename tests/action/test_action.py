@@ -7,6 +7,7 @@ subprocess with the environment an Actions runner provides. fakehub records the
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -24,6 +25,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import uvicorn
+import yaml
 
 from action.__main__ import write_outputs
 from action.inputs import ActionInputs, RunContext
@@ -328,6 +330,28 @@ def test_a_wrong_token_cannot_claim_and_the_right_one_claims_once(
     assert "not claimed" in (tmp_path / "summary.md").read_text()
 
 
+def test_runner_labels_reach_the_workflow_runs_on_input(tmp_path: Path) -> None:
+    config = "version: 1\nbackend: actions\nruns_on: [self-hosted, GPU]\n"
+    files = {
+        "README.md": "hello\n",
+        ".github/stoneforge.yml": config,
+        WORKFLOW_FILE: (ROOT / WORKFLOW_FILE).read_text(),  # declares the optional input
+    }
+    worlds = _start_world(tmp_path, files, APP_PERMISSIONS)
+    world = next(worlds)
+    try:
+        number = world.file_labeled("On a GPU", SCRIPT)
+        event = wait_until(lambda: world.hub.events("workflow_dispatch"), what="dispatch")[0]
+        assert event["inputs"]["job_id"] == f"octo/app#{number}@1"
+        assert json.loads(event["inputs"]["runs_on"]) == ["gpu", "self-hosted"]
+    finally:
+        worlds.close()
+    workflow = yaml.safe_load((ROOT / WORKFLOW_FILE).read_text())
+    assert workflow["jobs"]["agent"]["runs-on"] == "${{ fromJSON(inputs.runs_on) }}"
+    declared = workflow[True]["workflow_dispatch"]["inputs"]["runs_on"]  # YAML 1.1: on -> True
+    assert json.loads(declared["default"]) == ["ubuntu-latest"]
+
+
 def test_missing_workflow_fails_the_task_with_the_reason(world_without_workflow: World) -> None:
     world = world_without_workflow
     number = world.file_labeled("No workflow", SCRIPT)
@@ -459,7 +483,8 @@ def test_action_metadata_documents_inputs_and_permissions() -> None:
         assert "${{ inputs." not in step.get("run", ""), "inputs go through env, not the script"
     workflow = yaml.safe_load((ROOT / WORKFLOW_FILE).read_text())
     trigger = workflow[True]["workflow_dispatch"]["inputs"]  # YAML 1.1: `on` is True
-    assert set(trigger) == {"job_id", "bot_url", "job_token"}
+    assert set(trigger) == {"job_id", "bot_url", "job_token", "runs_on"}
+    assert not trigger["runs_on"]["required"], "a workflow without runner labels still works"
     assert workflow["permissions"] == {"contents": "read"}
     steps = workflow["jobs"]["agent"]["steps"]
     assert "add-mask" in steps[0]["run"], "the token is masked before anything else"

@@ -109,9 +109,14 @@ class World:
         resp.raise_for_status()
         return dict(resp.json())
 
-    def work(self, job: dict[str, Any], files: dict[str, str]) -> None:
-        """Do what a runner does: clone, commit on the task branch, push, report."""
-        checkout = self.tmp / f"job-{job['issue']}-{job['attempt']}"
+    def work(
+        self, job: dict[str, Any], files: dict[str, str], *, from_branch: bool = False
+    ) -> None:
+        """Do what a runner does: clone, commit on the task branch, push, report.
+
+        ``from_branch``: continue the pushed branch (a later attempt) instead of the base.
+        """
+        checkout = self.tmp / f"job-{job['issue']}-{job['attempt']}-{time.monotonic_ns()}"
         env = {
             **os.environ,
             "GIT_TERMINAL_PROMPT": "0",
@@ -133,7 +138,8 @@ class World:
             return out.stdout.strip()
 
         git("clone", "-q", job["clone_url"], str(checkout))
-        git("checkout", "-q", "-b", job["branch"], cwd=checkout)
+        start = [f"origin/{job['branch']}"] if from_branch else []
+        git("checkout", "-q", "-b", job["branch"], *start, cwd=checkout)
         for path, text in files.items():
             (checkout / path).write_text(text)
         git("add", "-A", cwd=checkout)
@@ -203,6 +209,7 @@ def world(tmp_path: Path, bot_env: dict[str, Any]) -> Iterator[World]:
             "issue_dependencies",
             "sub_issues",
             "pull_request",
+            "pull_request_review",
             "check_run",
             "check_suite",
             "status",

@@ -66,6 +66,8 @@ def test_fixtures_cover_every_event_and_action_we_handle() -> None:
                 "parent_issue_removed",
             )
         ),
+        ("pull_request_review", "submitted"),
+        ("pull_request_review", "dismissed"),
         ("check_run", "created"),
         ("check_run", "completed"),
         ("check_suite", "completed"),
@@ -127,9 +129,16 @@ def test_fixture_parses_with_the_fields_the_bot_uses(path: Path) -> None:
         assert info.pull_merged is payload["pull_request"]["merged"]
         assert info.pull_merged is (path.stem.startswith("closed-merged"))
         assert info.head_sha == HEAD
+    elif event == "pull_request_review":
+        assert info.pull_number == payload["pull_request"]["number"]
+        assert info.head_sha == HEAD
+        assert info.review_id == payload["review"]["id"]
+        assert info.review_state == payload["review"]["state"]
+        assert info.review_by == payload["review"]["user"]["login"]
     else:
         assert info.pull_number is None
         assert info.pull_merged is None
+        assert info.review_id is None
 
     if event in ("check_run", "check_suite"):
         assert info.head_sha == payload[event]["head_sha"] == HEAD
@@ -141,7 +150,7 @@ def test_fixture_parses_with_the_fields_the_bot_uses(path: Path) -> None:
         assert info.head_sha == payload["after"]
         assert info.head_sha is not None
         assert len(info.head_sha) == 40
-    elif event != "pull_request":
+    elif event not in ("pull_request", "pull_request_review"):
         assert info.head_sha is None
 
     if event == "installation":
@@ -175,6 +184,14 @@ EXACT: dict[str, dict[str, Any]] = {
         "head_sha": HEAD,
     },
     "pull_request/closed-unmerged": {"pull_number": 2, "pull_merged": False},
+    "pull_request_review/submitted-changes-requested-from-schema": {
+        "action": "submitted",
+        "installation_id": 1,
+        "pull_number": 2,
+        "review_id": 237895671,
+        "review_state": "changes_requested",
+        "review_by": "Codertocat",
+    },
     "push/push": {"head_sha": "6113728f27ae82c7b1a177c8d03f9e96e0adf246", "action": None},
     "installation/created": {
         "installation_id": 957387,
@@ -241,6 +258,7 @@ KNOWN = (
     "issue_dependencies",
     "sub_issues",
     "pull_request",
+    "pull_request_review",
     "check_run",
     "check_suite",
     "status",
@@ -292,6 +310,7 @@ def test_wrong_types_become_none_instead_of_raising(event: str) -> None:
         "repositories": "all",
         "repositories_added": [None, "x", {"full_name": 5}, {"full_name": "o/r"}],
         "repositories_removed": {"full_name": "o/r"},
+        "review": {"id": "one", "state": 3, "user": "lead"},
     }
     info = parse_event(event, payload)
     assert info.event == event
@@ -306,7 +325,9 @@ def test_wrong_types_become_none_instead_of_raising(event: str) -> None:
     assert info.is_pull_request is False
     assert info.head_sha is None
     assert info.pull_merged is None
-    assert info.pull_number == (9 if event == "pull_request" else None)  # falls back to PR number
+    pulls = ("pull_request", "pull_request_review")
+    assert info.pull_number == (9 if event in pulls else None)  # falls back to PR number
+    assert info.review_id is None
     assert info.related_issues == ()  # sub_issue #4 has no repo anywhere: left out
     assert info.repos_added == (("o/r",) if event == "installation_repositories" else ())
     assert info.repos_removed == ()

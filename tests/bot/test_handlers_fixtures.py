@@ -86,7 +86,7 @@ def test_every_recorded_payload_is_handled(bot: Bot, path: Path) -> None:
 
     asyncio.run(run())
     calls = [name for name, _ in bot.github.calls]  # type: ignore[attr-defined]
-    if event in ("pull_request", "check_run", "check_suite", "status"):
+    if event in ("pull_request", "pull_request_review", "check_run", "check_suite", "status"):
         assert bot.steward_wake.is_set()
     if event == "installation" and payload.get("action") != "deleted":
         assert "installation_repos" in calls

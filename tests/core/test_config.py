@@ -342,7 +342,8 @@ def test_runs_on_for_unions_repository_and_label_runner_labels() -> None:
     assert config.runs_on_for(["bug"]) == ("linux",)
     assert config.runs_on_for(["needs-gpu", "BIG"]) == ("cuda12", "gpu", "large", "linux")
     errors = parse_repo_config("version: 1\nruns_on: linux\n")
-    assert isinstance(errors, list) and [e.path for e in errors] == ["runs_on"]
+    assert isinstance(errors, list)
+    assert [e.path for e in errors] == ["runs_on"]
 
 
 # --- rendering --------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ EVENTS = [
     "issue_dependencies",
     "sub_issues",
     "pull_request",
+    "pull_request_review",
     "check_run",
     "check_suite",
     "status",

@@ -253,6 +253,31 @@ def _scenario(w: World) -> None:  # noqa: PLR0915 - one story, read top to botto
         r = bot.get(path)
         assert r.status_code == 200, (path, r.text)
     assert bot.get(f"/repos/{FULL}/pulls", params={"head": f"{ORG}:sf/1-users"}).status_code == 200
+
+    # Reviews: changes requested with an inline comment, dismissed, then approved.
+    review = maint.post(
+        f"/repos/{FULL}/pulls/{n1}/reviews",
+        json={
+            "event": "REQUEST_CHANGES",
+            "body": "Please rename.",
+            "comments": [{"path": "app/users.py", "line": 1, "body": "A tuple?"}],
+        },
+    )
+    assert review.status_code == 200, review.text
+    rid = review.json()["id"]
+    for path in (
+        f"/repos/{FULL}/pulls/{n1}/reviews",
+        f"/repos/{FULL}/pulls/{n1}/reviews/{rid}",
+        f"/repos/{FULL}/pulls/{n1}/comments",
+    ):
+        r = bot.get(path)
+        assert r.status_code == 200, (path, r.text)
+    dismissed = maint.put(
+        f"/repos/{FULL}/pulls/{n1}/reviews/{rid}/dismissals", json={"message": "Stale"}
+    )
+    assert dismissed.status_code == 200, dismissed.text
+    approve = maint.post(f"/repos/{FULL}/pulls/{n1}/reviews", json={"event": "APPROVE"})
+    assert approve.status_code == 200, approve.text
     assert bot.get(f"/repos/{FULL}/pulls/{n1}/merge").status_code == 404
     run = bot.post(
         f"/repos/{FULL}/check-runs",
@@ -332,6 +357,10 @@ def _scenario(w: World) -> None:  # noqa: PLR0915 - one story, read top to botto
     assert token.token.startswith("ghs_")
     assert inst.rest.repos.get_status_checks_protection(ORG, REPO, "main").parsed_data.strict
     assert inst.rest.pulls.list_files(ORG, REPO, n2).parsed_data
+    states = [r.state for r in inst.rest.pulls.list_reviews(ORG, REPO, n1).parsed_data]
+    assert states == ["DISMISSED", "APPROVED"]
+    inline = inst.rest.pulls.list_review_comments(ORG, REPO, n1).parsed_data
+    assert [(c.path, c.line, c.body) for c in inline] == [("app/users.py", 1, "A tuple?")]
 
     # Hook deliveries, through the App JWT.
     hub.sender.wait_idle(10)
@@ -388,6 +417,8 @@ def test_every_response_and_webhook_matches_github_descriptions(
         "pull_request.synchronize",
         "pull_request.closed",
         "pull_request.edited",
+        "pull_request_review.submitted",
+        "pull_request_review.dismissed",
         "check_run.created",
         "check_run.completed",
         "check_suite.completed",

@@ -5,7 +5,10 @@ Standard library only, no network. It checks its argv like the real CLI (unknown
 error; stream-json needs --verbose), reads the prompt from the positional argument or from stdin
 until EOF, and plays a scenario: `FAKE_CLAUDE_SCENARIO=<path>` or a `[[fake:NAME]]` marker in the
 prompt (tests/fakes/scenarios/NAME.json). A scenario is {"steps": [...]} or a bare list of steps;
-the step kinds are listed in `play()`.
+the step kinds are listed in `play()`. Sessions are saved in `$CLAUDE_CONFIG_DIR/fake-sessions`
+(else `~/.claude`): `--resume <id>` continues one, its cost and usage running totals as in the
+real CLI, and plays the scenario's "resumed" steps when it has them; an unknown id fails as the
+real CLI does. `FAKE_CLAUDE_ARGV_LOG` names a file that gets one JSON line per invocation.
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ class Emitter:
             "cache_read_input_tokens": 0,
             "cache_creation_input_tokens": 0,
         }
+        self.usage.update(state.get("usage", {}))  # a resumed session continues its totals
+        self.forget = False  # a `forget_session` step: save nothing, so a --resume finds nothing
         self.turns = 0
         self.msg_n = 0
         self.tool_n = 0
@@ -225,6 +230,8 @@ def play(steps: list[dict], em: Emitter) -> int:
             em.next_usage = step["usage"]
         elif step.get("ignore_sigterm"):
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        elif step.get("forget_session"):
+            em.forget = True
         elif "repeat" in step:
             for _ in range(step["repeat"]["times"]):
                 exit_code = play(step["repeat"]["steps"], em)
@@ -233,8 +240,20 @@ def play(steps: list[dict], em: Emitter) -> int:
     return exit_code
 
 
-def load_scenario(prompt: str) -> list[dict]:
-    return fakecli.load_scenario("claude", prompt, SCENARIOS, default="happy_path")
+def load_scenario(prompt: str, session: dict) -> list[dict]:
+    return fakecli.load_scenario("claude", prompt, SCENARIOS, default="happy_path", session=session)
+
+
+def no_conversation(session_id: str) -> int:
+    """What the real CLI does for `--resume` of a session it does not have (exit 1)."""
+    message = f"No conversation found with session ID: {session_id}"
+    result = {"type": "result", "subtype": "error_during_execution", "is_error": True}
+    result |= {"num_turns": 0, "total_cost_usd": 0, "errors": [message]}
+    result |= {"session_id": session_id, "uuid": str(uuid.uuid4())}
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    print(message, file=sys.stderr, flush=True)
+    return 1
 
 
 def main() -> int:
@@ -252,15 +271,15 @@ def main() -> int:
     config = Path(os.environ.get("CLAUDE_CONFIG_DIR", Path.home() / ".claude"))
     session_id = str(opts.get("--resume") or opts.get("--session-id") or uuid.uuid4())
     state_file = config / "fake-sessions" / f"{session_id}.json"
-    state = (
-        json.loads(state_file.read_text()) if opts.get("--resume") and state_file.exists() else {}
-    )
-    if log := os.environ.get("FAKE_CLAUDE_ARGV_LOG"):
-        Path(log).write_text(json.dumps({"argv": sys.argv[1:], "prompt": prompt}))
+    fakecli.record_call("FAKE_CLAUDE_ARGV_LOG", sys.argv[1:], prompt)
+    state = fakecli.load_session(state_file) if opts.get("--resume") else {}
+    if state is None:
+        return no_conversation(session_id)
     em = Emitter(session_id, os.getcwd(), opts, state)
-    code = play(load_scenario(prompt), em)
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps(em.state))
+    code = play(load_scenario(prompt, state), em)
+    if not em.forget:
+        state["usage"] = em.usage
+        fakecli.save_session(state_file, state)
     return code
 
 

@@ -6,6 +6,10 @@ style; `--full-auto` is gone since 0.147), needs a git repository unless --skip-
 honours `-C`, and reads the prompt from stdin when it is absent or `-`. It then plays a scenario:
 `FAKE_CODEX_SCENARIO=<path or name>` or a `[[fake:NAME]]` marker in the prompt, resolved to
 tests/fakes/scenarios/codex/NAME.json (default `success`). Step kinds are listed in `play()`.
+Threads are saved in `$CODEX_HOME/fake-sessions` (else `~/.codex`): `exec resume <id>` continues
+one, its `turn.completed` usage the thread's running total as in the real CLI (0.155 on), and
+plays the scenario's "resumed" steps when it has them; an unknown id fails as the real CLI does.
+`FAKE_CODEX_ARGV_LOG` names a file that gets one JSON line per invocation.
 """
 
 from __future__ import annotations
@@ -100,10 +104,12 @@ def in_git_repo(path: Path) -> bool:
 
 
 class Emitter:
-    def __init__(self, thread_id: str) -> None:
+    def __init__(self, thread_id: str, state: dict) -> None:
         self.thread_id = thread_id
         self.items = 0
         self.usage = {"input_tokens": 0, "cached_input_tokens": 0, "output_tokens": 0}
+        self.usage.update(state.get("usage", {}))  # a resumed thread continues its totals
+        self.forget = False  # a `forget_session` step: save nothing, so a resume finds nothing
 
     def out(self, msg: dict) -> None:
         sys.stdout.write(json.dumps(msg) + "\n")
@@ -149,13 +155,15 @@ def play(steps: list[dict], em: Emitter) -> int:
             exit_code = 1
         elif kind == "unknown":
             em.out({"type": step.get("type", "brand.new.event"), "payload": {"x": 1}})
+        elif step.get("forget_session"):
+            em.forget = True
         elif (code := common_step(step)) is not None:
             return code
     return exit_code
 
 
-def load_scenario(prompt: str) -> list[dict]:
-    return fakecli.load_scenario("codex", prompt, SCENARIOS)
+def load_scenario(prompt: str, session: dict) -> list[dict]:
+    return fakecli.load_scenario("codex", prompt, SCENARIOS, session=session)
 
 
 def main() -> int:
@@ -171,7 +179,8 @@ def main() -> int:
     if cd := last(opts, "-C", "--cd"):
         os.chdir(cd)
     thread_id = str(uuid.uuid4())
-    if positional[:1] == ["resume"]:
+    resume = positional[:1] == ["resume"]
+    if resume:
         if len(positional) < 2:
             fail("error: resume needs a SESSION_ID or --last", 2)
         thread_id, positional = positional[1], positional[2:]
@@ -189,9 +198,22 @@ def main() -> int:
     )
     if not skip_check and not in_git_repo(Path.cwd()):
         fail("Not inside a trusted directory and --skip-git-repo-check was not specified.")
-    if log := os.environ.get("FAKE_CODEX_ARGV_LOG"):
-        Path(log).write_text(json.dumps({"argv": sys.argv[1:], "prompt": prompt}))
-    return play(load_scenario(prompt), Emitter(thread_id))
+    fakecli.record_call("FAKE_CODEX_ARGV_LOG", sys.argv[1:], prompt)
+    codex_home = Path(os.environ.get("CODEX_HOME", Path.home() / ".codex"))
+    state_file = codex_home / "fake-sessions" / f"{thread_id}.json"
+    state = fakecli.load_session(state_file) if resume else {}
+    if state is None:
+        fail(
+            "Error: thread/resume: thread/resume failed: no rollout found for thread id "
+            f"{thread_id} (code -32600)"
+        )
+    assert state is not None
+    em = Emitter(thread_id, state)
+    code = play(load_scenario(prompt, state), em)
+    if not em.forget:
+        state["usage"] = em.usage
+        fakecli.save_session(state_file, state)
+    return code
 
 
 if __name__ == "__main__":

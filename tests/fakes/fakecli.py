@@ -14,15 +14,52 @@ import time
 from pathlib import Path
 
 
-def load_scenario(cli: str, prompt: str, scenarios: Path, default: str = "success") -> list[dict]:
-    """Steps from ``$FAKE_<CLI>_SCENARIO`` (a name or a path), else a ``[[fake:NAME]]`` marker."""
+def load_scenario(
+    cli: str,
+    prompt: str,
+    scenarios: Path,
+    default: str = "success",
+    *,
+    session: dict | None = None,
+) -> list[dict]:
+    """Steps from ``$FAKE_<CLI>_SCENARIO`` (a name or a path), else a ``[[fake:NAME]]`` marker.
+
+    ``session`` is the fake's saved state of the session it runs in. A resumed session (one
+    with ``runs`` saved) whose prompt names no scenario plays its first run's scenario again,
+    and plays that scenario's ``"resumed"`` steps when it has them instead of its ``"steps"``.
+    """
     chosen = os.environ.get(f"FAKE_{cli.upper()}_SCENARIO")
     if not chosen:
         marker = re.search(r"\[\[fake:([A-Za-z0-9_\-]+)\]\]", prompt)
-        chosen = marker.group(1) if marker else default
+        remembered = (session or {}).get("scenario")
+        chosen = marker.group(1) if marker else remembered or default
+    if session is not None:
+        session["scenario"] = chosen
     path = Path(chosen) if Path(chosen).is_file() else scenarios / f"{chosen}.json"
     data = json.loads(path.read_text())
-    return data["steps"] if isinstance(data, dict) else data
+    if not isinstance(data, dict):
+        return data
+    if session and session.get("runs") and "resumed" in data:
+        return data["resumed"]
+    return data["steps"]
+
+
+def load_session(path: Path) -> dict | None:
+    """The saved state of a session (None when there is none, as for an unknown id)."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def save_session(path: Path, state: dict) -> None:
+    state["runs"] = int(state.get("runs", 0)) + 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state))
+
+
+def record_call(variable: str, argv: list[str], prompt: str) -> None:
+    """Append this invocation (argv and prompt) as one JSON line to the file ``$variable`` names."""
+    if log := os.environ.get(variable):
+        with Path(log).open("a") as fh:
+            fh.write(json.dumps({"argv": argv, "prompt": prompt}) + "\n")
 
 
 def common_step(step: dict) -> int | None:

@@ -137,14 +137,6 @@ async def test_codex_rate_limit_retry_at(tmp_path: Path) -> None:
     assert result.exit_code == 1
 
 
-async def test_codex_resume_keeps_thread_id(tmp_path: Path) -> None:
-    result = await run(
-        CodexAdapter(binary=fake("codex")), tmp_path, "success", resume_session="thread-42"
-    )
-    assert result.session_id == "thread-42"
-    assert result.outcome is Outcome.COMPLETED
-
-
 async def test_gemini_rate_limit_retry_at_and_exit_code(tmp_path: Path) -> None:
     result = await run(GeminiAdapter(binary=fake("gemini")), tmp_path, "rate_limit")
     assert result.exit_code == 173

@@ -20,12 +20,15 @@ from fastapi import FastAPI, Request, Response
 
 import runner.agents
 from runner.agents.base import Invocation, RunRequest
+from runner.agents.claude import ClaudeAdapter
+from runner.agents.codex import CodexAdapter
 from runner.agents.script import ScriptAdapter
 from runner.loop import Runner
 
 TOKEN = "runner-secret-token"
 INSTALLATION_TOKEN = "ghs_installation_decoy"
 FAKE_CLAUDE = Path(__file__).resolve().parents[1] / "fakes" / "fake_claude.py"
+FAKE_CODEX = FAKE_CLAUDE.with_name("fake_codex.py")
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
     "GIT_AUTHOR_EMAIL": "t@example.com",
@@ -550,3 +553,127 @@ async def test_setup_failure_is_reported_without_running_the_agent(
     assert "boom" in result["detail"]
     assert not [e for e in events if e["type"] == "agent_finished"]
     assert not remote_branch(origin, "stoneforge/17-task")
+
+
+def recording(monkeypatch: pytest.MonkeyPatch, cls: type[Any], fake: Path, log: Path) -> None:
+    """The real adapter `cls`, running its fake CLI, which logs every call to `log`."""
+
+    class Recording(cls):  # type: ignore[misc,valid-type]
+        def build(self, req: RunRequest) -> Invocation:
+            inv: Invocation = super().build(req)
+            inv.env[f"FAKE_{cls.name.upper()}_ARGV_LOG"] = str(log)
+            return inv
+
+    monkeypatch.setitem(runner.agents._FACTORIES, cls.name, lambda: Recording(binary=str(fake)))
+
+
+def calls(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def usage(inp: int, out: int, cost: float | None) -> dict[str, Any]:
+    return {"input_tokens": inp, "output_tokens": out, "cost_usd": cost}
+
+
+async def test_retry_resumes_the_claude_session_and_counts_its_spend_once(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "calls.jsonl"
+    recording(monkeypatch, ClaudeAdapter, FAKE_CLAUDE, log)
+    fake, url = bot
+    fake.jobs = [{**job(origin, 20, {}), "body": "Add done.txt. [[fake:resume_no_changes]]",
+                  "agent": {"name": "claude", "model": None}}]  # fmt: skip
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1)
+    await run_until(runner, fake, 1)
+
+    result = fake.results["octo/demo#20@1"]
+    assert (result["outcome"], result["reason"]) == ("completed", "success"), result
+    assert git("show", "stoneforge/20-task:done.txt", cwd=origin) == "done\n"
+    tries = result["attempt_log"]
+    assert [(t["try"], t["reason"], t["resumed"]) for t in tries] == [
+        (1, "no_changes", False),
+        (2, "success", True),
+    ]
+    session = tries[0]["session_id"]
+    assert session
+    assert tries[1]["session_id"] == session
+    first, second = calls(log)
+    assert "--resume" not in first["argv"]
+    assert second["argv"][second["argv"].index("--resume") + 1] == session
+    assert "Add done.txt" in first["prompt"]
+    assert "Add done.txt" not in second["prompt"]  # the session has the task: only the news
+    assert "## Your previous try did not pass" in second["prompt"]
+    assert "no changes" in second["prompt"]
+    # The fake spends 10 tokens in, 20 out and $0.001 a turn: 1 turn, then 2. Claude reports a
+    # resumed session's running totals (30 / 60 / $0.003 after try 2): counted once, not twice.
+    assert [t["usage"] for t in tries] == [usage(10, 20, 0.001), usage(20, 40, 0.002)]
+    assert result["usage"] == usage(30, 60, 0.003)
+    assert not list((tmp_path / "work" / "homes").glob("*"))  # the job's HOME went with it
+
+
+async def test_retry_resumes_the_codex_thread_after_failed_tests(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "calls.jsonl"
+    recording(monkeypatch, CodexAdapter, FAKE_CODEX, log)
+    fake, url = bot
+    test = 'test "$(cat answer.txt)" = 42 || { echo "the answer was $(cat answer.txt)"; exit 1; }'
+    fake.jobs = [{**job(origin, 21, {}), "body": "Answer it. [[fake:resume_tests_failed]]",
+                  "agent": {"name": "codex", "model": None},
+                  "commands": {"setup": None, "test": test}}]  # fmt: skip
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1)
+    await run_until(runner, fake, 1)
+
+    result = fake.results["octo/demo#21@1"]
+    assert (result["outcome"], result["reason"]) == ("completed", "success"), result
+    assert git("show", "stoneforge/21-task:answer.txt", cwd=origin) == "42"
+    tries = result["attempt_log"]
+    assert [(t["reason"], t["resumed"]) for t in tries] == [
+        ("tests_failed", False),
+        ("success", True),
+    ]
+    thread = tries[0]["session_id"]
+    first, second = calls(log)
+    assert "resume" not in first["argv"]
+    assert second["argv"][-3:] == ["resume", thread, "-"]
+    assert "the answer was 41" in second["prompt"]
+    assert "exit code 1" in second["prompt"]
+    assert "Answer it." not in second["prompt"]
+    # 2 items a turn at 1200 in / 40 out each; codex reports the thread's totals (4800 / 160).
+    assert [t["usage"] for t in tries] == [usage(2400, 80, None), usage(2400, 80, None)]
+    assert result["usage"] == usage(4800, 160, None)
+
+
+async def test_a_resume_that_fails_at_once_falls_back_to_a_fresh_agent(
+    bot: tuple[Bot, str],
+    origin: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    log = tmp_path / "calls.jsonl"
+    recording(monkeypatch, ClaudeAdapter, FAKE_CLAUDE, log)
+    fake, url = bot
+    # The fake saves no session for this scenario, so `--resume` finds nothing.
+    fake.jobs = [{**job(origin, 22, {}), "body": "Change it. [[fake:forgetful_no_changes]]",
+                  "agent": {"name": "claude", "model": None}}]  # fmt: skip
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1)
+    await run_until(runner, fake, 1)
+
+    result = fake.results["octo/demo#22@1"]
+    assert (result["outcome"], result["reason"]) == ("failed", "no_changes"), result
+    first, resumed, fresh = calls(log)
+    session = result["attempt_log"][0]["session_id"]
+    assert resumed["argv"][resumed["argv"].index("--resume") + 1] == session
+    assert "--resume" not in fresh["argv"]
+    assert "Change it." in fresh["prompt"]  # the whole prompt again, with the failure
+    assert "## Your previous try did not pass" in fresh["prompt"]
+    second = result["attempt_log"][1]
+    assert second["try"] == 2
+    assert not second["resumed"]
+    assert second["session_id"] not in (None, session)
+    assert "resume_failed" in caplog.text
+    # One turn each for the two fresh runs; the failed resume spent nothing.
+    assert second["usage"] == usage(10, 20, 0.001)
+    assert result["usage"] == usage(20, 40, 0.002)

@@ -10,6 +10,7 @@ import pytest
 from runner.prompt import (
     INSTRUCTION_LIMIT,
     acceptance_criteria,
+    build_followup,
     build_prompt,
     clean_markdown,
     strip_invisible,
@@ -73,7 +74,11 @@ Done: model. Left: route.
 
 ## Review feedback to address
 
-Rename `get_all` to `list_users`.
+A reviewer requested changes on this task's pull request. Your earlier work is
+already in the working tree: address every point below (change the code, or say in
+your final message why a point needs no change) and keep the rest of the work.
+
+- Rename `get_all` to `list_users`.
 
 ## Your previous try did not pass
 
@@ -137,6 +142,19 @@ def test_retry_prompt_carries_the_failure_output(tmp_path: Path) -> None:
     prompt = build_prompt(make_job(), tmp_path, failure=failure)
     section = prompt.split("## Your previous try did not pass", 1)[1]
     assert "E  boom" in section.split("## Rules", 1)[0]
+
+
+def test_followup_prompt_is_the_failure_and_the_rules_only(tmp_path: Path) -> None:
+    failure = "The test command `pytest` failed (exit code 1).\u202e Its output:\n\nE  boom"
+    followup = build_followup(failure)
+    retry = build_prompt(make_job(), tmp_path, failure=failure)
+    assert followup.startswith("## Your previous try did not pass\n\n")
+    assert "E  boom" in followup
+    assert "\u202e" not in followup
+    assert RULE in followup
+    assert "Add the users endpoint" not in followup  # the resumed session has the task
+    section = retry[retry.index("## Your previous try") : retry.index("## Rules")]
+    assert followup.startswith(section)  # the same words as in a fresh retry's prompt
 
 
 @pytest.mark.parametrize(
