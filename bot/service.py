@@ -12,6 +12,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -340,8 +341,15 @@ class Bot:
         task that has since failed; GitHub's issue events say when the label really went on.
         """
         actor = await self.github.label_actor(inst, ref, label)
+        if actor is None:
+            return False
         last_run = max(task.dispatched_at or 0.0, task.created_at)
-        return actor is not None and actor[2] > last_run
+        if actor.at > last_run:
+            return True
+        # Event times are whole seconds: a labeling in the same second as the last run counts
+        # when the label was also removed in that second or later, i.e. it was put back.
+        second = math.floor(last_run)
+        return actor.at >= second and actor.removed_at is not None and actor.removed_at >= second
 
     async def _blockers(self, inst: int, issue: IssueInfo) -> tuple[IssueRef, ...]:
         native = await self.github.blocked_by(inst, issue.ref)

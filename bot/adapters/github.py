@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import httpx
 from githubkit import AppAuthStrategy, GitHub, TokenAuthStrategy
@@ -52,6 +52,15 @@ class GitHubError(Exception):
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+
+
+class LabelApplication(NamedTuple):
+    """The last ``labeled`` event of a label (GitHub's event times have whole seconds)."""
+
+    login: str
+    type: str  # "User" or "Bot"
+    at: float
+    removed_at: float | None  # the last ``unlabeled`` event of that label before it, if any
 
 
 @dataclass(frozen=True)
@@ -346,24 +355,28 @@ class GitHubAdapter:
 
     async def label_actor(
         self, installation_id: int, ref: IssueRef, label: str
-    ) -> tuple[str, str, float] | None:
-        """(login, account type, when) of the last application of ``label``, from the events."""
+    ) -> LabelApplication | None:
+        """Who last applied ``label`` and when, and when it was last removed before that."""
         owner, name = ref.repo.split("/", 1)
         gh = self._gh(installation_id)
-        found: tuple[str, str, float] | None = None
+        found: LabelApplication | None = None
+        removed: float | None = None
         for page in range(1, 11):
             resp = await self._call(
                 gh.rest.issues.async_list_events(owner, name, ref.number, per_page=100, page=page)
             )
             items = resp.json()
-            for event in items:
-                if (
-                    event.get("event") == "labeled"
-                    and (event.get("label") or {}).get("name") == label
-                ):
+            for event in items:  # oldest first
+                kind = event.get("event")
+                if (event.get("label") or {}).get("name") != label:
+                    continue
+                when = _epoch(str(event.get("created_at") or "")) or 0.0
+                if kind == "unlabeled":
+                    removed = when
+                elif kind == "labeled":
                     actor = event.get("actor") or {}
-                    when = _epoch(str(event.get("created_at") or "")) or 0.0
-                    found = (str(actor.get("login") or ""), str(actor.get("type") or "User"), when)
+                    login, kind_ = str(actor.get("login") or ""), str(actor.get("type") or "User")
+                    found = LabelApplication(login, kind_, when, removed)
             if len(items) < 100:
                 break
         return found

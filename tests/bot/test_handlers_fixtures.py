@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.adapters.github import IssueInfo, RepoInfo
+from bot.adapters.github import IssueInfo, LabelApplication, RepoInfo
 from bot.core.model import IssueRef
 from bot.service import Bot
 from bot.settings import BotSettings
@@ -42,8 +42,8 @@ class RecordingGitHub(FakeGitHub):
     async def sub_issues(self, inst: int, ref: IssueRef) -> list[IssueInfo]:
         return []
 
-    async def label_actor(self, inst: int, ref: IssueRef, label: str) -> tuple[str, str, float]:
-        return ("lead", "User", 0.0)
+    async def label_actor(self, inst: int, ref: IssueRef, label: str) -> LabelApplication:
+        return LabelApplication("lead", "User", 0.0, None)
 
     async def repo(self, inst: int, repo: str) -> RepoInfo:
         return RepoInfo(repo, 1, "main", f"https://example.invalid/{repo}.git")
