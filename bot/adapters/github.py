@@ -438,10 +438,11 @@ class GitHubAdapter:
 
     async def branch_sha(self, installation_id: int, repo: str, branch: str) -> str:
         owner, name = repo.split("/", 1)
+        # The ref, not the branch: GitHub's branch resource carries the whole commit object.
         resp = await self._call(
-            self._gh(installation_id).rest.repos.async_get_branch(owner, name, branch)
+            self._gh(installation_id).rest.git.async_get_ref(owner, name, f"heads/{branch}")
         )
-        return str(resp.json()["commit"]["sha"])
+        return str(resp.json()["object"]["sha"])
 
     async def report_check(
         self,
