@@ -327,6 +327,7 @@ class Runner:
             result = await self._attempt(worker, j, adapter, agent, number, failure, ctl)
             verdict = await self._judge(j, result, ctl)
             j.log_try(number, verdict, result)
+            await self._send_transcripts(j, verdict)
             if verdict.outcome == "retry" and number == 1:
                 failure = verdict.detail
                 continue
@@ -402,12 +403,26 @@ class Runner:
         self._emit("agent_finished", worker, j.job["job_id"], outcome=result.outcome.value,
                    reason=result.reason, agent_seconds=seconds, attempt_try=number,
                    session_id=result.session_id, resumed=resume is not None)  # fmt: skip
-        await transcripts.upload(self._client, self.bot_url, j.job["job_id"],
-                                 self.work_dir / "logs" / f"{_slug(j.job['job_id'])}-try{number}",
-                                 try_number=number, result=result, seconds=seconds, usage=spent,
-                                 agent=str(self.agent_override or agent.get("name") or ""),
-                                 secrets=(str(j.job.get("token") or ""), self._token))  # fmt: skip
+        j.unsent.append(_Unsent(number, result, seconds, spent,
+                                str(self.agent_override or agent.get("name") or "")))  # fmt: skip
         return result
+
+    async def _send_transcripts(self, j: _Job, verdict: _Verdict) -> None:
+        """Upload the runs of the try just judged, labeled with the runner's verdict: an agent
+        that "completed" but whose tests failed is a failed try. A run whose resume failed
+        before a fresh one took over is labeled so."""
+        unsent, j.unsent = j.unsent, []
+        outcome = "failed" if verdict.outcome == "retry" else verdict.outcome
+        for index, run in enumerate(unsent):
+            last = index == len(unsent) - 1
+            await transcripts.upload(
+                self._client, self.bot_url, j.job["job_id"],
+                self.work_dir / "logs" / f"{_slug(j.job['job_id'])}-try{run.number}",
+                try_number=run.number, result=run.result, seconds=run.seconds, usage=run.spent,
+                agent=run.agent, outcome=outcome if last else "failed",
+                reason=verdict.reason if last else "resume_failed",
+                secrets=(str(j.job.get("token") or ""), self._token),
+            )  # fmt: skip
 
     async def _judge(self, j: _Job, result: Result, ctl: _Control) -> _Verdict:
         """What one try amounts to; `retry` is a completed try that did not pass."""
@@ -575,6 +590,17 @@ class _Verdict:
 
 
 @dataclass
+class _Unsent:
+    """A run whose transcript waits for its try's verdict before it is uploaded."""
+
+    number: int
+    result: Result
+    seconds: float
+    spent: Usage
+    agent: str
+
+
+@dataclass
 class _Run:
     """One agent process. A try has one, or two when its resume failed and it started afresh."""
 
@@ -596,6 +622,7 @@ class _Job:
     runs: list[_Run] = field(default_factory=list)  # one per result
     ledger: UsageLedger = field(default_factory=UsageLedger)
     attempt_log: list[dict[str, Any]] = field(default_factory=list)
+    unsent: list[_Unsent] = field(default_factory=list)
 
     def log_try(self, number: int, verdict: _Verdict, result: Result) -> None:
         outcome = "failed" if verdict.outcome == "retry" else verdict.outcome

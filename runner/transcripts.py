@@ -117,11 +117,14 @@ async def upload(
     seconds: float,
     secrets: Iterable[str],
     usage: Usage | None = None,
+    outcome: str | None = None,
+    reason: str | None = None,
 ) -> str | None:
     """Send one try's transcript to the bot; its link, or None (logged) when that failed.
 
     `usage` is what this run spent, when the caller worked it out (a resumed session's CLI may
-    report running totals); by default what the agent reported.
+    report running totals); by default what the agent reported. `outcome` and `reason` are the
+    runner's verdict on the try (tests run after the agent); by default the agent's own.
     """
     if client is None:  # not connected to a bot (a test driving one job by hand)
         return None
@@ -133,8 +136,8 @@ async def upload(
         body: dict[str, Any] = {
             "try": try_number,
             "agent": agent,
-            "outcome": result.outcome.value,
-            "reason": redact(result.reason, secrets),
+            "outcome": outcome or result.outcome.value,
+            "reason": redact(reason if reason is not None else result.reason, secrets),
             "seconds": seconds,
             "usage": {
                 "input_tokens": spent.input_tokens,

@@ -83,7 +83,9 @@ class Bot:
         self.reject_claims = 0  # answer 401 to this many claims first
         self.fail_results = 0  # answer 503 to this many result posts first
         self.cancel: set[str] = set()  # job ids whose heartbeat answers 410
+        self.transcripts: list[tuple[str, dict[str, Any]]] = []
         self.app = FastAPI()
+        self.app.post("/runner/jobs/{job_id:path}/transcripts")(self.transcript)
         self.app.post("/runner/claim")(self.claim)
         self.app.post("/runner/jobs/{job_id:path}/heartbeat")(self.heartbeat)
         self.app.post("/runner/jobs/{job_id:path}/result")(self.result)
@@ -108,6 +110,12 @@ class Bot:
         assert self.authorized(request)
         self.heartbeats.append(job_id)
         return Response(status_code=410 if job_id in self.cancel else 200)
+
+    async def transcript(self, job_id: str, request: Request) -> Response:
+        assert self.authorized(request)
+        self.transcripts.append((job_id, await request.json()))
+        body = {"id": str(len(self.transcripts)), "url": f"http://t/{len(self.transcripts)}"}
+        return Response(json.dumps(body), status_code=201, media_type="application/json")
 
     async def result(self, job_id: str, request: Request) -> Response:
         assert self.authorized(request)
@@ -409,6 +417,10 @@ async def test_tests_failed_after_retry_never_pushes(
     assert "answer.txt" in retry_prompt
     assert "WRONG" in retry_prompt
     assert "exit code 1" in retry_prompt
+    # Each try's transcript carries the runner's verdict, not the agent's own "success".
+    sent = [(job, t["try"], t["outcome"], t["reason"]) for job, t in fake.transcripts]
+    assert sent == [("octo/demo#11@1", n, "failed", "tests_failed") for n in (1, 2)]
+    assert all("checking" not in t["text"] for _, t in fake.transcripts), "agent output only"
 
 
 async def test_passing_test_command_completes_first_try(
