@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -388,7 +389,7 @@ class Runner:
             timeout_s=float(timeouts.get("agent_s") or self.agent_timeout_s),
             stall_timeout_s=float(timeouts.get("stall_s") or self.stall_timeout_s),
             cancel=ctl.interrupt,
-            transcript_dir=self.work_dir / "logs" / f"{_slug(j.job['job_id'])}-try{number}",
+            transcript_dir=(log_dir := self._log_dir(j, number)),
             pid_dir=self.work_dir / "agents",
             home=j.home,
         )
@@ -404,8 +405,20 @@ class Runner:
                    reason=result.reason, agent_seconds=seconds, attempt_try=number,
                    session_id=result.session_id, resumed=resume is not None)  # fmt: skip
         j.unsent.append(_Unsent(number, result, seconds, spent,
-                                str(self.agent_override or agent.get("name") or "")))  # fmt: skip
+                                str(self.agent_override or agent.get("name") or ""),
+                                log_dir))  # fmt: skip
         return result
+
+    def _log_dir(self, j: _Job, number: int) -> Path:
+        """A fresh folder per agent run: a job id can repeat (a review round or a rate limit
+        gives the attempt back), and a resume that failed is followed by a fresh run."""
+        j.run_count += 1
+        return (
+            self.work_dir
+            / "logs"
+            / f"{_slug(j.job['job_id'])}-{j.key}"
+            / (f"try{number}-run{j.run_count}")
+        )
 
     async def _send_transcripts(self, j: _Job, verdict: _Verdict) -> None:
         """Upload the runs of the try just judged, labeled with the runner's verdict: an agent
@@ -417,7 +430,7 @@ class Runner:
             last = index == len(unsent) - 1
             await transcripts.upload(
                 self._client, self.bot_url, j.job["job_id"],
-                self.work_dir / "logs" / f"{_slug(j.job['job_id'])}-try{run.number}",
+                run.log_dir,
                 try_number=run.number, result=run.result, seconds=run.seconds, usage=run.spent,
                 agent=run.agent, outcome=outcome if last else "failed",
                 reason=verdict.reason if last else "resume_failed",
@@ -598,6 +611,7 @@ class _Unsent:
     seconds: float
     spent: Usage
     agent: str
+    log_dir: Path
 
 
 @dataclass
@@ -623,6 +637,8 @@ class _Job:
     ledger: UsageLedger = field(default_factory=UsageLedger)
     attempt_log: list[dict[str, Any]] = field(default_factory=list)
     unsent: list[_Unsent] = field(default_factory=list)
+    run_count: int = 0  # agent runs so far (a try has one, or two after a failed resume)
+    key: str = field(default_factory=lambda: uuid.uuid4().hex[:8])  # this execution of the job
 
     def log_try(self, number: int, verdict: _Verdict, result: Result) -> None:
         outcome = "failed" if verdict.outcome == "retry" else verdict.outcome

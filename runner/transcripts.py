@@ -1,7 +1,7 @@
 """One agent try's transcript, redacted and capped, sent to the bot.
 
-The runner tees each try's output to ``logs/<job>-try<N>/stdout.jsonl`` and ``stderr.log``
-(``runner/process.py``). After the try, ``upload`` posts the stdout JSONL and the tail of
+The runner tees each agent run's output to ``logs/<job>-<execution>/try<N>-run<K>/stdout.jsonl``
+and ``stderr.log`` (``runner/process.py``). Once the runner has judged the try, ``upload`` posts the stdout JSONL and the tail of
 stderr to ``POST /runner/jobs/{job_id}/transcripts``:
 
 - **redacted before it leaves the machine**: every secret-shaped string
