@@ -86,6 +86,7 @@ class Runner:
         report_attempts: int = 8,
         workspaces: Workspaces | None = None,
         disk_budget_mb: int | None = None,
+        logs_kept: int = 200,
     ) -> None:
         self.bot_url = bot_url.rstrip("/")
         self._token = token
@@ -107,6 +108,7 @@ class Runner:
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.report_attempts = report_attempts
+        self.logs_kept = logs_kept  # jobs whose local transcripts stay (the bot has every one)
         self.workspaces = workspaces or Workspaces(
             self.work_dir, pool_size=max(workers, 1), disk_budget_mb=disk_budget_mb
         )
@@ -311,6 +313,7 @@ class Runner:
             return await self._tries(worker, j, adapter, agent, agent_name, ctl)
         finally:
             await asyncio.to_thread(shutil.rmtree, j.home, True)
+            await asyncio.to_thread(prune_logs, self.work_dir / "logs", self.logs_kept)
 
     async def _tries(
         self,
@@ -713,6 +716,18 @@ def _failure(result: Result) -> tuple[str, str]:
 
 def _tail(text: str, limit: int = TAIL_CHARS) -> str:
     return text if len(text) <= limit else "[...]\n" + text[-limit:]
+
+
+def prune_logs(root: Path, keep: int) -> list[Path]:
+    """Remove all but the ``keep`` newest job folders under ``root``; the removed ones."""
+    try:
+        folders = [p for p in root.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    folders.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in folders[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folders[keep:]
 
 
 def _slug(job_id: str) -> str:

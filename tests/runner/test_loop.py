@@ -23,7 +23,7 @@ from runner.agents.base import Invocation, RunRequest
 from runner.agents.claude import ClaudeAdapter
 from runner.agents.codex import CodexAdapter
 from runner.agents.script import ScriptAdapter
-from runner.loop import Runner
+from runner.loop import Runner, prune_logs
 
 TOKEN = "runner-secret-token"
 INSTALLATION_TOKEN = "ghs_installation_decoy"
@@ -689,3 +689,16 @@ async def test_a_resume_that_fails_at_once_falls_back_to_a_fresh_agent(
     # One turn each for the two fresh runs; the failed resume spent nothing.
     assert second["usage"] == usage(10, 20, 0.001)
     assert result["usage"] == usage(20, 40, 0.002)
+
+
+def test_prune_logs_keeps_the_newest_job_folders(tmp_path: Path) -> None:
+    root = tmp_path / "logs"
+    for age, name in enumerate(["newest", "middle", "oldest"]):
+        folder = root / name / "try1-run1"
+        folder.mkdir(parents=True)
+        (folder / "stdout.jsonl").write_text("{}\n")
+        stamp = time.time() - 100 * age
+        os.utime(root / name, (stamp, stamp))
+    assert prune_logs(root, 2) == [root / "oldest"]
+    assert sorted(p.name for p in root.iterdir()) == ["middle", "newest"]
+    assert prune_logs(tmp_path / "missing", 2) == []
