@@ -1,7 +1,9 @@
 """One agent try's transcript, redacted and capped, sent to the bot.
 
-The runner tees each agent run's output to ``logs/<job>-<run>/try<N>-run<K>/stdout.jsonl`` and ``stderr.log`` (``runner/process.py``). Once the runner has judged the try, ``upload``
-posts the stdout JSONL and the tail of stderr, with the runner's verdict, to ``POST /runner/jobs/{job_id}/transcripts``:
+The runner tees each agent run's output to ``logs/<job>-<run>/try<N>-run<K>/`` (``stdout.jsonl``
+and ``stderr.log``, ``runner/process.py``). Once the runner has judged the try, ``upload`` posts
+the stdout JSONL and the tail of stderr, with the runner's verdict, to
+``POST /runner/jobs/{job_id}/transcripts``:
 
 - **redacted before it leaves the machine**: every secret-shaped string
   (``bot.core.redact``) and each exact secret the caller names (the job's repository token,
