@@ -11,7 +11,7 @@ import base64
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
@@ -200,6 +200,18 @@ class GitHubAdapter:
             raise GitHubError(0, f"no answer from GitHub: {exc}") from None
 
     # --- installations and repositories -------------------------------------------------
+
+    async def _pages(self, fetch: Callable[[int], Any], *, limit: int = 10) -> list[Any]:
+        """Every item of a paginated list (``fetch(page)`` asks for 100 per page), oldest
+        first, up to ``limit`` pages."""
+        items: list[Any] = []
+        for page in range(1, limit + 1):
+            chunk = (await self._call(fetch(page))).json()
+            items += chunk
+            if len(chunk) < 100:
+                break
+        return items
+
     async def app_slug(self) -> str:
         resp = await self._call(self._app.rest.apps.async_get_authenticated())
         return str(resp.json()["slug"])
@@ -336,11 +348,12 @@ class GitHubAdapter:
         return [_issue(issue_repo(i, ref.repo), i) for i in resp.json()]
 
     async def comments(self, installation_id: int, ref: IssueRef) -> list[Comment]:
-        """The issue's comments, oldest first (first 100)."""
+        """The issue's comments, oldest first."""
         owner, name = ref.repo.split("/", 1)
-        resp = await self._call(
-            self._gh(installation_id).rest.issues.async_list_comments(
-                owner, name, ref.number, per_page=100
+        issues = self._gh(installation_id).rest.issues
+        items = await self._pages(
+            lambda page: issues.async_list_comments(
+                owner, name, ref.number, per_page=100, page=page
             )
         )
         return [
@@ -350,7 +363,7 @@ class GitHubAdapter:
                 author_type=str((c.get("user") or {}).get("type") or "User"),
                 body=str(c.get("body") or ""),
             )
-            for c in resp.json()
+            for c in items
         ]
 
     async def label_actor(
@@ -358,27 +371,23 @@ class GitHubAdapter:
     ) -> LabelApplication | None:
         """Who last applied ``label`` and when, and when it was last removed before that."""
         owner, name = ref.repo.split("/", 1)
-        gh = self._gh(installation_id)
+        issues = self._gh(installation_id).rest.issues
         found: LabelApplication | None = None
         removed: float | None = None
-        for page in range(1, 11):
-            resp = await self._call(
-                gh.rest.issues.async_list_events(owner, name, ref.number, per_page=100, page=page)
-            )
-            items = resp.json()
-            for event in items:  # oldest first
-                kind = event.get("event")
-                if (event.get("label") or {}).get("name") != label:
-                    continue
-                when = _epoch(str(event.get("created_at") or "")) or 0.0
-                if kind == "unlabeled":
-                    removed = when
-                elif kind == "labeled":
-                    actor = event.get("actor") or {}
-                    login, kind_ = str(actor.get("login") or ""), str(actor.get("type") or "User")
-                    found = LabelApplication(login, kind_, when, removed)
-            if len(items) < 100:
-                break
+        events = await self._pages(
+            lambda page: issues.async_list_events(owner, name, ref.number, per_page=100, page=page)
+        )
+        for event in events:  # oldest first
+            kind = event.get("event")
+            if (event.get("label") or {}).get("name") != label:
+                continue
+            when = _epoch(str(event.get("created_at") or "")) or 0.0
+            if kind == "unlabeled":
+                removed = when
+            elif kind == "labeled":
+                actor = event.get("actor") or {}
+                login, kind_ = str(actor.get("login") or ""), str(actor.get("type") or "User")
+                found = LabelApplication(login, kind_, when, removed)
         return found
 
     async def add_reaction(self, installation_id: int, ref: IssueRef, content: str) -> None:
@@ -603,26 +612,22 @@ class GitHubAdapter:
         """A pull request's submitted reviews, oldest first (everyone's: callers filter)."""
         owner, name = repo.split("/", 1)
         pulls = self._gh(installation_id).rest.pulls
+        items = await self._pages(
+            lambda page: pulls.async_list_reviews(owner, name, number, per_page=100, page=page)
+        )
         found: list[Review] = []
-        for page in range(1, 11):
-            resp = await self._call(
-                pulls.async_list_reviews(owner, name, number, per_page=100, page=page)
-            )
-            items = resp.json()
-            for item in items:
-                user = item.get("user") or {}
-                found.append(
-                    Review(
-                        id=int(item["id"]),
-                        author=str(user.get("login") or ""),
-                        author_type=str(user.get("type") or "User"),
-                        state=str(item.get("state") or "").upper(),
-                        body=str(item.get("body") or ""),
-                        commit_id=item.get("commit_id"),
-                    )
+        for item in items:
+            user = item.get("user") or {}
+            found.append(
+                Review(
+                    id=int(item["id"]),
+                    author=str(user.get("login") or ""),
+                    author_type=str(user.get("type") or "User"),
+                    state=str(item.get("state") or "").upper(),
+                    body=str(item.get("body") or ""),
+                    commit_id=item.get("commit_id"),
                 )
-            if len(items) < 100:
-                break
+            )
         return found
 
     async def review_comments(
@@ -631,27 +636,25 @@ class GitHubAdapter:
         """A pull request's inline review comments, oldest first."""
         owner, name = repo.split("/", 1)
         pulls = self._gh(installation_id).rest.pulls
-        found: list[ReviewComment] = []
-        for page in range(1, 11):
-            resp = await self._call(
-                pulls.async_list_review_comments(owner, name, number, per_page=100, page=page)
+        items = await self._pages(
+            lambda page: pulls.async_list_review_comments(
+                owner, name, number, per_page=100, page=page
             )
-            items = resp.json()
-            for item in items:
-                line = item.get("line") or item.get("original_line")
-                review_id = item.get("pull_request_review_id")
-                found.append(
-                    ReviewComment(
-                        id=int(item["id"]),
-                        review_id=int(review_id) if review_id is not None else None,
-                        author=str((item.get("user") or {}).get("login") or ""),
-                        path=str(item.get("path") or ""),
-                        line=int(line) if isinstance(line, int) else None,
-                        body=str(item.get("body") or ""),
-                    )
+        )
+        found: list[ReviewComment] = []
+        for item in items:
+            line = item.get("line") or item.get("original_line")
+            review_id = item.get("pull_request_review_id")
+            found.append(
+                ReviewComment(
+                    id=int(item["id"]),
+                    review_id=int(review_id) if review_id is not None else None,
+                    author=str((item.get("user") or {}).get("login") or ""),
+                    path=str(item.get("path") or ""),
+                    line=int(line) if isinstance(line, int) else None,
+                    body=str(item.get("body") or ""),
                 )
-            if len(items) < 100:
-                break
+            )
         return found
 
     async def required_checks(

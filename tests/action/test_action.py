@@ -420,21 +420,6 @@ async def test_dispatch_workflow_is_recorded_and_validated(hub: FakeHub) -> None
         await gh.aclose()
 
 
-async def test_branch_sha_reads_the_ref_also_for_a_branch_with_slashes(hub: FakeHub) -> None:
-    gh, inst = _adapter(hub, {"contents": "read"})
-    try:
-        main = hub.git.ref_sha("octo/app", "main")
-        assert main
-        assert await gh.branch_sha(inst, "octo/app", "main") == main
-        hub.git.set_branch("octo/app", "release/1.0", main)
-        assert await gh.branch_sha(inst, "octo/app", "release/1.0") == main
-        with pytest.raises(GitHubError) as info:
-            await gh.branch_sha(inst, "octo/app", "nope")
-        assert info.value.status == 404
-    finally:
-        await gh.aclose()
-
-
 async def test_dispatch_workflow_needs_actions_write(hub: FakeHub) -> None:
     gh, inst = _adapter(hub, {"contents": "write", "actions": "read"})
     inputs = {"job_id": "octo/app#1@1", "bot_url": "http://bot", "job_token": "t"}

@@ -15,7 +15,6 @@ import re
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote

@@ -1,0 +1,87 @@
+"""The GitHub adapter against fakehub: paginated lists, label history, refs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.adapters.github import GitHubAdapter, GitHubError
+from bot.core.model import IssueRef
+from fakehub.server import FakeHub
+
+REF = IssueRef("octo/app", 1)
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[tuple[FakeHub, GitHubAdapter, int, str]]:
+    with FakeHub(tmp_path / "hub") as hub:
+        lead = hub.create_user("lead")
+        hub.create_user("octo", type="Organization")
+        hub.create_repo("octo", "app", {"README.md": "x\n"})
+        hub.set_permission("octo/app", "lead", "admin")
+        app = hub.create_app(
+            slug="sf", webhook_url=None, webhook_secret="s", events=[],
+            permissions={"issues": "write", "contents": "read", "pull_requests": "write"},
+        )  # fmt: skip
+        inst = hub.install_app(app.id, "octo", ["app"])
+        gh = GitHubAdapter(app_id=app.id, private_key=app.private_key_pem, base_url=hub.api_url)
+        try:
+            yield hub, gh, inst, lead.token
+        finally:
+            await gh.aclose()
+
+
+def _api(hub: FakeHub, token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=hub.api_url, headers={"Authorization": f"token {token}"}, timeout=10
+    )
+
+
+async def test_comments_are_read_past_the_first_page(
+    world: tuple[FakeHub, GitHubAdapter, int, str],
+) -> None:
+    hub, gh, inst, token = world
+    with _api(hub, token) as api:
+        api.post("/repos/octo/app/issues", json={"title": "Long thread"}).raise_for_status()
+        for n in range(105):
+            url = "/repos/octo/app/issues/1/comments"
+            api.post(url, json={"body": f"comment {n}"}).raise_for_status()
+    comments = await gh.comments(inst, REF)
+    assert [c.body for c in comments] == [f"comment {n}" for n in range(105)]
+
+
+async def test_label_actor_knows_when_the_label_was_put_back(
+    world: tuple[FakeHub, GitHubAdapter, int, str],
+) -> None:
+    hub, gh, inst, token = world
+    with _api(hub, token) as api:
+        api.post("/repos/octo/app/issues", json={"title": "Retry me"}).raise_for_status()
+        labels = "/repos/octo/app/issues/1/labels"
+        api.post(labels, json={"labels": ["agent-ready"]}).raise_for_status()
+        first = await gh.label_actor(inst, REF, "agent-ready")
+        api.delete(f"{labels}/agent-ready").raise_for_status()
+        api.post(labels, json={"labels": ["agent-ready"]}).raise_for_status()
+    again = await gh.label_actor(inst, REF, "agent-ready")
+    assert first is not None
+    assert again is not None
+    assert (first.login, first.type, first.removed_at) == ("lead", "User", None)
+    assert again.removed_at is not None
+    assert first.at <= again.removed_at <= again.at
+    assert await gh.label_actor(inst, REF, "other") is None
+
+
+async def test_branch_sha_reads_the_ref_also_for_a_branch_with_slashes(
+    world: tuple[FakeHub, GitHubAdapter, int, str],
+) -> None:
+    hub, gh, inst, _ = world
+    main = hub.git.ref_sha("octo/app", "main")
+    assert main
+    assert await gh.branch_sha(inst, "octo/app", "main") == main
+    hub.git.set_branch("octo/app", "release/1.0", main)
+    assert await gh.branch_sha(inst, "octo/app", "release/1.0") == main
+    with pytest.raises(GitHubError) as info:
+        await gh.branch_sha(inst, "octo/app", "nope")
+    assert info.value.status == 404
