@@ -18,14 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
-import subprocess
 import time
-import uuid
-from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -35,29 +30,42 @@ import httpx
 from runner import transcripts
 from runner.agents import get_adapter, known_agents
 from runner.agents.base import (
-    AgentEvent,
-    Invocation,
     Outcome,
     Result,
     RunRequest,
-    Usage,
     resume_failed,
 )
 from runner.git import GitError, RepoMirror
-from runner.process import reap_orphans, run_agent, supervise
-from runner.prompt import HANDOFF_FILE, INSTRUCTION_LIMIT, build_followup, build_prompt
-from runner.setup import SetupResult
-from runner.usage import UsageLedger
+from runner.job import (
+    NO_CHANGES,
+    AgentRun,
+    Control,
+    JobState,
+    UnsentTranscript,
+    Verdict,
+    build_report,
+    clip,
+    commit_work,
+    diff_stat,
+    exclude_scratch,
+    failure_reason,
+    fresh_home,
+    prune_logs,
+    read_note,
+    run_shell,
+    runner_note,
+    scrub_report,
+    setup_detail,
+    slug,
+    worktree_changed,
+)
+from runner.process import reap_orphans, run_agent
+from runner.prompt import HANDOFF_FILE, build_followup, build_prompt
 from runner.workspace import Workspaces
 
 log = logging.getLogger(__name__)
 
-AUTHOR_NAME = "stoneforge[bot]"
-AUTHOR_EMAIL = "stoneforge[bot]@users.noreply.github.com"
 RETRYABLE_STATUS = frozenset({401, 408, 425, 429})
-SCRATCH_DIR = ".stoneforge"  # the agent's handoff note lives here; never committed
-TAIL_CHARS = 4000
-NO_CHANGES = "You made no changes to the working tree, but the task needs changes."
 
 
 class Runner:
@@ -215,7 +223,7 @@ class Runner:
 
     async def _handle(self, worker: str, job: dict[str, Any], stop: asyncio.Event) -> None:
         job_id = job["job_id"]
-        ctl = _Control()
+        ctl = Control()
         helpers = [
             asyncio.create_task(self._heartbeat(job_id, ctl, float(job.get("lease_s") or 0))),
             asyncio.create_task(self._watch_shutdown(job_id, stop, ctl)),
@@ -225,7 +233,9 @@ class Runner:
             report = await self._execute(worker, job, ctl)
         except Exception as exc:  # a worker never dies; the bot hears about every failure
             log.exception("job_crashed worker=%s job=%s", worker, job_id)
-            report = _report(job, "failed", "runner_error", detail=f"{type(exc).__name__}: {exc}")
+            report = build_report(
+                job, "failed", "runner_error", detail=f"{type(exc).__name__}: {exc}"
+            )
         finally:
             for helper in helpers:
                 helper.cancel()
@@ -235,7 +245,7 @@ class Runner:
             self._emit("job_cancelled", worker, job_id)
             return
         assert report is not None
-        _scrub(report, str(job.get("token") or ""))
+        scrub_report(report, str(job.get("token") or ""))
         if report["outcome"] != "completed":
             outcome, reason = report["outcome"], report["reason"]
             log.warning("job_%s worker=%s job=%s reason=%s", outcome, worker, job_id, reason)
@@ -243,7 +253,7 @@ class Runner:
         await self._send_result(job_id, report)
 
     async def _execute(
-        self, worker: str, job: dict[str, Any], ctl: _Control
+        self, worker: str, job: dict[str, Any], ctl: Control
     ) -> dict[str, Any] | None:
         repo, branch = job["repo"], job["branch"]
         setup = (job.get("commands") or {}).get("setup")
@@ -268,7 +278,7 @@ class Runner:
                 base_sha=job.get("base_sha"),
             )
         except (GitError, ValueError) as exc:
-            return _report(job, "failed", "git_error", detail=str(exc))
+            return build_report(job, "failed", "git_error", detail=str(exc))
         worktree = Path(prepared.path)
         log.info("job_started worker=%s job=%s branch=%s", worker, job["job_id"], branch)
         self._emit("job_started", worker, job["job_id"], repo=repo, issue=job["issue"],
@@ -276,16 +286,16 @@ class Runner:
         report: dict[str, Any] | None = None
         try:
             if prepared.setup is not None and not prepared.setup.ok:
-                detail = _setup_detail(prepared.setup)
-                report = _report(job, "failed", "setup_failed", detail=detail)
+                detail = setup_detail(prepared.setup)
+                report = build_report(job, "failed", "setup_failed", detail=detail)
             else:
                 mirror = self._mirror(repo, job["clone_url"])
-                await asyncio.to_thread(_exclude_scratch, worktree)
+                await asyncio.to_thread(exclude_scratch, worktree)
                 report = await self._work(
-                    worker, _Job(job, worktree, prepared.base_sha, mirror), ctl
+                    worker, JobState(job, worktree, prepared.base_sha, mirror), ctl
                 )
         except GitError as exc:
-            report = _report(job, "failed", "git_error", detail=str(exc))
+            report = build_report(job, "failed", "git_error", detail=str(exc))
         finally:
             warm = report is not None and report["outcome"] in ("completed", "handoff")
             try:
@@ -295,7 +305,7 @@ class Runner:
                 log.exception("worktree_release_failed job=%s path=%s", job["job_id"], worktree)
         return report
 
-    async def _work(self, worker: str, j: _Job, ctl: _Control) -> dict[str, Any] | None:
+    async def _work(self, worker: str, j: JobState, ctl: Control) -> dict[str, Any] | None:
         """Up to two agent tries; the second only after a try that completed without passing.
 
         The agent's HOME, where the CLIs keep their sessions, lasts the whole job, so that the
@@ -306,9 +316,9 @@ class Runner:
         try:
             adapter = get_adapter(agent_name)
         except ValueError as exc:
-            return _report(j.job, "failed", "unknown_agent", detail=str(exc))
-        j.home = self.work_dir / "homes" / _slug(j.job["job_id"])
-        await asyncio.to_thread(_fresh_home, j.home)
+            return build_report(j.job, "failed", "unknown_agent", detail=str(exc))
+        j.home = self.work_dir / "homes" / slug(j.job["job_id"])
+        await asyncio.to_thread(fresh_home, j.home)
         try:
             return await self._tries(worker, j, adapter, agent, agent_name, ctl)
         finally:
@@ -318,11 +328,11 @@ class Runner:
     async def _tries(
         self,
         worker: str,
-        j: _Job,
+        j: JobState,
         adapter: Any,
         agent: dict[str, Any],
         agent_name: str,
-        ctl: _Control,
+        ctl: Control,
     ) -> dict[str, Any] | None:
         failure: str | None = None
         for number in (1, 2):
@@ -341,12 +351,12 @@ class Runner:
     async def _attempt(
         self,
         worker: str,
-        j: _Job,
+        j: JobState,
         adapter: Any,
         agent: dict[str, Any],
         number: int,
         failure: str | None,
-        ctl: _Control,
+        ctl: Control,
     ) -> Result:
         """One try. A retry resumes the last run's session with only the failure as its prompt
         when the agent can; if that resume fails at once, it starts afresh with the whole prompt.
@@ -366,12 +376,12 @@ class Runner:
     async def _try(
         self,
         worker: str,
-        j: _Job,
+        j: JobState,
         adapter: Any,
         agent: dict[str, Any],
         prompt: str,
         number: int,
-        ctl: _Control,
+        ctl: Control,
         resume: str | None = None,
     ) -> Result:
         """One agent run; its usage is recorded as what this run spent (runner.usage)."""
@@ -400,30 +410,30 @@ class Runner:
         cumulative = bool(getattr(adapter, "cumulative_usage", False))
         spent = j.ledger.charge(result.session_id, result.usage, cumulative=cumulative)
         j.results.append(result)
-        j.runs.append(_Run(number, seconds, spent, result.session_id or resume, bool(resume)))
+        j.runs.append(AgentRun(number, seconds, spent, result.session_id or resume, bool(resume)))
         log.info("agent_finished job=%s try=%d outcome=%s reason=%s seconds=%.1f session=%s "
                  "resumed=%s", j.job["job_id"], number, result.outcome.value, result.reason,
                  seconds, result.session_id, resume is not None)  # fmt: skip
         self._emit("agent_finished", worker, j.job["job_id"], outcome=result.outcome.value,
                    reason=result.reason, agent_seconds=seconds, attempt_try=number,
                    session_id=result.session_id, resumed=resume is not None)  # fmt: skip
-        j.unsent.append(_Unsent(number, result, seconds, spent,
+        j.unsent.append(UnsentTranscript(number, result, seconds, spent,
                                 str(self.agent_override or agent.get("name") or ""),
                                 log_dir))  # fmt: skip
         return result
 
-    def _log_dir(self, j: _Job, number: int) -> Path:
+    def _log_dir(self, j: JobState, number: int) -> Path:
         """A fresh folder per agent run: a job id can repeat (a review round or a rate limit
         gives the attempt back), and a resume that failed is followed by a fresh run."""
         j.run_count += 1
         return (
             self.work_dir
             / "logs"
-            / f"{_slug(j.job['job_id'])}-{j.key}"
+            / f"{slug(j.job['job_id'])}-{j.key}"
             / (f"try{number}-run{j.run_count}")
         )
 
-    async def _send_transcripts(self, j: _Job, verdict: _Verdict) -> None:
+    async def _send_transcripts(self, j: JobState, verdict: Verdict) -> None:
         """Upload the runs of the try just judged, labeled with the runner's verdict: an agent
         that "completed" but whose tests failed is a failed try. A run whose resume failed
         before a fresh one took over is labeled so."""
@@ -440,41 +450,41 @@ class Runner:
                 secrets=(str(j.job.get("token") or ""), self._token),
             )  # fmt: skip
 
-    async def _judge(self, j: _Job, result: Result, ctl: _Control) -> _Verdict:
+    async def _judge(self, j: JobState, result: Result, ctl: Control) -> Verdict:
         """What one try amounts to; `retry` is a completed try that did not pass."""
         if ctl.cancelled:
-            return _Verdict("cancelled", "cancelled")
+            return Verdict("cancelled", "cancelled")
         if ctl.interrupt.is_set():
-            return _Verdict("handoff", "runner_shutdown")
+            return Verdict("handoff", "runner_shutdown")
         if (j.worktree / HANDOFF_FILE).is_file() and result.outcome is not Outcome.RATE_LIMITED:
             handoff = result.outcome is Outcome.HANDOFF_NEEDED
-            return _Verdict("handoff", result.reason if handoff else "agent_requested")
+            return Verdict("handoff", result.reason if handoff else "agent_requested")
         if result.outcome is Outcome.RATE_LIMITED:
-            return _Verdict("rate_limited", result.reason)
+            return Verdict("rate_limited", result.reason)
         if result.outcome is Outcome.HANDOFF_NEEDED:
-            return _Verdict("handoff", result.reason)
-        changed = await asyncio.to_thread(_changed, j.worktree, j.base_sha)
+            return Verdict("handoff", result.reason)
+        changed = await asyncio.to_thread(worktree_changed, j.worktree, j.base_sha)
         if result.outcome is not Outcome.COMPLETED:
             if result.reason == "stalled" and changed:
-                return _Verdict("handoff", "stalled")
-            return _Verdict("failed", *_failure(result))
+                return Verdict("handoff", "stalled")
+            return Verdict("failed", *failure_reason(result))
         if not changed:
-            return _Verdict("retry", "no_changes", NO_CHANGES)
+            return Verdict("retry", "no_changes", NO_CHANGES)
         test = (j.job.get("commands") or {}).get("test")
         if not test:
-            return _Verdict("completed", "success")
+            return Verdict("completed", "success")
         limit = float((j.job.get("timeouts") or {}).get("test_s") or self.test_timeout_s)
-        tests = await _run_shell(test, j.worktree, limit, ctl.interrupt)
+        tests = await run_shell(test, j.worktree, limit, ctl.interrupt)
         if ctl.cancelled or ctl.interrupt.is_set():
             return await self._judge(j, result, ctl)
         if tests.ok:
-            return _Verdict("completed", "success")
+            return Verdict("completed", "success")
         why = f"timed out after {limit:g}s" if tests.timed_out else f"exit code {tests.exit_code}"
         detail = f"The test command `{test}` failed ({why}). Its output ends with:\n\n"
-        return _Verdict("retry", "tests_failed", detail + tests.output_tail)
+        return Verdict("retry", "tests_failed", detail + tests.output_tail)
 
     async def _finish(
-        self, worker: str, j: _Job, verdict: _Verdict, agent_name: str, ctl: _Control
+        self, worker: str, j: JobState, verdict: Verdict, agent_name: str, ctl: Control
     ) -> dict[str, Any] | None:
         if verdict.outcome == "cancelled":
             return None
@@ -483,42 +493,42 @@ class Runner:
         if verdict.outcome == "rate_limited":
             return self._rate_limited(j, verdict.reason, agent_name)
         if verdict.outcome in ("failed", "retry"):
-            detail = verdict.detail if verdict.outcome == "failed" else _tail(verdict.detail or "")
+            detail = verdict.detail if verdict.outcome == "failed" else clip(verdict.detail or "")
             if verdict.reason == "no_changes":
                 detail = "the agent made no changes, also when asked again"
-            return _report(j.job, "failed", verdict.reason, detail=detail, **j.facts())
-        sha = await asyncio.to_thread(_commit, j, "")
+            return build_report(j.job, "failed", verdict.reason, detail=detail, **j.facts())
+        sha = await asyncio.to_thread(commit_work, j, "")
         if sha is None:  # the check above saw changes; only a race empties them
-            return _report(j.job, "failed", "no_changes", detail=NO_CHANGES, **j.facts())
+            return build_report(j.job, "failed", "no_changes", detail=NO_CHANGES, **j.facts())
         await asyncio.to_thread(j.mirror.push, j.worktree, j.job["branch"], j.job["token"],
                                 force=True)  # fmt: skip
         log.info("pushed job=%s branch=%s sha=%s", j.job["job_id"], j.job["branch"], sha)
         self._emit("pushed", worker, j.job["job_id"], branch=j.job["branch"], head_sha=sha)
-        return _report(j.job, "completed", "success", head_sha=sha, **j.facts())
+        return build_report(j.job, "completed", "success", head_sha=sha, **j.facts())
 
-    async def _handoff(self, j: _Job, reason: str, ctl: _Control) -> dict[str, Any] | None:
+    async def _handoff(self, j: JobState, reason: str, ctl: Control) -> dict[str, Any] | None:
         """Commit and push the work in progress (not `.stoneforge/`), report it with a note."""
         if ctl.cancelled:
             return None
-        note = await asyncio.to_thread(_read_note, j.worktree)
-        sha = await asyncio.to_thread(_commit, j, reason)
+        note = await asyncio.to_thread(read_note, j.worktree)
+        sha = await asyncio.to_thread(commit_work, j, reason)
         if sha is not None:
             await asyncio.to_thread(j.mirror.push, j.worktree, j.job["branch"], j.job["token"],
                                     force=True)  # fmt: skip
             log.info("pushed_wip job=%s branch=%s sha=%s", j.job["job_id"], j.job["branch"], sha)
         if not note:
-            stat = await asyncio.to_thread(_diff_stat, j.worktree, j.base_sha)
+            stat = await asyncio.to_thread(diff_stat, j.worktree, j.base_sha)
             last = j.results[-1].final_text if j.results else None
-            note = _runner_note(reason, stat, last)
-        return _report(j.job, "handoff", reason, head_sha=sha, note=note, **j.facts())
+            note = runner_note(reason, stat, last)
+        return build_report(j.job, "handoff", reason, head_sha=sha, note=note, **j.facts())
 
-    def _rate_limited(self, j: _Job, reason: str, agent_name: str) -> dict[str, Any]:
+    def _rate_limited(self, j: JobState, reason: str, agent_name: str) -> dict[str, Any]:
         retry_at = j.results[-1].retry_at
         epoch = retry_at.timestamp() if retry_at else None
         self.paused[agent_name] = max(epoch or time.time() + self.rate_limit_pause_s, time.time())
         log.warning("agent_paused agent=%s until=%.0f", agent_name, self.paused[agent_name])
         detail = j.results[-1].detail
-        return _report(j.job, "rate_limited", reason, retry_at=epoch, agent=agent_name,
+        return build_report(j.job, "rate_limited", reason, retry_at=epoch, agent=agent_name,
                        detail=detail, **j.facts())  # fmt: skip
 
     def _mirror(self, repo: str, clone_url: str) -> RepoMirror:
@@ -529,7 +539,7 @@ class Runner:
 
     # -- around a job ------------------------------------------------------------------------
 
-    async def _heartbeat(self, job_id: str, ctl: _Control, lease_s: float = 0.0) -> None:
+    async def _heartbeat(self, job_id: str, ctl: Control, lease_s: float = 0.0) -> None:
         path = f"/runner/jobs/{quote(job_id, safe='')}/heartbeat"
         # Renew well within the bot's lease, however short the bot configured it.
         interval = min(self.heartbeat_s, lease_s / 3) if lease_s > 0 else self.heartbeat_s
@@ -548,7 +558,7 @@ class Runner:
             if resp.status_code >= 300:
                 log.warning("heartbeat_rejected job=%s status=%s", job_id, resp.status_code)
 
-    async def _watch_shutdown(self, job_id: str, stop: asyncio.Event, ctl: _Control) -> None:
+    async def _watch_shutdown(self, job_id: str, stop: asyncio.Event, ctl: Control) -> None:
         await stop.wait()
         ctl.stopping = True
         log.info("shutdown_grace job=%s grace_s=%.1f", job_id, self.shutdown_grace_s)
@@ -587,281 +597,6 @@ class Runner:
 
 class _ClaimError(Exception):
     pass
-
-
-@dataclass
-class _Control:
-    """A job's interruptions: `interrupt` stops the agent or command that is running."""
-
-    interrupt: asyncio.Event = field(default_factory=asyncio.Event)
-    cancelled: bool = False  # the bot cancelled the job (heartbeat 410): report nothing
-    stopping: bool = False  # the runner is shutting down: start nothing new
-
-
-@dataclass
-class _Verdict:
-    outcome: str  # completed | failed | retry | handoff | rate_limited | cancelled
-    reason: str
-    detail: str | None = None
-
-
-@dataclass
-class _Unsent:
-    """A run whose transcript waits for its try's verdict before it is uploaded."""
-
-    number: int
-    result: Result
-    seconds: float
-    spent: Usage
-    agent: str
-    log_dir: Path
-
-
-@dataclass
-class _Run:
-    """One agent process. A try has one, or two when its resume failed and it started afresh."""
-
-    number: int  # the try
-    seconds: float
-    spent: Usage  # what this run spent (runner.usage), not the session's running total
-    session_id: str | None
-    resumed: bool
-
-
-@dataclass
-class _Job:
-    job: dict[str, Any]
-    worktree: Path
-    base_sha: str
-    mirror: RepoMirror
-    home: Path | None = None  # the agent's HOME for the whole job (sessions live there)
-    results: list[Result] = field(default_factory=list)
-    runs: list[_Run] = field(default_factory=list)  # one per result
-    ledger: UsageLedger = field(default_factory=UsageLedger)
-    attempt_log: list[dict[str, Any]] = field(default_factory=list)
-    unsent: list[_Unsent] = field(default_factory=list)
-    run_count: int = 0  # agent runs so far (a try has one, or two after a failed resume)
-    key: str = field(default_factory=lambda: uuid.uuid4().hex[:8])  # this execution of the job
-
-    def log_try(self, number: int, verdict: _Verdict, result: Result) -> None:
-        outcome = "failed" if verdict.outcome == "retry" else verdict.outcome
-        runs = [run for run in self.runs if run.number == number]
-        self.attempt_log.append({
-            "try": number, "outcome": outcome, "reason": verdict.reason,
-            "seconds": round(sum(run.seconds for run in runs), 3),
-            "session_id": runs[-1].session_id if runs else result.session_id,
-            "resumed": runs[-1].resumed if runs else False,
-            "usage": _usage_fields(run.spent for run in runs),
-        })  # fmt: skip
-
-    def facts(self) -> dict[str, Any]:
-        """Summed over every run of every try: what the bot records for the attempt."""
-        seconds = round(sum(run.seconds for run in self.runs), 3)
-        summary = self.results[-1].final_text if self.results else None
-        usage = _usage_fields(run.spent for run in self.runs)
-        return {"agent_seconds": seconds, "usage": usage, "summary": summary,
-                "attempt_log": self.attempt_log}  # fmt: skip
-
-
-def _usage_fields(spent: Iterable[Usage]) -> dict[str, Any]:
-    """The report's `usage`: summed tokens, and the summed cost when any run reported one."""
-    runs = list(spent)
-    costs = [u.cost_usd for u in runs if u.cost_usd is not None]
-    return {
-        "input_tokens": sum(u.input_tokens for u in runs),
-        "output_tokens": sum(u.output_tokens for u in runs),
-        "cost_usd": round(sum(costs), 6) if costs else None,
-    }
-
-
-def _fresh_home(path: Path) -> None:
-    """An empty, private HOME for a job's agent runs (a stale one from a crash is discarded)."""
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(mode=0o700, parents=True)
-
-
-def _report(job: dict[str, Any], outcome: str, reason: str, **fields: Any) -> dict[str, Any]:
-    report = {
-        "outcome": outcome,
-        "reason": reason,
-        "head_sha": fields.pop("head_sha", None),
-        "branch": job.get("branch"),
-        "agent_seconds": fields.pop("agent_seconds", 0.0),
-        "summary": fields.pop("summary", None),
-        "usage": fields.pop("usage", None)
-        or {"input_tokens": 0, "output_tokens": 0, "cost_usd": None},
-        "detail": fields.pop("detail", None),
-        "attempt_log": fields.pop("attempt_log", []),
-    }
-    report.update(fields)  # note (handoff); retry_at and agent (rate_limited)
-    return report
-
-
-def _scrub(report: dict[str, Any], token: str) -> None:
-    if not token:
-        return
-    for key in ("detail", "note", "summary"):
-        if isinstance(report.get(key), str):
-            report[key] = report[key].replace(token, "***")
-
-
-def _failure(result: Result) -> tuple[str, str]:
-    """(reason, detail) for an agent run that did not complete."""
-    reason = result.reason if result.outcome is Outcome.FAILED else result.outcome.value
-    head = f"agent {result.outcome.value}: {result.reason}"
-    if result.retry_at:
-        head += f" (retry at {result.retry_at.isoformat()})"
-    return reason, f"{head}\n{result.detail}" if result.detail else head
-
-
-def _tail(text: str, limit: int = TAIL_CHARS) -> str:
-    return text if len(text) <= limit else "[...]\n" + text[-limit:]
-
-
-def prune_logs(root: Path, keep: int) -> list[Path]:
-    """Remove all but the ``keep`` newest job folders under ``root``; the removed ones."""
-    try:
-        folders = [p for p in root.iterdir() if p.is_dir()]
-    except OSError:
-        return []
-    folders.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in folders[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
-    return folders[keep:]
-
-
-def _slug(job_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in job_id)
-
-
-def _setup_detail(result: SetupResult) -> str:
-    why = "timed out" if result.timed_out else f"failed (exit code {result.exit_code})"
-    return f"the setup command {why}; its output ends with:\n{_tail(result.output_tail or '')}"
-
-
-def _runner_note(reason: str, stat: str, final_text: str | None) -> str:
-    lines = [f"The runner handed this task off ({reason}); the work so far is on the branch."]
-    lines += ["", "Files changed:", "", stat.strip() or "(none)"]
-    if final_text and final_text.strip():
-        last = "\n".join(final_text.strip().splitlines()[-15:])
-        lines += ["", "The agent's last words:", "", _tail(last, 2000)]
-    return "\n".join(lines)
-
-
-def _read_note(worktree: Path) -> str | None:
-    path = worktree / HANDOFF_FILE
-    try:
-        with path.open("rb") as fh:
-            text = fh.read(INSTRUCTION_LIMIT).decode("utf-8", "replace").strip()
-    except OSError:
-        return None
-    return text or None
-
-
-# -- commands and git in the worktree -------------------------------------------------------
-
-
-@dataclass
-class CommandResult:
-    ok: bool
-    exit_code: int | None
-    output_tail: str
-    seconds: float
-    timed_out: bool
-
-
-class _TailParser:
-    """Keeps the last lines of a command's stdout and stderr, in arrival order."""
-
-    def __init__(self) -> None:
-        self.lines: deque[str] = deque(maxlen=400)
-
-    def feed_stdout(self, line: str) -> list[AgentEvent]:
-        self.lines.append(line)
-        return []
-
-    feed_stderr = feed_stdout
-
-    def liveness_hint(self) -> float | None:
-        return None
-
-    def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
-        raise NotImplementedError  # not an agent: `_run_shell` reads `lines` itself
-
-
-async def _run_shell(
-    command: str, cwd: Path, timeout_s: float, cancel: asyncio.Event
-) -> CommandResult:
-    """`/bin/sh -c command` in `cwd`, with the agents' scrubbed environment and a private HOME."""
-    parser = _TailParser()
-    inv = Invocation(argv=["/bin/sh", "-c", command], env={}, cwd=cwd)
-    started = time.monotonic()
-    try:
-        code, killed_by = await supervise(
-            inv,
-            parser,
-            timeout_s=timeout_s,
-            stall_timeout_s=timeout_s,
-            kill_grace_s=5,
-            cancel=cancel,
-        )
-    except OSError as exc:
-        return CommandResult(False, None, str(exc), 0.0, False)
-    tail = _tail("\n".join(parser.lines))
-    seconds = round(time.monotonic() - started, 3)
-    return CommandResult(
-        code == 0 and killed_by is None, code, tail, seconds, killed_by is not None
-    )
-
-
-def _git(worktree: Path, *args: str) -> str:
-    """Local, read-mostly git in a worktree (never the network, never a token)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, LC_ALL="C")
-    try:
-        proc = subprocess.run(["git", *args], cwd=worktree, env=env, capture_output=True,
-                              text=True, check=True, timeout=120)  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as exc:
-        stderr = getattr(exc, "stderr", None) or exc
-        raise GitError(f"git {' '.join(args)} in {worktree}: {stderr}") from None
-    return proc.stdout
-
-
-def _exclude_scratch(worktree: Path) -> None:
-    """Keep `.stoneforge/` (the agent's handoff note) out of every commit of this repository."""
-    path = Path(_git(worktree, "rev-parse", "--git-path", "info/exclude").strip())
-    path = path if path.is_absolute() else worktree / path
-    line = f"/{SCRATCH_DIR}/"
-    current = path.read_text() if path.is_file() else ""
-    if line not in current.splitlines():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as fh:
-            fh.write(("" if not current or current.endswith("\n") else "\n") + line + "\n")
-
-
-def _changed(worktree: Path, base_sha: str) -> bool:
-    if _git(worktree, "status", "--porcelain", "--untracked-files=all").strip():
-        return True
-    return _git(worktree, "rev-parse", "HEAD").strip() != base_sha
-
-
-def _diff_stat(worktree: Path, base_sha: str) -> str:
-    return _git(worktree, "diff", "--stat", base_sha, "HEAD")
-
-
-def _commit(j: _Job, handoff_reason: str) -> str | None:
-    """Commit everything (not `.stoneforge/`); the head to push, or None when nothing changed."""
-    title = str(j.job.get("title") or f"Task #{j.job['issue']}")
-    trailers = f"Stoneforge-Task: {j.job['repo']}#{j.job['issue']}\n"
-    if handoff_reason:
-        title = f"WIP: {title}"
-        trailers += f"Stoneforge-Handoff: {handoff_reason}\n"
-    sha = j.mirror.commit_all(j.worktree, f"{title}\n\n{trailers}",
-                              author_name=AUTHOR_NAME, author_email=AUTHOR_EMAIL)  # fmt: skip
-    if sha is None:  # the agent may have committed itself, against the rules
-        head = j.mirror.head_sha(j.worktree)
-        sha = head if head != j.base_sha else None
-    return sha
 
 
 def probe_agents() -> dict[str, str]:

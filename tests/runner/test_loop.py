@@ -23,7 +23,8 @@ from runner.agents.base import Invocation, RunRequest
 from runner.agents.claude import ClaudeAdapter
 from runner.agents.codex import CodexAdapter
 from runner.agents.script import ScriptAdapter
-from runner.loop import Runner, prune_logs
+from runner.job import prune_logs
+from runner.loop import Runner
 
 TOKEN = "runner-secret-token"
 INSTALLATION_TOKEN = "ghs_installation_decoy"

@@ -1,0 +1,310 @@
+"""One job's state on the runner, and the worktree chores around its agent runs.
+
+``JobState`` collects a job's agent runs (``AgentRun``), its tries' log and the usage each run
+spent; ``build_report`` shapes the result the bot receives (docs/architecture.md, the result
+protocol). The worktree helpers decide whether the agent changed anything, commit its work
+(never ``.stoneforge/``, the scratch folder for its handoff note) and run the test command in
+its own process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.agents.base import AgentEvent, Invocation, Outcome, Result, Usage
+from runner.git import GitError, RepoMirror
+from runner.process import supervise
+from runner.prompt import HANDOFF_FILE, INSTRUCTION_LIMIT
+from runner.setup import SetupResult
+from runner.usage import UsageLedger
+
+AUTHOR_NAME = "stoneforge[bot]"
+AUTHOR_EMAIL = "stoneforge[bot]@users.noreply.github.com"
+SCRATCH_DIR = ".stoneforge"  # the agent's handoff note lives here; never committed
+TAIL_CHARS = 4000
+NO_CHANGES = "You made no changes to the working tree, but the task needs changes."
+
+
+@dataclass
+class Control:
+    """A job's interruptions: `interrupt` stops the agent or command that is running."""
+
+    interrupt: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: bool = False  # the bot cancelled the job (heartbeat 410): report nothing
+    stopping: bool = False  # the runner is shutting down: start nothing new
+
+
+@dataclass
+class Verdict:
+    outcome: str  # completed | failed | retry | handoff | rate_limited | cancelled
+    reason: str
+    detail: str | None = None
+
+
+@dataclass
+class UnsentTranscript:
+    """A run whose transcript waits for its try's verdict before it is uploaded."""
+
+    number: int
+    result: Result
+    seconds: float
+    spent: Usage
+    agent: str
+    log_dir: Path
+
+
+@dataclass
+class AgentRun:
+    """One agent process. A try has one, or two when its resume failed and it started afresh."""
+
+    number: int  # the try
+    seconds: float
+    spent: Usage  # what this run spent (runner.usage), not the session's running total
+    session_id: str | None
+    resumed: bool
+
+
+@dataclass
+class JobState:
+    job: dict[str, Any]
+    worktree: Path
+    base_sha: str
+    mirror: RepoMirror
+    home: Path | None = None  # the agent's HOME for the whole job (sessions live there)
+    results: list[Result] = field(default_factory=list)
+    runs: list[AgentRun] = field(default_factory=list)  # one per result
+    ledger: UsageLedger = field(default_factory=UsageLedger)
+    attempt_log: list[dict[str, Any]] = field(default_factory=list)
+    unsent: list[UnsentTranscript] = field(default_factory=list)
+    run_count: int = 0  # agent runs so far (a try has one, or two after a failed resume)
+    key: str = field(default_factory=lambda: uuid.uuid4().hex[:8])  # this execution of the job
+
+    def log_try(self, number: int, verdict: Verdict, result: Result) -> None:
+        outcome = "failed" if verdict.outcome == "retry" else verdict.outcome
+        runs = [run for run in self.runs if run.number == number]
+        self.attempt_log.append({
+            "try": number, "outcome": outcome, "reason": verdict.reason,
+            "seconds": round(sum(run.seconds for run in runs), 3),
+            "session_id": runs[-1].session_id if runs else result.session_id,
+            "resumed": runs[-1].resumed if runs else False,
+            "usage": usage_fields(run.spent for run in runs),
+        })  # fmt: skip
+
+    def facts(self) -> dict[str, Any]:
+        """Summed over every run of every try: what the bot records for the attempt."""
+        seconds = round(sum(run.seconds for run in self.runs), 3)
+        summary = self.results[-1].final_text if self.results else None
+        usage = usage_fields(run.spent for run in self.runs)
+        return {"agent_seconds": seconds, "usage": usage, "summary": summary,
+                "attempt_log": self.attempt_log}  # fmt: skip
+
+
+def usage_fields(spent: Iterable[Usage]) -> dict[str, Any]:
+    """The report's `usage`: summed tokens, and the summed cost when any run reported one."""
+    runs = list(spent)
+    costs = [u.cost_usd for u in runs if u.cost_usd is not None]
+    return {
+        "input_tokens": sum(u.input_tokens for u in runs),
+        "output_tokens": sum(u.output_tokens for u in runs),
+        "cost_usd": round(sum(costs), 6) if costs else None,
+    }
+
+
+def fresh_home(path: Path) -> None:
+    """An empty, private HOME for a job's agent runs (a stale one from a crash is discarded)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700, parents=True)
+
+
+def build_report(job: dict[str, Any], outcome: str, reason: str, **fields: Any) -> dict[str, Any]:
+    report = {
+        "outcome": outcome,
+        "reason": reason,
+        "head_sha": fields.pop("head_sha", None),
+        "branch": job.get("branch"),
+        "agent_seconds": fields.pop("agent_seconds", 0.0),
+        "summary": fields.pop("summary", None),
+        "usage": fields.pop("usage", None)
+        or {"input_tokens": 0, "output_tokens": 0, "cost_usd": None},
+        "detail": fields.pop("detail", None),
+        "attempt_log": fields.pop("attempt_log", []),
+    }
+    report.update(fields)  # note (handoff); retry_at and agent (rate_limited)
+    return report
+
+
+def scrub_report(report: dict[str, Any], token: str) -> None:
+    if not token:
+        return
+    for key in ("detail", "note", "summary"):
+        if isinstance(report.get(key), str):
+            report[key] = report[key].replace(token, "***")
+
+
+def failure_reason(result: Result) -> tuple[str, str]:
+    """(reason, detail) for an agent run that did not complete."""
+    reason = result.reason if result.outcome is Outcome.FAILED else result.outcome.value
+    head = f"agent {result.outcome.value}: {result.reason}"
+    if result.retry_at:
+        head += f" (retry at {result.retry_at.isoformat()})"
+    return reason, f"{head}\n{result.detail}" if result.detail else head
+
+
+def clip(text: str, limit: int = TAIL_CHARS) -> str:
+    return text if len(text) <= limit else "[...]\n" + text[-limit:]
+
+
+def prune_logs(root: Path, keep: int) -> list[Path]:
+    """Remove all but the ``keep`` newest job folders under ``root``; the removed ones."""
+    try:
+        folders = [p for p in root.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    folders.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in folders[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folders[keep:]
+
+
+def slug(job_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in job_id)
+
+
+def setup_detail(result: SetupResult) -> str:
+    why = "timed out" if result.timed_out else f"failed (exit code {result.exit_code})"
+    return f"the setup command {why}; its output ends with:\n{clip(result.output_tail or '')}"
+
+
+def runner_note(reason: str, stat: str, final_text: str | None) -> str:
+    lines = [f"The runner handed this task off ({reason}); the work so far is on the branch."]
+    lines += ["", "Files changed:", "", stat.strip() or "(none)"]
+    if final_text and final_text.strip():
+        last = "\n".join(final_text.strip().splitlines()[-15:])
+        lines += ["", "The agent's last words:", "", clip(last, 2000)]
+    return "\n".join(lines)
+
+
+def read_note(worktree: Path) -> str | None:
+    path = worktree / HANDOFF_FILE
+    try:
+        with path.open("rb") as fh:
+            text = fh.read(INSTRUCTION_LIMIT).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    return text or None
+
+
+# -- commands and git in the worktree -------------------------------------------------------
+
+
+@dataclass
+class CommandResult:
+    ok: bool
+    exit_code: int | None
+    output_tail: str
+    seconds: float
+    timed_out: bool
+
+
+class _TailParser:
+    """Keeps the last lines of a command's stdout and stderr, in arrival order."""
+
+    def __init__(self) -> None:
+        self.lines: deque[str] = deque(maxlen=400)
+
+    def feed_stdout(self, line: str) -> list[AgentEvent]:
+        self.lines.append(line)
+        return []
+
+    feed_stderr = feed_stdout
+
+    def liveness_hint(self) -> float | None:
+        return None
+
+    def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
+        raise NotImplementedError  # not an agent: `run_shell` reads `lines` itself
+
+
+async def run_shell(
+    command: str, cwd: Path, timeout_s: float, cancel: asyncio.Event
+) -> CommandResult:
+    """`/bin/sh -c command` in `cwd`, with the agents' scrubbed environment and a private HOME."""
+    parser = _TailParser()
+    inv = Invocation(argv=["/bin/sh", "-c", command], env={}, cwd=cwd)
+    started = time.monotonic()
+    try:
+        code, killed_by = await supervise(
+            inv,
+            parser,
+            timeout_s=timeout_s,
+            stall_timeout_s=timeout_s,
+            kill_grace_s=5,
+            cancel=cancel,
+        )
+    except OSError as exc:
+        return CommandResult(False, None, str(exc), 0.0, False)
+    tail = clip("\n".join(parser.lines))
+    seconds = round(time.monotonic() - started, 3)
+    return CommandResult(
+        code == 0 and killed_by is None, code, tail, seconds, killed_by is not None
+    )
+
+
+def worktree_git(worktree: Path, *args: str) -> str:
+    """Local, read-mostly git in a worktree (never the network, never a token)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, LC_ALL="C")
+    try:
+        proc = subprocess.run(["git", *args], cwd=worktree, env=env, capture_output=True,
+                              text=True, check=True, timeout=120)  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        stderr = getattr(exc, "stderr", None) or exc
+        raise GitError(f"git {' '.join(args)} in {worktree}: {stderr}") from None
+    return proc.stdout
+
+
+def exclude_scratch(worktree: Path) -> None:
+    """Keep `.stoneforge/` (the agent's handoff note) out of every commit of this repository."""
+    path = Path(worktree_git(worktree, "rev-parse", "--git-path", "info/exclude").strip())
+    path = path if path.is_absolute() else worktree / path
+    line = f"/{SCRATCH_DIR}/"
+    current = path.read_text() if path.is_file() else ""
+    if line not in current.splitlines():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            fh.write(("" if not current or current.endswith("\n") else "\n") + line + "\n")
+
+
+def worktree_changed(worktree: Path, base_sha: str) -> bool:
+    if worktree_git(worktree, "status", "--porcelain", "--untracked-files=all").strip():
+        return True
+    return worktree_git(worktree, "rev-parse", "HEAD").strip() != base_sha
+
+
+def diff_stat(worktree: Path, base_sha: str) -> str:
+    return worktree_git(worktree, "diff", "--stat", base_sha, "HEAD")
+
+
+def commit_work(j: JobState, handoff_reason: str) -> str | None:
+    """Commit everything (not `.stoneforge/`); the head to push, or None when nothing changed."""
+    title = str(j.job.get("title") or f"Task #{j.job['issue']}")
+    trailers = f"Stoneforge-Task: {j.job['repo']}#{j.job['issue']}\n"
+    if handoff_reason:
+        title = f"WIP: {title}"
+        trailers += f"Stoneforge-Handoff: {handoff_reason}\n"
+    sha = j.mirror.commit_all(j.worktree, f"{title}\n\n{trailers}",
+                              author_name=AUTHOR_NAME, author_email=AUTHOR_EMAIL)  # fmt: skip
+    if sha is None:  # the agent may have committed itself, against the rules
+        head = j.mirror.head_sha(j.worktree)
+        sha = head if head != j.base_sha else None
+    return sha
