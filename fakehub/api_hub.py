@@ -4,6 +4,11 @@
 ``Payloads``) and carries out what GitHub does on its own after a request or a push: webhooks to
 every App installed on the repository, simulated CI on pull-request heads, merges, closing issues
 by keyword, and the event log.
+
+The class is layered over three modules: ``hub_events.py`` (:class:`~fakehub.hub_events.HubEvents`:
+the pieces, ``emit`` and the ``push`` body), ``hub_checks.py``
+(:class:`~fakehub.hub_checks.HubChecks`: check runs, statuses and CI) and this one (pull requests,
+merges, closing issues and pushes).
 """
 
 from __future__ import annotations
@@ -15,92 +20,23 @@ import time
 from typing import Any
 
 from fakehub.auth import ApiError
-from fakehub.ci import CIResult, CIRunner
-from fakehub.delivery import WebhookSender
-from fakehub.gitstore import ZERO_SHA, GitStore, Identity, MergeConflict, git_env
-from fakehub.payloads import Payloads
-from fakehub.state import App, CheckRun, Issue, PullInfo, Repo, State, Status, User, iso
+from fakehub.gitstore import ZERO_SHA, Identity, MergeConflict, git_env
+from fakehub.hub_checks import HubChecks
+from fakehub.records import App, Issue, PullInfo, Repo, User
 
 log = logging.getLogger(__name__)
 
-ALWAYS_SENT = {"installation", "installation_repositories"}
 CLOSING = re.compile(
     r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s*:?\s+(?:([\w.-]+/[\w.-]+))?#(\d+)\b",
     re.IGNORECASE,
 )
-OUTPUT_TAIL = 60_000
 
 
-class Hub:
-    def __init__(
-        self, state: State, store: GitStore, sender: WebhookSender, ci: CIRunner, url: str
-    ) -> None:
-        self.state = state
-        self.store = store
-        self.sender = sender
-        self.ci = ci
-        self.payloads = Payloads(state, url)
-        self._ci_app: App | None = None
-
-    @property
-    def url(self) -> str:
-        return self.payloads.url
-
-    def set_url(self, url: str) -> None:
-        self.payloads = Payloads(self.state, url)
-
-    # -- webhooks --------------------------------------------------------------------------
-    def emit(self, repo: Repo, event: str, body: dict[str, Any], sender: User) -> None:
-        """Deliver ``event`` to every App installed on ``repo`` that subscribes to it."""
-        p = self.payloads
-        for inst in self.state.installations_for(repo):
-            app = inst.app
-            if not app.webhook_url or (event not in inst.events and event not in ALWAYS_SENT):
-                continue
-            payload = dict(body)
-            payload["repository"] = p.repo(repo)
-            if repo.owner.type == "Organization":
-                payload["organization"] = p.organization(repo.owner)
-            payload["sender"] = p.user(sender)
-            payload["installation"] = p.installation_ref(inst)
-            self.sender.send(app.webhook_url, app.webhook_secret, event, payload)
-
-    def emit_installation(self, inst_id: int, sender: User) -> None:
-        inst = self.state.installations[inst_id]
-        app = inst.app
-        if not app.webhook_url:
-            return
-        repos = [self.state.repo_by_id(i) for i in inst.repository_ids]
-        payload: dict[str, Any] = {
-            "action": "created",
-            "installation": self.payloads.installation(inst),
-            "repositories": [
-                {
-                    "id": r.id,
-                    "node_id": self.payloads.repo(r)["node_id"],
-                    "name": r.name,
-                    "full_name": r.full_name,
-                    "private": r.private,
-                }
-                for r in repos
-                if r is not None
-            ],
-            "requester": None,
-            "sender": self.payloads.user(sender),
-        }
-        if inst.account.type == "Organization":
-            payload["organization"] = self.payloads.organization(inst.account)
-        self.sender.send(app.webhook_url, app.webhook_secret, "installation", payload)
-
-    def identity(self, user: User) -> Identity:
-        return Identity(user.name or user.login, user.email)
+class Hub(HubChecks):
+    """Pull requests, merges and pushes, over :class:`~fakehub.hub_checks.HubChecks` (checks,
+    statuses, CI) and :class:`~fakehub.hub_events.HubEvents` (the pieces and ``emit``)."""
 
     # -- pull requests ---------------------------------------------------------------------
-    def base_sha(self, issue: Issue) -> str:
-        assert issue.pull is not None
-        sha = self.store.ref_sha(issue.repo.full_name, issue.pull.base_ref)
-        return sha or issue.pull.head_sha
-
     def merge_state(self, issue: Issue) -> tuple[bool | None, str, str | None]:
         """(mergeable, mergeable_state, why-not message for a 405) computed from real git."""
         assert issue.pull is not None
@@ -161,13 +97,6 @@ class Hub:
             "deletions": sum(f["deletions"] for f in files),
             "changed_files": len(files),
         }
-
-    def pulls_for_sha(self, repo: Repo, sha: str) -> list[dict[str, Any]]:
-        return [
-            self.payloads.pull_minimal(i, self.base_sha(i))
-            for i in self.state.open_pulls(repo)
-            if i.pull and i.pull.head_sha == sha
-        ]
 
     def emit_pull(self, issue: Issue, action: str, sender: User, **extra: Any) -> None:
         body = {"action": action, "number": issue.number, **extra}
@@ -388,63 +317,6 @@ class Hub:
             self.emit_pull(pr, "synchronize", user, before=old, after=after)
             self.run_ci(repo, after, branch)
 
-    def push_body(
-        self, repo: Repo, ref: str, before: str, after: str, user: User
-    ) -> dict[str, Any]:
-        full = repo.full_name
-        commits: list[dict[str, Any]] = []
-        if after != ZERO_SHA:
-            args = ["git", "rev-list", "--reverse", "--max-count=20", after]
-            if before != ZERO_SHA:
-                args.append(f"^{before}")
-            out = subprocess.run(
-                args,
-                cwd=self.store.path(full),
-                env=git_env(),
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout.split()
-            commits = [self.commit_json(repo, sha) for sha in out]
-        head = self.commit_json(repo, after) if after != ZERO_SHA else None
-        return {
-            "ref": ref,
-            "before": before,
-            "after": after,
-            "created": before == ZERO_SHA,
-            "deleted": after == ZERO_SHA,
-            "forced": before != ZERO_SHA
-            and after != ZERO_SHA
-            and not self.store.is_ancestor(full, before, after),
-            "base_ref": None,
-            "compare": f"{self.url}/{full}/compare/{before[:12]}...{after[:12]}",
-            "commits": commits,
-            "head_commit": head,
-            "pusher": {"name": user.login, "email": user.email},
-        }
-
-    def commit_json(self, repo: Repo, sha: str) -> dict[str, Any]:
-        info = self.store.commit_info(repo.full_name, sha)
-        return {
-            "id": info.sha,
-            "tree_id": info.tree,
-            "distinct": True,
-            "message": info.message,
-            "timestamp": info.committer_date,
-            "url": f"{self.url}/{repo.full_name}/commit/{info.sha}",
-            "author": {"name": info.author_name, "email": info.author_email},
-            "committer": {"name": info.committer_name, "email": info.committer_email},
-            "added": [],
-            "removed": [],
-            "modified": [],
-        }
-
-    def simple_commit(self, repo: Repo, sha: str) -> dict[str, Any]:
-        full = self.commit_json(repo, sha)
-        return {
-            k: full[k] for k in ("id", "tree_id", "message", "timestamp", "author", "committer")
-        }
-
     def on_git_push(
         self, full_name: str, updates: list[tuple[str, str, str]], password: str | None
     ) -> None:
@@ -466,214 +338,3 @@ class Hub:
         if tok is not None:
             return tok.installation.app.bot
         return self.state.user_by_token(password)
-
-    # -- checks and CI ---------------------------------------------------------------------
-    @property
-    def ci_app(self) -> App:
-        with self.state.lock:
-            if self._ci_app is None:
-                owner = self.state.user("fakehub") or self.state.add_user("fakehub", "Organization")
-                self._ci_app = self.state.add_app(
-                    slug="fakehub-ci",
-                    owner=owner,
-                    webhook_url=None,
-                    webhook_secret="",
-                    events=[],
-                    permissions={"checks": "write", "contents": "read"},
-                    name="fakehub CI",
-                )
-            return self._ci_app
-
-    def create_check_run(
-        self,
-        repo: Repo,
-        app: App,
-        *,
-        name: str,
-        head_sha: str,
-        status: str = "queued",
-        conclusion: str | None = None,
-        output: dict[str, Any] | None = None,
-        details_url: str | None = None,
-        external_id: str | None = None,
-    ) -> CheckRun:
-        branch = next(
-            (b for b, s in self.store.branches(repo.full_name).items() if s == head_sha), None
-        )
-        with self.state.lock:
-            suite = self.state.suite_for(repo, app, head_sha, branch)
-            run = CheckRun(
-                self.state.next_id(),
-                repo,
-                suite,
-                name,
-                head_sha,
-                status=status,
-                output=dict(output or {}),
-                details_url=details_url,
-                external_id=external_id,
-            )
-            self.state.check_runs[run.id] = run
-        if conclusion is not None:
-            run.status, run.conclusion, run.completed_at = "completed", conclusion, time.time()
-        self.emit_check_run(run, "created")
-        if run.status == "completed":
-            self.on_check_completed(run)
-        return run
-
-    def update_check_run(self, run: CheckRun, changes: dict[str, Any]) -> None:
-        was_done = run.status == "completed"
-        for key in ("name", "details_url", "external_id"):
-            if key in changes:
-                setattr(run, key, changes[key])
-        if "output" in changes and isinstance(changes["output"], dict):
-            run.output.update(changes["output"])
-        if "status" in changes:
-            run.status = changes["status"]
-        if changes.get("conclusion"):
-            run.status, run.conclusion = "completed", changes["conclusion"]
-        if run.status == "completed" and run.completed_at is None:
-            run.completed_at = time.time()
-            run.conclusion = run.conclusion or "success"
-        run.suite.updated_at = time.time()
-        if run.status == "completed" and not was_done:
-            self.on_check_completed(run)
-
-    def emit_check_run(self, run: CheckRun, action: str) -> None:
-        body = {
-            "action": action,
-            "check_run": self.payloads.check_run(
-                run, pulls=self.pulls_for_sha(run.repo, run.head_sha)
-            ),
-        }
-        self.emit(run.repo, "check_run", body, run.app.bot)
-
-    def on_check_completed(self, run: CheckRun) -> None:
-        repo = run.repo
-        self.state.record(
-            "check_completed",
-            repo=repo.full_name,
-            sha=run.head_sha,
-            name=run.name,
-            conclusion=run.conclusion,
-        )
-        self.emit_check_run(run, "completed")
-        siblings = [r for r in self.state.check_runs.values() if r.suite is run.suite]
-        if all(r.status == "completed" for r in siblings):
-            suite = self.payloads.check_suite(
-                run.suite,
-                pulls=self.pulls_for_sha(repo, run.head_sha),
-                head_commit=self.simple_commit(repo, run.head_sha),
-                with_repo=False,
-            )
-            self.emit(
-                repo, "check_suite", {"action": "completed", "check_suite": suite}, run.app.bot
-            )
-
-    def run_ci(self, repo: Repo, sha: str, branch: str | None) -> None:
-        if not repo.ci_command:
-            return
-        app = self.ci_app
-        run = self.create_check_run(
-            repo, app, name="ci", head_sha=sha, output={"title": "ci", "summary": "Queued"}
-        )
-
-        def done(result: CIResult) -> None:
-            tail = result.output[-OUTPUT_TAIL:]
-            title = "CI passed" if result.conclusion == "success" else "CI failed"
-            self.update_check_run(
-                run,
-                {
-                    "status": "completed",
-                    "conclusion": result.conclusion,
-                    "output": {
-                        "title": title,
-                        "summary": f"{title} in {result.seconds:.1f}s",
-                        "text": f"```\n{tail}\n```",
-                    },
-                },
-            )
-
-        run.status = "in_progress"
-        run.started_at = time.time()
-        self.ci.submit(repo.full_name, sha, list(repo.ci_command), done)
-
-    def add_status(self, repo: Repo, sha: str, user: User, body: dict[str, Any]) -> Status:
-        with self.state.lock:
-            status = Status(
-                self.state.next_id(),
-                repo,
-                sha,
-                body["state"],
-                body.get("context") or "default",
-                user,
-                description=body.get("description"),
-                target_url=body.get("target_url"),
-            )
-            self.state.statuses.append(status)
-        self.emit(repo, "status", self.status_body(status), user)
-        return status
-
-    def status_body(self, s: Status) -> dict[str, Any]:
-        info = self.store.commit_info(s.repo.full_name, s.sha)
-        api = f"{self.payloads.api}/repos/{s.repo.full_name}"
-        person = {"name": info.author_name, "email": info.author_email, "date": info.author_date}
-        committer = {
-            "name": info.committer_name,
-            "email": info.committer_email,
-            "date": info.committer_date,
-        }
-        branches = [
-            {
-                "name": b,
-                "commit": {"sha": sha, "url": f"{api}/commits/{sha}"},
-                "protected": b in s.repo.protection,
-            }
-            for b, sha in self.store.branches(s.repo.full_name).items()
-            if sha == s.sha
-        ]
-        return {
-            "id": s.id,
-            "sha": s.sha,
-            "name": s.repo.full_name,
-            "target_url": s.target_url,
-            "avatar_url": f"{self.url}/avatars/u/{s.creator.id}",
-            "context": s.context,
-            "description": s.description,
-            "state": s.state,
-            "commit": {
-                "sha": s.sha,
-                "node_id": f"C_{s.sha[:20]}",
-                "commit": {
-                    "author": person,
-                    "committer": committer,
-                    "message": info.message,
-                    "tree": {"sha": info.tree, "url": f"{api}/git/trees/{info.tree}"},
-                    "url": f"{api}/git/commits/{s.sha}",
-                    "comment_count": 0,
-                    "verification": {
-                        "verified": False,
-                        "reason": "unsigned",
-                        "signature": None,
-                        "payload": None,
-                        "verified_at": None,
-                    },
-                },
-                "url": f"{api}/commits/{s.sha}",
-                "html_url": f"{self.url}/{s.repo.full_name}/commit/{s.sha}",
-                "comments_url": f"{api}/commits/{s.sha}/comments",
-                "author": None,
-                "committer": None,
-                "parents": [
-                    {
-                        "sha": p,
-                        "url": f"{api}/commits/{p}",
-                        "html_url": f"{self.url}/{s.repo.full_name}/commit/{p}",
-                    }
-                    for p in info.parents
-                ],
-            },
-            "branches": branches,
-            "created_at": iso(s.created_at),
-            "updated_at": iso(s.updated_at),
-        }

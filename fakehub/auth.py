@@ -14,15 +14,8 @@ from typing import Any, Literal
 
 import jwt
 
-from fakehub.state import (
-    PERMISSION_LEVELS,
-    App,
-    Installation,
-    InstallationToken,
-    Repo,
-    State,
-    User,
-)
+from fakehub.records import App, Installation, InstallationToken, Repo, User
+from fakehub.state import PERMISSION_LEVELS, State
 
 DOCS = "https://docs.github.com/rest"
 JWT_MAX_LIFETIME_S = 600

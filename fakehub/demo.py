@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -349,13 +350,19 @@ def _table(pipe: Pipeline, tasks: list[dict[str, Any]], started: float) -> Table
     return table
 
 
+REVIEW_VERBS = {
+    "APPROVED": "[green]approved[/]",
+    "CHANGES_REQUESTED": "[magenta]requested changes on[/]",
+}
+
+
 class Narrator:
     """One line per thing that happened: dispatches, pull requests, checks, updates, merges."""
 
     def __init__(self, pipe: Pipeline, started: float) -> None:
         self.pipe = pipe
         self.started = started
-        self.seen: dict[int, tuple[str, int]] = {}
+        self.seen: dict[int, tuple[str, int, float | None]] = {}
         self.events_seen = 0
         self.pr_of_sha: dict[str, int] = {}
 
@@ -364,7 +371,7 @@ class Narrator:
         stamp = f"[dim]{time.time() - self.started:6.1f}s[/]"
         by_pr = {t["pr"]: t for t in tasks if t.get("pr")}
         for task in sorted(tasks, key=lambda t: t["issue"]):
-            key = (task["state"], int(task.get("attempt") or 0))
+            key = (task["state"], int(task.get("attempt") or 0), task.get("dispatched_at"))
             if self.seen.get(task["issue"]) == key:
                 continue
             self.seen[task["issue"]] = key
@@ -378,6 +385,8 @@ class Narrator:
                     f"{stamp} [cyan]pull request #{task['pr']}[/] opened for {name} "
                     f"(agent {agent:.1f} s on {worker})"
                 )
+            elif task["state"] == "queued" and (task.get("detail") or "").startswith("changes"):
+                out.append(f"{stamp} [magenta]back to its agent[/] {name}: {task['detail']}")
             elif task["state"] in ("failed", "cancelled"):
                 out.append(f"{stamp} [red]{task['state']}[/] {name}: {task.get('detail') or ''}")
         events = self.pipe.hub.events()
@@ -398,6 +407,9 @@ class Narrator:
                 out.append(
                     f"{stamp} PR #{event['pr']} was behind main: branch updated, checks rerun"
                 )
+            elif kind == "review_submitted" and event["state"] != "COMMENTED":
+                verb = REVIEW_VERBS.get(event["state"], event["state"])
+                out.append(f"{stamp} {event['by']} {verb} PR #{event['pr']}")
             elif kind == "merge":
                 task = by_pr.get(event["pr"], {})
                 out.append(
@@ -406,6 +418,69 @@ class Narrator:
                 )
         self.events_seen = len(events)
         return out
+
+
+class Reviewer:
+    """The demo's maintainer reviewing: on the first pull request of each sprint issue that
+    has a ``review``, request changes with it at once (before its checks finish, so the steward
+    cannot merge it first); approve once the steward reports it waits for a re-review, i.e.
+    the agent has pushed the change asked for."""
+
+    def __init__(self, pipe: Pipeline) -> None:
+        self.pipe = pipe
+        self.requested: dict[int, int] = {}  # issue -> pull request reviewed
+        self.approved: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-reviewer", daemon=True)
+        self.error: str | None = None
+
+    def start(self) -> None:
+        if any(item.review for item in self.pipe.sprint):
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        wanted = {self.pipe.numbers[i.key]: i.review or "" for i in self.pipe.sprint if i.review}
+        last_tasks = 0.0
+        try:
+            while not self._stop.wait(0.05) and len(self.approved) < len(wanted):
+                self._request_changes(wanted)
+                if time.monotonic() - last_tasks >= 0.5:
+                    last_tasks = time.monotonic()
+                    self._approve()
+        except Exception as exc:  # noqa: BLE001 - reported by the demo, never a silent thread
+            self.error = f"the demo reviewer failed: {type(exc).__name__}: {exc}"
+
+    def _request_changes(self, wanted: dict[int, str]) -> None:
+        for event in self.pipe.hub.events("pr_opened"):
+            for number, body in wanted.items():
+                branch = str(event.get("head") or "")
+                if number not in self.requested and branch.startswith(f"stoneforge/{number}-"):
+                    self._review(event["pr"], "REQUEST_CHANGES", body)
+                    self.requested[number] = event["pr"]
+
+    def _approve(self) -> None:
+        for task in self.pipe.tasks():
+            number = task["issue"]
+            if (
+                number in self.requested
+                and number not in self.approved
+                and task["state"] == "in_review"
+                and "waiting for a re-review" in (task.get("detail") or "")
+            ):
+                self._review(self.requested[number], "APPROVE", "Thanks, that is what I meant.")
+                self.approved.add(number)
+
+    def _review(self, pr: int, event: str, body: str) -> None:
+        with self.pipe.api() as api:
+            resp = api.post(
+                f"/repos/{FULL}/pulls/{pr}/reviews", json={"event": event, "body": body}
+            )
+            resp.raise_for_status()
 
 
 def _checks_by_sha(pipe: Pipeline) -> dict[str, str]:
@@ -451,6 +526,7 @@ def run_demo(
     started = time.time()
     code = 1
     tasks: list[dict[str, Any]] = []
+    reviewer: Reviewer | None = None
     try:
         console.print(f"[bold]Stoneforge demo[/] · files in {work}")
         pipe.start()
@@ -460,6 +536,8 @@ def run_demo(
         )
         pipe.file_sprint()
         console.print(f"filed {len(pipe.sprint)} issues and labeled them agent-ready")
+        reviewer = Reviewer(pipe)
+        reviewer.start()
         outcome = "timeout"
         with Live(
             _table(pipe, tasks, started), console=console, refresh_per_second=4, transient=False
@@ -476,7 +554,7 @@ def run_demo(
                 if any(t["state"] in ("failed", "cancelled") for t in tasks):
                     outcome = "failed"
                     break
-                crash = pipe.crashed()
+                crash = pipe.crashed() or reviewer.error
                 if crash:
                     outcome = crash
                     break
@@ -506,6 +584,8 @@ def run_demo(
         console.print("[red]interrupted[/]")
         code = 130
     finally:
+        if reviewer is not None:
+            reviewer.stop()
         pipe.stop()
         if own_dir and code == 0:
             shutil.rmtree(work, ignore_errors=True)

@@ -75,6 +75,9 @@ class SprintIssue:
     blocked_by_native: tuple[str, ...] = ()
     labels: tuple[str, ...] = ("agent-ready",)
     sleep: float
+    # What the maintainer says when this issue's pull request first opens: the demo requests
+    # changes with it (its script block is the change asked for) and approves the revision.
+    review: str | None = None
 
     def __post_init__(self) -> None:
         named = set(_PLACEHOLDER.findall(self.body))
@@ -932,6 +935,7 @@ def _issue(
     summary: str,
     text: tuple[str, ...] = (),
     native: tuple[str, ...] = (),
+    review: str | None = None,
 ) -> SprintIssue:
     script = {"sleep": sleep, "edits": edits, "summary": summary}
     body = f"{textwrap.dedent(prose).strip()}\n\n{script_block(script)}\n"
@@ -942,6 +946,7 @@ def _issue(
         blocked_by_text=text,
         blocked_by_native=native,
         sleep=sleep,
+        review=review,
     )
 
 
@@ -975,6 +980,49 @@ _V2_REGISTRATION = (
     "\n"
     "    register_v2(router, users)\n"
     "    return router\n"
+)
+
+_RETRY_AFTER_OLD = "        bucket.tokens -= 1.0\n        return True\n"
+_RETRY_AFTER_NEW = _RETRY_AFTER_OLD + _text(r'''
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until `key` has a token again; 0.0 when it has one now."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        elapsed = max(0.0, self._clock() - bucket.updated)
+        tokens = min(float(self.capacity), bucket.tokens + elapsed * self.refill_per_second)
+        if tokens >= 1.0:
+            return 0.0
+        if self.refill_per_second == 0:
+            return float("inf")
+        return (1.0 - tokens) / self.refill_per_second
+''')
+_RETRY_AFTER_TEST = _text(r"""
+
+    def test_retry_after_says_when_a_token_is_back(self) -> None:
+        clock = FakeClock()
+        limiter = RateLimiter(capacity=1, refill_per_second=2.0, clock=clock)
+        self.assertEqual(limiter.retry_after("a"), 0.0)
+        self.assertTrue(limiter.allow("a"))
+        self.assertAlmostEqual(limiter.retry_after("a"), 0.5)
+        clock.now += 0.5
+        self.assertEqual(limiter.retry_after("a"), 0.0)
+""")
+_RATELIMIT_REVIEW = (
+    "Looks good. One thing before it merges: the router will want to send `Retry-After`, so "
+    "please add `retry_after(key) -> float` (seconds until the key has a token again, `0.0` "
+    "when it has one) with a test.\n\n"
+    + script_block(
+        {
+            "sleep": 1.0,
+            "edits": [
+                _replace("app/ratelimit.py", _RETRY_AFTER_OLD, _RETRY_AFTER_NEW),
+                _append("tests/test_ratelimit.py", _RETRY_AFTER_TEST),
+            ],
+            "summary": "Added RateLimiter.retry_after(key) with a test, as the review asked.",
+        }
+    )
 )
 
 SPRINT: tuple[SprintIssue, ...] = (
@@ -1050,6 +1098,7 @@ SPRINT: tuple[SprintIssue, ...] = (
             _write("tests/test_ratelimit.py", _RATELIMIT_TESTS),
         ],
         summary="Added app/ratelimit.py (token bucket per key, injectable clock) with tests.",
+        review=_RATELIMIT_REVIEW,
     ),
     _issue(
         "v2-users",

@@ -26,7 +26,8 @@ from fakehub.ci import CIRunner
 from fakehub.delivery import Faults, WebhookSender
 from fakehub.githttp import create_git_app
 from fakehub.gitstore import GitStore, Identity
-from fakehub.state import App, Protection, Repo, State, User
+from fakehub.records import App, Protection, Repo, User
+from fakehub.state import State
 
 
 class FakeHub:

@@ -25,6 +25,7 @@ import pytest
 
 from fakehub.demo import run_demo
 from fakehub.sample import SPRINT
+from runner.agents.script_agent import parse_script
 
 pytestmark = pytest.mark.slow
 
@@ -149,9 +150,13 @@ def test_demo_chain_merges_with_each_agent_fake(cli: str, tmp_path: Path) -> Non
     logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(work.glob("*.log")))
     assert code == 0, logs
 
-    # The fake itself ran once per task, with the adapter's argv, on the prompt.
+    # The fake itself ran once per task, plus once more for each task the maintainer's review
+    # sent back (the demo requests changes on one pull request), with the adapter's argv.
     runs = [json.loads(p.read_text()) for p in argv_dir.iterdir()]
-    assert len(runs) == len(CHAIN), runs
+    reviewed = [item for item in sprint if item.review]
+    assert len(runs) == len(CHAIN) + len(reviewed), runs
+    revisions = [run for run in runs if "## Review feedback to address" in run["prompt"]]
+    assert len(revisions) == len(reviewed)
     assert all("stoneforge-script" in run["prompt"] for run in runs)
 
     events = json.loads((work / "fakehub-events.json").read_text())
@@ -168,11 +173,16 @@ def test_demo_chain_merges_with_each_agent_fake(cli: str, tmp_path: Path) -> Non
     for item in sprint:
         for edit in item.script["edits"]:
             final[edit["path"]] = edit.get("write", "")  # "": changed in place, not written
+        if item.review:  # then changed again, as the review asked
+            for edit in parse_script(item.review)["edits"]:
+                final[edit["path"]] = edit.get("write", "")
     for path, content in final.items():
         on_main = main_file(work, path)
         assert on_main is not None, path
         if content:  # written whole by the last task that touched it
             assert on_main == content, path
+    if any(item.key == "ratelimit" for item in sprint):
+        assert "def retry_after(" in (main_file(work, "app/ratelimit.py") or "")
 
 
 def main_file(work: Path, path: str) -> str | None:

@@ -6,6 +6,7 @@ Asserted from fakehub's own record of events, not from what the bot says about i
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,30 @@ def test_demo_merges_every_task_in_dependency_order(tmp_path: Path) -> None:
             assert running_at[issue] >= blocker_merged, (issue, blocker)
             assert first_push[issue] > blocker_merged, (issue, blocker)
             assert merges[pr_of[issue]]["at"] > blocker_merged
+
+    # The review round: the maintainer's "changes requested" sent the task back to its agent,
+    # whose revision went to the same pull request, which merged only after the approval,
+    # with the change the review asked for.
+    (reviewed,) = [issue for issue in SPRINT if issue.review]
+    number = next(i for i, t in tasks.items() if t["title"] == reviewed.title)
+    reviews = [e for e in events if e["type"] == "review_submitted"]
+    assert [(e["pr"], e["state"]) for e in reviews] == [
+        (pr_of[number], "CHANGES_REQUESTED"),
+        (pr_of[number], "APPROVED"),
+    ]
+    pushes = [
+        e for e in events
+        if e["type"] == "push" and e["ref"].startswith(f"refs/heads/stoneforge/{number}-")
+    ]  # fmt: skip
+    assert any(reviews[0]["at"] < e["at"] < reviews[1]["at"] for e in pushes), "a revision"
+    assert merges[pr_of[number]]["at"] > reviews[1]["at"]
+    assert len([e for e in events if e["type"] == "pr_opened" and e["pr"] == pr_of[number]]) == 1
+    bare = tmp_path / "demo" / "fakehub" / "repos" / "octo" / "demo.git"  # fakehub's copy
+    landed = subprocess.run(
+        ["git", "--git-dir", str(bare), "show", "main:app/ratelimit.py"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "def retry_after(self, key: str) -> float:" in landed
 
 
 def test_demo_timeout_writes_the_report_so_far_and_fails(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """The deterministic demo agent, run as `python -m runner.agents.script_agent [--sleep-scale F]`.
 
 It reads the prompt on stdin, finds the one fenced block whose info string is `stoneforge-script`
-(JSON: `{"sleep": s, "edits": [...], "summary": "..."}`, see docs/architecture.md), sleeps,
-applies the edits relative to its working directory, and prints JSON lines:
-`{"type":"start"}`, `{"type":"edit","path":...}` per edit, then
+(JSON: `{"sleep": s, "edits": [...], "summary": "..."}`, see docs/architecture.md; when the
+prompt carries review feedback with such blocks, the last of those, as a reviewer's script is the
+change they asked for), sleeps, applies the edits relative to its working directory, and prints
+JSON lines: `{"type":"start"}`, `{"type":"edit","path":...}` per edit, then
 `{"type":"result","status":"success","summary":...}` (exit 0) or
 `{"type":"result","status":"error","message":...}` (exit 1).
 """
@@ -30,8 +31,13 @@ class ScriptError(Exception):
     pass
 
 
+REVIEW_HEADING = "## Review feedback to address"
+
+
 def parse_script(prompt: str) -> dict[str, Any]:
-    blocks = FENCE.findall(prompt)
+    _, heading, feedback = prompt.partition(REVIEW_HEADING)
+    blocks = FENCE.findall(feedback)[-1:] if heading else []
+    blocks = blocks or FENCE.findall(prompt)
     if len(blocks) != 1:
         raise ScriptError(f"expected one stoneforge-script block, found {len(blocks)}")
     try:

@@ -17,8 +17,8 @@ import httpx
 import jwt
 import pytest
 
+from fakehub.records import App, Repo, User
 from fakehub.server import FakeHub
-from fakehub.state import App, Repo, User
 from tests.fakehub.openapi import Spec, load_spec
 
 SECRET = "It's a Secret to Everybody"

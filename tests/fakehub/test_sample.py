@@ -107,17 +107,24 @@ def merge_states() -> list[set[str]]:
     ]
 
 
+def scripts_of(key: str) -> list[dict[str, Any]]:
+    """What lands for an issue: its script, then the one its review asks for (the demo)."""
+    issue = BY_KEY[key]
+    return [parse_script(text) for text in (issue.body, issue.review) if text]
+
+
 def tree_after(merged: Iterable[str]) -> Files:
     files = dict(SAMPLE_REPO)
     wanted = set(merged)
     for key in ORDER:
         if key in wanted:
-            files = apply_edits(files, parse_script(BY_KEY[key].body))
+            for script in scripts_of(key):
+                files = apply_edits(files, script)
     return files
 
 
 def touched(key: str) -> set[str]:
-    return {edit["path"] for edit in parse_script(BY_KEY[key].body)["edits"]}
+    return {edit["path"] for script in scripts_of(key) for edit in script["edits"]}
 
 
 def same_file_pairs() -> list[tuple[str, str, str]]:
@@ -168,7 +175,9 @@ def open_branch(repo: Path, key: str) -> str:
     git(repo, "checkout", "-q", "-b", branch, "main")
     current = {path: (repo / path).read_text(encoding="utf-8") for path in touched(key)
                if (repo / path).exists()}  # fmt: skip
-    edited = apply_edits(current, parse_script(BY_KEY[key].body))
+    edited = current
+    for script in scripts_of(key):
+        edited = apply_edits(edited, script)
     write_tree(repo, edited)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", f"{BY_KEY[key].title}")
@@ -233,6 +242,17 @@ def test_every_body_holds_one_well_formed_script() -> None:
             assert ".." not in edit["path"]
         prose = FENCE.sub("", issue.body)
         assert len(prose.split()) >= 20, f"{issue.key}: a maintainer would explain the task"
+
+
+def test_a_review_asks_for_a_change_on_top_of_its_issue() -> None:
+    reviewed = [issue for issue in SPRINT if issue.review]
+    assert [issue.key for issue in reviewed] == ["ratelimit"]
+    for issue in reviewed:
+        assert issue.review
+        script = parse_script(issue.review)
+        assert script["edits"]
+        assert script["summary"].strip()
+        assert not issue.blocked_by, "a leaf: its pull request opens early in the demo"
 
 
 def test_script_block_round_trips() -> None:

@@ -106,6 +106,18 @@ def test_bad_prompt_is_error(tmp_path: Path, text: str) -> None:
     assert lines[-1]["status"] == "error"
 
 
+def test_review_feedback_script_wins(tmp_path: Path) -> None:
+    review = prompt({"edits": [{"path": "r.txt", "write": "from the review\n"}]})
+    text = (
+        prompt({"edits": [{"path": "r.txt", "write": "from the issue\n"}]})
+        + "\n## Review feedback to address\n\n- @lead: please change it\n"
+        + "\n".join("  " + line for line in review.splitlines())
+    )
+    code, lines = agent(tmp_path, text)
+    assert code == 0, lines
+    assert (tmp_path / "r.txt").read_text() == "from the review\n"
+
+
 def test_sleep_scale(tmp_path: Path) -> None:
     started = time.monotonic()
     code, _ = agent(tmp_path, prompt({"sleep": 30, "edits": []}), "--sleep-scale", "0.01")

@@ -1,0 +1,40 @@
+"""GitHub adapter: the only package of the bot that imports githubkit.
+
+Every method is a domain verb taking and returning plain values or core models; no githubkit
+type, URL or header leaves this package. HTTP failures are classified here once
+(:class:`GitHubError` with ``status``), so nothing else inspects status codes.
+
+The adapter is one class composed of one part per GitHub area: ``client`` (auth, transport,
+errors, pagination), ``apps`` (App JWT calls), ``repos``, ``issues`` and ``pulls``; the values
+it returns are in ``records``.
+"""
+
+from __future__ import annotations
+
+from bot.adapters.github.apps import AppCalls
+from bot.adapters.github.client import GitHubError
+from bot.adapters.github.issues import IssueCalls, issue_repo
+from bot.adapters.github.pulls import PullCalls
+from bot.adapters.github.records import (
+    Comment,
+    IssueInfo,
+    LabelApplication,
+    MergeOutcome,
+    RepoInfo,
+)
+from bot.adapters.github.repos import RepoCalls
+
+__all__ = [
+    "Comment",
+    "GitHubAdapter",
+    "GitHubError",
+    "IssueInfo",
+    "LabelApplication",
+    "MergeOutcome",
+    "RepoInfo",
+    "issue_repo",
+]
+
+
+class GitHubAdapter(AppCalls, RepoCalls, IssueCalls, PullCalls):
+    """GitHub through githubkit with App authentication and a configurable base URL."""

@@ -1,0 +1,214 @@
+"""Pull requests: opening them, their reviews and checks, merging and branch upkeep."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from bot.adapters.github.client import AdapterBase, GitHubError
+from bot.adapters.github.records import MergeOutcome
+from bot.core.steward import PullSnapshot, Review, ReviewComment
+
+
+class PullCalls(AdapterBase):
+    """Pull requests, their reviews and required checks, merges and head branches."""
+
+    async def open_pull(
+        self, installation_id: int, repo: str, *, head: str, base: str, title: str, body: str
+    ) -> int:
+        """Open the task's pull request, or return the open one for the same branch."""
+        owner, name = repo.split("/", 1)
+        gh = self._gh(installation_id)
+        existing = await self._call(
+            gh.rest.pulls.async_list(owner, name, state="open", head=f"{owner}:{head}")
+        )
+        for pull in existing.json():
+            if pull["head"]["ref"] == head:
+                return int(pull["number"])
+        resp = await self._call(
+            gh.rest.pulls.async_create(owner, name, title=title, head=head, base=base, body=body)
+        )
+        return int(resp.json()["number"])
+
+    async def pull_for_head(
+        self, installation_id: int, repo: str, head: str
+    ) -> tuple[int, str] | None:
+        """The open pull request from branch ``head`` of ``repo``: (number, body), or None."""
+        owner, name = repo.split("/", 1)
+        resp = await self._call(
+            self._gh(installation_id).rest.pulls.async_list(
+                owner, name, state="open", head=f"{owner}:{head}"
+            )
+        )
+        for pull in resp.json():
+            if pull["head"]["ref"] == head:
+                return int(pull["number"]), str(pull.get("body") or "")
+        return None
+
+    async def update_pull(self, installation_id: int, repo: str, number: int, *, body: str) -> None:
+        """Replace a pull request's body."""
+        owner, name = repo.split("/", 1)
+        await self._call(
+            self._gh(installation_id).rest.pulls.async_update(owner, name, number, body=body)
+        )
+
+    async def reviews(self, installation_id: int, repo: str, number: int) -> list[Review]:
+        """A pull request's submitted reviews, oldest first (everyone's: callers filter)."""
+        owner, name = repo.split("/", 1)
+        pulls = self._gh(installation_id).rest.pulls
+        items = await self._pages(
+            lambda page: pulls.async_list_reviews(owner, name, number, per_page=100, page=page)
+        )
+        found: list[Review] = []
+        for item in items:
+            user = item.get("user") or {}
+            found.append(
+                Review(
+                    id=int(item["id"]),
+                    author=str(user.get("login") or ""),
+                    author_type=str(user.get("type") or "User"),
+                    state=str(item.get("state") or "").upper(),
+                    body=str(item.get("body") or ""),
+                    commit_id=item.get("commit_id"),
+                )
+            )
+        return found
+
+    async def review_comments(
+        self, installation_id: int, repo: str, number: int
+    ) -> list[ReviewComment]:
+        """A pull request's inline review comments, oldest first."""
+        owner, name = repo.split("/", 1)
+        pulls = self._gh(installation_id).rest.pulls
+        items = await self._pages(
+            lambda page: pulls.async_list_review_comments(
+                owner, name, number, per_page=100, page=page
+            )
+        )
+        found: list[ReviewComment] = []
+        for item in items:
+            line = item.get("line") or item.get("original_line")
+            review_id = item.get("pull_request_review_id")
+            found.append(
+                ReviewComment(
+                    id=int(item["id"]),
+                    review_id=int(review_id) if review_id is not None else None,
+                    author=str((item.get("user") or {}).get("login") or ""),
+                    path=str(item.get("path") or ""),
+                    line=int(line) if isinstance(line, int) else None,
+                    body=str(item.get("body") or ""),
+                )
+            )
+        return found
+
+    async def required_checks(
+        self, installation_id: int, repo: str, branch: str
+    ) -> tuple[str, ...]:
+        key = (repo, branch)
+        cached = self._required_cache.get(key)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        owner, name = repo.split("/", 1)
+        try:
+            resp = await self._call(
+                self._gh(installation_id).rest.repos.async_get_status_checks_protection(
+                    owner, name, branch
+                )
+            )
+            data = resp.json()
+            names = [c["context"] for c in data.get("checks") or ()] or list(
+                data.get("contexts") or ()
+            )
+            required = tuple(dict.fromkeys(names))
+        except GitHubError as exc:
+            if exc.status != 404:
+                raise
+            required = ()
+        self._required_cache[key] = (time.monotonic() + 60, required)
+        return required
+
+    async def pull(
+        self, installation_id: int, repo: str, number: int, extra_required: tuple[str, ...] = ()
+    ) -> PullSnapshot:
+        """One fresh snapshot of a pull request: state, mergeability, checks on its head."""
+        owner, name = repo.split("/", 1)
+        gh = self._gh(installation_id)
+        data = (await self._call(gh.rest.pulls.async_get(owner, name, number))).json()
+        head = data["head"]["sha"]
+        checks: dict[str, tuple[str, str | None]] = {}
+        runs = await self._call(gh.rest.checks.async_list_for_ref(owner, name, head, per_page=100))
+        # Newest run per name wins (GitHub lists newest first).
+        for run in runs.json().get("check_runs", []):
+            checks.setdefault(run["name"], (run["status"], run.get("conclusion")))
+        status = await self._call(
+            gh.rest.repos.async_get_combined_status_for_ref(owner, name, head)
+        )
+        for item in status.json().get("statuses", []):
+            state = item["state"]
+            done = state != "pending"
+            conclusion = {"success": "success", "failure": "failure", "error": "failure"}.get(state)
+            checks.setdefault(item["context"], ("completed" if done else "in_progress", conclusion))
+        base = data["base"]["ref"]
+        required = await self.required_checks(installation_id, repo, base)
+        return PullSnapshot(
+            number=number,
+            state=data["state"],
+            merged=bool(data.get("merged")),
+            head_sha=head,
+            head_ref=data["head"]["ref"],
+            base_ref=base,
+            mergeable=data.get("mergeable"),
+            mergeable_state=str(data.get("mergeable_state") or "unknown"),
+            checks=checks,
+            required=tuple(dict.fromkeys(required + extra_required)),
+            merge_sha=data.get("merge_commit_sha") if data.get("merged") else None,
+        )
+
+    async def merge(
+        self,
+        installation_id: int,
+        repo: str,
+        number: int,
+        *,
+        sha: str,
+        method: Literal["merge", "squash", "rebase"],
+        title: str,
+    ) -> MergeOutcome:
+        owner, name = repo.split("/", 1)
+        pulls = self._gh(installation_id).rest.pulls
+        try:
+            resp = await self._call(
+                pulls.async_merge(
+                    owner, name, number, sha=sha, merge_method=method, commit_title=title
+                )
+            )
+        except GitHubError as exc:
+            if exc.status in (405, 409, 422):
+                return MergeOutcome(False, None, exc.status, exc.message)
+            raise
+        data = resp.json()
+        return MergeOutcome(bool(data.get("merged")), data.get("sha"), 200, data.get("message", ""))
+
+    async def update_branch(self, installation_id: int, repo: str, number: int, sha: str) -> bool:
+        owner, name = repo.split("/", 1)
+        try:
+            await self._call(
+                self._gh(installation_id).rest.pulls.async_update_branch(
+                    owner, name, number, expected_head_sha=sha
+                )
+            )
+        except GitHubError as exc:
+            if exc.status == 422:
+                return False
+            raise
+        return True
+
+    async def delete_branch(self, installation_id: int, repo: str, branch: str) -> None:
+        owner, name = repo.split("/", 1)
+        try:
+            await self._call(
+                self._gh(installation_id).rest.git.async_delete_ref(owner, name, f"heads/{branch}")
+            )
+        except GitHubError as exc:
+            if exc.status not in (404, 422):  # already gone
+                raise
