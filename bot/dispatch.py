@@ -14,27 +14,21 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-from bot import transcripts
+from bot import results
 from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubError
 from bot.core.model import IssueRef, Task, TaskState, branch_name
+from bot.results import HANDOFF_MARKER, today
 from bot.service import WRITE_PERMISSIONS, Bot
 from bot.steward import feedback_for
 
 log = logging.getLogger(__name__)
 
-HANDOFF_MARKER = "<!-- stoneforge:handoff -->"
-
 
 def job_id(task: Task) -> str:
     return f"{task.repo}#{task.number}@{task.attempt}"
-
-
-def today(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
 
 
 class Dispatcher:
@@ -313,115 +307,12 @@ class Dispatcher:
 
     async def job_result(self, jid: str, result: Mapping[str, Any]) -> bool:
         """A runner finished a job: open the pull request, or record the failure."""
-        bot = self.bot
         task = await self._running(jid)
         if task is None:
             return False
         self._revoke(jid)
-        inst = task.installation_id or 0
-        seconds = float(result.get("agent_seconds") or 0.0)
-        usage = result.get("usage") if isinstance(result.get("usage"), Mapping) else {}
-        cost = float(usage.get("cost_usd") or 0.0) if usage else 0.0
-        if cost:
-            await asyncio.to_thread(bot.store.add_cost, task.repo, today(time.time()), cost)
-        totals: dict[str, Any] = {
-            "agent_seconds": (task.agent_seconds or 0.0) + seconds,
-            "cost_usd": (task.cost_usd or 0.0) + cost if (cost or task.cost_usd) else None,
-        }
-        outcome = str(result.get("outcome") or "failed")
-        reason = str(result.get("reason") or outcome)
-        detail = str(result.get("detail") or "")[:2000]
-        config = bot.repos.config(task.repo)
-        if outcome == "rate_limited":
-            retry_at = float(result.get("retry_at") or time.time() + 900)
-            await bot.set_state(
-                task,
-                TaskState.QUEUED,
-                worker=None,
-                not_before=retry_at,
-                detail=f"{result.get('agent') or 'agent'} rate limited until {retry_at:.0f}",
-                attempt=max(0, task.attempt - 1),  # not the agent's fault: the attempt is refunded
-                **totals,
-            )
-            return True
-        if outcome == "handoff":
-            note = str(result.get("note") or "").strip() or f"The agent stopped ({reason})."
-            await bot.github.upsert_comment(
-                inst,
-                task.ref,
-                f"<!-- stoneforge:handoff-{task.attempt} -->",
-                f"**Handoff after attempt {task.attempt}** ({reason})\n\n{HANDOFF_MARKER}\n{note}",
-            )
-            if task.attempt < config.max_attempts:
-                await bot.set_state(
-                    task, TaskState.QUEUED, worker=None, detail=f"handoff: {reason}", **totals
-                )
-                return True
-            await self._needs_human(
-                task, f"{config.max_attempts} attempts used; last one ended with {reason}", totals
-            )
-            return True
-        if outcome != "completed" or not result.get("head_sha"):
-            await self._needs_human(task, f"{reason}: {detail}".strip(": "), totals)
-            return True
-        repo = await bot.github.repo(inst, task.repo)
-        # Every run of this task so far (from its transcripts), this one, and the totals.
-        body = await asyncio.to_thread(
-            functools.partial(
-                transcripts.pull_body,
-                bot.store,
-                bot.settings.public_url,
-                task,
-                result,
-                agent=task.agent or config.agent.name,
-                total_seconds=totals["agent_seconds"],
-                total_cost_usd=totals["cost_usd"],
-            )
-        )
-        # A later attempt on the same branch rewrites the open pull request's body: one PR.
-        head = str(result["branch"])
-        existing = await bot.github.pull_for_head(inst, task.repo, head)
-        if existing is None:
-            try:
-                number = await bot.github.open_pull(
-                    inst,
-                    task.repo,
-                    head=head,
-                    base=repo.default_branch,
-                    title=task.title,
-                    body=body,
-                )
-            except GitHubError as exc:  # 422 "already exists": another replica just opened it
-                existing = await bot.github.pull_for_head(inst, task.repo, head)
-                if exc.status != 422 or existing is None:
-                    raise
-        if existing is not None:
-            number, current = existing
-            if current != body:
-                await bot.github.update_pull(inst, task.repo, number, body=body)
-        await bot.set_state(
-            task,
-            TaskState.IN_REVIEW,
-            pr_number=number,
-            head_sha=str(result["head_sha"]),
-            detail=None,
-            **totals,
-        )
-        bot.steward_wake.set()
+        await results.apply(self.bot, task, result)
         return True
-
-    async def _needs_human(self, task: Task, why: str, totals: Mapping[str, Any]) -> None:
-        """Give up on a task: label it for a person and mention who handed it to us."""
-        bot = self.bot
-        await bot.set_state(task, TaskState.FAILED, detail=why, **totals)
-        if task.labeled_by and task.installation_id:
-            await bot.github.upsert_comment(
-                task.installation_id,
-                task.ref,
-                f"<!-- stoneforge:needs-human-{task.attempt} -->",
-                f"@{task.labeled_by} Stoneforge could not finish this task: {why}\n\n"
-                f"Re-add `{bot.repos.config(task.repo).trigger_label}` to try again.",
-            )
 
     async def pump_actions(self, actions: ActionsBackend) -> None:
         """For ``backend: actions`` repositories: each ready task becomes a workflow run."""

@@ -27,40 +27,18 @@ from urllib.parse import quote
 
 import httpx
 
-from runner import transcripts
 from runner.agents import get_adapter, known_agents
-from runner.agents.base import (
-    Outcome,
-    Result,
-    RunRequest,
-    resume_failed,
-)
 from runner.git import GitError, RepoMirror
 from runner.job import (
-    NO_CHANGES,
-    AgentRun,
     Control,
     JobState,
-    UnsentTranscript,
-    Verdict,
     build_report,
-    clip,
-    commit_work,
-    diff_stat,
     exclude_scratch,
-    failure_reason,
-    fresh_home,
-    prune_logs,
-    read_note,
-    run_shell,
-    runner_note,
     scrub_report,
     setup_detail,
-    slug,
-    worktree_changed,
 )
-from runner.process import reap_orphans, run_agent
-from runner.prompt import HANDOFF_FILE, build_followup, build_prompt
+from runner.process import reap_orphans
+from runner.tries import AgentTries
 from runner.workspace import Workspaces
 
 log = logging.getLogger(__name__)
@@ -68,7 +46,7 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({401, 408, 425, 429})
 
 
-class Runner:
+class Runner(AgentTries):
     def __init__(
         self,
         bot_url: str,
@@ -304,232 +282,6 @@ class Runner:
             except Exception:
                 log.exception("worktree_release_failed job=%s path=%s", job["job_id"], worktree)
         return report
-
-    async def _work(self, worker: str, j: JobState, ctl: Control) -> dict[str, Any] | None:
-        """Up to two agent tries; the second only after a try that completed without passing.
-
-        The agent's HOME, where the CLIs keep their sessions, lasts the whole job, so that the
-        second try can resume the first one's session.
-        """
-        agent = j.job.get("agent") or {}
-        agent_name = self.agent_override or str(agent.get("name"))
-        try:
-            adapter = get_adapter(agent_name)
-        except ValueError as exc:
-            return build_report(j.job, "failed", "unknown_agent", detail=str(exc))
-        j.home = self.work_dir / "homes" / slug(j.job["job_id"])
-        await asyncio.to_thread(fresh_home, j.home)
-        try:
-            return await self._tries(worker, j, adapter, agent, agent_name, ctl)
-        finally:
-            await asyncio.to_thread(shutil.rmtree, j.home, True)
-            await asyncio.to_thread(prune_logs, self.work_dir / "logs", self.logs_kept)
-
-    async def _tries(
-        self,
-        worker: str,
-        j: JobState,
-        adapter: Any,
-        agent: dict[str, Any],
-        agent_name: str,
-        ctl: Control,
-    ) -> dict[str, Any] | None:
-        failure: str | None = None
-        for number in (1, 2):
-            if ctl.stopping or ctl.cancelled:
-                return await self._handoff(j, "runner_shutdown", ctl)
-            result = await self._attempt(worker, j, adapter, agent, number, failure, ctl)
-            verdict = await self._judge(j, result, ctl)
-            j.log_try(number, verdict, result)
-            await self._send_transcripts(j, verdict)
-            if verdict.outcome == "retry" and number == 1:
-                failure = verdict.detail
-                continue
-            return await self._finish(worker, j, verdict, agent_name, ctl)
-        raise AssertionError("unreachable")
-
-    async def _attempt(
-        self,
-        worker: str,
-        j: JobState,
-        adapter: Any,
-        agent: dict[str, Any],
-        number: int,
-        failure: str | None,
-        ctl: Control,
-    ) -> Result:
-        """One try. A retry resumes the last run's session with only the failure as its prompt
-        when the agent can; if that resume fails at once, it starts afresh with the whole prompt.
-        """
-        last = j.results[-1] if j.results else None
-        session = last.session_id if failure and last and adapter.can_resume() else None
-        if session:
-            prompt = build_followup(failure or "")
-            result = await self._try(worker, j, adapter, agent, prompt, number, ctl, session)
-            if not resume_failed(result) or ctl.interrupt.is_set():
-                return result
-            log.warning("resume_failed job=%s try=%d session=%s reason=%s; starting afresh",
-                        j.job["job_id"], number, session, result.reason)  # fmt: skip
-        prompt = build_prompt(j.job, j.worktree, failure=failure)
-        return await self._try(worker, j, adapter, agent, prompt, number, ctl)
-
-    async def _try(
-        self,
-        worker: str,
-        j: JobState,
-        adapter: Any,
-        agent: dict[str, Any],
-        prompt: str,
-        number: int,
-        ctl: Control,
-        resume: str | None = None,
-    ) -> Result:
-        """One agent run; its usage is recorded as what this run spent (runner.usage)."""
-        timeouts = j.job.get("timeouts") or {}
-        budget = j.job.get("budget_usd")
-        req = RunRequest(
-            task_id=j.job["job_id"],
-            prompt=prompt,
-            workdir=j.worktree,
-            model=agent.get("model"),
-            budget_usd=float(budget) if budget is not None else None,
-            resume_session=resume,
-        )
-        started = time.monotonic()
-        result = await run_agent(
-            adapter,
-            req,
-            timeout_s=float(timeouts.get("agent_s") or self.agent_timeout_s),
-            stall_timeout_s=float(timeouts.get("stall_s") or self.stall_timeout_s),
-            cancel=ctl.interrupt,
-            transcript_dir=(log_dir := self._log_dir(j, number)),
-            pid_dir=self.work_dir / "agents",
-            home=j.home,
-        )
-        seconds = round(time.monotonic() - started, 3)
-        cumulative = bool(getattr(adapter, "cumulative_usage", False))
-        spent = j.ledger.charge(result.session_id, result.usage, cumulative=cumulative)
-        j.results.append(result)
-        j.runs.append(AgentRun(number, seconds, spent, result.session_id or resume, bool(resume)))
-        log.info("agent_finished job=%s try=%d outcome=%s reason=%s seconds=%.1f session=%s "
-                 "resumed=%s", j.job["job_id"], number, result.outcome.value, result.reason,
-                 seconds, result.session_id, resume is not None)  # fmt: skip
-        self._emit("agent_finished", worker, j.job["job_id"], outcome=result.outcome.value,
-                   reason=result.reason, agent_seconds=seconds, attempt_try=number,
-                   session_id=result.session_id, resumed=resume is not None)  # fmt: skip
-        j.unsent.append(UnsentTranscript(number, result, seconds, spent,
-                                str(self.agent_override or agent.get("name") or ""),
-                                log_dir))  # fmt: skip
-        return result
-
-    def _log_dir(self, j: JobState, number: int) -> Path:
-        """A fresh folder per agent run: a job id can repeat (a review round or a rate limit
-        gives the attempt back), and a resume that failed is followed by a fresh run."""
-        j.run_count += 1
-        return (
-            self.work_dir
-            / "logs"
-            / f"{slug(j.job['job_id'])}-{j.key}"
-            / (f"try{number}-run{j.run_count}")
-        )
-
-    async def _send_transcripts(self, j: JobState, verdict: Verdict) -> None:
-        """Upload the runs of the try just judged, labeled with the runner's verdict: an agent
-        that "completed" but whose tests failed is a failed try. A run whose resume failed
-        before a fresh one took over is labeled so."""
-        unsent, j.unsent = j.unsent, []
-        outcome = "failed" if verdict.outcome == "retry" else verdict.outcome
-        for index, run in enumerate(unsent):
-            last = index == len(unsent) - 1
-            await transcripts.upload(
-                self._client, self.bot_url, j.job["job_id"],
-                run.log_dir,
-                try_number=run.number, result=run.result, seconds=run.seconds, usage=run.spent,
-                agent=run.agent, outcome=outcome if last else "failed",
-                reason=verdict.reason if last else "resume_failed",
-                secrets=(str(j.job.get("token") or ""), self._token),
-            )  # fmt: skip
-
-    async def _judge(self, j: JobState, result: Result, ctl: Control) -> Verdict:
-        """What one try amounts to; `retry` is a completed try that did not pass."""
-        if ctl.cancelled:
-            return Verdict("cancelled", "cancelled")
-        if ctl.interrupt.is_set():
-            return Verdict("handoff", "runner_shutdown")
-        if (j.worktree / HANDOFF_FILE).is_file() and result.outcome is not Outcome.RATE_LIMITED:
-            handoff = result.outcome is Outcome.HANDOFF_NEEDED
-            return Verdict("handoff", result.reason if handoff else "agent_requested")
-        if result.outcome is Outcome.RATE_LIMITED:
-            return Verdict("rate_limited", result.reason)
-        if result.outcome is Outcome.HANDOFF_NEEDED:
-            return Verdict("handoff", result.reason)
-        changed = await asyncio.to_thread(worktree_changed, j.worktree, j.base_sha)
-        if result.outcome is not Outcome.COMPLETED:
-            if result.reason == "stalled" and changed:
-                return Verdict("handoff", "stalled")
-            return Verdict("failed", *failure_reason(result))
-        if not changed:
-            return Verdict("retry", "no_changes", NO_CHANGES)
-        test = (j.job.get("commands") or {}).get("test")
-        if not test:
-            return Verdict("completed", "success")
-        limit = float((j.job.get("timeouts") or {}).get("test_s") or self.test_timeout_s)
-        tests = await run_shell(test, j.worktree, limit, ctl.interrupt)
-        if ctl.cancelled or ctl.interrupt.is_set():
-            return await self._judge(j, result, ctl)
-        if tests.ok:
-            return Verdict("completed", "success")
-        why = f"timed out after {limit:g}s" if tests.timed_out else f"exit code {tests.exit_code}"
-        detail = f"The test command `{test}` failed ({why}). Its output ends with:\n\n"
-        return Verdict("retry", "tests_failed", detail + tests.output_tail)
-
-    async def _finish(
-        self, worker: str, j: JobState, verdict: Verdict, agent_name: str, ctl: Control
-    ) -> dict[str, Any] | None:
-        if verdict.outcome == "cancelled":
-            return None
-        if verdict.outcome == "handoff":
-            return await self._handoff(j, verdict.reason, ctl)
-        if verdict.outcome == "rate_limited":
-            return self._rate_limited(j, verdict.reason, agent_name)
-        if verdict.outcome in ("failed", "retry"):
-            detail = verdict.detail if verdict.outcome == "failed" else clip(verdict.detail or "")
-            if verdict.reason == "no_changes":
-                detail = "the agent made no changes, also when asked again"
-            return build_report(j.job, "failed", verdict.reason, detail=detail, **j.facts())
-        sha = await asyncio.to_thread(commit_work, j, "")
-        if sha is None:  # the check above saw changes; only a race empties them
-            return build_report(j.job, "failed", "no_changes", detail=NO_CHANGES, **j.facts())
-        await asyncio.to_thread(j.mirror.push, j.worktree, j.job["branch"], j.job["token"],
-                                force=True)  # fmt: skip
-        log.info("pushed job=%s branch=%s sha=%s", j.job["job_id"], j.job["branch"], sha)
-        self._emit("pushed", worker, j.job["job_id"], branch=j.job["branch"], head_sha=sha)
-        return build_report(j.job, "completed", "success", head_sha=sha, **j.facts())
-
-    async def _handoff(self, j: JobState, reason: str, ctl: Control) -> dict[str, Any] | None:
-        """Commit and push the work in progress (not `.stoneforge/`), report it with a note."""
-        if ctl.cancelled:
-            return None
-        note = await asyncio.to_thread(read_note, j.worktree)
-        sha = await asyncio.to_thread(commit_work, j, reason)
-        if sha is not None:
-            await asyncio.to_thread(j.mirror.push, j.worktree, j.job["branch"], j.job["token"],
-                                    force=True)  # fmt: skip
-            log.info("pushed_wip job=%s branch=%s sha=%s", j.job["job_id"], j.job["branch"], sha)
-        if not note:
-            stat = await asyncio.to_thread(diff_stat, j.worktree, j.base_sha)
-            last = j.results[-1].final_text if j.results else None
-            note = runner_note(reason, stat, last)
-        return build_report(j.job, "handoff", reason, head_sha=sha, note=note, **j.facts())
-
-    def _rate_limited(self, j: JobState, reason: str, agent_name: str) -> dict[str, Any]:
-        retry_at = j.results[-1].retry_at
-        epoch = retry_at.timestamp() if retry_at else None
-        self.paused[agent_name] = max(epoch or time.time() + self.rate_limit_pause_s, time.time())
-        log.warning("agent_paused agent=%s until=%.0f", agent_name, self.paused[agent_name])
-        detail = j.results[-1].detail
-        return build_report(j.job, "rate_limited", reason, retry_at=epoch, agent=agent_name,
-                       detail=detail, **j.facts())  # fmt: skip
 
     def _mirror(self, repo: str, clone_url: str) -> RepoMirror:
         mirror = self._mirrors.get(repo)
