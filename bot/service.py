@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from bot.adapters.github import GitHubAdapter, GitHubError, IssueInfo
+from bot.adapters.github import GitHubAdapter, GitHubError
 from bot.core.graph import GraphReport, analyse
-from bot.core.model import PENDING_STATES, IssueRef, Task, TaskState, branch_name
-from bot.core.refs import parse_blockers
+from bot.core.model import PENDING_STATES, IssueRef, Task, TaskState
 from bot.core.render import StatusView
-from bot.events import EventInfo, parse_event
+from bot.events import parse_event
+from bot.intake import HANDLED_EVENTS, Intake
+from bot.issue_sync import WRITE_PERMISSIONS, IssueSync
 from bot.logs import bind
 from bot.metrics import BotMetrics
 from bot.reporting import Reporter
@@ -32,25 +31,11 @@ from bot.store import NewDelivery, Store
 
 log = logging.getLogger(__name__)
 
-WRITE_PERMISSIONS = {"admin", "maintain", "write"}
-#: Every event ``Bot.handle`` acts on; ``app.yml`` subscribes to exactly these (a test checks).
-HANDLED_EVENTS = frozenset(
-    {
-        "issues",
-        "issue_dependencies",
-        "sub_issues",
-        "pull_request",
-        "pull_request_review",
-        "check_run",
-        "check_suite",
-        "status",
-        "push",
-    }
-)
+__all__ = ["HANDLED_EVENTS", "WRITE_PERMISSIONS", "Bot"]
 REDELIVERY_WINDOW_S = 3 * 24 * 3600  # GitHub keeps failed deliveries for three days
 
 
-class Bot:
+class Bot(Intake, IssueSync):
     """Owns the store, the GitHub adapter and the wake-ups shared by intake, runners, steward."""
 
     def __init__(
@@ -76,76 +61,6 @@ class Bot:
         self._sync_locks: dict[IssueRef, asyncio.Lock] = {}
         self._pending_writes: list[tuple[NewDelivery, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
-
-    # --- intake ---------------------------------------------------------------------------
-    async def ingest(self, guid: str, event: str, body: bytes) -> bool:
-        """Store a verified delivery durably and queue it; False for a duplicate delivery id.
-
-        Deliveries arriving together are stored in one transaction (group commit); each
-        caller still answers only after its own delivery is committed.
-        """
-        handled = event in HANDLED_EVENTS or event.startswith("installation")
-        action: str | None = None
-        inst: int | None = None
-        if handled:
-            try:
-                payload = json.loads(body)
-            except ValueError:
-                payload = None
-            if isinstance(payload, dict):
-                raw_action = payload.get("action")
-                raw_inst = (payload.get("installation") or {}).get("id")
-                action = raw_action if isinstance(raw_action, str) else None
-                inst = raw_inst if isinstance(raw_inst, int) else None
-        row = NewDelivery(guid, event, action, inst, body, time.time(), processed=not handled)
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending_writes.append((row, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_pending())
-        fresh = await done
-        if fresh and handled:
-            self.queue.put_nowait((guid, event, body))
-        return fresh
-
-    async def _write_pending(self) -> None:
-        while self._pending_writes:
-            batch, self._pending_writes = self._pending_writes, []
-            try:
-                stored = await asyncio.to_thread(
-                    self.store.record_deliveries, [row for row, _ in batch]
-                )
-            except Exception as exc:  # noqa: BLE001 - every waiting request must get an answer
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for (_, done), fresh in zip(batch, stored, strict=True):
-                if not done.done():
-                    done.set_result(fresh)
-
-    async def resume_unprocessed(self) -> None:
-        """After a restart, queue every delivery stored but not yet processed."""
-        for delivery in await asyncio.to_thread(self.store.unprocessed_deliveries, 10_000):
-            self.queue.put_nowait((delivery.guid, delivery.event, delivery.payload))
-
-    async def process_forever(self) -> None:
-        while True:
-            guid, event, body = await self.queue.get()
-            with bind(delivery_id=guid):
-                try:
-                    await self._process(guid, event, body)
-                except Exception:  # noqa: BLE001 - one bad delivery must not stop intake
-                    log.exception("delivery_failed")
-
-    async def _process(self, guid: str, event: str, body: bytes) -> None:
-        error = None
-        try:
-            payload = json.loads(body)
-            await self.handle(event, payload if isinstance(payload, dict) else {})
-        except Exception as exc:  # noqa: BLE001 - recorded on the delivery; reconciliation repairs
-            error = f"{type(exc).__name__}: {exc}"
-            log.exception("delivery_handler_failed")
-        await asyncio.to_thread(self.store.mark_processed, guid, time.time(), error)
 
     async def handle(self, event: str, payload: Mapping[str, Any]) -> None:
         """Route one event by (event, action). Unknown events are ignored."""
@@ -193,43 +108,6 @@ class Bot:
                 if info.repos_added:
                     await self.reconcile_installation(inst)
 
-    async def _may_trigger(self, inst: int, ref: IssueRef, info: EventInfo) -> bool:
-        return await self._labeler_allowed(
-            inst, ref, info.sender_login or "", info.sender_type or "User"
-        )
-
-    async def _labeler_allowed(self, inst: int, ref: IssueRef, login: str, kind: str) -> bool:
-        """The trigger label counts only from a user with write access or an allowed bot.
-
-        A user without write access gets the label removed with a comment saying why.
-        """
-        config = self.repos.config(ref.repo)
-        if kind == "Bot":
-            return login in config.bots.allow
-        perm = await self.github.permission(inst, ref.repo, login) if login else "none"
-        if perm in WRITE_PERMISSIONS:
-            return True
-        await self.github.remove_label(inst, ref, config.trigger_label)
-        await self.github.upsert_comment(
-            inst,
-            ref,
-            "<!-- stoneforge:permission -->",
-            f"Thanks @{login}! Only people with write access to this repository can hand an "
-            f"issue to Stoneforge, so I removed `{config.trigger_label}`. "
-            "A maintainer can add it back.",
-        )
-        log.info("trigger_refused", extra={"sender": login, "permission": perm})
-        return False
-
-    async def is_writer(self, inst: int, repo: str, login: str, kind: str = "User") -> bool:
-        """Does this account's review count? Write access or better, or a bot the repository
-        allows (the rule ``_labeler_allowed`` applies to the label); never the App itself."""
-        if not login or login == self.bot_login:
-            return False
-        if kind == "Bot":
-            return login in self.repos.config(repo).bots.allow
-        return await self.github.permission(inst, repo, login) in WRITE_PERMISSIONS
-
     async def _on_push(self, inst: int, repo: str, payload: Mapping[str, Any]) -> None:
         """A push to the default branch may change the configuration; any push may unblock PRs."""
         self.steward_wake.set()
@@ -252,150 +130,6 @@ class Bot:
         for task in await asyncio.to_thread(functools.partial(self.store.list_tasks, repo=repo)):
             if task.state in (TaskState.QUEUED, TaskState.RUNNING):
                 await self.set_state(task, TaskState.CANCELLED, detail="App uninstalled")
-
-    # --- tasks ------------------------------------------------------------------------------
-    async def sync_issue(
-        self, inst: int, ref: IssueRef, *, relabeled: bool = False, labeled_by: str | None = None
-    ) -> None:
-        """Re-read one issue from GitHub and bring its task up to date."""
-        lock = self._sync_locks.setdefault(ref, asyncio.Lock())
-        async with lock:  # intake and reconciliation may look at the same issue at once
-            await self._sync_issue(inst, ref, relabeled, labeled_by)
-
-    async def _sync_issue(
-        self, inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None
-    ) -> None:
-        issue = await self.github.issue(inst, ref)
-        task = await asyncio.to_thread(self.store.get_task, ref)
-        if issue is None or issue.is_pull:
-            return
-        config = self.repos.config(ref.repo)
-        if not (issue.state == "open" and config.trigger_label in issue.labels):
-            if issue.state == "closed":
-                self._external[ref] = issue.state_reason != "not_planned"
-            if task and task.state in (TaskState.QUEUED, TaskState.RUNNING):
-                await self.set_state(
-                    task, TaskState.CANCELLED, detail="label removed or issue closed"
-                )
-            return
-        blockers = await self._blockers(inst, issue)
-        priority = min(
-            (config.priority_labels[lbl] for lbl in issue.labels if lbl in config.priority_labels),
-            default=2,
-        )
-        fields: dict[str, Any] = {
-            "title": issue.title,
-            "body": issue.body,
-            "issue_id": issue.id,
-            "installation_id": inst,
-            "blocked_by": blockers,
-            "priority": priority,
-            "agent": config.agent_for(issue.labels).name,
-            "runs_on": config.runs_on_for(issue.labels),
-        }
-        if labeled_by:
-            fields["labeled_by"] = labeled_by
-        created = False
-        if task is None and labeled_by is None:
-            # Not from a labeled event we checked (reconciliation, a late or lost delivery):
-            # ask GitHub who applied the label before trusting it.
-            actor = await self.github.label_actor(inst, ref, config.trigger_label)
-            if actor is None or not await self._labeler_allowed(inst, ref, actor[0], actor[1]):
-                log.info("trigger_unverified", extra={"actor": actor[0] if actor else None})
-                return
-            fields["labeled_by"] = actor[0]
-        if task is None:
-            task = Task(
-                repo=ref.repo,
-                number=ref.number,
-                created_at=time.time(),
-                branch=branch_name(ref.number, issue.title),
-                **fields,
-            )
-            created = await asyncio.to_thread(self.store.create_task, task)
-            if created:
-                log.info("task_created")
-        if not created:
-            if (
-                relabeled
-                and task.state in (TaskState.FAILED, TaskState.CANCELLED)
-                and await self._labeled_since(inst, ref, config.trigger_label, task)
-            ):
-                # A maintainer's retry: a fresh budget of attempts, from a fresh base.
-                fields.update(
-                    state=TaskState.QUEUED,
-                    worker=None,
-                    detail="restart: relabeled",
-                    attempt=0,
-                    not_before=None,
-                )
-            task = await asyncio.to_thread(functools.partial(self.store.update_task, ref, **fields))
-        await self._refresh_external(inst, task)
-        self.ready_changed.set()  # runners waiting in a claim look first; views follow
-        await self.refresh_views()
-
-    async def _labeled_since(self, inst: int, ref: IssueRef, label: str, task: Task) -> bool:
-        """Was the trigger label applied again after the task last ran?
-
-        A late or replayed ``labeled`` delivery for the original labeling must not restart a
-        task that has since failed; GitHub's issue events say when the label really went on.
-        """
-        actor = await self.github.label_actor(inst, ref, label)
-        if actor is None:
-            return False
-        last_run = max(task.dispatched_at or 0.0, task.created_at)
-        if actor.at > last_run:
-            return True
-        # Event times are whole seconds: a labeling in the same second as the last run counts
-        # when the label was also removed in that second or later, i.e. it was put back.
-        second = math.floor(last_run)
-        return actor.at >= second and actor.removed_at is not None and actor.removed_at >= second
-
-    async def _blockers(self, inst: int, issue: IssueInfo) -> tuple[IssueRef, ...]:
-        native = await self.github.blocked_by(inst, issue.ref)
-        text = parse_blockers(issue.body, issue.repo)
-        return tuple(r for r in dict.fromkeys([*native, *text]) if r != issue.ref)
-
-    async def _refresh_external(self, inst: int, task: Task) -> None:
-        """Learn whether blockers that are not tasks are done.
-
-        An issue is done when closed as completed; a parent issue with sub-issues is done when
-        all its children are. Unknown or inaccessible issues are left out: the graph reports
-        them as missing.
-        """
-        for ref in task.blocked_by:
-            if await asyncio.to_thread(self.store.get_task, ref) is not None:
-                continue
-            try:
-                info = await self.github.issue(inst, ref)
-                children = await self.github.sub_issues(inst, ref) if info else []
-            except GitHubError:
-                info, children = None, []
-            if info is None:
-                self._external.pop(ref, None)
-            elif children:
-                self._external[ref] = all([await self._child_done(c) for c in children])
-            else:
-                self._external[ref] = info.state == "closed" and info.state_reason != "not_planned"
-
-    async def _child_done(self, child: IssueInfo) -> bool:
-        task = await asyncio.to_thread(self.store.get_task, child.ref)
-        if task is not None:
-            return task.state == TaskState.MERGED
-        return child.state == "closed" and child.state_reason != "not_planned"
-
-    async def _sync_dependents(self, inst: int, ref: IssueRef) -> None:
-        """A closed or reopened issue that is not a task may release or hold its dependents.
-
-        (A task releases its dependents itself, when its pull request merges.)
-        """
-        if await asyncio.to_thread(self.store.get_task, ref) is not None:
-            return
-        for task in await asyncio.to_thread(self.store.list_tasks, states=[TaskState.QUEUED]):
-            if ref in task.blocked_by:
-                await self._refresh_external(inst, task)
-        await self.refresh_views()
-        self.ready_changed.set()
 
     # --- reconciliation ---------------------------------------------------------------------
     async def reconcile_installation(self, inst: int) -> None:

@@ -1,0 +1,116 @@
+"""Webhook intake: verified deliveries are stored durably, acknowledged, then handled in order.
+
+Deliveries arriving together are stored in one transaction (group commit); each caller answers
+only after its own delivery is committed. A handler's failure is recorded on the delivery
+(reconciliation repairs what it missed); a restart queues what was stored but not handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from bot.logs import bind
+from bot.store import NewDelivery, Store
+
+log = logging.getLogger(__name__)
+
+#: Every event ``Bot.handle`` acts on; ``app.yml`` subscribes to exactly these (a test checks).
+HANDLED_EVENTS = frozenset(
+    {
+        "issues",
+        "issue_dependencies",
+        "sub_issues",
+        "pull_request",
+        "pull_request_review",
+        "check_run",
+        "check_suite",
+        "status",
+        "push",
+    }
+)
+
+
+class Intake:
+    """The intake half of ``Bot``: it supplies ``store`` and ``handle``."""
+
+    store: Store
+    queue: asyncio.Queue[tuple[str, str, bytes]]
+    _pending_writes: list[tuple[NewDelivery, asyncio.Future[bool]]]
+    _writer: asyncio.Task[None] | None
+
+    async def handle(self, event: str, payload: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def ingest(self, guid: str, event: str, body: bytes) -> bool:
+        """Store a verified delivery durably and queue it; False for a duplicate delivery id.
+
+        Deliveries arriving together are stored in one transaction (group commit); each
+        caller still answers only after its own delivery is committed.
+        """
+        handled = event in HANDLED_EVENTS or event.startswith("installation")
+        action: str | None = None
+        inst: int | None = None
+        if handled:
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                payload = None
+            if isinstance(payload, dict):
+                raw_action = payload.get("action")
+                raw_inst = (payload.get("installation") or {}).get("id")
+                action = raw_action if isinstance(raw_action, str) else None
+                inst = raw_inst if isinstance(raw_inst, int) else None
+        row = NewDelivery(guid, event, action, inst, body, time.time(), processed=not handled)
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending_writes.append((row, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_pending())
+        fresh = await done
+        if fresh and handled:
+            self.queue.put_nowait((guid, event, body))
+        return fresh
+
+    async def _write_pending(self) -> None:
+        while self._pending_writes:
+            batch, self._pending_writes = self._pending_writes, []
+            try:
+                stored = await asyncio.to_thread(
+                    self.store.record_deliveries, [row for row, _ in batch]
+                )
+            except Exception as exc:  # noqa: BLE001 - every waiting request must get an answer
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), fresh in zip(batch, stored, strict=True):
+                if not done.done():
+                    done.set_result(fresh)
+
+    async def resume_unprocessed(self) -> None:
+        """After a restart, queue every delivery stored but not yet processed."""
+        for delivery in await asyncio.to_thread(self.store.unprocessed_deliveries, 10_000):
+            self.queue.put_nowait((delivery.guid, delivery.event, delivery.payload))
+
+    async def process_forever(self) -> None:
+        while True:
+            guid, event, body = await self.queue.get()
+            with bind(delivery_id=guid):
+                try:
+                    await self._process(guid, event, body)
+                except Exception:  # noqa: BLE001 - one bad delivery must not stop intake
+                    log.exception("delivery_failed")
+
+    async def _process(self, guid: str, event: str, body: bytes) -> None:
+        error = None
+        try:
+            payload = json.loads(body)
+            await self.handle(event, payload if isinstance(payload, dict) else {})
+        except Exception as exc:  # noqa: BLE001 - recorded on the delivery; reconciliation repairs
+            error = f"{type(exc).__name__}: {exc}"
+            log.exception("delivery_handler_failed")
+        await asyncio.to_thread(self.store.mark_processed, guid, time.time(), error)

@@ -1,0 +1,225 @@
+"""Issues become tasks: who may hand an issue over, and a task brought up to date from GitHub.
+
+Every path re-reads the issue (a fresh snapshot) before deciding, so duplicated, reordered or
+lost deliveries converge. The trigger label counts only from someone with write access (or an
+allowed bot), checked on the event or, for any other path, from the issue's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import time
+from typing import Any
+
+from bot.adapters.github import GitHubAdapter, GitHubError, IssueInfo
+from bot.core.model import IssueRef, Task, TaskState, branch_name
+from bot.core.refs import parse_blockers
+from bot.events import EventInfo
+from bot.repos import Repos
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+WRITE_PERMISSIONS = {"admin", "maintain", "write"}
+
+
+class IssueSync:
+    """The issue half of ``Bot``: it supplies the attributes below, ``set_state`` and
+    ``refresh_views``."""
+
+    github: GitHubAdapter
+    store: Store
+    repos: Repos
+    bot_login: str | None
+    ready_changed: asyncio.Event
+    _external: dict[IssueRef, bool]
+    _sync_locks: dict[IssueRef, asyncio.Lock]
+
+    async def set_state(self, task: Task, state: TaskState, **fields: Any) -> Task:
+        raise NotImplementedError
+
+    async def refresh_views(self) -> None:
+        raise NotImplementedError
+
+    async def _may_trigger(self, inst: int, ref: IssueRef, info: EventInfo) -> bool:
+        return await self._labeler_allowed(
+            inst, ref, info.sender_login or "", info.sender_type or "User"
+        )
+
+    async def _labeler_allowed(self, inst: int, ref: IssueRef, login: str, kind: str) -> bool:
+        """The trigger label counts only from a user with write access or an allowed bot.
+
+        A user without write access gets the label removed with a comment saying why.
+        """
+        config = self.repos.config(ref.repo)
+        if kind == "Bot":
+            return login in config.bots.allow
+        perm = await self.github.permission(inst, ref.repo, login) if login else "none"
+        if perm in WRITE_PERMISSIONS:
+            return True
+        await self.github.remove_label(inst, ref, config.trigger_label)
+        await self.github.upsert_comment(
+            inst,
+            ref,
+            "<!-- stoneforge:permission -->",
+            f"Thanks @{login}! Only people with write access to this repository can hand an "
+            f"issue to Stoneforge, so I removed `{config.trigger_label}`. "
+            "A maintainer can add it back.",
+        )
+        log.info("trigger_refused", extra={"sender": login, "permission": perm})
+        return False
+
+    async def is_writer(self, inst: int, repo: str, login: str, kind: str = "User") -> bool:
+        """Does this account's review count? Write access or better, or a bot the repository
+        allows (the rule ``_labeler_allowed`` applies to the label); never the App itself."""
+        if not login or login == self.bot_login:
+            return False
+        if kind == "Bot":
+            return login in self.repos.config(repo).bots.allow
+        return await self.github.permission(inst, repo, login) in WRITE_PERMISSIONS
+
+    async def sync_issue(
+        self, inst: int, ref: IssueRef, *, relabeled: bool = False, labeled_by: str | None = None
+    ) -> None:
+        """Re-read one issue from GitHub and bring its task up to date."""
+        lock = self._sync_locks.setdefault(ref, asyncio.Lock())
+        async with lock:  # intake and reconciliation may look at the same issue at once
+            await self._sync_issue(inst, ref, relabeled, labeled_by)
+
+    async def _sync_issue(
+        self, inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None
+    ) -> None:
+        issue = await self.github.issue(inst, ref)
+        task = await asyncio.to_thread(self.store.get_task, ref)
+        if issue is None or issue.is_pull:
+            return
+        config = self.repos.config(ref.repo)
+        if not (issue.state == "open" and config.trigger_label in issue.labels):
+            if issue.state == "closed":
+                self._external[ref] = issue.state_reason != "not_planned"
+            if task and task.state in (TaskState.QUEUED, TaskState.RUNNING):
+                await self.set_state(
+                    task, TaskState.CANCELLED, detail="label removed or issue closed"
+                )
+            return
+        blockers = await self._blockers(inst, issue)
+        priority = min(
+            (config.priority_labels[lbl] for lbl in issue.labels if lbl in config.priority_labels),
+            default=2,
+        )
+        fields: dict[str, Any] = {
+            "title": issue.title,
+            "body": issue.body,
+            "issue_id": issue.id,
+            "installation_id": inst,
+            "blocked_by": blockers,
+            "priority": priority,
+            "agent": config.agent_for(issue.labels).name,
+            "runs_on": config.runs_on_for(issue.labels),
+        }
+        if labeled_by:
+            fields["labeled_by"] = labeled_by
+        created = False
+        if task is None and labeled_by is None:
+            # Not from a labeled event we checked (reconciliation, a late or lost delivery):
+            # ask GitHub who applied the label before trusting it.
+            actor = await self.github.label_actor(inst, ref, config.trigger_label)
+            if actor is None or not await self._labeler_allowed(inst, ref, actor[0], actor[1]):
+                log.info("trigger_unverified", extra={"actor": actor[0] if actor else None})
+                return
+            fields["labeled_by"] = actor[0]
+        if task is None:
+            task = Task(
+                repo=ref.repo,
+                number=ref.number,
+                created_at=time.time(),
+                branch=branch_name(ref.number, issue.title),
+                **fields,
+            )
+            created = await asyncio.to_thread(self.store.create_task, task)
+            if created:
+                log.info("task_created")
+        if not created:
+            if (
+                relabeled
+                and task.state in (TaskState.FAILED, TaskState.CANCELLED)
+                and await self._labeled_since(inst, ref, config.trigger_label, task)
+            ):
+                # A maintainer's retry: a fresh budget of attempts, from a fresh base.
+                fields.update(
+                    state=TaskState.QUEUED,
+                    worker=None,
+                    detail="restart: relabeled",
+                    attempt=0,
+                    not_before=None,
+                )
+            task = await asyncio.to_thread(functools.partial(self.store.update_task, ref, **fields))
+        await self._refresh_external(inst, task)
+        self.ready_changed.set()  # runners waiting in a claim look first; views follow
+        await self.refresh_views()
+
+    async def _labeled_since(self, inst: int, ref: IssueRef, label: str, task: Task) -> bool:
+        """Was the trigger label applied again after the task last ran?
+
+        A late or replayed ``labeled`` delivery for the original labeling must not restart a
+        task that has since failed; GitHub's issue events say when the label really went on.
+        """
+        actor = await self.github.label_actor(inst, ref, label)
+        if actor is None:
+            return False
+        last_run = max(task.dispatched_at or 0.0, task.created_at)
+        if actor.at > last_run:
+            return True
+        # Event times are whole seconds: a labeling in the same second as the last run counts
+        # when the label was also removed in that second or later, i.e. it was put back.
+        second = math.floor(last_run)
+        return actor.at >= second and actor.removed_at is not None and actor.removed_at >= second
+
+    async def _blockers(self, inst: int, issue: IssueInfo) -> tuple[IssueRef, ...]:
+        native = await self.github.blocked_by(inst, issue.ref)
+        text = parse_blockers(issue.body, issue.repo)
+        return tuple(r for r in dict.fromkeys([*native, *text]) if r != issue.ref)
+
+    async def _refresh_external(self, inst: int, task: Task) -> None:
+        """Learn whether blockers that are not tasks are done.
+
+        An issue is done when closed as completed; a parent issue with sub-issues is done when
+        all its children are. Unknown or inaccessible issues are left out: the graph reports
+        them as missing.
+        """
+        for ref in task.blocked_by:
+            if await asyncio.to_thread(self.store.get_task, ref) is not None:
+                continue
+            try:
+                info = await self.github.issue(inst, ref)
+                children = await self.github.sub_issues(inst, ref) if info else []
+            except GitHubError:
+                info, children = None, []
+            if info is None:
+                self._external.pop(ref, None)
+            elif children:
+                self._external[ref] = all([await self._child_done(c) for c in children])
+            else:
+                self._external[ref] = info.state == "closed" and info.state_reason != "not_planned"
+
+    async def _child_done(self, child: IssueInfo) -> bool:
+        task = await asyncio.to_thread(self.store.get_task, child.ref)
+        if task is not None:
+            return task.state == TaskState.MERGED
+        return child.state == "closed" and child.state_reason != "not_planned"
+
+    async def _sync_dependents(self, inst: int, ref: IssueRef) -> None:
+        """A closed or reopened issue that is not a task may release or hold its dependents.
+
+        (A task releases its dependents itself, when its pull request merges.)
+        """
+        if await asyncio.to_thread(self.store.get_task, ref) is not None:
+            return
+        for task in await asyncio.to_thread(self.store.list_tasks, states=[TaskState.QUEUED]):
+            if ref in task.blocked_by:
+                await self._refresh_external(inst, task)
+        await self.refresh_views()
+        self.ready_changed.set()
