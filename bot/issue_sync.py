@@ -92,7 +92,10 @@ class IssueSync:
     async def _sync_issue(
         self, inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None
     ) -> None:
-        issue = await self.github.issue(inst, ref)
+        # The issue and its native blockers at once: two round trips become one.
+        issue, native = await asyncio.gather(
+            self.github.issue(inst, ref), self._native_blockers(inst, ref)
+        )
         task = await asyncio.to_thread(self.store.get_task, ref)
         if issue is None or issue.is_pull:
             return
@@ -105,7 +108,8 @@ class IssueSync:
                     task, TaskState.CANCELLED, detail="label removed or issue closed"
                 )
             return
-        blockers = await self._blockers(inst, issue)
+        text = parse_blockers(issue.body, issue.repo)
+        blockers = tuple(r for r in dict.fromkeys([*native, *text]) if r != issue.ref)
         priority = min(
             (config.priority_labels[lbl] for lbl in issue.labels if lbl in config.priority_labels),
             default=2,
@@ -178,10 +182,13 @@ class IssueSync:
         second = math.floor(last_run)
         return actor.at >= second and actor.removed_at is not None and actor.removed_at >= second
 
-    async def _blockers(self, inst: int, issue: IssueInfo) -> tuple[IssueRef, ...]:
-        native = await self.github.blocked_by(inst, issue.ref)
-        text = parse_blockers(issue.body, issue.repo)
-        return tuple(r for r in dict.fromkeys([*native, *text]) if r != issue.ref)
+    async def _native_blockers(self, inst: int, ref: IssueRef) -> list[IssueRef]:
+        try:
+            return await self.github.blocked_by(inst, ref)
+        except GitHubError as exc:
+            if exc.status == 404:  # no such issue (any more): the issue read says so too
+                return []
+            raise
 
     async def _refresh_external(self, inst: int, task: Task) -> None:
         """Learn whether blockers that are not tasks are done.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -72,21 +73,26 @@ class IssueCalls(AdapterBase):
     async def blocked_by(self, installation_id: int, ref: IssueRef) -> list[IssueRef]:
         """Native "blocked by" dependencies plus sub-issues (a parent waits for its children)."""
         owner, name = ref.repo.split("/", 1)
-        gh = self._gh(installation_id)
-        refs: list[IssueRef] = []
-        resp = await self._call(
-            gh.rest.issues.async_list_dependencies_blocked_by(owner, name, ref.number, per_page=100)
+        issues = self._gh(installation_id).rest.issues
+
+        async def children() -> list[Any]:
+            try:
+                resp = await self._call(
+                    issues.async_list_sub_issues(owner, name, ref.number, per_page=100)
+                )
+            except GitHubError as exc:
+                if exc.status != 404:
+                    raise
+                return []
+            return list(resp.json())
+
+        deps, subs = await asyncio.gather(  # both at once: one round trip on the intake path
+            self._call(
+                issues.async_list_dependencies_blocked_by(owner, name, ref.number, per_page=100)
+            ),
+            children(),
         )
-        refs.extend(IssueRef(issue_repo(i, ref.repo), int(i["number"])) for i in resp.json())
-        try:
-            resp = await self._call(
-                gh.rest.issues.async_list_sub_issues(owner, name, ref.number, per_page=100)
-            )
-            refs.extend(IssueRef(issue_repo(i, ref.repo), int(i["number"])) for i in resp.json())
-        except GitHubError as exc:
-            if exc.status != 404:
-                raise
-        return refs
+        return [IssueRef(issue_repo(i, ref.repo), int(i["number"])) for i in [*deps.json(), *subs]]
 
     async def sub_issues(self, installation_id: int, ref: IssueRef) -> list[IssueInfo]:
         """The issue's sub-issues with their states (empty when it has none)."""
