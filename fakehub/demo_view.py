@@ -74,6 +74,7 @@ class Narrator:
         self.seen: dict[int, tuple[str, int, float | None]] = {}
         self.events_seen = 0
         self.pr_of_sha: dict[str, int] = {}
+        self.prs_seen: set[int] = set()
 
     def lines(self, tasks: list[dict[str, Any]]) -> list[str]:
         out: list[str] = []
@@ -90,8 +91,10 @@ class Narrator:
                 out.append(f"{stamp} [yellow]dispatched[/] {name} -> worker {worker}")
             elif task["state"] == "in_review":
                 agent = float(task.get("agent_seconds") or 0)
+                verb = "updated" if task["pr"] in self.prs_seen else "opened"
+                self.prs_seen.add(task["pr"])
                 out.append(
-                    f"{stamp} [cyan]pull request #{task['pr']}[/] opened for {name} "
+                    f"{stamp} [cyan]pull request #{task['pr']}[/] {verb} for {name} "
                     f"(agent {agent:.1f} s on {worker})"
                 )
             elif task["state"] == "queued" and (task.get("detail") or "").startswith("changes"):
@@ -117,6 +120,7 @@ class Narrator:
                     f"{stamp} PR #{event['pr']} was behind main: branch updated, checks rerun"
                 )
             elif kind == "review_submitted" and event["state"] != "COMMENTED":
+                self.prs_seen.add(event["pr"])  # its next appearance is a revision
                 verb = REVIEW_VERBS.get(event["state"], event["state"])
                 out.append(f"{stamp} {event['by']} {verb} PR #{event['pr']}")
             elif kind == "merge":
