@@ -62,9 +62,11 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
         try:
             yield
         finally:
-            for job in jobs:
-                job.cancel()
-            await asyncio.gather(*jobs, return_exceptions=True)
+            pending = set(jobs)
+            while pending:  # cancel until each has stopped, never wait on one that ignored it
+                for job in pending:
+                    job.cancel()
+                _, pending = await asyncio.wait(pending, timeout=1.0)
             if github is None:
                 await gh.aclose()
             store.close()

@@ -134,7 +134,10 @@ class Dispatcher:
             if remaining <= 0:
                 return None
             try:
-                await asyncio.wait_for(bot.ready_changed.wait(), timeout=remaining)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+                # lands as the event is set, and the task then outlives the bot's shutdown.
+                async with asyncio.timeout(remaining):
+                    await bot.ready_changed.wait()
             except TimeoutError:
                 return None
 

@@ -15,6 +15,7 @@ the pull request is not merged until that reviewer approves or the review is dis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -69,12 +70,9 @@ class Steward:
 
     async def run_forever(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(
-                    self.bot.steward_wake.wait(), self.bot.settings.steward_interval_s
-                )
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):  # (not wait_for: see Dispatcher.claim)
+                async with asyncio.timeout(self.bot.settings.steward_interval_s):
+                    await self.bot.steward_wake.wait()
             self.bot.steward_wake.clear()
             try:
                 await self.pass_all()

@@ -141,8 +141,9 @@ class Runner(AgentTries):
         while not stop.is_set():
             if self.agent_override in self.unavailable_agents():
                 wait = self.paused[str(self.agent_override)] - time.time()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), max(wait, 0.05))
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout keeps cancellations
+                    async with asyncio.timeout(max(wait, 0.05)):
+                        await stop.wait()
                 continue
             try:
                 job = await self._claim(worker, stop)
@@ -152,7 +153,8 @@ class Runner(AgentTries):
                 delay = min(self.retry_base_s * 2 ** (failures - 1), self.retry_max_s)
                 log.warning("claim_failed worker=%s %s; retrying in %.1fs", worker, exc, delay)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
                 continue
             if job is not None:
                 await self._handle(worker, job, stop)
