@@ -21,6 +21,7 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 
 from bot.app import create_app
+from bot.intake import HANDLED_EVENTS
 from bot.settings import BotSettings
 from fakehub.server import FakeHub
 
@@ -204,17 +205,7 @@ def world(tmp_path: Path, bot_env: dict[str, Any]) -> Iterator[World]:
         slug="stoneforge",
         webhook_url=f"{bot_url}/webhooks/github",
         webhook_secret=SECRET,
-        events=[
-            "issues",
-            "issue_dependencies",
-            "sub_issues",
-            "pull_request",
-            "pull_request_review",
-            "check_run",
-            "check_suite",
-            "status",
-            "push",
-        ],
+        events=sorted(HANDLED_EVENTS),  # what app.yml subscribes to
         permissions={
             "issues": "write",
             "pull_requests": "write",
