@@ -1,9 +1,13 @@
 """What people see on GitHub: one state label and exactly one status comment per task issue.
 
-Updates run in the background, one worker per issue, and are coalesced: when a task changes
-several times while an update is in flight, only the newest view is written. Every write is
-idempotent (labels are compared first; the comment is found again by its hidden marker), so a
-restart or a repeated update changes nothing that is already right.
+Updates run in the background, one worker per issue, and are coalesced: a worker lets a change
+settle for ``settle_s`` (half a second) before writing, and when a task changes several times
+meanwhile or while an update is in flight, only the newest view is written. A task that is
+queued and dispatched at once shows "running" straight away: no label flips on the issue's
+timeline, no webhooks for them, fewer writes against GitHub's secondary rate limits. Every write is
+idempotent (labels are compared first, against the issue's labels the first time; the comment
+is found again by its hidden marker), so a restart or a repeated update changes nothing that is
+already right.
 
 With a store, the comment links every transcript the task's agents left (``bot.transcripts``);
 they are looked up when the comment is written, so each update shows the ones uploaded so far.
@@ -60,9 +64,15 @@ class _Pending:
 
 class Reporter:
     def __init__(
-        self, github: GitHubAdapter, store: Store | None = None, public_url: str = ""
+        self,
+        github: GitHubAdapter,
+        store: Store | None = None,
+        public_url: str = "",
+        *,
+        settle_s: float = 0.5,
     ) -> None:
         self.github = github
+        self.settle_s = settle_s
         self.store = store
         self.public_url = public_url  # where transcript links point; "" shows none
         self._pending: dict[IssueRef, _Pending] = {}
@@ -79,6 +89,8 @@ class Reporter:
 
     async def _drain(self, ref: IssueRef) -> None:
         while ref in self._pending:
+            if self.settle_s > 0:
+                await asyncio.sleep(self.settle_s)  # later changes replace this one
             pending = self._pending.pop(ref)
             try:
                 await self._apply(pending)
@@ -102,10 +114,17 @@ class Reporter:
         body = render_status(view)
         last = self._shown.get(task.ref)
         if last is None or last[0] != wanted:
-            if wanted:
+            # The first time (e.g. after a restart) the issue's labels are read once, rather
+            # than removing every other state label blindly; then only our last one changes.
+            present = (
+                await self.github.issue_labels(inst, task.ref)
+                if last is None
+                else ({last[0]} if last[0] else set())
+            )
+            if wanted and wanted not in present:
                 await self.github.add_labels(inst, task.ref, [wanted])
             for label in STATE_LABELS:
-                if label != wanted and (last is None or last[0] == label):
+                if label != wanted and label in present:
                     await self.github.remove_label(inst, task.ref, label)
         if pending.comment and (last is None or last[1] != body):
             await self.github.upsert_comment(inst, task.ref, STATUS_MARKER, body)

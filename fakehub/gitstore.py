@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from fakehub.gitrefs import SHA, ImmutableMemo, read_ref, ref_format_ok
+
 ZERO_SHA = "0" * 40
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -111,6 +113,9 @@ class GitStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
+        # Facts about commits never change (repositories are never deleted): see gitrefs.
+        self._memo = ImmutableMemo()
+        self._commits: set[tuple[str, str]] = set()  # (repository, sha) known to be commits
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -154,13 +159,19 @@ class GitStore:
 
     def _resolve(self, full_name: str, rev: str) -> str | None:
         """A branch name or a commit id to a commit sha (branches win)."""
+        key = (full_name.lower(), rev)
+        if SHA.match(rev) and key in self._commits:
+            if read_ref(self.path(full_name), f"refs/heads/{rev}") is None:
+                return rev  # a known commit, and no branch has that name
         for candidate in (f"refs/heads/{_rev(rev)}", rev):
             proc = self._git(
                 full_name, "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}",
                 ok=(0, 1, 128),
             )  # fmt: skip
             if proc.returncode == 0:
-                return proc.stdout.decode().strip()
+                sha = proc.stdout.decode().strip()
+                self._commits.add((full_name.lower(), sha))
+                return sha
         return None
 
     def _commit(self, full_name: str, rev: str) -> str:
@@ -171,10 +182,7 @@ class GitStore:
 
     def _branch_ref(self, branch: str) -> str:
         ref = f"refs/heads/{_rev(branch)}"
-        proc = subprocess.run(
-            ["git", "check-ref-format", ref], capture_output=True, check=False, env=git_env()
-        )
-        if proc.returncode != 0:
+        if not ref_format_ok(ref, tuple(sorted(git_env().items()))):
             raise GitStoreError(f"invalid branch name {branch!r}")
         return ref
 
@@ -269,6 +277,13 @@ class GitStore:
         return {name: sha for sha, _, name in (line.partition(" ") for line in out.splitlines())}
 
     def ref_sha(self, full_name: str, branch: str) -> str | None:
+        ref = self._branch_ref(branch)
+        path = self.path(full_name)
+        if not path.is_dir():
+            raise NotFound(f"no repository {full_name}")
+        direct = read_ref(path, ref)
+        if direct is None or isinstance(direct, str):
+            return direct
         proc = self._git(
             full_name, "rev-parse", "--verify", "--quiet", f"{self._branch_ref(branch)}^{{commit}}",
             ok=(0, 1),
@@ -292,10 +307,15 @@ class GitStore:
     # -- history ----------------------------------------------------------------------------
 
     def commit_info(self, full_name: str, sha: str) -> CommitInfo:
+        commit = self._commit(full_name, sha)
+        info: CommitInfo = self._memo.get(
+            ("info", full_name.lower(), commit), lambda: self._commit_info(full_name, commit)
+        )
+        return info
+
+    def _commit_info(self, full_name: str, commit: str) -> CommitInfo:
         fmt = "%H%x00%T%x00%P%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%B"
-        out = self._git(
-            full_name, "show", "-s", f"--format={fmt}", self._commit(full_name, sha), "--"
-        ).stdout.decode()
+        out = self._git(full_name, "show", "-s", f"--format={fmt}", commit, "--").stdout.decode()
         sha_, tree, parents, an, ae, at, cn, ce, ct, body = out.split("\0", 9)
         return CommitInfo(
             sha=sha_,
@@ -312,18 +332,35 @@ class GitStore:
 
     def is_ancestor(self, full_name: str, ancestor: str, descendant: str) -> bool:
         a, d = self._commit(full_name, ancestor), self._commit(full_name, descendant)
-        return self._git(full_name, "merge-base", "--is-ancestor", a, d, ok=(0, 1)).returncode == 0
+        answer: bool = self._memo.get(
+            ("ancestor", full_name.lower(), a, d),
+            lambda: (
+                self._git(full_name, "merge-base", "--is-ancestor", a, d, ok=(0, 1)).returncode == 0
+            ),
+        )
+        return answer
 
     def conflicts(self, full_name: str, base_sha: str, head_sha: str) -> list[str]:
         base, head = self._commit(full_name, base_sha), self._commit(full_name, head_sha)
-        try:
-            self._merge_tree(full_name, base, head)
-        except MergeConflict as exc:
-            return exc.paths
-        return []
+
+        def compute() -> tuple[str, ...]:
+            try:
+                self._merge_tree(full_name, base, head)
+            except MergeConflict as exc:
+                return tuple(exc.paths)
+            return ()
+
+        return list(self._memo.get(("conflicts", full_name.lower(), base, head), compute))
 
     def changed_files(self, full_name: str, base_sha: str, head_sha: str) -> list[dict]:
         base, head = self._commit(full_name, base_sha), self._commit(full_name, head_sha)
+        files: list[dict] = self._memo.get(
+            ("changed", full_name.lower(), base, head),
+            lambda: self._changed_files(full_name, base, head),
+        )
+        return [dict(f) for f in files]
+
+    def _changed_files(self, full_name: str, base: str, head: str) -> list[dict]:
         merge_base = self._out(full_name, "merge-base", base, head)
         diff = ("diff", "--no-renames", "--no-ext-diff", "-z")
         status_out = self._out(full_name, *diff, "--name-status", merge_base, head)

@@ -26,6 +26,13 @@ requests changes or was dismissed; a plain comment review leaves it as it was (a
 At most one ``merge`` per (repository, base branch) per plan, because a merge moves the base
 and changes every other pull request's state. The candidate is chosen by dispatch order
 (effective priority, then issue number); the other candidates wait "queued behind" it.
+
+Branches are brought up to date only at the front of the queue (as Kodiak does): per
+(repository, base), only the first pull request in dispatch order that is in line to merge
+(``update_branch``, ``merge``, or up to date with its required checks still running) is updated,
+and none while a merge on that base is planned. Updating every pull request that is behind would
+run CI once per pull request per merge, and all but one of those runs would be stale after the
+next merge; merging stays one per CI cycle either way.
 """
 
 from __future__ import annotations
@@ -150,11 +157,12 @@ def plan_merges(
         (t for t in by_ref.values() if t.state is TaskState.IN_REVIEW),
         key=lambda t: (report.priority.get(t.ref, t.priority), t.number, t.repo),
     )
-    actions: list[StewardAction] = []
+    decided = [(task, pulls.get(task.ref)) for task in in_review]
+    decided_actions = [_decide(task, pull, by_ref) for task, pull in decided]
     merging: dict[tuple[str, str], StewardAction] = {}  # (repo, base) -> the one merge
-    for task in in_review:
-        pull = pulls.get(task.ref)
-        action = _decide(task, pull, by_ref)
+    front: dict[tuple[str, str], StewardAction] = {}  # (repo, base) -> first in line
+    actions: list[StewardAction] = []
+    for (task, pull), action in zip(decided, decided_actions, strict=True):
         if action.kind == "merge" and pull is not None:
             key = (task.repo, pull.base_ref)
             first = merging.get(key)
@@ -168,7 +176,33 @@ def plan_merges(
                     f" ({first.task}) on {pull.base_ref}",
                 )
         actions.append(action)
+    for index, ((task, pull), action) in enumerate(zip(decided, actions, strict=True)):
+        if pull is None or not _in_line(action, pull):
+            continue
+        key = (task.repo, pull.base_ref)
+        ahead = merging.get(key) or front.get(key)
+        front.setdefault(key, action)
+        if action.kind == "update_branch" and ahead is not None and ahead is not action:
+            actions[index] = _wait(
+                task,
+                pull,
+                f"behind {pull.base_ref}; updated when it reaches the front of the queue"
+                f" (now pull request #{ahead.pr}, {ahead.task})",
+            )
     return tuple(actions)
+
+
+def _in_line(action: StewardAction, pull: PullSnapshot) -> bool:
+    """Whether the pull request is in line to merge: being merged or updated now, or up to
+    date and only waiting for its required checks (a merge would make it stale again)."""
+    if action.kind in ("merge", "update_branch"):
+        return True
+    return (
+        action.kind == "wait"
+        and pull.mergeable_state != "behind"
+        and check_verdict(pull)[0] == "pending"
+        and action.reason.startswith("waiting for required check")
+    )
 
 
 def _decide(

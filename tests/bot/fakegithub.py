@@ -12,6 +12,7 @@ class FakeGitHub:
         self.deps: dict[IssueRef, list[IssueRef]] = {}
         self.perms: dict[str, str] = {}
         self.calls: list[tuple[str, tuple[object, ...]]] = []
+        self.labels: dict[IssueRef, set[str]] = {}  # labels added or removed since add_issue
 
     def add_issue(
         self,
@@ -36,6 +37,7 @@ class FakeGitHub:
             author,
         )
         self.issues[info.ref] = info
+        self.labels[info.ref] = set(labels)
         return info
 
     async def app_slug(self) -> str:
@@ -59,9 +61,15 @@ class FakeGitHub:
 
     async def add_labels(self, inst: int, ref: IssueRef, labels: list[str]) -> None:
         self.calls.append(("add_labels", (ref, tuple(labels))))
+        self.labels.setdefault(ref, set()).update(labels)
 
     async def remove_label(self, inst: int, ref: IssueRef, label: str) -> None:
         self.calls.append(("remove_label", (ref, label)))
+        self.labels.get(ref, set()).discard(label)
+
+    async def issue_labels(self, inst: int, ref: IssueRef) -> set[str]:
+        self.calls.append(("issue_labels", (ref,)))
+        return set(self.labels.get(ref, set()))
 
     async def upsert_comment(self, inst: int, ref: IssueRef, marker: str, body: str) -> None:
         self.calls.append(("comment", (ref, body)))

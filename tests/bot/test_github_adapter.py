@@ -85,3 +85,41 @@ async def test_branch_sha_reads_the_ref_also_for_a_branch_with_slashes(
     with pytest.raises(GitHubError) as info:
         await gh.branch_sha(inst, "octo/app", "nope")
     assert info.value.status == 404
+
+
+async def test_status_comment_is_edited_by_its_remembered_id_and_remade_if_deleted(
+    world: tuple[FakeHub, GitHubAdapter, int, str],
+) -> None:
+    hub, gh, inst, token = world
+    seen: list[tuple[str, str]] = []
+    send = gh._transport.handle_async_request
+
+    async def recording(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path))
+        return await send(request)
+
+    gh._transport.handle_async_request = recording  # type: ignore[method-assign]
+    with _api(hub, token) as api:
+        api.post("/repos/octo/app/issues", json={"title": "Task"}).raise_for_status()
+        await gh.upsert_comment(inst, REF, "<!-- m -->", "first")
+        await gh.upsert_comment(inst, REF, "<!-- m -->", "second")
+        listed = [p for m, p in seen if m == "GET" and p.endswith("/issues/1/comments")]
+        assert len(listed) == 1  # the edit went straight to the comment
+        bodies = [c["body"] for c in api.get("/repos/octo/app/issues/1/comments").json()]
+        assert bodies == ["second\n\n<!-- m -->"]
+        comment_id = api.get("/repos/octo/app/issues/1/comments").json()[0]["id"]
+        api.delete(f"/repos/octo/app/issues/comments/{comment_id}").raise_for_status()
+        await gh.upsert_comment(inst, REF, "<!-- m -->", "third")
+        bodies = [c["body"] for c in api.get("/repos/octo/app/issues/1/comments").json()]
+        assert bodies == ["third\n\n<!-- m -->"]
+
+
+async def test_issue_labels_are_the_labels_on_the_issue_now(
+    world: tuple[FakeHub, GitHubAdapter, int, str],
+) -> None:
+    hub, gh, inst, token = world
+    with _api(hub, token) as api:
+        api.post("/repos/octo/app/issues", json={"title": "T", "labels": ["a", "b"]})
+        await gh.remove_label(inst, REF, "a")
+        await gh.add_labels(inst, REF, ["stoneforge:queued"])
+    assert await gh.issue_labels(inst, REF) == {"b", "stoneforge:queued"}

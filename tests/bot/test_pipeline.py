@@ -61,7 +61,10 @@ def test_a_pull_request_with_a_failing_required_check_is_never_merged(world: Wor
     assert "ci" in (task["detail"] or "")
     assert world.hub.events("merge") == []
     assert [e for e in world.hub.events("check_completed") if e["conclusion"] == "failure"]
-    labels_added = [
-        e["label"] for e in world.hub.events("label_added") if e["issue"] == issue["number"]
-    ]
-    assert "stoneforge:needs-human" in labels_added
+
+    def labels_added() -> list[str]:  # the label follows the state once it settles
+        return [
+            e["label"] for e in world.hub.events("label_added") if e["issue"] == issue["number"]
+        ]
+
+    assert wait_until(lambda: "stoneforge:needs-human" in labels_added(), what="failure label")

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 from bot.core.model import IssueRef, Task, TaskState
-from bot.core.steward import PullSnapshot, StewardAction, check_verdict, plan_merges
+from bot.core.steward import PullSnapshot, Review, StewardAction, check_verdict, plan_merges
 
 REPO = "octo/demo"
 GREEN = ("completed", "success")
@@ -222,8 +222,60 @@ def test_merge_pick_uses_inherited_priority() -> None:
 def test_a_non_mergeable_first_task_does_not_hold_back_the_next() -> None:
     tasks = [review(1), review(2)]
     pulls = {ref(1): pull(1, mergeable_state="behind"), ref(2): pull(2)}
+    first, second = plan_merges(tasks, pulls, now=0.0)
+    assert second.kind == "merge"
+    # Updating #1 now would be stale as soon as #2 lands: it waits for the next pass.
+    assert first.kind == "wait"
+    assert "front of the queue" in first.reason
+    # After the merge the base moved; #1 is now the front and is brought up to date.
+    merged = [review(1), review(2, state=TaskState.MERGED)]
+    (again,) = plan_merges(merged, {ref(1): pull(1, mergeable_state="behind")}, now=1.0)
+    assert again.kind == "update_branch"
+
+
+def test_only_the_front_of_the_queue_is_brought_up_to_date() -> None:
+    tasks = [review(n) for n in (1, 2, 3)]
+    pulls = {ref(n): pull(n, mergeable_state="behind") for n in (1, 2, 3)}
     kinds = [a.kind for a in plan_merges(tasks, pulls, now=0.0)]
-    assert kinds == ["update_branch", "merge"]
+    assert kinds == ["update_branch", "wait", "wait"]
+
+
+def test_behind_pull_requests_wait_while_the_front_runs_its_checks() -> None:
+    tasks = [review(n) for n in (1, 2)]
+    pulls = {
+        ref(1): pull(1, checks={"ci": ("in_progress", None)}),  # up to date, CI running
+        ref(2): pull(2, mergeable_state="behind"),
+    }
+    first, second = plan_merges(tasks, pulls, now=0.0)
+    assert first.kind == "wait"
+    assert "required check" in first.reason
+    assert second.kind == "wait"
+    assert "#101" in second.reason
+
+
+def test_a_pull_request_that_cannot_merge_yet_does_not_hold_the_front() -> None:
+    # #1 waits for its blocker (#3, not merged) and #2 for a re-review: #4 is the front.
+    blocker = Task(repo=REPO, number=3, title="", state=TaskState.RUNNING)
+    tasks = [review(1, 3), review(2, review_id=None), blocker, review(4)]
+    changes = Review(id=5, author="lead", state="CHANGES_REQUESTED")
+    pulls = {
+        ref(1): pull(1, mergeable_state="behind"),
+        ref(2): pull(2, mergeable_state="behind", reviews=(changes,)),
+        ref(4): pull(4, mergeable_state="behind"),
+    }
+    kinds = {a.task.number: a.kind for a in plan_merges(tasks, pulls, now=0.0)}
+    assert kinds == {1: "wait", 2: "revise", 4: "update_branch"}
+
+
+def test_each_base_branch_has_its_own_front() -> None:
+    tasks = [review(n) for n in (1, 2, 3)]
+    pulls = {
+        ref(1): pull(1, mergeable_state="behind"),
+        ref(2): pull(2, mergeable_state="behind"),
+        ref(3): pull(3, mergeable_state="behind", base_ref="release"),
+    }
+    kinds = [a.kind for a in plan_merges(tasks, pulls, now=0.0)]
+    assert kinds == ["update_branch", "wait", "update_branch"]
 
 
 def test_plan_is_deterministic() -> None:

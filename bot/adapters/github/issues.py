@@ -209,10 +209,23 @@ class IssueCalls(AdapterBase):
     async def upsert_comment(
         self, installation_id: int, ref: IssueRef, marker: str, body: str
     ) -> None:
-        """Create or edit in place the one comment of ours that carries ``marker``."""
+        """Create or edit in place the one comment of ours that carries ``marker``.
+
+        The comment's id is remembered, so later edits skip listing the issue's comments; if
+        that comment was deleted meanwhile, it is looked for again (and made anew)."""
         owner, name = ref.repo.split("/", 1)
         gh = self._gh(installation_id)
         text = body if marker in body else f"{body}\n\n{marker}"
+        key = (ref.repo, ref.number, marker)
+        known = self._comment_ids.get(key)
+        if known is not None:
+            try:
+                await self._call(gh.rest.issues.async_update_comment(owner, name, known, body=text))
+                return
+            except GitHubError as exc:
+                if exc.status != 404:
+                    raise
+                self._comment_ids.pop(key, None)
         resp = await self._call(
             gh.rest.issues.async_list_comments(owner, name, ref.number, per_page=100)
         )
@@ -222,5 +235,19 @@ class IssueCalls(AdapterBase):
                     await self._call(
                         gh.rest.issues.async_update_comment(owner, name, comment["id"], body=text)
                     )
+                self._comment_ids[key] = int(comment["id"])
                 return
-        await self._call(gh.rest.issues.async_create_comment(owner, name, ref.number, body=text))
+        made = await self._call(
+            gh.rest.issues.async_create_comment(owner, name, ref.number, body=text)
+        )
+        self._comment_ids[key] = int(made.json()["id"])
+
+    async def issue_labels(self, installation_id: int, ref: IssueRef) -> set[str]:
+        """The names of the labels on an issue now."""
+        owner, name = ref.repo.split("/", 1)
+        resp = await self._call(
+            self._gh(installation_id).rest.issues.async_list_labels_on_issue(
+                owner, name, ref.number, per_page=100
+            )
+        )
+        return {str(item["name"]) for item in resp.json()}

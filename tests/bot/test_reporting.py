@@ -1,0 +1,60 @@
+"""The reporter's label writes: read the issue's labels once, then change only what moved."""
+
+from __future__ import annotations
+
+from bot.core.model import IssueRef, Task, TaskState
+from bot.core.render import StatusView
+from bot.reporting import Reporter
+from tests.bot.fakegithub import FakeGitHub
+
+REF = IssueRef("octo/demo", 4)
+
+
+def _view(state: TaskState) -> StatusView:
+    task = Task(repo=REF.repo, number=REF.number, title="t", installation_id=1, state=state)
+    return StatusView(task=task, html_base="http://hub")
+
+
+async def test_first_update_reads_the_labels_once_and_removes_only_stale_state_labels() -> None:
+    github = FakeGitHub()
+    github.add_issue(REF.repo, REF.number, labels=("agent-ready", "stoneforge:needs-human"))
+    reporter = Reporter(github)  # type: ignore[arg-type]
+    reporter.show(_view(TaskState.QUEUED))
+    await reporter.idle()
+    label_calls = [c for c in github.calls if c[0] != "comment"]
+    assert label_calls == [
+        ("issue_labels", (REF,)),
+        ("add_labels", (REF, ("stoneforge:queued",))),
+        ("remove_label", (REF, "stoneforge:needs-human")),
+    ]
+    github.calls.clear()
+    reporter.show(_view(TaskState.RUNNING))
+    await reporter.idle()
+    label_calls = [c for c in github.calls if c[0] != "comment"]
+    assert label_calls == [
+        ("add_labels", (REF, ("stoneforge:running",))),
+        ("remove_label", (REF, "stoneforge:queued")),
+    ]
+    assert github.labels[REF] == {"agent-ready", "stoneforge:running"}
+
+
+async def test_a_label_already_right_after_a_restart_is_left_alone() -> None:
+    github = FakeGitHub()
+    github.add_issue(REF.repo, REF.number, labels=("agent-ready", "stoneforge:running"))
+    reporter = Reporter(github)  # type: ignore[arg-type]
+    reporter.show(_view(TaskState.RUNNING))
+    await reporter.idle()
+    assert [c[0] for c in github.calls if c[0] != "comment"] == ["issue_labels"]
+
+
+async def test_a_change_that_settles_at_once_writes_only_the_newest_state() -> None:
+    github = FakeGitHub()
+    github.add_issue(REF.repo, REF.number)
+    reporter = Reporter(github, settle_s=0.05)  # type: ignore[arg-type]
+    reporter.show(_view(TaskState.QUEUED))
+    reporter.show(_view(TaskState.RUNNING))  # dispatched right away
+    await reporter.idle()
+    assert [c for c in github.calls if c[0] == "add_labels"] == [
+        ("add_labels", (REF, ("stoneforge:running",)))
+    ]
+    assert len([c for c in github.calls if c[0] == "comment"]) == 1
