@@ -62,7 +62,7 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
         try:
             yield
         finally:
-            pending = set(jobs)
+            pending = set(jobs) | bot.background_tasks()
             while pending:  # cancel until each has stopped, never wait on one that ignored it
                 for job in pending:
                     job.cancel()

@@ -36,6 +36,29 @@ class Dispatcher:
         self.bot = bot
         self._tasks: set[asyncio.Task[None]] = set()
         self._tokens: dict[str, str] = {}  # job id -> the repository token handed out with it
+        # Claims woken by the same change share one look at the task table (see _shared).
+        self._ready_gen = 0
+        self._inflight: dict[tuple[object, ...], tuple[int, asyncio.Future[list[IssueRef]]]] = {}
+
+    async def _shared(
+        self, unavailable: frozenset[str], backend: str, labels: frozenset[str] | None
+    ) -> list[IssueRef]:
+        """``_candidates``, computed once for all claims woken by the same change.
+
+        A claim joins a computation already running only when no change was signalled since it
+        started (``_ready_gen``), so its snapshot holds whatever woke the claim; eight workers
+        waking on one label then read the task table once, not eight times.
+        """
+        key = (unavailable, backend, labels)
+        entry = self._inflight.get(key)
+        future: asyncio.Future[list[IssueRef]]
+        if entry is None or entry[0] != self._ready_gen or entry[1].done():
+            future = asyncio.ensure_future(self._candidates(unavailable, backend, labels))
+            self._inflight[key] = (self._ready_gen, future)
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved
+        else:
+            future = entry[1]
+        return list(await asyncio.shield(future))
 
     async def _candidates(
         self,
@@ -112,8 +135,10 @@ class Dispatcher:
         bot = self.bot
         deadline = time.monotonic() + max(0.0, min(wait_s, 60.0))
         while True:
+            if bot.ready_changed.is_set():
+                self._ready_gen += 1
             bot.ready_changed.clear()
-            candidates = await self._candidates(unavailable_agents, backend, labels)
+            candidates = await self._shared(unavailable_agents, backend, labels)
             while candidates:
                 task = await asyncio.to_thread(
                     functools.partial(

@@ -18,6 +18,7 @@ from bot.adapters.github import GitHubAdapter, GitHubError, IssueInfo
 from bot.core.model import IssueRef, Task, TaskState, branch_name
 from bot.core.refs import parse_blockers
 from bot.events import EventInfo
+from bot.reporting import Reporter
 from bot.repos import Repos
 from bot.store import Store
 
@@ -33,6 +34,7 @@ class IssueSync:
     github: GitHubAdapter
     store: Store
     repos: Repos
+    reporter: Reporter
     bot_login: str | None
     ready_changed: asyncio.Event
     _external: dict[IssueRef, bool]
@@ -99,6 +101,7 @@ class IssueSync:
         task = await asyncio.to_thread(self.store.get_task, ref)
         if issue is None or issue.is_pull:
             return
+        self.reporter.note_labels(ref, issue.labels)
         config = self.repos.config(ref.repo)
         if not (issue.state == "open" and config.trigger_label in issue.labels):
             if issue.state == "closed":

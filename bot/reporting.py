@@ -78,6 +78,12 @@ class Reporter:
         self._pending: dict[IssueRef, _Pending] = {}
         self._workers: dict[IssueRef, asyncio.Task[None]] = {}
         self._shown: dict[IssueRef, tuple[str | None, str]] = {}  # what we last wrote
+        self._noted: dict[IssueRef, frozenset[str]] = {}  # labels read with the issue
+
+    def note_labels(self, ref: IssueRef, labels: tuple[str, ...] | list[str]) -> None:
+        """The issue's labels as just read from GitHub: spares the first update reading them."""
+        if ref not in self._shown:
+            self._noted[ref] = frozenset(labels)
 
     def show(self, view: StatusView, *, merging: bool = False, comment: bool = True) -> None:
         """Schedule the issue's label and status comment to match ``view``."""
@@ -104,6 +110,14 @@ class Reporter:
         inst = task.installation_id
         if inst is None:
             return
+        if self.store is not None:
+            # The view may have waited (settling, or behind another write); another replica
+            # sharing the store may have moved the task on meanwhile. Never write an old state
+            # over a newer one: whoever made the newer state shows it.
+            stored = await asyncio.to_thread(self.store.get_task, task.ref)
+            if stored is not None and (stored.state, stored.attempt) != (task.state, task.attempt):
+                log.debug("status_update_stale %s", task.ref)
+                return
         wanted = state_label(pending.view, pending.merging)
         view = pending.view
         if pending.comment and self.store is not None and self.public_url:
@@ -116,11 +130,12 @@ class Reporter:
         if last is None or last[0] != wanted:
             # The first time (e.g. after a restart) the issue's labels are read once, rather
             # than removing every other state label blindly; then only our last one changes.
-            present = (
-                await self.github.issue_labels(inst, task.ref)
-                if last is None
-                else ({last[0]} if last[0] else set())
-            )
+            if last is not None:
+                present: set[str] | frozenset[str] = {last[0]} if last[0] else set()
+            elif task.ref in self._noted:
+                present = self._noted.pop(task.ref)
+            else:
+                present = await self.github.issue_labels(inst, task.ref)
             if wanted and wanted not in present:
                 await self.github.add_labels(inst, task.ref, [wanted])
             for label in STATE_LABELS:

@@ -58,6 +58,8 @@ class Bot(Intake, IssueSync):
         self.merging: set[IssueRef] = set()  # tasks the steward is bringing in
         self._external: dict[IssueRef, bool] = {}  # blockers that are not tasks -> done?
         self._views: dict[IssueRef, tuple[object, ...]] = {}
+        self._refresh_dirty = False
+        self._refresh_task: asyncio.Task[None] | None = None
         self._sync_locks: dict[IssueRef, asyncio.Lock] = {}
         self._pending_writes: list[tuple[NewDelivery, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -199,7 +201,28 @@ class Bot(Intake, IssueSync):
         )
 
     async def refresh_views(self) -> None:
-        """Show every task whose visible state changed: labels, status comment, ready time."""
+        """Show every task whose visible state changed: labels, status comment, ready time.
+
+        Concurrent calls share the work: a call made while a refresh is running waits for one
+        more pass that starts after it, so it returns having seen its change, and a burst of
+        state changes costs two reads of the task table, not one each.
+        """
+        self._refresh_dirty = True
+        if self._refresh_task is None or self._refresh_task.done():
+            self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_loop())
+        await asyncio.shield(self._refresh_task)
+
+    def background_tasks(self) -> set[asyncio.Task[None]]:
+        """Work the bot started on its own that may still be running (stopped at shutdown)."""
+        task = self._refresh_task
+        return {task} if task is not None and not task.done() else set()
+
+    async def _refresh_loop(self) -> None:
+        while self._refresh_dirty:
+            self._refresh_dirty = False
+            await self._refresh_once()
+
+    async def _refresh_once(self) -> None:
         tasks, report = await self.graph()
         now = time.time()
         ready = set(report.ready)

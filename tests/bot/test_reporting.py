@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.render import StatusView
 from bot.reporting import Reporter
+from bot.store import Store
 from tests.bot.fakegithub import FakeGitHub
 
 REF = IssueRef("octo/demo", 4)
@@ -58,3 +61,33 @@ async def test_a_change_that_settles_at_once_writes_only_the_newest_state() -> N
         ("add_labels", (REF, ("stoneforge:running",)))
     ]
     assert len([c for c in github.calls if c[0] == "comment"]) == 1
+
+
+async def test_labels_noted_with_the_issue_spare_the_first_read() -> None:
+    github = FakeGitHub()
+    github.add_issue(REF.repo, REF.number, labels=("agent-ready", "stoneforge:needs-human"))
+    reporter = Reporter(github, settle_s=0)  # type: ignore[arg-type]
+    reporter.note_labels(REF, ("agent-ready", "stoneforge:needs-human"))
+    reporter.show(_view(TaskState.QUEUED))
+    await reporter.idle()
+    assert [c for c in github.calls if c[0] != "comment"] == [
+        ("add_labels", (REF, ("stoneforge:queued",))),
+        ("remove_label", (REF, "stoneforge:needs-human")),
+    ]
+
+
+async def test_a_view_older_than_the_stored_task_is_not_written(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
+    try:
+        github = FakeGitHub()
+        github.add_issue(REF.repo, REF.number)
+        store.create_task(_view(TaskState.IN_REVIEW).task)  # another replica moved it on
+        reporter = Reporter(github, store, settle_s=0)  # type: ignore[arg-type]
+        reporter.show(_view(TaskState.RUNNING))
+        await reporter.idle()
+        assert github.calls == []
+        reporter.show(_view(TaskState.IN_REVIEW))
+        await reporter.idle()
+        assert ("add_labels", (REF, ("stoneforge:in-review",))) in github.calls
+    finally:
+        store.close()

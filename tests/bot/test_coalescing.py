@@ -1,0 +1,65 @@
+"""Bursts share work: concurrent view refreshes and claims woken together read the tasks once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from bot.core.model import IssueRef, Task
+from bot.dispatch import Dispatcher
+from bot.service import Bot
+from tests.bot.test_handlers_fixtures import bot as bot  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.usefixtures("bot")
+
+
+@pytest.fixture
+def counted(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> list[int]:  # noqa: F811
+    """Counts ``Bot.graph`` reads; each takes a little while, like a real table read."""
+    reads: list[int] = []
+    real = bot.graph
+
+    async def graph() -> Any:
+        reads.append(1)
+        await asyncio.sleep(0.05)
+        return await real()
+
+    monkeypatch.setattr(bot, "graph", graph)
+    return reads
+
+
+async def test_concurrent_refreshes_share_passes_and_each_sees_its_change(
+    bot: Bot,  # noqa: F811
+    counted: list[int],
+) -> None:
+    shown: list[IssueRef] = []
+    bot.reporter.show = lambda view, **_: shown.append(view.task.ref)  # type: ignore[method-assign]
+    await asyncio.gather(*(bot.refresh_views() for _ in range(6)))
+    assert len(counted) == 1  # all six asked before the pass began
+
+    async def late() -> None:
+        await asyncio.sleep(0.02)  # the first pass is reading now
+        await asyncio.gather(*(bot.refresh_views() for _ in range(5)))
+
+    await asyncio.gather(bot.refresh_views(), late())
+    assert len(counted) == 3  # that pass, and one more for the five that came meanwhile
+    bot.store.create_task(Task(repo="octo/demo", number=5, title="t", installation_id=1))
+    await bot.refresh_views()  # nothing running: its own pass, which sees the new task
+    assert len(counted) == 4
+    assert shown == [IssueRef("octo/demo", 5)]
+
+
+async def test_claims_woken_by_one_change_read_the_tasks_once(
+    bot: Bot,  # noqa: F811
+    counted: list[int],
+) -> None:
+    dispatcher = Dispatcher(bot)
+    claims = [asyncio.create_task(dispatcher.claim("r", f"w{k}", wait_s=0.3)) for k in range(4)]
+    await asyncio.sleep(0.1)  # all four are waiting
+    first = len(counted)
+    assert first == 1  # they asked together
+    bot.ready_changed.set()  # one change wakes all four
+    assert await asyncio.gather(*claims) == [None] * 4  # nothing to claim
+    assert len(counted) - first == 1
