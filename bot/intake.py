@@ -39,6 +39,7 @@ class Intake:
     """The intake half of ``Bot``: it supplies ``store`` and ``handle``."""
 
     store: Store
+    bot_login: str | None
     queue: asyncio.Queue[tuple[str, str, bytes]]
     _pending_writes: list[tuple[NewDelivery, asyncio.Future[bool]]]
     _writer: asyncio.Task[None] | None
@@ -65,6 +66,12 @@ class Intake:
                 raw_inst = (payload.get("installation") or {}).get("id")
                 action = raw_action if isinstance(raw_action, str) else None
                 inst = raw_inst if isinstance(raw_inst, int) else None
+                who = payload.get("sender")
+                sender = who.get("login") if isinstance(who, dict) else None
+                if self.bot_login and sender == self.bot_login:
+                    # Our own labels and comments echoing back: kept, never acted on (``handle``
+                    # would ignore them), so they cost one write and no trip through the queue.
+                    handled = False
         row = NewDelivery(guid, event, action, inst, body, time.time(), processed=not handled)
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending_writes.append((row, done))

@@ -29,8 +29,11 @@ class _MirrorState:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.started = 0  # fetches begun (they run one at a time, under the lock)
-        self.finished = 0  # number of the last fetch that succeeded
+        # Per fetch scope ("*" for every branch, else one branch): fetches begun (one at a
+        # time, under the lock) and the number of the last one that succeeded.
+        self.started: dict[str, int] = {}
+        self.finished: dict[str, int] = {}
+        self.url: str | None = None  # origin's URL as last configured
 
 
 _states: dict[Path, _MirrorState] = {}
@@ -127,28 +130,38 @@ class RepoMirror:
 
     def _init(self) -> None:
         if (self.path / "HEAD").exists():
-            self._git("remote", "set-url", "origin", self.clone_url)
+            if self._state.url != self.clone_url:
+                self._git("remote", "set-url", "origin", self.clone_url)
+                self._state.url = self.clone_url
             return
         self.path.mkdir(parents=True, exist_ok=True)
         _run(["init", "--quiet", "--bare", str(self.path)], self.path)
         self._git("remote", "add", "origin", self.clone_url)
         self._git("config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
+        self._state.url = self.clone_url
 
-    def fetch(self, token: str) -> None:
-        """Bring ``refs/remotes/origin/*`` up to date (creates the mirror the first time)."""
+    def fetch(self, token: str, *, branch: str | None = None) -> None:
+        """Bring ``refs/remotes/origin/*`` up to date (creates the mirror the first time).
+
+        With ``branch``, only ``origin/<branch>``: a task starting from the base needs nothing
+        else, and one branch is far less to negotiate than every task branch of the repository.
+        """
         state = self._state
-        asked_after = state.started
+        scope = branch or "*"
+        asked_after = state.started.get(scope, 0)
         with self._lock:
-            if state.finished > asked_after:
+            if state.finished.get(scope, 0) > asked_after:
                 return  # a fetch that began after we asked has finished: it is fresh enough
-            state.started += 1
-            number = state.started
+            number = state.started[scope] = state.started.get(scope, 0) + 1
             self._init()
+            if branch is None:
+                where: tuple[str, ...] = ("--prune", "origin")
+            else:
+                where = ("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
             self._git(
-                "fetch", "--prune", "--no-tags", "--quiet", "origin",
-                env=_auth_env(token), secrets=[token],
-            )  # fmt: skip
-            state.finished = number
+                "fetch", "--no-tags", "--quiet", *where, env=_auth_env(token), secrets=[token]
+            )
+            state.finished[scope] = number
 
     def add_worktree(
         self, path: Path, branch: str, base: str = "main", *, from_remote_branch: bool = False

@@ -109,7 +109,9 @@ class Workspaces:
                 and not continue_from_branch
                 and state.mirror.remote_sha(base) == base_sha
             )
-            scrubbed = self._fetch_while_scrubbing(state, slot, token, skip_fetch=fresh)
+            scrubbed = self._fetch_while_scrubbing(
+                state, slot, token, skip_fetch=fresh, only=None if continue_from_branch else base
+            )
             try:
                 sha, reused = self._checkout(
                     state.mirror, slot, branch, base, continue_from_branch, scrubbed=scrubbed
@@ -307,7 +309,13 @@ class Workspaces:
             return slot
 
     def _fetch_while_scrubbing(
-        self, state: _RepoState, slot: _Slot, token: str, *, skip_fetch: bool = False
+        self,
+        state: _RepoState,
+        slot: _Slot,
+        token: str,
+        *,
+        skip_fetch: bool = False,
+        only: str | None = None,
     ) -> bool:
         """Fetch the mirror while a warm worktree is scrubbed in parallel; True if it was.
 
@@ -328,7 +336,7 @@ class Workspaces:
             worker.start()
         try:
             if not skip_fetch:
-                state.mirror.fetch(token)
+                state.mirror.fetch(token, branch=only)
         except BaseException:
             if warm:
                 worker.join()

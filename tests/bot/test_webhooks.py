@@ -207,3 +207,21 @@ def test_runner_api_refuses_unknown_tokens(client: TestClient) -> None:
         "/runner/claim", json={"wait_s": 0}, headers={"Authorization": "Bearer runner-secret"}
     )
     assert ok.status_code == 204
+
+
+def test_our_own_events_are_stored_as_processed_and_never_queued(
+    client: TestClient, github: FakeGitHub
+) -> None:
+    github.add_issue("octo/demo", 6)
+    bot = client.app.state.bot
+    bot.bot_login = "stoneforge[bot]"
+    queued: list[str] = []
+    real_put = bot.queue.put_nowait
+    bot.queue.put_nowait = lambda item: (queued.append(item[0]), real_put(item))[1]
+    own = _labeled(6, sender="stoneforge[bot]")
+    assert _post(client, "issues", own, guid="own-1").status_code == 202
+    assert bot.store.delivery_count() == 1  # kept, e.g. for redelivery checks
+    assert bot.store.unprocessed_deliveries() == []
+    assert queued == []
+    assert _post(client, "issues", _labeled(6), guid="theirs-1").status_code == 202
+    assert queued == ["theirs-1"]

@@ -362,9 +362,9 @@ def test_a_current_mirror_skips_the_fetch_and_a_stale_one_does_not(
     fetches: list[str] = []
     original = RepoMirror.fetch
 
-    def counting(self: RepoMirror, token: str) -> None:
+    def counting(self: RepoMirror, token: str, *, branch: str | None = None) -> None:
         fetches.append(token)
-        original(self, token)
+        original(self, token, branch=branch)
 
     monkeypatch.setattr(RepoMirror, "fetch", counting)
     second = prepare(ws, clone_url, "stoneforge/2-b", base_sha=first.base_sha)
