@@ -35,6 +35,24 @@ HANDLED_EVENTS = frozenset(
 )
 
 
+INTAKE_WORKERS = 8  # deliveries handled at once
+
+
+def order_key(event: str, payload: Mapping[str, Any]) -> tuple[object, ...]:
+    """What a delivery must stay in order with: its issue or pull request, else its
+    repository's deliveries of the same event (installations: the installation)."""
+    where = payload.get("repository")
+    repo = where.get("full_name") if isinstance(where, Mapping) else None
+    for field in ("issue", "pull_request"):
+        item = payload.get(field)
+        if isinstance(item, Mapping) and isinstance(item.get("number"), int):
+            return ("issue", repo, item["number"])
+    if repo is None:
+        inst = payload.get("installation")
+        return (event, inst.get("id") if isinstance(inst, Mapping) else None)
+    return (event, repo)
+
+
 class Intake:
     """The intake half of ``Bot``: it supplies ``store`` and ``handle``."""
 
@@ -103,20 +121,45 @@ class Intake:
         for delivery in await asyncio.to_thread(self.store.unprocessed_deliveries, 10_000):
             self.queue.put_nowait((delivery.guid, delivery.event, delivery.payload))
 
-    async def process_forever(self) -> None:
-        while True:
-            guid, event, body = await self.queue.get()
-            with bind(delivery_id=guid):
-                try:
-                    await self._process(guid, event, body)
-                except Exception:  # noqa: BLE001 - one bad delivery must not stop intake
-                    log.exception("delivery_failed")
+    async def process_forever(self, workers: int = INTAKE_WORKERS) -> None:
+        """Handle queued deliveries, several at once; those about one issue (or, for other
+        events, one repository and event) one at a time, in the order they arrived.
 
-    async def _process(self, guid: str, event: str, body: bytes) -> None:
+        Handling waits mostly on GitHub; one at a time, a burst of labels would queue behind
+        each other's reads. GitHub does not promise delivery order anyway: every handler
+        re-reads what it acts on.
+        """
+        locks: dict[tuple[object, ...], tuple[asyncio.Lock, list[int]]] = {}
+
+        async def work() -> None:
+            while True:
+                guid, event, body = await self.queue.get()
+                try:
+                    payload = json.loads(body)
+                except ValueError:
+                    payload = None
+                payload = payload if isinstance(payload, dict) else {}
+                key = order_key(event, payload)
+                lock, users = locks.setdefault(key, (asyncio.Lock(), [0]))
+                users[0] += 1
+                try:
+                    async with lock:  # FIFO: taken in the order the deliveries were dequeued
+                        with bind(delivery_id=guid):
+                            try:
+                                await self._process(guid, event, payload)
+                            except Exception:  # noqa: BLE001 - one bad delivery must not stop intake
+                                log.exception("delivery_failed")
+                finally:
+                    users[0] -= 1
+                    if users[0] == 0:
+                        locks.pop(key, None)
+
+        await asyncio.gather(*(work() for _ in range(max(1, workers))))
+
+    async def _process(self, guid: str, event: str, payload: dict[str, Any]) -> None:
         error = None
         try:
-            payload = json.loads(body)
-            await self.handle(event, payload if isinstance(payload, dict) else {})
+            await self.handle(event, payload)
         except Exception as exc:  # noqa: BLE001 - recorded on the delivery; reconciliation repairs
             error = f"{type(exc).__name__}: {exc}"
             log.exception("delivery_handler_failed")

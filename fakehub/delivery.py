@@ -1,7 +1,9 @@
-"""Webhook deliveries for fakehub: sign, post from one background thread, record every attempt.
+"""Webhook deliveries for fakehub: sign, post from background threads, record every attempt.
 
-Deliveries go out in the order they were queued, one at a time, like GitHub's hookshot for one
-hook. Failures are recorded and never retried (GitHub does not retry either); ``redeliver``
+Deliveries start in the order they were queued, several at a time (``workers``, default 4): like
+GitHub's hookshot, a slow answer to one delivery does not hold back the next, and GitHub does
+not promise the order in which they arrive. ``workers=1`` sends them strictly one after another.
+Failures are recorded and never retried (GitHub does not retry either); ``redeliver``
 sends a stored delivery again with the same GUID. ``Faults`` switches on latency, drops,
 duplicates and reordering at runtime, for testing how the receiver copes.
 """
@@ -82,6 +84,7 @@ class WebhookSender:
         timeout: float = 10.0,
         hook_id: int = 1,
         app_id: int = 1,
+        workers: int = 4,
     ) -> None:
         self.faults = faults or Faults()
         self.hook_id = hook_id
@@ -91,12 +94,16 @@ class WebhookSender:
         self._cond = threading.Condition()
         self._queue: deque[_Job] = deque()
         self._held: list[_Job] = []
-        self._busy = False
+        self._busy = 0  # deliveries (or reordered batches) being sent now
         self._closed = False
         self._records: list[DeliveryRecord] = []
         self._jobs: dict[int, _Job] = {}
-        self._thread = threading.Thread(target=self._loop, name="fakehub-webhooks", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"fakehub-webhooks-{n}", daemon=True)
+            for n in range(max(1, workers))
+        ]
+        for thread in self._threads:
+            thread.start()
 
     # -- public -----------------------------------------------------------------------------
 
@@ -146,7 +153,8 @@ class WebhookSender:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
         self._client.close()
 
     # -- worker -----------------------------------------------------------------------------
@@ -161,10 +169,10 @@ class WebhookSender:
                 if self._held and (window <= 1 or len(self._held) >= window or self._closed):
                     batch, self._held = self._held, []
                     self._rng.shuffle(batch)
-                    self._busy = True
+                    self._busy += 1
                     return batch
                 if self._queue:
-                    self._busy = True
+                    self._busy += 1
                     return [self._queue.popleft()]
                 if self._closed:
                     return None
@@ -172,7 +180,7 @@ class WebhookSender:
                     if not self._cond.wait(REORDER_FLUSH_S) and not self._queue:
                         batch, self._held = self._held, []
                         self._rng.shuffle(batch)
-                        self._busy = True
+                        self._busy += 1
                         return batch
                 else:
                     self._cond.wait()
@@ -185,7 +193,7 @@ class WebhookSender:
                 except Exception:  # never let the worker die
                     log.exception("webhook delivery %s crashed", job.guid)
             with self._cond:
-                self._busy = False
+                self._busy -= 1
                 self._cond.notify_all()
 
     def _deliver(self, job: _Job) -> None:

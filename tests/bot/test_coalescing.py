@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -63,3 +64,32 @@ async def test_claims_woken_by_one_change_read_the_tasks_once(
     bot.ready_changed.set()  # one change wakes all four
     assert await asyncio.gather(*claims) == [None] * 4  # nothing to claim
     assert len(counted) - first == 1
+
+
+async def test_deliveries_run_side_by_side_but_in_order_per_issue(
+    bot: Bot,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log: list[str] = []
+    pauses = {"a": 0.2, "b": 0.05, "c": 0.0}
+
+    async def handle(event: str, payload: dict[str, Any]) -> None:
+        name = payload["name"]
+        log.append(f"start {name}")
+        await asyncio.sleep(pauses[name])
+        log.append(f"end {name}")
+
+    monkeypatch.setattr(bot, "handle", handle)
+    for guid, number in (("a", 1), ("b", 2), ("c", 1)):
+        body = {"name": guid, "issue": {"number": number}, "repository": {"full_name": "o/r"}}
+        bot.queue.put_nowait((guid, "issues", json.dumps(body).encode()))
+    worker = asyncio.create_task(bot.process_forever())
+    try:
+        for _ in range(100):
+            if "end c" in log:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        worker.cancel()
+    assert log.index("end b") < log.index("end a")  # issue 2 did not wait for issue 1
+    assert log.index("start c") > log.index("end a")  # issue 1's deliveries stay in order

@@ -22,11 +22,13 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.status = 202
+        self.slow: dict[str, float] = {}  # delivery guid -> seconds to wait before answering
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server naming
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(receiver.slow.get(self.headers["X-GitHub-Delivery"], 0.0))
                 receiver.requests.append((dict(self.headers.items()), body))
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
@@ -89,10 +91,29 @@ def test_headers_and_signature(receiver: Receiver, sender: WebhookSender) -> Non
     assert record.payload == PAYLOAD
 
 
-def test_in_order_delivery(receiver: Receiver, sender: WebhookSender) -> None:
-    guids = [sender.send(receiver.url, SECRET, "push", {"i": i}) for i in range(20)]
+def test_one_worker_delivers_in_order(receiver: Receiver) -> None:
+    sender = WebhookSender(workers=1)
+    try:
+        guids = [sender.send(receiver.url, SECRET, "push", {"i": i}) for i in range(20)]
+        assert sender.wait_idle(5)
+        assert receiver.guids() == guids
+    finally:
+        sender.close()
+
+
+def test_a_slow_answer_does_not_hold_back_the_next_deliveries(
+    receiver: Receiver, sender: WebhookSender
+) -> None:
+    receiver.slow["slow"] = 1.0
+    sender.send(receiver.url, SECRET, "push", {"i": 0}, guid="slow")
+    quick = [sender.send(receiver.url, SECRET, "push", {"i": i}) for i in range(1, 6)]
+    deadline = time.monotonic() + 0.8
+    while time.monotonic() < deadline and set(quick) - set(receiver.guids()):
+        time.sleep(0.01)
+    assert set(quick) <= set(receiver.guids())  # delivered while the first still waits
+    assert "slow" not in receiver.guids()
     assert sender.wait_idle(5)
-    assert receiver.guids() == guids
+    assert sorted(receiver.guids()) == sorted(["slow", *quick])
 
 
 def test_failures_are_recorded_not_retried(receiver: Receiver, sender: WebhookSender) -> None:
@@ -103,7 +124,7 @@ def test_failures_are_recorded_not_retried(receiver: Receiver, sender: WebhookSe
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/"
     sender.send(dead, SECRET, "issues", PAYLOAD)
     assert sender.wait_idle(5)
-    first, second = sender.records()
+    first, second = sorted(sender.records(), key=lambda r: r.status_code is None)
     assert (first.status, first.status_code) == ("failed: HTTP 500", 500)
     assert second.status.startswith("failed: ConnectError")
     assert second.status_code is None
