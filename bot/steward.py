@@ -29,6 +29,7 @@ from bot.core.steward import (
     Review,
     StewardAction,
     blocking_reviews,
+    check_verdict,
     plan_merges,
     review_feedback,
 )
@@ -67,6 +68,8 @@ class Steward:
         self.bot = bot
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._updated: dict[tuple[str, int], str] = {}  # (repo, pr) -> head sha we asked to update
+        # (task, head sha) -> when its required checks were first seen pending
+        self._pending: dict[tuple[IssueRef, str], float] = {}
 
     async def run_forever(self) -> None:
         while True:
@@ -129,7 +132,15 @@ class Steward:
                 await asyncio.to_thread(
                     functools.partial(bot.store.update_task, task.ref, head_sha=pull.head_sha)
                 )
-        for action in plan_merges(tasks, pulls, now=time.time()):
+        now = time.time()
+        pending = {
+            (ref, pull.head_sha): self._pending.get((ref, pull.head_sha), now)
+            for ref, pull in pulls.items()
+            if check_verdict(pull)[0] == "pending"
+        }
+        self._pending = {k: v for k, v in self._pending.items() if k[0].repo != repo} | pending
+        since = {ref: at for (ref, _), at in pending.items()}
+        for action in plan_merges(tasks, pulls, now=now, pending_since=since):
             await self._execute(action, pulls.get(action.task))
 
     async def _execute(self, action: StewardAction, pull: PullSnapshot | None) -> None:

@@ -32,7 +32,9 @@ Branches are brought up to date only at the front of the queue (as Kodiak does):
 (``update_branch``, ``merge``, or up to date with its required checks still running) is updated,
 and none while a merge on that base is planned. Updating every pull request that is behind would
 run CI once per pull request per merge, and all but one of those runs would be stale after the
-next merge; merging stays one per CI cycle either way.
+next merge; merging stays one per CI cycle either way. A front whose required checks have been
+pending for ``FRONT_PATIENCE_S`` (``pending_since``, kept by the caller) stops holding the
+others back, as a merge queue's check time-out does: a CI that never reports stalls no queue.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ ActionKind = Literal[
 ]
 VERDICT_STATES = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
 RE_REVIEW = "waiting for a re-review"  # how an ``await_review`` reason starts
+FRONT_PATIENCE_S = 30 * 60  # a front waiting this long for its checks lets the next one update
 
 
 @dataclass(frozen=True)
@@ -147,10 +150,18 @@ def review_feedback(reviews: Sequence[Review], comments: Sequence[ReviewComment]
 
 
 def plan_merges(
-    tasks: Sequence[Task], pulls: Mapping[IssueRef, PullSnapshot], *, now: float
+    tasks: Sequence[Task],
+    pulls: Mapping[IssueRef, PullSnapshot],
+    *,
+    now: float,
+    pending_since: Mapping[IssueRef, float] | None = None,
 ) -> tuple[StewardAction, ...]:
-    """One action per task in review, in dispatch order. ``now`` is reserved for time rules."""
-    del now  # no rule depends on time yet; the argument keeps the signature stable
+    """One action per task in review, in dispatch order.
+
+    ``pending_since``: when the steward first saw each pull request's current head with its
+    required checks pending (see ``FRONT_PATIENCE_S``).
+    """
+    since = pending_since or {}
     by_ref = {task.ref: task for task in tasks}
     report = analyse(tasks, {})
     in_review = sorted(
@@ -179,6 +190,8 @@ def plan_merges(
     for index, ((task, pull), action) in enumerate(zip(decided, actions, strict=True)):
         if pull is None or not _in_line(action, pull):
             continue
+        if action.kind == "wait" and now - since.get(task.ref, now) >= FRONT_PATIENCE_S:
+            continue  # its checks never came: it no longer holds the queue
         key = (task.repo, pull.base_ref)
         ahead = merging.get(key) or front.get(key)
         front.setdefault(key, action)

@@ -299,3 +299,18 @@ def test_red_on_an_outdated_base_is_tested_again_before_failing() -> None:
     assert "outdated base" in behind.reason
     (current,) = plan_merges([task], {task.ref: pull("blocked")}, now=0.0)
     assert current.kind == "fail", "red while up to date is a real failure"
+
+
+def test_a_front_whose_checks_never_come_stops_holding_the_queue() -> None:
+    from bot.core.steward import FRONT_PATIENCE_S
+
+    tasks = [review(1), review(2)]
+    pulls = {
+        ref(1): pull(1, checks={"ci": ("queued", None)}),  # up to date, CI never reports
+        ref(2): pull(2, mergeable_state="behind"),
+    }
+    soon = plan_merges(tasks, pulls, now=100.0, pending_since={ref(1): 0.0})
+    assert [a.kind for a in soon] == ["wait", "wait"]
+    late = plan_merges(tasks, pulls, now=FRONT_PATIENCE_S + 1.0, pending_since={ref(1): 0.0})
+    assert [a.kind for a in late] == ["wait", "update_branch"]
+    assert "required check" in late[0].reason  # #1 itself still never merges without it
