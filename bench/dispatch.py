@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -227,8 +228,32 @@ def _measure(
         "merged": len(pipe.hub.events("merge")),
         "phases_p50_ms": {k: round(statistics.median(v), 1) for k, v in phases.items() if v},
         "phases_max_ms": {k: round(max(v), 1) for k, v in phases.items() if v},
+        "cpu_s": (cpu := _cpu_seconds(pipe)),
+        "cpu_s_per_task": round(sum(cpu.values()) / len(numbers), 3) if cpu else None,
         "agent_interpreter_start_ms": _interpreter_start_ms(),
     }
+
+
+def _cpu_seconds(pipe: Pipeline) -> dict[str, float]:
+    """CPU time used so far (user + system, with finished children), per part; Linux only.
+
+    ``fakehub`` is this process: fakehub playing GitHub, its git processes and its CI commands.
+    ``runner`` includes its git processes and the agents. Whether the parts together need more
+    than the machine has (seconds of wall time times cores) tells a backlog from a slow path.
+    """
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def used(pid: int | str) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+
+    try:
+        parts = {"fakehub": used("self")}
+        for name, proc in zip(pipe.proc_names, pipe.procs, strict=True):
+            parts[name] = parts.get(name, 0.0) + used(proc.pid)
+    except (OSError, ValueError, IndexError):
+        return {}
+    return {name: round(value, 2) for name, value in parts.items()}
 
 
 def _nearest_rank(sorted_values: list[float], q: float) -> float:
