@@ -101,7 +101,6 @@ class IssueSync:
         task = await asyncio.to_thread(self.store.get_task, ref)
         if issue is None or issue.is_pull:
             return
-        self.reporter.note_labels(ref, issue.labels)
         config = self.repos.config(ref.repo)
         if not (issue.state == "open" and config.trigger_label in issue.labels):
             if issue.state == "closed":
@@ -111,6 +110,7 @@ class IssueSync:
                     task, TaskState.CANCELLED, detail="label removed or issue closed"
                 )
             return
+        self.reporter.note_labels(ref, issue.labels)  # a task's issue: its first status write
         text = parse_blockers(issue.body, issue.repo)
         blockers = tuple(r for r in dict.fromkeys([*native, *text]) if r != issue.ref)
         priority = min(

@@ -14,6 +14,7 @@ shortcuts give the same answers:
 from __future__ import annotations
 
 import functools
+import os
 import re
 import subprocess
 import threading
@@ -26,10 +27,12 @@ SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 @functools.lru_cache(maxsize=4096)
-def ref_format_ok(ref: str, env: tuple[tuple[str, str], ...]) -> bool:
-    """``git check-ref-format REF`` (the answer depends only on the name)."""
+def ref_format_ok(ref: str) -> bool:
+    """``git check-ref-format REF`` (the answer depends only on the name; it reads no
+    configuration, so git gets only ``PATH``)."""
+    env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}
     proc = subprocess.run(
-        ["git", "check-ref-format", ref], capture_output=True, check=False, env=dict(env)
+        ["git", "check-ref-format", ref], capture_output=True, check=False, env=env
     )
     return proc.returncode == 0
 

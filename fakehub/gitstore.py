@@ -182,7 +182,7 @@ class GitStore:
 
     def _branch_ref(self, branch: str) -> str:
         ref = f"refs/heads/{_rev(branch)}"
-        if not ref_format_ok(ref, tuple(sorted(git_env().items()))):
+        if not ref_format_ok(ref):
             raise GitStoreError(f"invalid branch name {branch!r}")
         return ref
 
@@ -285,7 +285,7 @@ class GitStore:
         if direct is None or isinstance(direct, str):
             return direct
         proc = self._git(
-            full_name, "rev-parse", "--verify", "--quiet", f"{self._branch_ref(branch)}^{{commit}}",
+            full_name, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}",
             ok=(0, 1),
         )  # fmt: skip
         return proc.stdout.decode().strip() if proc.returncode == 0 else None

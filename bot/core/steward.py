@@ -54,6 +54,7 @@ ActionKind = Literal[
 ]
 VERDICT_STATES = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
 RE_REVIEW = "waiting for a re-review"  # how an ``await_review`` reason starts
+CHECKS_PENDING = "waiting for required check"  # how a wait for running checks' reason starts
 FRONT_PATIENCE_S = 30 * 60  # a front waiting this long for its checks lets the next one update
 
 
@@ -169,11 +170,11 @@ def plan_merges(
         key=lambda t: (report.priority.get(t.ref, t.priority), t.number, t.repo),
     )
     decided = [(task, pulls.get(task.ref)) for task in in_review]
-    decided_actions = [_decide(task, pull, by_ref) for task, pull in decided]
     merging: dict[tuple[str, str], StewardAction] = {}  # (repo, base) -> the one merge
     front: dict[tuple[str, str], StewardAction] = {}  # (repo, base) -> first in line
     actions: list[StewardAction] = []
-    for (task, pull), action in zip(decided, decided_actions, strict=True):
+    for task, pull in decided:
+        action = _decide(task, pull, by_ref)
         if action.kind == "merge" and pull is not None:
             key = (task.repo, pull.base_ref)
             first = merging.get(key)
@@ -188,14 +189,14 @@ def plan_merges(
                 )
         actions.append(action)
     for index, ((task, pull), action) in enumerate(zip(decided, actions, strict=True)):
-        if pull is None or not _in_line(action, pull):
+        if pull is None or not _in_line(action):
             continue
         if action.kind == "wait" and now - since.get(task.ref, now) >= FRONT_PATIENCE_S:
             continue  # its checks never came: it no longer holds the queue
         key = (task.repo, pull.base_ref)
         ahead = merging.get(key) or front.get(key)
         front.setdefault(key, action)
-        if action.kind == "update_branch" and ahead is not None and ahead is not action:
+        if action.kind == "update_branch" and ahead is not None:
             actions[index] = _wait(
                 task,
                 pull,
@@ -205,16 +206,12 @@ def plan_merges(
     return tuple(actions)
 
 
-def _in_line(action: StewardAction, pull: PullSnapshot) -> bool:
+def _in_line(action: StewardAction) -> bool:
     """Whether the pull request is in line to merge: being merged or updated now, or up to
-    date and only waiting for its required checks (a merge would make it stale again)."""
-    if action.kind in ("merge", "update_branch"):
-        return True
-    return (
-        action.kind == "wait"
-        and pull.mergeable_state != "behind"
-        and check_verdict(pull)[0] == "pending"
-        and action.reason.startswith("waiting for required check")
+    date and only waiting for its required checks (``_decide`` says so only after the
+    ``behind`` rule), which a merge ahead of it would make stale again."""
+    return action.kind in ("merge", "update_branch") or (
+        action.kind == "wait" and action.reason.startswith(CHECKS_PENDING)
     )
 
 
@@ -286,7 +283,7 @@ def _decide(
             "update_branch", ref, pr, sha, f"pull request #{pr} is behind {pull.base_ref}"
         )
     if verdict == "pending":
-        return _wait(task, pull, f"waiting for required check {check!r}")
+        return _wait(task, pull, f"{CHECKS_PENDING} {check!r}")
     if state in MERGEABLE_STATES:
         return StewardAction("merge", ref, pr, sha, f"required checks green and state {state}")
     return _wait(task, pull, f"not mergeable yet (state {state})")

@@ -18,23 +18,28 @@ def _view(state: TaskState) -> StatusView:
     return StatusView(task=task, html_base="http://hub")
 
 
-async def test_first_update_reads_the_labels_once_and_removes_only_stale_state_labels() -> None:
-    github = FakeGitHub()
-    github.add_issue(REF.repo, REF.number, labels=("agent-ready", "stoneforge:needs-human"))
-    reporter = Reporter(github)  # type: ignore[arg-type]
-    reporter.show(_view(TaskState.QUEUED))
+async def _shown(github: FakeGitHub, reporter: Reporter, state: TaskState) -> list[tuple]:
+    """Show ``state``, wait for the write, and return the label calls it made."""
+    github.calls.clear()
+    reporter.show(_view(state))
     await reporter.idle()
-    label_calls = [c for c in github.calls if c[0] != "comment"]
-    assert label_calls == [
+    return [c for c in github.calls if c[0] != "comment"]
+
+
+def _issue_with(*labels: str) -> tuple[FakeGitHub, Reporter]:
+    github = FakeGitHub()
+    github.add_issue(REF.repo, REF.number, labels=("agent-ready", *labels))
+    return github, Reporter(github, settle_s=0)  # type: ignore[arg-type]
+
+
+async def test_first_update_reads_the_labels_once_and_removes_only_stale_state_labels() -> None:
+    github, reporter = _issue_with("stoneforge:needs-human")
+    assert await _shown(github, reporter, TaskState.QUEUED) == [
         ("issue_labels", (REF,)),
         ("add_labels", (REF, ("stoneforge:queued",))),
         ("remove_label", (REF, "stoneforge:needs-human")),
     ]
-    github.calls.clear()
-    reporter.show(_view(TaskState.RUNNING))
-    await reporter.idle()
-    label_calls = [c for c in github.calls if c[0] != "comment"]
-    assert label_calls == [
+    assert await _shown(github, reporter, TaskState.RUNNING) == [
         ("add_labels", (REF, ("stoneforge:running",))),
         ("remove_label", (REF, "stoneforge:queued")),
     ]
@@ -42,12 +47,8 @@ async def test_first_update_reads_the_labels_once_and_removes_only_stale_state_l
 
 
 async def test_a_label_already_right_after_a_restart_is_left_alone() -> None:
-    github = FakeGitHub()
-    github.add_issue(REF.repo, REF.number, labels=("agent-ready", "stoneforge:running"))
-    reporter = Reporter(github)  # type: ignore[arg-type]
-    reporter.show(_view(TaskState.RUNNING))
-    await reporter.idle()
-    assert [c[0] for c in github.calls if c[0] != "comment"] == ["issue_labels"]
+    github, reporter = _issue_with("stoneforge:running")
+    assert await _shown(github, reporter, TaskState.RUNNING) == [("issue_labels", (REF,))]
 
 
 async def test_a_change_that_settles_at_once_writes_only_the_newest_state() -> None:
@@ -64,13 +65,9 @@ async def test_a_change_that_settles_at_once_writes_only_the_newest_state() -> N
 
 
 async def test_labels_noted_with_the_issue_spare_the_first_read() -> None:
-    github = FakeGitHub()
-    github.add_issue(REF.repo, REF.number, labels=("agent-ready", "stoneforge:needs-human"))
-    reporter = Reporter(github, settle_s=0)  # type: ignore[arg-type]
+    github, reporter = _issue_with("stoneforge:needs-human")
     reporter.note_labels(REF, ("agent-ready", "stoneforge:needs-human"))
-    reporter.show(_view(TaskState.QUEUED))
-    await reporter.idle()
-    assert [c for c in github.calls if c[0] != "comment"] == [
+    assert await _shown(github, reporter, TaskState.QUEUED) == [
         ("add_labels", (REF, ("stoneforge:queued",))),
         ("remove_label", (REF, "stoneforge:needs-human")),
     ]
