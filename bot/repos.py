@@ -29,6 +29,8 @@ class Repos:
         self.store = store
         self.github = github
         self._configs: dict[str, RepoConfig] = {}
+        self._known: set[str] = set()  # repositories whose configuration has been read
+        self._setting_up: dict[str, asyncio.Future[None]] = {}
         self._default = RepoConfig(
             trigger_label=settings.trigger_label,
             agent=AgentChoice(name=settings.default_agent),  # type: ignore[arg-type]
@@ -48,10 +50,35 @@ class Repos:
     async def load_known(self) -> None:
         """At start-up: the last valid configuration of every known repository."""
         for record in await asyncio.to_thread(self.store.repos):
+            self._known.add(record.repo)
             if record.config_text:
                 parsed = parse_repo_config(record.config_text)
                 if isinstance(parsed, RepoConfig):
                     self._configs[record.repo] = self._with_defaults(parsed)
+
+    async def ensure(self, installation_id: int, repo: str) -> None:
+        """Before acting on a repository's event: its configuration has been read.
+
+        An event can arrive before reconciliation has set a new installation's repository up
+        (deliveries are handled concurrently); acting on it with the defaults would miss the
+        repository's trigger label, agents and routing. One read per repository and process.
+        """
+        if repo in self._known:
+            return
+        running = self._setting_up.get(repo)
+        if running is None:
+            running = asyncio.ensure_future(self._first_setup(installation_id, repo))
+            self._setting_up[repo] = running
+            running.add_done_callback(lambda _: self._setting_up.pop(repo, None))
+        await asyncio.shield(running)
+
+    async def _first_setup(self, installation_id: int, repo: str) -> None:
+        try:
+            info = await self.github.repo(installation_id, repo)
+        except GitHubError as exc:
+            log.warning("repo_unreadable %s: %s", repo, exc)  # the defaults, until next time
+            return
+        await self.setup(installation_id, info)
 
     async def setup(self, installation_id: int, info: RepoInfo) -> None:
         """First use of a repository: remember it, create our labels, read its configuration."""
@@ -66,6 +93,7 @@ class Repos:
         records = {r.repo: r for r in await asyncio.to_thread(self.store.repos, installation_id)}
         record = records.get(info.full_name)
         await self.load_config(installation_id, info)
+        self._known.add(info.full_name)
         if record is None or not record.labels_ready:
             labels = dict(STATE_LABELS)
             labels[self.config(info.full_name).trigger_label] = TRIGGER_LABEL_STYLE
@@ -74,6 +102,7 @@ class Repos:
 
     async def remove(self, repo: str) -> None:
         self._configs.pop(repo, None)
+        self._known.discard(repo)
         await asyncio.to_thread(self.store.remove_repo, repo)
 
     async def load_config(self, installation_id: int, info: RepoInfo) -> RepoConfig:

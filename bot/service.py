@@ -71,6 +71,8 @@ class Bot(Intake, IssueSync):
             return  # our own writes: acting on them would loop
         inst, repo = info.installation_id, info.repo
         with bind(repo=repo, issue=info.issue_number):
+            if inst and repo and not event.startswith("installation"):
+                await self.repos.ensure(inst, repo)
             if event == "issues" and inst and repo and info.issue_number:
                 ref = IssueRef(repo, info.issue_number)
                 trigger = self.repos.config(repo).trigger_label

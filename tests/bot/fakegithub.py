@@ -49,6 +49,15 @@ class FakeGitHub:
     async def installation_repos(self, inst: int) -> list[RepoInfo]:
         return []
 
+    async def repo(self, inst: int, repo: str) -> RepoInfo:
+        return RepoInfo(repo, 1, "main", f"https://example.invalid/{repo}.git")
+
+    async def file(self, inst: int, repo: str, path: str, ref: str | None = None) -> None:
+        return None  # no .github/stoneforge.yml: the defaults
+
+    async def ensure_labels(self, inst: int, repo: str, labels: dict[str, object]) -> None:
+        self.calls.append(("ensure_labels", (repo, tuple(sorted(labels)))))
+
     async def issue(self, inst: int, ref: IssueRef) -> IssueInfo | None:
         self.calls.append(("issue", (ref,)))
         return self.issues.get(ref)

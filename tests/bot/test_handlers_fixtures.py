@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.adapters.github import IssueInfo, LabelApplication, RepoInfo
 from bot.core.model import IssueRef
+from bot.reporting import STATE_LABELS
 from bot.service import Bot
 from bot.settings import BotSettings
 from bot.store import Store
@@ -44,12 +45,6 @@ class RecordingGitHub(FakeGitHub):
 
     async def label_actor(self, inst: int, ref: IssueRef, label: str) -> LabelApplication:
         return LabelApplication("lead", "User", 0.0, None)
-
-    async def repo(self, inst: int, repo: str) -> RepoInfo:
-        return RepoInfo(repo, 1, "main", f"https://example.invalid/{repo}.git")
-
-    async def file(self, inst: int, repo: str, path: str, ref: str | None = None) -> None:
-        return None
 
 
 @pytest.fixture
@@ -114,3 +109,38 @@ def test_a_recorded_labeled_payload_with_the_trigger_label_makes_a_task(bot: Bot
     task = bot.store.get_task(IssueRef(repo, number))
     assert task is not None
     assert task.labeled_by == "lead"
+
+
+def test_an_event_before_reconciliation_reads_the_repository_config_first(bot: Bot) -> None:
+    """Deliveries are handled concurrently: a label can beat the installation's set-up.
+
+    The repository's own trigger label (and agents, routing) must apply to it all the same,
+    and concurrent first events read the configuration once.
+    """
+    payload = json.loads((FIXTURES / "issues" / "labeled.json").read_text())
+    payload["label"]["name"] = "go-agents"
+    payload["sender"]["login"] = "lead"
+    payload["installation"] = {"id": 7, "node_id": "x"}
+    repo = payload["repository"]["full_name"]
+    number = payload["issue"]["number"]
+    github = bot.github
+    github.add_issue(repo, number, labels=("go-agents",))  # type: ignore[attr-defined]
+    reads: list[str] = []
+
+    async def file(inst: int, name: str, path: str, ref: str | None = None) -> tuple[str, str]:
+        reads.append(path)
+        await asyncio.sleep(0.05)  # a slow read: the second event arrives meanwhile
+        return "version: 1\ntrigger_label: go-agents\nruns_on: [gpu]\n", "abc"
+
+    github.file = file  # type: ignore[attr-defined]
+
+    async def run() -> None:
+        await asyncio.gather(bot.handle("issues", payload), bot.repos.ensure(7, repo))
+        await bot.reporter.idle()
+
+    asyncio.run(run())
+    task = bot.store.get_task(IssueRef(repo, number))
+    assert task is not None, "the repository's trigger label made the task"
+    assert task.runs_on == ("gpu",)
+    assert reads == [".github/stoneforge.yml"]
+    assert ("ensure_labels", (repo, tuple(sorted([*STATE_LABELS, "go-agents"])))) in github.calls  # type: ignore[attr-defined]
