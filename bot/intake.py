@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.logs import bind
+from bot.pull_cache import PullCache
 from bot.store import NewDelivery, Store
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Intake:
 
     store: Store
     bot_login: str | None
+    pulls: PullCache
     queue: asyncio.Queue[tuple[str, str, bytes]]
     _pending_writes: list[tuple[NewDelivery, asyncio.Future[bool]]]
     _writer: asyncio.Task[None] | None
@@ -84,6 +86,7 @@ class Intake:
                 raw_inst = (payload.get("installation") or {}).get("id")
                 action = raw_action if isinstance(raw_action, str) else None
                 inst = raw_inst if isinstance(raw_inst, int) else None
+                self.pulls.note(event, payload)  # before anything else: a fresh look is due
                 who = payload.get("sender")
                 sender = who.get("login") if isinstance(who, dict) else None
                 if self.bot_login and sender == self.bot_login:

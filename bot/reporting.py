@@ -39,6 +39,7 @@ STATE_LABELS: dict[str, tuple[str, str]] = {
     "stoneforge:needs-human": ("d93f0b", "Stoneforge: failed, a person needs to look"),
 }
 TRIGGER_LABEL_STYLE = ("0e8a16", "Hand this issue to Stoneforge's agents")
+WRITE_CONCURRENCY = 2  # issues whose label and status comment are being written at once
 
 
 def state_label(view: StatusView, merging: bool = False) -> str | None:
@@ -79,6 +80,9 @@ class Reporter:
         self._workers: dict[IssueRef, asyncio.Task[None]] = {}
         self._shown: dict[IssueRef, tuple[str | None, str]] = {}  # what we last wrote
         self._noted: dict[IssueRef, frozenset[str]] = {}  # labels read with the issue
+        # GitHub asks integrations to send writes serially, not concurrently (secondary rate
+        # limits); a burst of tasks must not flood it, nor take the CPU from dispatching.
+        self._writing = asyncio.Semaphore(WRITE_CONCURRENCY)
 
     def note_labels(self, ref: IssueRef, labels: tuple[str, ...] | list[str]) -> None:
         """The issue's labels as just read from GitHub: spares the first update reading them."""
@@ -97,13 +101,14 @@ class Reporter:
         while ref in self._pending:
             if self.settle_s > 0:
                 await asyncio.sleep(self.settle_s)  # later changes replace this one
-            pending = self._pending.pop(ref)
-            try:
-                await self._apply(pending)
-            except GitHubError as exc:
-                log.warning("status_update_failed %s: %s", ref, exc)
-            except Exception:  # noqa: BLE001 - reporting must never take the bot down
-                log.exception("status_update_crashed %s", ref)
+            async with self._writing:  # and while waiting for a turn
+                pending = self._pending.pop(ref)
+                try:
+                    await self._apply(pending)
+                except GitHubError as exc:
+                    log.warning("status_update_failed %s: %s", ref, exc)
+                except Exception:  # noqa: BLE001 - reporting must never take the bot down
+                    log.exception("status_update_crashed %s", ref)
 
     async def _apply(self, pending: _Pending) -> None:
         task = pending.view.task

@@ -24,6 +24,7 @@ from bot.intake import HANDLED_EVENTS, Intake
 from bot.issue_sync import WRITE_PERMISSIONS, IssueSync
 from bot.logs import bind
 from bot.metrics import BotMetrics
+from bot.pull_cache import PullCache
 from bot.reporting import Reporter
 from bot.repos import Repos
 from bot.settings import BotSettings
@@ -54,6 +55,8 @@ class Bot(Intake, IssueSync):
         self.queue: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue()
         self.ready_changed = asyncio.Event()
         self.steward_wake = asyncio.Event()
+        # The steward's pull request snapshots; intake forgets those a webhook says changed.
+        self.pulls = PullCache(ttl_s=settings.steward_refresh_s)
         self.bot_login: str | None = None
         self.merging: set[IssueRef] = set()  # tasks the steward is bringing in
         self._external: dict[IssueRef, bool] = {}  # blockers that are not tasks -> done?
@@ -131,6 +134,7 @@ class Bot(Intake, IssueSync):
 
     async def _forget_repo(self, repo: str) -> None:
         await self.repos.remove(repo)
+        self.pulls.forget_repo(repo)
         for task in await asyncio.to_thread(functools.partial(self.store.list_tasks, repo=repo)):
             if task.state in (TaskState.QUEUED, TaskState.RUNNING):
                 await self.set_state(task, TaskState.CANCELLED, detail="App uninstalled")

@@ -30,6 +30,11 @@ class BotSettings(BaseSettings):
     default_agent: str = "claude"
     merge_method: Literal["merge", "squash", "rebase"] = "squash"
     steward_interval_s: float = 3.0
+    steward_refresh_s: float = Field(
+        default=60.0,
+        description="how long the steward trusts a pull request it has read when no webhook "
+        "says it changed (a lost webhook delays merging by at most this)",
+    )
     reconcile_interval_s: float = 600.0
     lease_s: float = 120.0
     max_body_bytes: int = 25 * 1024 * 1024

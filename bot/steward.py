@@ -21,6 +21,7 @@ import functools
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 
 from bot.adapters.github import GitHubError
 from bot.core.model import IssueRef, Task, TaskState
@@ -113,25 +114,17 @@ class Steward:
 
     async def _pass(self, repo: str) -> None:
         bot = self.bot
-        config = bot.repos.config(repo)
         tasks = await asyncio.to_thread(bot.store.list_tasks)  # blockers may be in other repos
         pulls: dict[IssueRef, PullSnapshot] = {}
-        for task in await self._in_review(repo):
-            inst, number = task.installation_id or 0, task.pr_number or 0
-            try:
-                pull, reviews = await asyncio.gather(
-                    bot.github.pull(inst, repo, number, tuple(config.merge.required_checks)),
-                    writer_reviews(bot, inst, repo, number),
-                )
-            except GitHubError as exc:
-                log.warning("pull_snapshot_failed %s: %s", task.ref, exc)
-                continue
-            pull = dataclasses.replace(pull, reviews=reviews)
-            pulls[task.ref] = pull
-            if pull.head_sha != task.head_sha:  # e.g. after "update branch"
-                await asyncio.to_thread(
-                    functools.partial(bot.store.update_task, task.ref, head_sha=pull.head_sha)
-                )
+        fresh: set[IssueRef] = set()  # read in this pass; the rest come from bot.pulls
+        in_review = {t.ref: t for t in await self._in_review(repo)}
+        for task in in_review.values():
+            cached = bot.pulls.get(repo, task.pr_number or 0)
+            if cached is not None and cached.head_sha == task.head_sha:
+                pulls[task.ref] = cached  # nothing said it changed (a runner's push does)
+            elif (pull := await self._read(task)) is not None:
+                pulls[task.ref] = pull
+                fresh.add(task.ref)
         now = time.time()
         pending = {
             (ref, pull.head_sha): self._pending.get((ref, pull.head_sha), now)
@@ -140,8 +133,45 @@ class Steward:
         }
         self._pending = {k: v for k, v in self._pending.items() if k[0].repo != repo} | pending
         since = {ref: at for (ref, _), at in pending.items()}
-        for action in plan_merges(tasks, pulls, now=now, pending_since=since):
+        for _ in range(3):
+            actions = plan_merges(tasks, pulls, now=now, pending_since=since)
+            # Waiting may rest on a remembered snapshot; doing anything else needs a fresh one.
+            stale = {a.task for a in actions if a.kind != "wait" and _cached(a, pulls, fresh)}
+            if not stale:
+                break
+            for ref in stale:
+                if (pull := await self._read(in_review[ref])) is None:
+                    pulls.pop(ref)
+                else:
+                    pulls[ref] = pull
+                    fresh.add(ref)
+        for action in actions:
+            if action.kind != "wait" and _cached(action, pulls, fresh):
+                bot.steward_wake.set()  # still moving after three looks: next pass
+                continue
             await self._execute(action, pulls.get(action.task))
+
+    async def _read(self, task: Task) -> PullSnapshot | None:
+        """A fresh snapshot of the task's pull request, with its reviews; kept in bot.pulls."""
+        bot = self.bot
+        repo, inst, number = task.repo, task.installation_id or 0, task.pr_number or 0
+        required = tuple(bot.repos.config(repo).merge.required_checks)
+        started = bot.pulls.epoch()
+        try:
+            pull, reviews = await asyncio.gather(
+                bot.github.pull(inst, repo, number, required),
+                writer_reviews(bot, inst, repo, number),
+            )
+        except GitHubError as exc:
+            log.warning("pull_snapshot_failed %s: %s", task.ref, exc)
+            return None
+        pull = dataclasses.replace(pull, reviews=reviews)
+        bot.pulls.put(repo, pull, started)
+        if pull.head_sha != task.head_sha:  # e.g. after "update branch"
+            await asyncio.to_thread(
+                functools.partial(bot.store.update_task, task.ref, head_sha=pull.head_sha)
+            )
+        return pull
 
     async def _execute(self, action: StewardAction, pull: PullSnapshot | None) -> None:
         bot = self.bot
@@ -173,11 +203,13 @@ class Steward:
                 )
                 if pull and config.merge.delete_branch:
                     await bot.github.delete_branch(inst, task.repo, pull.head_ref)
-                bot.steward_wake.set()  # the base moved: the others need a fresh look
+                bot.pulls.forget(task.repo, pull=action.pr)
+                bot.steward_wake.set()  # the base moved: the next in line is updated
             else:
                 if bot.metrics:
                     bot.metrics.merges.inc(outcome="refused")
                 log.info("merge_refused %s: %s %s", task.ref, outcome.status, outcome.message)
+                bot.pulls.forget(task.repo, pull=action.pr)
         elif action.kind == "update_branch" and action.pr and action.sha:
             key = (task.repo, action.pr)
             if self._updated.get(key) == action.sha:
@@ -185,6 +217,7 @@ class Steward:
             bot.merging.add(task.ref)
             if await bot.github.update_branch(inst, task.repo, action.pr, action.sha):
                 self._updated[key] = action.sha
+                bot.pulls.forget(task.repo, pull=action.pr)
                 log.info("branch_updated %s", task.ref)
             await bot.refresh_views()
         elif action.kind == "await_review" and task.state is TaskState.IN_REVIEW:
@@ -220,3 +253,10 @@ class Steward:
             await bot.set_state(
                 task, TaskState.FAILED, detail=f"pull request #{action.pr}: {action.reason}"
             )
+
+
+def _cached(
+    action: StewardAction, pulls: Mapping[IssueRef, PullSnapshot], fresh: set[IssueRef]
+) -> bool:
+    """Does ``action`` rest on a remembered snapshot rather than one read in this pass?"""
+    return action.task in pulls and action.task not in fresh

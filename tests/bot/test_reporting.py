@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.render import StatusView
-from bot.reporting import Reporter
+from bot.reporting import WRITE_CONCURRENCY, Reporter
 from bot.store import Store
 from tests.bot.fakegithub import FakeGitHub
 
@@ -88,3 +89,28 @@ async def test_a_view_older_than_the_stored_task_is_not_written(tmp_path: Path) 
         assert ("add_labels", (REF, ("stoneforge:in-review",))) in github.calls
     finally:
         store.close()
+
+
+async def test_a_burst_of_issues_is_written_a_few_at_a_time() -> None:
+    """GitHub asks for serial writes (secondary rate limits); a burst must not flood it."""
+    github = FakeGitHub()
+    refs = [IssueRef(REF.repo, n) for n in range(1, 9)]
+    for ref in refs:
+        github.add_issue(ref.repo, ref.number)
+    running, most = 0, 0
+
+    async def slow_comment(inst: int, ref: IssueRef, marker: str, body: str) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+
+    github.upsert_comment = slow_comment  # type: ignore[method-assign]
+    reporter = Reporter(github, settle_s=0)  # type: ignore[arg-type]
+    for ref in refs:
+        task = Task(repo=ref.repo, number=ref.number, title="t", installation_id=1)
+        reporter.show(StatusView(task=task, html_base="http://hub"))
+    await reporter.idle()
+    assert most == WRITE_CONCURRENCY
+    assert {r for r in refs if "stoneforge:queued" in github.labels[r]} == set(refs)

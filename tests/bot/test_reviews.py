@@ -151,7 +151,9 @@ def test_changes_requested_by_someone_without_write_access_are_ignored(world: Wo
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("bot_env", [{"steward_refresh_s": 1.0}])
 def test_a_lost_review_webhook_is_caught_by_the_steward(world: World) -> None:
+    """Nothing says the pull request changed: the steward looks again after steward_refresh_s."""
     world.hub.protect("octo/app", "main", ["ci", "gate"])
     issue = world.file("Add the motto")
     number = issue["number"]

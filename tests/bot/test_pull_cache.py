@@ -1,0 +1,214 @@
+"""The steward's pull request snapshots: kept until an event says they changed, never acted on."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bot.adapters.github import MergeOutcome
+from bot.core.model import IssueRef, Task, TaskState
+from bot.core.steward import PullSnapshot, Review
+from bot.pull_cache import PullCache
+from bot.service import Bot
+from bot.settings import BotSettings
+from bot.steward import Steward
+from bot.store import Store
+from tests.bot.fakegithub import FakeGitHub
+
+REPO = "octo/app"
+
+
+def _snap(number: int = 1, **fields: Any) -> PullSnapshot:
+    base: dict[str, Any] = {
+        "number": number,
+        "state": "open",
+        "merged": False,
+        "head_sha": f"{number:040x}",
+        "head_ref": f"stoneforge/{number}-task",
+        "base_ref": "main",
+        "mergeable": True,
+        "mergeable_state": "clean",
+        "checks": {"ci": ("in_progress", None)},
+        "required": ("ci",),
+    }
+    return PullSnapshot(**(base | fields))
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_snapshot_is_kept_until_its_pull_request_head_or_branch_changes() -> None:
+    cache = PullCache()
+    for forget in (
+        {"pull": 1},
+        {"sha": _snap().head_sha},
+        {"branch": _snap().head_ref},
+    ):
+        assert cache.put(REPO, _snap(), cache.epoch())
+        cache.forget("other/repo", **forget)  # another repository's change
+        cache.forget(REPO, pull=2, sha="f" * 40, branch="stoneforge/2-other")
+        assert cache.get(REPO, 1) == _snap()
+        cache.forget(REPO, **forget)
+        assert cache.get(REPO, 1) is None, forget
+
+
+def test_a_moved_base_does_not_drop_the_pull_requests_on_it() -> None:
+    cache = PullCache()
+    cache.put(REPO, _snap(), cache.epoch())
+    cache.note("push", {"repository": {"full_name": REPO}, "ref": "refs/heads/main"})
+    assert cache.get(REPO, 1) is not None  # the steward reads the front fresh anyway
+
+
+def test_snapshots_expire_and_unknown_mergeability_is_never_kept() -> None:
+    clock = _Clock()
+    cache = PullCache(ttl_s=60, clock=clock)
+    assert not cache.put(REPO, _snap(mergeable=None), cache.epoch())
+    assert not cache.put(REPO, _snap(mergeable_state="unknown"), cache.epoch())
+    assert cache.put(REPO, _snap(), cache.epoch())
+    clock.now += 59
+    assert cache.get(REPO, 1) is not None
+    clock.now += 2
+    assert cache.get(REPO, 1) is None
+
+
+def test_a_read_overtaken_by_an_event_is_not_kept() -> None:
+    cache = PullCache()
+    started = cache.epoch()  # the steward starts reading pull request 1...
+    cache.forget(REPO, sha=_snap().head_sha)  # ...a check on its head finishes meanwhile
+    assert not cache.put(REPO, _snap(), started)
+    assert cache.get(REPO, 1) is None
+    assert cache.put(REPO, _snap(), cache.epoch())  # a read started after it is kept
+
+
+@pytest.mark.parametrize(
+    ("event", "payload"),
+    [
+        ("pull_request", {"pull_request": {"number": 1, "head": {"sha": "0" * 40}}}),
+        ("pull_request_review", {"pull_request": {"number": 1, "head": {"sha": "0" * 40}}}),
+        ("check_run", {"check_run": {"head_sha": f"{1:040x}"}}),
+        ("check_suite", {"check_suite": {"head_sha": f"{1:040x}"}}),
+        ("status", {"sha": f"{1:040x}"}),
+        ("push", {"ref": "refs/heads/stoneforge/1-task"}),
+    ],
+)
+def test_webhooks_that_change_a_pull_request_drop_it(event: str, payload: dict[str, Any]) -> None:
+    cache = PullCache()
+    cache.put(REPO, _snap(), cache.epoch())
+    cache.note(event, {**payload, "repository": {"full_name": "other/repo"}})
+    assert cache.get(REPO, 1) is not None
+    cache.note(event, {**payload, "repository": {"full_name": REPO}})
+    assert cache.get(REPO, 1) is None
+
+
+# --- the steward with the cache -----------------------------------------------------------
+
+
+class _PullsGitHub(FakeGitHub):
+    """Pull requests whose snapshots the test sets; counts the steward's reads and merges."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pulls: dict[int, PullSnapshot] = {}
+        self.reads: list[int] = []
+        self.merged: list[tuple[int, str]] = []
+
+    async def pull(
+        self, inst: int, repo: str, number: int, extra: tuple[str, ...] = ()
+    ) -> PullSnapshot:
+        self.reads.append(number)
+        return self.pulls[number]
+
+    async def reviews(self, inst: int, repo: str, number: int) -> list[Review]:
+        return []
+
+    async def merge(self, inst: int, repo: str, number: int, **kw: Any) -> MergeOutcome:
+        self.merged.append((number, kw["sha"]))
+        return MergeOutcome(True, "e" * 40, 200, "merged")
+
+    async def delete_branch(self, inst: int, repo: str, branch: str) -> None:
+        return None
+
+
+@pytest.fixture
+def steward(tmp_path: Path) -> Any:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
+    github = _PullsGitHub()
+    bot = Bot(BotSettings(app_id=1, private_key=pem, webhook_secret="s"), store, github)  # type: ignore[arg-type]
+    bot.reporter.settle_s = 0
+    for number in (1, 2):
+        github.add_issue(REPO, number)
+        snap = _snap(number)
+        github.pulls[number] = snap
+        store.create_task(
+            Task(
+                REPO,
+                number,
+                f"Task {number}",
+                state=TaskState.IN_REVIEW,
+                installation_id=7,
+                pr_number=number,
+                head_sha=snap.head_sha,
+                created_at=time.time(),
+            )
+        )
+    try:
+        yield Steward(bot), github, bot
+    finally:
+        store.close()
+
+
+def test_the_steward_reads_each_waiting_pull_request_once_and_acts_only_on_fresh_ones(
+    steward: Any,
+) -> None:
+    stew, github, bot = steward
+
+    async def run() -> None:
+        await stew.pass_repo(REPO)
+        assert sorted(github.reads) == [1, 2]
+        await stew.pass_repo(REPO)  # nothing changed: nothing read
+        assert sorted(github.reads) == [1, 2]
+
+        # Pull request 1's check goes green, but the webhook went to another replica: the
+        # remembered snapshot says "pending", so the steward waits; it never merges from it.
+        green = {"ci": ("completed", "success")}
+        github.pulls[1] = dataclasses.replace(github.pulls[1], checks=green)
+        await stew.pass_repo(REPO)
+        assert github.merged == []
+
+        # The webhook arrives: pull request 1 is read again, found green and merged.
+        bot.pulls.note("check_run", {"repository": {"full_name": REPO}, "check_run": {
+            "head_sha": github.pulls[1].head_sha}})  # fmt: skip
+        await stew.pass_repo(REPO)
+        assert github.reads.count(1) == 2
+        assert github.reads.count(2) == 1
+        assert github.merged == [(1, github.pulls[1].head_sha)]
+
+        # A remembered green snapshot is read again before it is merged.
+        github.pulls[2] = dataclasses.replace(github.pulls[2], checks=green)
+        bot.pulls.put(REPO, github.pulls[2], bot.pulls.epoch())  # as if remembered green
+        github.pulls[2] = dataclasses.replace(
+            github.pulls[2], checks={"ci": ("completed", "failure")}
+        )
+        await stew.pass_repo(REPO)
+        assert github.reads.count(2) == 2, "read fresh before acting"
+        assert [n for n, _ in github.merged] == [1], "the fresh read was red: never merged"
+        assert bot.store.get_task(IssueRef(REPO, 2)).state is TaskState.FAILED
+        await bot.reporter.idle()
+
+    asyncio.run(run())
