@@ -1,12 +1,13 @@
 """The runner's git adapter: one bare mirror per repository, one worktree per task.
 
 The only runner module that runs git. The installation token never reaches a remote URL, a
-config file, argv or the disk: each network command runs with a credential helper configured
-through the environment (``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_0``/``GIT_CONFIG_VALUE_0``) that
-answers git's ``get`` with the token from ``STONEFORGE_GIT_TOKEN``, an environment variable of
-that git process only (the agent never runs with it), and error messages are scrubbed of it.
-Nothing reads the user's or the system's git configuration, so no other helper (or credential
-store) is asked or told anything: ``store``/``erase`` are ignored.
+config file, argv or the disk: each network command gets it through the environment of that git
+process only (``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_0``/``GIT_CONFIG_VALUE_0``), as an
+``Authorization`` header scoped to the repository's own URL (``http.<url>.extraHeader``): a
+redirect elsewhere does not carry it, and git sends it with its first request instead of first
+trying without and getting a 401 (a round trip on every fetch and push). The agent never runs
+with it, and error messages are scrubbed of it. Nothing reads the user's or the system's git
+configuration, so no credential helper or store is asked or told anything.
 """
 
 from __future__ import annotations
@@ -46,18 +47,16 @@ def _state_for(path: Path) -> _MirrorState:
 
 
 #: git runs ``!``-helpers through the shell with the operation as ``$1``; only ``get`` answers.
-CREDENTIAL_HELPER = (
-    '!f() { test "$1" = get || exit 0; echo username=x-access-token; '
-    'echo "password=$STONEFORGE_GIT_TOKEN"; }; f'
-)
+def _basic(token: str) -> str:
+    return base64.b64encode(f"x-access-token:{token}".encode()).decode()
 
 
-def _auth_env(token: str) -> dict[str, str]:
+def _auth_env(url: str, token: str) -> dict[str, str]:
+    """The token for requests to ``url`` (and below it) only, as GitHub takes it over HTTPS."""
     return {
         "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": "credential.helper",
-        "GIT_CONFIG_VALUE_0": CREDENTIAL_HELPER,
-        "STONEFORGE_GIT_TOKEN": token,
+        "GIT_CONFIG_KEY_0": f"http.{url}.extraHeader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {_basic(token)}",
     }
 
 
@@ -104,9 +103,7 @@ def _scrub(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-            text = text.replace(
-                base64.b64encode(f"x-access-token:{secret}".encode()).decode(), "***"
-            )
+            text = text.replace(_basic(secret), "***")
     return text
 
 
@@ -158,9 +155,11 @@ class RepoMirror:
                 where: tuple[str, ...] = ("--prune", "origin")
             else:
                 where = ("origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+            # No automatic maintenance inside the fetch: it runs after the job (``maintain``).
             self._git(
-                "fetch", "--no-tags", "--quiet", *where, env=_auth_env(token), secrets=[token]
-            )
+                "fetch", "--no-tags", "--quiet", "--no-auto-maintenance", *where,
+                env=_auth_env(self.clone_url, token), secrets=[token],
+            )  # fmt: skip
             state.finished[scope] = number
 
     def add_worktree(
@@ -182,6 +181,13 @@ class RepoMirror:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._git("worktree", "add", "--quiet", "--no-track", "-B", branch, str(path), start)
         return path
+
+    def maintain(self) -> None:
+        """git's automatic maintenance (a gc once loose objects pile up), which fetches skip: it
+        runs after a job, off the path from a claim to the next agent's start."""
+        with self._lock:
+            if (self.path / "HEAD").exists():
+                self._git("maintenance", "run", "--auto", "--quiet")
 
     def remote_sha(self, branch: str) -> str | None:
         """The commit ``refs/remotes/origin/<branch>`` points at in the mirror, if any."""
@@ -231,7 +237,7 @@ class RepoMirror:
         args = ["push", "--quiet", "--no-verify", "origin", f"HEAD:refs/heads/{branch}"]
         if force:
             args.insert(1, "--force")
-        _run(args, worktree, env=_auth_env(token), secrets=[token])
+        _run(args, worktree, env=_auth_env(self.clone_url, token), secrets=[token])
 
     def remove_worktree(self, path: Path) -> None:
         with self._lock:

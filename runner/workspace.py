@@ -164,6 +164,10 @@ class Workspaces:
                 state.mirror.delete_branch(branch)
             except GitError:
                 log.exception("workspace_branch_delete_failed branch=%s", branch)
+        try:
+            state.mirror.maintain()
+        except GitError:
+            log.exception("workspace_maintenance_failed repo=%s", state.mirror.full_name)
         if keep:
             with self._lock:
                 slot.busy = slot.releasing = False  # back in the pool once its branch is gone

@@ -7,6 +7,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,25 +187,49 @@ def test_token_never_on_disk_in_url_or_argv(
     assert encoded.decode() not in logged
 
 
-def test_the_token_reaches_git_only_through_the_credential_helper(tmp_path: Path) -> None:
-    env = _env(_auth_env(TOKEN))
-    # The only place the token is: the helper's own variable. No header, no URL, no argv.
-    assert [k for k, v in env.items() if TOKEN in v] == ["STONEFORGE_GIT_TOKEN"]
-    assert env["GIT_CONFIG_KEY_0"] == "credential.helper"
+def test_the_token_reaches_git_only_as_a_header_for_the_repository_url() -> None:
+    url = "https://github.example/octo/demo.git"
+    env = _env(_auth_env(url, TOKEN))
+    encoded = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+    # The only place the token is: one header, configured for this repository's URL only
+    # (a redirect to another host does not match it). Never a URL, argv or a helper's output.
+    assert [k for k, v in env.items() if encoded in v or TOKEN in v] == ["GIT_CONFIG_VALUE_0"]
+    assert env["GIT_CONFIG_KEY_0"] == f"http.{url}.extraHeader"
+    assert env["GIT_CONFIG_VALUE_0"] == f"Authorization: Basic {encoded}"
+    assert env["GIT_CONFIG_COUNT"] == "1"
 
-    def credential(op: str, stdin: str) -> str:
-        return subprocess.run(
-            ["git", "credential", op], input=stdin, cwd=tmp_path, env=env,
-            capture_output=True, text=True, check=True, timeout=30,
-        ).stdout  # fmt: skip
 
-    filled = credential("fill", "protocol=http\nhost=127.0.0.1:9\npath=octo/demo.git\n\n")
-    assert "username=x-access-token\n" in filled
-    assert f"password={TOKEN}\n" in filled
-    # approve/reject reach the helper too; it stores and erases nothing, and prints nothing.
-    assert credential("approve", filled) == ""
-    assert credential("reject", filled) == ""
-    assert list(tmp_path.iterdir()) == []
+def test_fetch_and_push_authenticate_on_the_first_request(tmp_path: Path, store: GitStore) -> None:
+    """No anonymous try first: each fetch and push saves a 401 round trip."""
+    requests_seen: list[tuple[str, int]] = []
+
+    def authorize(full_name: str, user: str | None, password: str | None, write: bool) -> bool:
+        return user == "x-access-token" and password == TOKEN
+
+    app = create_git_app(store, authorize, lambda *args: None)
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        async def sent(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                requests_seen.append((scope["path"], message["status"]))
+            await send(message)
+
+        await app(scope, receive, sent)
+
+    with serve_app(recording) as url:
+        _fetch_and_push(tmp_path, f"{url}/{REPO}.git")
+    app.state.git_http.notifier.shutdown(wait=True)
+    assert len(requests_seen) >= 4, requests_seen  # the server saw both conversations
+    assert [r for r in requests_seen if r[1] != 200] == []
+
+
+def _fetch_and_push(tmp_path: Path, clone_url: str) -> None:
+    m = RepoMirror(tmp_path / "cache", REPO, clone_url)
+    m.fetch(TOKEN)
+    wt = m.add_worktree(tmp_path / "wt", "stoneforge/3-x")
+    (wt / "x.txt").write_text("x\n")
+    m.commit_all(wt, "x", author_name="Bot", author_email="b@x")
+    m.push(wt, "stoneforge/3-x", TOKEN)
 
 
 def test_bad_token_fails_without_leaking_it(tmp_path: Path, clone_url: str) -> None:
