@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import random
@@ -21,8 +22,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
-
-import httpx
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ class WebhookSender:
         self.hook_id = hook_id
         self.app_id = app_id
         self._rng = random.Random(self.faults.seed)
-        self._client = httpx.Client(timeout=timeout, trust_env=False)
+        self._timeout = timeout
+        self._local = threading.local()  # each worker keeps its own keep-alive connection
         self._cond = threading.Condition()
         self._queue: deque[_Job] = deque()
         self._held: list[_Job] = []
@@ -155,7 +156,6 @@ class WebhookSender:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout=30)
-        self._client.close()
 
     # -- worker -----------------------------------------------------------------------------
 
@@ -195,6 +195,8 @@ class WebhookSender:
             with self._cond:
                 self._busy -= 1
                 self._cond.notify_all()
+        for conn in self._local.__dict__.get("conns", {}).values():
+            conn.close()
 
     def _deliver(self, job: _Job) -> None:
         faults = self.faults
@@ -224,14 +226,56 @@ class WebhookSender:
     def _post(self, job: _Job, headers: dict[str, str], body: bytes) -> None:
         started = time.monotonic()
         try:
-            response = self._client.post(job.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            status = f"failed: {type(exc).__name__}: {exc}"
-            self._record(job, headers, None, status, time.monotonic() - started)
+            code = self._request(job.url, headers, body)
+        except (OSError, http.client.HTTPException) as exc:
+            kind = "Timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+            if isinstance(exc, ConnectionRefusedError):
+                kind = "ConnectError"
+            self._record(job, headers, None, f"failed: {kind}: {exc}", time.monotonic() - started)
             return
-        code = response.status_code
         status = "OK" if 200 <= code < 300 else f"failed: HTTP {code}"
         self._record(job, headers, code, status, time.monotonic() - started)
+
+    def _request(self, url: str, headers: dict[str, str], body: bytes) -> int:
+        """POST over this worker's keep-alive connection (the standard library's client: the
+        deliveries share fakehub's process, and so its GIL, with the API it serves)."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname, parts.port)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        for attempt in (1, 2):
+            conn, reused = self._connection(key)
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._drop(key)
+                if reused and attempt == 1:
+                    continue  # the receiver closed an idle connection: once more, on a new one
+                raise
+            except BaseException:
+                self._drop(key)
+                raise
+            if response.will_close:
+                self._drop(key)
+            return response.status
+        raise AssertionError("unreachable")
+
+    def _connection(self, key: tuple[str, str | None, int | None]) -> tuple[Any, bool]:
+        conns: dict[tuple[str, str | None, int | None], Any] = self._local.__dict__.setdefault(
+            "conns", {}
+        )
+        if key in conns:
+            return conns[key], True
+        scheme, host, port = key
+        kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        conns[key] = kind(host or "localhost", port, timeout=self._timeout)
+        return conns[key], False
+
+    def _drop(self, key: tuple[str, str | None, int | None]) -> None:
+        conn = self._local.__dict__.get("conns", {}).pop(key, None)
+        if conn is not None:
+            conn.close()
 
     def _record(
         self, job: _Job, headers: dict[str, str], code: int | None, status: str, duration: float

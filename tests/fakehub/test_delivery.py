@@ -19,20 +19,28 @@ SECRET = "s3cret"
 class Receiver:
     """A local HTTP endpoint that records every request it gets."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_alive: bool = False, hang_up: bool = False) -> None:
+        """``keep_alive``: HTTP/1.1 connections kept open; ``hang_up``: each is then closed
+        after one answer without saying so, as a server does with an idle connection."""
         self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.peers: list[tuple[str, int]] = []  # the client address of each request
         self.status = 202
         self.slow: dict[str, float] = {}  # delivery guid -> seconds to wait before answering
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:  # noqa: N802 - http.server naming
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 time.sleep(receiver.slow.get(self.headers["X-GitHub-Delivery"], 0.0))
                 receiver.requests.append((dict(self.headers.items()), body))
+                receiver.peers.append(self.client_address)
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                if hang_up:
+                    self.close_connection = True
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -198,3 +206,20 @@ def test_close_drains_queue(receiver: Receiver) -> None:
     assert len(receiver.requests) == 5
     with pytest.raises(RuntimeError):
         sender.send(receiver.url, SECRET, "push", {})
+
+
+@pytest.mark.parametrize("hang_up", [False, True])
+def test_deliveries_reuse_a_connection_and_survive_a_receiver_hanging_up(hang_up: bool) -> None:
+    receiver = Receiver(keep_alive=True, hang_up=hang_up)
+    sender = WebhookSender(workers=1)
+    try:
+        for n in range(4):
+            sender.send(receiver.url, SECRET, "issues", {**PAYLOAD, "n": n})
+            assert sender.wait_idle(5)
+            time.sleep(0.05)  # the hang-up has happened before the next one is sent
+        assert [r.status for r in sender.records()] == ["OK"] * 4
+        assert [json.loads(body)["n"] for _, body in receiver.requests] == [0, 1, 2, 3]
+        assert len(set(receiver.peers)) == (4 if hang_up else 1)
+    finally:
+        sender.close()
+        receiver.close()

@@ -209,6 +209,7 @@ def test_checkout_and_read_file(store: GitStore, tmp_path: Path) -> None:
     assert (dest / "README.md").read_text() == "hello\n"
     assert (dest / "app" / "main.py").read_text() == "print(1)\n"
     assert not (dest / ".git").exists()
+    assert not (store.path(REPO) / "index").exists(), "the bare repository is left as it was"
     assert store.read_file(REPO, "main", "app/main.py") == b"print(1)\n"
     assert store.read_file(REPO, "main", "missing.txt") is None
     assert store.read_file(REPO, "main", "app") is None
