@@ -138,9 +138,7 @@ class Dispatcher:
             if bot.ready_changed.is_set():
                 self._ready_gen += 1
             bot.ready_changed.clear()
-            _t0 = time.time()
             candidates = await self._shared(unavailable_agents, backend, labels)
-            _t1 = time.time()
             while candidates:
                 task = await asyncio.to_thread(
                     functools.partial(
@@ -153,10 +151,8 @@ class Dispatcher:
                 )
                 if task is None:
                     break
-                _t2 = time.time()
                 job = await self._job_or_requeue(task, unavailable_agents)
                 if job is not None:
-                    log.info("PROBE issue=%s wake=%.6f cand=%.6f claimed=%.6f job=%.6f", task.number, _t0, _t1, _t2, time.time())
                     return job
                 candidates = [c for c in candidates if c != task.ref]
             remaining = deadline - time.monotonic()

@@ -94,11 +94,21 @@ class IssueSync:
     async def _sync_issue(
         self, inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None
     ) -> None:
-        # The issue and its native blockers at once: two round trips become one.
-        issue, native = await asyncio.gather(
-            self.github.issue(inst, ref), self._native_blockers(inst, ref)
-        )
-        task = await asyncio.to_thread(self.store.get_task, ref)
+        native: list[IssueRef] | None = None
+        if labeled_by is not None:
+            # The issue and its native blockers at once: two round trips become one.
+            issue, native = await asyncio.gather(
+                self.github.issue(inst, ref), self._native_blockers(inst, ref)
+            )
+            task = await asyncio.to_thread(self.store.get_task, ref)
+        else:  # most events are about issues that are not tasks: their blockers are not read
+            task = await asyncio.to_thread(self.store.get_task, ref)
+            if task is None:
+                issue = await self.github.issue(inst, ref)
+            else:
+                issue, native = await asyncio.gather(
+                    self.github.issue(inst, ref), self._native_blockers(inst, ref)
+                )
         if issue is None or issue.is_pull:
             return
         config = self.repos.config(ref.repo)
@@ -111,6 +121,8 @@ class IssueSync:
                 )
             return
         self.reporter.note_labels(ref, issue.labels)  # a task's issue: its first status write
+        if native is None:
+            native = await self._native_blockers(inst, ref)
         text = parse_blockers(issue.body, issue.repo)
         blockers = tuple(r for r in dict.fromkeys([*native, *text]) if r != issue.ref)
         priority = min(

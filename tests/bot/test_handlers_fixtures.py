@@ -144,3 +144,27 @@ def test_an_event_before_reconciliation_reads_the_repository_config_first(bot: B
     assert task.runs_on == ("gpu",)
     assert reads == [".github/stoneforge.yml"]
     assert ("ensure_labels", (repo, tuple(sorted([*STATE_LABELS, "go-agents"])))) in github.calls  # type: ignore[attr-defined]
+
+
+def test_an_event_about_an_issue_that_is_no_task_reads_no_blockers(bot: Bot) -> None:
+    """Most issue events are about issues nobody labeled: one read, not three."""
+    payload = json.loads((FIXTURES / "issues" / "opened.json").read_text())
+    payload["installation"] = {"id": 7, "node_id": "x"}
+    repo, number = payload["repository"]["full_name"], payload["issue"]["number"]
+    bot.github.add_issue(repo, number, labels=("bug",))  # type: ignore[attr-defined]
+    reads: list[str] = []
+
+    async def blocked_by(inst: int, ref: IssueRef) -> list[IssueRef]:
+        reads.append("blocked_by")
+        return []
+
+    bot.github.blocked_by = blocked_by  # type: ignore[method-assign]
+
+    async def run() -> None:
+        await bot.handle("issues", payload)
+        await bot.reporter.idle()
+
+    asyncio.run(run())
+    assert ("issue", (IssueRef(repo, number),)) in bot.github.calls  # type: ignore[attr-defined]
+    assert reads == []
+    assert bot.store.list_tasks() == []

@@ -16,15 +16,10 @@ class PullCalls(AdapterBase):
     async def open_pull(
         self, installation_id: int, repo: str, *, head: str, base: str, title: str, body: str
     ) -> int:
-        """Open the task's pull request, or return the open one for the same branch."""
+        """Open a pull request; GitHub answers 422 when one is already open for ``head``
+        (callers look for it first with ``pull_for_head``)."""
         owner, name = repo.split("/", 1)
         gh = self._gh(installation_id)
-        existing = await self._call(
-            gh.rest.pulls.async_list(owner, name, state="open", head=f"{owner}:{head}")
-        )
-        for pull in existing.json():
-            if pull["head"]["ref"] == head:
-                return int(pull["number"])
         resp = await self._call(
             gh.rest.pulls.async_create(owner, name, title=title, head=head, base=base, body=body)
         )
