@@ -20,6 +20,7 @@ from bot import results
 from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubError
 from bot.core.model import IssueRef, Task, TaskState, branch_name
+from bot.prefetch import Prefetcher
 from bot.results import HANDOFF_MARKER, today
 from bot.service import WRITE_PERMISSIONS, Bot
 from bot.steward import feedback_for
@@ -39,6 +40,7 @@ class Dispatcher:
         # Claims woken by the same change share one look at the task table (see _shared).
         self._ready_gen = 0
         self._inflight: dict[tuple[object, ...], tuple[int, asyncio.Future[list[IssueRef]]]] = {}
+        self.prefetcher = Prefetcher(bot, self._background)
 
     async def _shared(
         self, unavailable: frozenset[str], backend: str, labels: frozenset[str] | None
@@ -125,10 +127,13 @@ class Dispatcher:
         unavailable_agents: frozenset[str] = frozenset(),
         backend: str = "runner",
         labels: frozenset[str] | None = frozenset(),
+        prefetch: bool = False,
     ) -> dict[str, Any] | None:
         """Long-poll for the next ready task; claims it atomically and returns the job.
 
         ``labels``: the runner's labels; ``None`` for a caller that routes by itself (Actions).
+        ``prefetch``: with no work, a runner may get ``{"prefetch": ...}`` instead (see
+        ``bot.prefetch``).
         """
         if labels is not None:
             labels = frozenset(label.casefold() for label in labels)
@@ -153,8 +158,11 @@ class Dispatcher:
                     break
                 job = await self._job_or_requeue(task, unavailable_agents)
                 if job is not None:
+                    self.prefetcher.handed_out(runner, job)
                     return job
                 candidates = [c for c in candidates if c != task.ref]
+            if prefetch and (hint := await self.prefetcher.hint(runner)) is not None:
+                return {"prefetch": hint}
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None

@@ -121,6 +121,7 @@ def runner_router(settings: BotSettings) -> APIRouter:
             float(body.get("wait_s") or 0),
             frozenset(str(a) for a in body.get("unavailable_agents") or ()),
             labels=frozenset(labels),
+            prefetch=body.get("prefetch") is True,
         )
         if job is None:
             return Response(status_code=204)

@@ -57,6 +57,8 @@ class Bot(Intake, IssueSync):
         self.steward_wake = asyncio.Event()
         # The steward's pull request snapshots; intake forgets those a webhook says changed.
         self.pulls = PullCache(ttl_s=settings.steward_refresh_s)
+        # repo -> (installation, sha): its default branch's tip, as last seen moving
+        self.bases: dict[str, tuple[int, str]] = {}
         self.bot_login: str | None = None
         self.merging: set[IssueRef] = set()  # tasks the steward is bringing in
         self._external: dict[IssueRef, bool] = {}  # blockers that are not tasks -> done?
@@ -121,7 +123,15 @@ class Bot(Intake, IssueSync):
         ref = str(payload.get("ref") or "")
         default = str((payload.get("repository") or {}).get("default_branch") or "main")
         if ref == f"refs/heads/{default}":
+            after = str(payload.get("after") or "")
+            if after.strip("0"):  # not a deletion
+                self.note_base(repo, inst, after)
             await self.repos.load_config(inst, await self.github.repo(inst, repo))
+
+    def note_base(self, repo: str, inst: int, sha: str) -> None:
+        """The default branch of ``repo`` moved to ``sha`` (a push, or our own merge)."""
+        self.bases[repo] = (inst, sha)
+        self.ready_changed.set()  # idle claims look again: a runner may fetch it ahead
 
     async def base_sha(self, inst: int, repo: str, branch: str) -> str:
         """The default branch's tip, read from GitHub at dispatch.

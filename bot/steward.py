@@ -201,6 +201,9 @@ class Steward:
                 await bot.set_state(
                     task, TaskState.MERGED, merged_at=time.time(), merge_sha=outcome.sha
                 )
+                default = (await bot.github.repo(inst, task.repo)).default_branch
+                if outcome.sha and pull and pull.base_ref == default:
+                    bot.note_base(task.repo, inst, outcome.sha)
                 if pull and config.merge.delete_branch:
                     await bot.github.delete_branch(inst, task.repo, pull.head_ref)
                 bot.pulls.forget(task.repo, pull=action.pr)

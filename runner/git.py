@@ -46,7 +46,6 @@ def _state_for(path: Path) -> _MirrorState:
         return _states.setdefault(path.resolve(), _MirrorState())
 
 
-#: git runs ``!``-helpers through the shell with the operation as ``$1``; only ``get`` answers.
 def _basic(token: str) -> str:
     return base64.b64encode(f"x-access-token:{token}".encode()).decode()
 
@@ -137,11 +136,13 @@ class RepoMirror:
         self._git("config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
         self._state.url = self.clone_url
 
-    def fetch(self, token: str, *, branch: str | None = None) -> None:
+    def fetch(self, token: str, *, branch: str | None = None, want: str | None = None) -> None:
         """Bring ``refs/remotes/origin/*`` up to date (creates the mirror the first time).
 
         With ``branch``, only ``origin/<branch>``: a task starting from the base needs nothing
         else, and one branch is far less to negotiate than every task branch of the repository.
+        ``want``: the commit ``origin/<branch>`` is wanted at; when a fetch that was running
+        (a prefetch) brought it, there is nothing to do.
         """
         state = self._state
         scope = branch or "*"
@@ -149,6 +150,8 @@ class RepoMirror:
         with self._lock:
             if state.finished.get(scope, 0) > asked_after:
                 return  # a fetch that began after we asked has finished: it is fresh enough
+            if want is not None and branch is not None and self.remote_sha(branch) == want:
+                return
             number = state.started[scope] = state.started.get(scope, 0) + 1
             self._init()
             if branch is None:

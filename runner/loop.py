@@ -102,6 +102,7 @@ class Runner(AgentTries):
         self.missing: dict[str, str] = {}  # agent name -> why its CLI cannot run here
         self._mirrors: dict[str, RepoMirror] = {}
         self._client: httpx.AsyncClient | None = None
+        self._prefetches: set[asyncio.Task[None]] = set()
 
     # -- daemon ------------------------------------------------------------------------------
 
@@ -168,6 +169,7 @@ class Runner(AgentTries):
             "labels": self.labels,
             "capacity": self.capacity,
             "unavailable_agents": self.unavailable_agents(),
+            "prefetch": True,  # with no work, the bot may say which base to fetch ahead
         }
         claim = asyncio.create_task(self._post("/runner/claim", body))
         stopped = asyncio.create_task(stop.wait())
@@ -191,9 +193,38 @@ class Runner(AgentTries):
             job = resp.json()
         except ValueError:
             raise _ClaimError("the bot answered 200 with a body that is not JSON") from None
+        if isinstance(job, dict) and isinstance(job.get("prefetch"), dict) and "job_id" not in job:
+            self._prefetch(job["prefetch"])
+            return None
         if not isinstance(job, dict) or not isinstance(job.get("job_id"), str):
             raise _ClaimError("the bot answered 200 without a job_id")
         return job
+
+    def _prefetch(self, hint: dict[str, Any]) -> None:
+        """Fetch a base that moved into the mirror in the background, so the next job on it
+        starts without a fetch; the worker goes back to claiming at once."""
+        try:
+            repo, url, base = str(hint["repo"]), str(hint["clone_url"]), str(hint["base"])
+            sha, token = str(hint["base_sha"]), str(hint["token"])
+        except KeyError:
+            log.warning("prefetch_hint_malformed")
+            return
+
+        def fetch() -> None:
+            mirror = RepoMirror(self.work_dir, repo, url)
+            if mirror.remote_sha(base) != sha:
+                mirror.fetch(token, branch=base, want=sha)
+
+        async def run() -> None:
+            try:
+                await asyncio.to_thread(fetch)
+                log.info("prefetched repo=%s base=%s", repo, base)
+            except (GitError, ValueError) as exc:
+                log.warning("prefetch_failed repo=%s: %s", repo, exc)
+
+        task = asyncio.create_task(run())
+        self._prefetches.add(task)
+        task.add_done_callback(self._prefetches.discard)
 
     async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         assert self._client is not None, "Runner.run() is not running"

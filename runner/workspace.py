@@ -110,7 +110,12 @@ class Workspaces:
                 and state.mirror.remote_sha(base) == base_sha
             )
             scrubbed = self._fetch_while_scrubbing(
-                state, slot, token, skip_fetch=fresh, only=None if continue_from_branch else base
+                state,
+                slot,
+                token,
+                skip_fetch=fresh,
+                only=None if continue_from_branch else base,
+                want=None if continue_from_branch else base_sha,
             )
             try:
                 sha, reused = self._checkout(
@@ -320,6 +325,7 @@ class Workspaces:
         *,
         skip_fetch: bool = False,
         only: str | None = None,
+        want: str | None = None,
     ) -> bool:
         """Fetch the mirror while a warm worktree is scrubbed in parallel; True if it was.
 
@@ -340,7 +346,7 @@ class Workspaces:
             worker.start()
         try:
             if not skip_fetch:
-                state.mirror.fetch(token, branch=only)
+                state.mirror.fetch(token, branch=only, want=want)
         except BaseException:
             if warm:
                 worker.join()

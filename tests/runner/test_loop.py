@@ -23,6 +23,7 @@ from runner.agents.base import Invocation, RunRequest
 from runner.agents.claude import ClaudeAdapter
 from runner.agents.codex import CodexAdapter
 from runner.agents.script import ScriptAdapter
+from runner.git import _state_for
 from runner.job import prune_logs
 from runner.loop import Runner
 
@@ -703,3 +704,47 @@ def test_prune_logs_keeps_the_newest_job_folders(tmp_path: Path) -> None:
     assert prune_logs(root, 2) == [root / "oldest"]
     assert sorted(p.name for p in root.iterdir()) == ["middle", "newest"]
     assert prune_logs(tmp_path / "missing", 2) == []
+
+
+async def test_a_prefetch_hint_fetches_the_moved_base_and_the_next_job_skips_its_fetch(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    fake, url = bot
+    seed = tmp_path / "seed"
+    (seed / "moved.txt").write_text("the base moved\n")
+    git("add", "--all", cwd=seed)
+    git("commit", "--quiet", "-m", "moved", cwd=seed)
+    git("push", "--quiet", str(origin), "main", cwd=seed)
+    tip = git("rev-parse", "main", cwd=origin).strip()
+    hint = {"repo": "octo/demo", "clone_url": origin.as_uri(), "base": "main",
+            "base_sha": tip, "token": INSTALLATION_TOKEN}  # fmt: skip
+    fake.jobs = [{"prefetch": hint}]
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1,
+                    retry_base_s=0.05)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    mirror = tmp_path / "work" / "mirrors" / "octo" / "demo.git"
+    deadline = time.monotonic() + 20
+
+    def fetched() -> str:
+        if not (mirror / "HEAD").exists():
+            return ""
+        return git("for-each-ref", "--format=%(objectname)", "refs/remotes/origin/main",
+                   cwd=mirror).strip()  # fmt: skip
+
+    while fetched() != tip and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    assert fetched() == tip, "the hint made the idle runner fetch the new base"
+    assert all(body["prefetch"] is True for body in fake.claim_bodies)
+    assert len(fake.claim_bodies) >= 2, "the worker went back to claiming"
+
+    # The next job on that base finds it in the mirror: no fetch on its critical path.
+    fake.jobs = [job(origin, 5, {"edits": [{"path": "x.txt", "write": "x\n"}]}, base_sha=tip)]
+    while "octo/demo#5@1" not in fake.results and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert fake.results["octo/demo#5@1"]["outcome"] == "completed"
+    assert INSTALLATION_TOKEN not in caplog.text
+    assert _state_for(mirror).started.get("main") == 1, "only the prefetch fetched main"

@@ -362,9 +362,11 @@ def test_a_current_mirror_skips_the_fetch_and_a_stale_one_does_not(
     fetches: list[str] = []
     original = RepoMirror.fetch
 
-    def counting(self: RepoMirror, token: str, *, branch: str | None = None) -> None:
+    def counting(
+        self: RepoMirror, token: str, *, branch: str | None = None, want: str | None = None
+    ) -> None:
         fetches.append(token)
-        original(self, token, branch=branch)
+        original(self, token, branch=branch, want=want)
 
     monkeypatch.setattr(RepoMirror, "fetch", counting)
     second = prepare(ws, clone_url, "stoneforge/2-b", base_sha=first.base_sha)

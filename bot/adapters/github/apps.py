@@ -31,20 +31,24 @@ class AppCalls(AdapterBase):
         resp = await self._call(self._app.rest.apps.async_list_installations(per_page=100))
         return [int(item["id"]) for item in resp.json()]
 
-    async def repo_token(self, installation_id: int, repo: str) -> str:
+    async def repo_token(self, installation_id: int, repo: str, *, write: bool = True) -> str:
         """A fresh installation token for one repository, to push a task's branch.
 
         Scoped to that repository with contents and pull requests write (the issue's contract
-        for a job token); metadata read comes with any installation token.
+        for a job token); metadata read comes with any installation token. ``write=False``:
+        contents read only (a runner fetching ahead of its next job).
         """
         name = repo.split("/", 1)[1]
-        resp = await self._call(
-            self._app.rest.apps.async_create_installation_access_token(
+        create = self._app.rest.apps.async_create_installation_access_token
+        if write:
+            call = create(
                 installation_id,
                 repositories=[name],
                 permissions={"contents": "write", "pull_requests": "write"},
             )
-        )
+        else:
+            call = create(installation_id, repositories=[name], permissions={"contents": "read"})
+        resp = await self._call(call)
         return str(resp.parsed_data.token)
 
     async def revoke_token(self, token: str) -> None:

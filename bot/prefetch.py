@@ -1,0 +1,71 @@
+"""Warm mirrors: when a repository's default branch moves, an idle runner that works on it
+fetches the new tip before its next task needs it.
+
+Every merge moves the base, so without this the next task's workspace starts with a fetch (a
+round trip and a handful of git processes, the largest part of dispatch latency at one label
+a second). A runner's next job then finds the job's ``base_sha`` already in its mirror.
+
+A claim that finds no work answers, for a runner that asked for hints (``"prefetch": true`` in
+its claim), ``{"prefetch": {repo, clone_url, base, base_sha, token}}`` once per move of a base
+it has worked on, to one of its waiting workers. The token reads that one repository only
+(``contents: read``) and is revoked a minute later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from bot.adapters.github import GitHubError
+from bot.service import Bot
+
+log = logging.getLogger(__name__)
+
+REVOKE_AFTER_S = 60.0
+
+
+class Prefetcher:
+    def __init__(self, bot: Bot, background: Callable[[Awaitable[None]], None]) -> None:
+        self.bot = bot
+        self._background = background
+        self._known: dict[str, dict[str, str]] = {}  # runner -> repo -> base its mirror has
+
+    def handed_out(self, runner: str, job: Mapping[str, Any]) -> None:
+        """``runner`` got ``job``: its mirror of the job's repository now has the job's base."""
+        sha = job.get("base_sha")
+        if isinstance(sha, str) and sha:
+            self._known.setdefault(runner, {})[str(job["repo"])] = sha
+
+    async def hint(self, runner: str) -> dict[str, Any] | None:
+        """A base ``runner`` works on has moved since its mirror saw it: what to fetch."""
+        for repo, seen in list(self._known.get(runner, {}).items()):
+            tip = self.bot.bases.get(repo)
+            if tip is None or tip[1] == seen:
+                continue
+            inst, sha = tip
+            self._known[runner][repo] = sha  # before any await: one of its workers gets it
+            try:
+                info = await self.bot.github.repo(inst, repo)
+                token = await self.bot.github.repo_token(inst, repo, write=False)
+            except GitHubError as exc:
+                log.warning("prefetch_token_failed %s: %s", repo, exc)
+                return None
+            self._background(self._revoke_later(token))
+            log.info("prefetch_hint", extra={"repo": repo, "runner": runner})
+            return {
+                "repo": repo,
+                "clone_url": info.clone_url,
+                "base": info.default_branch,
+                "base_sha": sha,
+                "token": token,
+            }
+        return None
+
+    async def _revoke_later(self, token: str) -> None:
+        await asyncio.sleep(REVOKE_AFTER_S)
+        try:
+            await self.bot.github.revoke_token(token)
+        except GitHubError as exc:
+            log.warning("prefetch_token_revoke_failed: %s", exc)

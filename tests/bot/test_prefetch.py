@@ -1,0 +1,109 @@
+"""Warm mirrors: a runner hears once per move of a base it works on, with a read-only token."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import subprocess
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bot.adapters.github import RepoInfo
+from bot.prefetch import Prefetcher
+from tests.bot.conftest import RUNNER_TOKEN, World, wait_until
+
+REPO = "octo/app"
+
+
+class _Bot:
+    def __init__(self) -> None:
+        self.bases: dict[str, tuple[int, str]] = {}
+        self.github = self
+        self.minted: list[tuple[int, str, bool]] = []
+
+    async def repo(self, inst: int, repo: str) -> RepoInfo:
+        return RepoInfo(repo, 1, "main", f"http://hub/{repo}.git")
+
+    async def repo_token(self, inst: int, repo: str, *, write: bool = True) -> str:
+        self.minted.append((inst, repo, write))
+        return f"ghs_read{len(self.minted)}"
+
+
+def test_a_runner_hears_once_per_move_of_a_base_it_worked_on() -> None:
+    bot = _Bot()
+    later: list[Awaitable[None]] = []
+    prefetcher = Prefetcher(bot, later.append)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        assert await prefetcher.hint("r1") is None  # never worked on anything
+        prefetcher.handed_out("r1", {"repo": REPO, "base_sha": "a" * 40})
+        assert await prefetcher.hint("r1") is None  # the base has not moved
+        bot.bases[REPO] = (7, "b" * 40)
+        hints = await asyncio.gather(*(prefetcher.hint("r1") for _ in range(3)))  # 3 workers
+        assert [h for h in hints if h] == [
+            {
+                "repo": REPO,
+                "clone_url": f"http://hub/{REPO}.git",
+                "base": "main",
+                "base_sha": "b" * 40,
+                "token": "ghs_read1",
+            }
+        ]
+        assert bot.minted == [(7, REPO, False)], "one token, read only"
+        assert await prefetcher.hint("r2") is None  # another runner never worked on it
+        prefetcher.handed_out("r1", {"repo": REPO, "base_sha": "c" * 40})
+        bot.bases[REPO] = (7, "c" * 40)  # its job already brought this one
+        assert await prefetcher.hint("r1") is None
+        for pending in later:  # the revocations were scheduled; not awaited here (a minute)
+            close: Any = getattr(pending, "close", None)
+            if close:
+                close()
+        assert len(later) == 1
+
+    asyncio.run(run())
+
+
+def _git(token: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": "1",
+           "GIT_CONFIG_KEY_0": "http.extraHeader",
+           "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}  # fmt: skip
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_a_maintainers_push_sends_an_idle_runner_a_read_only_token(world: World) -> None:
+    number = world.file("Warm the mirror")["number"]
+    world.label(number)
+    job = wait_until(lambda: world.claim(wait_s=1), what="dispatch")
+    world.push_main({"moved.txt": "the base moved\n"})
+    tip = world.get("/repos/octo/app/git/ref/heads/main")["object"]["sha"]
+    assert tip != job["base_sha"]
+
+    def hinted() -> dict[str, Any] | None:
+        resp = httpx.post(
+            f"{world.bot_url}/runner/claim",
+            json={"runner": "test", "worker": "w1", "wait_s": 1, "prefetch": True},
+            headers={"Authorization": f"Bearer {RUNNER_TOKEN}"},
+            timeout=15,
+        )
+        return resp.json()["prefetch"] if resp.status_code == 200 else None
+
+    hint = wait_until(hinted, what="a prefetch hint")
+    assert (hint["repo"], hint["base"], hint["base_sha"]) == ("octo/app", "main", tip)
+    assert hinted() is None, "once per move"
+    listed = _git(hint["token"], "ls-remote", hint["clone_url"], "refs/heads/main")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith(tip)
+    checkout = world.tmp / "prefetch-clone"
+    assert _git(hint["token"], "clone", "-q", hint["clone_url"], str(checkout)).returncode == 0
+    (checkout / "evil.txt").write_text("no\n")
+    _git(hint["token"], "add", "-A", cwd=checkout)
+    _git(hint["token"], "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qm", "x",
+         cwd=checkout)  # fmt: skip
+    pushed = _git(hint["token"], "push", "-q", "origin", "HEAD:refs/heads/evil", cwd=checkout)
+    assert pushed.returncode != 0, "the token reads only"
+    assert "403" in pushed.stderr or "denied" in pushed.stderr.lower(), pushed.stderr
