@@ -103,14 +103,21 @@ class PullCache:
         repo = (payload.get("repository") or {}).get("full_name")
         if not isinstance(repo, str):
             return
+        action = payload.get("action")
         if event.startswith("pull_request"):
+            if event == "pull_request" and action in _COSMETIC and not _base_changed(payload):
+                return  # labels, assignees, a new title or body: nothing the steward reads
             pull = payload.get("pull_request") or {}
             number, sha = pull.get("number"), (pull.get("head") or {}).get("sha")
             self.forget(repo, pull=number if isinstance(number, int) else None, sha=_str(sha))
         elif event in ("check_run", "check_suite"):
-            self.forget(repo, sha=_str((payload.get(event) or {}).get("head_sha")))
+            # Only a finished check changes a verdict the steward would act on: a started one
+            # leaves "pending" pending, and acting on a remembered red or green reads afresh.
+            if action == "completed":
+                self.forget(repo, sha=_str((payload.get(event) or {}).get("head_sha")))
         elif event == "status":
-            self.forget(repo, sha=_str(payload.get("sha")))
+            if payload.get("state") != "pending":
+                self.forget(repo, sha=_str(payload.get("sha")))
         elif event == "push":
             ref = _str(payload.get("ref")) or ""
             if ref.startswith("refs/heads/"):
@@ -121,6 +128,16 @@ class PullCache:
         self._floor = self._epoch  # coarse, and rare (uninstall, removal)
         for key in [k for k in self._entries if k[0] == repo]:
             del self._entries[key]
+
+
+_COSMETIC = frozenset(
+    {"labeled", "unlabeled", "assigned", "unassigned", "edited", "milestoned", "demilestoned",
+     "review_requested", "review_request_removed", "locked", "unlocked"}
+)  # fmt: skip
+
+
+def _base_changed(payload: Mapping[str, Any]) -> bool:
+    return "base" in (payload.get("changes") or {})
 
 
 def _str(value: object) -> str | None:

@@ -92,14 +92,19 @@ def test_a_read_overtaken_by_an_event_is_not_kept() -> None:
     assert cache.put(REPO, _snap(), cache.epoch())  # a read started after it is kept
 
 
+PULL = {"pull_request": {"number": 1, "head": {"sha": "0" * 40}}}
+
+
 @pytest.mark.parametrize(
     ("event", "payload"),
     [
-        ("pull_request", {"pull_request": {"number": 1, "head": {"sha": "0" * 40}}}),
-        ("pull_request_review", {"pull_request": {"number": 1, "head": {"sha": "0" * 40}}}),
-        ("check_run", {"check_run": {"head_sha": f"{1:040x}"}}),
-        ("check_suite", {"check_suite": {"head_sha": f"{1:040x}"}}),
-        ("status", {"sha": f"{1:040x}"}),
+        ("pull_request", {**PULL, "action": "synchronize"}),
+        ("pull_request", {**PULL, "action": "closed"}),
+        ("pull_request", {**PULL, "action": "edited", "changes": {"base": {"ref": {}}}}),
+        ("pull_request_review", {**PULL, "action": "submitted"}),
+        ("check_run", {"action": "completed", "check_run": {"head_sha": f"{1:040x}"}}),
+        ("check_suite", {"action": "completed", "check_suite": {"head_sha": f"{1:040x}"}}),
+        ("status", {"state": "failure", "sha": f"{1:040x}"}),
         ("push", {"ref": "refs/heads/stoneforge/1-task"}),
     ],
 )
@@ -110,6 +115,25 @@ def test_webhooks_that_change_a_pull_request_drop_it(event: str, payload: dict[s
     assert cache.get(REPO, 1) is not None
     cache.note(event, {**payload, "repository": {"full_name": REPO}})
     assert cache.get(REPO, 1) is None
+
+
+@pytest.mark.parametrize(
+    ("event", "payload"),
+    [
+        ("pull_request", {**PULL, "action": "labeled"}),
+        ("pull_request", {**PULL, "action": "edited", "changes": {"body": {"from": "x"}}}),
+        ("check_run", {"action": "created", "check_run": {"head_sha": f"{1:040x}"}}),
+        ("check_suite", {"action": "requested", "check_suite": {"head_sha": f"{1:040x}"}}),
+        ("status", {"state": "pending", "sha": f"{1:040x}"}),
+    ],
+)
+def test_webhooks_that_change_nothing_the_steward_acts_on_keep_it(
+    event: str, payload: dict[str, Any]
+) -> None:
+    cache = PullCache()
+    cache.put(REPO, _snap(), cache.epoch())
+    cache.note(event, {**payload, "repository": {"full_name": REPO}})
+    assert cache.get(REPO, 1) is not None
 
 
 # --- the steward with the cache -----------------------------------------------------------
@@ -192,8 +216,11 @@ def test_the_steward_reads_each_waiting_pull_request_once_and_acts_only_on_fresh
         assert github.merged == []
 
         # The webhook arrives: pull request 1 is read again, found green and merged.
-        bot.pulls.note("check_run", {"repository": {"full_name": REPO}, "check_run": {
-            "head_sha": github.pulls[1].head_sha}})  # fmt: skip
+        done = {"head_sha": github.pulls[1].head_sha}
+        bot.pulls.note(
+            "check_run",
+            {"repository": {"full_name": REPO}, "action": "completed", "check_run": done},
+        )
         await stew.pass_repo(REPO)
         assert github.reads.count(1) == 2
         assert github.reads.count(2) == 1
