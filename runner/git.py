@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -44,6 +45,9 @@ _states_guard = threading.Lock()
 def _state_for(path: Path) -> _MirrorState:
     with _states_guard:
         return _states.setdefault(path.resolve(), _MirrorState())
+
+
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def _basic(token: str) -> str:
@@ -196,10 +200,34 @@ class RepoMirror:
         """The commit ``refs/remotes/origin/<branch>`` points at in the mirror, if any."""
         if not self.path.exists():
             return None
-        proc = self._git(
-            "rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{branch}^{{commit}}",
-            ok=(0, 1, 128),
-        )  # fmt: skip
+        return self._ref_sha(f"refs/remotes/origin/{branch}")
+
+    def _ref_sha(self, ref: str) -> str | None:
+        """What ``ref`` points at, read from the ref files as git does (loose, then
+        ``packed-refs``); git itself answers anything unusual. On the path to an agent's start,
+        where each git process counts."""
+        if ".." in ref or not ref.startswith("refs/"):
+            raise ValueError(f"not a ref: {ref!r}")
+        try:
+            loose = (self.path / ref).read_text().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            loose = None
+        except OSError:
+            loose = ""
+        if loose is not None:
+            return loose if _SHA.fullmatch(loose) else self._rev_parse(ref)
+        try:
+            packed = (self.path / "packed-refs").read_text()
+        except FileNotFoundError:
+            return None
+        for line in packed.splitlines():
+            sha, _, name = line.partition(" ")
+            if name == ref:
+                return sha if _SHA.fullmatch(sha) else self._rev_parse(ref)
+        return None
+
+    def _rev_parse(self, ref: str) -> str | None:
+        proc = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", ok=(0, 1, 128))
         return proc.stdout.strip() or None if proc.returncode == 0 else None
 
     def _has_ref(self, ref: str) -> bool:
@@ -255,11 +283,8 @@ class RepoMirror:
         else ``origin/<base>``."""
         refs = [f"refs/remotes/origin/{branch}"] if from_remote_branch else []
         for ref in [*refs, f"refs/remotes/origin/{base}"]:
-            proc = self._git(
-                "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", ok=(0, 1, 128)
-            )
-            if proc.returncode == 0:
-                return proc.stdout.strip()
+            if sha := self._ref_sha(ref):
+                return sha
         raise GitError(f"{self.full_name}: no refs/remotes/origin/{base} (fetch first?)")
 
     def owns_worktree(self, path: Path) -> bool:

@@ -263,3 +263,25 @@ def test_concurrent_fetches_share_one_mirror(tmp_path: Path, clone_url: str) -> 
 def test_rejects_credentials_in_url(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="credentials"):
         RepoMirror(tmp_path, REPO, "http://x-access-token:abc@127.0.0.1/octo/demo.git")
+
+
+def test_ref_reads_match_git_for_loose_packed_missing_and_symbolic_refs(
+    mirror: RepoMirror,
+) -> None:
+    def rev_parse(ref: str) -> str:
+        return git_out(mirror.path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+
+    main = rev_parse("refs/remotes/origin/main")
+    assert (mirror.path / "refs/remotes/origin/main").is_file() or "origin/main" in (
+        mirror.path / "packed-refs"
+    ).read_text()
+    assert mirror.remote_sha("main") == main
+    git_out(mirror.path, "pack-refs", "--all")  # loose refs move into packed-refs
+    assert not (mirror.path / "refs/remotes/origin/main").exists()
+    assert mirror.remote_sha("main") == main
+    assert mirror.start_sha("stoneforge/1-x", "main", from_remote_branch=True) == main
+    assert mirror.remote_sha("no-such-branch") is None
+    git_out(mirror.path, "symbolic-ref", "refs/remotes/origin/alias", "refs/remotes/origin/main")
+    assert mirror.remote_sha("alias") == main  # a symbolic ref: git answers
+    with pytest.raises(ValueError, match="not a ref"):
+        mirror._ref_sha("refs/../../etc/passwd")
