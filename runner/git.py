@@ -36,6 +36,7 @@ class _MirrorState:
         self.started: dict[str, int] = {}
         self.finished: dict[str, int] = {}
         self.url: str | None = None  # origin's URL as last configured
+        self.fetched = False  # a fetch brought objects since maintenance last ran
 
 
 _states: dict[Path, _MirrorState] = {}
@@ -168,6 +169,7 @@ class RepoMirror:
                 env=_auth_env(self.clone_url, token), secrets=[token],
             )  # fmt: skip
             state.finished[scope] = number
+            state.fetched = True
 
     def add_worktree(
         self, path: Path, branch: str, base: str = "main", *, from_remote_branch: bool = False
@@ -191,10 +193,13 @@ class RepoMirror:
 
     def maintain(self) -> None:
         """git's automatic maintenance (a gc once loose objects pile up), which fetches skip: it
-        runs after a job, off the path from a claim to the next agent's start."""
+        runs after a job, off the path from a claim to the next agent's start, and only once a
+        fetch has happened since it last ran (as it did inside fetches). It counts every loose
+        object, the jobs' own commits too, so those are collected at the next base move."""
         with self._lock:
-            if (self.path / "HEAD").exists():
+            if self._state.fetched and (self.path / "HEAD").exists():
                 self._git("maintenance", "run", "--auto", "--quiet")
+                self._state.fetched = False
 
     def remote_sha(self, branch: str) -> str | None:
         """The commit ``refs/remotes/origin/<branch>`` points at in the mirror, if any."""
