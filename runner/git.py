@@ -212,7 +212,7 @@ class RepoMirror:
         ``packed-refs``); git itself answers anything unusual. On the path to an agent's start,
         where each git process counts."""
         if ".." in ref or not ref.startswith("refs/"):
-            raise ValueError(f"not a ref: {ref!r}")
+            return None  # not a valid ref name (git refuses ".." too): never a path outside
         try:
             loose = (self.path / ref).read_text().strip()
         except (FileNotFoundError, NotADirectoryError):
@@ -236,8 +236,7 @@ class RepoMirror:
         return proc.stdout.strip() or None if proc.returncode == 0 else None
 
     def _has_ref(self, ref: str) -> bool:
-        proc = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", ok=(0, 1, 128))
-        return proc.returncode == 0
+        return self._ref_sha(ref) is not None
 
     def _drop_worktree(self, path: Path) -> None:
         if (path / ".git").exists():
