@@ -730,8 +730,11 @@ async def test_a_prefetch_hint_fetches_the_moved_base_and_the_next_job_skips_its
     def fetched() -> str:
         if not (mirror / "HEAD").exists():
             return ""
-        return git("for-each-ref", "--format=%(objectname)", "refs/remotes/origin/main",
-                   cwd=mirror).strip()  # fmt: skip
+        try:  # the mirror may be half made: `git init` is still running
+            return git("for-each-ref", "--format=%(objectname)", "refs/remotes/origin/main",
+                       cwd=mirror).strip()  # fmt: skip
+        except subprocess.CalledProcessError:
+            return ""
 
     while fetched() != tip and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
