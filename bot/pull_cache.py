@@ -30,7 +30,7 @@ from typing import Any
 from bot.core.steward import PullSnapshot
 
 TTL_S = 120.0
-_MAX_MARKS = 10_000  # remembered invalidations; beyond this, older reads are simply not kept
+_MAX_MARKS = 10_000  # remembered invalidations (and snapshots) before old ones are dropped
 
 
 class PullCache:
@@ -70,7 +70,10 @@ class PullCache:
             self._marks.get((repo, kind, value), 0) > started for kind, value in names
         ):
             return False
-        self._entries[(repo, snapshot.number)] = (snapshot, self._clock())
+        now = self._clock()
+        if len(self._entries) >= _MAX_MARKS:  # pull requests that left review unannounced
+            self._entries = {k: v for k, v in self._entries.items() if now - v[1] <= self.ttl_s}
+        self._entries[(repo, snapshot.number)] = (snapshot, now)
         return True
 
     def forget(

@@ -83,6 +83,16 @@ def test_snapshots_expire_and_unknown_mergeability_is_never_kept() -> None:
     assert cache.get(REPO, 1) is None
 
 
+def test_snapshots_nobody_asks_for_again_do_not_pile_up() -> None:
+    clock = _Clock()
+    cache = PullCache(ttl_s=60, clock=clock)
+    for number in range(1, 10_001):  # pull requests that left review without an event
+        cache.put(REPO, _snap(number), cache.epoch())
+    clock.now += 61
+    cache.put(REPO, _snap(10_001), cache.epoch())
+    assert len(cache._entries) == 1
+
+
 def test_a_read_overtaken_by_an_event_is_not_kept() -> None:
     cache = PullCache()
     started = cache.epoch()  # the steward starts reading pull request 1...
