@@ -94,21 +94,20 @@ class IssueSync:
     async def _sync_issue(
         self, inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None
     ) -> None:
+        # A trigger label makes a task: its native blockers are read alongside the issue (two
+        # round trips become one). Most other events are about issues that are no task: only
+        # the issue is read, and the blockers later, if it turns out to be labeled.
+        trigger = labeled_by is not None
+        task = None if trigger else await asyncio.to_thread(self.store.get_task, ref)
         native: list[IssueRef] | None = None
-        if labeled_by is not None:
-            # The issue and its native blockers at once: two round trips become one.
+        if trigger or task is not None:
             issue, native = await asyncio.gather(
                 self.github.issue(inst, ref), self._native_blockers(inst, ref)
             )
+        else:
+            issue = await self.github.issue(inst, ref)
+        if trigger:
             task = await asyncio.to_thread(self.store.get_task, ref)
-        else:  # most events are about issues that are not tasks: their blockers are not read
-            task = await asyncio.to_thread(self.store.get_task, ref)
-            if task is None:
-                issue = await self.github.issue(inst, ref)
-            else:
-                issue, native = await asyncio.gather(
-                    self.github.issue(inst, ref), self._native_blockers(inst, ref)
-                )
         if issue is None or issue.is_pull:
             return
         config = self.repos.config(ref.repo)

@@ -29,12 +29,11 @@ from typing import Any
 
 from bot.core.steward import PullSnapshot
 
-TTL_S = 120.0
-_MAX_MARKS = 10_000  # remembered invalidations (and snapshots) before old ones are dropped
+_MAX_KEPT = 10_000  # invalidations (and snapshots) remembered before old ones are dropped
 
 
 class PullCache:
-    def __init__(self, *, ttl_s: float = TTL_S, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, *, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
         self._clock = clock
         self._entries: dict[tuple[str, int], tuple[PullSnapshot, float]] = {}
@@ -71,7 +70,7 @@ class PullCache:
         ):
             return False
         now = self._clock()
-        if len(self._entries) >= _MAX_MARKS:  # pull requests that left review unannounced
+        if len(self._entries) >= _MAX_KEPT:  # pull requests that left review unannounced
             self._entries = {k: v for k, v in self._entries.items() if now - v[1] <= self.ttl_s}
         self._entries[(repo, snapshot.number)] = (snapshot, now)
         return True
@@ -87,7 +86,7 @@ class PullCache:
         """An event changed the pull request ``pull``, the commit ``sha`` or the ``branch``
         (as a pull request's head)."""
         self._epoch = next(self._epochs)
-        if len(self._marks) >= _MAX_MARKS:
+        if len(self._marks) >= _MAX_KEPT:
             self._marks.clear()
             self._floor = self._epoch
         for kind, value in (("pull", pull), ("sha", sha), ("branch", branch)):

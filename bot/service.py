@@ -145,6 +145,7 @@ class Bot(Intake, IssueSync):
     async def _forget_repo(self, repo: str) -> None:
         await self.repos.remove(repo)
         self.pulls.forget_repo(repo)
+        self.bases.pop(repo, None)
         for task in await asyncio.to_thread(functools.partial(self.store.list_tasks, repo=repo)):
             if task.state in (TaskState.QUEUED, TaskState.RUNNING):
                 await self.set_state(task, TaskState.CANCELLED, detail="App uninstalled")

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
+_Endpoint = tuple[str, str | None, int | None]  # scheme, host, port
 REORDER_FLUSH_S = 0.2  # a partly filled reorder window is flushed after this much quiet
 
 
@@ -195,7 +196,7 @@ class WebhookSender:
             with self._cond:
                 self._busy -= 1
                 self._cond.notify_all()
-        for conn in self._local.__dict__.get("conns", {}).values():
+        for conn in self._conns().values():
             conn.close()
 
     def _deliver(self, job: _Job) -> None:
@@ -261,10 +262,16 @@ class WebhookSender:
             return response.status
         raise AssertionError("unreachable")
 
-    def _connection(self, key: tuple[str, str | None, int | None]) -> tuple[Any, bool]:
-        conns: dict[tuple[str, str | None, int | None], Any] = self._local.__dict__.setdefault(
-            "conns", {}
-        )
+    def _conns(self) -> dict[_Endpoint, http.client.HTTPConnection]:
+        """This worker thread's open connections."""
+        if not hasattr(self._local, "conns"):
+            self._local.conns = {}
+        conns: dict[_Endpoint, http.client.HTTPConnection] = self._local.conns
+        return conns
+
+    def _connection(self, key: _Endpoint) -> tuple[http.client.HTTPConnection, bool]:
+        """This worker's connection to ``key``, and whether it has served a request before."""
+        conns = self._conns()
         if key in conns:
             return conns[key], True
         scheme, host, port = key
@@ -272,8 +279,8 @@ class WebhookSender:
         conns[key] = kind(host or "localhost", port, timeout=self._timeout)
         return conns[key], False
 
-    def _drop(self, key: tuple[str, str | None, int | None]) -> None:
-        conn = self._local.__dict__.get("conns", {}).pop(key, None)
+    def _drop(self, key: _Endpoint) -> None:
+        conn = self._conns().pop(key, None)
         if conn is not None:
             conn.close()
 

@@ -210,14 +210,10 @@ class Runner(AgentTries):
             log.warning("prefetch_hint_malformed")
             return
 
-        def fetch() -> None:
-            mirror = RepoMirror(self.work_dir, repo, url)
-            if mirror.remote_sha(base) != sha:
-                mirror.fetch(token, branch=base, want=sha)
-
         async def run() -> None:
             try:
-                await asyncio.to_thread(fetch)
+                mirror = self._mirror(repo, url)
+                await asyncio.to_thread(mirror.fetch, token, branch=base, want=sha)
                 log.info("prefetched repo=%s base=%s", repo, base)
             except (GitError, ValueError) as exc:
                 log.warning("prefetch_failed repo=%s: %s", repo, exc)

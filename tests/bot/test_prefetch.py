@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from bot import prefetch
 from bot.adapters.github import RepoInfo
 from bot.prefetch import Prefetcher
 from tests.bot.conftest import RUNNER_TOKEN, World, wait_until
@@ -24,6 +26,7 @@ class _Bot:
         self.bases: dict[str, tuple[int, str]] = {}
         self.github = self
         self.minted: list[tuple[int, str, bool]] = []
+        self.revoked: list[str] = []
 
     async def repo(self, inst: int, repo: str) -> RepoInfo:
         return RepoInfo(repo, 1, "main", f"http://hub/{repo}.git")
@@ -32,8 +35,14 @@ class _Bot:
         self.minted.append((inst, repo, write))
         return f"ghs_read{len(self.minted)}"
 
+    async def revoke_token(self, token: str) -> None:
+        self.revoked.append(token)
 
-def test_a_runner_hears_once_per_move_of_a_base_it_worked_on() -> None:
+
+def test_a_runner_hears_once_per_move_of_a_base_it_worked_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(prefetch, "REVOKE_AFTER_S", 0)
     bot = _Bot()
     later: list[Awaitable[None]] = []
     prefetcher = Prefetcher(bot, later.append)  # type: ignore[arg-type]
@@ -58,11 +67,9 @@ def test_a_runner_hears_once_per_move_of_a_base_it_worked_on() -> None:
         prefetcher.handed_out("r1", {"repo": REPO, "base_sha": "c" * 40})
         bot.bases[REPO] = (7, "c" * 40)  # its job already brought this one
         assert await prefetcher.hint("r1") is None
-        for pending in later:  # the revocations were scheduled; not awaited here (a minute)
-            close: Any = getattr(pending, "close", None)
-            if close:
-                close()
-        assert len(later) == 1
+        assert len(later) == 1, "one revocation scheduled"
+        await later[0]
+        assert bot.revoked == ["ghs_read1"]
 
     asyncio.run(run())
 

@@ -50,7 +50,7 @@ class _Clock:
 
 
 def test_a_snapshot_is_kept_until_its_pull_request_head_or_branch_changes() -> None:
-    cache = PullCache()
+    cache = PullCache(ttl_s=60)
     for forget in (
         {"pull": 1},
         {"sha": _snap().head_sha},
@@ -65,7 +65,7 @@ def test_a_snapshot_is_kept_until_its_pull_request_head_or_branch_changes() -> N
 
 
 def test_a_moved_base_does_not_drop_the_pull_requests_on_it() -> None:
-    cache = PullCache()
+    cache = PullCache(ttl_s=60)
     cache.put(REPO, _snap(), cache.epoch())
     cache.note("push", {"repository": {"full_name": REPO}, "ref": "refs/heads/main"})
     assert cache.get(REPO, 1) is not None  # the steward reads the front fresh anyway
@@ -94,7 +94,7 @@ def test_snapshots_nobody_asks_for_again_do_not_pile_up() -> None:
 
 
 def test_a_read_overtaken_by_an_event_is_not_kept() -> None:
-    cache = PullCache()
+    cache = PullCache(ttl_s=60)
     started = cache.epoch()  # the steward starts reading pull request 1...
     cache.forget(REPO, sha=_snap().head_sha)  # ...a check on its head finishes meanwhile
     assert not cache.put(REPO, _snap(), started)
@@ -119,7 +119,7 @@ PULL = {"pull_request": {"number": 1, "head": {"sha": "0" * 40}}}
     ],
 )
 def test_webhooks_that_change_a_pull_request_drop_it(event: str, payload: dict[str, Any]) -> None:
-    cache = PullCache()
+    cache = PullCache(ttl_s=60)
     cache.put(REPO, _snap(), cache.epoch())
     cache.note(event, {**payload, "repository": {"full_name": "other/repo"}})
     assert cache.get(REPO, 1) is not None
@@ -140,7 +140,7 @@ def test_webhooks_that_change_a_pull_request_drop_it(event: str, payload: dict[s
 def test_webhooks_that_change_nothing_the_steward_acts_on_keep_it(
     event: str, payload: dict[str, Any]
 ) -> None:
-    cache = PullCache()
+    cache = PullCache(ttl_s=60)
     cache.put(REPO, _snap(), cache.epoch())
     cache.note(event, {**payload, "repository": {"full_name": REPO}})
     assert cache.get(REPO, 1) is not None

@@ -5,7 +5,7 @@ import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -266,21 +266,29 @@ def test_rejects_credentials_in_url(tmp_path: Path) -> None:
 
 
 def test_ref_reads_match_git_for_loose_packed_missing_and_symbolic_refs(
-    mirror: RepoMirror,
+    mirror: RepoMirror, argv_log: Path
 ) -> None:
+    """Branch tips come from the ref files, without a git process; git answers the odd ones."""
+
     def rev_parse(ref: str) -> str:
         return git_out(mirror.path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
 
+    def spawned(read: Callable[[], object]) -> tuple[object, list[str]]:
+        argv_log.write_text("")
+        value = read()
+        return value, argv_log.read_text().splitlines()
+
     main = rev_parse("refs/remotes/origin/main")
-    assert (mirror.path / "refs/remotes/origin/main").is_file() or "origin/main" in (
-        mirror.path / "packed-refs"
-    ).read_text()
-    assert mirror.remote_sha("main") == main
+    assert (mirror.path / "refs/remotes/origin/main").is_file()  # as a fetch leaves it: loose
+    assert spawned(lambda: mirror.remote_sha("main")) == (main, [])
     git_out(mirror.path, "pack-refs", "--all")  # loose refs move into packed-refs
     assert not (mirror.path / "refs/remotes/origin/main").exists()
-    assert mirror.remote_sha("main") == main
-    assert mirror.start_sha("stoneforge/1-x", "main", from_remote_branch=True) == main
-    assert mirror.remote_sha("no-such-branch") is None
+    assert spawned(lambda: mirror.remote_sha("main")) == (main, [])
+    start = spawned(lambda: mirror.start_sha("stoneforge/1-x", "main", from_remote_branch=True))
+    assert start == (main, [])
+    assert spawned(lambda: mirror.remote_sha("no-such-branch")) == (None, [])
     git_out(mirror.path, "symbolic-ref", "refs/remotes/origin/alias", "refs/remotes/origin/main")
-    assert mirror.remote_sha("alias") == main  # a symbolic ref: git answers
+    alias, calls = spawned(lambda: mirror.remote_sha("alias"))
+    assert alias == main
+    assert len(calls) == 1, "a symbolic ref: git answers"
     assert mirror._ref_sha("refs/../../etc/passwd") is None
