@@ -19,7 +19,7 @@ from typing import Any
 from bot import results
 from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubError
-from bot.core.model import IssueRef, Task, TaskState, branch_name
+from bot.core.model import IssueRef, Task, TaskState, branch_name, budget_left
 from bot.prefetch import Prefetcher
 from bot.results import HANDOFF_MARKER, today
 from bot.service import WRITE_PERMISSIONS, Bot
@@ -254,7 +254,7 @@ class Dispatcher:
                 "agent_s": config.timeouts.agent_minutes * 60,
                 "stall_s": config.timeouts.stall_minutes * 60,
             },
-            "budget_usd": config.budget.per_task_usd,
+            "budget_usd": budget_left(config.budget.per_task_usd, task.cost_usd),
             "commands": {"setup": config.commands.setup, "test": config.commands.test},
             "comments": comments,
             "handoff_notes": notes,

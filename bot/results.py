@@ -22,7 +22,8 @@ from typing import Any
 
 from bot import transcripts
 from bot.adapters.github import GitHubError
-from bot.core.model import Task, TaskState
+from bot.core.model import Task, TaskState, budget_left
+from bot.core.render import format_cost
 from bot.service import Bot
 
 HANDOFF_MARKER = "<!-- stoneforge:handoff -->"
@@ -81,6 +82,11 @@ async def _handoff(
         f"**Handoff after attempt {task.attempt}** ({reason})\n\n{HANDOFF_MARKER}\n{note}",
     )
     config = bot.repos.config(task.repo)
+    per_task = config.budget.per_task_usd
+    if budget_left(per_task, totals["cost_usd"]) == 0.0:
+        spent = f"{format_cost(totals['cost_usd'] or 0.0)} of {format_cost(per_task or 0.0)}"
+        await needs_human(bot, task, f"the task's budget is spent ({spent})", totals)
+        return
     if task.attempt < config.max_attempts:
         await bot.set_state(
             task, TaskState.QUEUED, worker=None, detail=f"handoff: {reason}", **totals

@@ -153,8 +153,8 @@ class RepoMirror:
         scope = branch or "*"
         asked_after = state.started.get(scope, 0)
         with self._lock:
-            if state.finished.get(scope, 0) > asked_after:
-                return  # a fetch that began after we asked has finished: it is fresh enough
+            if state.finished.get(scope, 0) > asked_after and state.url == self.clone_url:
+                return  # a fetch from our URL began after we asked and finished: fresh enough
             if want is not None and branch is not None and self.remote_sha(branch) == want:
                 return
             number = state.started[scope] = state.started.get(scope, 0) + 1

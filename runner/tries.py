@@ -98,6 +98,11 @@ class AgentTries:
         for number in (1, 2):
             if ctl.stopping or ctl.cancelled:
                 return await self._handoff(j, "runner_shutdown", ctl)
+            if self._budget_left(j) == 0.0:
+                if number == 1:  # the bot sent a task whose budget earlier attempts spent
+                    detail = f"the task's budget is spent (${j.job.get('budget_usd')} left)"
+                    return build_report(j.job, "failed", "budget", detail=detail)
+                return await self._handoff(j, "budget", ctl)
             result = await self._attempt(worker, j, adapter, agent, number, failure, ctl)
             verdict = await self._judge(j, result, ctl)
             j.log_try(number, verdict, result)
@@ -146,13 +151,13 @@ class AgentTries:
     ) -> Result:
         """One agent run; its usage is recorded as what this run spent (runner.usage)."""
         timeouts = j.job.get("timeouts") or {}
-        budget = j.job.get("budget_usd")
+        cumulative = bool(getattr(adapter, "cumulative_usage", False))
         req = RunRequest(
             task_id=j.job["job_id"],
             prompt=prompt,
             workdir=j.worktree,
             model=agent.get("model"),
-            budget_usd=float(budget) if budget is not None else None,
+            budget_usd=self._budget(j, resume if cumulative else None),
             resume_session=resume,
         )
         started = time.monotonic()
@@ -167,7 +172,6 @@ class AgentTries:
             home=j.home,
         )
         seconds = round(time.monotonic() - started, 3)
-        cumulative = bool(getattr(adapter, "cumulative_usage", False))
         spent = j.ledger.charge(result.session_id, result.usage, cumulative=cumulative)
         j.results.append(result)
         j.runs.append(AgentRun(number, seconds, spent, result.session_id or resume, bool(resume)))
@@ -181,6 +185,26 @@ class AgentTries:
                                 str(self.agent_override or agent.get("name") or ""),
                                 log_dir))  # fmt: skip
         return result
+
+    @staticmethod
+    def _budget_left(j: JobState) -> float | None:
+        """What is left of the job's budget (the bot sends what earlier attempts left of the
+        task's), after this job's runs so far; None when there is no budget."""
+        budget = j.job.get("budget_usd")
+        if budget is None:
+            return None
+        spent = sum(run.spent.cost_usd or 0.0 for run in j.runs)
+        return max(0.0, round(float(budget) - spent, 6))
+
+    def _budget(self, j: JobState, session: str | None) -> float | None:
+        """The cap for one run: what is left. A CLI that counts a resumed session's running
+        total against its cap (claude) gets what the session spent so far on top."""
+        left = self._budget_left(j)
+        if left is None:
+            return None
+        earlier = j.ledger.totals.get(session) if session else None
+        spent = earlier.cost_usd if earlier is not None else None
+        return round(left + (spent or 0.0), 6)
 
     def _log_dir(self, j: JobState, number: int) -> Path:
         """A fresh folder per agent run: a job id can repeat (a review round or a rate limit

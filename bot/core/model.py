@@ -134,3 +134,13 @@ def branch_name(number: int, title: str) -> str:
             break
         slug = candidate
     return f"stoneforge/{number}-{slug or 'task'}"
+
+
+def budget_left(per_task_usd: float | None, spent_usd: float | None) -> float | None:
+    """What a task may still spend on agents (never below 0); None when it has no budget.
+
+    The budget is the task's, over all its attempts and tries: each job is sent what is left.
+    """
+    if per_task_usd is None:
+        return None
+    return max(0.0, round(per_task_usd - (spent_usd or 0.0), 6))

@@ -39,12 +39,14 @@ PASSED_ENV = (
 )
 APPROVAL = {"read_only": "plan", "workspace_write": "auto_edit", "full_unattended": "yolo"}
 # Exit codes from packages/core/src/utils/errors.ts; 173 is a 429 passed to process.exit().
-EXIT_AUTH, EXIT_TURN_LIMIT, EXIT_QUOTA = 41, 53, 173
+EXIT_AUTH, EXIT_INPUT, EXIT_TURN_LIMIT, EXIT_QUOTA = 41, 42, 53, 173
 QUOTA_ERRORS = frozenset({"TerminalQuotaError", "RetryableQuotaError"})
 RATE_LIMIT = re.compile(r"quota|rate.?limit|resource.?exhausted|\b429\b", re.IGNORECASE)
 AUTH = re.compile(r"Please set an Auth method|authenticat|api key not valid", re.IGNORECASE)
 CONTEXT = re.compile(r"context window will overflow|context.?window", re.IGNORECASE)
 TURN_LIMIT = re.compile(r"maximum session turns", re.IGNORECASE)
+# `--resume` of a session it cannot find: "Error resuming session: Invalid session identifier".
+NO_SESSION = re.compile(r"invalid session identifier|error resuming session", re.IGNORECASE)
 RETRY_IN = re.compile(r"retry in\s+(\d+(?:\.\d+)?)\s*(ms|s)\b", re.IGNORECASE)
 
 
@@ -191,6 +193,8 @@ class GeminiStreamParser:
                 # Gemini's default path ends a context overflow as an empty "success".
                 return Outcome.FAILED, "empty_result"
             return Outcome.COMPLETED, "success"
+        if exit_code == EXIT_INPUT and NO_SESSION.search(signals):
+            return Outcome.FAILED, "resume_failed"
         if error_type in QUOTA_ERRORS or exit_code == EXIT_QUOTA or RATE_LIMIT.search(signals):
             return Outcome.RATE_LIMITED, "quota"
         if error_type == "FatalAuthenticationError" or exit_code == EXIT_AUTH:

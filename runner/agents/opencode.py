@@ -49,6 +49,9 @@ PERMISSIONS: dict[str, dict[str, Any]] = {
 RATE_LIMIT = re.compile(r"rate.?limit|too many requests|quota|\b429\b", re.IGNORECASE)
 AUTH_ERRORS = frozenset({"ProviderAuthError"})
 CONTEXT_ERRORS = frozenset({"ContextOverflowError"})
+# `run -s <missing>` writes a NotFoundError to stderr and exits 0 with no events
+# (anomalyco/opencode#27559).
+NO_SESSION = re.compile(r"\bsession not found\b", re.IGNORECASE)
 
 
 class OpenCodeAdapter:
@@ -189,6 +192,8 @@ class OpenCodeStreamParser:
             return Outcome.FAILED, "auth"
         if names & CONTEXT_ERRORS:
             return Outcome.HANDOFF_NEEDED, "prompt_too_long"
+        if not self.steps and NO_SESSION.search(text):
+            return Outcome.FAILED, "resume_failed"
         if exit_code == 0 and not self.errors and self.steps:
             if not (self.last_text or "").strip():
                 return Outcome.FAILED, "empty_result"

@@ -114,3 +114,33 @@ def test_the_repository_token_is_revoked_when_the_job_ends(world: World) -> None
         lambda: httpx.get(url, headers=headers, timeout=10).status_code == 401,
         what="token revoked",
     )
+
+
+def test_the_task_budget_covers_all_its_attempts(world: World) -> None:
+    """Each job is sent what earlier attempts left of `budget.per_task_usd`; once it is spent,
+    a handoff asks a person instead of starting another attempt."""
+    world.push_main({".github/stoneforge.yml": "version: 1\nbudget:\n  per_task_usd: 0.5\n"})
+    issue = _labeled_task(world, "Costly")
+
+    def budgeted() -> dict[str, Any] | None:
+        job = world.claim(wait_s=1)
+        if job is not None and job["budget_usd"] is None:  # claimed before the push was read
+            world.report(job, {"outcome": "rate_limited", "retry_at": time.time()})
+            return None
+        return job
+
+    first = wait_until(budgeted, what="a job with the configured budget")
+    assert first["budget_usd"] == 0.5
+    spend = {"input_tokens": 1, "output_tokens": 1}
+    world.report(first, {"outcome": "handoff", "reason": "max_turns", "note": "half done",
+                         "usage": {**spend, "cost_usd": 0.3}})  # fmt: skip
+    second = wait_until(lambda: world.claim(wait_s=1), what="second attempt")
+    assert second["attempt"] == 2
+    assert second["budget_usd"] == pytest.approx(0.2)
+    world.report(second, {"outcome": "handoff", "reason": "budget", "note": "more to do",
+                          "usage": {**spend, "cost_usd": 0.25}})  # fmt: skip
+    wait_until(lambda: world.tasks()[issue["number"]]["state"] == "failed", what="failed")
+    wait_until(lambda: "stoneforge:needs-human" in world.labels(issue["number"]), what="label")
+    assert any("@lead" in c and "budget is spent ($0.55 of $0.50)" in c
+               for c in world.comments(issue["number"]))  # fmt: skip
+    assert world.claim() is None, "no third attempt: max_attempts (3) was not the limit"

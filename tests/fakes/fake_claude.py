@@ -133,9 +133,13 @@ class Emitter:
 
     def result(self, step: dict) -> int:
         subtype = step.get("subtype", "success")
-        is_error = step.get("is_error", subtype != "success")
         cost = step.get("total_cost_usd", self.state.get("cost", 0.0) + self.turns * 0.001)
         self.state["cost"] = cost
+        # --max-budget-usd caps the session's running cost, which a resume continues.
+        budget = self.opts.get("--max-budget-usd")
+        if subtype == "success" and budget is not None and cost > float(budget) + 1e-12:
+            subtype = "error_max_budget_usd"
+        is_error = step.get("is_error", subtype != "success")
         usage = step.get("usage", dict(self.usage))
         msg = {
             "type": "result",

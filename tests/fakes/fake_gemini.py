@@ -137,8 +137,8 @@ def play(steps: list[dict], em: Emitter) -> int:
     return exit_code
 
 
-def load_scenario(prompt: str) -> list[dict]:
-    return fakecli.load_scenario("gemini", prompt, SCENARIOS)
+def load_scenario(prompt: str, session: dict) -> list[dict]:
+    return fakecli.load_scenario("gemini", prompt, SCENARIOS, session=session)
 
 
 def main() -> int:
@@ -160,9 +160,19 @@ def main() -> int:
         fail("No input provided via stdin. Input can be provided by piping data into gemini", 42)
     if log := os.environ.get("FAKE_GEMINI_ARGV_LOG"):
         Path(log).write_text(json.dumps({"argv": sys.argv[1:], "prompt": prompt}))
-    session_id = opts.get("--resume") or opts.get("-r") or opts.get("--session-id")
+    resume = opts.get("--resume") or opts.get("-r")
+    session_id = str(resume or opts.get("--session-id") or uuid.uuid4())
+    # Sessions live under HOME, per project (§5.4); a resume of one not found exits 42.
+    chats = Path.home() / ".gemini" / "tmp" / fakecli.project_key(os.getcwd()) / "chats"
+    state_file = chats / f"session-{session_id}.json"
+    state = fakecli.load_session(state_file) if resume else {}
+    if state is None:
+        fail(f'Error resuming session: Invalid session identifier "{session_id}".\n'
+             f"  Searched for sessions in {chats}.", 42)  # fmt: skip
     model = str(opts.get("-m") or opts.get("--model") or MODEL)
-    return play(load_scenario(prompt), Emitter(str(session_id or uuid.uuid4()), model))
+    code = play(load_scenario(prompt, state), Emitter(session_id, model))
+    fakecli.save_session(state_file, state)
+    return code
 
 
 if __name__ == "__main__":

@@ -124,8 +124,8 @@ def play(steps: list[dict], em: Emitter) -> int | None:
     return None
 
 
-def load_scenario(prompt: str) -> list[dict]:
-    return fakecli.load_scenario("opencode", prompt, SCENARIOS)
+def load_scenario(prompt: str, session: dict) -> list[dict]:
+    return fakecli.load_scenario("opencode", prompt, SCENARIOS, session=session)
 
 
 def main() -> int:
@@ -149,9 +149,19 @@ def main() -> int:
         fail("You must provide a message or a command")
     if log := os.environ.get("FAKE_OPENCODE_ARGV_LOG"):
         Path(log).write_text(json.dumps({"argv": sys.argv[1:], "prompt": prompt}))
-    session_id = str(opts.get("-s") or opts.get("--session") or f"ses_{os.urandom(6).hex()}")
+    resume = opts.get("-s") or opts.get("--session")
+    session_id = str(resume or f"ses_{os.urandom(6).hex()}")
+    state_file = Path.home() / ".local" / "share" / "opencode" / "fake-sessions" / session_id
+    state = fakecli.load_session(state_file) if resume else {}
+    if state is None:
+        # What 1.14 does for `-s` of a session it does not have: stderr only, exit 0
+        # (anomalyco/opencode#27559).
+        print(f'NotFoundError: NotFoundError\n data: {{\n  message: "Session not found: '
+              f'{session_id}",\n}},', file=sys.stderr, flush=True)  # fmt: skip
+        return 0
     em = Emitter(session_id)
-    code = play(load_scenario(prompt), em)
+    code = play(load_scenario(prompt, state), em)
+    fakecli.save_session(state_file, state)
     return code if code is not None else (1 if em.errors else 0)
 
 

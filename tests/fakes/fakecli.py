@@ -49,6 +49,11 @@ def load_session(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def project_key(cwd: str) -> str:
+    """A folder name for one working directory (the CLIs keep sessions per project)."""
+    return re.sub(r"[^A-Za-z0-9]", "-", cwd)
+
+
 def save_session(path: Path, state: dict) -> None:
     state["runs"] = int(state.get("runs", 0)) + 1
     path.parent.mkdir(parents=True, exist_ok=True)

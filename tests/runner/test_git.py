@@ -260,6 +260,48 @@ def test_concurrent_fetches_share_one_mirror(tmp_path: Path, clone_url: str) -> 
     assert git_out(mirrors[0].path, "branch", "-r").strip() == "origin/main"
 
 
+class _GatedLock:
+    """The mirror's lock, entered only once ``gate`` is set: holds a fetch between its asking
+    and its turn, so another fetch can run in between."""
+
+    def __init__(self, lock: Any, gate: threading.Event) -> None:
+        self.lock, self.gate = lock, gate
+
+    def __enter__(self) -> None:
+        self.gate.wait(10)
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_a_fetch_from_another_url_does_not_stand_in_for_ours(
+    tmp_path: Path, clone_url: str
+) -> None:
+    """Concurrent fetches of one mirror share work only when they fetch from the same URL: a
+    job whose clone URL is wrong must fail, even if a good fetch just finished beside it."""
+    good = RepoMirror(tmp_path / "cache", REPO, clone_url)
+    bad = RepoMirror(tmp_path / "cache", REPO, (tmp_path / "missing.git").as_uri())
+    gate = threading.Event()
+    bad._lock = _GatedLock(bad._lock, gate)  # type: ignore[assignment]
+    errors: list[BaseException] = []
+
+    def fetch_bad() -> None:
+        try:
+            bad.fetch(TOKEN)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=fetch_bad)
+    thread.start()  # asks, then waits at the gate
+    good.fetch(TOKEN)  # begins after the bad one asked, and finishes
+    gate.set()
+    thread.join(10)
+    assert len(errors) == 1, errors
+    assert isinstance(errors[0], GitError)
+    assert "missing.git" in str(errors[0])
+
+
 def test_rejects_credentials_in_url(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="credentials"):
         RepoMirror(tmp_path, REPO, "http://x-access-token:abc@127.0.0.1/octo/demo.git")

@@ -585,6 +585,11 @@ def calls(log: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
+def budget(call: dict[str, Any]) -> str:
+    argv = call["argv"]
+    return str(argv[argv.index("--max-budget-usd") + 1])
+
+
 def usage(inp: int, out: int, cost: float | None) -> dict[str, Any]:
     return {"input_tokens": inp, "output_tokens": out, "cost_usd": cost}
 
@@ -596,7 +601,7 @@ async def test_retry_resumes_the_claude_session_and_counts_its_spend_once(
     recording(monkeypatch, ClaudeAdapter, FAKE_CLAUDE, log)
     fake, url = bot
     fake.jobs = [{**job(origin, 20, {}), "body": "Add done.txt. [[fake:resume_no_changes]]",
-                  "agent": {"name": "claude", "model": None}}]  # fmt: skip
+                  "agent": {"name": "claude", "model": None}, "budget_usd": 0.004}]  # fmt: skip
     runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1)
     await run_until(runner, fake, 1)
 
@@ -614,6 +619,9 @@ async def test_retry_resumes_the_claude_session_and_counts_its_spend_once(
     first, second = calls(log)
     assert "--resume" not in first["argv"]
     assert second["argv"][second["argv"].index("--resume") + 1] == session
+    # The budget is the task's: the resumed try may spend what is left ($0.003). Claude caps
+    # the session's running cost, which already counts the first try's $0.001.
+    assert [budget(c) for c in (first, second)] == ["0.004", "0.004"]
     assert "Add done.txt" in first["prompt"]
     assert "Add done.txt" not in second["prompt"]  # the session has the task: only the news
     assert "## Your previous try did not pass" in second["prompt"]
@@ -671,7 +679,7 @@ async def test_a_resume_that_fails_at_once_falls_back_to_a_fresh_agent(
     fake, url = bot
     # The fake saves no session for this scenario, so `--resume` finds nothing.
     fake.jobs = [{**job(origin, 22, {}), "body": "Change it. [[fake:forgetful_no_changes]]",
-                  "agent": {"name": "claude", "model": None}}]  # fmt: skip
+                  "agent": {"name": "claude", "model": None}, "budget_usd": 0.005}]  # fmt: skip
     runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1)
     await run_until(runner, fake, 1)
 
@@ -681,6 +689,8 @@ async def test_a_resume_that_fails_at_once_falls_back_to_a_fresh_agent(
     session = result["attempt_log"][0]["session_id"]
     assert resumed["argv"][resumed["argv"].index("--resume") + 1] == session
     assert "--resume" not in fresh["argv"]
+    # The fresh session gets what the first try left of the task's budget, no more.
+    assert [budget(c) for c in (first, resumed, fresh)] == ["0.005", "0.005", "0.004"]
     assert "Change it." in fresh["prompt"]  # the whole prompt again, with the failure
     assert "## Your previous try did not pass" in fresh["prompt"]
     second = result["attempt_log"][1]
@@ -691,6 +701,32 @@ async def test_a_resume_that_fails_at_once_falls_back_to_a_fresh_agent(
     # One turn each for the two fresh runs; the failed resume spent nothing.
     assert second["usage"] == usage(10, 20, 0.001)
     assert result["usage"] == usage(20, 40, 0.002)
+
+
+async def test_a_spent_budget_ends_the_job_before_another_run(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry is not run when the first try spent the budget: the job hands off (the bot
+    then asks a person), and a job sent with nothing left runs no agent at all."""
+    log = tmp_path / "calls.jsonl"
+    recording(monkeypatch, ClaudeAdapter, FAKE_CLAUDE, log)
+    fake, url = bot
+    claude = {"name": "claude", "model": None}
+    fake.jobs = [
+        {**job(origin, 23, {}), "body": "Add done.txt. [[fake:resume_no_changes]]",
+         "agent": claude, "budget_usd": 0.001},
+        {**job(origin, 24, {}), "body": "Anything.", "agent": claude, "budget_usd": 0.0},
+    ]  # fmt: skip
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1)
+    await run_until(runner, fake, 2)
+
+    spent, empty = fake.results["octo/demo#23@1"], fake.results["octo/demo#24@1"]
+    assert (spent["outcome"], spent["reason"]) == ("handoff", "budget"), spent
+    assert [(t["try"], t["reason"]) for t in spent["attempt_log"]] == [(1, "no_changes")]
+    assert spent["usage"] == usage(10, 20, 0.001)
+    assert (empty["outcome"], empty["reason"]) == ("failed", "budget"), empty
+    assert "budget is spent" in empty["detail"]
+    assert len(calls(log)) == 1  # the first job's one run; none for the second
 
 
 def test_prune_logs_keeps_the_newest_job_folders(tmp_path: Path) -> None:
