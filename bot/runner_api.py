@@ -157,6 +157,7 @@ def runner_router(settings: BotSettings) -> APIRouter:
         tid = await asyncio.to_thread(
             functools.partial(transcripts.add, store, task, runner, upload, time.time())
         )
+        request.app.state.bot.transcript_added(task)
         link = transcripts.url(settings.public_url, tid)
         return JSONResponse({"id": tid, "url": link}, status_code=201)
 

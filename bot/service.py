@@ -204,18 +204,24 @@ class Bot(Intake, IssueSync):
         tasks = await asyncio.to_thread(self.store.list_tasks)
         return tasks, analyse(tasks, self._external)
 
-    def view(self, task: Task, report: GraphReport) -> StatusView:
-        cycle = next((c for c in report.cycles if task.ref in c), ())
+    def view(self, task: Task, report: GraphReport | None) -> StatusView:
+        """How ``task`` is shown; ``report`` None for a running task (it waits on nothing)."""
+        cycle = next((c for c in report.cycles if task.ref in c), ()) if report else ()
         return StatusView(
             task=task,
             html_base=self.settings.html_url,
-            waiting_on=tuple(report.waiting.get(task.ref, ())),
+            waiting_on=tuple(report.waiting.get(task.ref, ())) if report else (),
             cycle=tuple(cycle),
-            missing=tuple(report.missing.get(task.ref, ())),
+            missing=tuple(report.missing.get(task.ref, ())) if report else (),
             cost_usd=task.cost_usd,
             merging=task.ref in self.merging,
             trigger_label=self.repos.config(task.repo).trigger_label,
         )
+
+    def transcript_added(self, task: Task) -> None:
+        """A run of the running ``task`` uploaded its transcript: redraw its status comment,
+        which links every transcript, while the job goes on (not only at its next state)."""
+        self.reporter.show(self.view(task, None), merging=task.ref in self.merging)
 
     async def refresh_views(self) -> None:
         """Show every task whose visible state changed: labels, status comment, ready time.

@@ -90,7 +90,16 @@ def test_a_transcript_is_served_redacted_and_linked_from_the_issue_and_the_pr(
 ) -> None:
     issue = _labeled_task(world, "Add the greeting")
     job = wait_until(lambda: world.claim(wait_s=1), what="dispatch")
-    links = [_runner_upload(world, job, 1), _runner_upload(world, job, 2)]
+    wait_until(lambda: "Running" in _status_comment(world, issue["number"]), what="running")
+    first = _runner_upload(world, job, 1)
+    # The running task's status comment links the transcript at once, not at the next state.
+    running = wait_until(
+        lambda: (c := _status_comment(world, issue["number"])) and "Transcripts" in c and c,
+        what="the first try's link while the job runs",
+    )
+    assert world.tasks()[issue["number"]]["state"] == "running"
+    assert first.rsplit("/", 1)[1] in running
+    links = [first, _runner_upload(world, job, 2)]
 
     served = [world.bot_url + "/transcripts/" + link.rsplit("/", 1)[1] for link in links]
     resp = httpx.get(served[0], timeout=10)
@@ -121,8 +130,12 @@ def test_a_transcript_is_served_redacted_and_linked_from_the_issue_and_the_pr(
     assert "[try 2](" in row
 
     comment = wait_until(
-        lambda: (c := _status_comment(world, issue["number"])) and "Transcripts" in c and c,
-        what="transcript links in the status comment",
+        lambda: (
+            (c := _status_comment(world, issue["number"]))
+            and len(_public_links(world, c)) > 1
+            and c
+        ),
+        what="both transcript links in the status comment",
     )
     assert _public_links(world, comment) == served
 
