@@ -67,6 +67,10 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
                 for job in pending:
                     job.cancel()
                 _, pending = await asyncio.wait(pending, timeout=1.0)
+            try:
+                await asyncio.wait_for(dispatcher.prefetcher.close(), timeout=5.0)
+            except TimeoutError:
+                log.warning("prefetch_tokens_not_revoked: GitHub did not answer in time")
             if github is None:
                 await gh.aclose()
             store.close()

@@ -8,7 +8,7 @@ a second). A runner's next job then finds the job's ``base_sha`` already in its 
 A claim that finds no work answers, for a runner that asked for hints (``"prefetch": true`` in
 its claim), ``{"prefetch": {repo, clone_url, base, base_sha, token}}`` once per move of a base
 it has worked on, to one of its waiting workers. The token reads that one repository only
-(``contents: read``) and is revoked a minute later.
+(``contents: read``) and is revoked a minute later, or when the bot stops, if that is sooner.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class Prefetcher:
         self.bot = bot
         self._background = background
         self._known: dict[str, dict[str, str]] = {}  # runner -> repo -> base its mirror has
+        self._outstanding: set[str] = set()  # tokens handed out and not revoked yet
 
     def handed_out(self, runner: str, job: Mapping[str, Any]) -> None:
         """``runner`` got ``job``: its mirror of the job's repository now has the job's base."""
@@ -52,6 +53,7 @@ class Prefetcher:
             except GitHubError as exc:
                 log.warning("prefetch_token_failed %s: %s", repo, exc)
                 return None
+            self._outstanding.add(token)
             self._background(self._revoke_later(token))
             log.info("prefetch_hint", extra={"repo": repo, "runner": runner})
             return {
@@ -65,7 +67,17 @@ class Prefetcher:
 
     async def _revoke_later(self, token: str) -> None:
         await asyncio.sleep(REVOKE_AFTER_S)
+        await self._revoke(token)
+
+    async def _revoke(self, token: str) -> None:
+        if token not in self._outstanding:
+            return
+        self._outstanding.discard(token)
         try:
             await self.bot.github.revoke_token(token)
         except GitHubError as exc:
             log.warning("prefetch_token_revoke_failed: %s", exc)
+
+    async def close(self) -> None:
+        """The bot is stopping: revoke the tokens whose minute has not passed yet."""
+        await asyncio.gather(*(self._revoke(t) for t in list(self._outstanding)))

@@ -70,6 +70,27 @@ def test_a_runner_hears_once_per_move_of_a_base_it_worked_on(
         assert len(later) == 1, "one revocation scheduled"
         await later[0]
         assert bot.revoked == ["ghs_read1"]
+        await prefetcher.close()
+        assert bot.revoked == ["ghs_read1"], "revoked once"
+
+    asyncio.run(run())
+
+
+def test_tokens_still_out_are_revoked_when_the_bot_stops() -> None:
+    bot = _Bot()
+    later: list[Awaitable[None]] = []
+    prefetcher = Prefetcher(bot, later.append)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        prefetcher.handed_out("r1", {"repo": REPO, "base_sha": "a" * 40})
+        bot.bases[REPO] = (7, "b" * 40)
+        hint = await prefetcher.hint("r1")
+        assert hint is not None
+        assert bot.revoked == []  # its minute has not passed
+        await prefetcher.close()
+        assert bot.revoked == [hint["token"]]
+        for scheduled in later:  # the minute passes after all: nothing to revoke twice
+            scheduled.close()  # type: ignore[attr-defined]
 
     asyncio.run(run())
 
