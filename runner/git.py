@@ -3,11 +3,13 @@
 The only runner module that runs git. The installation token never reaches a remote URL, a
 config file, argv or the disk: each network command gets it through the environment of that git
 process only (``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_0``/``GIT_CONFIG_VALUE_0``), as an
-``Authorization`` header scoped to the repository's own URL (``http.<url>.extraHeader``): a
-redirect elsewhere does not carry it, and git sends it with its first request instead of first
-trying without and getting a 401 (a round trip on every fetch and push). The agent never runs
-with it, and error messages are scrubbed of it. Nothing reads the user's or the system's git
-configuration, so no credential helper or store is asked or told anything.
+``Authorization`` header scoped to the repository's own URL (``http.<url>.extraHeader``, as
+GitHub's actions/checkout sends its token, though that keeps it in ``.git/config``). It stands
+in for a credential helper with the same guarantees (a redirect elsewhere does not carry it),
+and git sends it with its first request instead of first trying without and getting a 401 (a
+round trip on every fetch and push). The agent never runs with it, and error messages are
+scrubbed of it. Nothing reads the user's or the system's git configuration, so no credential
+helper or store is asked or told anything.
 """
 
 from __future__ import annotations
