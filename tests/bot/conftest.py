@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -46,6 +47,20 @@ class World:
 
     def labels(self, number: int) -> set[str]:
         return {lbl["name"] for lbl in self.get(f"/repos/octo/app/issues/{number}")["labels"]}
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every webhook fakehub has queued was delivered and the bot processed it
+        (its deliveries table has none left unprocessed)."""
+        assert self.hub.sender.wait_idle(timeout), "fakehub's webhooks were not all sent"
+
+        def processed() -> bool:
+            with sqlite3.connect(self.tmp / "bot.db", timeout=5) as db:
+                (left,) = db.execute(
+                    "SELECT count(*) FROM deliveries WHERE processed_at IS NULL"
+                ).fetchone()
+            return left == 0
+
+        wait_until(processed, timeout, "the bot to process its deliveries")
 
     def comments(self, number: int) -> list[str]:
         return [c["body"] for c in self.get(f"/repos/octo/app/issues/{number}/comments")]

@@ -3,7 +3,6 @@ that carries them, and a registered runner's labels are the ones it registered w
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -45,7 +44,7 @@ def _claim(url: str, token: str, labels: list[str] | None = None, wait_s: float 
 
 def test_tasks_go_only_to_runners_with_the_labels_they_need(world: World) -> None:
     world.push_main({".github/stoneforge.yml": CONFIG})
-    time.sleep(1.0)  # the push webhook is handled; the task below would not need a GPU otherwise
+    world.settle()  # the push is handled: the task below would not need a GPU otherwise
     plain, gpu_issue = world.file("Plain work"), world.file("Train the model")
     with world.api() as api:
         api.post(
@@ -71,7 +70,7 @@ def test_tasks_go_only_to_runners_with_the_labels_they_need(world: World) -> Non
 
 def test_the_shared_token_runner_states_its_labels(world: World) -> None:
     world.push_main({".github/stoneforge.yml": "version: 1\nruns_on: [Linux]\n"})
-    time.sleep(1.0)
+    world.settle()
     issue = world.file("Any work")
     world.label(issue["number"])
     wait_until(lambda: len(world.tasks()) == 1, what="a task")

@@ -86,9 +86,9 @@ def test_invalid_config_is_reported_with_the_key_and_the_last_valid_one_stays(
     world: World,
 ) -> None:
     world.push_main({".github/stoneforge.yml": "version: 1\nconcurrency:\n  per_repo: 1\n"})
-    # A valid first file reports no check run; the push webhook is handled within a moment,
-    # and the concurrency assertion below fails if that file was never read.
-    time.sleep(1.0)
+    # A valid first file reports no check run; the concurrency assertion below fails if that
+    # file was never read.
+    world.settle()
     world.push_main({".github/stoneforge.yml": "version: 1\nmerge:\n  methd: squash\n"})
     run = wait_until(lambda: _config_run(world, "failure"), what="failing config check")
     assert "merge.methd" in run["output"]["title"] + run["output"]["summary"]
