@@ -81,6 +81,15 @@ def runner(
         Path | None,
         typer.Option(help="saved registration (default ~/.config/stoneforge/runner.json)"),
     ] = None,
+    disk_budget_mb: Annotated[
+        int | None,
+        typer.Option(
+            help="past this much disk under --work-dir, idle worktrees and then idle mirrors "
+            "are evicted, least recently used first (default: no limit)",
+            envvar="STONEFORGE_RUNNER_DISK_BUDGET_MB",
+            min=1,
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
     """Claim tasks from the bot and run agents in git worktrees."""
@@ -122,6 +131,7 @@ def runner(
             labels=list(saved.labels) if saved else None,
             capacity=saved.capacity if saved else None,
             agent_override=agent,
+            disk_budget_mb=disk_budget_mb,
         ).run(stop)
 
     asyncio.run(main())
