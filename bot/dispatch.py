@@ -21,7 +21,7 @@ from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubError
 from bot.core.model import IssueRef, Task, TaskState, branch_name, budget_left
 from bot.prefetch import Prefetcher
-from bot.results import HANDOFF_MARKER, today
+from bot.results import HANDOFF_MARKER
 from bot.service import WRITE_PERMISSIONS, Bot
 from bot.steward import feedback_for
 
@@ -81,9 +81,8 @@ class Dispatcher:
         per_repo = Counter(t.repo for t in running)
         per_inst = Counter(t.installation_id for t in running)
         by_ref = {t.ref: t for t in tasks}
-        day = today(time.time())
         out: list[IssueRef] = []
-        spent: dict[str, float] = {}
+        held: dict[str, str | None] = {}
         for ref in report.ready:
             task = by_ref[ref]
             config = bot.repos.config(task.repo)
@@ -101,9 +100,9 @@ class Dispatcher:
             if limit is not None and per_inst[task.installation_id] >= limit:
                 continue
             if config.budget.per_day_usd is not None:
-                if task.repo not in spent:
-                    spent[task.repo] = await asyncio.to_thread(bot.store.cost, task.repo, day)
-                if spent[task.repo] >= config.budget.per_day_usd:
+                if task.repo not in held:
+                    held[task.repo] = await bot.day_budget_spent(task.repo, now)
+                if held[task.repo]:
                     continue
             out.append(ref)
         return out

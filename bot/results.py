@@ -17,20 +17,15 @@ import asyncio
 import functools
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from bot import transcripts
 from bot.adapters.github import GitHubError
 from bot.core.model import Task, TaskState, budget_left
 from bot.core.render import format_cost
-from bot.service import Bot
+from bot.service import Bot, today
 
 HANDOFF_MARKER = "<!-- stoneforge:handoff -->"
-
-
-def today(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
 
 
 async def apply(bot: Bot, task: Task, result: Mapping[str, Any]) -> None:

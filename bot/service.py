@@ -13,12 +13,13 @@ import functools
 import logging
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.adapters.github import GitHubAdapter, GitHubError
 from bot.core.graph import GraphReport, analyse
 from bot.core.model import PENDING_STATES, IssueRef, Task, TaskState
-from bot.core.render import StatusView
+from bot.core.render import StatusView, format_cost
 from bot.events import parse_event
 from bot.intake import HANDLED_EVENTS, Intake
 from bot.issue_sync import WRITE_PERMISSIONS, IssueSync
@@ -204,7 +205,20 @@ class Bot(Intake, IssueSync):
         tasks = await asyncio.to_thread(self.store.list_tasks)
         return tasks, analyse(tasks, self._external)
 
-    def view(self, task: Task, report: GraphReport | None) -> StatusView:
+    async def day_budget_spent(self, repo: str, now: float) -> str | None:
+        """Why ``repo``'s tasks are held back today, when its daily budget is spent."""
+        limit = self.repos.config(repo).budget.per_day_usd
+        if limit is None:
+            return None
+        spent = await asyncio.to_thread(self.store.cost, repo, today(now))
+        if spent < limit:
+            return None
+        return (
+            f"the repository's daily budget is spent ({format_cost(spent)} of "
+            f"{format_cost(limit)} today, UTC)"
+        )
+
+    def view(self, task: Task, report: GraphReport | None, held: str | None = None) -> StatusView:
         """How ``task`` is shown; ``report`` None for a running task (it waits on nothing)."""
         cycle = next((c for c in report.cycles if task.ref in c), ()) if report else ()
         return StatusView(
@@ -216,6 +230,7 @@ class Bot(Intake, IssueSync):
             cost_usd=task.cost_usd,
             merging=task.ref in self.merging,
             trigger_label=self.repos.config(task.repo).trigger_label,
+            held=held,
         )
 
     def transcript_added(self, task: Task) -> None:
@@ -249,12 +264,16 @@ class Bot(Intake, IssueSync):
         tasks, report = await self.graph()
         now = time.time()
         ready = set(report.ready)
+        held = {
+            repo: await self.day_budget_spent(repo, now)
+            for repo in {t.repo for t in tasks if t.ref in ready}
+        }
         for task in tasks:
             if task.state in PENDING_STATES and task.ref in ready and task.ready_at is None:
                 task = await asyncio.to_thread(
                     functools.partial(self.store.update_task, task.ref, ready_at=now)
                 )
-            view = self.view(task, report)
+            view = self.view(task, report, held.get(task.repo) if task.ref in ready else None)
             merging = task.ref in self.merging
             key = (
                 task.state,
@@ -265,6 +284,7 @@ class Bot(Intake, IssueSync):
                 view.missing,
                 merging,
                 task.detail,
+                view.held,
             )
             if self._views.get(task.ref) == key:
                 continue
@@ -307,3 +327,8 @@ class Bot(Intake, IssueSync):
             }
             for task in tasks
         ]
+
+
+def today(now: float) -> str:
+    """The UTC day ``now`` falls on, as daily spend is kept."""
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")

@@ -82,6 +82,7 @@ class StatusView:
     merging: bool = False  # the steward is merging the pull request right now
     trigger_label: str = "agent-ready"
     transcripts: tuple[TranscriptLink, ...] = ()  # oldest first
+    held: str | None = None  # why a ready task is not dispatched now (a spent daily budget)
 
 
 def render_status(view: StatusView) -> str:
@@ -249,6 +250,8 @@ def _summary(view: StatusView, word: str) -> str:
     if word == "Waiting on blockers":
         count = len(view.waiting_on)
         return f"this task starts when {_plural(count, 'blocker')} {_is_are(count)} done."
+    if view.held:
+        return f"ready, but held back: {view.held}."
     if view.queue_position is not None:
         return f"ready, number {view.queue_position} in line for the next free runner."
     return "ready, waiting for a free runner."
@@ -337,6 +340,11 @@ def _next_step(view: StatusView, word: str) -> str:
         return "Fix the configuration on the default branch; Stoneforge re-reads it on push."
     if word.startswith("Blocked"):
         return "Stoneforge picks the task up again as soon as the dependencies are fixed."
+    if word == "Queued" and view.held:
+        return (
+            "Nothing to do: it starts when the budget resets at midnight UTC, or raise "
+            "`budget.per_day_usd` in `.github/stoneforge.yml`."
+        )
     if word in ("Running", "Waiting on blockers", "Queued"):
         return f"Nothing to do. Remove {label} to stop."
     if word == "In review" and (view.task.detail or "").startswith("waiting for a re-review"):

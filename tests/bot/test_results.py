@@ -137,3 +137,24 @@ def test_the_task_budget_covers_all_its_attempts(world: World) -> None:
     assert any("@lead" in c and "budget is spent ($0.55 of $0.50)" in c
                for c in world.comments(issue["number"]))  # fmt: skip
     assert world.claim() is None, "no third attempt: max_attempts (3) was not the limit"
+
+
+def test_a_spent_daily_budget_holds_ready_tasks_back_and_says_so(world: World) -> None:
+    world.push_main({".github/stoneforge.yml": "version: 1\nbudget:\n  per_day_usd: 0.5\n"})
+    world.settle()
+    issue = _labeled_task(world, "Spend it")
+    job = wait_until(lambda: world.claim(wait_s=1), what="dispatch")
+    spend = {"input_tokens": 1, "output_tokens": 1, "cost_usd": 0.6}
+    world.report(job, {"outcome": "handoff", "reason": "max_turns", "usage": spend})
+    wait_until(lambda: world.tasks()[issue["number"]]["state"] == "queued", what="requeued")
+    assert world.claim(wait_s=1) is None, "today's budget is spent"
+    comment = wait_until(
+        lambda: next((c for c in world.comments(issue["number"]) if "held back" in c), None),
+        what="the reason in the status comment",
+    )
+    assert "daily budget is spent ($0.60 of $0.50 today, UTC)" in comment
+    assert "midnight UTC" in comment
+    world.push_main({".github/stoneforge.yml": "version: 1\nbudget:\n  per_day_usd: 5\n"})
+    world.settle()
+    again = wait_until(lambda: world.claim(wait_s=1), what="dispatch under the raised budget")
+    assert again["issue"] == issue["number"]
