@@ -23,7 +23,7 @@ from bot import transcripts
 from bot.adapters.github import GitHubError
 from bot.core.model import Task, TaskState, budget_left
 from bot.core.render import format_cost
-from bot.service import Bot, today
+from bot.service import Bot, today, utc_time
 
 HANDOFF_MARKER = "<!-- stoneforge:handoff -->"
 
@@ -60,7 +60,7 @@ async def _rate_limited(
         TaskState.QUEUED,
         worker=None,
         not_before=retry_at,
-        detail=f"{result.get('agent') or 'agent'} rate limited until {retry_at:.0f}",
+        detail=f"{result.get('agent') or 'the agent'} is rate limited until {utc_time(retry_at)}",
         attempt=max(0, task.attempt - 1),  # not the agent's fault: the attempt is refunded
         **totals,
     )

@@ -273,7 +273,10 @@ class Bot(Intake, IssueSync):
                 task = await asyncio.to_thread(
                     functools.partial(self.store.update_task, task.ref, ready_at=now)
                 )
-            view = self.view(task, report, held.get(task.repo) if task.ref in ready else None)
+            why = held.get(task.repo) if task.ref in ready else None
+            if task.ref in ready and task.not_before and task.not_before > now:
+                why = task.detail  # "<agent> is rate limited until <time>"
+            view = self.view(task, report, why)
             merging = task.ref in self.merging
             key = (
                 task.state,
@@ -332,3 +335,7 @@ class Bot(Intake, IssueSync):
 def today(now: float) -> str:
     """The UTC day ``now`` falls on, as daily spend is kept."""
     return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+
+
+def utc_time(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

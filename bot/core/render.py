@@ -82,7 +82,7 @@ class StatusView:
     merging: bool = False  # the steward is merging the pull request right now
     trigger_label: str = "agent-ready"
     transcripts: tuple[TranscriptLink, ...] = ()  # oldest first
-    held: str | None = None  # why a ready task is not dispatched now (a spent daily budget)
+    held: str | None = None  # why a ready task is not dispatched now (budget, rate limit)
 
 
 def render_status(view: StatusView) -> str:
@@ -340,11 +340,13 @@ def _next_step(view: StatusView, word: str) -> str:
         return "Fix the configuration on the default branch; Stoneforge re-reads it on push."
     if word.startswith("Blocked"):
         return "Stoneforge picks the task up again as soon as the dependencies are fixed."
-    if word == "Queued" and view.held:
+    if word == "Queued" and view.held and "daily budget" in view.held:
         return (
             "Nothing to do: it starts when the budget resets at midnight UTC, or raise "
             "`budget.per_day_usd` in `.github/stoneforge.yml`."
         )
+    if word == "Queued" and view.held:
+        return "Nothing to do: it starts on its own after that."
     if word in ("Running", "Waiting on blockers", "Queued"):
         return f"Nothing to do. Remove {label} to stop."
     if word == "In review" and (view.task.detail or "").startswith("waiting for a re-review"):

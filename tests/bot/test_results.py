@@ -59,9 +59,16 @@ def test_after_max_attempts_a_human_is_asked_and_the_labeler_mentioned(world: Wo
 def test_a_rate_limited_task_waits_for_the_reset_and_keeps_its_attempt(world: World) -> None:
     issue = _labeled_task(world, "Hit the quota")
     job = wait_until(lambda: world.claim(wait_s=1), what="dispatch")
-    world.report(job, {"outcome": "rate_limited", "retry_at": time.time() + 3, "agent": "claude"})
+    reset = time.time() + 6
+    world.report(job, {"outcome": "rate_limited", "retry_at": reset, "agent": "claude"})
     wait_until(lambda: world.tasks()[issue["number"]]["state"] == "queued", what="requeued")
     assert world.claim() is None, "not before the provider's reset"
+    held = wait_until(
+        lambda: next((c for c in world.comments(issue["number"]) if "held back" in c), None),
+        what="the rate limit in the status comment",
+    )
+    until = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(reset))
+    assert f"held back: claude is rate limited until {until} UTC" in held
     again = wait_until(lambda: world.claim(wait_s=1), timeout=15, what="after the reset")
     assert again["attempt"] == 1, "a rate limit is not the agent's fault: no attempt is used up"
 
