@@ -100,7 +100,7 @@ class AgentTries:
                 return await self._handoff(j, "runner_shutdown", ctl)
             if self._budget_left(j) == 0.0:
                 if number == 1:  # the bot sent a task whose budget earlier attempts spent
-                    detail = f"the task's budget is spent (${j.job.get('budget_usd')} left)"
+                    detail = "the task's budget is spent: nothing is left for this attempt"
                     return build_report(j.job, "failed", "budget", detail=detail)
                 return await self._handoff(j, "budget", ctl)
             result = await self._attempt(worker, j, adapter, agent, number, failure, ctl)
