@@ -86,7 +86,7 @@ class Intake:
                 raw_inst = (payload.get("installation") or {}).get("id")
                 action = raw_action if isinstance(raw_action, str) else None
                 inst = raw_inst if isinstance(raw_inst, int) else None
-                self.pulls.note(event, payload)  # before anything else: a fresh look is due
+                self.pulls.note(event, payload, guid)  # before anything else: look afresh
                 who = payload.get("sender")
                 sender = who.get("login") if isinstance(who, dict) else None
                 if self.bot_login and sender == self.bot_login:

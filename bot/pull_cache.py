@@ -18,6 +18,11 @@ or after ``ttl_s``.
 The cache is for looking, never for acting: the steward re-reads a pull request before any
 action other than waiting (``bot.steward``), so a stale snapshot can only make it wait longer.
 A read that an event overtook is not kept: ``put`` takes the epoch its read started at.
+
+With several bot replicas, a webhook reaches one of them, while the steward runs where the
+repository's steward lock is held. That replica learns of the others' deliveries from the
+shared store (``bot.steward``), and notes each delivery once: ``note`` skips a delivery id it
+has already seen.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ class PullCache:
         self._floor = 0  # reads started before this are not kept (the marks were pruned)
         # What an event named, and when (epoch): (repo, "pull"|"sha"|"branch", value)
         self._marks: dict[tuple[str, str, object], int] = {}
+        self._noted: dict[str, None] = {}  # delivery ids noted, oldest first
+
+    def seen(self, guid: str) -> bool:
+        """Whether the delivery ``guid`` was noted already (here or from the store)."""
+        return guid in self._noted
 
     def epoch(self) -> int:
         """Call before reading a pull request; pass the result to ``put``."""
@@ -100,8 +110,17 @@ class PullCache:
             ):
                 del self._entries[key]
 
-    def note(self, event: str, payload: Mapping[str, Any]) -> None:
-        """Forget what a webhook delivery says changed (ours too: our merges move bases)."""
+    def note(self, event: str, payload: Mapping[str, Any], guid: str | None = None) -> None:
+        """Forget what a webhook delivery says changed (ours too: our merges move bases).
+
+        ``guid``: the delivery's id; a delivery already noted is not noted again.
+        """
+        if guid is not None:
+            if guid in self._noted:
+                return
+            self._noted[guid] = None
+            if len(self._noted) > _MAX_KEPT:
+                del self._noted[next(iter(self._noted))]
         repo = (payload.get("repository") or {}).get("full_name")
         if not isinstance(repo, str):
             return
@@ -131,6 +150,9 @@ class PullCache:
         for key in [k for k in self._entries if k[0] == repo]:
             del self._entries[key]
 
+
+#: The events ``note`` reads (what other replicas' deliveries are looked up for).
+NOTED_EVENTS = ("pull_request", "pull_request_review", "check_run", "check_suite", "status", "push")
 
 _COSMETIC = frozenset(
     {"labeled", "unlabeled", "assigned", "unassigned", "edited", "milestoned", "demilestoned",

@@ -4,7 +4,9 @@ One pass per repository: read a fresh snapshot of every pull request in review, 
 ``bot.core.steward.plan_merges`` what to do, and do it. The pass runs when a pull request,
 check or status event arrives and on a timer, so a lost webhook only delays a merge. Across
 bot replicas one writer per repository holds the store's steward lock (an advisory lock on
-PostgreSQL).
+PostgreSQL). A webhook reaches one replica; the one holding the lock catches up on the others'
+deliveries from the shared store before each pass (``_catch_up``), so its remembered pull
+requests (``bot.pull_cache``) do not outlive what another replica heard.
 
 State machine per task (``docs/architecture.md``):
 in_review -> (update branch -> checks)* -> merged; a writer's "changes requested" review sends
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import json
 import logging
 import time
 from collections import defaultdict
@@ -34,9 +37,15 @@ from bot.core.steward import (
     plan_merges,
     review_feedback,
 )
+from bot.pull_cache import NOTED_EVENTS
 from bot.service import Bot
 
 log = logging.getLogger(__name__)
+
+#: How far another replica's clock may lag ours and its deliveries still be caught up with
+#: (beyond it, a snapshot lives until ``steward_refresh_s``).
+CLOCK_SKEW_S = 5.0
+CATCH_UP_EVERY_S = 1.0
 
 
 async def writer_reviews(bot: Bot, inst: int, repo: str, number: int) -> tuple[Review, ...]:
@@ -71,6 +80,8 @@ class Steward:
         self._updated: dict[tuple[str, int], str] = {}  # (repo, pr) -> head sha we asked to update
         # (task, head sha) -> when its required checks were first seen pending
         self._pending: dict[tuple[IssueRef, str], float] = {}
+        self._caught_up = time.time()  # deliveries processed before this are not looked at
+        self._caught_up_at = 0.0  # monotonic time of the last look
 
     async def run_forever(self) -> None:
         while True:
@@ -84,6 +95,7 @@ class Steward:
                 log.exception("steward_pass_failed")
 
     async def pass_all(self) -> None:
+        await self._catch_up()
         tasks = await asyncio.to_thread(self.bot.store.list_tasks, states=[TaskState.IN_REVIEW])
         for repo in sorted({t.repo for t in tasks}):
             await self.pass_repo(repo)
@@ -105,6 +117,30 @@ class Steward:
                     await self._pass(repo)
             finally:
                 await asyncio.to_thread(lock.__exit__, None, None, None)
+
+    async def _catch_up(self) -> None:
+        """Note the pull request events other bot replicas processed (at most once a second;
+        this replica's own deliveries were noted as they came in)."""
+        now = time.monotonic()
+        if now - self._caught_up_at < CATCH_UP_EVERY_S:
+            return
+        self._caught_up_at = now
+        store, pulls = self.bot.store, self.bot.pulls
+        rows = await asyncio.to_thread(
+            store.processed_since, self._caught_up - CLOCK_SKEW_S, NOTED_EVENTS
+        )
+        unseen = [(guid, event) for guid, event, _ in rows if not pulls.seen(guid)]
+        if unseen:
+            bodies = await asyncio.to_thread(store.delivery_payloads, [g for g, _ in unseen])
+            for guid, event in unseen:
+                try:
+                    payload = json.loads(bodies.get(guid, b""))
+                except ValueError:
+                    payload = None
+                if isinstance(payload, dict):
+                    pulls.note(event, payload, guid)
+        if rows:
+            self._caught_up = max(self._caught_up, rows[-1][2])
 
     async def _in_review(self, repo: str) -> list[Task]:
         tasks = await asyncio.to_thread(

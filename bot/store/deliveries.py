@@ -80,6 +80,27 @@ class DeliveryRows(StoreBase):
             rows = conn.execute(query).mappings().all()
         return [row_to_delivery(row) for row in rows]
 
+    def processed_since(
+        self, after: float, events: Sequence[str], limit: int = 1000
+    ) -> list[tuple[str, str, float]]:
+        """``(guid, event, processed_at)`` of deliveries of ``events`` processed after
+        ``after`` (by any bot replica sharing the store), oldest first."""
+        query = (
+            sa.select(deliveries.c.guid, deliveries.c.event, deliveries.c.processed_at)
+            .where(deliveries.c.processed_at > after, deliveries.c.event.in_(list(events)))
+            .order_by(deliveries.c.processed_at)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [(r.guid, r.event, float(r.processed_at)) for r in conn.execute(query)]
+
+    def delivery_payloads(self, guids: Sequence[str]) -> dict[str, bytes]:
+        query = sa.select(deliveries.c.guid, deliveries.c.payload).where(
+            deliveries.c.guid.in_(list(guids))
+        )
+        with self._read() as conn:
+            return {r.guid: bytes(r.payload) for r in conn.execute(query)}
+
     def get_delivery(self, guid: str) -> Delivery | None:
         with self._read() as conn:
             query = sa.select(deliveries).where(deliveries.c.guid == guid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,43 @@ def test_the_steward_reads_each_waiting_pull_request_once_and_acts_only_on_fresh
         assert github.reads.count(2) == 2, "read fresh before acting"
         assert [n for n, _ in github.merged] == [1], "the fresh read was red: never merged"
         assert bot.store.get_task(IssueRef(REPO, 2)).state is TaskState.FAILED
+        await bot.reporter.idle()
+
+    asyncio.run(run())
+
+
+def test_the_steward_catches_up_on_deliveries_another_replica_processed(steward: Any) -> None:
+    """A webhook that reached another replica (stored and processed there, in the shared store)
+    drops the remembered snapshot here too; one this replica noted is not noted again."""
+    stew, github, bot = steward
+
+    def delivered(guid: str, sha: str) -> bytes:
+        body = {"repository": {"full_name": REPO}, "action": "completed",
+                "check_run": {"head_sha": sha}}  # fmt: skip
+        raw = json.dumps(body).encode()
+        bot.store.record_delivery(guid, "check_run", "completed", 7, raw, time.time())
+        bot.store.mark_processed(guid, time.time())
+        return raw
+
+    async def run() -> None:
+        await stew.pass_all()
+        assert sorted(github.reads) == [1, 2]
+        green = {"ci": ("completed", "success")}
+        github.pulls[1] = dataclasses.replace(github.pulls[1], checks=green)
+        delivered("from-replica-b", github.pulls[1].head_sha)
+        stew._caught_up_at = 0.0  # as if a second had passed since the last look
+        await stew.pass_all()
+        assert github.reads.count(1) == 2, "the other replica's event dropped the snapshot"
+        assert github.merged == [(1, github.pulls[1].head_sha)]
+
+        # This replica's own delivery, noted as it came in: the catch-up leaves it alone.
+        raw = delivered("ours", github.pulls[2].head_sha)
+        bot.pulls.note("check_run", json.loads(raw), "ours")
+        await stew.pass_all()  # reads 2 again (the note), remembers it
+        reads = github.reads.count(2)
+        stew._caught_up_at = 0.0
+        await stew.pass_all()
+        assert github.reads.count(2) == reads, "noted once, not again from the store"
         await bot.reporter.idle()
 
     asyncio.run(run())

@@ -318,6 +318,21 @@ def test_get_delivery_and_stats(store: Store) -> None:
     assert store.delivery_stats() == {"total": 3, "unprocessed": 1, "failed": 1}
 
 
+def test_deliveries_processed_since_for_other_replicas(store: Store) -> None:
+    store.record_delivery("a", "check_run", "completed", 1, b'{"a": 1}', now=1.0)
+    store.record_delivery("b", "issues", "opened", 1, b'{"b": 2}', now=2.0)
+    store.record_delivery("c", "status", None, 1, b'{"c": 3}', now=3.0)
+    store.record_delivery("d", "check_run", "created", 1, b'{"d": 4}', now=4.0)  # unprocessed
+    store.mark_processed("c", now=7.0)
+    store.mark_processed("a", now=6.0)
+    store.mark_processed("b", now=8.0)
+    events = ("check_run", "status")
+    assert store.processed_since(5.0, events) == [("a", "check_run", 6.0), ("c", "status", 7.0)]
+    assert store.processed_since(6.0, events) == [("c", "status", 7.0)]
+    assert store.processed_since(5.0, events, limit=1) == [("a", "check_run", 6.0)]
+    assert store.delivery_payloads(["c", "a", "zz"]) == {"a": b'{"a": 1}', "c": b'{"c": 3}'}
+
+
 # -- repositories ---------------------------------------------------------------------------
 
 
