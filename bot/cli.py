@@ -90,6 +90,15 @@ def runner(
             min=1,
         ),
     ] = None,
+    shutdown_grace_s: Annotated[
+        float,
+        typer.Option(
+            help="on SIGTERM, how long running agents may finish before their work in progress "
+            "is pushed and handed off (keep it under your service manager's stop timeout)",
+            envvar="STONEFORGE_RUNNER_SHUTDOWN_GRACE_S",
+            min=0,
+        ),
+    ] = 20.0,
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
     """Claim tasks from the bot and run agents in git worktrees."""
@@ -132,6 +141,7 @@ def runner(
             capacity=saved.capacity if saved else None,
             agent_override=agent,
             disk_budget_mb=disk_budget_mb,
+            shutdown_grace_s=shutdown_grace_s,
         ).run(stop)
 
     asyncio.run(main())

@@ -44,3 +44,11 @@ def test_the_disk_budget_is_an_option_and_an_environment_variable(
     refused = cli.invoke(app, [*base, "--disk-budget-mb", "0"])
     assert refused.exit_code == 2
     assert "disk-budget-mb" in refused.output
+
+
+def test_the_shutdown_grace_is_an_option(made: list[dict[str, Any]], tmp_path: Path) -> None:
+    base = ["runner", "--bot-url", "http://bot", "--token", "t", "--work-dir", str(tmp_path)]
+    cli = CliRunner()
+    assert cli.invoke(app, base).exit_code == 0
+    assert cli.invoke(app, [*base, "--shutdown-grace-s", "75"]).exit_code == 0
+    assert [m["shutdown_grace_s"] for m in made] == [20.0, 75.0]
