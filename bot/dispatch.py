@@ -253,7 +253,9 @@ class Dispatcher:
                 "agent_s": config.timeouts.agent_minutes * 60,
                 "stall_s": config.timeouts.stall_minutes * 60,
             },
-            "budget_usd": budget_left(config.budget.per_task_usd, task.cost_usd),
+            "budget_usd": budget_left(
+                config.budget.per_task_usd, task.cost_usd, task.cost_at_restart_usd
+            ),
             "commands": {"setup": config.commands.setup, "test": config.commands.test},
             "comments": comments,
             "handoff_notes": notes,

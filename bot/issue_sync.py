@@ -166,13 +166,15 @@ class IssueSync:
                 and task.state in (TaskState.FAILED, TaskState.CANCELLED)
                 and await self._labeled_since(inst, ref, config.trigger_label, task)
             ):
-                # A maintainer's retry: a fresh budget of attempts, from a fresh base.
+                # A maintainer's retry: fresh budgets of attempts and of spend, from a fresh
+                # base. What it spent so far stays on record.
                 fields.update(
                     state=TaskState.QUEUED,
                     worker=None,
                     detail="restart: relabeled",
                     attempt=0,
                     not_before=None,
+                    cost_at_restart_usd=task.cost_usd,
                 )
             task = await asyncio.to_thread(functools.partial(self.store.update_task, ref, **fields))
         await self._refresh_external(inst, task)

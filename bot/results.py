@@ -78,8 +78,9 @@ async def _handoff(
     )
     config = bot.repos.config(task.repo)
     per_task = config.budget.per_task_usd
-    if budget_left(per_task, totals["cost_usd"]) == 0.0:
-        spent = f"{format_cost(totals['cost_usd'] or 0.0)} of {format_cost(per_task or 0.0)}"
+    if budget_left(per_task, totals["cost_usd"], task.cost_at_restart_usd) == 0.0:
+        since = (totals["cost_usd"] or 0.0) - (task.cost_at_restart_usd or 0.0)
+        spent = f"{format_cost(since)} of {format_cost(per_task or 0.0)}"
         await needs_human(bot, task, f"the task's budget is spent ({spent})", totals)
         return
     if task.attempt < config.max_attempts:

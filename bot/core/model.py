@@ -81,6 +81,8 @@ class Task:
     lease_until: float | None = None
     detail: str | None = None  # last failure reason etc.
     cost_usd: float | None = None  # agent spend reported by the runner
+    # What it had spent when a maintainer last restarted it: its budget counts from there.
+    cost_at_restart_usd: float | None = None
     ready_at: float | None = None  # when the task last became ready (dispatch latency)
     comment_id: int | None = None  # the bot's status comment on the issue
     labeled_by: str | None = None  # who applied the trigger label (mentioned on failure)
@@ -136,11 +138,14 @@ def branch_name(number: int, title: str) -> str:
     return f"stoneforge/{number}-{slug or 'task'}"
 
 
-def budget_left(per_task_usd: float | None, spent_usd: float | None) -> float | None:
+def budget_left(
+    per_task_usd: float | None, spent_usd: float | None, restart_usd: float | None = None
+) -> float | None:
     """What a task may still spend on agents (never below 0); None when it has no budget.
 
-    The budget is the task's, over all its attempts and tries: each job is sent what is left.
+    The budget is the task's, over all its attempts and tries since a maintainer last
+    restarted it (``restart_usd``: what it had spent by then): each job is sent what is left.
     """
     if per_task_usd is None:
         return None
-    return max(0.0, round(per_task_usd - (spent_usd or 0.0), 6))
+    return max(0.0, round(per_task_usd - (spent_usd or 0.0) + (restart_usd or 0.0), 6))

@@ -56,6 +56,7 @@ tasks = sa.Table(
     sa.Column("agent", sa.String(64)),
     sa.Column("runs_on", sa.Text, nullable=False, default="[]"),  # JSON list of runner labels
     sa.Column("review_id", sa.BigInteger),
+    sa.Column("cost_at_restart_usd", sa.Double),
     sa.Index("ix_tasks_state", "state"),
 )
 

@@ -145,6 +145,15 @@ def test_the_task_budget_covers_all_its_attempts(world: World) -> None:
                for c in world.comments(issue["number"]))  # fmt: skip
     assert world.claim() is None, "no third attempt: max_attempts (3) was not the limit"
 
+    # The maintainer re-adds the label: the task starts over with the whole budget again.
+    with world.api() as api:
+        api.delete(f"/repos/octo/app/issues/{issue['number']}/labels/agent-ready")
+    world.label(issue["number"])
+    again = wait_until(lambda: world.claim(wait_s=1), what="the restarted task")
+    assert again["attempt"] == 1
+    assert again["budget_usd"] == 0.5
+    assert world.tasks()[issue["number"]]["cost_usd"] == pytest.approx(0.55), "kept on record"
+
 
 def test_a_spent_daily_budget_holds_ready_tasks_back_and_says_so(world: World) -> None:
     world.push_main({".github/stoneforge.yml": "version: 1\nbudget:\n  per_day_usd: 0.5\n"})
