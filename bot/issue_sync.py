@@ -94,54 +94,20 @@ class IssueSync:
     async def _sync_issue(
         self, inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None
     ) -> None:
-        # A trigger label makes a task: its native blockers are read alongside the issue (two
-        # round trips become one). Most other events are about issues that are no task: only
-        # the issue is read, and the blockers later, if it turns out to be labeled.
-        trigger = labeled_by is not None
-        task = None if trigger else await asyncio.to_thread(self.store.get_task, ref)
-        native: list[IssueRef] | None = None
-        if trigger or task is not None:
-            issue, native = await asyncio.gather(
-                self.github.issue(inst, ref), self._native_blockers(inst, ref)
-            )
-        else:
-            issue = await self.github.issue(inst, ref)
-        if trigger:
-            task = await asyncio.to_thread(self.store.get_task, ref)
+        task, issue, native = await self._read(inst, ref, trigger=labeled_by is not None)
         if issue is None or issue.is_pull:
             return
         config = self.repos.config(ref.repo)
         if not (issue.state == "open" and config.trigger_label in issue.labels):
-            if issue.state == "closed":
-                self._external[ref] = issue.state_reason != "not_planned"
-            if task and task.state in (TaskState.QUEUED, TaskState.RUNNING):
-                await self.set_state(
-                    task, TaskState.CANCELLED, detail="label removed or issue closed"
-                )
+            await self._untriggered(task, issue)
             return
         self.reporter.note_labels(ref, issue.labels)  # a task's issue: its first status write
         if native is None:
             native = await self._native_blockers(inst, ref)
-        text = parse_blockers(issue.body, issue.repo)
-        blockers = tuple(r for r in dict.fromkeys([*native, *text]) if r != issue.ref)
-        priority = min(
-            (config.priority_labels[lbl] for lbl in issue.labels if lbl in config.priority_labels),
-            default=2,
-        )
-        fields: dict[str, Any] = {
-            "title": issue.title,
-            "body": issue.body,
-            "issue_id": issue.id,
-            "installation_id": inst,
-            "blocked_by": blockers,
-            "priority": priority,
-            "agent": config.agent_for(issue.labels).name,
-            "runs_on": config.runs_on_for(issue.labels),
-        }
+        fields = self._task_fields(inst, issue, native)
         if labeled_by:
             fields["labeled_by"] = labeled_by
-        created = False
-        if task is None and labeled_by is None:
+        elif task is None:
             # Not from a labeled event we checked (reconciliation, a late or lost delivery):
             # ask GitHub who applied the label before trusting it.
             actor = await self.github.label_actor(inst, ref, config.trigger_label)
@@ -149,6 +115,7 @@ class IssueSync:
                 log.info("trigger_unverified", extra={"actor": actor[0] if actor else None})
                 return
             fields["labeled_by"] = actor[0]
+        created = False
         if task is None:
             task = Task(
                 repo=ref.repo,
@@ -161,11 +128,7 @@ class IssueSync:
             if created:
                 log.info("task_created")
         if not created:
-            if (
-                relabeled
-                and task.state in (TaskState.FAILED, TaskState.CANCELLED)
-                and await self._labeled_since(inst, ref, config.trigger_label, task)
-            ):
+            if relabeled and await self._restarted(inst, ref, task):
                 # A maintainer's retry: fresh budgets of attempts and of spend, from a fresh
                 # base. What it spent so far stays on record.
                 fields.update(
@@ -180,6 +143,60 @@ class IssueSync:
         await self._refresh_external(inst, task)
         self.ready_changed.set()  # runners waiting in a claim look first; views follow
         await self.refresh_views()
+
+    async def _read(
+        self, inst: int, ref: IssueRef, *, trigger: bool
+    ) -> tuple[Task | None, IssueInfo | None, list[IssueRef] | None]:
+        """The task, the issue and, for a task, its native blockers.
+
+        A trigger label makes a task: its native blockers are read alongside the issue (two
+        round trips become one). Most other events are about issues that are no task: only
+        the issue is read, and the blockers later, if it turns out to be labeled.
+        """
+        task = None if trigger else await asyncio.to_thread(self.store.get_task, ref)
+        native: list[IssueRef] | None = None
+        if trigger or task is not None:
+            issue, native = await asyncio.gather(
+                self.github.issue(inst, ref), self._native_blockers(inst, ref)
+            )
+        else:
+            issue = await self.github.issue(inst, ref)
+        if trigger:
+            task = await asyncio.to_thread(self.store.get_task, ref)
+        return task, issue, native
+
+    async def _untriggered(self, task: Task | None, issue: IssueInfo) -> None:
+        """The issue is closed or lost its label: its task, if queued or running, stops."""
+        if issue.state == "closed":
+            self._external[issue.ref] = issue.state_reason != "not_planned"
+        if task and task.state in (TaskState.QUEUED, TaskState.RUNNING):
+            await self.set_state(task, TaskState.CANCELLED, detail="label removed or issue closed")
+
+    def _task_fields(self, inst: int, issue: IssueInfo, native: list[IssueRef]) -> dict[str, Any]:
+        """What a task takes from its issue and the repository's configuration."""
+        config = self.repos.config(issue.repo)
+        text = parse_blockers(issue.body, issue.repo)
+        blockers = tuple(r for r in dict.fromkeys([*native, *text]) if r != issue.ref)
+        priority = min(
+            (config.priority_labels[lbl] for lbl in issue.labels if lbl in config.priority_labels),
+            default=2,
+        )
+        return {
+            "title": issue.title,
+            "body": issue.body,
+            "issue_id": issue.id,
+            "installation_id": inst,
+            "blocked_by": blockers,
+            "priority": priority,
+            "agent": config.agent_for(issue.labels).name,
+            "runs_on": config.runs_on_for(issue.labels),
+        }
+
+    async def _restarted(self, inst: int, ref: IssueRef, task: Task) -> bool:
+        """A failed or cancelled task whose label a maintainer put back after it last ran."""
+        if task.state not in (TaskState.FAILED, TaskState.CANCELLED):
+            return False
+        return await self._labeled_since(inst, ref, self.repos.config(ref.repo).trigger_label, task)
 
     async def _labeled_since(self, inst: int, ref: IssueRef, label: str, task: Task) -> bool:
         """Was the trigger label applied again after the task last ran?
