@@ -214,51 +214,13 @@ class Steward:
         task = await asyncio.to_thread(bot.store.get_task, action.task)
         if task is None or task.installation_id is None:
             return
-        inst = task.installation_id
-        config = bot.repos.config(task.repo)
         if task.state is TaskState.IN_REVIEW and action.kind in ("wait", "update_branch", "merge"):
             if task.detail is not None:  # no longer waiting for a re-review: say so
                 await bot.set_state(task, TaskState.IN_REVIEW, detail=None)
         if action.kind == "merge" and action.pr and action.sha:
-            bot.merging.add(task.ref)
-            outcome = await bot.github.merge(
-                inst,
-                task.repo,
-                action.pr,
-                sha=action.sha,
-                method=config.merge.method,
-                title=f"{task.title} (#{action.pr})",
-            )
-            if outcome.merged:
-                log.info("merged", extra={"repo": task.repo, "issue": task.number, "pr": action.pr})
-                bot.merging.discard(task.ref)
-                if bot.metrics:
-                    bot.metrics.merges.inc(outcome="merged")
-                await bot.set_state(
-                    task, TaskState.MERGED, merged_at=time.time(), merge_sha=outcome.sha
-                )
-                default = (await bot.github.repo(inst, task.repo)).default_branch
-                if outcome.sha and pull and pull.base_ref == default:
-                    bot.note_base(task.repo, inst, outcome.sha)
-                if pull and config.merge.delete_branch:
-                    await bot.github.delete_branch(inst, task.repo, pull.head_ref)
-                bot.pulls.forget(task.repo, pull=action.pr)
-                bot.steward_wake.set()  # the base moved: the next in line is updated
-            else:
-                if bot.metrics:
-                    bot.metrics.merges.inc(outcome="refused")
-                log.info("merge_refused %s: %s %s", task.ref, outcome.status, outcome.message)
-                bot.pulls.forget(task.repo, pull=action.pr)
+            await self._merge(task, action.pr, action.sha, pull)
         elif action.kind == "update_branch" and action.pr and action.sha:
-            key = (task.repo, action.pr)
-            if self._updated.get(key) == action.sha:
-                return  # already asked for this head; waiting for the new commit
-            bot.merging.add(task.ref)
-            if await bot.github.update_branch(inst, task.repo, action.pr, action.sha):
-                self._updated[key] = action.sha
-                bot.pulls.forget(task.repo, pull=action.pr)
-                log.info("branch_updated %s", task.ref)
-            await bot.refresh_views()
+            await self._update_branch(task, action.pr, action.sha)
         elif action.kind == "await_review" and task.state is TaskState.IN_REVIEW:
             bot.merging.discard(task.ref)
             if task.detail != action.reason:  # shown in the status comment
@@ -292,6 +254,45 @@ class Steward:
             await bot.set_state(
                 task, TaskState.FAILED, detail=f"pull request #{action.pr}: {action.reason}"
             )
+
+    async def _merge(self, task: Task, pr: int, sha: str, pull: PullSnapshot | None) -> None:
+        """Merge the pull request at exactly ``sha`` (GitHub refuses if its head moved)."""
+        bot, inst = self.bot, task.installation_id or 0
+        config = bot.repos.config(task.repo)
+        bot.merging.add(task.ref)
+        title = f"{task.title} (#{pr})"
+        outcome = await bot.github.merge(
+            inst, task.repo, pr, sha=sha, method=config.merge.method, title=title
+        )
+        bot.pulls.forget(task.repo, pull=pr)
+        if not outcome.merged:
+            if bot.metrics:
+                bot.metrics.merges.inc(outcome="refused")
+            log.info("merge_refused %s: %s %s", task.ref, outcome.status, outcome.message)
+            return
+        log.info("merged", extra={"repo": task.repo, "issue": task.number, "pr": pr})
+        bot.merging.discard(task.ref)
+        if bot.metrics:
+            bot.metrics.merges.inc(outcome="merged")
+        await bot.set_state(task, TaskState.MERGED, merged_at=time.time(), merge_sha=outcome.sha)
+        default = (await bot.github.repo(inst, task.repo)).default_branch
+        if outcome.sha and pull and pull.base_ref == default:
+            bot.note_base(task.repo, inst, outcome.sha)
+        if pull and config.merge.delete_branch:
+            await bot.github.delete_branch(inst, task.repo, pull.head_ref)
+        bot.steward_wake.set()  # the base moved: the next in line is updated
+
+    async def _update_branch(self, task: Task, pr: int, sha: str) -> None:
+        """Bring the base into the pull request (once per head it is asked for)."""
+        bot, key = self.bot, (task.repo, pr)
+        if self._updated.get(key) == sha:
+            return  # already asked for this head; waiting for the new commit
+        bot.merging.add(task.ref)
+        if await bot.github.update_branch(task.installation_id or 0, task.repo, pr, sha):
+            self._updated[key] = sha
+            bot.pulls.forget(task.repo, pull=pr)
+            log.info("branch_updated %s", task.ref)
+        await bot.refresh_views()
 
 
 def _cached(
