@@ -44,7 +44,8 @@ import uvicorn  # noqa: E402
 
 from fakehub.githttp import create_git_app  # noqa: E402
 from fakehub.gitstore import GitStore, git_env  # noqa: E402
-from runner.workspace import Workspaces, _admin_dir, _disk_bytes  # noqa: E402
+from runner.disk_budget import admin_dir, disk_bytes  # noqa: E402
+from runner.workspace import Workspaces  # noqa: E402
 
 REPO = "bench/big"
 TOKEN = "ghs_benchWorktreeToken"
@@ -223,14 +224,14 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             ws.release(path)
             releases.append(time.perf_counter() - t0)
 
-        extra = _disk_bytes(path) + _disk_bytes(_admin_dir(path))
+        extra = disk_bytes(path) + disk_bytes(admin_dir(path))
         # for comparison: a worktree added afresh while the warm one is busy
         _, busy, _ = prepare("bench/busy")
         fresh_s, fresh, reused = prepare("bench/fresh")
         assert not reused
         ws.release(fresh, keep_warm=False)
         ws.release(busy)
-        mirror_mb = _disk_bytes(tmp / "runner" / "mirrors") / 2**20
+        mirror_mb = disk_bytes(tmp / "runner" / "mirrors") / 2**20
 
     paired = [p / c for p, c in zip(prepares, clones, strict=False)]  # runs may outnumber clones
     worktree_s = statistics.median(prepares)

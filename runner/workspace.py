@@ -1,4 +1,5 @@
-"""Task workspaces: a warm pool of git worktrees per repository, the setup command, a disk budget.
+"""Task workspaces: a warm pool of git worktrees per repository, the setup command (the disk
+budget is `runner.disk_budget`).
 
 Layout under ``root``: ``mirrors/<owner>/<name>.git`` (one bare ``RepoMirror`` per repository)
 and ``workspaces/<owner>/<name>/w<N>`` (worktrees). A worktree is either *busy* (handed to one
@@ -16,14 +17,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import shutil
-import stat
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from runner.disk_budget import DiskBudget, RepoState, Slot
 from runner.git import GitError, RepoMirror
 from runner.setup import SetupResult, run_setup
 
@@ -44,27 +44,7 @@ class Prepared:
     setup: SetupResult | None  # None when there is no setup command
 
 
-@dataclass
-class _Slot:
-    repo: str
-    path: Path
-    busy: bool
-    branch: str | None = None
-    last_used: int = 0  # a tick of Workspaces._ticks, for LRU order
-    releasing: bool = False
-
-
-@dataclass
-class _RepoState:
-    mirror: RepoMirror
-    active: int = 0  # prepares in flight (a mirror is never evicted under them)
-    adopted: bool = False
-    adopt_lock: threading.Lock = field(default_factory=threading.Lock)
-    last_used: int = 0
-    slots: dict[Path, _Slot] = field(default_factory=dict)
-
-
-class Workspaces:
+class Workspaces(DiskBudget):
     """Worktrees for tasks, pooled per repository; see the module docstring."""
 
     def __init__(
@@ -74,7 +54,7 @@ class Workspaces:
         self.pool_size = pool_size
         self.disk_budget_mb = disk_budget_mb
         self._lock = threading.Lock()
-        self._repos: dict[str, _RepoState] = {}
+        self._repos: dict[str, RepoState] = {}
         self._ticks = itertools.count(1)
 
     # -- public API --------------------------------------------------------------------------
@@ -199,50 +179,20 @@ class Workspaces:
         if not busy:
             mirror.delete_branch(branch)
 
-    def enforce_budget(self) -> list[Path]:
-        """Evict least-recently-used idle worktrees, then idle mirrors, until under budget."""
-        if self.disk_budget_mb is None:
-            return []
-        budget = self.disk_budget_mb * 1024 * 1024
-        used = _disk_bytes(self.root)
-        removed: list[Path] = []
-        while used > budget:
-            victim = self._reserve_lru_idle_slot()
-            if victim is None:
-                break
-            state, slot = victim
-            size = _disk_bytes(slot.path) + _disk_bytes(_admin_dir(slot.path))
-            self._forget(state, slot, remove=True)
-            log.info("workspace_evicted path=%s mb=%.1f", slot.path, size / 2**20)
-            removed.append(slot.path)
-            used -= size
-        while used > budget:
-            path, size = self._evict_lru_idle_mirror()
-            if path is None:
-                break
-            log.info("mirror_evicted path=%s mb=%.1f", path, size / 2**20)
-            removed.append(path)
-            used -= size
-        return removed
-
-    def usage_mb(self) -> float:
-        """Disk used under ``root`` (allocated blocks, hard links counted once), in MiB."""
-        return _disk_bytes(self.root) / 2**20
-
     # -- bookkeeping -------------------------------------------------------------------------
 
-    def _enter(self, repo: str, clone_url: str) -> _RepoState:
+    def _enter(self, repo: str, clone_url: str) -> RepoState:
         with self._lock:
             state = self._repos.get(repo)
             if state is None:
-                state = self._repos[repo] = _RepoState(RepoMirror(self.root, repo, clone_url))
+                state = self._repos[repo] = RepoState(RepoMirror(self.root, repo, clone_url))
             elif state.mirror.clone_url != clone_url:
                 state.mirror = RepoMirror(self.root, repo, clone_url)  # shares the lock by path
             state.active += 1
             state.last_used = next(self._ticks)
             return state
 
-    def _known(self, repo: str) -> _RepoState | None:
+    def _known(self, repo: str) -> RepoState | None:
         """The state of ``repo``; for a mirror left on disk by an earlier run, a new state."""
         with self._lock:
             state = self._repos.get(repo)
@@ -250,11 +200,11 @@ class Workspaces:
                 mirror = RepoMirror(self.root, repo, "")  # only local operations will run
                 if not (mirror.path / "HEAD").exists():
                     return None
-                state = self._repos[repo] = _RepoState(mirror)
+                state = self._repos[repo] = RepoState(mirror)
         self._adopt(state)
         return state
 
-    def _adopt(self, state: _RepoState) -> None:
+    def _adopt(self, state: RepoState) -> None:
         """Once per repository and process: take over worktrees an earlier run left on disk.
 
         Callers wait until it is done, so no task starts on the repository meanwhile.
@@ -264,7 +214,7 @@ class Workspaces:
                 self._adopt_leftovers(state)
                 state.adopted = True
 
-    def _adopt_leftovers(self, state: _RepoState) -> None:
+    def _adopt_leftovers(self, state: RepoState) -> None:
         mirror = state.mirror
         mirror.prune_worktrees()
         registered = {p.resolve(): branch for p, branch in mirror.worktrees().items()}
@@ -277,7 +227,7 @@ class Workspaces:
                 idle = sum(1 for s in state.slots.values() if not s.busy)
                 take = path in registered and mirror.owns_worktree(path) and idle < self.pool_size
                 if take:  # kept busy until it is cleaned
-                    state.slots[path] = _Slot(mirror.full_name, path, busy=True)
+                    state.slots[path] = Slot(mirror.full_name, path, busy=True)
             if not take:
                 if (mirror.path / "HEAD").exists():
                     mirror.remove_worktree(path)
@@ -298,7 +248,7 @@ class Workspaces:
                 state.slots[path].last_used = next(self._ticks)
             log.info("workspace_adopted path=%s", path)
 
-    def _take(self, state: _RepoState, branch: str) -> _Slot:
+    def _take(self, state: RepoState, branch: str) -> Slot:
         """Reserve an idle worktree (the most recently used), or a new path; never a busy one."""
         with self._lock:
             if any(s.busy and s.branch == branch for s in state.slots.values()):
@@ -313,14 +263,14 @@ class Workspaces:
                     for n in itertools.count(1)
                     if folder / f"w{n}" not in state.slots and not (folder / f"w{n}").exists()
                 )
-                slot = state.slots[path] = _Slot(state.mirror.full_name, path, busy=True)
+                slot = state.slots[path] = Slot(state.mirror.full_name, path, busy=True)
             slot.busy, slot.last_used = True, next(self._ticks)
             return slot
 
     def _fetch_while_scrubbing(
         self,
-        state: _RepoState,
-        slot: _Slot,
+        state: RepoState,
+        slot: Slot,
         token: str,
         *,
         skip_fetch: bool = False,
@@ -365,7 +315,7 @@ class Workspaces:
     def _checkout(
         self,
         mirror: RepoMirror,
-        slot: _Slot,
+        slot: Slot,
         branch: str,
         base: str,
         continue_from_branch: bool,
@@ -389,7 +339,7 @@ class Workspaces:
         mirror.add_worktree(slot.path, branch, base, from_remote_branch=continue_from_branch)
         return mirror.head_sha(slot.path), False
 
-    def _forget(self, state: _RepoState, slot: _Slot, *, remove: bool) -> None:
+    def _forget(self, state: RepoState, slot: Slot, *, remove: bool) -> None:
         if remove:
             try:
                 state.mirror.remove_worktree(slot.path)
@@ -399,92 +349,20 @@ class Workspaces:
         with self._lock:
             state.slots.pop(slot.path, None)
 
-    def _idle_count(self, state: _RepoState) -> int:
+    def _idle_count(self, state: RepoState) -> int:
         with self._lock:
             return sum(1 for s in state.slots.values() if not s.busy)
 
-    def _find(self, path: Path) -> tuple[_RepoState | None, _Slot | None]:
+    def _find(self, path: Path) -> tuple[RepoState | None, Slot | None]:
         for state in self._repos.values():
             if path in state.slots:
                 return state, state.slots[path]
         return None, None
 
-    def _is_slot(self, state: _RepoState, path: Path) -> bool:
+    def _is_slot(self, state: RepoState, path: Path) -> bool:
         with self._lock:
             return path.resolve() in state.slots
 
     def _folder(self, repo: str) -> Path:
         owner, _, name = repo.partition("/")
         return self.root / "workspaces" / owner / name
-
-    def _reserve_lru_idle_slot(self) -> tuple[_RepoState, _Slot] | None:
-        with self._lock:
-            idle = [(s.last_used, st, s) for st in self._repos.values() for s in st.slots.values()]
-            idle = [item for item in idle if not item[2].busy]
-            if not idle:
-                return None
-            _, state, slot = min(idle, key=lambda item: item[0])
-            slot.busy = True
-            return state, slot
-
-    def _evict_lru_idle_mirror(self) -> tuple[Path | None, int]:
-        """Delete the least recently used mirror with no worktree and no prepare in flight."""
-        with self._lock:  # held throughout, so no prepare can start on the mirror meanwhile
-            candidates = []
-            for git_dir in sorted(self.root.glob("mirrors/*/*.git")):
-                repo = f"{git_dir.parent.name}/{git_dir.name.removesuffix('.git')}"
-                state = self._repos.get(repo)
-                if state is not None and (state.active or state.slots):
-                    continue
-                if any((git_dir / "worktrees").glob("*")):
-                    continue  # some worktree outside the pool still depends on it
-                used = state.last_used if state is not None else 0
-                candidates.append((used, git_dir.stat().st_mtime, repo, git_dir))
-            if not candidates:
-                return None, 0
-            _, _, repo, git_dir = min(candidates)
-            size = _disk_bytes(git_dir)
-            state = self._repos.pop(repo, None)
-            mirror = state.mirror if state is not None else RepoMirror(self.root, repo, "")
-            mirror.destroy()
-            return git_dir, size
-
-
-def _admin_dir(worktree: Path) -> Path:
-    """The worktree's private directory inside the mirror (index, HEAD), from its ``.git``."""
-    try:
-        return Path((worktree / ".git").read_text().strip().removeprefix("gitdir: "))
-    except OSError:
-        return worktree / ".git"
-
-
-def _disk_bytes(root: Path) -> int:
-    """Allocated bytes under ``root``, not following symlinks, each inode once."""
-    try:
-        top = os.lstat(root)
-    except OSError:
-        return 0
-    if not stat.S_ISDIR(top.st_mode):
-        return top.st_blocks * 512
-    seen: set[tuple[int, int]] = set()
-    total = top.st_blocks * 512
-    stack = [str(root)]
-    while stack:
-        try:
-            entries = os.scandir(stack.pop())
-        except OSError:
-            continue
-        with entries:
-            for entry in entries:
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if info.st_nlink > 1 and not stat.S_ISDIR(info.st_mode):
-                    if (info.st_dev, info.st_ino) in seen:
-                        continue
-                    seen.add((info.st_dev, info.st_ino))
-                total += info.st_blocks * 512
-                if stat.S_ISDIR(info.st_mode):
-                    stack.append(entry.path)
-    return total
