@@ -9,98 +9,42 @@ repository's index, so a bare repository never gains a stray file.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from fakehub.gitobjects import (
+    ZERO_SHA,
+    CommitInfo,
+    GitStoreError,
+    Identity,
+    MergeConflict,
+    NotFound,
+    RefMoved,
+    checked_rev,
+    git_env,
+    identity_env,
+    iso_time,
+)
 from fakehub.gitrefs import SHA, ImmutableMemo, read_ref, ref_format_ok
 
-ZERO_SHA = "0" * 40
+__all__ = [
+    "ZERO_SHA",
+    "CommitInfo",
+    "GitStore",
+    "GitStoreError",
+    "Identity",
+    "MergeConflict",
+    "NotFound",
+    "RefMoved",
+    "git_env",
+]
+
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-
-class GitStoreError(Exception):
-    """A git command failed, or an argument was refused."""
-
-
-class NotFound(GitStoreError, LookupError):
-    """The repository, branch or commit does not exist."""
-
-
-class RefMoved(GitStoreError):
-    """The branch moved between reading it and updating it (a concurrent push won)."""
-
-
-class MergeConflict(GitStoreError):
-    """The three-way merge has conflicts; ``paths`` lists them when known."""
-
-    def __init__(self, message: str = "merge conflict", paths: Sequence[str] = ()) -> None:
-        super().__init__(message if not paths else f"{message}: {', '.join(paths)}")
-        self.paths: list[str] = list(paths)
-
-
-@dataclass(frozen=True)
-class CommitInfo:
-    sha: str
-    tree: str
-    parents: list[str]
-    message: str
-    author_name: str
-    author_email: str
-    author_date: str  # ISO 8601 with Z
-    committer_name: str
-    committer_email: str
-    committer_date: str
-
-
-@dataclass(frozen=True)
-class Identity:
-    name: str
-    email: str
-
-
-def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """An environment for git that ignores the user's and the system's git configuration."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(
-        GIT_TERMINAL_PROMPT="0",
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_CONFIG_GLOBAL=os.devnull,
-        LC_ALL="C",
-    )
-    env.update(extra or {})
-    return env
-
-
-def _identity_env(author: Identity, committer: Identity, when: int | None = None) -> dict[str, str]:
-    date = f"{int(time.time()) if when is None else when} +0000"
-    return {
-        "GIT_AUTHOR_NAME": author.name,
-        "GIT_AUTHOR_EMAIL": author.email,
-        "GIT_AUTHOR_DATE": date,
-        "GIT_COMMITTER_NAME": committer.name,
-        "GIT_COMMITTER_EMAIL": committer.email,
-        "GIT_COMMITTER_DATE": date,
-    }
-
-
-def _iso(epoch: str) -> str:
-    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _rev(value: str) -> str:
-    """Refuse revisions that git could read as options."""
-    if not value or value.startswith("-") or "\0" in value:
-        raise GitStoreError(f"invalid revision {value!r}")
-    return value
 
 
 class GitStore:
@@ -161,7 +105,7 @@ class GitStore:
         if SHA.match(rev) and key in self._commits:
             if read_ref(self.path(full_name), f"refs/heads/{rev}") is None:
                 return rev  # a known commit, and no branch has that name
-        for candidate in (f"refs/heads/{_rev(rev)}", rev):
+        for candidate in (f"refs/heads/{checked_rev(rev)}", rev):
             proc = self._git(
                 full_name, "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}",
                 ok=(0, 1, 128),
@@ -179,7 +123,7 @@ class GitStore:
         return sha
 
     def _branch_ref(self, branch: str) -> str:
-        ref = f"refs/heads/{_rev(branch)}"
+        ref = f"refs/heads/{checked_rev(branch)}"
         if not ref_format_ok(ref):
             raise GitStoreError(f"invalid branch name {branch!r}")
         return ref
@@ -251,7 +195,7 @@ class GitStore:
             self._git(full_name, "symbolic-ref", "HEAD", ref)
             self._git(full_name, "config", "http.receivepack", "true")
             tree = self._write_tree(full_name, files)
-            sha = self._commit_tree(full_name, tree, [], message, _identity_env(author, author))
+            sha = self._commit_tree(full_name, tree, [], message, identity_env(author, author))
             self._move(full_name, default_branch, sha, None)
             return sha
 
@@ -322,10 +266,10 @@ class GitStore:
             message=body.rstrip("\n"),
             author_name=an,
             author_email=ae,
-            author_date=_iso(at),
+            author_date=iso_time(at),
             committer_name=cn,
             committer_email=ce,
-            committer_date=_iso(ct),
+            committer_date=iso_time(ct),
         )
 
     def is_ancestor(self, full_name: str, ancestor: str, descendant: str) -> bool:
@@ -403,7 +347,7 @@ class GitStore:
                 raise NotFound(f"no branch {base_branch!r} in {full_name}")
             head = self._commit(full_name, head_sha)
             text = f"{title}\n\n{message}" if message else title
-            env = _identity_env(author or committer, committer)
+            env = identity_env(author or committer, committer)
             if method == "merge":
                 tree = self._merge_tree(full_name, old, head)
                 new = self._commit_tree(full_name, tree, [old, head], text, env)
@@ -431,13 +375,13 @@ class GitStore:
         for commit in commits:
             info = self.commit_info(full_name, commit)
             tip_tree = self._out(full_name, "rev-parse", f"{tip}^{{tree}}")
-            scratch_env = _identity_env(committer, committer)
+            scratch_env = identity_env(committer, committer)
             scratch = self._commit_tree(full_name, tip_tree, info.parents, "scratch", scratch_env)
             extra = () if info.parents else ("--allow-unrelated-histories",)
             tree = self._merge_tree(full_name, scratch, commit, *extra)
             if tree == tip_tree:
                 continue  # already applied upstream; git rebase drops it too
-            env = _identity_env(Identity(info.author_name, info.author_email), committer)
+            env = identity_env(Identity(info.author_name, info.author_email), committer)
             author_epoch = self._out(full_name, "show", "-s", "--format=%at", commit, "--")
             env["GIT_AUTHOR_DATE"] = f"{author_epoch} +0000"
             tip = self._commit_tree(full_name, tree, [tip], info.message, env)
@@ -457,7 +401,7 @@ class GitStore:
             tree = self._merge_tree(full_name, head, base)
             text = f"Merge branch '{base_branch}' into {head_branch}"
             new = self._commit_tree(
-                full_name, tree, [head, base], text, _identity_env(committer, committer)
+                full_name, tree, [head, base], text, identity_env(committer, committer)
             )
             self._move(full_name, head_branch, new, head)
             return new
