@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 import time
 from typing import Any
 
 from fakehub.auth import ApiError
-from fakehub.gitstore import ZERO_SHA, Identity, MergeConflict, git_env
+from fakehub.gitstore import ZERO_SHA, Identity, MergeConflict
 from fakehub.hub_checks import HubChecks
 from fakehub.records import App, Issue, PullInfo, Repo, User
 
@@ -83,16 +82,8 @@ class Hub(HubChecks):
         full = issue.repo.full_name
         head = issue.pull.head_sha
         files = self.store.changed_files(full, base, head)
-        count = subprocess.run(
-            ["git", "rev-list", "--count", head, f"^{base}"],
-            cwd=self.store.path(full),
-            env=git_env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
         return {
-            "commits": int(count.stdout.strip() or 0),
+            "commits": self.store.count_commits(full, base, head),
             "additions": sum(f["additions"] for f in files),
             "deletions": sum(f["deletions"] for f in files),
             "changed_files": len(files),

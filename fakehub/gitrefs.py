@@ -62,6 +62,39 @@ def read_ref(repo: Path, ref: str) -> str | None | bool:
     return None
 
 
+def list_branches(repo: Path) -> dict[str, str] | None:
+    """Every branch and its tip, as ``git for-each-ref refs/heads/`` gives them: the loose ref
+    files, over ``packed-refs``. ``None``: something unusual (a symbolic ref, an unreadable
+    file); ask git."""
+    found: dict[str, str] = {}
+    try:
+        packed = (repo / "packed-refs").read_text()
+    except FileNotFoundError:
+        packed = ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in packed.splitlines():
+        sha, _, ref = line.partition(" ")
+        if SHA.match(sha) and ref.startswith("refs/heads/"):
+            found[ref.removeprefix("refs/heads/")] = sha
+    heads = repo / "refs" / "heads"
+    for folder, _, files in os.walk(heads):
+        for name in files:
+            if name.endswith(".lock"):
+                continue  # a write in progress: the ref is its old value until the rename
+            path = Path(folder) / name
+            try:
+                text = path.read_text().strip()
+            except FileNotFoundError:
+                continue  # deleted while we looked
+            except (OSError, UnicodeDecodeError):
+                return None
+            if not SHA.match(text):
+                return None
+            found[path.relative_to(heads).as_posix()] = text
+    return dict(sorted(found.items()))
+
+
 class ImmutableMemo:
     """A bounded, thread-safe memo for answers about immutable git objects."""
 

@@ -30,7 +30,7 @@ from fakehub.gitobjects import (
     identity_env,
     iso_time,
 )
-from fakehub.gitrefs import SHA, ImmutableMemo, read_ref, ref_format_ok
+from fakehub.gitrefs import SHA, ImmutableMemo, list_branches, read_ref, ref_format_ok
 
 __all__ = [
     "ZERO_SHA",
@@ -105,7 +105,13 @@ class GitStore:
         if SHA.match(rev) and key in self._commits:
             if read_ref(self.path(full_name), f"refs/heads/{rev}") is None:
                 return rev  # a known commit, and no branch has that name
-        for candidate in (f"refs/heads/{checked_rev(rev)}", rev):
+        ref = f"refs/heads/{checked_rev(rev)}"
+        branch = read_ref(self.path(full_name), ref) if ref_format_ok(ref) else None
+        if isinstance(branch, str):
+            return branch  # a branch, read from its ref (branches win)
+        # No such branch for certain (None): only the commit id is left to ask git about.
+        candidates = (rev,) if branch is None else (f"refs/heads/{rev}", rev)
+        for candidate in candidates:
             proc = self._git(
                 full_name, "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}",
                 ok=(0, 1, 128),
@@ -213,6 +219,9 @@ class GitStore:
             return self._out(full_name, "write-tree", env=env)
 
     def branches(self, full_name: str) -> dict[str, str]:
+        listed = list_branches(self.path(full_name))
+        if listed is not None:
+            return listed
         out = self._out(
             full_name, "for-each-ref", "--format=%(objectname) %(refname:lstrip=2)", "refs/heads/"
         )
@@ -281,6 +290,15 @@ class GitStore:
             ),
         )
         return answer
+
+    def count_commits(self, full_name: str, base_sha: str, head_sha: str) -> int:
+        """Commits reachable from ``head_sha`` and not from ``base_sha`` (a pull request's)."""
+        base, head = self._commit(full_name, base_sha), self._commit(full_name, head_sha)
+        count: int = self._memo.get(
+            ("count", full_name.lower(), base, head),
+            lambda: int(self._out(full_name, "rev-list", "--count", head, f"^{base}") or 0),
+        )
+        return count
 
     def conflicts(self, full_name: str, base_sha: str, head_sha: str) -> list[str]:
         base, head = self._commit(full_name, base_sha), self._commit(full_name, head_sha)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fakehub.gitrefs import ImmutableMemo, read_ref
+from fakehub.gitrefs import ImmutableMemo, list_branches, read_ref
 from fakehub.gitstore import GitStore, GitStoreError, git_env
 from tests.fakehub.test_gitstore import ALICE, REPO, commit_on
 
@@ -38,10 +38,39 @@ def test_branch_tips_match_git_for_loose_and_packed_refs(store: GitStore) -> Non
     assert read_ref(store.path(REPO), "HEAD") is False  # symbolic: left to git
 
 
+def test_the_branch_list_matches_git_for_loose_packed_and_nested_refs(store: GitStore) -> None:
+    def from_git() -> dict[str, str]:
+        out = _git(
+            store, "for-each-ref", "--format=%(objectname) %(refname:lstrip=2)", "refs/heads/"
+        )
+        return {name: sha for sha, _, name in (line.partition(" ") for line in out.splitlines())}
+
+    commit_on(store, "feature/x", {"a.txt": "1\n"})
+    commit_on(store, "stoneforge/12-deep/name", {"b.txt": "1\n"})
+    assert list_branches(store.path(REPO)) == from_git()
+    _git(store, "pack-refs", "--all")
+    commit_on(store, "feature/x", {"a.txt": "2\n"})  # loose again, over its packed line
+    commit_on(store, "loose-only", {"c.txt": "1\n"})
+    listed = list_branches(store.path(REPO))
+    assert listed == from_git()
+    assert set(listed or {}) == {"main", "feature/x", "stoneforge/12-deep/name", "loose-only"}
+    assert store.branches(REPO) == listed
+    _git(store, "update-ref", "-d", "refs/heads/stoneforge/12-deep/name")  # a packed one goes
+    assert list_branches(store.path(REPO)) == from_git()
+    _git(store, "symbolic-ref", "refs/heads/alias", "refs/heads/main")
+    assert list_branches(store.path(REPO)) is None  # symbolic: left to git
+    assert store.branches(REPO) == from_git()
+
+
 def test_invalid_branch_names_are_still_refused(store: GitStore) -> None:
     for bad in ("a..b", "x.lock", "sp ace"):
         with pytest.raises(GitStoreError):
             store.ref_sha(REPO, bad)
+    # A revision is never read as a path outside the repository's refs.
+    outside = store.path(REPO).parent / "outside"
+    outside.write_text(store.ref_sha(REPO, "main") or "")
+    with pytest.raises(GitStoreError):
+        store.commit_info(REPO, f"../../../{outside.name}")
 
 
 def test_a_branch_named_like_a_known_commit_still_wins(store: GitStore) -> None:
