@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class _MirrorState:
         self.finished: dict[str, int] = {}
         self.url: str | None = None  # origin's URL as last configured
         self.fetched = False  # a fetch brought objects since maintenance last ran
+        self.maintained_at = float("-inf")  # time.monotonic() of the last maintenance
 
 
 _states: dict[Path, _MirrorState] = {}
@@ -51,6 +53,7 @@ def _state_for(path: Path) -> _MirrorState:
 
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+MAINTAIN_EVERY_S = 60.0
 
 
 def _basic(token: str) -> str:
@@ -195,13 +198,18 @@ class RepoMirror:
 
     def maintain(self) -> None:
         """git's automatic maintenance (a gc once loose objects pile up), which fetches skip: it
-        runs after a job, off the path from a claim to the next agent's start, and only once a
-        fetch has happened since it last ran (as it did inside fetches). It counts every loose
-        object, the jobs' own commits too, so those are collected at the next base move."""
+        runs after a job, off the path from a claim to the next agent's start, once a fetch has
+        happened since it last ran (as it did inside fetches), and at most once a minute (it
+        only counts objects unless thousands piled up). It counts every loose object, the
+        jobs' own commits too, so those are collected at a later base move."""
         with self._lock:
+            now = time.monotonic()
+            if now - self._state.maintained_at < MAINTAIN_EVERY_S:
+                return
             if self._state.fetched and (self.path / "HEAD").exists():
                 self._git("maintenance", "run", "--auto", "--quiet")
                 self._state.fetched = False
+                self._state.maintained_at = now
 
     def remote_sha(self, branch: str) -> str | None:
         """The commit ``refs/remotes/origin/<branch>`` points at in the mirror, if any."""

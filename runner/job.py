@@ -275,14 +275,26 @@ def worktree_git(worktree: Path, *args: str) -> str:
 
 def exclude_scratch(worktree: Path) -> None:
     """Keep `.stoneforge/` (the agent's handoff note) out of every commit of this repository."""
-    path = Path(worktree_git(worktree, "rev-parse", "--git-path", "info/exclude").strip())
-    path = path if path.is_absolute() else worktree / path
+    path = _exclude_file(worktree)
     line = f"/{SCRATCH_DIR}/"
     current = path.read_text() if path.is_file() else ""
     if line not in current.splitlines():
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as fh:
             fh.write(("" if not current or current.endswith("\n") else "\n") + line + "\n")
+
+
+def _exclude_file(worktree: Path) -> Path:
+    """The repository's ``info/exclude``, shared by its worktrees: in the common git dir that
+    the worktree's ``.git`` file and its ``commondir`` name (git answers anything else)."""
+    try:
+        gitdir = Path((worktree / ".git").read_text().strip().removeprefix("gitdir: "))
+        gitdir = gitdir if gitdir.is_absolute() else worktree / gitdir
+        common = gitdir / (gitdir / "commondir").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        path = Path(worktree_git(worktree, "rev-parse", "--git-path", "info/exclude").strip())
+        return path if path.is_absolute() else worktree / path
+    return common / "info" / "exclude"
 
 
 def worktree_changed(worktree: Path, base_sha: str) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import runner.git as runner_git
 from fakehub.githttp import create_git_app
 from fakehub.gitstore import GitStore, Identity, git_env
 from runner.git import GitError, RepoMirror, _auth_env, _env
@@ -334,3 +335,23 @@ def test_ref_reads_match_git_for_loose_packed_missing_and_symbolic_refs(
     assert alias == main
     assert len(calls) == 1, "a symbolic ref: git answers"
     assert mirror._ref_sha("refs/../../etc/passwd") is None
+
+
+def test_maintenance_runs_after_a_fetch_at_most_once_a_minute(
+    mirror: RepoMirror, argv_log: Path, store: GitStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def maintenances() -> int:
+        return sum(line.startswith("maintenance") for line in argv_log.read_text().splitlines())
+
+    argv_log.write_text("")
+    mirror.maintain()  # the fixture's fetch happened
+    assert maintenances() == 1
+    mirror.maintain()  # no fetch since
+    assert maintenances() == 1
+    store.set_branch(REPO, "other", store.ref_sha(REPO, "main") or "")
+    mirror.fetch(TOKEN)
+    mirror.maintain()  # within the minute
+    assert maintenances() == 1
+    monkeypatch.setattr(runner_git, "MAINTAIN_EVERY_S", 0.0)
+    mirror.maintain()
+    assert maintenances() == 2

@@ -10,6 +10,7 @@ import pytest
 
 from fakehub.gitstore import GitStore
 from runner.git import GitError, RepoMirror
+from runner.job import exclude_scratch
 from runner.workspace import Prepared, WorkspaceError, Workspaces
 from tests.runner.test_git import REPO, TOKEN, git_out
 from tests.runner.test_git import argv_log as argv_log  # fixtures reused as they are
@@ -380,3 +381,27 @@ def test_a_current_mirror_skips_the_fetch_and_a_stale_one_does_not(
     assert len(fetches) == 1, "a base the mirror lacks is fetched"
     assert third.base_sha == new_main
     assert (third.path / "later.txt").exists()
+
+
+def test_the_scratch_folder_is_excluded_where_git_looks(
+    ws: Workspaces, clone_url: str, tmp_path: Path, argv_log: Path
+) -> None:
+    """`.stoneforge/` goes into the repository's shared info/exclude (found from the worktree's
+    files, as git finds it, without a git process), so git ignores it in every worktree."""
+    prepared = prepare(ws, clone_url, "stoneforge/1-x")
+    wt = prepared.path
+    answer = Path(git_out(wt, "rev-parse", "--git-path", "info/exclude"))
+    argv_log.write_text("")
+    exclude_scratch(wt)
+    assert "rev-parse" not in argv_log.read_text()
+    assert (answer if answer.is_absolute() else wt / answer).read_text().endswith("/.stoneforge/\n")
+    exclude_scratch(wt)  # once only
+    assert (mirror_path(ws) / "info" / "exclude").read_text().count("/.stoneforge/") == 1
+    (wt / ".stoneforge").mkdir()
+    (wt / ".stoneforge" / "HANDOFF.md").write_text("note\n")
+    assert git_out(wt, "status", "--porcelain", "--untracked-files=all") == ""
+
+    plain = tmp_path / "plain"  # not a worktree: .git is a folder, git is asked
+    git_out(tmp_path, "init", "-q", str(plain))
+    exclude_scratch(plain)
+    assert (plain / ".git" / "info" / "exclude").read_text().endswith("/.stoneforge/\n")
