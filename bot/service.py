@@ -66,6 +66,10 @@ class Bot(Intake, IssueSync):
         self._views: dict[IssueRef, tuple[object, ...]] = {}
         self._refresh_dirty = False
         self._refresh_task: asyncio.Task[None] | None = None
+        # When a held-back task may go (a provider's reset, midnight UTC): claims and views
+        # are woken then, not at the next unrelated change.
+        self._wake: asyncio.TimerHandle | None = None
+        self._wake_at = 0.0
         self._sync_locks: dict[IssueRef, asyncio.Lock] = {}
         self._pending_writes: list[tuple[NewDelivery, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -250,6 +254,23 @@ class Bot(Intake, IssueSync):
             self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_loop())
         await asyncio.shield(self._refresh_task)
 
+    def _wake_up_at(self, when: float) -> None:
+        """Wake waiting claims and redraw the views at ``when`` (the soonest one asked for)."""
+        if self._wake is not None and time.time() < self._wake_at <= when:
+            return  # an earlier wake-up is already set; it looks again then
+        if self._wake is not None:
+            self._wake.cancel()
+        self._wake_at = when
+        delay = max(0.0, when - time.time()) + 0.05
+        self._wake = asyncio.get_running_loop().call_later(delay, self._woken)
+
+    def _woken(self) -> None:
+        self._wake = None
+        self.ready_changed.set()
+        self._refresh_dirty = True  # what was held back is shown afresh (its view changed)
+        if self._refresh_task is None or self._refresh_task.done():
+            self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_loop())
+
     def background_tasks(self) -> set[asyncio.Task[None]]:
         """Work the bot started on its own that may still be running (stopped at shutdown)."""
         task = self._refresh_task
@@ -274,8 +295,11 @@ class Bot(Intake, IssueSync):
                     functools.partial(self.store.update_task, task.ref, ready_at=now)
                 )
             why = held.get(task.repo) if task.ref in ready else None
+            if why:
+                self._wake_up_at(_next_utc_midnight(now))
             if task.ref in ready and task.not_before and task.not_before > now:
                 why = task.detail  # "<agent> is rate limited until <time>"
+                self._wake_up_at(task.not_before)
             view = self.view(task, report, why)
             merging = task.ref in self.merging
             key = (
@@ -339,3 +363,8 @@ def today(now: float) -> str:
 
 def utc_time(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _next_utc_midnight(now: float) -> float:
+    day = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day.timestamp() + 86400
