@@ -19,7 +19,15 @@ from typing import Any
 from bot import results
 from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubError
-from bot.core.model import IssueRef, Task, TaskState, branch_name, budget_left
+from bot.core.model import (
+    IssueRef,
+    Task,
+    TaskState,
+    branch_name,
+    budget_left,
+    dispatch_agent,
+    limited_agents,
+)
 from bot.prefetch import Prefetcher
 from bot.results import HANDOFF_MARKER
 from bot.service import WRITE_PERMISSIONS, Bot
@@ -88,12 +96,12 @@ class Dispatcher:
             config = bot.repos.config(task.repo)
             if config.backend != backend:
                 continue  # runners and GitHub Actions each take only their repositories' tasks
-            if task.not_before and task.not_before > now:
-                continue  # its agent's provider is rate limited until then
             if labels is not None and not set(task.runs_on) <= labels:
                 continue  # needs a runner with labels this one lacks
-            if self._agent_for(task, unavailable) is None:
-                continue  # this runner cannot run that agent now
+            if task.not_before and task.not_before > now:
+                continue  # held back for a while (GitHub refused to start its workflow)
+            if self._agent_for(task, unavailable, now) is None:
+                continue  # this runner cannot run it now, or a rate limit holds it
             if per_repo[task.repo] >= config.concurrency.per_repo:
                 continue
             limit = config.concurrency.per_installation
@@ -107,16 +115,12 @@ class Dispatcher:
             out.append(ref)
         return out
 
-    def _agent_for(self, task: Task, unavailable: frozenset[str]) -> str | None:
-        """The agent to run ``task`` with, given agents the runner cannot use right now."""
+    def _agent_for(self, task: Task, unavailable: frozenset[str], now: float) -> str | None:
+        """The agent to run ``task`` with on a runner that cannot run ``unavailable`` now."""
         config = self.bot.repos.config(task.repo)
         chosen = task.agent or config.agent.name
-        if chosen not in unavailable:
-            return chosen
-        fallback = config.fallback_agent
-        if fallback is not None and fallback.name not in unavailable:
-            return fallback.name
-        return None
+        fallback = config.fallback_agent.name if config.fallback_agent else None
+        return dispatch_agent(chosen, fallback, _blocked(task, unavailable, now))
 
     async def claim(
         self,
@@ -228,8 +232,12 @@ class Dispatcher:
             )
         branch = task.branch or branch_name(task.number, issue.title)
         agent = config.agent_for(issue.labels)
-        if agent.name in unavailable and config.fallback_agent is not None:
-            agent = config.fallback_agent
+        fallback = config.fallback_agent
+        blocked = _blocked(task, unavailable, time.time())
+        fallback_name = fallback.name if fallback is not None else None
+        name = dispatch_agent(agent.name, fallback_name, blocked)
+        if fallback is not None and name == fallback.name != agent.name:
+            agent = fallback  # with neither free, the chosen one meets its limit again
         self._background(bot.github.add_reaction(inst, task.ref, "eyes"))
         log.info(
             "task_dispatched",
@@ -378,3 +386,9 @@ class Dispatcher:
                     log.warning("lease_expired", extra={"repo": task.repo, "issue": task.number})
                     self._revoke(job_id(task))
                     await bot.set_state(task, TaskState.QUEUED, worker=None, detail="lease expired")
+
+
+def _blocked(task: Task, unavailable: frozenset[str], now: float) -> set[str]:
+    """Agents that cannot take ``task`` now: those the runner lacks or has paused, and those a
+    provider's rate limit holds the task from."""
+    return set(unavailable) | limited_agents(task, now)

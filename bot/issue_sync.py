@@ -137,6 +137,7 @@ class IssueSync:
                     detail="restart: relabeled",
                     attempt=0,
                     not_before=None,
+                    rate_limits=(),
                     cost_at_restart_usd=task.cost_usd,
                 )
             task = await asyncio.to_thread(functools.partial(self.store.update_task, ref, **fields))

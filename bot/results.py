@@ -54,13 +54,16 @@ async def apply(bot: Bot, task: Task, result: Mapping[str, Any]) -> None:
 async def _rate_limited(
     bot: Bot, task: Task, result: Mapping[str, Any], totals: Mapping[str, Any]
 ) -> None:
-    retry_at = float(result.get("retry_at") or time.time() + 900)
+    now = time.time()
+    retry_at = float(result.get("retry_at") or now + 900)
+    agent = str(result.get("agent") or task.agent or bot.repos.config(task.repo).agent.name)
+    limits = {a: until for a, until in task.rate_limits if until > now} | {agent: retry_at}
     await bot.set_state(
         task,
         TaskState.QUEUED,
         worker=None,
-        not_before=retry_at,
-        detail=f"{result.get('agent') or 'the agent'} is rate limited until {utc_time(retry_at)}",
+        rate_limits=tuple(sorted(limits.items())),  # another agent may take it meanwhile
+        detail=f"{agent} is rate limited until {utc_time(retry_at)}",
         attempt=max(0, task.attempt - 1),  # not the agent's fault: the attempt is refunded
         **totals,
     )

@@ -18,7 +18,14 @@ from typing import Any
 
 from bot.adapters.github import GitHubAdapter, GitHubError
 from bot.core.graph import GraphReport, analyse
-from bot.core.model import PENDING_STATES, IssueRef, Task, TaskState
+from bot.core.model import (
+    PENDING_STATES,
+    IssueRef,
+    Task,
+    TaskState,
+    dispatch_agent,
+    limited_agents,
+)
 from bot.core.render import StatusView, format_cost
 from bot.events import parse_event
 from bot.intake import HANDLED_EVENTS, Intake
@@ -254,6 +261,13 @@ class Bot(Intake, IssueSync):
             self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_loop())
         await asyncio.shield(self._refresh_task)
 
+    def _no_agent_free(self, task: Task, now: float) -> bool:
+        """Whether rate limits hold the task from its agent and from the fallback."""
+        config = self.repos.config(task.repo)
+        chosen = task.agent or config.agent.name
+        fallback = config.fallback_agent.name if config.fallback_agent else None
+        return dispatch_agent(chosen, fallback, limited_agents(task, now)) is None
+
     def _wake_up_at(self, when: float) -> None:
         """Wake waiting claims and redraw the views at ``when`` (the soonest one asked for)."""
         if self._wake is not None and time.time() < self._wake_at <= when:
@@ -297,9 +311,11 @@ class Bot(Intake, IssueSync):
             why = held.get(task.repo) if task.ref in ready else None
             if why:
                 self._wake_up_at(_next_utc_midnight(now))
-            if task.ref in ready and task.not_before and task.not_before > now:
-                why = task.detail  # "<agent> is rate limited until <time>"
-                self._wake_up_at(task.not_before)
+            limits = [until for _, until in task.rate_limits if until > now]
+            if task.ref in ready and limits:
+                self._wake_up_at(min(limits))  # an agent may go again then
+                if self._no_agent_free(task, now):
+                    why = task.detail  # "<agent> is rate limited until <time>"
             view = self.view(task, report, why)
             merging = task.ref in self.merging
             key = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
@@ -83,10 +84,12 @@ class Task:
     cost_usd: float | None = None  # agent spend reported by the runner
     # What it had spent when a maintainer last restarted it: its budget counts from there.
     cost_at_restart_usd: float | None = None
+    # Agents whose provider's rate limit holds the task, and until when (epoch seconds).
+    rate_limits: tuple[tuple[str, float], ...] = ()
     ready_at: float | None = None  # when the task last became ready (dispatch latency)
     comment_id: int | None = None  # the bot's status comment on the issue
     labeled_by: str | None = None  # who applied the trigger label (mentioned on failure)
-    not_before: float | None = None  # not dispatched before this time (provider rate limit)
+    not_before: float | None = None  # not dispatched before this time (a failed dispatch)
     agent: str | None = None  # agent adapter chosen from the repository configuration and labels
     # Runner labels a runner must carry to take this task (configuration plus issue labels).
     runs_on: tuple[str, ...] = ()
@@ -105,6 +108,9 @@ class Task:
             object.__setattr__(self, "blocked_by", blockers)
         if type(self.runs_on) is not tuple:
             object.__setattr__(self, "runs_on", tuple(self.runs_on))
+        if type(self.rate_limits) is not tuple:
+            limits = tuple((str(agent), float(until)) for agent, until in self.rate_limits)
+            object.__setattr__(self, "rate_limits", limits)
         if type(self.state) is not TaskState:
             object.__setattr__(self, "state", TaskState(self.state))
 
@@ -149,3 +155,19 @@ def budget_left(
     if per_task_usd is None:
         return None
     return max(0.0, round(per_task_usd - (spent_usd or 0.0) + (restart_usd or 0.0), 6))
+
+
+def limited_agents(task: Task, now: float) -> set[str]:
+    """The agents a provider's rate limit still holds ``task`` from at ``now``."""
+    return {agent for agent, until in task.rate_limits if until > now}
+
+
+def dispatch_agent(chosen: str, fallback: str | None, blocked: Collection[str]) -> str | None:
+    """The agent to run a task with: the chosen one, unless it is ``blocked`` (the runner
+    cannot run it now, or its provider's rate limit holds the task), then the fallback, unless
+    that is blocked too; None: the task waits."""
+    if chosen not in blocked:
+        return chosen
+    if fallback is not None and fallback not in blocked:
+        return fallback
+    return None

@@ -92,6 +92,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
     row["state"] = TaskState(task.state).value
     row["blocked_by"] = json.dumps([str(ref) for ref in task.blocked_by])
     row["runs_on"] = json.dumps(list(task.runs_on))
+    row["rate_limits"] = json.dumps([list(item) for item in task.rate_limits])
     return row
 
 
@@ -100,4 +101,7 @@ def row_to_task(row: RowMapping) -> Task:
     values["state"] = TaskState(row["state"])
     values["blocked_by"] = tuple(IssueRef.parse(text) for text in json.loads(row["blocked_by"]))
     values["runs_on"] = tuple(json.loads(row["runs_on"] or "[]"))
+    values["rate_limits"] = tuple(
+        (str(agent), float(until)) for agent, until in json.loads(row["rate_limits"] or "[]")
+    )
     return Task(**values)

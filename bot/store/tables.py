@@ -57,6 +57,7 @@ tasks = sa.Table(
     sa.Column("runs_on", sa.Text, nullable=False, default="[]"),  # JSON list of runner labels
     sa.Column("review_id", sa.BigInteger),
     sa.Column("cost_at_restart_usd", sa.Double),
+    sa.Column("rate_limits", sa.Text),  # JSON [[agent, until], ...]
     sa.Index("ix_tasks_state", "state"),
 )
 

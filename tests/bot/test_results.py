@@ -60,7 +60,8 @@ def test_a_rate_limited_task_waits_for_the_reset_and_keeps_its_attempt(world: Wo
     issue = _labeled_task(world, "Hit the quota")
     job = wait_until(lambda: world.claim(wait_s=1), what="dispatch")
     reset = time.time() + 6
-    world.report(job, {"outcome": "rate_limited", "retry_at": reset, "agent": "claude"})
+    agent = job["agent"]["name"]  # the agent that ran, and met the limit
+    world.report(job, {"outcome": "rate_limited", "retry_at": reset, "agent": agent})
     wait_until(lambda: world.tasks()[issue["number"]]["state"] == "queued", what="requeued")
     assert world.claim() is None, "not before the provider's reset"
     held = wait_until(
@@ -68,12 +69,36 @@ def test_a_rate_limited_task_waits_for_the_reset_and_keeps_its_attempt(world: Wo
         what="the rate limit in the status comment",
     )
     until = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(reset))
-    assert f"held back: claude is rate limited until {until} UTC" in held
+    assert f"held back: {agent} is rate limited until {until} UTC" in held
     # A claim waiting since before the reset gets the task right after it, not at its end.
     again = world.claim(wait_s=max(1.0, reset - time.time()) + 20)
     assert again is not None
     assert time.time() - reset < 10, "woken at the reset"
     assert again["attempt"] == 1, "a rate limit is not the agent's fault: no attempt is used up"
+
+
+def test_a_fallback_agent_takes_a_rate_limited_task_until_it_is_limited_too(
+    world: World,
+) -> None:
+    world.push_main({".github/stoneforge.yml": "version: 1\nfallback_agent:\n  name: codex\n"})
+    world.settle()
+    issue = _labeled_task(world, "Hit the quota, go on")
+    job = wait_until(lambda: world.claim(wait_s=1), what="dispatch")
+    chosen = job["agent"]["name"]
+    assert chosen != "codex"
+    reset = time.time() + 600
+    world.report(job, {"outcome": "rate_limited", "retry_at": reset, "agent": chosen})
+    again = wait_until(lambda: world.claim(wait_s=1), what="the fallback's job")
+    assert again["agent"]["name"] == "codex", "the fallback does not wait for the reset"
+    assert again["attempt"] == 1
+    world.report(again, {"outcome": "rate_limited", "retry_at": reset, "agent": "codex"})
+    wait_until(lambda: world.tasks()[issue["number"]]["state"] == "queued", what="requeued")
+    assert world.claim(wait_s=1) is None, "the fallback is limited too: wait for the reset"
+    held = wait_until(
+        lambda: next((c for c in world.comments(issue["number"]) if "held back" in c), None),
+        what="the rate limit in the status comment",
+    )
+    assert "codex is rate limited" in held
 
 
 def test_a_failed_job_asks_a_human(world: World) -> None:

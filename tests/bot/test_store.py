@@ -52,6 +52,8 @@ def full_task(n: int = 5, **fields: object) -> Task:
         "agent": "codex",
         "runs_on": ("linux", "gpu"),
         "review_id": 4_000_000_000_001,
+        "cost_at_restart_usd": 0.125,
+        "rate_limits": (("claude", 1_764_000_700.25), ("codex", 1_764_000_800.5)),
     }
     values.update(fields)
     return Task(**values)  # type: ignore[arg-type]

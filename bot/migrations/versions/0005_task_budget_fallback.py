@@ -1,4 +1,5 @@
-"""A task's spend when a maintainer last restarted it: its budget counts from there.
+"""A task's spend when a maintainer last restarted it (its budget counts from there), and the
+agents whose provider's rate limit holds it (a fallback agent may take it meanwhile).
 
 Revision ID: 0005
 Revises: 0004
@@ -18,8 +19,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("tasks") as batch:
         batch.add_column(sa.Column("cost_at_restart_usd", sa.Double))
+        batch.add_column(sa.Column("rate_limits", sa.Text))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("tasks") as batch:
+        batch.drop_column("rate_limits")
         batch.drop_column("cost_at_restart_usd")
