@@ -189,7 +189,17 @@ class Bot(Intake, IssueSync):
     async def reconcile_forever(self) -> None:
         while True:
             await self.reconcile()
+            await self.prune_deliveries()
             await asyncio.sleep(self.settings.reconcile_interval_s)
+
+    async def prune_deliveries(self) -> int:
+        """Forget handled deliveries past ``delivery_retention_s`` (the table would grow
+        without end: every webhook's whole payload is kept until then)."""
+        before = time.time() - self.settings.delivery_retention_s
+        removed = await asyncio.to_thread(self.store.prune_deliveries, before)
+        if removed:
+            log.info("deliveries_pruned", extra={"count": removed})
+        return removed
 
     async def redeliver_failed(self) -> int:
         """After downtime: ask GitHub to redeliver what failed and we never stored."""

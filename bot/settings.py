@@ -36,6 +36,12 @@ class BotSettings(BaseSettings):
         "says it changed (a lost webhook delays merging by at most this)",
     )
     reconcile_interval_s: float = 600.0
+    delivery_retention_s: float = Field(
+        default=7 * 24 * 3600,
+        ge=3 * 24 * 3600,  # GitHub may redeliver for three days: a stored id stops a replay
+        description="how long handled webhook deliveries are kept (they are deleted after it, "
+        "at each reconciliation; unhandled ones are always kept)",
+    )
     lease_s: float = 120.0
     max_body_bytes: int = 25 * 1024 * 1024
 

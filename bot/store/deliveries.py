@@ -101,6 +101,23 @@ class DeliveryRows(StoreBase):
         with self._read() as conn:
             return {r.guid: bytes(r.payload) for r in conn.execute(query)}
 
+    def prune_deliveries(self, before: float, batch: int = 5000) -> int:
+        """Delete deliveries processed before ``before``, ``batch`` rows per transaction;
+        returns how many. Unprocessed ones stay (they are still to be handled)."""
+        removed = 0
+        while True:
+            old = (
+                sa.select(deliveries.c.guid)
+                .where(deliveries.c.processed_at < before)
+                .limit(batch)
+                .scalar_subquery()
+            )
+            with self._write() as conn:
+                count = conn.execute(deliveries.delete().where(deliveries.c.guid.in_(old))).rowcount
+            removed += count
+            if count < batch:
+                return removed
+
     def get_delivery(self, guid: str) -> Delivery | None:
         with self._read() as conn:
             query = sa.select(deliveries).where(deliveries.c.guid == guid)

@@ -335,6 +335,21 @@ def test_deliveries_processed_since_for_other_replicas(store: Store) -> None:
     assert store.delivery_payloads(["c", "a", "zz"]) == {"a": b'{"a": 1}', "c": b'{"c": 3}'}
 
 
+def test_handled_deliveries_are_pruned_after_their_time(store: Store) -> None:
+    for n in range(7):
+        store.record_delivery(f"old-{n}", "issues", "opened", 1, b"{}", now=float(n))
+        store.mark_processed(f"old-{n}", now=10.0 + n)
+    store.record_delivery("unhandled", "issues", "opened", 1, b"{}", now=1.0)
+    store.record_delivery("recent", "issues", "opened", 1, b"{}", now=50.0)
+    store.mark_processed("recent", now=60.0)
+    assert store.prune_deliveries(before=20.0, batch=3) == 7  # in three transactions
+    assert store.get_delivery("unhandled") is not None, "still to be handled"
+    assert store.get_delivery("recent") is not None
+    assert store.get_delivery("old-0") is None
+    assert store.delivery_stats() == {"total": 2, "unprocessed": 1, "failed": 0}
+    assert store.prune_deliveries(before=20.0) == 0
+
+
 # -- repositories ---------------------------------------------------------------------------
 
 
