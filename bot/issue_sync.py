@@ -38,7 +38,7 @@ class IssueSync:
     bot_login: str | None
     ready_changed: asyncio.Event
     _external: dict[IssueRef, bool]
-    _sync_locks: dict[IssueRef, asyncio.Lock]
+    _sync_locks: dict[IssueRef, tuple[asyncio.Lock, int]]  # the lock, and its users
 
     async def set_state(self, task: Task, state: TaskState, **fields: Any) -> Task:
         raise NotImplementedError
@@ -87,9 +87,19 @@ class IssueSync:
         self, inst: int, ref: IssueRef, *, relabeled: bool = False, labeled_by: str | None = None
     ) -> None:
         """Re-read one issue from GitHub and bring its task up to date."""
-        lock = self._sync_locks.setdefault(ref, asyncio.Lock())
-        async with lock:  # intake and reconciliation may look at the same issue at once
-            await self._sync_issue(inst, ref, relabeled, labeled_by)
+        # Intake and reconciliation may look at the same issue at once: one at a time. The
+        # lock goes when nobody holds or waits for it (every issue event passes here).
+        lock, users = self._sync_locks.get(ref, (asyncio.Lock(), 0))
+        self._sync_locks[ref] = (lock, users + 1)
+        try:
+            async with lock:
+                await self._sync_issue(inst, ref, relabeled, labeled_by)
+        finally:
+            lock, users = self._sync_locks[ref]
+            if users == 1:
+                del self._sync_locks[ref]
+            else:
+                self._sync_locks[ref] = (lock, users - 1)
 
     async def _sync_issue(
         self, inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None

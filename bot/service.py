@@ -77,7 +77,7 @@ class Bot(Intake, IssueSync):
         # are woken then, not at the next unrelated change.
         self._wake: asyncio.TimerHandle | None = None
         self._wake_at = 0.0
-        self._sync_locks: dict[IssueRef, asyncio.Lock] = {}
+        self._sync_locks: dict[IssueRef, tuple[asyncio.Lock, int]] = {}
         self._pending_writes: list[tuple[NewDelivery, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
 

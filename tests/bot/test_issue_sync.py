@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.adapters.github import LabelApplication
@@ -42,3 +44,30 @@ async def test_labeled_since_without_a_labeling_is_false() -> None:
     sync = IssueSync()
     sync.github = _Labels(None)  # type: ignore[assignment]
     assert await sync._labeled_since(7, REF, "agent-ready", TASK) is False
+
+
+async def test_syncs_of_one_issue_run_one_at_a_time_and_leave_no_lock_behind() -> None:
+    class Sync(IssueSync):
+        def __init__(self) -> None:
+            self._sync_locks = {}
+            self.running: dict[IssueRef, int] = {}
+            self.most: dict[IssueRef, int] = {}
+
+        async def _sync_issue(
+            self, inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None
+        ) -> None:
+            self.running[ref] = self.running.get(ref, 0) + 1
+            self.most[ref] = max(self.most.get(ref, 0), self.running[ref])
+            await asyncio.sleep(0.01)
+            if ref.number == 3:
+                raise RuntimeError("a failed sync releases its lock too")
+            self.running[ref] -= 1
+
+    sync = Sync()
+    other, failing = IssueRef("octo/app", 2), IssueRef("octo/app", 3)
+    await asyncio.gather(*(sync.sync_issue(1, REF) for _ in range(4)), sync.sync_issue(1, other))
+    assert sync.most == {REF: 1, other: 1}
+    assert sync.running == {REF: 0, other: 0}
+    with pytest.raises(RuntimeError):
+        await sync.sync_issue(1, failing)
+    assert sync._sync_locks == {}, "no lock kept for an issue nobody is syncing"
