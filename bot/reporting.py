@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -115,6 +116,7 @@ class Reporter:
         inst = task.installation_id
         if inst is None:
             return
+        stored = None
         if self.store is not None:
             # The view may have waited (settling, or behind another write); another replica
             # sharing the store may have moved the task on meanwhile. Never write an old state
@@ -132,6 +134,11 @@ class Reporter:
             view = dataclasses.replace(view, transcripts=links)
         body = render_status(view)
         last = self._shown.get(task.ref)
+        digest = hashlib.sha256(f"{wanted}\n{body}".encode()).hexdigest()[:32]
+        if last is None and pending.comment and stored is not None:
+            if stored.status_digest == digest:  # written before this process started
+                self._shown[task.ref] = (wanted, body)
+                return
         if last is None or last[0] != wanted:
             # The first time (e.g. after a restart) the issue's labels are read once, rather
             # than removing every other state label blindly; then only our last one changes.
@@ -149,6 +156,11 @@ class Reporter:
         if pending.comment and (last is None or last[1] != body):
             await self.github.upsert_comment(inst, task.ref, STATUS_MARKER, body)
         self._shown[task.ref] = (wanted, body if pending.comment else (last[1] if last else ""))
+        if pending.comment and self.store is not None and stored is not None:
+            if stored.status_digest != digest:
+                await asyncio.to_thread(
+                    functools.partial(self.store.update_task, task.ref, status_digest=digest)
+                )
 
     async def idle(self) -> None:
         """Wait until every scheduled update has been written (tests, shutdown)."""

@@ -86,6 +86,8 @@ class Task:
     cost_at_restart_usd: float | None = None
     # Agents whose provider's rate limit holds the task, and until when (epoch seconds).
     rate_limits: tuple[tuple[str, float], ...] = ()
+    # A digest of the state label and status comment last written to GitHub.
+    status_digest: str | None = None
     ready_at: float | None = None  # when the task last became ready (dispatch latency)
     comment_id: int | None = None  # the bot's status comment on the issue
     labeled_by: str | None = None  # who applied the trigger label (mentioned on failure)

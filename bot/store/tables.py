@@ -58,6 +58,7 @@ tasks = sa.Table(
     sa.Column("review_id", sa.BigInteger),
     sa.Column("cost_at_restart_usd", sa.Double),
     sa.Column("rate_limits", sa.Text),  # JSON [[agent, until], ...]
+    sa.Column("status_digest", sa.String(64)),
     sa.Index("ix_tasks_state", "state"),
 )
 

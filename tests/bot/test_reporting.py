@@ -91,6 +91,31 @@ async def test_a_view_older_than_the_stored_task_is_not_written(tmp_path: Path) 
         store.close()
 
 
+async def test_a_restarted_bot_does_not_write_what_is_already_shown(tmp_path: Path) -> None:
+    """What was last written is remembered in the store: a new process (a restart, or
+    another replica) showing the same status makes no GitHub call, not even a read."""
+    store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
+    try:
+        github = FakeGitHub()
+        github.add_issue(REF.repo, REF.number)
+        store.create_task(_view(TaskState.MERGED).task)
+        first = Reporter(github, store, settle_s=0)  # type: ignore[arg-type]
+        first.show(_view(TaskState.MERGED))
+        await first.idle()
+        assert [c[0] for c in github.calls] == ["issue_labels", "comment"]
+        github.calls.clear()
+        restarted = Reporter(github, store, settle_s=0)  # type: ignore[arg-type]
+        restarted.show(_view(TaskState.MERGED))
+        await restarted.idle()
+        assert github.calls == []
+        store.update_task(REF, state=TaskState.FAILED)  # relabeled and failed, say
+        restarted.show(_view(TaskState.FAILED))
+        await restarted.idle()
+        assert ("add_labels", (REF, ("stoneforge:needs-human",))) in github.calls
+    finally:
+        store.close()
+
+
 async def test_a_burst_of_issues_is_written_a_few_at_a_time() -> None:
     """GitHub asks for serial writes (secondary rate limits); a burst must not flood it."""
     github = FakeGitHub()

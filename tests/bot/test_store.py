@@ -54,6 +54,7 @@ def full_task(n: int = 5, **fields: object) -> Task:
         "review_id": 4_000_000_000_001,
         "cost_at_restart_usd": 0.125,
         "rate_limits": (("claude", 1_764_000_700.25), ("codex", 1_764_000_800.5)),
+        "status_digest": "0123456789abcdef0123456789abcdef",
     }
     values.update(fields)
     return Task(**values)  # type: ignore[arg-type]
