@@ -15,6 +15,15 @@ def bot_env() -> dict[str, Any]:
     return {"lease_s": 30.0}
 
 
+def _held_comment(world: World, number: int) -> str:
+    """The issue's status comment once it says the task is held back."""
+    found: str = wait_until(
+        lambda: next((c for c in world.comments(number) if "held back" in c), None),
+        what="why the task is held back, in its status comment",
+    )
+    return found
+
+
 def _labeled_task(world: World, title: str, body: str = "") -> dict[str, Any]:
     issue = world.file(title, body)
     world.label(issue["number"])
@@ -64,10 +73,7 @@ def test_a_rate_limited_task_waits_for_the_reset_and_keeps_its_attempt(world: Wo
     world.report(job, {"outcome": "rate_limited", "retry_at": reset, "agent": agent})
     wait_until(lambda: world.tasks()[issue["number"]]["state"] == "queued", what="requeued")
     assert world.claim() is None, "not before the provider's reset"
-    held = wait_until(
-        lambda: next((c for c in world.comments(issue["number"]) if "held back" in c), None),
-        what="the rate limit in the status comment",
-    )
+    held = _held_comment(world, issue["number"])
     until = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(reset))
     assert f"held back: {agent} is rate limited until {until} UTC" in held
     # A claim waiting since before the reset gets the task right after it, not at its end.
@@ -94,10 +100,7 @@ def test_a_fallback_agent_takes_a_rate_limited_task_until_it_is_limited_too(
     world.report(again, {"outcome": "rate_limited", "retry_at": reset, "agent": "codex"})
     wait_until(lambda: world.tasks()[issue["number"]]["state"] == "queued", what="requeued")
     assert world.claim(wait_s=1) is None, "the fallback is limited too: wait for the reset"
-    held = wait_until(
-        lambda: next((c for c in world.comments(issue["number"]) if "held back" in c), None),
-        what="the rate limit in the status comment",
-    )
+    held = _held_comment(world, issue["number"])
     assert "codex is rate limited" in held
 
 
@@ -192,10 +195,7 @@ def test_a_spent_daily_budget_holds_ready_tasks_back_and_says_so(world: World) -
     world.report(job, {"outcome": "handoff", "reason": "max_turns", "usage": spend})
     wait_until(lambda: world.tasks()[issue["number"]]["state"] == "queued", what="requeued")
     assert world.claim(wait_s=1) is None, "today's budget is spent"
-    comment = wait_until(
-        lambda: next((c for c in world.comments(issue["number"]) if "held back" in c), None),
-        what="the reason in the status comment",
-    )
+    comment = _held_comment(world, issue["number"])
     assert "daily budget is spent ($0.60 of $0.50 today, UTC)" in comment
     assert "midnight UTC" in comment
     world.push_main({".github/stoneforge.yml": "version: 1\nbudget:\n  per_day_usd: 5\n"})
