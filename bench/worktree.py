@@ -44,7 +44,8 @@ import uvicorn  # noqa: E402
 
 from fakehub.githttp import create_git_app  # noqa: E402
 from fakehub.gitstore import GitStore, git_env  # noqa: E402
-from runner.disk_budget import admin_dir, disk_bytes  # noqa: E402
+from runner.disk_budget import disk_bytes  # noqa: E402
+from runner.git import worktree_admin_dir  # noqa: E402
 from runner.workspace import Workspaces  # noqa: E402
 
 REPO = "bench/big"
@@ -224,7 +225,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             ws.release(path)
             releases.append(time.perf_counter() - t0)
 
-        extra = disk_bytes(path) + disk_bytes(admin_dir(path))
+        extra = disk_bytes(path) + disk_bytes(worktree_admin_dir(path))
         # for comparison: a worktree added afresh while the warm one is busy
         _, busy, _ = prepare("bench/busy")
         fresh_s, fresh, reused = prepare("bench/fresh")

@@ -25,7 +25,6 @@ from bot.core.model import (
     TaskState,
     branch_name,
     budget_left,
-    dispatch_agent,
     limited_agents,
 )
 from bot.prefetch import Prefetcher
@@ -90,7 +89,7 @@ class Dispatcher:
         per_inst = Counter(t.installation_id for t in running)
         by_ref = {t.ref: t for t in tasks}
         out: list[IssueRef] = []
-        held: dict[str, str | None] = {}
+        held: dict[str, tuple[float, float] | None] = {}
         for ref in report.ready:
             task = by_ref[ref]
             config = bot.repos.config(task.repo)
@@ -116,11 +115,11 @@ class Dispatcher:
         return out
 
     def _agent_for(self, task: Task, unavailable: frozenset[str], now: float) -> str | None:
-        """The agent to run ``task`` with on a runner that cannot run ``unavailable`` now."""
+        """The agent to run ``task`` with on a runner that cannot run ``unavailable`` now
+        (None: none may take it here and now)."""
         config = self.bot.repos.config(task.repo)
-        chosen = task.agent or config.agent.name
-        fallback = config.fallback_agent.name if config.fallback_agent else None
-        return dispatch_agent(chosen, fallback, _blocked(task, unavailable, now))
+        blocked = _blocked(task, unavailable, now)
+        return config.agent_to_run(task.agent or config.agent.name, blocked)
 
     async def claim(
         self,
@@ -232,12 +231,9 @@ class Dispatcher:
             )
         branch = task.branch or branch_name(task.number, issue.title)
         agent = config.agent_for(issue.labels)
-        fallback = config.fallback_agent
-        blocked = _blocked(task, unavailable, time.time())
-        fallback_name = fallback.name if fallback is not None else None
-        name = dispatch_agent(agent.name, fallback_name, blocked)
-        if fallback is not None and name == fallback.name != agent.name:
-            agent = fallback  # with neither free, the chosen one meets its limit again
+        to_run = config.agent_to_run(agent.name, _blocked(task, unavailable, time.time()))
+        if config.fallback_agent is not None and to_run == config.fallback_agent.name != agent.name:
+            agent = config.fallback_agent  # with none free, the chosen one meets its limit again
         self._background(bot.github.add_reaction(inst, task.ref, "eyes"))
         log.info(
             "task_dispatched",

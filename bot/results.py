@@ -22,8 +22,8 @@ from typing import Any
 from bot import transcripts
 from bot.adapters.github import GitHubError
 from bot.core.model import Task, TaskState, budget_left
-from bot.core.render import format_cost
-from bot.service import Bot, today, utc_time
+from bot.core.render import format_cost, format_utc
+from bot.service import Bot, today
 
 HANDOFF_MARKER = "<!-- stoneforge:handoff -->"
 
@@ -63,7 +63,7 @@ async def _rate_limited(
         TaskState.QUEUED,
         worker=None,
         rate_limits=tuple(sorted(limits.items())),  # another agent may take it meanwhile
-        detail=f"{agent} is rate limited until {utc_time(retry_at)}",
+        detail=f"{agent} is rate limited until {format_utc(retry_at)}",
         attempt=max(0, task.attempt - 1),  # not the agent's fault: the attempt is refunded
         **totals,
     )

@@ -23,10 +23,9 @@ from bot.core.model import (
     IssueRef,
     Task,
     TaskState,
-    dispatch_agent,
     limited_agents,
 )
-from bot.core.render import StatusView, format_cost
+from bot.core.render import StatusView
 from bot.events import parse_event
 from bot.intake import HANDLED_EVENTS, Intake
 from bot.issue_sync import WRITE_PERMISSIONS, IssueSync
@@ -226,20 +225,21 @@ class Bot(Intake, IssueSync):
         tasks = await asyncio.to_thread(self.store.list_tasks)
         return tasks, analyse(tasks, self._external)
 
-    async def day_budget_spent(self, repo: str, now: float) -> str | None:
-        """Why ``repo``'s tasks are held back today, when its daily budget is spent."""
+    async def day_budget_spent(self, repo: str, now: float) -> tuple[float, float] | None:
+        """``(spent, budget)`` today when ``repo``'s daily budget is spent, else None."""
         limit = self.repos.config(repo).budget.per_day_usd
         if limit is None:
             return None
         spent = await asyncio.to_thread(self.store.cost, repo, today(now))
-        if spent < limit:
-            return None
-        return (
-            f"the repository's daily budget is spent ({format_cost(spent)} of "
-            f"{format_cost(limit)} today, UTC)"
-        )
+        return (spent, limit) if spent >= limit else None
 
-    def view(self, task: Task, report: GraphReport | None, held: str | None = None) -> StatusView:
+    def view(
+        self,
+        task: Task,
+        report: GraphReport | None,
+        held_budget: tuple[float, float] | None = None,
+        held_limits: tuple[tuple[str, float], ...] = (),
+    ) -> StatusView:
         """How ``task`` is shown; ``report`` None for a running task (it waits on nothing)."""
         cycle = next((c for c in report.cycles if task.ref in c), ()) if report else ()
         return StatusView(
@@ -251,7 +251,8 @@ class Bot(Intake, IssueSync):
             cost_usd=task.cost_usd,
             merging=task.ref in self.merging,
             trigger_label=self.repos.config(task.repo).trigger_label,
-            held=held,
+            held_budget=held_budget,
+            held_limits=held_limits,
         )
 
     def transcript_added(self, task: Task) -> None:
@@ -266,17 +267,20 @@ class Bot(Intake, IssueSync):
         more pass that starts after it, so it returns having seen its change, and a burst of
         state changes costs two reads of the task table, not one each.
         """
+        await asyncio.shield(self._schedule_refresh())
+
+    def _schedule_refresh(self) -> asyncio.Task[None]:
+        """One more refresh pass is due: start the loop, or let the running one go again."""
         self._refresh_dirty = True
         if self._refresh_task is None or self._refresh_task.done():
             self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_loop())
-        await asyncio.shield(self._refresh_task)
+        return self._refresh_task
 
     def _no_agent_free(self, task: Task, now: float) -> bool:
         """Whether rate limits hold the task from its agent and from the fallback."""
         config = self.repos.config(task.repo)
         chosen = task.agent or config.agent.name
-        fallback = config.fallback_agent.name if config.fallback_agent else None
-        return dispatch_agent(chosen, fallback, limited_agents(task, now)) is None
+        return config.agent_to_run(chosen, limited_agents(task, now)) is None
 
     def _wake_up_at(self, when: float) -> None:
         """Wake waiting claims and redraw the views at ``when`` (the soonest one asked for)."""
@@ -291,9 +295,7 @@ class Bot(Intake, IssueSync):
     def _woken(self) -> None:
         self._wake = None
         self.ready_changed.set()
-        self._refresh_dirty = True  # what was held back is shown afresh (its view changed)
-        if self._refresh_task is None or self._refresh_task.done():
-            self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_loop())
+        self._schedule_refresh()  # what was held back is shown afresh (its view changed)
 
     def background_tasks(self) -> set[asyncio.Task[None]]:
         """Work the bot started on its own that may still be running (stopped at shutdown)."""
@@ -318,15 +320,15 @@ class Bot(Intake, IssueSync):
                 task = await asyncio.to_thread(
                     functools.partial(self.store.update_task, task.ref, ready_at=now)
                 )
-            why = held.get(task.repo) if task.ref in ready else None
-            if why:
+            budget = held.get(task.repo) if task.ref in ready else None
+            if budget:
                 self._wake_up_at(_next_utc_midnight(now))
-            limits = [until for _, until in task.rate_limits if until > now]
+            limits = tuple((a, until) for a, until in task.rate_limits if until > now)
             if task.ref in ready and limits:
-                self._wake_up_at(min(limits))  # an agent may go again then
-                if self._no_agent_free(task, now):
-                    why = task.detail  # "<agent> is rate limited until <time>"
-            view = self.view(task, report, why)
+                self._wake_up_at(min(until for _, until in limits))  # an agent may go then
+            if task.ref not in ready or not self._no_agent_free(task, now):
+                limits = ()  # shown only while they hold the task from every agent
+            view = self.view(task, report, budget, limits)
             merging = task.ref in self.merging
             key = (
                 task.state,
@@ -337,7 +339,8 @@ class Bot(Intake, IssueSync):
                 view.missing,
                 merging,
                 task.detail,
-                view.held,
+                view.held_budget,
+                view.held_limits,
             )
             if self._views.get(task.ref) == key:
                 continue
@@ -385,10 +388,6 @@ class Bot(Intake, IssueSync):
 def today(now: float) -> str:
     """The UTC day ``now`` falls on, as daily spend is kept."""
     return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
-
-
-def utc_time(when: float) -> str:
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _next_utc_midnight(now: float) -> float:

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.git import RepoMirror
+from runner.git import RepoMirror, worktree_admin_dir
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class DiskBudget:
             if victim is None:
                 break
             state, slot = victim
-            size = disk_bytes(slot.path) + disk_bytes(admin_dir(slot.path))
+            size = disk_bytes(slot.path) + disk_bytes(worktree_admin_dir(slot.path))
             self._forget(state, slot, remove=True)
             log.info("workspace_evicted path=%s mb=%.1f", slot.path, size / 2**20)
             removed.append(slot.path)
@@ -114,14 +114,6 @@ class DiskBudget:
             mirror = state.mirror if state is not None else RepoMirror(self.root, repo, "")
             mirror.destroy()
             return git_dir, size
-
-
-def admin_dir(worktree: Path) -> Path:
-    """The worktree's private directory inside the mirror (index, HEAD), from its ``.git``."""
-    try:
-        return Path((worktree / ".git").read_text().strip().removeprefix("gitdir: "))
-    except OSError:
-        return worktree / ".git"
 
 
 def disk_bytes(root: Path) -> int:

@@ -69,7 +69,17 @@ def _auth_env(url: str, token: str) -> dict[str, str]:
     }
 
 
-def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def worktree_admin_dir(worktree: Path) -> Path:
+    """A worktree's private git directory (its index and HEAD), named by its ``.git`` file;
+    for a repository's own checkout, its ``.git`` folder."""
+    try:
+        gitdir = Path((worktree / ".git").read_text().strip().removeprefix("gitdir: "))
+    except (OSError, UnicodeDecodeError):
+        return worktree / ".git"
+    return gitdir if gitdir.is_absolute() else worktree / gitdir
+
+
+def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(
         GIT_TERMINAL_PROMPT="0",
@@ -96,7 +106,7 @@ def _run(
     cmd = ["git", *args]
     try:
         proc = subprocess.run(
-            cmd, cwd=cwd, env=_env(env), input=input, capture_output=True, text=True,
+            cmd, cwd=cwd, env=git_env(env), input=input, capture_output=True, text=True,
             check=False, timeout=timeout,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:

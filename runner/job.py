@@ -10,7 +10,6 @@ its own process group.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.agents.base import AgentEvent, Invocation, Outcome, Result, Usage
-from runner.git import GitError, RepoMirror
+from runner.git import GitError, RepoMirror, git_env, worktree_admin_dir
 from runner.process import supervise
 from runner.prompt import HANDOFF_FILE, INSTRUCTION_LIMIT
 from runner.setup import SetupResult
@@ -262,10 +261,8 @@ async def run_shell(
 
 def worktree_git(worktree: Path, *args: str) -> str:
     """Local, read-mostly git in a worktree (never the network, never a token)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, LC_ALL="C")
     try:
-        proc = subprocess.run(["git", *args], cwd=worktree, env=env, capture_output=True,
+        proc = subprocess.run(["git", *args], cwd=worktree, env=git_env(), capture_output=True,
                               text=True, check=True, timeout=120)  # fmt: skip
     except (OSError, subprocess.SubprocessError) as exc:
         stderr = getattr(exc, "stderr", None) or exc
@@ -286,10 +283,9 @@ def exclude_scratch(worktree: Path) -> None:
 
 def _exclude_file(worktree: Path) -> Path:
     """The repository's ``info/exclude``, shared by its worktrees: in the common git dir that
-    the worktree's ``.git`` file and its ``commondir`` name (git answers anything else)."""
+    the worktree's git directory names in ``commondir`` (git answers anything else)."""
+    gitdir = worktree_admin_dir(worktree)
     try:
-        gitdir = Path((worktree / ".git").read_text().strip().removeprefix("gitdir: "))
-        gitdir = gitdir if gitdir.is_absolute() else worktree / gitdir
         common = gitdir / (gitdir / "commondir").read_text().strip()
     except (OSError, UnicodeDecodeError):
         path = Path(worktree_git(worktree, "rev-parse", "--git-path", "info/exclude").strip())

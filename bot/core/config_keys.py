@@ -6,7 +6,7 @@ description on every key: ``bot.core.config.config_schema()`` publishes them as 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -177,6 +177,16 @@ class RepoConfig(_Section):
                     "GitHub treats them as the same label"
                 )
         return value
+
+    def agent_to_run(self, chosen: str, blocked: Collection[str]) -> str | None:
+        """The agent to run a task that chose ``chosen`` with: that one unless it is
+        ``blocked`` (the runner cannot run it now, or a rate limit holds the task from it),
+        then ``fallback_agent`` unless that is blocked too; None: the task waits."""
+        if chosen not in blocked:
+            return chosen
+        if self.fallback_agent is not None and self.fallback_agent.name not in blocked:
+            return self.fallback_agent.name
+        return None
 
     def agent_for(self, labels: Sequence[str]) -> AgentChoice:
         """The agent for an issue with ``labels`` (in the issue's order): first override wins."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple
@@ -162,14 +161,3 @@ def budget_left(
 def limited_agents(task: Task, now: float) -> set[str]:
     """The agents a provider's rate limit still holds ``task`` from at ``now``."""
     return {agent for agent, until in task.rate_limits if until > now}
-
-
-def dispatch_agent(chosen: str, fallback: str | None, blocked: Collection[str]) -> str | None:
-    """The agent to run a task with: the chosen one, unless it is ``blocked`` (the runner
-    cannot run it now, or its provider's rate limit holds the task), then the fallback, unless
-    that is blocked too; None: the task waits."""
-    if chosen not in blocked:
-        return chosen
-    if fallback is not None and fallback not in blocked:
-        return fallback
-    return None

@@ -82,7 +82,11 @@ class StatusView:
     merging: bool = False  # the steward is merging the pull request right now
     trigger_label: str = "agent-ready"
     transcripts: tuple[TranscriptLink, ...] = ()  # oldest first
-    held: str | None = None  # why a ready task is not dispatched now (budget, rate limit)
+    # Why a ready task is not dispatched now: the repository's spend today and its daily
+    # budget, once spent; or the agents rate limits hold it from (agent, until), when no
+    # agent may take it.
+    held_budget: tuple[float, float] | None = None
+    held_limits: tuple[tuple[str, float], ...] = ()
 
 
 def render_status(view: StatusView) -> str:
@@ -221,6 +225,23 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def format_utc(when: float) -> str:
+    """An epoch time as UTC, to the second (proleptic Gregorian arithmetic: no clock, no
+    time zone database, as the core may not import ``datetime``)."""
+    days, second = divmod(int(when), 86400)
+    era, day = divmod(days + 719468, 146097)  # days since 0000-03-01, in 400-year eras
+    year_of_era = (day - day // 1460 + day // 36524 - day // 146096) // 365
+    day_of_year = day - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    month_index = (5 * day_of_year + 2) // 153  # 0 = March
+    day_of_month = day_of_year - (153 * month_index + 2) // 5 + 1
+    month = month_index + 3 if month_index < 10 else month_index - 9
+    year = era * 400 + year_of_era + (month <= 2)
+    hour, rest = divmod(second, 3600)
+    return (
+        f"{year:04d}-{month:02d}-{day_of_month:02d} {hour:02d}:{rest // 60:02d}:{rest % 60:02d} UTC"
+    )
+
+
 def format_cost(usd: float) -> str:
     if 0 < usd < 0.01:
         return "< $0.01"
@@ -250,8 +271,18 @@ def _summary(view: StatusView, word: str) -> str:
     if word == "Waiting on blockers":
         count = len(view.waiting_on)
         return f"this task starts when {_plural(count, 'blocker')} {_is_are(count)} done."
-    if view.held:
-        return f"ready, but held back: {view.held}."
+    if view.held_budget is not None:
+        spent, limit = view.held_budget
+        return (
+            f"ready, but held back: the repository's daily budget is spent "
+            f"({format_cost(spent)} of {format_cost(limit)} today, UTC)."
+        )
+    if view.held_limits:
+        limits = " and ".join(
+            f"{agent} is rate limited until {format_utc(until)}"
+            for agent, until in view.held_limits
+        )
+        return f"ready, but held back: {limits}."
     if view.queue_position is not None:
         return f"ready, number {view.queue_position} in line for the next free runner."
     return "ready, waiting for a free runner."
@@ -340,12 +371,12 @@ def _next_step(view: StatusView, word: str) -> str:
         return "Fix the configuration on the default branch; Stoneforge re-reads it on push."
     if word.startswith("Blocked"):
         return "Stoneforge picks the task up again as soon as the dependencies are fixed."
-    if word == "Queued" and view.held and "daily budget" in view.held:
+    if word == "Queued" and view.held_budget is not None:
         return (
             "Nothing to do: it starts when the budget resets at midnight UTC, or raise "
             "`budget.per_day_usd` in `.github/stoneforge.yml`."
         )
-    if word == "Queued" and view.held:
+    if word == "Queued" and view.held_limits:
         return "Nothing to do: it starts on its own after that."
     if word in ("Running", "Waiting on blockers", "Queued"):
         return f"Nothing to do. Remove {label} to stop."

@@ -484,3 +484,13 @@ def test_docs_describe_every_key() -> None:
     assert missing == [], f"docs/configuration.md does not describe: {missing}"
     assert "`agent.name`" in docs
     assert "`agent.model`" in docs
+
+
+def test_the_agent_to_run_is_the_chosen_one_then_the_fallback_then_none() -> None:
+    plain = RepoConfig()
+    assert plain.agent_to_run("claude", set()) == "claude"
+    assert plain.agent_to_run("claude", {"claude"}) is None  # no fallback: the task waits
+    backed = RepoConfig(fallback_agent=AgentChoice(name="codex"))
+    assert backed.agent_to_run("claude", {"gemini"}) == "claude"
+    assert backed.agent_to_run("claude", {"claude"}) == "codex"
+    assert backed.agent_to_run("claude", {"claude", "codex"}) is None

@@ -20,6 +20,7 @@ from bot.core.render import (
     StatusView,
     format_cost,
     format_duration,
+    format_utc,
     render_cycle,
     render_missing,
     render_status,
@@ -220,3 +221,25 @@ def test_format_duration(seconds: float, text: str) -> None:
 )
 def test_format_cost(usd: float, text: str) -> None:
     assert format_cost(usd) == text
+
+
+def test_utc_times_match_the_standard_library() -> None:
+    import datetime as dt
+
+    for when in (0, 951_782_400, 1_709_164_800.9, 1_764_400_000, 4_102_444_799, 1_234_567_890):
+        expected = dt.datetime.fromtimestamp(int(when), dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        assert format_utc(when) == expected
+
+
+def test_a_held_back_task_says_why_and_what_happens_next() -> None:
+    task = Task("octo/app", 5, "t", state=TaskState.QUEUED)
+    budget = render_status(StatusView(task=task, html_base=BASE, held_budget=(0.6, 0.5)))
+    assert "held back: the repository's daily budget is spent ($0.60 of $0.50 today, UTC)" in budget
+    assert "midnight UTC" in budget
+    limits = (("claude", 0.0), ("codex", 86_400.0))
+    limited = render_status(StatusView(task=task, html_base=BASE, held_limits=limits))
+    assert (
+        "held back: claude is rate limited until 1970-01-01 00:00:00 UTC and codex is rate "
+        "limited until 1970-01-02 00:00:00 UTC." in limited
+    )
+    assert "starts on its own" in limited

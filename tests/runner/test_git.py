@@ -14,7 +14,7 @@ import pytest
 import runner.git as runner_git
 from fakehub.githttp import create_git_app
 from fakehub.gitstore import GitStore, Identity, git_env
-from runner.git import GitError, RepoMirror, _auth_env, _env
+from runner.git import GitError, RepoMirror, _auth_env
 from tests.fakehub.test_githttp import serve_app
 
 REPO = "octo/demo"
@@ -190,7 +190,7 @@ def test_token_never_on_disk_in_url_or_argv(
 
 def test_the_token_reaches_git_only_as_a_header_for_the_repository_url() -> None:
     url = "https://github.example/octo/demo.git"
-    env = _env(_auth_env(url, TOKEN))
+    env = runner_git.git_env(_auth_env(url, TOKEN))
     encoded = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
     # The only place the token is: one header, configured for this repository's URL only
     # (a redirect to another host does not match it). Never a URL, argv or a helper's output.
