@@ -1,0 +1,350 @@
+"""The wire protocol between the bot and its runners (and the GitHub Actions job).
+
+This is the one module of the bot that ``runner`` and ``action`` import. Every message that
+crosses the HTTP boundary is one of these models; nothing on either side reads a job or a
+result as a dict. ``schema/job.schema.json`` is generated from them (``wire_schema()``) and a
+test fails when it is stale.
+
+Messages (``docs/architecture.md``, "bot <-> runner protocol"):
+
+- ``ClaimRequest`` -> ``ClaimAnswer`` (``POST /runner/claim``): a ``Job`` or a ``Prefetch``.
+- ``Job``: a discriminated union on ``kind``. ``implement`` (a task's agent run) and
+  ``revise`` (the same branch again, with a review's feedback) exist now; ``JobKind`` reserves
+  the kinds the director and the steward add (``plan``, ``rebase``, ``resolve_conflicts``,
+  ``fix_checks``, ``review``).
+- ``Heartbeat``, ``TranscriptUpload`` and ``JobResult`` are posted to
+  ``/runner/jobs/{job_id}/...`` with the job's claim secret in the ``CLAIM_SECRET_HEADER``
+  header: a job belongs to the runner that claimed it.
+- ``JobResult``: a discriminated union on ``outcome`` (``completed``, ``handoff``,
+  ``rate_limited``, ``failed``); each reason is an enum, never free text.
+
+Models the bot receives forbid unknown keys (a typo is a 422 naming the key, not a silent
+default); models the runner receives ignore them (a newer bot may add fields). Numbers are
+finite and non-negative.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+PROTOCOL_VERSION = 1
+#: The header that carries a job's claim secret on heartbeats, transcripts and results.
+CLAIM_SECRET_HEADER = "X-Stoneforge-Claim-Secret"
+
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Received(BaseModel):
+    """A message the bot receives from a runner: strict, unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class _Sent(BaseModel):
+    """A message the bot sends to a runner: unknown keys ignored (a newer bot may add some)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+# --- claiming -------------------------------------------------------------------------------
+class ClaimRequest(_Received):
+    runner: str = Field("runner", max_length=100)
+    worker: str = Field("w", max_length=200)
+    wait_s: Seconds = 0.0
+    labels: tuple[Annotated[str, Field(max_length=100)], ...] = Field((), max_length=50)
+    capacity: Annotated[int, Field(ge=1, le=1024)] | None = None
+    #: agents this runner paused after a rate limit: hand it only jobs for other agents
+    unavailable_agents: tuple[Annotated[str, Field(max_length=100)], ...] = Field(
+        (), max_length=50
+    )
+    #: with no work, the runner may get a ``Prefetch`` instead
+    prefetch: bool = False
+
+
+class Prefetch(_Sent):
+    """The default branch of a repository this runner worked on moved: fetch it ahead.
+
+    ``token`` reads that repository only and is revoked a minute later."""
+
+    repo: str
+    clone_url: str
+    base: str
+    base_sha: str
+    token: str
+
+
+# --- jobs -----------------------------------------------------------------------------------
+class JobKind(StrEnum):
+    IMPLEMENT = "implement"
+    REVISE = "revise"
+    # Reserved for the director and the steward (not dispatched yet):
+    PLAN = "plan"
+    REBASE = "rebase"
+    RESOLVE_CONFLICTS = "resolve_conflicts"
+    FIX_CHECKS = "fix_checks"
+    REVIEW = "review"
+
+
+class AgentChoice(_Sent):
+    name: Name
+    model: str | None = None
+
+
+class Commands(_Sent):
+    setup: str | None = None
+    test: str | None = None
+
+
+class Timeouts(_Sent):
+    """Seconds; a missing value falls back to the runner's own setting."""
+
+    agent_s: Seconds | None = None
+    stall_s: Seconds | None = None
+    setup_s: Seconds | None = None
+    test_s: Seconds | None = None
+
+
+class IssueComment(_Sent):
+    """A comment by a collaborator with write access (others never reach a prompt)."""
+
+    author: str
+    body: str
+
+
+class _JobBase(_Sent):
+    #: never reused: each dispatch of a task gets a new one
+    job_id: Name
+    #: only the claiming runner receives it; heartbeats, transcripts and results present it
+    claim_secret: str = Field(min_length=16)
+    repo: str
+    issue: int = Field(ge=1)
+    title: str
+    body: str = ""
+    #: the task's attempt (handoffs count; rate limits and review rounds are refunded)
+    attempt: int = Field(1, ge=1)
+    max_attempts: int = Field(3, ge=1)
+    branch: str
+    base: str = "main"
+    #: the base's tip as the bot knows it: a runner whose mirror has it skips its fetch
+    base_sha: str | None = None
+    clone_url: str
+    #: installation token for this repository only; revoked when the job ends
+    token: str
+    lease_s: Seconds = 120.0
+    agent: AgentChoice
+    commands: Commands = Commands()
+    timeouts: Timeouts = Timeouts()
+    #: what the task may still spend (None: no budget)
+    budget_usd: Money | None = None
+    comments: tuple[IssueComment, ...] = ()
+    #: notes of earlier attempts' handoffs, oldest first
+    handoff_notes: tuple[str, ...] = ()
+
+
+class ImplementJob(_JobBase):
+    """Implement the issue on the task's branch (continuing pushed work unless ``restart``)."""
+
+    kind: Literal[JobKind.IMPLEMENT] = JobKind.IMPLEMENT
+    #: a maintainer restarted the task: start from the base, not from the pushed branch
+    restart: bool = False
+
+    @property
+    def continues_branch(self) -> bool:
+        return self.attempt > 1 and not self.restart
+
+
+class ReviseJob(_JobBase):
+    """A writer requested changes on the task's pull request: revise the same branch."""
+
+    kind: Literal[JobKind.REVISE] = JobKind.REVISE
+    pull_number: int | None = Field(None, ge=1)
+    #: ``@login: body`` for each review, then its inline comments as ``path:line: body``
+    review_feedback: tuple[str, ...] = Field(min_length=1)
+    #: the review round (1 for the first review that sent the task back)
+    round: int = Field(1, ge=1)
+
+    @property
+    def continues_branch(self) -> bool:
+        return True
+
+
+Job = Annotated[ImplementJob | ReviseJob, Field(discriminator="kind")]
+JOB: TypeAdapter[ImplementJob | ReviseJob] = TypeAdapter(Job)
+
+
+class ClaimAnswer(_Sent):
+    """``POST /runner/claim`` with work: a job, or a prefetch hint (204: neither)."""
+
+    job: Job | None = None
+    prefetch: Prefetch | None = None
+
+
+# --- while a job runs ----------------------------------------------------------------------
+class Heartbeat(_Received):
+    """Keeps the job's lease. Answered 200, 403 (not this runner's job) or 409 (stale job)."""
+
+
+class Usage(_Received):
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    #: None when the CLI reports no cost
+    cost_usd: Money | None = None
+
+
+class TryOutcome(StrEnum):
+    """How one agent run (a try) ended."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    HANDOFF_NEEDED = "handoff_needed"
+    RATE_LIMITED = "rate_limited"
+
+
+class TranscriptUpload(_Received):
+    try_: int = Field(alias="try", ge=1)
+    agent: str = Field("", max_length=100)
+    outcome: TryOutcome
+    reason: str = Field("", max_length=200)
+    seconds: Seconds = 0.0
+    usage: Usage = Usage()
+    #: the try's stdout, then stderr's tail; masked by the runner, capped at 2 MB
+    text: str
+
+
+class TryRecord(_Received):
+    """One try of a job's agent, as the result's ``attempt_log`` lists it."""
+
+    try_: int = Field(alias="try", ge=1)
+    outcome: TryOutcome
+    reason: str = Field("", max_length=200)
+    seconds: Seconds = 0.0
+    session_id: str | None = None
+    resumed: bool = False
+    #: what this try spent, not the session's running total
+    usage: Usage = Usage()
+
+
+# --- results -------------------------------------------------------------------------------
+class HandoffReason(StrEnum):
+    MAX_TURNS = "max_turns"
+    BUDGET = "budget"
+    PROMPT_TOO_LONG = "prompt_too_long"
+    CONTEXT = "context"
+    STALLED = "stalled"
+    AGENT_REQUESTED = "agent_requested"
+    RUNNER_SHUTDOWN = "runner_shutdown"
+
+
+class FailureReason(StrEnum):
+    SETUP_FAILED = "setup_failed"
+    NO_CHANGES = "no_changes"
+    TESTS_FAILED = "tests_failed"
+    GIT_ERROR = "git_error"
+    UNKNOWN_AGENT = "unknown_agent"
+    TIMEOUT = "timeout"
+    STALLED = "stalled"
+    CRASH = "crash"
+    AUTH = "auth"
+    BUDGET = "budget"
+    EMPTY_RESULT = "empty_result"
+    RESUME_FAILED = "resume_failed"
+    SPAWN_FAILED = "spawn_failed"
+    SCRIPT_ERROR = "script_error"
+    RUNNER_ERROR = "runner_error"
+    #: an adapter's reason this protocol does not name (its words are in ``detail``)
+    OTHER = "other"
+
+
+def failure_reason(text: str) -> FailureReason:
+    """The protocol's reason for an adapter's ``text`` (``OTHER`` for one it does not name)."""
+    try:
+        return FailureReason(text)
+    except ValueError:
+        return FailureReason.OTHER
+
+
+class _ResultBase(_Received):
+    branch: str = Field(max_length=255)
+    agent_seconds: Seconds = 0.0
+    summary: str | None = Field(None, max_length=100_000)
+    #: summed over the tries
+    usage: Usage = Usage()
+    attempt_log: tuple[TryRecord, ...] = Field((), max_length=100)
+
+
+class CompletedResult(_ResultBase):
+    outcome: Literal["completed"] = "completed"
+    reason: Literal["success"] = "success"
+    head_sha: str = Field(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+class HandoffResult(_ResultBase):
+    outcome: Literal["handoff"] = "handoff"
+    reason: HandoffReason
+    #: the pushed work in progress, or None when there was nothing to push
+    head_sha: str | None = Field(None, pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+    note: str = Field("", max_length=100_000)
+
+
+class RateLimitedResult(_ResultBase):
+    outcome: Literal["rate_limited"] = "rate_limited"
+    reason: str = Field("quota", max_length=200)
+    #: epoch seconds; None when the provider did not say
+    retry_at: Seconds | None = None
+    agent: Name
+
+
+class FailedResult(_ResultBase):
+    outcome: Literal["failed"] = "failed"
+    reason: FailureReason
+    detail: str | None = Field(None, max_length=100_000)
+
+
+JobResult = Annotated[
+    CompletedResult | HandoffResult | RateLimitedResult | FailedResult,
+    Field(discriminator="outcome"),
+]
+RESULT: TypeAdapter[CompletedResult | HandoffResult | RateLimitedResult | FailedResult] = (
+    TypeAdapter(JobResult)
+)
+
+
+class Refusal(_Sent):
+    """The body of every 4xx answer of the runner API: what was wrong, in words."""
+
+    message: str
+
+
+def wire_schema() -> dict[str, Any]:
+    """The JSON Schema of every message, as ``schema/job.schema.json`` holds it."""
+    messages: dict[str, Any] = {
+        "ClaimRequest": ClaimRequest,
+        "ClaimAnswer": ClaimAnswer,
+        "Job": Job,
+        "Heartbeat": Heartbeat,
+        "TranscriptUpload": TranscriptUpload,
+        "JobResult": JobResult,
+        "Refusal": Refusal,
+    }
+    definitions: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    for name, model in messages.items():
+        schema = TypeAdapter(model).json_schema(ref_template="#/$defs/{model}")
+        definitions.update(schema.pop("$defs", {}))
+        definitions[name] = schema
+        properties[name] = {"$ref": f"#/$defs/{name}"}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://stoneforge.dev/schema/job.schema.json",
+        "title": "Stoneforge bot <-> runner wire protocol",
+        "description": f"Protocol version {PROTOCOL_VERSION}; generated from bot/core/protocol.py.",
+        "type": "object",
+        "properties": properties,
+        "$defs": dict(sorted(definitions.items())),
+    }
