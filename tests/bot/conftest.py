@@ -22,7 +22,7 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 
 from bot.app import create_app
-from bot.intake import HANDLED_EVENTS
+from bot.handlers import HANDLED_EVENTS
 from bot.settings import BotSettings
 from fakehub.server import FakeHub
 
