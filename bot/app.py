@@ -24,7 +24,6 @@ from bot.runner_api import runner_router, transcript_router
 from bot.service import Bot
 from bot.settings import BotSettings
 from bot.signature import verify
-from bot.steward import Steward
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ def create_app(settings: BotSettings, *, github: GitHubPort | None = None) -> Fa
         app.state.dispatcher = dispatcher
         metrics.watch_tasks(store.task_counts)
         metrics.delivery_queue_depth.set_callback(bot.queue.qsize)
-        steward = Steward(bot)
+        steward = bot.steward
         try:
             bot.bot_login = f"{await gh.app_slug()}[bot]"
         except GitHubError as exc:

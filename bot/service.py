@@ -10,6 +10,7 @@ periodic reconciliation rebuilds everything from GitHub itself. Decisions come f
 - ``sync`` (``bot.issue_sync.IssueSync``): issues become tasks;
 - ``views`` (``bot.views.TaskViews``): state changes and what people see of them;
 - ``reconciler`` (``bot.reconcile.Reconciler``): state rebuilt from GitHub, the log pruned;
+- ``steward`` (``bot.steward.Steward``): pull requests merged in dependency order;
 - ``signals`` (``bot.signals``): wake-ups and the default branches' tips.
 
 ``Bot`` keeps the names the dispatcher, the result handler, the steward and the HTTP service
@@ -38,6 +39,7 @@ from bot.reporting import Reporter
 from bot.repos import Repos
 from bot.settings import BotSettings
 from bot.signals import Identity, Signals
+from bot.steward import Steward
 from bot.store import Store
 from bot.views import TaskViews, today
 
@@ -95,6 +97,17 @@ class Bot:
         self.router = Router(ROUTES, self.identity)
         self.deps = Deps(self.repos, self.sync, self.reconciler, self.signals, github)
         self.intake = Intake(store, self.pulls, self.identity, self.handle, self.router.events)
+        self.steward = Steward(
+            github,
+            store,
+            self.pulls,
+            self.repos,
+            self.views,
+            self.signals,
+            self.sync,
+            interval_s=settings.steward_interval_s,
+            metrics=metrics,
+        )
 
     # --- the names other parts reach through the root ----------------------------------------
     @property

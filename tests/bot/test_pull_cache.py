@@ -19,7 +19,6 @@ from bot.core.steward import PullSnapshot, Review
 from bot.pull_cache import PullCache
 from bot.service import Bot
 from bot.settings import BotSettings
-from bot.steward import Steward
 from bot.store import Store
 from tests.bot.fakegithub import FakeGitHub
 
@@ -212,7 +211,7 @@ def steward(tmp_path: Path) -> Any:
             )
         )
     try:
-        yield Steward(bot), github, bot
+        yield bot.steward, github, bot
     finally:
         store.close()
 
