@@ -15,8 +15,11 @@ import time
 from typing import Any
 
 from bot.adapters.github import GitHubError, IssueInfo
+from bot.core import lifecycle
+from bot.core.lifecycle import CancelCause, Cancelled, Restarted
 from bot.core.model import IssueRef, Task, TaskState, branch_name
 from bot.core.refs import parse_blockers
+from bot.core.render import describe_reason
 from bot.ports import Clock, IssuePort, TaskStore
 from bot.reporting import Reporter
 from bot.repos import Repos
@@ -149,10 +152,12 @@ class IssueSync:
             if relabeled and await self._restarted(inst, ref, task):
                 # A maintainer's retry: fresh budgets of attempts and of spend, from a fresh
                 # base. What it spent so far stays on record.
+                restart = Restarted(by=labeled_by)
                 fields.update(
-                    state=TaskState.QUEUED,
+                    lifecycle.transition(
+                        task.state, TaskState.QUEUED, restart, describe_reason(restart)
+                    ),
                     worker=None,
-                    detail="restart: relabeled",
                     attempt=0,
                     not_before=None,
                     rate_limits=(),
@@ -189,8 +194,8 @@ class IssueSync:
         if issue.state == "closed":
             self.views.external[issue.ref] = issue.state_reason != "not_planned"
         if task and task.state in (TaskState.QUEUED, TaskState.RUNNING):
-            await self.views.set_state(
-                task, TaskState.CANCELLED, detail="label removed or issue closed"
+            await self.views.transition(
+                task, TaskState.CANCELLED, Cancelled(CancelCause.UNTRIGGERED)
             )
 
     def _task_fields(self, inst: int, issue: IssueInfo, native: list[IssueRef]) -> dict[str, Any]:

@@ -255,7 +255,8 @@ class Steward:
         if task is None or task.installation_id is None:
             return
         if task.state is TaskState.IN_REVIEW and action.kind in ("wait", "update_branch", "merge"):
-            if task.detail is not None:  # no longer waiting for a re-review: say so
+            if task.reason is not None or task.detail is not None:
+                # no longer waiting for a re-review: say so
                 await self.views.set_state(task, TaskState.IN_REVIEW, detail=None)
         if action.kind == "merge" and action.pr and action.sha:
             await self._merge(task, action.pr, action.sha, pull)
@@ -263,39 +264,35 @@ class Steward:
             await self._update_branch(task, action.pr, action.sha)
         elif action.kind == "await_review" and task.state is TaskState.IN_REVIEW:
             self.views.merging.discard(task.ref)
-            if task.detail != action.reason:  # shown in the status comment
-                await self.views.set_state(task, TaskState.IN_REVIEW, detail=action.reason)
+            if task.reason != action.why:  # shown in the status comment
+                await self.views.transition(task, TaskState.IN_REVIEW, action.why)
         elif action.kind == "revise" and task.state is TaskState.IN_REVIEW:
             # Back to the agent, on the same branch and pull request, with the feedback.
             # Not a failed attempt: like a rate limit, the attempt is refunded.
             log.info("changes_requested %s review=%s", task.ref, action.review_id)
             self.views.merging.discard(task.ref)
-            await self.views.set_state(
+            await self.views.transition(
                 task,
                 TaskState.QUEUED,
+                action.why,
                 worker=None,
                 review_id=action.review_id,
-                detail=action.reason,
                 attempt=max(0, task.attempt - 1),
             )
-        elif action.kind == "redispatch":
+        elif action.kind == "redispatch" and task.state is TaskState.IN_REVIEW:
             self.views.merging.discard(task.ref)
-            await self.views.set_state(
-                task, TaskState.QUEUED, worker=None, detail=f"restart: {action.reason}"
-            )
+            await self.views.transition(task, TaskState.QUEUED, action.why, worker=None)
         elif action.kind == "mark_merged":
             self.views.merging.discard(task.ref)
             merge_sha = pull.merge_sha if pull else None
             await self.views.set_state(
                 task, TaskState.MERGED, merged_at=time.time(), merge_sha=merge_sha
             )
-        elif action.kind == "fail":
+        elif action.kind == "fail" and task.state is TaskState.IN_REVIEW:
             self.views.merging.discard(task.ref)
             if self.metrics:
                 self.metrics.merges.inc(outcome="failed")
-            await self.views.set_state(
-                task, TaskState.FAILED, detail=f"pull request #{action.pr}: {action.reason}"
-            )
+            await self.views.transition(task, TaskState.FAILED, action.why)
 
     async def _merge(self, task: Task, pr: int, sha: str, pull: PullSnapshot | None) -> None:
         """Merge the pull request at exactly ``sha`` (GitHub refuses if its head moved)."""

@@ -14,9 +14,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.core import lifecycle
 from bot.core.graph import GraphReport, analyse
 from bot.core.model import PENDING_STATES, IssueRef, Task, TaskState, limited_agents
-from bot.core.render import StatusView
+from bot.core.render import StatusView, describe_reason
 from bot.ports import Clock, TaskStore
 from bot.reporting import Reporter
 from bot.repos import Repos
@@ -101,7 +102,19 @@ class TaskViews:
         which links every transcript, while the job goes on (not only at its next state)."""
         self.reporter.show(self.view(task, None), merging=task.ref in self.merging)
 
+    async def transition(
+        self, task: Task, to: TaskState, reason: lifecycle.Reason | None, **fields: Any
+    ) -> Task:
+        """Move ``task`` to ``to`` for ``reason``, as the lifecycle allows (``IllegalTransition``
+        otherwise); its ``detail`` becomes the reason in words."""
+        detail = describe_reason(reason) if reason is not None else None
+        change = lifecycle.transition(task.state, to, reason, detail)
+        return await self.set_state(task, change.pop("state"), **change, **fields)
+
     async def set_state(self, task: Task, state: TaskState, **fields: Any) -> Task:
+        """Store a state change. Without a ``reason`` the task's typed reason is cleared: the
+        one it had was for an earlier change."""
+        fields.setdefault("reason", None)
         new = await asyncio.to_thread(
             functools.partial(self.store.update_task, task.ref, state=state, **fields)
         )

@@ -59,6 +59,7 @@ tasks = sa.Table(
     sa.Column("cost_at_restart_usd", sa.Double),
     sa.Column("rate_limits", sa.Text),  # JSON [[agent, until], ...]
     sa.Column("status_digest", sa.String(64)),
+    sa.Column("reason", sa.Text),  # JSON of bot.core.lifecycle's typed reason
     sa.Index("ix_tasks_state", "state"),
 )
 
