@@ -161,6 +161,8 @@ def test_a_create_all_database_is_adopted_not_recreated(store_url: str, engine: 
         assert (task.title, task.state, task.pr_number) == ("old task", TaskState.IN_REVIEW, 17)
         assert (task.cost_usd, task.ready_at, task.comment_id) == (None, None, None)
         store.update_task(task.ref, cost_usd=0.5, comment_id=99)
-        assert store.get_task(task.ref).cost_usd == 0.5  # type: ignore[union-attr]
+        migrated = store.get_task(task.ref)
+        assert migrated is not None
+        assert migrated.cost_usd == 0.5
     finally:
         store.close()

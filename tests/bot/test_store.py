@@ -5,9 +5,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from bot.core.lifecycle import ChangesRequested
 from bot.core.model import IssueRef, Task, TaskState
 from bot.store import Delivery, RepoRecord, Store, TranscriptRecord
 
@@ -21,8 +23,8 @@ def store(store_url: str) -> Iterator[Store]:
     store.close()
 
 
-def full_task(n: int = 5, **fields: object) -> Task:
-    values: dict[str, object] = {
+def full_task(n: int = 5, **fields: Any) -> Task:
+    values: dict[str, Any] = {
         "repo": REPO,
         "number": n,
         "title": "Add /users endpoint ✓",
@@ -55,9 +57,10 @@ def full_task(n: int = 5, **fields: object) -> Task:
         "cost_at_restart_usd": 0.125,
         "rate_limits": (("claude", 1_764_000_700.25), ("codex", 1_764_000_800.5)),
         "status_digest": "0123456789abcdef0123456789abcdef",
+        "reason": ChangesRequested("rita", 4_000_000_000_001),
     }
     values.update(fields)
-    return Task(**values)  # type: ignore[arg-type]
+    return Task(**values)
 
 
 def queued(n: int, repo: str = REPO) -> Task:
@@ -124,6 +127,7 @@ def test_upsert_get_round_trips_every_field(store: Store) -> None:
         merged_at=1_764_000_500.0,
         merge_sha="b" * 40,
         detail=None,
+        reason=None,
     )
     store.upsert_task(replaced)
     assert store.get_task(task.ref) == replaced
@@ -187,9 +191,13 @@ def test_claim_takes_the_first_queued_candidate(store: Store) -> None:
     assert (claimed.state, claimed.worker, claimed.attempt) == (TaskState.RUNNING, "w1", 2)
     assert (claimed.dispatched_at, claimed.lease_until) == (100.0, 130.0)
     assert store.get_task(claimed.ref) == claimed
-    assert store.get_task(IssueRef(REPO, 1)).worker == "other"  # type: ignore[union-attr]
+    other = store.get_task(IssueRef(REPO, 1))
+    assert other is not None
+    assert other.worker == "other"
 
-    assert store.claim_task(candidates, worker="w2", now=101.0, lease_s=30.0).number == 4  # type: ignore[union-attr]
+    second = store.claim_task(candidates, worker="w2", now=101.0, lease_s=30.0)
+    assert second is not None
+    assert second.number == 4
     assert store.claim_task(candidates, worker="w3", now=102.0, lease_s=30.0) is None
     assert store.claim_task([], worker="w3", now=102.0, lease_s=30.0) is None
 
@@ -278,7 +286,9 @@ def test_expired_leases(store: Store) -> None:
 
 def test_update_task_sets_the_metric_fields(store: Store) -> None:
     store.upsert_task(queued(1))
-    assert store.get_task(IssueRef(REPO, 1)).cost_usd is None  # type: ignore[union-attr]
+    fresh = store.get_task(IssueRef(REPO, 1))
+    assert fresh is not None
+    assert fresh.cost_usd is None
     store.update_task(IssueRef(REPO, 1), cost_usd=1.5, ready_at=12.5, comment_id=2**40)
     task = store.get_task(IssueRef(REPO, 1))
     assert task is not None

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from typing import Any
 
 import pytest
 
@@ -15,9 +16,9 @@ def ref(n: int, repo: str = REPO) -> IssueRef:
     return IssueRef(repo, n)
 
 
-def task(n: int, *blockers: int | IssueRef, **fields: object) -> Task:
+def task(n: int, *blockers: int | IssueRef, **fields: Any) -> Task:
     blocked_by = tuple(b if isinstance(b, IssueRef) else ref(b) for b in blockers)
-    return Task(repo=REPO, number=n, title=f"task {n}", blocked_by=blocked_by, **fields)  # type: ignore[arg-type]
+    return Task(repo=REPO, number=n, title=f"task {n}", blocked_by=blocked_by, **fields)
 
 
 def test_independent_tasks_are_ready_in_created_order() -> None:
