@@ -27,7 +27,6 @@ from typing import Any
 
 from bot.core.graph import GraphReport
 from bot.core.model import IssueRef, Task, TaskState
-from bot.core.render import StatusView
 from bot.handlers import HANDLED_EVENTS, ROUTES, Deps, Router
 from bot.intake import Intake
 from bot.issue_sync import WRITE_PERMISSIONS, IssueSync
@@ -138,9 +137,6 @@ class Bot:
     def queue(self) -> asyncio.Queue[tuple[str, str, bytes]]:
         return self.intake.queue
 
-    def note_base(self, repo: str, inst: int, sha: str) -> None:
-        self.signals.note_base(repo, inst, sha)
-
     async def base_sha(self, inst: int, repo: str, branch: str) -> str:
         """The default branch's tip, read from GitHub at dispatch.
 
@@ -166,17 +162,11 @@ class Bot:
     async def is_writer(self, inst: int, repo: str, login: str, kind: str = "User") -> bool:
         return await self.sync.is_writer(inst, repo, login, kind)
 
-    async def sync_issue(self, inst: int, ref: IssueRef) -> None:
-        await self.sync.sync_issue(inst, ref)
-
     async def graph(self) -> tuple[list[Task], GraphReport]:
         return await self.views.graph()
 
     async def day_budget_spent(self, repo: str, now: float) -> tuple[float, float] | None:
         return await self.views.day_budget_spent(repo, now)
-
-    def view(self, task: Task, report: GraphReport | None) -> StatusView:
-        return self.views.view(task, report)
 
     def transcript_added(self, task: Task) -> None:
         self.views.transcript_added(task)
@@ -192,12 +182,6 @@ class Bot:
 
     def background_tasks(self) -> set[asyncio.Task[None]]:
         return self.views.background_tasks()
-
-    async def reconcile_installation(self, inst: int) -> None:
-        await self.reconciler.reconcile_installation(inst)
-
-    async def reconcile(self) -> None:
-        await self.reconciler.reconcile()
 
     async def reconcile_forever(self) -> None:
         await self.reconciler.reconcile_forever()
