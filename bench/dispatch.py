@@ -3,7 +3,7 @@
     python bench/dispatch.py --json FILE [--tasks 60] [--workers 8] [--interval 0.25]
                              [--ci remote|local|off]
 
-Runs the demo's pipeline (``fakehub.demo.Pipeline``: fakehub in this process, the bot and one
+Runs the demo's pipeline (``demo.pipeline.Pipeline``: fakehub in this process, the bot and one
 runner as real processes) with ``.github/stoneforge.yml`` raising ``concurrency.per_repo`` to 100
 and the ``command`` agent set to a tiny Python program (``python -I -S``) whose first statement
 takes ``time.time()``; it appends ``<issue> <time>`` to a file, writes one file in the worktree
@@ -50,7 +50,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fakehub.demo import FULL, Pipeline  # noqa: E402
+from demo.pipeline import FULL, Pipeline  # noqa: E402
 
 TRIGGER = "agent-ready"
 CONFIG = "version: 1\nconcurrency:\n  per_repo: 100\n"

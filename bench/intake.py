@@ -2,7 +2,7 @@
 
     python bench/intake.py --json FILE [--n 5000] [--concurrency 16] [--warmup 100]
 
-Starts ``python -m bot bot --port P --log-level warning`` with a temporary SQLite database, a
+Starts ``python -m stoneforge bot --port P --log-level warning`` with a temporary SQLite database, a
 freshly generated RSA key, a webhook secret, ``STONEFORGE_GITHUB_API_URL`` pointing at a closed
 local port (the bot only logs a warning) and a one-hour reconcile interval. After ``/healthz``
 answers, it sends ``--warmup`` deliveries, then ``--n`` measured ones, ``--concurrency`` at a
@@ -126,7 +126,8 @@ def start_bot(port: int, db: Path, log: Path, github_url: str) -> subprocess.Pop
         "STONEFORGE_RECONCILE_INTERVAL_S": "3600",
         "PYTHONUNBUFFERED": "1",
     }
-    command = [sys.executable, "-m", "bot", "bot", "--port", str(port), "--log-level", "warning"]
+    command = [sys.executable, "-m", "stoneforge", "bot", "--port", str(port)]
+    command += ["--log-level", "warning"]
     with log.open("wb") as out:
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 

@@ -47,7 +47,8 @@ class BotSettings(BaseSettings):
 
     @property
     def html_url(self) -> str:
-        """Where people browse: github.com for the public API, the host for GHES / fakehub."""
+        """Where people browse: github.com for the public API, else the host of the API URL
+        (GitHub Enterprise Server or a local stand-in)."""
         api = self.github_api_url.rstrip("/")
         if api == "https://api.github.com":
             return "https://github.com"

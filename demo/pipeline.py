@@ -1,24 +1,22 @@
-"""``stoneforge demo``: the whole pipeline on one machine, with no credentials.
+"""The demo's pipeline: fakehub in this process, the bot and a runner as separate processes.
 
-Starts fakehub in this process, the bot and a runner as separate processes (exactly as they
-would run against GitHub: they reach fakehub only through its REST API, webhooks and git over
-HTTP), creates the sample repository, files the sprint as issues the way a maintainer would,
-labels them ``agent-ready`` and shows the pipeline working until every task has merged.
+They run exactly as they would against GitHub: they reach fakehub only through its REST API,
+webhooks and git over HTTP. :class:`Pipeline` creates the sample repository and files the sprint
+as issues the way a maintainer would; ``demo.run`` shows it working, and the end-to-end tests and
+``bench/dispatch.py`` drive it too.
 
-This module imports neither ``bot`` nor ``runner``: it starts them as ``python -m bot ...``.
+This module imports neither ``bot`` nor ``runner``: it starts them as
+``python -m stoneforge ...``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,15 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from rich.console import Console
-from rich.live import Live
 
+from demo.sample import CI_COMMAND, FULL, OWNER, REPO, SAMPLE_REPO, SPRINT, SprintIssue
 from fakehub.delivery import Faults
-from fakehub.demo_view import FULL, OWNER, REPO, Narrator, Reviewer, status_table, write_report
-from fakehub.sample import CI_COMMAND, SAMPLE_REPO, SPRINT, SprintIssue
 from fakehub.server import FakeHub
 
 MAINTAINER = "octo-lead"
+STONEFORGE = (sys.executable, "-m", "stoneforge")  # the command line, as its own process
 APP_EVENTS = [
     "issues",
     "issue_dependencies",
@@ -138,7 +134,7 @@ class Pipeline:
         }
         self._spawn(
             "bot",
-            [sys.executable, "-m", "bot", "bot", "--port", str(bot_port), "--log-level", "info"],
+            [*STONEFORGE, "bot", "--port", str(bot_port), "--log-level", "info"],
             env,
         )
         _wait_http(f"{self.bot_url}/healthz", timeout=30)
@@ -149,9 +145,7 @@ class Pipeline:
         }
         self._runner_env = runner_env
         self._runner_argv = [
-            sys.executable,
-            "-m",
-            "bot",
+            *STONEFORGE,
             "runner",
             "--bot-url",
             self.bot_url,
@@ -165,13 +159,13 @@ class Pipeline:
         self._spawn("runner", self._runner_argv, runner_env, new_session=self.runner_session)
         for index, port in enumerate(bot_ports[1:], start=2):  # more replicas, one at a time
             url = self.bot_urls[index - 1]
-            argv = [sys.executable, "-m", "bot", "bot", "--port", str(port), "--log-level", "info"]
+            argv = [*STONEFORGE, "bot", "--port", str(port), "--log-level", "info"]
             self._spawn(f"bot-{index}", argv, env)
             _wait_http(f"{url}/healthz", timeout=30)
             self._spawn(
                 f"runner-{index}",
                 [
-                    *(sys.executable, "-m", "bot", "runner", "--bot-url", url),
+                    *(*STONEFORGE, "runner", "--bot-url", url),
                     *("--workers", str(self.workers), "--name", f"runner-{index}"),
                     *("--work-dir", str(self.work / f"runner-{index}"), "--log-level", "info"),
                 ],
@@ -306,108 +300,3 @@ def _wait_http(url: str, timeout: float) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
-
-
-def run_demo(
-    *,
-    workers: int = 3,
-    report: Path | None = None,
-    timeout: float = 600.0,
-    agent: str = "script",
-    work_dir: Path | None = None,
-    webhook_faults: Faults | None = None,
-    database_url: str | None = None,
-    bots: int = 1,
-    extra_env: dict[str, str] | None = None,
-    runner_env: dict[str, str] | None = None,
-    sprint: tuple[SprintIssue, ...] | None = None,
-) -> int:
-    console = Console()
-    own_dir = work_dir is None
-    work = (
-        Path(tempfile.mkdtemp(prefix="stoneforge-demo-"))
-        if work_dir is None
-        else work_dir.resolve()
-    )
-    work.mkdir(parents=True, exist_ok=True)
-    pipe = Pipeline(
-        work=work,
-        workers=workers,
-        agent=agent,
-        webhook_faults=webhook_faults,
-        database_url=database_url,
-        bots=bots,
-        extra_env=extra_env,
-        runner_env=runner_env,
-        sprint=SPRINT if sprint is None else tuple(sprint),
-    )
-    started = time.time()
-    code = 1
-    tasks: list[dict[str, Any]] = []
-    reviewer: Reviewer | None = None
-    try:
-        console.print(f"[bold]Stoneforge demo[/] · files in {work}")
-        pipe.start()
-        console.print(
-            f"fakehub at {pipe.hub.url} · bot at {pipe.bot_url} · "
-            f"runner with {workers} workers · agent [bold]{agent}[/]"
-        )
-        pipe.file_sprint()
-        console.print(f"filed {len(pipe.sprint)} issues and labeled them agent-ready")
-        reviewer = Reviewer(pipe)
-        reviewer.start()
-        outcome = "timeout"
-        with Live(
-            status_table(pipe, tasks, started),
-            console=console,
-            refresh_per_second=4,
-            transient=False,
-        ) as live:
-            narrator = Narrator(pipe, started)
-            while time.time() - started < timeout:
-                tasks = pipe.tasks() or tasks
-                for line in narrator.lines(tasks):
-                    live.console.print(line)
-                live.update(status_table(pipe, tasks, started))
-                if len(tasks) == len(pipe.sprint) and all(t["state"] == "merged" for t in tasks):
-                    outcome = "merged"
-                    break
-                if any(t["state"] in ("failed", "cancelled") for t in tasks):
-                    outcome = "failed"
-                    break
-                crash = pipe.crashed() or reviewer.error
-                if crash:
-                    outcome = crash
-                    break
-                time.sleep(0.5)
-        makespan = time.time() - started
-        serial = sum(float(t.get("agent_seconds") or 0) for t in tasks)
-        console.print("\n[bold]main after the sprint[/] (git log --oneline):")
-        console.print(pipe.git_log().rstrip())
-        console.print(
-            f"\nwall clock {makespan:.1f} s · agents' time {serial:.1f} s "
-            f"({serial / makespan if makespan else 0:.1f}x parallel speed-up of agent work)"
-        )
-        if outcome == "merged":
-            console.print(f"[green]all {len(tasks)} tasks merged in dependency order[/]")
-            code = 0
-        else:
-            console.print(f"[red]demo did not finish: {outcome}[/]")
-            for t in tasks:
-                if t["state"] != "merged":
-                    console.print(f"  #{t['issue']} {t['state']}: {t.get('detail') or ''}")
-        if report:
-            write_report(report, pipe, tasks, makespan, serial, workers)
-        (work / "fakehub-events.json").write_text(
-            json.dumps(pipe.hub.events(), indent=1, default=str)
-        )
-    except KeyboardInterrupt:
-        console.print("[red]interrupted[/]")
-        code = 130
-    finally:
-        if reviewer is not None:
-            reviewer.stop()
-        pipe.stop()
-        if own_dir and code == 0:
-            shutil.rmtree(work, ignore_errors=True)
-    return code

@@ -1,9 +1,9 @@
-"""The ``stoneforge`` command line.
+"""The ``stoneforge`` command line (also ``python -m stoneforge``).
 
-Each sub-command only wires settings to the package doing the work.
-
-This is the one place allowed to import ``fakehub`` (for ``stoneforge fakehub`` and
-``stoneforge demo``), and it does so lazily.
+Each sub-command only wires settings to the package doing the work: ``bot``, ``runner`` and
+``registration-token`` to ``bot/`` and ``runner/``; ``fakehub`` to ``fakehub/``; ``demo`` to
+``demo/``. It lives outside ``bot/`` so that ``bot`` and ``runner`` never import ``fakehub``; each
+sub-command imports its package lazily, so ``stoneforge bot`` loads neither fakehub nor the demo.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def demo(
     work_dir: Annotated[Path | None, typer.Option(help="keep the demo's files here")] = None,
 ) -> None:
     """Show the whole pipeline on this machine: fakehub, the bot, a runner, a sprint of issues."""
-    from fakehub.demo import run_demo
+    from demo.run import run_demo
 
     code = run_demo(workers=workers, report=report, timeout=timeout, agent=agent, work_dir=work_dir)
     raise typer.Exit(code)

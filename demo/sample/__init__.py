@@ -5,7 +5,7 @@ stdlib `unittest` suite (`CI_COMMAND`). `SPRINT` is the sprint, in filing order:
 is prose a maintainer would write plus one `stoneforge-script` block that the demo's script agent
 applies (see docs/architecture.md, "The script agent").
 
-Design rules the sprint keeps (tests/fakehub/test_sample.py proves them with real git):
+Design rules the sprint keeps (tests/demo/test_sample.py proves them with real git):
 
 - Every issue's blockers are filed before it, so `render_body` can name them by number.
 - An edit only anchors (`replace`) on text that is on `main` whenever the issue can be dispatched,
@@ -28,7 +28,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CI_COMMAND", "SAMPLE_REPO", "SPRINT", "SprintIssue", "script_block"]
+__all__ = [
+    "CI_COMMAND",
+    "FULL",
+    "OWNER",
+    "REPO",
+    "SAMPLE_REPO",
+    "SPRINT",
+    "SprintIssue",
+    "script_block",
+]
+
+OWNER, REPO = "octo", "demo"  # where the demo creates the sample repository
+FULL = f"{OWNER}/{REPO}"
 
 SCRIPT_INFO_STRING = "stoneforge-script"
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from bot.core.refs import parse_blockers
-from fakehub.sample import CI_COMMAND, SAMPLE_REPO, SPRINT, SprintIssue, script_block
+from demo.sample import CI_COMMAND, SAMPLE_REPO, SPRINT, SprintIssue, script_block
 
 REQUIRED_TITLES = {
     "Refactor auth module to use JWT",

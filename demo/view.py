@@ -8,16 +8,34 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import httpx
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from fakehub.demo import Pipeline
+from demo.sample import FULL, SprintIssue
 
-OWNER, REPO = "octo", "demo"  # the sample repository
-FULL = f"{OWNER}/{REPO}"
+
+class Events(Protocol):
+    def events(self, type: str | None = None) -> list[dict[str, Any]]: ...
+
+
+class Pipe(Protocol):
+    """What the view reads of the running pipeline (``demo.pipeline.Pipeline``), so that the
+    view does not import the demo it shows."""
+
+    @property
+    def workers(self) -> int: ...
+    @property
+    def hub(self) -> Events: ...
+    @property
+    def sprint(self) -> tuple[SprintIssue, ...]: ...
+    @property
+    def numbers(self) -> dict[str, int]: ...
+    def tasks(self) -> list[dict[str, Any]]: ...
+    def api(self) -> AbstractContextManager[httpx.Client]: ...
 
 
 STATE_STYLE = {
@@ -30,7 +48,7 @@ STATE_STYLE = {
 }
 
 
-def status_table(pipe: Pipeline, tasks: list[dict[str, Any]], started: float) -> Table:
+def status_table(pipe: Pipe, tasks: list[dict[str, Any]], started: float) -> Table:
     checks = checks_by_sha(pipe)
     table = Table(
         title=f"Stoneforge demo · {FULL} · {pipe.workers} workers · {time.time() - started:5.1f} s"
@@ -68,7 +86,7 @@ REVIEW_VERBS = {
 class Narrator:
     """One line per thing that happened: dispatches, pull requests, checks, updates, merges."""
 
-    def __init__(self, pipe: Pipeline, started: float) -> None:
+    def __init__(self, pipe: Pipe, started: float) -> None:
         self.pipe = pipe
         self.started = started
         self.seen: dict[int, tuple[str, int, float | None]] = {}
@@ -139,7 +157,7 @@ class Reviewer:
     cannot merge it first); approve once the steward reports it waits for a re-review, i.e.
     the agent has pushed the change asked for."""
 
-    def __init__(self, pipe: Pipeline) -> None:
+    def __init__(self, pipe: Pipe) -> None:
         self.pipe = pipe
         self.requested: dict[int, int] = {}  # issue -> pull request reviewed
         self.approved: set[int] = set()
@@ -196,7 +214,7 @@ class Reviewer:
             resp.raise_for_status()
 
 
-def checks_by_sha(pipe: Pipeline) -> dict[str, str]:
+def checks_by_sha(pipe: Pipe) -> dict[str, str]:
     out: dict[str, str] = {}
     for event in pipe.hub.events("check_completed"):
         out[event["sha"]] = event["conclusion"]
@@ -205,7 +223,7 @@ def checks_by_sha(pipe: Pipeline) -> dict[str, str]:
 
 def write_report(
     path: Path,
-    pipe: Pipeline,
+    pipe: Pipe,
     tasks: list[dict[str, Any]],
     makespan: float,
     serial: float,
