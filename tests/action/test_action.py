@@ -33,7 +33,7 @@ from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubAdapter, GitHubError
 from bot.app import create_app
 from bot.settings import BotSettings
-from fakehub.api_actions import on_workflow_dispatch
+from fakehub.rest.actions import on_workflow_dispatch
 from fakehub.server import FakeHub
 from runner.loop import Runner
 

@@ -4,14 +4,11 @@ repositories a token reaches, and the App's webhook deliveries."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fakehub.api import paginate
 from fakehub.auth import ApiError, not_found, require_app
+from fakehub.rest.context import Ctx, Result, paginate
 from fakehub.state import PERMISSION_LEVELS, iso
-
-if TYPE_CHECKING:
-    from fakehub.api import Ctx, Result
 
 NOT_ACCESSIBLE = (
     "There is at least one repository that does not exist or is not accessible to the parent "

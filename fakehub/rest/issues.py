@@ -1,19 +1,17 @@
 """Issue routes: issues, labels and the issue's label events.
 
-Comments and reactions are in ``api_comments.py``; dependencies and sub-issues in
-``api_dependencies.py``. Both use :func:`find_issue` and :func:`validation_error` from here.
+Comments and reactions are in ``comments.py``; dependencies and sub-issues in
+``dependencies.py``. Both use :func:`find_issue` and :func:`validation_error` from here.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fakehub.auth import ApiError, not_found
 from fakehub.records import Issue, Label, Repo, iso
-
-if TYPE_CHECKING:
-    from fakehub.api import Ctx, Result
+from fakehub.rest.context import Ctx, Result, paginate
 
 
 def find_issue(ctx: Ctx, repo: Repo) -> Issue:
@@ -108,7 +106,6 @@ def create_issue(ctx: Ctx) -> Result:
 
 
 def list_issues(ctx: Ctx) -> Result:
-    from fakehub.api import paginate
 
     repo = ctx.repo("issues")
     state = ctx.query.get("state", "open")
@@ -190,7 +187,6 @@ def update_issue(ctx: Ctx) -> Result:
 
 
 def list_labels(ctx: Ctx) -> Result:
-    from fakehub.api import paginate
 
     repo = ctx.repo("issues")
     labels = sorted(repo.labels.values(), key=lambda x: x.name.lower())
@@ -263,7 +259,6 @@ def remove_issue_label(ctx: Ctx) -> Result:
 
 def list_issue_events(ctx: Ctx) -> Result:
     """The issue's timeline of label events (``labeled`` / ``unlabeled``), oldest first."""
-    from fakehub.api import paginate
 
     repo = ctx.repo("issues")
     issue = find_issue(ctx, repo)

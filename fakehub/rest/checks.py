@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fakehub.auth import ApiError, not_found
 from fakehub.records import CheckRun, Repo
-
-if TYPE_CHECKING:
-    from fakehub.api import Ctx, Result
+from fakehub.rest.context import Ctx, Result, paginate
 
 CHECK_STATUSES = ("queued", "in_progress", "completed", "waiting", "requested", "pending")
 CONCLUSIONS = (
@@ -115,7 +113,6 @@ def _resolve_ref(ctx: Ctx, repo: Repo) -> str:
 
 
 def list_check_runs(ctx: Ctx) -> Result:
-    from fakehub.api import paginate
 
     repo = ctx.repo("checks")
     sha = _resolve_ref(ctx, repo)
@@ -206,7 +203,6 @@ def combined_status(ctx: Ctx) -> Result:
 
 
 def list_statuses(ctx: Ctx) -> Result:
-    from fakehub.api import paginate
 
     repo = ctx.repo("statuses")
     sha = _resolve_ref(ctx, repo)

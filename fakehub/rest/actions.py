@@ -13,15 +13,13 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from fakehub.auth import ApiError, not_found
-
-if TYPE_CHECKING:
-    from fakehub.api import Ctx, Result
-    from fakehub.api_hub import Hub
+from fakehub.hub import Hub
+from fakehub.rest.context import Ctx, Result
 
 log = logging.getLogger(__name__)
 

@@ -4,14 +4,12 @@ comments."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fakehub.api_pulls import find_pull
 from fakehub.auth import ApiError, not_found
 from fakehub.records import Issue, Review
-
-if TYPE_CHECKING:
-    from fakehub.api import Ctx, Result
+from fakehub.rest.context import Ctx, Result, paginate
+from fakehub.rest.pulls import find_pull
 
 REVIEW_EVENTS = {
     "APPROVE": "APPROVED",
@@ -111,7 +109,6 @@ def create_review(ctx: Ctx) -> Result:
 
 
 def list_reviews(ctx: Ctx) -> Result:
-    from fakehub.api import paginate
 
     repo = ctx.repo("pull_requests")
     pull = find_pull(ctx, repo)
@@ -145,7 +142,6 @@ def dismiss_review(ctx: Ctx) -> Result:
 
 
 def list_review_comments(ctx: Ctx) -> Result:
-    from fakehub.api import paginate
 
     repo = ctx.repo("pull_requests")
     pull = find_pull(ctx, repo)

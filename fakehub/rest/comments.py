@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fakehub.api_issues import find_issue, validation_error
 from fakehub.auth import not_found
 from fakehub.payloads_issues import REACTIONS
 from fakehub.records import Comment, Reaction, Repo
-
-if TYPE_CHECKING:
-    from fakehub.api import Ctx, Result
+from fakehub.rest.context import Ctx, Result, paginate
+from fakehub.rest.issues import find_issue, validation_error
 
 
 def _comment(ctx: Ctx, repo: Repo) -> Comment:
@@ -32,7 +30,6 @@ def _emit_comment(ctx: Ctx, comment: Comment, action: str, **extra: Any) -> None
 
 
 def list_comments(ctx: Ctx) -> Result:
-    from fakehub.api import paginate
 
     repo = ctx.repo("issues")
     issue = find_issue(ctx, repo)

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fakehub.auth import ApiError, not_found
 from fakehub.records import Repo
+from fakehub.rest.context import Ctx, Result
 from fakehub.state import PERMISSION_LEVELS
-
-if TYPE_CHECKING:
-    from fakehub.api import Ctx, Result
 
 
 def get_repo(ctx: Ctx) -> Result:

@@ -1,19 +1,17 @@
 """Pull request routes: open, list, read, edit, list files, merge and update the branch.
 
-Review routes are in ``api_reviews.py`` (using :func:`find_pull` from here), check run and
-commit status routes in ``api_checks.py``.
+Review routes are in ``reviews.py`` (using :func:`find_pull` from here), check run and
+commit status routes in ``checks.py``.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fakehub.auth import ApiError, not_found
 from fakehub.records import Issue, Repo
-
-if TYPE_CHECKING:
-    from fakehub.api import Ctx, Result
+from fakehub.rest.context import Ctx, Result, paginate
 
 
 def find_pull(ctx: Ctx, repo: Repo) -> Issue:
@@ -56,7 +54,6 @@ def create_pull(ctx: Ctx) -> Result:
 
 
 def list_pulls(ctx: Ctx) -> Result:
-    from fakehub.api import paginate
 
     repo = ctx.repo("pull_requests")
     state = ctx.query.get("state", "open")
@@ -150,7 +147,6 @@ def update_pull(ctx: Ctx) -> Result:
 
 
 def list_files(ctx: Ctx) -> Result:
-    from fakehub.api import paginate
 
     repo = ctx.repo("pull_requests")
     issue = find_pull(ctx, repo)

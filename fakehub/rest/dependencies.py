@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fakehub.api_issues import find_issue, validation_error
 from fakehub.auth import ApiError, not_found
 from fakehub.records import Issue
-
-if TYPE_CHECKING:
-    from fakehub.api import Ctx, Result
+from fakehub.rest.context import Ctx, Result, paginate
+from fakehub.rest.issues import find_issue, validation_error
 
 
 def _other_issue(ctx: Ctx, issue_id: Any) -> Issue:
@@ -26,7 +24,6 @@ def _other_issue(ctx: Ctx, issue_id: Any) -> Issue:
 
 
 def list_blocked_by(ctx: Ctx) -> Result:
-    from fakehub.api import paginate
 
     repo = ctx.repo("issues")
     issue = find_issue(ctx, repo)
@@ -36,7 +33,6 @@ def list_blocked_by(ctx: Ctx) -> Result:
 
 
 def list_blocking(ctx: Ctx) -> Result:
-    from fakehub.api import paginate
 
     repo = ctx.repo("issues")
     issue = find_issue(ctx, repo)
@@ -150,7 +146,6 @@ def _emit_sub_issue(ctx: Ctx, parent: Issue, child: Issue, added: bool) -> None:
 
 
 def list_sub_issues(ctx: Ctx) -> Result:
-    from fakehub.api import paginate
 
     repo = ctx.repo("issues")
     issue = find_issue(ctx, repo)
