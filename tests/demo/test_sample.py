@@ -1,4 +1,5 @@
-"""The demo's sample repository and sprint: shape of the sprint, and that it merges cleanly.
+"""The demo's sample repository and sprint: the files it is loaded from, shape of the sprint,
+and that it merges cleanly.
 
 The merge proofs use real git and the sample's own CI command. A small local applier stands in
 for the script agent (which lives in the runner): it applies the same JSON edits.
@@ -19,7 +20,16 @@ from typing import Any
 import pytest
 
 from bot.core.refs import parse_blockers
-from demo.sample import CI_COMMAND, SAMPLE_REPO, SPRINT, SprintIssue, script_block
+from demo.sample import (
+    CI_COMMAND,
+    HERE,
+    SAMPLE_REPO,
+    SPRINT,
+    SprintIssue,
+    load_repo,
+    load_sprint,
+    script_block,
+)
 
 REQUIRED_TITLES = {
     "Refactor auth module to use JWT",
@@ -198,6 +208,93 @@ def merge_branch(repo: Path, branch: str, *, update_first: bool) -> None:
 
 def head_tree(repo: Path) -> str:
     return git(repo, "rev-parse", "HEAD^{tree}").strip()
+
+
+# --------------------------------------------------------------------------- the files
+
+
+def test_the_repository_is_the_files_under_sample_repo() -> None:
+    on_disk = sorted(
+        p.relative_to(HERE / "repo").as_posix()
+        for p in (HERE / "repo").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
+    assert sorted(SAMPLE_REPO) == on_disk
+    assert {".gitignore", "app/api.py", "tests/test_integration.py"} <= set(SAMPLE_REPO)
+    assert SAMPLE_REPO["app/users.py"] == (HERE / "repo/app/users.py").read_text(encoding="utf-8")
+
+
+def test_every_sprint_file_is_used() -> None:
+    """An issue's directory holds exactly the files its `write` edits put in place."""
+    written = {
+        f"{position:02d}-{issue.key}" + (".review" if text is issue.review else "") + "/" + path
+        for position, issue in enumerate(SPRINT, start=1)
+        for text in (issue.body, issue.review)
+        if text
+        for path in (e["path"] for e in parse_script(text)["edits"] if "write" in e)
+    }
+    files = {
+        p.relative_to(HERE / "sprint").as_posix()
+        for p in (HERE / "sprint").rglob("*")
+        if p.is_file() and p.suffix != ".md" and "__pycache__" not in p.parts
+    }
+    assert files == written
+    issues = sorted(p.name for p in (HERE / "sprint").glob("*.md"))
+    assert len(issues) == len(SPRINT) + len([i for i in SPRINT if i.review])
+
+
+def write_issue(root: Path, name: str, front: str, prose: str = "Some prose.") -> None:
+    (root / name).write_text(f"---\n{front}---\n{prose}\n", encoding="utf-8")
+
+
+def test_an_issue_file_becomes_a_sprint_issue(tmp_path: Path) -> None:
+    (tmp_path / "02-b" / "app").mkdir(parents=True)
+    (tmp_path / "02-b" / "app" / "new.py").write_text("X = 1\n")
+    write_issue(tmp_path, "01-a.md", "title: A\nsleep: 2.0\nsummary: s\nedits:\n"
+                "- append: NOTES.md\n  text: |\n    - a\n")  # fmt: skip
+    write_issue(
+        tmp_path,
+        "02-b.md",
+        "title: B\nlabels: [agent-ready, p1]\nblocked_by:\n  text: [a]\nsleep: 3.0\n"
+        "summary: t\nedits:\n- write: app/new.py\n- replace: README.md\n  old: x\n  new: y\n",
+        "Blocked by #{a}.",
+    )
+    a, b = load_sprint(tmp_path)
+    assert (a.key, a.title, a.labels, a.blocked_by) == ("a", "A", ("agent-ready",), ())
+    assert a.script["edits"] == [{"path": "NOTES.md", "append": "- a\n"}]
+    assert (a.script["sleep"], a.script["summary"]) == (2.0, "s")
+    assert (b.key, b.labels, b.blocked_by_text) == ("b", ("agent-ready", "p1"), ("a",))
+    assert b.review is None
+    assert b.body.startswith("Blocked by #{a}.\n\n```stoneforge-script\n")
+    assert b.script["edits"] == [
+        {"path": "app/new.py", "write": "X = 1\n"},
+        {"path": "README.md", "replace": ["x", "y"]},
+    ]
+    assert load_repo(tmp_path / "02-b") == {"app/new.py": "X = 1\n"}
+
+
+@pytest.mark.parametrize(
+    ("front", "message"),
+    [
+        ("title: A\nsleep: 2.0\nsummary: s\nedits: []\nblockers: [b]\n", "unknown keys"),
+        ("title: A\nsleep: 2.0\nsummary: s\nedits:\n- delete: a.py\n", "an edit is"),
+        ("title: A\nsleep: 2.0\nsummary: s\nedits: []\nblocked_by: {linked: [b]}\n", "blocked_by"),
+        ("- just a list\n", "not a mapping"),
+    ],
+)
+def test_a_malformed_issue_file_is_refused_by_name(
+    tmp_path: Path, front: str, message: str
+) -> None:
+    write_issue(tmp_path, "01-a.md", front)
+    with pytest.raises(ValueError, match=message) as err:
+        load_sprint(tmp_path)
+    assert "01-a.md" in str(err.value)
+
+
+def test_an_issue_file_without_front_matter_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "01-a.md").write_text("title: A\n\nno front matter\n")
+    with pytest.raises(ValueError, match="no front matter"):
+        load_sprint(tmp_path)
 
 
 # --------------------------------------------------------------------------- the sprint's shape
