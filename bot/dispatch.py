@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import logging
+import secrets
 import time
 from collections import Counter
-from collections.abc import Mapping
 from typing import Any
 
 from bot import results
@@ -27,23 +29,67 @@ from bot.core.model import (
     budget_left,
     limited_agents,
 )
+from bot.core.protocol import (
+    AgentChoice,
+    Commands,
+    ImplementJob,
+    IssueComment,
+    Job,
+    JobResult,
+    Prefetch,
+    ReviseJob,
+    Timeouts,
+)
 from bot.prefetch import Prefetcher
 from bot.results import HANDOFF_MARKER
 from bot.service import WRITE_PERMISSIONS, Bot
 from bot.steward import feedback_for
+from bot.store import ClaimedJob
 
 log = logging.getLogger(__name__)
 
 
-def job_id(task: Task) -> str:
-    return f"{task.repo}#{task.number}@{task.attempt}"
+def job_id(ref: IssueRef, dispatch: int) -> str:
+    """``owner/repo#N@D``: the task's ``D``-th dispatch. Never reused (a relabel, a review round
+    or a rate limit gives the attempt back, never the dispatch count)."""
+    return f"{ref}@{dispatch}"
+
+
+def parse_job_id(jid: str) -> tuple[IssueRef, int] | None:
+    ref_text, _, number = jid.rpartition("@")
+    if not number.isdigit():
+        return None
+    try:
+        return IssueRef.parse(ref_text), int(number)
+    except ValueError:
+        return None
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def restarting(task: Task) -> bool:
+    """The task was restarted (relabeled, or its branch conflicts with the base): its next job
+    starts from the base. The one place that reads this from the task's detail text."""
+    return bool(task.detail and task.detail.startswith("restart"))
+
+
+class JobRefused(Exception):
+    """A heartbeat, transcript or result the bot refuses: ``status`` is the HTTP answer (403:
+    not this runner's job or not its secret; 409: not the task's running job)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class Dispatcher:
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
         self._tasks: set[asyncio.Task[None]] = set()
-        self._tokens: dict[str, str] = {}  # job id -> the repository token handed out with it
+        self._tokens: dict[IssueRef, str] = {}  # task -> the repository token of its running job
         # Claims woken by the same change share one look at the task table (see _shared).
         self._ready_gen = 0
         self._inflight: dict[tuple[object, ...], tuple[int, asyncio.Future[list[IssueRef]]]] = {}
@@ -130,12 +176,14 @@ class Dispatcher:
         backend: str = "runner",
         labels: frozenset[str] | None = frozenset(),
         prefetch: bool = False,
-    ) -> dict[str, Any] | None:
+        owner: str = "",
+    ) -> Job | Prefetch | None:
         """Long-poll for the next ready task; claims it atomically and returns the job.
 
         ``labels``: the runner's labels; ``None`` for a caller that routes by itself (Actions).
-        ``prefetch``: with no work, a runner may get ``{"prefetch": ...}`` instead (see
-        ``bot.prefetch``).
+        ``prefetch``: with no work, a runner may get a ``Prefetch`` instead (see
+        ``bot.prefetch``). ``owner``: the caller's identity (``bot.runner_api``); the job's
+        heartbeats, transcripts and results must come from it, with the job's claim secret.
         """
         if labels is not None:
             labels = frozenset(label.casefold() for label in labels)
@@ -147,24 +195,27 @@ class Dispatcher:
             bot.ready_changed.clear()
             candidates = await self._shared(unavailable_agents, backend, labels)
             while candidates:
-                task = await asyncio.to_thread(
+                secret = secrets.token_urlsafe(32)  # only this claim's answer carries it
+                claimed = await asyncio.to_thread(
                     functools.partial(
-                        bot.store.claim_task,
+                        bot.store.claim_job,
                         candidates,
                         worker=worker if "/" in worker else f"{runner}/{worker}",
                         now=time.time(),
                         lease_s=bot.settings.lease_s,
+                        owner=owner,
+                        secret_hash=secret_hash(secret),
                     )
                 )
-                if task is None:
+                if claimed is None:
                     break
-                job = await self._job_or_requeue(task, unavailable_agents)
+                job = await self._job_or_requeue(claimed, secret, unavailable_agents)
                 if job is not None:
                     self.prefetcher.handed_out(runner, job)
                     return job
-                candidates = [c for c in candidates if c != task.ref]
+                candidates = [c for c in candidates if c != claimed.task.ref]
             if prefetch and (hint := await self.prefetcher.hint(runner)) is not None:
-                return {"prefetch": hint}
+                return hint
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -177,11 +228,12 @@ class Dispatcher:
                 return None
 
     async def _job_or_requeue(
-        self, task: Task, unavailable: frozenset[str] = frozenset()
-    ) -> dict[str, Any] | None:
+        self, claimed: ClaimedJob, secret: str, unavailable: frozenset[str] = frozenset()
+    ) -> Job | None:
         bot = self.bot
+        task = claimed.task
         try:
-            job = await self._job(task, unavailable)
+            job = await self._job(claimed, secret, unavailable)
         except Exception:
             await asyncio.to_thread(
                 functools.partial(
@@ -205,9 +257,10 @@ class Dispatcher:
         return job
 
     async def _job(
-        self, task: Task, unavailable: frozenset[str] = frozenset()
-    ) -> dict[str, Any] | None:
+        self, claimed: ClaimedJob, secret: str, unavailable: frozenset[str] = frozenset()
+    ) -> Job | None:
         bot = self.bot
+        task = claimed.task
         inst = task.installation_id or 0
         config = bot.repos.config(task.repo)
         # A fresh snapshot of the issue (not what we stored), read alongside everything else.
@@ -219,9 +272,10 @@ class Dispatcher:
             bot.github.repo_token(inst, task.repo),
             self._review_feedback(inst, task),
         )
-        self._tokens[job_id(task)] = token
+        self._revoke(task.ref)  # a token of an earlier job that was never revoked
+        self._tokens[task.ref] = token
         if issue is None or issue.state != "open" or config.trigger_label not in issue.labels:
-            self._revoke(job_id(task))
+            self._revoke(task.ref)
             return None
         if newest_review is not None and newest_review > (task.review_id or 0):
             # A review that came in after the task was queued is in this job's feedback too:
@@ -230,6 +284,10 @@ class Dispatcher:
                 functools.partial(bot.store.update_task, task.ref, review_id=newest_review)
             )
         branch = task.branch or branch_name(task.number, issue.title)
+        if task.branch is None:  # a result must name this branch: keep it with the task
+            await asyncio.to_thread(
+                functools.partial(bot.store.update_task, task.ref, branch=branch)
+            )
         agent = config.agent_for(issue.labels)
         to_run = config.agent_to_run(agent.name, _blocked(task, unavailable, time.time()))
         if config.fallback_agent is not None and to_run == config.fallback_agent.name != agent.name:
@@ -239,34 +297,42 @@ class Dispatcher:
             "task_dispatched",
             extra={"repo": task.repo, "issue": task.number, "worker": task.worker},
         )
-        return {
-            "job_id": job_id(task),
+        fields: dict[str, Any] = {
+            "job_id": job_id(task.ref, claimed.dispatch),
+            "claim_secret": secret,
             "repo": task.repo,
             "issue": task.number,
             "title": issue.title,
             "body": issue.body,
-            "attempt": task.attempt,
+            "attempt": max(1, task.attempt),
+            "max_attempts": config.max_attempts,
+            "restart": restarting(task),
             "branch": branch,
             "base": repo.default_branch,
             "base_sha": base_sha,  # lets a runner whose mirror is current skip its fetch
             "clone_url": repo.clone_url,
             "token": token,
-            "agent": {"name": agent.name, "model": agent.model},
-            "restart": bool(task.detail and task.detail.startswith("restart")),
-            "timeouts": {
-                "agent_s": config.timeouts.agent_minutes * 60,
-                "stall_s": config.timeouts.stall_minutes * 60,
-            },
+            "lease_s": bot.settings.lease_s,
+            "agent": AgentChoice(name=agent.name, model=agent.model),
+            "commands": Commands(setup=config.commands.setup, test=config.commands.test),
+            "timeouts": Timeouts(
+                agent_s=config.timeouts.agent_minutes * 60,
+                stall_s=config.timeouts.stall_minutes * 60,
+            ),
             "budget_usd": budget_left(
                 config.budget.per_task_usd, task.cost_usd, task.cost_at_restart_usd
             ),
-            "commands": {"setup": config.commands.setup, "test": config.commands.test},
             "comments": comments,
             "handoff_notes": notes,
-            "review_feedback": feedback,
-            "max_attempts": config.max_attempts,
-            "lease_s": bot.settings.lease_s,
         }
+        if feedback:  # a review sent the task back: revise the same branch and pull request
+            return ReviseJob(
+                **fields,
+                pull_number=task.pr_number,
+                review_feedback=tuple(feedback),
+                round=max(1, claimed.review_round),
+            )
+        return ImplementJob(**fields)
 
     async def _review_feedback(self, inst: int, task: Task) -> tuple[list[str], int | None]:
         """For a task sent back by a "changes requested" review: what its writers asked for.
@@ -287,14 +353,14 @@ class Dispatcher:
             ]
         return feedback, newest
 
-    async def _conversation(self, inst: int, task: Task) -> tuple[list[dict[str, str]], list[str]]:
+    async def _conversation(self, inst: int, task: Task) -> tuple[list[IssueComment], list[str]]:
         """Comments from people with write access, and our handoff notes, oldest first.
 
         Comments from anyone else are left out of the prompt: an issue is public input, and
         only collaborators may steer the agent.
         """
         bot = self.bot
-        comments: list[dict[str, str]] = []
+        comments: list[IssueComment] = []
         notes: list[str] = []
         for comment in await bot.github.comments(inst, task.ref):
             if HANDOFF_MARKER in comment.body and comment.author == bot.bot_login:
@@ -302,12 +368,12 @@ class Dispatcher:
             elif comment.author_type == "User" and comment.author != bot.bot_login:
                 perm = await bot.github.permission(inst, task.repo, comment.author)
                 if perm in WRITE_PERMISSIONS:
-                    comments.append({"author": comment.author, "body": comment.body})
+                    comments.append(IssueComment(author=comment.author, body=comment.body))
         return comments, notes
 
-    def _revoke(self, jid: str) -> None:
-        """The job is over: its repository token must not outlive it."""
-        token = self._tokens.pop(jid, None)
+    def _revoke(self, ref: IssueRef) -> None:
+        """The task's job is over: its repository token must not outlive it."""
+        token = self._tokens.pop(ref, None)
         if token:
             self._background(self.bot.github.revoke_token(token))
 
@@ -324,45 +390,74 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _running(self, jid: str) -> Task | None:
-        ref_text, _, attempt = jid.rpartition("@")
-        try:
-            ref = IssueRef.parse(ref_text)
-        except ValueError:
-            return None
-        task = await asyncio.to_thread(self.bot.store.get_task, ref)
-        if task is None or task.state != TaskState.RUNNING or str(task.attempt) != attempt:
-            return None
+    async def owned(self, jid: str, owner: str, secret: str | None) -> Task:
+        """The task whose running job ``jid`` is, when ``owner`` holds it with ``secret``.
+
+        Read from the store, so any replica answers alike. Raises ``JobRefused``: 409 when
+        ``jid`` is not the task's running job (stale, cancelled, expired, unknown), 403 when
+        another runner claimed it or the secret is wrong or missing.
+        """
+        parsed = parse_job_id(jid)
+        held = (
+            None if parsed is None else await asyncio.to_thread(self.bot.store.job_owner, parsed[0])
+        )
+        if (
+            parsed is None
+            or held is None
+            or held.state != TaskState.RUNNING
+            or held.dispatch != parsed[1]
+        ):
+            raise JobRefused(409, f"job {jid} is not running: it ended, or the task moved on")
+        if held.owner is not None and held.owner != owner:
+            raise JobRefused(403, f"job {jid} belongs to the runner that claimed it")
+        if (
+            held.secret_hash is None
+            or secret is None
+            or not hmac.compare_digest(held.secret_hash, secret_hash(secret))
+        ):
+            raise JobRefused(403, f"wrong or missing claim secret for job {jid}")
+        task = await asyncio.to_thread(self.bot.store.get_task, parsed[0])
+        if task is None or task.state != TaskState.RUNNING:  # it ended in between
+            raise JobRefused(409, f"job {jid} is not running: it ended, or the task moved on")
         return task
 
-    async def heartbeat(self, jid: str) -> bool:
-        """Renew a job's lease; False (410 to the runner) when the job was cancelled or taken."""
-        task = await self._running(jid)
-        if task is None:
-            return False
+    async def heartbeat(self, jid: str, owner: str, secret: str | None) -> None:
+        """Renew a job's lease (``JobRefused`` when it is not the caller's running job)."""
+        task = await self.owned(jid, owner, secret)
         until = time.time() + self.bot.settings.lease_s
         await asyncio.to_thread(
             functools.partial(self.bot.store.update_task, task.ref, lease_until=until)
         )
-        return True
 
-    async def job_result(self, jid: str, result: Mapping[str, Any]) -> bool:
-        """A runner finished a job: open the pull request, or record the failure."""
-        task = await self._running(jid)
-        if task is None:
-            return False
-        self._revoke(jid)
+    async def job_result(self, jid: str, owner: str, secret: str | None, result: JobResult) -> None:
+        """A runner finished a job: open the pull request, or record the failure.
+
+        A result for a job that is no longer running changes nothing and is counted
+        (``stoneforge_stale_results_total``); one naming another branch is refused.
+        """
+        try:
+            task = await self.owned(jid, owner, secret)
+        except JobRefused as refused:
+            if refused.status == 409 and self.bot.metrics is not None:
+                self.bot.metrics.stale_results.inc()
+            raise
+        if result.branch != task.branch:
+            raise JobRefused(
+                403, f"result names branch {result.branch!r}; job {jid} works on {task.branch!r}"
+            )
+        self._revoke(task.ref)
         await results.apply(self.bot, task, result)
-        return True
 
     async def pump_actions(self, actions: ActionsBackend) -> None:
         """For ``backend: actions`` repositories: each ready task becomes a workflow run."""
         while True:
             try:
-                job = await self.claim("actions", "dispatch", 10.0, backend="actions", labels=None)
-                if job is None:
+                job = await self.claim(
+                    "actions", "dispatch", 10.0, backend="actions", labels=None, owner="actions"
+                )
+                if job is None or isinstance(job, Prefetch):
                     continue
-                ref = IssueRef.parse(str(job["job_id"]).rpartition("@")[0])
+                ref = IssueRef(job.repo, job.issue)
                 task = await asyncio.to_thread(self.bot.store.get_task, ref)
                 if task is not None:
                     await actions.dispatch(task, job)
@@ -380,7 +475,7 @@ class Dispatcher:
             for task in await asyncio.to_thread(bot.store.expired_leases, time.time()):
                 if task.state == TaskState.RUNNING:
                     log.warning("lease_expired", extra={"repo": task.repo, "issue": task.number})
-                    self._revoke(job_id(task))
+                    self._revoke(task.ref)
                     await bot.set_state(task, TaskState.QUEUED, worker=None, detail="lease expired")
 
 
