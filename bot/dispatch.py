@@ -1,24 +1,23 @@
-"""Handing ready tasks to runners: long-poll claims, leases, heartbeats and results.
+"""Handing ready tasks to runners: long-poll claims and leases.
 
 A claim takes the graph's ready set in dispatch order (priority, then the work waiting behind a
 task, then age), drops what a concurrency limit or a daily budget holds back, and claims the
 first candidate atomically in the store (``SKIP LOCKED`` on PostgreSQL), so several bot replicas
-never hand out the same task twice. The issue is re-read from GitHub before the job is built.
+never hand out the same task twice. The issue is re-read from GitHub before the job is built: an
+``ImplementJob``, or a ``ReviseJob`` when a review sent the task back (``bot.core.protocol``),
+with a new job id and a claim secret for the claiming runner only (``bot.job_claims``, which
+also answers the job's heartbeats and result).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import hmac
 import logging
-import secrets
 import time
 from collections import Counter
 from typing import Any
 
-from bot import results
 from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubError
 from bot.core.model import (
@@ -35,11 +34,11 @@ from bot.core.protocol import (
     ImplementJob,
     IssueComment,
     Job,
-    JobResult,
     Prefetch,
     ReviseJob,
     Timeouts,
 )
+from bot.job_claims import JobReports, job_id, new_claim_secret, secret_hash
 from bot.prefetch import Prefetcher
 from bot.results import HANDOFF_MARKER
 from bot.service import WRITE_PERMISSIONS, Bot
@@ -49,40 +48,10 @@ from bot.store import ClaimedJob
 log = logging.getLogger(__name__)
 
 
-def job_id(ref: IssueRef, dispatch: int) -> str:
-    """``owner/repo#N@D``: the task's ``D``-th dispatch. Never reused (a relabel, a review round
-    or a rate limit gives the attempt back, never the dispatch count)."""
-    return f"{ref}@{dispatch}"
-
-
-def parse_job_id(jid: str) -> tuple[IssueRef, int] | None:
-    ref_text, _, number = jid.rpartition("@")
-    if not number.isdigit():
-        return None
-    try:
-        return IssueRef.parse(ref_text), int(number)
-    except ValueError:
-        return None
-
-
-def secret_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def restarting(task: Task) -> bool:
     """The task was restarted (relabeled, or its branch conflicts with the base): its next job
     starts from the base. The one place that reads this from the task's detail text."""
     return bool(task.detail and task.detail.startswith("restart"))
-
-
-class JobRefused(Exception):
-    """A heartbeat, transcript or result the bot refuses: ``status`` is the HTTP answer (403:
-    not this runner's job or not its secret; 409: not the task's running job)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class Dispatcher:
@@ -94,6 +63,8 @@ class Dispatcher:
         self._ready_gen = 0
         self._inflight: dict[tuple[object, ...], tuple[int, asyncio.Future[list[IssueRef]]]] = {}
         self.prefetcher = Prefetcher(bot, self._background)
+        #: heartbeats, transcripts and results of the jobs it hands out
+        self.reports = JobReports(bot, self._revoke)
 
     async def _shared(
         self, unavailable: frozenset[str], backend: str, labels: frozenset[str] | None
@@ -195,7 +166,7 @@ class Dispatcher:
             bot.ready_changed.clear()
             candidates = await self._shared(unavailable_agents, backend, labels)
             while candidates:
-                secret = secrets.token_urlsafe(32)  # only this claim's answer carries it
+                secret = new_claim_secret()  # only this claim's answer carries it
                 claimed = await asyncio.to_thread(
                     functools.partial(
                         bot.store.claim_job,
@@ -389,64 +360,6 @@ class Dispatcher:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def owned(self, jid: str, owner: str, secret: str | None) -> Task:
-        """The task whose running job ``jid`` is, when ``owner`` holds it with ``secret``.
-
-        Read from the store, so any replica answers alike. Raises ``JobRefused``: 409 when
-        ``jid`` is not the task's running job (stale, cancelled, expired, unknown), 403 when
-        another runner claimed it or the secret is wrong or missing.
-        """
-        parsed = parse_job_id(jid)
-        held = (
-            None if parsed is None else await asyncio.to_thread(self.bot.store.job_owner, parsed[0])
-        )
-        if (
-            parsed is None
-            or held is None
-            or held.state != TaskState.RUNNING
-            or held.dispatch != parsed[1]
-        ):
-            raise JobRefused(409, f"job {jid} is not running: it ended, or the task moved on")
-        if held.owner is not None and held.owner != owner:
-            raise JobRefused(403, f"job {jid} belongs to the runner that claimed it")
-        if (
-            held.secret_hash is None
-            or secret is None
-            or not hmac.compare_digest(held.secret_hash, secret_hash(secret))
-        ):
-            raise JobRefused(403, f"wrong or missing claim secret for job {jid}")
-        task = await asyncio.to_thread(self.bot.store.get_task, parsed[0])
-        if task is None or task.state != TaskState.RUNNING:  # it ended in between
-            raise JobRefused(409, f"job {jid} is not running: it ended, or the task moved on")
-        return task
-
-    async def heartbeat(self, jid: str, owner: str, secret: str | None) -> None:
-        """Renew a job's lease (``JobRefused`` when it is not the caller's running job)."""
-        task = await self.owned(jid, owner, secret)
-        until = time.time() + self.bot.settings.lease_s
-        await asyncio.to_thread(
-            functools.partial(self.bot.store.update_task, task.ref, lease_until=until)
-        )
-
-    async def job_result(self, jid: str, owner: str, secret: str | None, result: JobResult) -> None:
-        """A runner finished a job: open the pull request, or record the failure.
-
-        A result for a job that is no longer running changes nothing and is counted
-        (``stoneforge_stale_results_total``); one naming another branch is refused.
-        """
-        try:
-            task = await self.owned(jid, owner, secret)
-        except JobRefused as refused:
-            if refused.status == 409 and self.bot.metrics is not None:
-                self.bot.metrics.stale_results.inc()
-            raise
-        if result.branch != task.branch:
-            raise JobRefused(
-                403, f"result names branch {result.branch!r}; job {jid} works on {task.branch!r}"
-            )
-        self._revoke(task.ref)
-        await results.apply(self.bot, task, result)
 
     async def pump_actions(self, actions: ActionsBackend) -> None:
         """For ``backend: actions`` repositories: each ready task becomes a workflow run."""

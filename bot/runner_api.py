@@ -43,7 +43,8 @@ from bot.core.protocol import (
     Refusal,
     TranscriptUpload,
 )
-from bot.dispatch import Dispatcher, JobRefused
+from bot.dispatch import Dispatcher
+from bot.job_claims import JobRefused
 from bot.settings import BotSettings
 from bot.store import RunnerRecord, Store
 
@@ -172,7 +173,9 @@ def runner_router(settings: BotSettings) -> APIRouter:
             return body
         dispatcher: Dispatcher = request.app.state.dispatcher
         try:
-            await dispatcher.heartbeat(job_id, who.owner, request.headers.get(CLAIM_SECRET_HEADER))
+            await dispatcher.reports.heartbeat(
+                job_id, who.owner, request.headers.get(CLAIM_SECRET_HEADER)
+            )
         except JobRefused as refused:
             return _refuse(refused.status, refused.message)
         return JSONResponse({"ok": True})
@@ -190,7 +193,7 @@ def runner_router(settings: BotSettings) -> APIRouter:
             return upload
         dispatcher: Dispatcher = request.app.state.dispatcher
         try:
-            task = await dispatcher.owned(
+            task = await dispatcher.reports.owned(
                 job_id, who.owner, request.headers.get(CLAIM_SECRET_HEADER)
             )
         except JobRefused as refused:
@@ -215,7 +218,7 @@ def runner_router(settings: BotSettings) -> APIRouter:
         dispatcher: Dispatcher = request.app.state.dispatcher
         secret = request.headers.get(CLAIM_SECRET_HEADER)
         try:
-            await dispatcher.job_result(job_id, who.owner, secret, body)
+            await dispatcher.reports.job_result(job_id, who.owner, secret, body)
         except JobRefused as refused:
             return _refuse(refused.status, refused.message)
         if who.owner == ACTIONS_OWNER:

@@ -21,7 +21,8 @@ import pytest
 
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.protocol import CLAIM_SECRET_HEADER, CompletedResult, FailedResult, FailureReason
-from bot.dispatch import Dispatcher, JobRefused, job_id, parse_job_id, secret_hash
+from bot.dispatch import Dispatcher
+from bot.job_claims import JobRefused, job_id, parse_job_id, secret_hash
 from bot.metrics import bot_metrics
 from bot.runner_api import new_registration_token
 from bot.service import Bot
@@ -119,12 +120,12 @@ def test_forged_and_replayed_reports_are_refused_from_the_store(store: Store) ->
     async def refused(jid: str, owner: str, secret: str | None, branch: str = "") -> JobRefused:
         result = _completed(branch) if branch else _completed()
         with pytest.raises(JobRefused) as caught:
-            await dispatcher.job_result(jid, owner, secret, result)
+            await dispatcher.reports.job_result(jid, owner, secret, result)
         return caught.value
 
     async def run() -> None:
-        assert (await dispatcher.owned(current, "runner:one", secret)).ref == REF
-        await dispatcher.heartbeat(current, "runner:one", secret)
+        assert (await dispatcher.reports.owned(current, "runner:one", secret)).ref == REF
+        await dispatcher.reports.heartbeat(current, "runner:one", secret)
         assert (await refused(current, "runner:two", secret)).status == 403  # another runner
         assert (await refused(current, "runner:one", "x" * 32)).status == 403  # wrong secret
         assert (await refused(current, "runner:one", None)).status == 403  # no secret
@@ -141,7 +142,7 @@ def test_forged_and_replayed_reports_are_refused_from_the_store(store: Store) ->
         assert other.status == 403
         assert "stoneforge/7-t" in other.message
         with pytest.raises(JobRefused) as caught:
-            await dispatcher.heartbeat(stale, "runner:one", old_secret)
+            await dispatcher.reports.heartbeat(stale, "runner:one", old_secret)
         assert caught.value.status == 409
 
     asyncio.run(run())
