@@ -27,20 +27,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
-from pydantic import ValidationError
 
-from bot.core.protocol import (
-    CLAIM_SECRET_HEADER,
-    ClaimAnswer,
-    ClaimRequest,
-    Job,
-    JobResult,
-    Prefetch,
-)
+from bot.core.protocol import ClaimRequest, Job, JobResult, Prefetch
 from runner.agents import get_adapter, known_agents
+from runner.bot_client import Beat, BotClient, ClaimError
 from runner.git import GitError, RepoMirror
 from runner.job import (
     Control,
@@ -56,12 +48,8 @@ from runner.workspace import Workspaces
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = frozenset({401, 408, 425, 429})
-#: The bot says the job is not (or no longer) this runner's: stop it and report nothing.
-NOT_OURS_STATUS = frozenset({403, 409, 410})
 
-
-class Runner(AgentTries):
+class Runner:
     def __init__(
         self,
         bot_url: str,
@@ -116,8 +104,20 @@ class Runner(AgentTries):
         self.paused: dict[str, float] = {}  # agent name -> epoch until which it is rate limited
         self.missing: dict[str, str] = {}  # agent name -> why its CLI cannot run here
         self._mirrors: dict[str, RepoMirror] = {}
-        self._client: httpx.AsyncClient | None = None
+        self._bot: BotClient | None = None  # while run() or run_job() talks to the bot
         self._prefetches: set[asyncio.Task[None]] = set()
+        self.tries = AgentTries(
+            work_dir=self.work_dir,
+            agent_override=agent_override,
+            agent_timeout_s=agent_timeout_s,
+            stall_timeout_s=stall_timeout_s,
+            test_timeout_s=test_timeout_s,
+            rate_limit_pause_s=rate_limit_pause_s,
+            logs_kept=logs_kept,
+            runner_token=token,
+            pause=self._pause,
+            emit=self._emit,
+        )
 
     # -- daemon ------------------------------------------------------------------------------
 
@@ -137,13 +137,17 @@ class Runner(AgentTries):
         timeout = httpx.Timeout(30.0, read=self.claim_wait_s + 30.0)
         headers = {"Authorization": f"Bearer {self._token}"}
         async with httpx.AsyncClient(headers=headers, timeout=timeout) as client:
-            self._client = client
+            self._bot = BotClient(client, self.bot_url)
             try:
                 async with asyncio.TaskGroup() as group:
                     for i in range(self.workers):
                         group.create_task(self._worker(f"{self.name}/w{i}", stop))
             finally:
-                self._client = None
+                self._bot = None
+
+    def _pause(self, agent: str, until: float) -> None:
+        """A provider rate-limited ``agent``: claim no work for it until ``until``."""
+        self.paused[agent] = until
 
     def unavailable_agents(self) -> list[str]:
         now = time.time()
@@ -164,7 +168,7 @@ class Runner(AgentTries):
             try:
                 job = await self._claim(worker, stop)
                 failures = 0
-            except _ClaimError as exc:
+            except ClaimError as exc:
                 failures += 1
                 delay = min(self.retry_base_s * 2 ** (failures - 1), self.retry_max_s)
                 log.warning("claim_failed worker=%s %s; retrying in %.1fs", worker, exc, delay)
@@ -186,7 +190,8 @@ class Runner(AgentTries):
             unavailable_agents=tuple(self.unavailable_agents()),
             prefetch=True,  # with no work, the bot may say which base to fetch ahead
         )
-        claim = asyncio.create_task(self._post("/runner/claim", body.model_dump(mode="json")))
+        assert self._bot is not None, "Runner.run() is not running"
+        claim = asyncio.create_task(self._bot.claim(body))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({claim, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
@@ -194,21 +199,9 @@ class Runner(AgentTries):
             claim.cancel()
             await asyncio.gather(claim, return_exceptions=True)
             return None
-        try:
-            resp = claim.result()
-        except httpx.HTTPError as exc:
-            raise _ClaimError(f"{type(exc).__name__}: {exc}") from None
-        if resp.status_code == 204:
+        answer = claim.result()
+        if answer is None:
             return None
-        if resp.status_code == 401:
-            raise _ClaimError("401 from the bot: is the runner token right?")
-        if resp.status_code != 200:
-            raise _ClaimError(f"HTTP {resp.status_code} from the bot")
-        try:
-            answer = ClaimAnswer.model_validate_json(resp.content)
-        except ValidationError as exc:
-            problem = "; ".join(str(e["msg"]) for e in exc.errors(include_url=False)[:3])
-            raise _ClaimError(f"the bot's answer is not a claim answer: {problem}") from None
         if answer.job is None and answer.prefetch is not None:
             self._prefetch(answer.prefetch)
         return answer.job
@@ -230,23 +223,16 @@ class Runner(AgentTries):
         self._prefetches.add(task)
         task.add_done_callback(self._prefetches.discard)
 
-    async def _post(
-        self, path: str, body: dict[str, Any], claim_secret: str | None = None
-    ) -> httpx.Response:
-        assert self._client is not None, "Runner.run() is not running"
-        headers = {CLAIM_SECRET_HEADER: claim_secret} if claim_secret is not None else None
-        return await self._client.post(f"{self.bot_url}{path}", json=body, headers=headers)
-
     async def run_job(self, job: Job, worker: str | None = None) -> JobResult | None:
         """Run one job outside the daemon (the GitHub Action does): the result it posted to the
         bot, or None when the bot took the job back while it ran."""
         headers = {"Authorization": f"Bearer {self._token}"}
         async with httpx.AsyncClient(headers=headers, timeout=30.0) as client:
-            self._client = client
+            self._bot = BotClient(client, self.bot_url)
             try:
                 return await self._handle(worker or self.name, job, asyncio.Event())
             finally:
-                self._client = None
+                self._bot = None
 
     # -- one job -----------------------------------------------------------------------------
 
@@ -278,7 +264,10 @@ class Runner(AgentTries):
             outcome, reason = report.outcome, str(report.reason)
             log.warning("job_%s worker=%s job=%s reason=%s", outcome, worker, job_id, reason)
             self._emit(f"job_{outcome}", worker, job_id, reason=reason, detail=report.detail)
-        await self._send_result(job, report)
+        assert self._bot is not None, "Runner.run() is not running"
+        await self._bot.send_result(job, report, attempts=self.report_attempts,
+                                    retry_base_s=self.retry_base_s,
+                                    retry_max_s=self.retry_max_s)  # fmt: skip
         return report
 
     async def _execute(self, worker: str, job: Job, ctl: Control) -> JobResult | None:
@@ -311,9 +300,8 @@ class Runner(AgentTries):
             else:
                 mirror = self._mirror(repo, job.clone_url)
                 await asyncio.to_thread(exclude_scratch, worktree)
-                report = await self._work(
-                    worker, JobState(job, worktree, prepared.base_sha, mirror), ctl
-                )
+                state = JobState(job, worktree, prepared.base_sha, mirror)
+                report = await self.tries.run(worker, state, ctl, self._bot)
         except GitError as exc:
             report = failed(job, "git_error", str(exc))
         finally:
@@ -334,25 +322,15 @@ class Runner(AgentTries):
     # -- around a job ------------------------------------------------------------------------
 
     async def _heartbeat(self, job: Job, ctl: Control) -> None:
-        job_id, lease_s = job.job_id, job.lease_s
-        path = f"/runner/jobs/{quote(job_id, safe='')}/heartbeat"
         # Renew well within the bot's lease, however short the bot configured it.
+        lease_s = job.lease_s
         interval = min(self.heartbeat_s, lease_s / 3) if lease_s > 0 else self.heartbeat_s
-        while True:
+        while self._bot is not None:
             await asyncio.sleep(max(0.2, interval))
-            try:
-                resp = await self._post(path, {}, job.claim_secret)
-            except httpx.HTTPError as exc:
-                log.warning("heartbeat_failed job=%s %s", job_id, type(exc).__name__)
-                continue
-            if resp.status_code in NOT_OURS_STATUS:
-                log.info("job_taken_back job=%s status=%s: %s", job_id, resp.status_code,
-                         _message(resp))  # fmt: skip
+            if await self._bot.heartbeat(job) is Beat.NOT_OURS:
                 ctl.cancelled = True
                 ctl.interrupt.set()
                 return
-            if resp.status_code >= 300:
-                log.warning("heartbeat_rejected job=%s status=%s", job_id, resp.status_code)
 
     async def _watch_shutdown(self, job_id: str, stop: asyncio.Event, ctl: Control) -> None:
         await stop.wait()
@@ -362,33 +340,6 @@ class Runner(AgentTries):
         log.info("shutdown_interrupt job=%s", job_id)
         ctl.interrupt.set()
 
-    async def _send_result(self, job: Job, report: JobResult) -> None:
-        """Post the result, retrying with backoff: a lost report strands the task."""
-        job_id = job.job_id
-        path = f"/runner/jobs/{quote(job_id, safe='')}/result"
-        body = report.model_dump(mode="json", by_alias=True)
-        for attempt in range(self.report_attempts):
-            try:
-                resp = await self._post(path, body, job.claim_secret)
-            except httpx.HTTPError as exc:
-                log.warning("result_post_failed job=%s %s", job_id, type(exc).__name__)
-            else:
-                if resp.status_code < 300:
-                    log.info("result_sent job=%s outcome=%s", job_id, report.outcome)
-                    return
-                if resp.status_code in NOT_OURS_STATUS:
-                    log.warning("result_refused job=%s status=%s: %s (the job is no longer "
-                                "ours)", job_id, resp.status_code, _message(resp))  # fmt: skip
-                    return
-                if resp.status_code < 500 and resp.status_code not in RETRYABLE_STATUS:
-                    log.error("result_rejected job=%s status=%s: %s", job_id, resp.status_code,
-                              _message(resp))  # fmt: skip
-                    return
-                log.warning("result_post_failed job=%s status=%s", job_id, resp.status_code)
-            if attempt + 1 < self.report_attempts:
-                await asyncio.sleep(min(self.retry_base_s * 2**attempt, self.retry_max_s))
-        log.error("result_lost job=%s outcome=%s", job_id, report.outcome)
-
     def _emit(self, kind: str, worker: str, job_id: str, **fields: Any) -> None:
         if self.on_event is None:
             return
@@ -396,19 +347,6 @@ class Runner(AgentTries):
             self.on_event({"type": kind, "worker": worker, "job_id": job_id, **fields})
         except Exception:
             log.exception("on_event callback failed")
-
-
-class _ClaimError(Exception):
-    pass
-
-
-def _message(resp: httpx.Response) -> str:
-    """A refusal's ``message`` (``bot.core.protocol.Refusal``), or its text."""
-    try:
-        data = resp.json()
-    except ValueError:
-        return resp.text[:200]
-    return str(data.get("message") or data)[:200] if isinstance(data, dict) else str(data)[:200]
 
 
 def probe_agents() -> dict[str, str]:

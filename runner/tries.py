@@ -4,7 +4,9 @@ Up to two tries: the second only after a try that completed without passing (no 
 test command failed), resuming the first one's session with only the failure when the agent CLI
 can. Each try is judged by the runner (never by the agent's exit code), its transcript is sent
 with that verdict, and the job ends in a push (completed), a handoff (work in progress pushed
-with a note), a rate-limit pause, or a failure. ``runner.loop.Runner`` runs the daemon around it.
+with a note), a rate-limit pause, or a failure: a typed ``JobResult``. ``runner.loop.Runner``
+runs the daemon around it and gives it its settings, a ``pause`` callback (an agent a provider
+rate-limited) and an ``emit`` callback (progress events).
 """
 
 from __future__ import annotations
@@ -13,15 +15,14 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bot.core.protocol import AgentChoice, JobResult
-from runner import transcripts
 from runner.agents import get_adapter
 from runner.agents.base import Outcome, Result, RunRequest, resume_failed
+from runner.bot_client import BotClient
 from runner.job import (
     NO_CHANGES,
     AgentRun,
@@ -51,29 +52,45 @@ from runner.prompt import HANDOFF_FILE, build_followup, build_prompt
 log = logging.getLogger(__name__)
 
 
+Emit = Callable[..., None]  # (kind, worker, job_id, **fields): a progress event
+
+
 class AgentTries:
-    """The try sequence of a job; ``Runner`` supplies the settings and ``_emit``."""
+    """The try sequence of a job."""
 
-    work_dir: Path
-    bot_url: str
-    agent_override: str | None
-    agent_timeout_s: float
-    stall_timeout_s: float
-    test_timeout_s: float
-    rate_limit_pause_s: float
-    logs_kept: int
-    paused: dict[str, float]
-    _client: httpx.AsyncClient | None
-    _token: str
+    def __init__(
+        self,
+        *,
+        work_dir: Path,
+        agent_override: str | None,
+        agent_timeout_s: float,
+        stall_timeout_s: float,
+        test_timeout_s: float,
+        rate_limit_pause_s: float,
+        logs_kept: int,
+        runner_token: str,
+        pause: Callable[[str, float], None],
+        emit: Emit,
+    ) -> None:
+        self.work_dir = work_dir
+        self.agent_override = agent_override
+        self.agent_timeout_s = agent_timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self.test_timeout_s = test_timeout_s
+        self.rate_limit_pause_s = rate_limit_pause_s
+        self.logs_kept = logs_kept  # jobs whose local transcripts stay (the bot has every one)
+        self._token = runner_token  # masked in transcripts
+        self._pause = pause
+        self._emit = emit
 
-    def _emit(self, kind: str, worker: str, job_id: str, **fields: Any) -> None:
-        raise NotImplementedError
-
-    async def _work(self, worker: str, j: JobState, ctl: Control) -> JobResult | None:
+    async def run(
+        self, worker: str, j: JobState, ctl: Control, bot: BotClient | None
+    ) -> JobResult | None:
         """Up to two agent tries; the second only after a try that completed without passing.
 
         The agent's HOME, where the CLIs keep their sessions, lasts the whole job, so that the
-        second try can resume the first one's session.
+        second try can resume the first one's session. Each try's transcript goes to ``bot``
+        (None: nobody to send it to).
         """
         agent = j.job.agent
         agent_name = self.agent_override or agent.name
@@ -84,7 +101,7 @@ class AgentTries:
         j.home = self.work_dir / "homes" / slug(j.job.job_id)
         await asyncio.to_thread(fresh_home, j.home)
         try:
-            return await self._tries(worker, j, adapter, agent, agent_name, ctl)
+            return await self._tries(worker, j, adapter, agent, agent_name, ctl, bot)
         finally:
             await asyncio.to_thread(shutil.rmtree, j.home, True)
             await asyncio.to_thread(prune_logs, self.work_dir / "logs", self.logs_kept)
@@ -97,6 +114,7 @@ class AgentTries:
         agent: AgentChoice,
         agent_name: str,
         ctl: Control,
+        bot: BotClient | None,
     ) -> JobResult | None:
         failure: str | None = None
         for number in (1, 2):
@@ -110,7 +128,8 @@ class AgentTries:
             result = await self._attempt(worker, j, adapter, agent, number, failure, ctl)
             verdict = await self._judge(j, result, ctl)
             j.log_try(number, verdict, result)
-            await self._send_transcripts(j, verdict)
+            if bot is not None:
+                await self._send_transcripts(j, verdict, bot)
             if verdict.outcome == "retry" and number == 1:
                 failure = verdict.detail
                 continue
@@ -221,7 +240,7 @@ class AgentTries:
             / (f"try{number}-run{j.run_count}")
         )
 
-    async def _send_transcripts(self, j: JobState, verdict: Verdict) -> None:
+    async def _send_transcripts(self, j: JobState, verdict: Verdict, bot: BotClient) -> None:
         """Upload the runs of the try just judged, labeled with the runner's verdict: an agent
         that "completed" but whose tests failed is a failed try. A run whose resume failed
         before a fresh one took over is labeled so."""
@@ -229,9 +248,8 @@ class AgentTries:
         outcome = "failed" if verdict.outcome == "retry" else verdict.outcome
         for index, run in enumerate(unsent):
             last = index == len(unsent) - 1
-            await transcripts.upload(
-                self._client, self.bot_url, j.job.job_id,
-                run.log_dir, claim_secret=j.job.claim_secret,
+            await bot.upload_transcript(
+                j.job, run.log_dir,
                 try_number=run.number, result=run.result, seconds=run.seconds, usage=run.spent,
                 agent=run.agent, outcome=outcome if last else "failed",
                 reason=verdict.reason if last else "resume_failed",
@@ -313,7 +331,8 @@ class AgentTries:
     def _rate_limited(self, j: JobState, reason: str, agent_name: str) -> JobResult:
         retry_at = j.results[-1].retry_at
         epoch = retry_at.timestamp() if retry_at else None
-        self.paused[agent_name] = max(epoch or time.time() + self.rate_limit_pause_s, time.time())
-        log.warning("agent_paused agent=%s until=%.0f", agent_name, self.paused[agent_name])
+        until = max(epoch or time.time() + self.rate_limit_pause_s, time.time())
+        self._pause(agent_name, until)
+        log.warning("agent_paused agent=%s until=%.0f", agent_name, until)
         detail = j.results[-1].detail
         return rate_limited(j.job, reason, epoch, agent_name, detail, **j.facts())
