@@ -250,10 +250,9 @@ class Dispatcher:
             return None
         if newest_review is not None and newest_review > (task.review_id or 0):
             # A review that came in after the task was queued is in this job's feedback too:
-            # record it, or the steward would send the task back once more for it.
-            await asyncio.to_thread(
-                functools.partial(bot.store.update_task, task.ref, review_id=newest_review)
-            )
+            # record it, or the steward would send the task back once more for it (and it is
+            # this round's: a later claim of the same round does not count another).
+            await asyncio.to_thread(bot.store.answer_review, task.ref, newest_review)
         branch = task.branch or branch_name(task.number, issue.title)
         if task.branch is None:  # a result must name this branch: keep it with the task
             await asyncio.to_thread(

@@ -245,6 +245,13 @@ class Store(DeliveryRows, RunnerRows, StewardLocks):
             row = conn.execute(sa.select(tasks).where(task_key(chosen))).mappings().one()
         return ClaimedJob(row_to_task(row), int(row["dispatches"]), int(row["review_rounds"]))
 
+    def answer_review(self, ref: IssueRef, review_id: int) -> None:
+        """The task's running job answers ``review_id`` too (it came in after the claim): the
+        task records it, as the review its current round answers."""
+        values = {"review_id": review_id, "revised_review_id": review_id}
+        with self._write() as conn:
+            conn.execute(tasks.update().where(task_key(ref)).values(values))
+
     def job_owner(self, ref: IssueRef) -> JobOwner | None:
         """The task's current job: its number, state, owner and secret hash (None: no task)."""
         query = sa.select(

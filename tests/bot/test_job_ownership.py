@@ -95,6 +95,14 @@ def test_review_rounds_count_the_reviews_answered(store: Store) -> None:
     assert _claim(store).review_round == 1
     store.update_task(REF, state=TaskState.QUEUED, review_id=12, attempt=0)
     assert _claim(store).review_round == 2
+    store.answer_review(REF, 13)  # a review that came in after the claim: this round's too
+    answered = store.get_task(REF)
+    assert answered is not None
+    assert answered.review_id == 13
+    store.update_task(REF, state=TaskState.QUEUED, attempt=0)
+    assert _claim(store).review_round == 2
+    store.update_task(REF, state=TaskState.QUEUED, review_id=14, attempt=0)
+    assert _claim(store).review_round == 3
 
 
 def _dispatcher(store: Store) -> tuple[Dispatcher, Any]:
