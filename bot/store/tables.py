@@ -60,6 +60,7 @@ tasks = sa.Table(
     sa.Column("rate_limits", sa.Text),  # JSON [[agent, until], ...]
     sa.Column("status_digest", sa.String(64)),
     sa.Index("ix_tasks_state", "state"),
+    sa.Index("ix_tasks_state_merged_at", "state", "merged_at"),  # the working set
 )
 
 repos = sa.Table(
