@@ -35,7 +35,7 @@ from bot.pull_cache import PullCache
 from bot.reporting import Reporter
 from bot.repos import Repos
 from bot.settings import BotSettings
-from bot.store import NewDelivery, Store
+from bot.store import NewDelivery, Store, WorkingSet
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,8 @@ class Bot(Intake, IssueSync):
         await self.repos.remove(repo)
         self.pulls.forget_repo(repo)
         self.bases.pop(repo, None)
-        for task in await asyncio.to_thread(functools.partial(self.store.list_tasks, repo=repo)):
+        active = (TaskState.QUEUED, TaskState.RUNNING)  # not the merged history
+        for task in await asyncio.to_thread(self.store.list_tasks, repo=repo, states=active):
             if task.state in (TaskState.QUEUED, TaskState.RUNNING):
                 await self.set_state(task, TaskState.CANCELLED, detail="App uninstalled")
 
@@ -169,10 +170,11 @@ class Bot(Intake, IssueSync):
             trigger = self.repos.config(repo.full_name).trigger_label
             labeled = await self.github.labeled_issues(inst, repo.full_name, trigger)
             seen = {issue.ref for issue in labeled}
+            active = (TaskState.QUEUED, TaskState.RUNNING)  # not the merged history
             for issue in labeled:
                 await self.sync_issue(inst, issue.ref)
             for task in await asyncio.to_thread(
-                functools.partial(self.store.list_tasks, repo=repo.full_name)
+                functools.partial(self.store.list_tasks, repo=repo.full_name, states=active)
             ):
                 if task.ref not in seen and task.state in (TaskState.QUEUED, TaskState.RUNNING):
                     await self.sync_issue(inst, task.ref)  # unlabeled or closed while we were away
@@ -222,8 +224,13 @@ class Bot(Intake, IssueSync):
 
     # --- the graph, as people see it -------------------------------------------------------
     async def graph(self) -> tuple[list[Task], GraphReport]:
-        tasks = await asyncio.to_thread(self.store.list_tasks)
-        return tasks, analyse(tasks, self._external)
+        working = await self.working_set()
+        return working.tasks, analyse(working.tasks, self._external, working.done)
+
+    async def working_set(self) -> WorkingSet:
+        """Tasks not merged, and those merged within ``merged_retention_s`` (not the history)."""
+        since = time.time() - self.settings.merged_retention_s
+        return await asyncio.to_thread(self.store.working_set, since)
 
     async def day_budget_spent(self, repo: str, now: float) -> tuple[float, float] | None:
         """``(spent, budget)`` today when ``repo``'s daily budget is spent, else None."""

@@ -150,7 +150,7 @@ class Steward:
 
     async def _pass(self, repo: str) -> None:
         bot = self.bot
-        tasks = await asyncio.to_thread(bot.store.list_tasks)  # blockers may be in other repos
+        tasks = (await bot.working_set()).tasks  # blockers may be in other repos
         pulls: dict[IssueRef, PullSnapshot] = {}
         fresh: set[IssueRef] = set()  # read in this pass; the rest come from bot.pulls
         in_review = {t.ref: t for t in await self._in_review(repo)}

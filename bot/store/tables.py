@@ -68,6 +68,7 @@ tasks = sa.Table(
     sa.Column("review_rounds", sa.Integer, nullable=False, server_default="0"),
     sa.Column("revised_review_id", sa.BigInteger),  # the review the last round answered
     sa.Index("ix_tasks_state", "state"),
+    sa.Index("ix_tasks_state_merged_at", "state", "merged_at"),  # the working set
 )
 
 repos = sa.Table(
