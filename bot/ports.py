@@ -23,6 +23,7 @@ from bot.adapters.github.records import (
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import PullSnapshot, Review, ReviewComment
 from bot.store.records import Delivery, NewDelivery
+from bot.store.working_set import WorkingSet
 
 __all__ = [
     "AppPort",
@@ -203,6 +204,8 @@ class TaskStore(Protocol):
     def update_task(self, ref: IssueRef, **fields: Any) -> Task: ...
 
     def cost(self, repo: str, day: str) -> float: ...
+
+    def working_set(self, merged_since: float) -> WorkingSet: ...
 
 
 class DeliveryLog(Protocol):

@@ -58,8 +58,11 @@ class Reconciler:
         await self.repos.remove(repo)
         self.pulls.forget_repo(repo)
         self.signals.bases.pop(repo, None)
-        for task in await asyncio.to_thread(functools.partial(self.tasks.list_tasks, repo=repo)):
-            if task.state in (TaskState.QUEUED, TaskState.RUNNING):
+        active = (TaskState.QUEUED, TaskState.RUNNING)  # not the merged history
+        for task in await asyncio.to_thread(
+            functools.partial(self.tasks.list_tasks, repo=repo, states=active)
+        ):
+            if task.state in active:
                 await self.views.set_state(task, TaskState.CANCELLED, detail="App uninstalled")
 
     async def reconcile_installation(self, inst: int) -> None:
@@ -69,10 +72,11 @@ class Reconciler:
             trigger = self.repos.config(repo.full_name).trigger_label
             labeled = await self.github.labeled_issues(inst, repo.full_name, trigger)
             seen = {issue.ref for issue in labeled}
+            active = (TaskState.QUEUED, TaskState.RUNNING)  # not the merged history
             for issue in labeled:
                 await self.sync.sync_issue(inst, issue.ref)
             for task in await asyncio.to_thread(
-                functools.partial(self.tasks.list_tasks, repo=repo.full_name)
+                functools.partial(self.tasks.list_tasks, repo=repo.full_name, states=active)
             ):
                 if task.ref not in seen and task.state in (TaskState.QUEUED, TaskState.RUNNING):
                     await self.sync.sync_issue(inst, task.ref)  # unlabeled or closed meanwhile

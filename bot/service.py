@@ -39,7 +39,7 @@ from bot.repos import Repos
 from bot.settings import BotSettings
 from bot.signals import Identity, Signals
 from bot.steward import Steward
-from bot.store import Store
+from bot.store import Store, WorkingSet
 from bot.views import TaskViews, today
 
 __all__ = ["HANDLED_EVENTS", "WRITE_PERMISSIONS", "Bot", "today"]
@@ -68,7 +68,13 @@ class Bot:
         # The steward's pull request snapshots; intake forgets those a webhook says changed.
         self.pulls = PullCache(ttl_s=settings.steward_refresh_s)
         self.views = TaskViews(
-            store, self.repos, self.reporter, self.signals, html_url=settings.html_url, clock=clock
+            store,
+            self.repos,
+            self.reporter,
+            self.signals,
+            html_url=settings.html_url,
+            retention_s=lambda: self.settings.merged_retention_s,  # read at each refresh
+            clock=clock,
         )
         self.sync = IssueSync(
             github,
@@ -164,6 +170,9 @@ class Bot:
 
     async def graph(self) -> tuple[list[Task], GraphReport]:
         return await self.views.graph()
+
+    async def working_set(self) -> WorkingSet:
+        return await self.views.working_set()
 
     async def day_budget_spent(self, repo: str, now: float) -> tuple[float, float] | None:
         return await self.views.day_budget_spent(repo, now)

@@ -192,7 +192,7 @@ class Steward:
         return [t for t in tasks if t.pr_number and t.installation_id]
 
     async def _pass(self, repo: str) -> None:
-        tasks = await asyncio.to_thread(self.store.list_tasks)  # blockers may be in other repos
+        tasks = (await self.views.working_set()).tasks  # blockers may be in other repos
         pulls: dict[IssueRef, PullSnapshot] = {}
         fresh: set[IssueRef] = set()  # read in this pass; the rest come from bot.pulls
         in_review = {t.ref: t for t in await self._in_review(repo)}

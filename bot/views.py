@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from bot.ports import Clock, TaskStore
 from bot.reporting import Reporter
 from bot.repos import Repos
 from bot.signals import Signals
+from bot.store import WorkingSet
 
 
 def today(now: float) -> str:
@@ -45,6 +47,7 @@ class TaskViews:
         signals: Signals,
         *,
         html_url: str,
+        retention_s: Callable[[], float],
         clock: Clock = time.time,
     ) -> None:
         self.store = store
@@ -52,6 +55,7 @@ class TaskViews:
         self.reporter = reporter
         self.signals = signals
         self.html_url = html_url
+        self.retention_s = retention_s  # how long merged tasks stay in the working set
         self.clock = clock
         self.merging: set[IssueRef] = set()  # tasks the steward is bringing in
         self.external: dict[IssueRef, bool] = {}  # blockers that are not tasks -> done?
@@ -64,8 +68,13 @@ class TaskViews:
         self._wake_at = 0.0
 
     async def graph(self) -> tuple[list[Task], GraphReport]:
-        tasks = await asyncio.to_thread(self.store.list_tasks)
-        return tasks, analyse(tasks, self.external)
+        working = await self.working_set()
+        return working.tasks, analyse(working.tasks, self.external, working.done)
+
+    async def working_set(self) -> WorkingSet:
+        """Tasks not merged, and those merged within the retention (not the history)."""
+        since = self.clock() - self.retention_s()
+        return await asyncio.to_thread(self.store.working_set, since)
 
     async def day_budget_spent(self, repo: str, now: float) -> tuple[float, float] | None:
         """``(spent, budget)`` today when ``repo``'s daily budget is spent, else None."""

@@ -24,6 +24,26 @@ class RunnerRecord:
 
 
 @dataclass(frozen=True)
+class ClaimedJob:
+    """A task a claim just moved to running, with the numbers of the job it becomes."""
+
+    task: Task
+    dispatch: int  # the task's dispatch count, this one included: the job id's number
+    review_round: int  # review rounds so far, this one included (0: no review sent it back)
+
+
+@dataclass(frozen=True)
+class JobOwner:
+    """Who holds a task's current job: checked on every heartbeat, transcript and result."""
+
+    ref: IssueRef
+    state: TaskState
+    dispatch: int
+    owner: str | None  # the claiming runner's identity (``bot.runner_api``)
+    secret_hash: str | None  # SHA-256 (hex) of the claim secret only that runner received
+
+
+@dataclass(frozen=True)
 class TranscriptRecord:
     id: str
     repo: str

@@ -508,3 +508,72 @@ def test_transcripts_round_trip_compressed_and_per_task(store: Store) -> None:
     assert store.transcript("missing") is None
     assert store.transcripts_for(IssueRef(REPO, 5)) == [first, second]
     assert store.transcripts_for(IssueRef(REPO, 7)) == []
+
+
+# -- the working set ------------------------------------------------------------------------
+
+
+def merged(n: int, at: float | None, *blockers: IssueRef, repo: str = REPO) -> Task:
+    return dataclasses.replace(
+        queued(n, repo=repo), state=TaskState.MERGED, merged_at=at, blocked_by=blockers
+    )
+
+
+def test_working_set_leaves_out_only_merged_tasks_older_than_the_cutoff(store: Store) -> None:
+    store.upsert_task(merged(1, 100.0))  # merged long ago
+    store.upsert_task(merged(2, 1000.0))  # merged at the cutoff: still in
+    store.upsert_task(merged(3, 2000.0))
+    store.upsert_task(merged(4, None))  # no merge time known: kept, never dropped by guess
+    store.upsert_task(queued(5))
+    others = (TaskState.RUNNING, TaskState.IN_REVIEW, TaskState.FAILED, TaskState.CANCELLED)
+    for n, state in enumerate(others, start=6):  # merged_at never drops a task not merged
+        store.upsert_task(dataclasses.replace(queued(n), state=state, merged_at=1.0))
+    store.upsert_task(queued(1, repo="octo/lib"))
+    working = store.working_set(1000.0)
+    assert [str(t.ref) for t in working.tasks] == [
+        "octo/demo#2",
+        "octo/demo#3",
+        "octo/demo#4",
+        "octo/demo#5",
+        "octo/demo#6",
+        "octo/demo#7",
+        "octo/demo#8",
+        "octo/demo#9",
+        "octo/lib#1",
+    ]
+    assert working.done == frozenset()
+    # The history stays in the store, for reports.
+    assert len(store.list_tasks()) == len(working.tasks) + 1
+    assert store.get_task(IssueRef(REPO, 1)) == merged(1, 100.0)
+
+
+def test_working_set_knows_blockers_that_left_it_as_done(store: Store) -> None:
+    old, old_lib = IssueRef(REPO, 1), IssueRef("octo/lib", 7)
+    store.upsert_task(merged(1, 100.0))
+    store.upsert_task(merged(7, 100.0, repo="octo/lib"))
+    store.upsert_task(merged(2, 100.0, old))  # a merged task's own blockers are not looked up
+    never = IssueRef(REPO, 99)  # not a task at all: not done (the graph asks GitHub)
+    store.upsert_task(dataclasses.replace(queued(3), blocked_by=(old, old_lib, never)))
+    store.upsert_task(dataclasses.replace(queued(4), blocked_by=(IssueRef(REPO, 3),)))
+    working = store.working_set(1000.0)
+    assert [t.number for t in working.tasks] == [3, 4]
+    assert working.done == {old, old_lib}
+    assert store.merged_tasks([old, old_lib, never, IssueRef(REPO, 3)]) == {old, old_lib}
+    # Asked again (remembered now), and after a remembered blocker is requeued: a task in the
+    # set is judged by its own state, never by what was remembered.
+    assert store.working_set(1000.0).done == {old, old_lib}
+    store.update_task(old, state=TaskState.QUEUED)
+    again = store.working_set(1000.0)
+    assert again.done == {old_lib}
+    assert IssueRef(REPO, 1) in {t.ref for t in again.tasks}
+
+
+def test_working_set_looks_up_many_blockers_in_chunks(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.store.working_set._LOOKUP_CHUNK", 3)
+    gone = [IssueRef(REPO, n) for n in range(100, 108)]
+    for ref in gone:
+        store.upsert_task(merged(ref.number, 1.0))
+    store.upsert_task(dataclasses.replace(queued(1), blocked_by=(*gone, IssueRef(REPO, 999))))
+    assert store.working_set(10.0).done == set(gone)
