@@ -1,7 +1,8 @@
 """``python -m action``: run ONE Stoneforge job on a GitHub Actions runner.
 
-Claim the job the bot dispatched with its single-use job token, run it with the runner's own
-code (:class:`runner.loop.Runner`: worktree, agent, commit, push, heartbeats, result), then
+Claim the job the bot dispatched with its single-use job token (a ``bot.core.protocol.Job``,
+its claim secret included), run it with the runner's own code (``Runner.run_job``: worktree,
+agent, commit, push, heartbeats, transcripts, result), then
 write the step outputs (``outcome``, ``reason``, ``head_sha``, ``branch``, ``job_id``) and a
 Markdown job summary. Exit 0 when the job completed or handed off, 1 otherwise.
 """
@@ -9,7 +10,6 @@ Markdown job summary. Exit 0 when the job completed or handed off, 1 otherwise.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import sys
@@ -23,6 +23,7 @@ import httpx
 from pydantic import ValidationError
 
 from action.inputs import ActionInputs, RunContext
+from bot.core.protocol import JOB, CompletedResult, HandoffResult, Job, JobResult
 from runner.loop import Runner
 
 log = logging.getLogger("action")
@@ -62,29 +63,30 @@ async def run(inputs: ActionInputs, ctx: RunContext) -> int:
         write_outputs(ctx.output_file, {**outputs, "outcome": "unclaimed", "reason": str(exc)})
         append_summary(ctx.summary_file, unclaimed_markdown(inputs.job_id, str(exc)))
         return 1
-    if job.get("token"):
-        workflow_command("add-mask", str(job["token"]))
-    log.info("claimed job=%s repo=%s issue=%s", job["job_id"], job.get("repo"), job.get("issue"))
+    workflow_command("add-mask", job.token)
+    workflow_command("add-mask", job.claim_secret)
+    log.info("claimed job=%s repo=%s issue=%s", job.job_id, job.repo, job.issue)
     report = await run_job(job, inputs, ctx)
-    outcome = str(report.get("outcome") or "failed")
+    outcome = report.outcome if report is not None else "cancelled"
     write_outputs(
         ctx.output_file,
         {
             **outputs,
             "outcome": outcome,
-            "reason": str(report.get("reason") or ""),
-            "head_sha": str(report.get("head_sha") or ""),
-            "branch": str(report.get("branch") or job.get("branch") or ""),
+            "reason": str(report.reason) if report is not None else "cancelled",
+            "head_sha": _head(report) or "",
+            "branch": report.branch if report is not None else job.branch,
         },
     )
     append_summary(ctx.summary_file, summary_markdown(job, report, ctx))
     if outcome in SUCCESS_OUTCOMES:
         return 0
-    workflow_command("error", f"{job['job_id']} {outcome}: {report.get('reason')}")
+    reason = str(report.reason) if report is not None else "the bot took the job back"
+    workflow_command("error", f"{job.job_id} {outcome}: {reason}")
     return 1
 
 
-async def claim(inputs: ActionInputs, ctx: RunContext) -> dict[str, Any]:
+async def claim(inputs: ActionInputs, ctx: RunContext) -> Job:
     """Collect the job from the bot, retrying only when the bot could not be reached."""
     url = f"{inputs.bot_url}/actions/jobs/{quote(inputs.job_id, safe='')}/claim"
     headers = {"Authorization": f"Bearer {inputs.job_token.get_secret_value()}"}
@@ -106,7 +108,7 @@ async def claim(inputs: ActionInputs, ctx: RunContext) -> dict[str, Any]:
     raise ClaimFailed(problem)
 
 
-def _claimed(job_id: str, resp: httpx.Response) -> dict[str, Any]:
+def _claimed(job_id: str, resp: httpx.Response) -> Job:
     if resp.status_code == 401:
         raise ClaimFailed(
             "the bot refused the job token (401): it was already used, it expired, "
@@ -117,59 +119,29 @@ def _claimed(job_id: str, resp: httpx.Response) -> dict[str, Any]:
     if resp.status_code != 200:
         raise ClaimFailed(f"the bot answered HTTP {resp.status_code}")
     try:
-        job = resp.json()
-    except ValueError:
-        raise ClaimFailed("the bot answered 200 with a body that is not JSON") from None
-    if not isinstance(job, dict) or job.get("job_id") != job_id:
+        job = JOB.validate_json(resp.content)
+    except ValidationError as exc:
+        problem = "; ".join(str(e["msg"]) for e in exc.errors(include_url=False)[:3])
+        raise ClaimFailed(f"the bot answered 200 without a job: {problem}") from None
+    if job.job_id != job_id:
         raise ClaimFailed("the bot answered 200 without this job")
     return job
 
 
-async def run_job(job: dict[str, Any], inputs: ActionInputs, ctx: RunContext) -> dict[str, Any]:
-    """Run the job with the runner's code and return the report it posted to the bot."""
-    timeouts = job.get("timeouts") or {}
-    runner = _OneJobRunner(
+async def run_job(job: Job, inputs: ActionInputs, ctx: RunContext) -> JobResult | None:
+    """Run the job with the runner's code: the result it posted to the bot, or None when the
+    bot took the job back while it ran."""
+    runner = Runner(
         inputs.bot_url,
         inputs.job_token.get_secret_value(),
         workers=1,
         work_dir=ctx.temp_dir / "stoneforge",
         name=ctx.worker,
         agent_override=inputs.agent,
-        agent_timeout_s=float(timeouts.get("agent_s") or 1800),
-        stall_timeout_s=float(timeouts.get("stall_s") or 600),
+        agent_timeout_s=job.timeouts.agent_s or 1800,
+        stall_timeout_s=job.timeouts.stall_s or 600,
     )
-    public = getattr(runner, "run_job", None)
-    if callable(public):  # Runner.run_job(job) -> report, once the runner offers it
-        report: dict[str, Any] = await public(job)
-        return report
-    return await runner.run_one(job)
-
-
-class _OneJobRunner(Runner):
-    """One job through :class:`Runner`'s own per-job machinery, keeping the report it posts.
-
-    Stands in until ``Runner`` has a public ``async def run_job(job) -> dict`` (the report).
-    """
-
-    report: dict[str, Any] | None = None
-
-    async def _send_result(self, job_id: str, report: dict[str, Any]) -> None:
-        self.report = report
-        await super()._send_result(job_id, report)
-
-    async def run_one(self, job: dict[str, Any]) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self._token}"}
-        # Older runners take (worker, job), newer ones (worker, job, stop).
-        extra = [asyncio.Event()] if len(inspect.signature(self._handle).parameters) > 2 else []
-        async with httpx.AsyncClient(headers=headers, timeout=30.0) as client:
-            self._client = client
-            try:
-                await self._handle(self.name, job, *extra)
-            finally:
-                self._client = None
-        if self.report is None:  # the bot cancelled the job while it ran: nothing to report
-            return {"outcome": "cancelled", "reason": "cancelled", "branch": job.get("branch")}
-        return self.report
+    return await runner.run_job(job)
 
 
 # -- GitHub Actions files and workflow commands ------------------------------------------------
@@ -202,34 +174,42 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def summary_markdown(job: Mapping[str, Any], report: Mapping[str, Any], ctx: RunContext) -> str:
-    repo, issue = job.get("repo"), job.get("issue")
-    outcome = str(report.get("outcome") or "failed")
+def summary_markdown(job: Job, report: JobResult | None, ctx: RunContext) -> str:
+    repo, issue = job.repo, job.issue
+    outcome = report.outcome if report is not None else "cancelled"
+    reason = str(report.reason) if report is not None else "the bot took the job back"
     icon = "✅" if outcome == "completed" else "↪️" if outcome == "handoff" else "❌"
-    usage = report.get("usage") or {}
+    usage = report.usage if report is not None else None
+    head = _head(report)
     rows = [
-        ("Job", f"`{_cell(job['job_id'])}`"),
+        ("Job", f"`{_cell(job.job_id)}`"),
         ("Issue", f"[{_cell(repo)}#{issue}]({ctx.server_url}/{repo}/issues/{issue})"),
-        ("Title", _cell(job.get("title") or "")),
-        ("Outcome", f"{_cell(outcome)} ({_cell(report.get('reason') or '')})"),
-        ("Branch", f"`{_cell(report.get('branch') or job.get('branch') or '')}`"),
-        ("Head", f"`{_cell(report.get('head_sha') or '-')}`"),
-        ("Agent", _cell((job.get("agent") or {}).get("name") or "")),
-        ("Agent time", f"{float(report.get('agent_seconds') or 0):.1f} s"),
-        ("Tokens", f"{usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out"),
+        ("Title", _cell(job.title)),
+        ("Outcome", f"{_cell(outcome)} ({_cell(reason)})"),
+        ("Branch", f"`{_cell(report.branch if report is not None else job.branch)}`"),
+        ("Head", f"`{_cell(head or '-')}`"),
+        ("Agent", _cell(job.agent.name)),
+        ("Agent time", f"{report.agent_seconds if report is not None else 0.0:.1f} s"),
     ]
-    if usage.get("cost_usd") is not None:
-        rows.append(("Cost", f"${float(usage['cost_usd']):.2f}"))
+    if usage is not None:
+        rows.append(("Tokens", f"{usage.input_tokens} in / {usage.output_tokens} out"))
+        if usage.cost_usd is not None:
+            rows.append(("Cost", f"${usage.cost_usd:.2f}"))
     lines = [f"## {icon} Stoneforge: {repo}#{issue} {outcome}", "", "| | |", "| --- | --- |"]
     lines += [f"| {name} | {value} |" for name, value in rows]
-    text = str(report.get("summary") or "").strip()
+    text = ((report.summary if report is not None else None) or "").strip()
     if text:
         lines += ["", "### Agent summary", "", text[:SUMMARY_LIMIT]]
-    detail = str(report.get("detail") or "").strip()
+    detail = ((report.detail if report is not None else None) or "").strip()
     if detail:
         lines += ["", "<details><summary>Detail</summary>", "", "```text"]
         lines += [detail[:SUMMARY_LIMIT].replace("```", "` ` `"), "```", "", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def _head(report: JobResult | None) -> str | None:
+    """The pushed head of a completed job or of a handoff's work in progress."""
+    return report.head_sha if isinstance(report, CompletedResult | HandoffResult) else None
 
 
 def unclaimed_markdown(job_id: str, reason: str) -> str:

@@ -8,11 +8,13 @@ Such repositories are not served by long-polling runners. Per task:
    cover the run's queueing and set-up, and dispatches the workflow ``stoneforge-agent.yml`` on
    the default branch with the inputs ``job_id``, ``bot_url`` and ``job_token``.
 3. The workflow's action calls ``POST /actions/jobs/{job_id}/claim`` with
-   ``Authorization: Bearer <job token>``: 200 with the same job JSON a runner gets, once. The
-   token is then spent for claiming; any later claim, or a wrong token, gets 401.
-4. Heartbeats and the result go to the ordinary runner endpoints with the same bearer:
-   :meth:`ActionsBackend.authorizes` accepts it for that one job only, until :meth:`discard`
-   or the run's time limit.
+   ``Authorization: Bearer <job token>``: 200 with the same ``Job`` a runner gets (its claim
+   secret included), once. The token is then spent for claiming; any later claim, or a wrong
+   token, gets 401.
+4. Heartbeats, transcripts and the result go to the ordinary runner endpoints with the same
+   bearer and the job's claim secret: :meth:`ActionsBackend.authorizes` accepts the bearer for
+   that one job only, until :meth:`discard` or the run's time limit, as the runner ``actions``
+   that the dispatcher claimed the job for.
 
 Limitation: the grants live in this process's memory. After a bot restart, or when another
 bot replica answers the claim, a pending action job is refused (401); its task comes back
@@ -38,6 +40,7 @@ from fastapi.responses import JSONResponse
 
 from bot.adapters.github import GitHubError
 from bot.core.model import IssueRef, Task, TaskState
+from bot.core.protocol import Job, Refusal
 from bot.service import Bot
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ class _Grant:
     ref: IssueRef
     attempt: int
     installation_id: int
-    job: dict[str, Any]
+    job: Job | None  # handed out once, then forgotten (it holds the claim secret and a token)
     claim_until: float
     run_until: float | None = None  # set when the token is spent on the claim
 
@@ -123,7 +126,7 @@ class ActionsBackend:
 
     # -- dispatch ----------------------------------------------------------------------------
 
-    async def dispatch(self, task: Task, job: Mapping[str, Any]) -> None:
+    async def dispatch(self, task: Task, job: Job) -> None:
         """Start a workflow run for ``job`` (``task`` is already claimed in the store).
 
         A dispatch GitHub refuses (no workflow file on the default branch, no
@@ -131,7 +134,7 @@ class ActionsBackend:
         the reason; a transient failure puts it back in the queue for a later attempt.
         """
         bot = self.bot
-        job_id = str(job["job_id"])
+        job_id = job.job_id
         token = secrets.token_urlsafe(32)
         now = self._clock()
         self._purge()
@@ -140,7 +143,7 @@ class ActionsBackend:
             ref=task.ref,
             attempt=task.attempt,
             installation_id=task.installation_id or 0,
-            job=dict(job),
+            job=job,
             claim_until=now + self.start_timeout_s,
         )
         await self._update(task.ref, lease_until=now + self.start_timeout_s)
@@ -148,7 +151,7 @@ class ActionsBackend:
         if task.runs_on:  # the workflow's `runs-on` routes it (only sent when needed, so a
             # workflow without the optional input keeps working for repositories without it)
             inputs["runs_on"] = json.dumps(list(task.runs_on))
-        ref = str(job.get("base") or "main")
+        ref = job.base
         try:
             await bot.github.dispatch_workflow(
                 task.installation_id or 0, task.repo, self.workflow, ref, inputs
@@ -185,7 +188,7 @@ class ActionsBackend:
 
     async def claim(
         self, job_id: str, token: str | None, run: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
+    ) -> Job:
         """The job for a valid, unspent token; spends it. Raises :class:`ClaimRefused`."""
         grant = self._grants.get(job_id)
         now = self._clock()
@@ -206,10 +209,12 @@ class ActionsBackend:
         run_id = str(run.get("run_id") or "").strip()
         worker = f"actions/{run_id}" if run_id else task.worker
         await self._update(grant.ref, worker=worker, lease_until=now + self.bot.settings.lease_s)
-        job = dict(grant.job)
-        grant.job = {}  # the job (and its installation token) is handed out once
+        job, grant.job = grant.job, None  # the job (and its secrets) is handed out once
+        if job is None:
+            raise ClaimRefused(401, "unknown, spent or expired job token")
         try:  # a fresh installation token: the run may have queued for a while
-            job["token"] = await self.bot.github.repo_token(grant.installation_id, task.repo)
+            fresh = await self.bot.github.repo_token(grant.installation_id, task.repo)
+            job = job.model_copy(update={"token": fresh})
         except GitHubError as exc:
             log.warning("job_token_refresh_failed job=%s: %s", job_id, exc)
         log.info("actions_job_claimed", extra={"repo": task.repo, "issue": task.number})
@@ -257,7 +262,7 @@ def actions_router(backend: ActionsBackend) -> APIRouter:
         try:
             job = await backend.claim(job_id, bearer_token(authorization), run)
         except ClaimRefused as exc:
-            return JSONResponse({"message": exc.message}, status_code=exc.status)
-        return JSONResponse(job)
+            return JSONResponse(Refusal(message=exc.message).model_dump(), status_code=exc.status)
+        return JSONResponse(job.model_dump(mode="json", by_alias=True))
 
     return router

@@ -1,9 +1,12 @@
-"""Handing ready tasks to runners: long-poll claims, leases, heartbeats and results.
+"""Handing ready tasks to runners: long-poll claims and leases.
 
 A claim takes the graph's ready set in dispatch order (priority, then the work waiting behind a
 task, then age), drops what a concurrency limit or a daily budget holds back, and claims the
 first candidate atomically in the store (``SKIP LOCKED`` on PostgreSQL), so several bot replicas
-never hand out the same task twice. The issue is re-read from GitHub before the job is built.
+never hand out the same task twice. The issue is re-read from GitHub before the job is built: an
+``ImplementJob``, or a ``ReviseJob`` when a review sent the task back (``bot.core.protocol``),
+with a new job id and a claim secret for the claiming runner only (``bot.job_claims``, which
+also answers the job's heartbeats and result).
 """
 
 from __future__ import annotations
@@ -12,42 +15,57 @@ import asyncio
 import functools
 import logging
 import time
-from collections import Counter
-from collections.abc import Mapping
 from typing import Any
 
-from bot import results
 from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubError
+from bot.core.admission import Claimant, admit
+from bot.core.admission import blocked_agents as _blocked
+from bot.core.lifecycle import fresh_base
 from bot.core.model import (
     IssueRef,
     Task,
     TaskState,
     branch_name,
     budget_left,
-    limited_agents,
 )
+from bot.core.protocol import (
+    AgentChoice,
+    Commands,
+    ImplementJob,
+    IssueComment,
+    Job,
+    Prefetch,
+    ReviseJob,
+    Timeouts,
+)
+from bot.job_claims import JobReports, job_id, new_claim_secret, secret_hash
 from bot.prefetch import Prefetcher
 from bot.results import HANDOFF_MARKER
-from bot.service import WRITE_PERMISSIONS, Bot
+from bot.service import WRITE_PERMISSIONS, Bot, today
 from bot.steward import feedback_for
+from bot.store import ClaimedJob
 
 log = logging.getLogger(__name__)
 
 
-def job_id(task: Task) -> str:
-    return f"{task.repo}#{task.number}@{task.attempt}"
+def restarting(task: Task) -> bool:
+    """The task was restarted (relabeled, or its branch conflicts with the base): its next job
+    starts from the base. Read from its typed reason (``bot.core.lifecycle``)."""
+    return fresh_base(task.reason)
 
 
 class Dispatcher:
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
         self._tasks: set[asyncio.Task[None]] = set()
-        self._tokens: dict[str, str] = {}  # job id -> the repository token handed out with it
+        self._tokens: dict[IssueRef, str] = {}  # task -> the repository token of its running job
         # Claims woken by the same change share one look at the task table (see _shared).
         self._ready_gen = 0
         self._inflight: dict[tuple[object, ...], tuple[int, asyncio.Future[list[IssueRef]]]] = {}
         self.prefetcher = Prefetcher(bot, self._background)
+        #: heartbeats, transcripts and results of the jobs it hands out
+        self.reports = JobReports(bot, self._revoke)
 
     async def _shared(
         self, unavailable: frozenset[str], backend: str, labels: frozenset[str] | None
@@ -75,51 +93,23 @@ class Dispatcher:
         backend: str = "runner",
         labels: frozenset[str] | None = None,
     ) -> list[IssueRef]:
-        """Ready tasks this caller may take, in dispatch order.
+        """Ready tasks this caller may take, in dispatch order (``bot.core.admission``).
 
-        ``labels`` are the claiming runner's labels (casefolded); a task whose ``runs_on`` asks
-        for a label the runner lacks is left for another runner. ``None`` skips that check
+        ``labels`` are the claiming runner's labels (casefolded); ``None`` skips that rule
         (GitHub Actions routes by the workflow's ``runs-on`` instead).
         """
         bot = self.bot
         now = time.time()
         tasks, report = await bot.graph()
-        running = [t for t in tasks if t.state == TaskState.RUNNING]
-        per_repo = Counter(t.repo for t in running)
-        per_inst = Counter(t.installation_id for t in running)
-        by_ref = {t.ref: t for t in tasks}
-        out: list[IssueRef] = []
-        held: dict[str, tuple[float, float] | None] = {}
-        for ref in report.ready:
-            task = by_ref[ref]
-            config = bot.repos.config(task.repo)
-            if config.backend != backend:
-                continue  # runners and GitHub Actions each take only their repositories' tasks
-            if labels is not None and not set(task.runs_on) <= labels:
-                continue  # needs a runner with labels this one lacks
-            if task.not_before and task.not_before > now:
-                continue  # held back for a while (GitHub refused to start its workflow)
-            if self._agent_for(task, unavailable, now) is None:
-                continue  # this runner cannot run it now, or a rate limit holds it
-            if per_repo[task.repo] >= config.concurrency.per_repo:
-                continue
-            limit = config.concurrency.per_installation
-            if limit is not None and per_inst[task.installation_id] >= limit:
-                continue
-            if config.budget.per_day_usd is not None:
-                if task.repo not in held:
-                    held[task.repo] = await bot.day_budget_spent(task.repo, now)
-                if held[task.repo]:
-                    continue
-            out.append(ref)
-        return out
-
-    def _agent_for(self, task: Task, unavailable: frozenset[str], now: float) -> str | None:
-        """The agent to run ``task`` with on a runner that cannot run ``unavailable`` now
-        (None: none may take it here and now)."""
-        config = self.bot.repos.config(task.repo)
-        blocked = _blocked(task, unavailable, now)
-        return config.agent_to_run(task.agent or config.agent.name, blocked)
+        spent: dict[str, float] = {}
+        for repo in sorted({ref.repo for ref in report.ready}):
+            if bot.repos.config(repo).budget.per_day_usd is not None:
+                spent[repo] = await asyncio.to_thread(bot.store.cost, repo, today(now))
+        claimant = Claimant(backend=backend, labels=labels, unavailable=unavailable)
+        admission = admit(
+            tasks, report.ready, bot.repos.config, claimant, now=now, spent_today=spent
+        )
+        return list(admission.admitted)
 
     async def claim(
         self,
@@ -130,12 +120,14 @@ class Dispatcher:
         backend: str = "runner",
         labels: frozenset[str] | None = frozenset(),
         prefetch: bool = False,
-    ) -> dict[str, Any] | None:
+        owner: str = "",
+    ) -> Job | Prefetch | None:
         """Long-poll for the next ready task; claims it atomically and returns the job.
 
         ``labels``: the runner's labels; ``None`` for a caller that routes by itself (Actions).
-        ``prefetch``: with no work, a runner may get ``{"prefetch": ...}`` instead (see
-        ``bot.prefetch``).
+        ``prefetch``: with no work, a runner may get a ``Prefetch`` instead (see
+        ``bot.prefetch``). ``owner``: the caller's identity (``bot.runner_api``); the job's
+        heartbeats, transcripts and results must come from it, with the job's claim secret.
         """
         if labels is not None:
             labels = frozenset(label.casefold() for label in labels)
@@ -147,24 +139,27 @@ class Dispatcher:
             bot.ready_changed.clear()
             candidates = await self._shared(unavailable_agents, backend, labels)
             while candidates:
-                task = await asyncio.to_thread(
+                secret = new_claim_secret()  # only this claim's answer carries it
+                claimed = await asyncio.to_thread(
                     functools.partial(
-                        bot.store.claim_task,
+                        bot.store.claim_job,
                         candidates,
                         worker=worker if "/" in worker else f"{runner}/{worker}",
                         now=time.time(),
                         lease_s=bot.settings.lease_s,
+                        owner=owner,
+                        secret_hash=secret_hash(secret),
                     )
                 )
-                if task is None:
+                if claimed is None:
                     break
-                job = await self._job_or_requeue(task, unavailable_agents)
+                job = await self._job_or_requeue(claimed, secret, unavailable_agents)
                 if job is not None:
                     self.prefetcher.handed_out(runner, job)
                     return job
-                candidates = [c for c in candidates if c != task.ref]
+                candidates = [c for c in candidates if c != claimed.task.ref]
             if prefetch and (hint := await self.prefetcher.hint(runner)) is not None:
-                return {"prefetch": hint}
+                return hint
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -177,11 +172,12 @@ class Dispatcher:
                 return None
 
     async def _job_or_requeue(
-        self, task: Task, unavailable: frozenset[str] = frozenset()
-    ) -> dict[str, Any] | None:
+        self, claimed: ClaimedJob, secret: str, unavailable: frozenset[str] = frozenset()
+    ) -> Job | None:
         bot = self.bot
+        task = claimed.task
         try:
-            job = await self._job(task, unavailable)
+            job = await self._job(claimed, secret, unavailable)
         except Exception:
             await asyncio.to_thread(
                 functools.partial(
@@ -205,9 +201,10 @@ class Dispatcher:
         return job
 
     async def _job(
-        self, task: Task, unavailable: frozenset[str] = frozenset()
-    ) -> dict[str, Any] | None:
+        self, claimed: ClaimedJob, secret: str, unavailable: frozenset[str] = frozenset()
+    ) -> Job | None:
         bot = self.bot
+        task = claimed.task
         inst = task.installation_id or 0
         config = bot.repos.config(task.repo)
         # A fresh snapshot of the issue (not what we stored), read alongside everything else.
@@ -219,17 +216,21 @@ class Dispatcher:
             bot.github.repo_token(inst, task.repo),
             self._review_feedback(inst, task),
         )
-        self._tokens[job_id(task)] = token
+        self._revoke(task.ref)  # a token of an earlier job that was never revoked
+        self._tokens[task.ref] = token
         if issue is None or issue.state != "open" or config.trigger_label not in issue.labels:
-            self._revoke(job_id(task))
+            self._revoke(task.ref)
             return None
         if newest_review is not None and newest_review > (task.review_id or 0):
             # A review that came in after the task was queued is in this job's feedback too:
-            # record it, or the steward would send the task back once more for it.
-            await asyncio.to_thread(
-                functools.partial(bot.store.update_task, task.ref, review_id=newest_review)
-            )
+            # record it, or the steward would send the task back once more for it (and it is
+            # this round's: a later claim of the same round does not count another).
+            await asyncio.to_thread(bot.store.answer_review, task.ref, newest_review)
         branch = task.branch or branch_name(task.number, issue.title)
+        if task.branch is None:  # a result must name this branch: keep it with the task
+            await asyncio.to_thread(
+                functools.partial(bot.store.update_task, task.ref, branch=branch)
+            )
         agent = config.agent_for(issue.labels)
         to_run = config.agent_to_run(agent.name, _blocked(task, unavailable, time.time()))
         if config.fallback_agent is not None and to_run == config.fallback_agent.name != agent.name:
@@ -239,34 +240,42 @@ class Dispatcher:
             "task_dispatched",
             extra={"repo": task.repo, "issue": task.number, "worker": task.worker},
         )
-        return {
-            "job_id": job_id(task),
+        fields: dict[str, Any] = {
+            "job_id": job_id(task.ref, claimed.dispatch),
+            "claim_secret": secret,
             "repo": task.repo,
             "issue": task.number,
             "title": issue.title,
             "body": issue.body,
-            "attempt": task.attempt,
+            "attempt": max(1, task.attempt),
+            "max_attempts": config.max_attempts,
+            "restart": restarting(task),
             "branch": branch,
             "base": repo.default_branch,
             "base_sha": base_sha,  # lets a runner whose mirror is current skip its fetch
             "clone_url": repo.clone_url,
             "token": token,
-            "agent": {"name": agent.name, "model": agent.model},
-            "restart": bool(task.detail and task.detail.startswith("restart")),
-            "timeouts": {
-                "agent_s": config.timeouts.agent_minutes * 60,
-                "stall_s": config.timeouts.stall_minutes * 60,
-            },
+            "lease_s": bot.settings.lease_s,
+            "agent": AgentChoice(name=agent.name, model=agent.model),
+            "commands": Commands(setup=config.commands.setup, test=config.commands.test),
+            "timeouts": Timeouts(
+                agent_s=config.timeouts.agent_minutes * 60,
+                stall_s=config.timeouts.stall_minutes * 60,
+            ),
             "budget_usd": budget_left(
                 config.budget.per_task_usd, task.cost_usd, task.cost_at_restart_usd
             ),
-            "commands": {"setup": config.commands.setup, "test": config.commands.test},
             "comments": comments,
             "handoff_notes": notes,
-            "review_feedback": feedback,
-            "max_attempts": config.max_attempts,
-            "lease_s": bot.settings.lease_s,
         }
+        if feedback:  # a review sent the task back: revise the same branch and pull request
+            return ReviseJob(
+                **fields,
+                pull_number=task.pr_number,
+                review_feedback=tuple(feedback),
+                round=max(1, claimed.review_round),
+            )
+        return ImplementJob(**fields)
 
     async def _review_feedback(self, inst: int, task: Task) -> tuple[list[str], int | None]:
         """For a task sent back by a "changes requested" review: what its writers asked for.
@@ -287,14 +296,14 @@ class Dispatcher:
             ]
         return feedback, newest
 
-    async def _conversation(self, inst: int, task: Task) -> tuple[list[dict[str, str]], list[str]]:
+    async def _conversation(self, inst: int, task: Task) -> tuple[list[IssueComment], list[str]]:
         """Comments from people with write access, and our handoff notes, oldest first.
 
         Comments from anyone else are left out of the prompt: an issue is public input, and
         only collaborators may steer the agent.
         """
         bot = self.bot
-        comments: list[dict[str, str]] = []
+        comments: list[IssueComment] = []
         notes: list[str] = []
         for comment in await bot.github.comments(inst, task.ref):
             if HANDOFF_MARKER in comment.body and comment.author == bot.bot_login:
@@ -302,12 +311,12 @@ class Dispatcher:
             elif comment.author_type == "User" and comment.author != bot.bot_login:
                 perm = await bot.github.permission(inst, task.repo, comment.author)
                 if perm in WRITE_PERMISSIONS:
-                    comments.append({"author": comment.author, "body": comment.body})
+                    comments.append(IssueComment(author=comment.author, body=comment.body))
         return comments, notes
 
-    def _revoke(self, jid: str) -> None:
-        """The job is over: its repository token must not outlive it."""
-        token = self._tokens.pop(jid, None)
+    def _revoke(self, ref: IssueRef) -> None:
+        """The task's job is over: its repository token must not outlive it."""
+        token = self._tokens.pop(ref, None)
         if token:
             self._background(self.bot.github.revoke_token(token))
 
@@ -324,45 +333,16 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _running(self, jid: str) -> Task | None:
-        ref_text, _, attempt = jid.rpartition("@")
-        try:
-            ref = IssueRef.parse(ref_text)
-        except ValueError:
-            return None
-        task = await asyncio.to_thread(self.bot.store.get_task, ref)
-        if task is None or task.state != TaskState.RUNNING or str(task.attempt) != attempt:
-            return None
-        return task
-
-    async def heartbeat(self, jid: str) -> bool:
-        """Renew a job's lease; False (410 to the runner) when the job was cancelled or taken."""
-        task = await self._running(jid)
-        if task is None:
-            return False
-        until = time.time() + self.bot.settings.lease_s
-        await asyncio.to_thread(
-            functools.partial(self.bot.store.update_task, task.ref, lease_until=until)
-        )
-        return True
-
-    async def job_result(self, jid: str, result: Mapping[str, Any]) -> bool:
-        """A runner finished a job: open the pull request, or record the failure."""
-        task = await self._running(jid)
-        if task is None:
-            return False
-        self._revoke(jid)
-        await results.apply(self.bot, task, result)
-        return True
-
     async def pump_actions(self, actions: ActionsBackend) -> None:
         """For ``backend: actions`` repositories: each ready task becomes a workflow run."""
         while True:
             try:
-                job = await self.claim("actions", "dispatch", 10.0, backend="actions", labels=None)
-                if job is None:
+                job = await self.claim(
+                    "actions", "dispatch", 10.0, backend="actions", labels=None, owner="actions"
+                )
+                if job is None or isinstance(job, Prefetch):
                     continue
-                ref = IssueRef.parse(str(job["job_id"]).rpartition("@")[0])
+                ref = IssueRef(job.repo, job.issue)
                 task = await asyncio.to_thread(self.bot.store.get_task, ref)
                 if task is not None:
                     await actions.dispatch(task, job)
@@ -380,11 +360,5 @@ class Dispatcher:
             for task in await asyncio.to_thread(bot.store.expired_leases, time.time()):
                 if task.state == TaskState.RUNNING:
                     log.warning("lease_expired", extra={"repo": task.repo, "issue": task.number})
-                    self._revoke(job_id(task))
+                    self._revoke(task.ref)
                     await bot.set_state(task, TaskState.QUEUED, worker=None, detail="lease expired")
-
-
-def _blocked(task: Task, unavailable: frozenset[str], now: float) -> set[str]:
-    """Agents that cannot take ``task`` now: those the runner lacks or has paused, and those a
-    provider's rate limit holds the task from."""
-    return set(unavailable) | limited_agents(task, now)

@@ -290,6 +290,7 @@ class BotMetrics:
     dispatch_latency: Histogram  # seconds from ready to claimed
     merges: Counter  # label: outcome
     github_requests: Counter  # label: status (HTTP status code, or "error")
+    stale_results: Counter  # results for a job that was no longer running (refused, 409)
 
     def watch_tasks(self, count_by_state: Callable[[], Mapping[str, int]]) -> None:
         """Read ``stoneforge_tasks`` from ``count_by_state()`` at each render.
@@ -336,5 +337,9 @@ def bot_metrics(registry: Registry | None = None) -> BotMetrics:
             "stoneforge_github_requests_total",
             "Requests to the GitHub REST API, by response status.",
             ("status",),
+        ),
+        stale_results=registry.counter(
+            "stoneforge_stale_results_total",
+            "Job results refused because the job was no longer the task's running job.",
         ),
     )

@@ -6,19 +6,20 @@ round trip and a handful of git processes, the largest part of dispatch latency 
 a second). A runner's next job then finds the job's ``base_sha`` already in its mirror.
 
 A claim that finds no work answers, for a runner that asked for hints (``"prefetch": true`` in
-its claim), ``{"prefetch": {repo, clone_url, base, base_sha, token}}`` once per move of a base
-it has worked on, to one of its waiting workers. The token reads that one repository only
-(``contents: read``) and is revoked a minute later, or when the bot stops, if that is sooner.
+its claim), a ``Prefetch`` (``{"prefetch": {repo, clone_url, base, base_sha, token}}``) once
+per move of a base it has worked on, to one of its waiting workers. The token reads that one
+repository only (``contents: read``) and is revoked a minute later, or when the bot stops, if
+that is sooner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from bot.adapters.github import GitHubError
+from bot.core.protocol import Job, Prefetch
 from bot.service import Bot
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,12 @@ class Prefetcher:
         self._known: dict[str, dict[str, str]] = {}  # runner -> repo -> base its mirror has
         self._outstanding: set[str] = set()  # tokens handed out and not revoked yet
 
-    def handed_out(self, runner: str, job: Mapping[str, Any]) -> None:
+    def handed_out(self, runner: str, job: Job) -> None:
         """``runner`` got ``job``: its mirror of the job's repository now has the job's base."""
-        sha = job.get("base_sha")
-        if isinstance(sha, str) and sha:
-            self._known.setdefault(runner, {})[str(job["repo"])] = sha
+        if job.base_sha:
+            self._known.setdefault(runner, {})[job.repo] = job.base_sha
 
-    async def hint(self, runner: str) -> dict[str, Any] | None:
+    async def hint(self, runner: str) -> Prefetch | None:
         """A base ``runner`` works on has moved since its mirror saw it: what to fetch."""
         for repo, seen in list(self._known.get(runner, {}).items()):
             tip = self.bot.bases.get(repo)
@@ -56,13 +56,13 @@ class Prefetcher:
             self._outstanding.add(token)
             self._background(self._revoke_later(token))
             log.info("prefetch_hint", extra={"repo": repo, "runner": runner})
-            return {
-                "repo": repo,
-                "clone_url": info.clone_url,
-                "base": info.default_branch,
-                "base_sha": sha,
-                "token": token,
-            }
+            return Prefetch(
+                repo=repo,
+                clone_url=info.clone_url,
+                base=info.default_branch,
+                base_sha=sha,
+                token=token,
+            )
         return None
 
     async def _revoke_later(self, token: str) -> None:

@@ -1,14 +1,15 @@
 """What a job's result does to its task: a pull request, a handoff, a pause, or a person asked.
 
-``apply`` is called once per finished job (the dispatcher has checked that the job is the
-task's running attempt and revoked its token):
+``apply`` is called once per finished job with its typed ``JobResult`` (the dispatcher has
+checked that the job is the task's running job, that the caller claimed it, and that the result
+names the task's branch, and has revoked its token). One case per outcome:
 
 - ``rate_limited``: back to the queue until the provider's reset; the attempt is given back.
 - ``handoff``: the note is posted on the issue; the task is queued for a fresh agent, or, after
   ``max_attempts``, handed to a person.
-- ``completed`` with a pushed head: the pull request is opened, or the open one for the branch
-  has its body rewritten (one pull request per task), and the steward is woken.
-- anything else: the task fails with the reason, labeled for a person who is mentioned.
+- ``completed`` (always with a pushed head): the pull request is opened, or the open one for
+  the branch has its body rewritten (one pull request per task), and the steward is woken.
+- ``failed``: the task fails with the reason, labeled for a person who is mentioned.
 """
 
 from __future__ import annotations
@@ -17,46 +18,53 @@ import asyncio
 import functools
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, assert_never
 
 from bot import transcripts
 from bot.adapters.github import GitHubError
 from bot.core.model import Task, TaskState, budget_left
+from bot.core.protocol import (
+    CompletedResult,
+    FailedResult,
+    HandoffResult,
+    JobResult,
+    RateLimitedResult,
+)
 from bot.core.render import format_cost, format_utc
 from bot.service import Bot, today
 
 HANDOFF_MARKER = "<!-- stoneforge:handoff -->"
+DETAIL_LIMIT = 2000  # characters of a failure's detail kept with the task
 
 
-async def apply(bot: Bot, task: Task, result: Mapping[str, Any]) -> None:
-    seconds = float(result.get("agent_seconds") or 0.0)
-    usage = result.get("usage") if isinstance(result.get("usage"), Mapping) else {}
-    cost = float(usage.get("cost_usd") or 0.0) if usage else 0.0
+async def apply(bot: Bot, task: Task, result: JobResult) -> None:
+    cost = result.usage.cost_usd
     if cost:
         await asyncio.to_thread(bot.store.add_cost, task.repo, today(time.time()), cost)
     totals: dict[str, Any] = {
-        "agent_seconds": (task.agent_seconds or 0.0) + seconds,
-        "cost_usd": (task.cost_usd or 0.0) + cost if (cost or task.cost_usd) else None,
+        "agent_seconds": (task.agent_seconds or 0.0) + result.agent_seconds,
+        "cost_usd": (task.cost_usd or 0.0) + (cost or 0.0) if (cost or task.cost_usd) else None,
     }
-    outcome = str(result.get("outcome") or "failed")
-    reason = str(result.get("reason") or outcome)
-    detail = str(result.get("detail") or "")[:2000]
-    if outcome == "rate_limited":
-        await _rate_limited(bot, task, result, totals)
-    elif outcome == "handoff":
-        await _handoff(bot, task, result, reason, totals)
-    elif outcome != "completed" or not result.get("head_sha"):
-        await needs_human(bot, task, f"{reason}: {detail}".strip(": "), totals)
-    else:
-        await _completed(bot, task, result, totals)
+    match result:
+        case RateLimitedResult():
+            await _rate_limited(bot, task, result, totals)
+        case HandoffResult():
+            await _handoff(bot, task, result, totals)
+        case FailedResult():
+            detail = (result.detail or "")[:DETAIL_LIMIT]
+            await needs_human(bot, task, f"{result.reason.value}: {detail}".strip(": "), totals)
+        case CompletedResult():
+            await _completed(bot, task, result, totals)
+        case _:
+            assert_never(result)
 
 
 async def _rate_limited(
-    bot: Bot, task: Task, result: Mapping[str, Any], totals: Mapping[str, Any]
+    bot: Bot, task: Task, result: RateLimitedResult, totals: Mapping[str, Any]
 ) -> None:
     now = time.time()
-    retry_at = float(result.get("retry_at") or now + 900)
-    agent = str(result.get("agent") or task.agent or bot.repos.config(task.repo).agent.name)
+    retry_at = result.retry_at or now + 900
+    agent = result.agent
     limits = {a: until for a, until in task.rate_limits if until > now} | {agent: retry_at}
     await bot.set_state(
         task,
@@ -69,10 +77,9 @@ async def _rate_limited(
     )
 
 
-async def _handoff(
-    bot: Bot, task: Task, result: Mapping[str, Any], reason: str, totals: Mapping[str, Any]
-) -> None:
-    note = str(result.get("note") or "").strip() or f"The agent stopped ({reason})."
+async def _handoff(bot: Bot, task: Task, result: HandoffResult, totals: Mapping[str, Any]) -> None:
+    reason = result.reason.value
+    note = result.note.strip() or f"The agent stopped ({reason})."
     await bot.github.upsert_comment(
         task.installation_id or 0,
         task.ref,
@@ -97,7 +104,7 @@ async def _handoff(
 
 
 async def _completed(
-    bot: Bot, task: Task, result: Mapping[str, Any], totals: Mapping[str, Any]
+    bot: Bot, task: Task, result: CompletedResult, totals: Mapping[str, Any]
 ) -> None:
     config = bot.repos.config(task.repo)
     # Every run of this task so far (from its transcripts), this one, and the totals.
@@ -113,12 +120,12 @@ async def _completed(
             total_cost_usd=totals["cost_usd"],
         )
     )
-    number = await _open_or_update_pull(bot, task, str(result["branch"]), body)
+    number = await _open_or_update_pull(bot, task, result.branch, body)
     await bot.set_state(
         task,
         TaskState.IN_REVIEW,
         pr_number=number,
-        head_sha=str(result["head_sha"]),
+        head_sha=result.head_sha,
         detail=None,
         **totals,
     )

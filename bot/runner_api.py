@@ -7,6 +7,12 @@ Who may call it:
 - any runner presenting the shared ``STONEFORGE_RUNNER_TOKEN`` (simple set-ups, the demo);
 - for one job's heartbeat, transcripts and result only, that job's single-use Actions job token.
 
+A job belongs to the runner that claimed it: heartbeats, transcripts and results name the job
+in the URL and present its claim secret in ``CLAIM_SECRET_HEADER``. Another runner, or a wrong
+or missing secret, gets 403; a job that is not the task's running job (stale, cancelled,
+unknown) gets 409. Bodies are the models of ``bot.core.protocol``: a malformed one gets 400
+(not JSON) or 422 naming the field; every refusal is ``{"message": ...}``.
+
 Anyone holding a transcript's link may read it: its id is 32 random URL-safe characters.
 """
 
@@ -16,19 +22,36 @@ import asyncio
 import functools
 import hashlib
 import hmac
-import json
 import secrets
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import TypeAdapter, ValidationError
 
 from bot import transcripts
+from bot.core.protocol import (
+    CLAIM_SECRET_HEADER,
+    RESULT,
+    ClaimAnswer,
+    ClaimRequest,
+    Heartbeat,
+    Prefetch,
+    Refusal,
+    TranscriptUpload,
+)
 from bot.dispatch import Dispatcher
+from bot.job_claims import JobRefused
 from bot.settings import BotSettings
 from bot.store import RunnerRecord, Store
+
+T = TypeVar("T")
+_CLAIM: TypeAdapter[ClaimRequest] = TypeAdapter(ClaimRequest)
+_HEARTBEAT: TypeAdapter[Heartbeat] = TypeAdapter(Heartbeat)
+_UPLOAD: TypeAdapter[TranscriptUpload] = TypeAdapter(TranscriptUpload)
 
 REGISTRATION_TTL_S = 24 * 3600
 
@@ -50,35 +73,43 @@ def _bearer(authorization: str | None) -> str | None:
     return authorization.removeprefix("Bearer ").strip() or None
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who called: ``name`` (empty for the shared token), a registered runner's stored
+    ``labels``, and ``owner``, the identity a claimed job is kept under."""
+
+    name: str
+    labels: tuple[str, ...] | None
+    owner: str
+
+
+SHARED_OWNER = "shared"  # every runner presenting STONEFORGE_RUNNER_TOKEN
+ACTIONS_OWNER = "actions"  # a GitHub Actions run, with its job's single-use token
+
+
 def runner_router(settings: BotSettings) -> APIRouter:
     router = APIRouter(prefix="/runner")
 
     async def caller(
         request: Request, authorization: str | None, job_id: str | None = None
-    ) -> tuple[str, tuple[str, ...] | None]:
-        """The caller's runner name and, for a registered runner, its stored labels; or 401."""
+    ) -> Caller:
+        """The caller, or 401."""
         token = _bearer(authorization)
         if token is None:
             raise HTTPException(status_code=401, detail="missing runner token")
         if settings.runner_token and hmac.compare_digest(token, settings.runner_token):
-            return "", None
+            return Caller("", None, SHARED_OWNER)
         store: Store = request.app.state.bot.store
         record: RunnerRecord | None = await asyncio.to_thread(
             store.runner_by_token, token_hash(token)
         )
         if record is not None:
             await asyncio.to_thread(store.touch_runner, record.runner_id, time.time())
-            return record.name, record.labels
+            return Caller(record.name, record.labels, f"runner:{record.runner_id}")
         actions = getattr(request.app.state, "actions_backend", None)
         if job_id is not None and actions is not None and actions.authorizes(job_id, token):
-            return "actions", None
+            return Caller(ACTIONS_OWNER, None, ACTIONS_OWNER)
         raise HTTPException(status_code=401, detail="unknown runner token")
-
-    async def identify(
-        request: Request, authorization: str | None, job_id: str | None = None
-    ) -> str:
-        """The caller's runner name, or 401."""
-        return (await caller(request, authorization, job_id))[0]
 
     @router.post("/register", status_code=201)
     async def register(request: Request) -> Response:
@@ -107,53 +138,68 @@ def runner_router(settings: BotSettings) -> APIRouter:
 
     @router.post("/claim")
     async def claim(request: Request, authorization: str | None = Header(default=None)) -> Response:
-        name, registered_labels = await caller(request, authorization)
-        body = await _json(request)
+        who = await caller(request, authorization)
+        body = _parse(await request.body(), _CLAIM)
+        if isinstance(body, Response):
+            return body
         # A registered runner's labels are the ones it registered with (a runner cannot claim
         # work meant for others by sending more); the shared-token runner states its own.
-        labels = registered_labels
-        if labels is None:
-            labels = tuple(str(label) for label in body.get("labels") or ())
+        labels = who.labels if who.labels is not None else body.labels
         dispatcher: Dispatcher = request.app.state.dispatcher
-        job = await dispatcher.claim(
-            name or str(body.get("runner") or "runner"),
-            str(body.get("worker") or "w"),
-            float(body.get("wait_s") or 0),
-            frozenset(str(a) for a in body.get("unavailable_agents") or ()),
+        found = await dispatcher.claim(
+            who.name or body.runner,
+            body.worker,
+            body.wait_s,
+            frozenset(body.unavailable_agents),
             labels=frozenset(labels),
-            prefetch=body.get("prefetch") is True,
+            prefetch=body.prefetch,
+            owner=who.owner,
         )
-        if job is None:
+        if found is None:
             return Response(status_code=204)
-        return JSONResponse(job)
+        if isinstance(found, Prefetch):
+            answer = ClaimAnswer(prefetch=found)
+        else:
+            answer = ClaimAnswer(job=found)
+        return JSONResponse(answer.model_dump(mode="json", by_alias=True))
 
     @router.post("/jobs/{job_id:path}/heartbeat")
     async def heartbeat(
         job_id: str, request: Request, authorization: str | None = Header(default=None)
     ) -> Response:
-        await identify(request, authorization, job_id)
+        who = await caller(request, authorization, job_id)
+        body = _parse(await request.body() or b"{}", _HEARTBEAT)
+        if isinstance(body, Response):
+            return body
         dispatcher: Dispatcher = request.app.state.dispatcher
-        if not await dispatcher.heartbeat(job_id):
-            return JSONResponse({"message": "job is no longer running"}, status_code=410)
+        try:
+            await dispatcher.reports.heartbeat(
+                job_id, who.owner, request.headers.get(CLAIM_SECRET_HEADER)
+            )
+        except JobRefused as refused:
+            return _refuse(refused.status, refused.message)
         return JSONResponse({"ok": True})
 
     @router.post("/jobs/{job_id:path}/transcripts", status_code=201)
     async def transcript(
         job_id: str, request: Request, authorization: str | None = Header(default=None)
     ) -> Response:
-        who = await identify(request, authorization, job_id)
-        body = await _limited_body(request, transcripts.MAX_UPLOAD_BYTES)
-        if body is None:
-            return JSONResponse({"message": "transcript too large"}, status_code=413)
-        upload = _parse(body)
-        if not isinstance(upload.get("text"), str):
-            return JSONResponse({"message": "text must be a string"}, status_code=400)
+        who = await caller(request, authorization, job_id)
+        raw = await _limited_body(request, transcripts.MAX_UPLOAD_BYTES)
+        if raw is None:
+            return _refuse(413, "transcript too large")
+        upload = _parse(raw, _UPLOAD)
+        if isinstance(upload, Response):
+            return upload
         dispatcher: Dispatcher = request.app.state.dispatcher
-        task = await dispatcher._running(job_id)  # the job's current attempt, as for results
-        if task is None:
-            return JSONResponse({"message": "job is no longer running"}, status_code=410)
+        try:
+            task = await dispatcher.reports.owned(
+                job_id, who.owner, request.headers.get(CLAIM_SECRET_HEADER)
+            )
+        except JobRefused as refused:
+            return _refuse(refused.status, refused.message)
         store: Store = request.app.state.bot.store
-        runner = task.worker or who or None
+        runner = task.worker or who.name or None
         tid = await asyncio.to_thread(
             functools.partial(transcripts.add, store, task, runner, upload, time.time())
         )
@@ -165,11 +211,17 @@ def runner_router(settings: BotSettings) -> APIRouter:
     async def result(
         job_id: str, request: Request, authorization: str | None = Header(default=None)
     ) -> Response:
-        who = await identify(request, authorization, job_id)
+        who = await caller(request, authorization, job_id)
+        body = _parse(await request.body(), RESULT)
+        if isinstance(body, Response):
+            return body
         dispatcher: Dispatcher = request.app.state.dispatcher
-        if not await dispatcher.job_result(job_id, await _json(request)):
-            return JSONResponse({"message": "job is no longer running"}, status_code=410)
-        if who == "actions":
+        secret = request.headers.get(CLAIM_SECRET_HEADER)
+        try:
+            await dispatcher.reports.job_result(job_id, who.owner, secret, body)
+        except JobRefused as refused:
+            return _refuse(refused.status, refused.message)
+        if who.owner == ACTIONS_OWNER:
             request.app.state.actions_backend.discard(job_id)  # the job token is spent
         return JSONResponse({"ok": True})
 
@@ -205,21 +257,29 @@ async def _json(request: Request) -> dict[str, Any]:
         data = await request.json()
     except ValueError:
         raise HTTPException(status_code=400, detail="body must be JSON") from None
-    return _object(data)
-
-
-def _parse(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise HTTPException(status_code=400, detail="body must be JSON") from None
-    return _object(data)
-
-
-def _object(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise HTTPException(status_code=400, detail="body must be a JSON object")
     return data
+
+
+def _refuse(status: int, message: str) -> JSONResponse:
+    return JSONResponse(Refusal(message=message).model_dump(), status_code=status)
+
+
+def _parse(raw: bytes, adapter: TypeAdapter[T]) -> T | JSONResponse:
+    """``raw`` as the adapter's model; or the answer: 400 (not JSON), 422 naming each bad field."""
+    try:
+        return adapter.validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            return _refuse(400, "body must be JSON")
+        return _refuse(422, "; ".join(_problem(e) for e in errors))
+
+
+def _problem(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    return f"{where}: {error['msg']}"
 
 
 async def _limited_body(request: Request, limit: int) -> bytes | None:

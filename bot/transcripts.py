@@ -17,10 +17,10 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 from bot.core.model import IssueRef, Task
+from bot.core.protocol import CompletedResult, JobResult, TranscriptUpload
 from bot.core.redact import redact
 from bot.core.render import AttemptRow, TranscriptLink, render_pull_body
 from bot.store import Store, TranscriptRecord
@@ -38,28 +38,25 @@ def url(public_url: str, transcript_id: str) -> str:
     return f"{public_url.rstrip('/')}/transcripts/{transcript_id}"
 
 
-def add(store: Store, task: Task, runner: str | None, upload: Mapping[str, Any], now: float) -> str:
+def add(store: Store, task: Task, runner: str | None, upload: TranscriptUpload, now: float) -> str:
     """Store one try's transcript for ``task``'s current attempt; returns its new id."""
-    raw_usage = upload.get("usage")
-    usage: Mapping[str, Any] = raw_usage if isinstance(raw_usage, Mapping) else {}
-    agent = _text(upload.get("agent"), 64)
+    agent = _text(upload.agent, 64)
     header = {
         HEADER_KEY: 1,
         "task": str(task.ref),
         "attempt": task.attempt,
         "dispatched_at": task.dispatched_at,  # with the attempt, names the job
-        "try": _int(upload.get("try")),
+        "try": upload.try_,
         "agent": agent,
         "runner": runner,
-        "outcome": _text(upload.get("outcome"), 40),
-        "reason": _text(upload.get("reason"), 200),
-        "seconds": _float(upload.get("seconds")),
-        "input_tokens": _int(usage.get("input_tokens")),
-        "output_tokens": _int(usage.get("output_tokens")),
-        "cost_usd": _float(usage.get("cost_usd")),
+        "outcome": upload.outcome.value,
+        "reason": _text(upload.reason, 200),
+        "seconds": upload.seconds,
+        "input_tokens": upload.usage.input_tokens,
+        "output_tokens": upload.usage.output_tokens,
+        "cost_usd": upload.usage.cost_usd,
     }
-    text = upload.get("text")
-    body = redact(text if isinstance(text, str) else "")
+    body = redact(upload.text)
     content = (json.dumps(header) + "\n" + body).encode("utf-8", "replace")  # lone surrogates
     record = TranscriptRecord(
         id=secrets.token_urlsafe(24),
@@ -125,7 +122,7 @@ def pull_body(
     store: Store,
     public_url: str,
     task: Task,
-    result: Mapping[str, Any],
+    result: CompletedResult,
     *,
     agent: str | None,
     total_seconds: float | None,
@@ -137,32 +134,28 @@ def pull_body(
         rows = [dataclasses.replace(row, transcripts=()) for row in rows]
     return render_pull_body(
         task.number,
-        redact(str(result.get("summary") or "")),  # the agent's words: may quote a secret
+        redact(result.summary or ""),  # the agent's words: may quote a secret
         rows,
         total_seconds=total_seconds,
         total_cost_usd=total_cost_usd,
     )
 
 
-def reported_row(task: Task, result: Mapping[str, Any], agent: str | None) -> AttemptRow:
-    """The row for the job that reported ``result`` (read defensively: runners differ)."""
-    raw_usage = result.get("usage")
-    usage: Mapping[str, Any] = raw_usage if isinstance(raw_usage, Mapping) else {}
-    log = result.get("attempt_log")
-    tries = len(log) if isinstance(log, list) and log else None
-    outcome = str(result.get("outcome") or "completed")
-    reason = result.get("reason")
-    if isinstance(reason, str) and reason not in ("", "success", outcome):
+def reported_row(task: Task, result: JobResult, agent: str | None) -> AttemptRow:
+    """The row for the job that reported ``result``."""
+    outcome: str = result.outcome
+    reason = str(result.reason)
+    if reason not in ("", "success", outcome):
         outcome = f"{outcome} ({reason[:80]})"
     return AttemptRow(
         attempt=task.attempt,
-        tries=tries,
+        tries=len(result.attempt_log) or None,
         outcome=outcome,
         agent=agent,
-        seconds=_float(result.get("agent_seconds")),
-        input_tokens=_int(usage.get("input_tokens")),
-        output_tokens=_int(usage.get("output_tokens")),
-        cost_usd=_float(usage.get("cost_usd")),
+        seconds=result.agent_seconds,
+        input_tokens=result.usage.input_tokens,
+        output_tokens=result.usage.output_tokens,
+        cost_usd=result.usage.cost_usd,
     )
 
 
@@ -237,9 +230,3 @@ def _int(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return int(value)
-
-
-def _float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)

@@ -2,7 +2,7 @@
 
 :class:`HubEvents` holds ``State``, ``GitStore``, ``WebhookSender`` and ``Payloads``, delivers an
 event to every App installed on a repository (:meth:`HubEvents.emit`), and builds the ``push``
-webhook body from real git. :class:`fakehub.hub_checks.HubChecks` and :class:`fakehub.api_hub.Hub`
+webhook body from real git. :class:`fakehub.hub_checks.HubChecks` and :class:`fakehub.hub.Hub`
 build on it.
 """
 
@@ -21,7 +21,7 @@ ALWAYS_SENT = {"installation", "installation_repositories"}
 
 
 class HubEvents:
-    """The pieces and ``emit``; see :class:`fakehub.api_hub.Hub` for the whole."""
+    """The pieces and ``emit``; see :class:`fakehub.hub.Hub` for the whole."""
 
     def __init__(self, state: State, store: GitStore, sender: WebhookSender, url: str) -> None:
         self.state = state

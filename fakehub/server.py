@@ -19,14 +19,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from fakehub.api import ApiFaults, routes
-from fakehub.api_hub import Hub
 from fakehub.auth import git_authorize
 from fakehub.ci import CIRunner
 from fakehub.delivery import Faults, WebhookSender
 from fakehub.githttp import create_git_app
 from fakehub.gitstore import GitStore, Identity
+from fakehub.hub import Hub
 from fakehub.records import App, Protection, Repo, User
+from fakehub.rest.endpoint import ApiFaults
+from fakehub.rest.routes import routes
 from fakehub.state import State
 
 

@@ -1,10 +1,10 @@
 """One job's state on the runner, and the worktree chores around its agent runs.
 
 ``JobState`` collects a job's agent runs (``AgentRun``), its tries' log and the usage each run
-spent; ``build_report`` shapes the result the bot receives (docs/architecture.md, the result
-protocol). The worktree helpers decide whether the agent changed anything, commit its work
-(never ``.stoneforge/``, the scratch folder for its handoff note) and run the test command in
-its own process group.
+spent; ``completed``, ``handoff``, ``rate_limited`` and ``failed`` build the typed result the
+bot receives (``bot.core.protocol.JobResult``). The worktree helpers decide whether the agent
+changed anything, commit its work (never ``.stoneforge/``, the scratch folder for its handoff
+note) and run the test command in its own process group.
 """
 
 from __future__ import annotations
@@ -20,6 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.core.protocol import (
+    CompletedResult,
+    FailedResult,
+    HandoffResult,
+    Job,
+    JobResult,
+    RateLimitedResult,
+    TryOutcome,
+    TryRecord,
+    handoff_reason,
+)
+from bot.core.protocol import Usage as WireUsage
+from bot.core.protocol import failure_reason as wire_failure_reason
 from runner.agents.base import AgentEvent, Invocation, Outcome, Result, Usage
 from runner.git import GitError, RepoMirror, git_env, worktree_admin_dir
 from runner.process import supervise
@@ -31,6 +44,8 @@ AUTHOR_NAME = "stoneforge[bot]"
 AUTHOR_EMAIL = "stoneforge[bot]@users.noreply.github.com"
 SCRATCH_DIR = ".stoneforge"  # the agent's handoff note lives here; never committed
 TAIL_CHARS = 4000
+TEXT_LIMIT = 100_000  # characters of a summary, detail or note the protocol accepts
+REASON_LIMIT = 200
 NO_CHANGES = "You made no changes to the working tree, but the task needs changes."
 
 
@@ -39,7 +54,7 @@ class Control:
     """A job's interruptions: `interrupt` stops the agent or command that is running."""
 
     interrupt: asyncio.Event = field(default_factory=asyncio.Event)
-    cancelled: bool = False  # the bot cancelled the job (heartbeat 410): report nothing
+    cancelled: bool = False  # the job is no longer ours (heartbeat 403/409/410): report nothing
     stopping: bool = False  # the runner is shutting down: start nothing new
 
 
@@ -75,7 +90,7 @@ class AgentRun:
 
 @dataclass
 class JobState:
-    job: dict[str, Any]
+    job: Job
     worktree: Path
     base_sha: str
     mirror: RepoMirror
@@ -83,7 +98,7 @@ class JobState:
     results: list[Result] = field(default_factory=list)
     runs: list[AgentRun] = field(default_factory=list)  # one per result
     ledger: UsageLedger = field(default_factory=UsageLedger)
-    attempt_log: list[dict[str, Any]] = field(default_factory=list)
+    attempt_log: list[TryRecord] = field(default_factory=list)
     unsent: list[UnsentTranscript] = field(default_factory=list)
     run_count: int = 0  # agent runs so far (a try has one, or two after a failed resume)
     key: str = field(default_factory=lambda: uuid.uuid4().hex[:8])  # this execution of the job
@@ -91,32 +106,32 @@ class JobState:
     def log_try(self, number: int, verdict: Verdict, result: Result) -> None:
         outcome = "failed" if verdict.outcome == "retry" else verdict.outcome
         runs = [run for run in self.runs if run.number == number]
-        self.attempt_log.append({
-            "try": number, "outcome": outcome, "reason": verdict.reason,
-            "seconds": round(sum(run.seconds for run in runs), 3),
-            "session_id": runs[-1].session_id if runs else result.session_id,
-            "resumed": runs[-1].resumed if runs else False,
-            "usage": usage_fields(run.spent for run in runs),
-        })  # fmt: skip
+        self.attempt_log.append(TryRecord(
+            try_=number, outcome=TryOutcome(outcome), reason=verdict.reason[:REASON_LIMIT],
+            seconds=round(sum(run.seconds for run in runs), 3),
+            session_id=runs[-1].session_id if runs else result.session_id,
+            resumed=runs[-1].resumed if runs else False,
+            usage=usage_fields(run.spent for run in runs),
+        ))  # fmt: skip
 
     def facts(self) -> dict[str, Any]:
         """Summed over every run of every try: what the bot records for the attempt."""
         seconds = round(sum(run.seconds for run in self.runs), 3)
         summary = self.results[-1].final_text if self.results else None
         usage = usage_fields(run.spent for run in self.runs)
-        return {"agent_seconds": seconds, "usage": usage, "summary": summary,
-                "attempt_log": self.attempt_log}  # fmt: skip
+        return {"agent_seconds": seconds, "usage": usage, "summary": _cap(summary),
+                "attempt_log": tuple(self.attempt_log)}  # fmt: skip
 
 
-def usage_fields(spent: Iterable[Usage]) -> dict[str, Any]:
+def usage_fields(spent: Iterable[Usage]) -> WireUsage:
     """The report's `usage`: summed tokens, and the summed cost when any run reported one."""
     runs = list(spent)
     costs = [u.cost_usd for u in runs if u.cost_usd is not None]
-    return {
-        "input_tokens": sum(u.input_tokens for u in runs),
-        "output_tokens": sum(u.output_tokens for u in runs),
-        "cost_usd": round(sum(costs), 6) if costs else None,
-    }
+    return WireUsage(
+        input_tokens=sum(u.input_tokens for u in runs),
+        output_tokens=sum(u.output_tokens for u in runs),
+        cost_usd=round(sum(costs), 6) if costs else None,
+    )
 
 
 def fresh_home(path: Path) -> None:
@@ -125,29 +140,46 @@ def fresh_home(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True)
 
 
-def build_report(job: dict[str, Any], outcome: str, reason: str, **fields: Any) -> dict[str, Any]:
-    report = {
-        "outcome": outcome,
-        "reason": reason,
-        "head_sha": fields.pop("head_sha", None),
-        "branch": job.get("branch"),
-        "agent_seconds": fields.pop("agent_seconds", 0.0),
-        "summary": fields.pop("summary", None),
-        "usage": fields.pop("usage", None)
-        or {"input_tokens": 0, "output_tokens": 0, "cost_usd": None},
-        "detail": fields.pop("detail", None),
-        "attempt_log": fields.pop("attempt_log", []),
-    }
-    report.update(fields)  # note (handoff); retry_at and agent (rate_limited)
-    return report
+def completed(job: Job, head_sha: str, **facts: Any) -> CompletedResult:
+    return CompletedResult(branch=job.branch, head_sha=head_sha, **facts)
 
 
-def scrub_report(report: dict[str, Any], token: str) -> None:
+def handoff(
+    job: Job, reason: str, head_sha: str | None, note: str | None, **facts: Any
+) -> HandoffResult:
+    """A handoff; an adapter's reason the protocol does not name becomes ``other``."""
+    return HandoffResult(branch=job.branch, reason=handoff_reason(reason), head_sha=head_sha,
+                         note=_cap(note) or "", **facts)  # fmt: skip
+
+
+def rate_limited(
+    job: Job, reason: str, retry_at: float | None, agent: str, detail: str | None, **facts: Any
+) -> RateLimitedResult:
+    return RateLimitedResult(branch=job.branch, reason=reason[:REASON_LIMIT], retry_at=retry_at,
+                             agent=agent, detail=_cap(detail), **facts)  # fmt: skip
+
+
+def failed(job: Job, reason: str, detail: str | None = None, **facts: Any) -> FailedResult:
+    """A failure; an adapter's reason the protocol does not name becomes ``other`` (the detail
+    keeps its words)."""
+    return FailedResult(branch=job.branch, reason=wire_failure_reason(reason),
+                        detail=_cap(detail), **facts)  # fmt: skip
+
+
+def scrub_report(report: JobResult, token: str) -> JobResult:
+    """``report`` without the job's repository token in its free text."""
     if not token:
-        return
-    for key in ("detail", "note", "summary"):
-        if isinstance(report.get(key), str):
-            report[key] = report[key].replace(token, "***")
+        return report
+    update = {
+        key: value.replace(token, "***")
+        for key in ("detail", "note", "summary")
+        if isinstance(value := getattr(report, key, None), str) and token in value
+    }
+    return report.model_copy(update=update) if update else report
+
+
+def _cap(text: str | None) -> str | None:
+    return text if text is None or len(text) <= TEXT_LIMIT else "[...]\n" + text[-TEXT_LIMIT + 6 :]
 
 
 def failure_reason(result: Result) -> tuple[str, str]:
@@ -305,8 +337,8 @@ def diff_stat(worktree: Path, base_sha: str) -> str:
 
 def commit_work(j: JobState, handoff_reason: str) -> str | None:
     """Commit everything (not `.stoneforge/`); the head to push, or None when nothing changed."""
-    title = str(j.job.get("title") or f"Task #{j.job['issue']}")
-    trailers = f"Stoneforge-Task: {j.job['repo']}#{j.job['issue']}\n"
+    title = j.job.title or f"Task #{j.job.issue}"
+    trailers = f"Stoneforge-Task: {j.job.repo}#{j.job.issue}\n"
     if handoff_reason:
         title = f"WIP: {title}"
         trailers += f"Stoneforge-Handoff: {handoff_reason}\n"

@@ -9,8 +9,12 @@ progress pushed and its note reported. Tokens and cost are recorded per run, as 
 spend (runner.usage).
 
 Every failure becomes a result; a worker never dies, and the worktree is always released. The
-only jobs that end without a result are those the bot cancelled (it already knows), and those
-whose report could not be delivered, whose lease then expires.
+only jobs that end without a result are those the bot cancelled or no longer counts as this
+runner's (a heartbeat answered 403, 409 or 410: it already knows), and those whose report could
+not be delivered, whose lease then expires.
+
+Every message is a model of ``bot.core.protocol``: the claim answer is parsed into a ``Job``
+(or a ``Prefetch``), and the job's heartbeats, transcripts and result carry its claim secret.
 """
 
 from __future__ import annotations
@@ -23,17 +27,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
+from bot.core.protocol import ClaimRequest, Job, JobResult, Prefetch
 from runner.agents import get_adapter, known_agents
+from runner.bot_client import Beat, BotClient, ClaimError
 from runner.git import GitError, RepoMirror
 from runner.job import (
     Control,
     JobState,
-    build_report,
     exclude_scratch,
+    failed,
     scrub_report,
     setup_detail,
 )
@@ -43,10 +48,8 @@ from runner.workspace import Workspaces
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = frozenset({401, 408, 425, 429})
 
-
-class Runner(AgentTries):
+class Runner:
     def __init__(
         self,
         bot_url: str,
@@ -101,8 +104,20 @@ class Runner(AgentTries):
         self.paused: dict[str, float] = {}  # agent name -> epoch until which it is rate limited
         self.missing: dict[str, str] = {}  # agent name -> why its CLI cannot run here
         self._mirrors: dict[str, RepoMirror] = {}
-        self._client: httpx.AsyncClient | None = None
+        self._bot: BotClient | None = None  # while run() or run_job() talks to the bot
         self._prefetches: set[asyncio.Task[None]] = set()
+        self.tries = AgentTries(
+            work_dir=self.work_dir,
+            agent_override=agent_override,
+            agent_timeout_s=agent_timeout_s,
+            stall_timeout_s=stall_timeout_s,
+            test_timeout_s=test_timeout_s,
+            rate_limit_pause_s=rate_limit_pause_s,
+            logs_kept=logs_kept,
+            runner_token=token,
+            pause=self._pause,
+            emit=self._emit,
+        )
 
     # -- daemon ------------------------------------------------------------------------------
 
@@ -122,13 +137,17 @@ class Runner(AgentTries):
         timeout = httpx.Timeout(30.0, read=self.claim_wait_s + 30.0)
         headers = {"Authorization": f"Bearer {self._token}"}
         async with httpx.AsyncClient(headers=headers, timeout=timeout) as client:
-            self._client = client
+            self._bot = BotClient(client, self.bot_url)
             try:
                 async with asyncio.TaskGroup() as group:
                     for i in range(self.workers):
                         group.create_task(self._worker(f"{self.name}/w{i}", stop))
             finally:
-                self._client = None
+                self._bot = None
+
+    def _pause(self, agent: str, until: float) -> None:
+        """A provider rate-limited ``agent``: claim no work for it until ``until``."""
+        self.paused[agent] = until
 
     def unavailable_agents(self) -> list[str]:
         now = time.time()
@@ -149,7 +168,7 @@ class Runner(AgentTries):
             try:
                 job = await self._claim(worker, stop)
                 failures = 0
-            except _ClaimError as exc:
+            except ClaimError as exc:
                 failures += 1
                 delay = min(self.retry_base_s * 2 ** (failures - 1), self.retry_max_s)
                 log.warning("claim_failed worker=%s %s; retrying in %.1fs", worker, exc, delay)
@@ -161,17 +180,18 @@ class Runner(AgentTries):
                 await self._handle(worker, job, stop)
         log.info("worker_stopped worker=%s", worker)
 
-    async def _claim(self, worker: str, stop: asyncio.Event) -> dict[str, Any] | None:
-        body = {
-            "runner": self.name,
-            "worker": worker,
-            "wait_s": self.claim_wait_s,
-            "labels": self.labels,
-            "capacity": self.capacity,
-            "unavailable_agents": self.unavailable_agents(),
-            "prefetch": True,  # with no work, the bot may say which base to fetch ahead
-        }
-        claim = asyncio.create_task(self._post("/runner/claim", body))
+    async def _claim(self, worker: str, stop: asyncio.Event) -> Job | None:
+        body = ClaimRequest(
+            runner=self.name,
+            worker=worker,
+            wait_s=self.claim_wait_s,
+            labels=tuple(self.labels),
+            capacity=self.capacity,
+            unavailable_agents=tuple(self.unavailable_agents()),
+            prefetch=True,  # with no work, the bot may say which base to fetch ahead
+        )
+        assert self._bot is not None, "Runner.run() is not running"
+        claim = asyncio.create_task(self._bot.claim(body))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({claim, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
@@ -179,137 +199,118 @@ class Runner(AgentTries):
             claim.cancel()
             await asyncio.gather(claim, return_exceptions=True)
             return None
-        try:
-            resp = claim.result()
-        except httpx.HTTPError as exc:
-            raise _ClaimError(f"{type(exc).__name__}: {exc}") from None
-        if resp.status_code == 204:
+        answer = claim.result()
+        if answer is None:
             return None
-        if resp.status_code == 401:
-            raise _ClaimError("401 from the bot: is the runner token right?")
-        if resp.status_code != 200:
-            raise _ClaimError(f"HTTP {resp.status_code} from the bot")
-        try:
-            job = resp.json()
-        except ValueError:
-            raise _ClaimError("the bot answered 200 with a body that is not JSON") from None
-        if isinstance(job, dict) and isinstance(job.get("prefetch"), dict) and "job_id" not in job:
-            self._prefetch(job["prefetch"])
-            return None
-        if not isinstance(job, dict) or not isinstance(job.get("job_id"), str):
-            raise _ClaimError("the bot answered 200 without a job_id")
-        return job
+        if answer.job is None and answer.prefetch is not None:
+            self._prefetch(answer.prefetch)
+        return answer.job
 
-    def _prefetch(self, hint: dict[str, Any]) -> None:
+    def _prefetch(self, hint: Prefetch) -> None:
         """Fetch a base that moved into the mirror in the background, so the next job on it
         starts without a fetch; the worker goes back to claiming at once."""
-        try:
-            repo, url, base = str(hint["repo"]), str(hint["clone_url"]), str(hint["base"])
-            sha, token = str(hint["base_sha"]), str(hint["token"])
-        except KeyError:
-            log.warning("prefetch_hint_malformed")
-            return
 
         async def run() -> None:
             try:
-                mirror = self._mirror(repo, url)
-                await asyncio.to_thread(mirror.fetch, token, branch=base, want=sha)
-                log.info("prefetched repo=%s base=%s", repo, base)
+                mirror = self._mirror(hint.repo, hint.clone_url)
+                await asyncio.to_thread(mirror.fetch, hint.token, branch=hint.base,
+                                        want=hint.base_sha)  # fmt: skip
+                log.info("prefetched repo=%s base=%s", hint.repo, hint.base)
             except (GitError, ValueError) as exc:
-                log.warning("prefetch_failed repo=%s: %s", repo, exc)
+                log.warning("prefetch_failed repo=%s: %s", hint.repo, exc)
 
         task = asyncio.create_task(run())
         self._prefetches.add(task)
         task.add_done_callback(self._prefetches.discard)
 
-    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        assert self._client is not None, "Runner.run() is not running"
-        return await self._client.post(f"{self.bot_url}{path}", json=body)
+    async def run_job(self, job: Job, worker: str | None = None) -> JobResult | None:
+        """Run one job outside the daemon (the GitHub Action does): the result it posted to the
+        bot, or None when the bot took the job back while it ran."""
+        headers = {"Authorization": f"Bearer {self._token}"}
+        async with httpx.AsyncClient(headers=headers, timeout=30.0) as client:
+            self._bot = BotClient(client, self.bot_url)
+            try:
+                return await self._handle(worker or self.name, job, asyncio.Event())
+            finally:
+                self._bot = None
 
     # -- one job -----------------------------------------------------------------------------
 
-    async def _handle(self, worker: str, job: dict[str, Any], stop: asyncio.Event) -> None:
-        job_id = job["job_id"]
+    async def _handle(self, worker: str, job: Job, stop: asyncio.Event) -> JobResult | None:
+        """Run ``job`` and post its result; the result, or None when the job stopped being ours."""
+        job_id = job.job_id
         ctl = Control()
         helpers = [
-            asyncio.create_task(self._heartbeat(job_id, ctl, float(job.get("lease_s") or 0))),
+            asyncio.create_task(self._heartbeat(job, ctl)),
             asyncio.create_task(self._watch_shutdown(job_id, stop, ctl)),
         ]
-        report: dict[str, Any] | None
+        report: JobResult | None
         try:
             report = await self._execute(worker, job, ctl)
         except Exception as exc:  # a worker never dies; the bot hears about every failure
             log.exception("job_crashed worker=%s job=%s", worker, job_id)
-            report = build_report(
-                job, "failed", "runner_error", detail=f"{type(exc).__name__}: {exc}"
-            )
+            report = failed(job, "runner_error", f"{type(exc).__name__}: {exc}")
         finally:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
         if ctl.cancelled:
-            log.info("job_dropped worker=%s job=%s (cancelled by the bot)", worker, job_id)
+            log.info("job_dropped worker=%s job=%s (no longer ours, says the bot)", worker, job_id)
             self._emit("job_cancelled", worker, job_id)
-            return
+            return None
         assert report is not None
-        scrub_report(report, str(job.get("token") or ""))
-        if report["outcome"] != "completed":
-            outcome, reason = report["outcome"], report["reason"]
+        report = scrub_report(report, job.token)
+        if report.outcome != "completed":
+            outcome, reason = report.outcome, str(report.reason)
             log.warning("job_%s worker=%s job=%s reason=%s", outcome, worker, job_id, reason)
-            self._emit(f"job_{outcome}", worker, job_id, reason=reason, detail=report["detail"])
-        await self._send_result(job_id, report)
+            self._emit(f"job_{outcome}", worker, job_id, reason=reason, detail=report.detail)
+        assert self._bot is not None, "Runner.run() is not running"
+        await self._bot.send_result(job, report, attempts=self.report_attempts,
+                                    retry_base_s=self.retry_base_s,
+                                    retry_max_s=self.retry_max_s)  # fmt: skip
+        return report
 
-    async def _execute(
-        self, worker: str, job: dict[str, Any], ctl: Control
-    ) -> dict[str, Any] | None:
-        repo, branch = job["repo"], job["branch"]
-        setup = (job.get("commands") or {}).get("setup")
-        timeouts = job.get("timeouts") or {}
-        setup_s = float(timeouts.get("setup_s") or self.setup_timeout_s)
+    async def _execute(self, worker: str, job: Job, ctl: Control) -> JobResult | None:
+        repo, branch = job.repo, job.branch
         try:
             prepared = await asyncio.to_thread(
                 self.workspaces.prepare,
                 repo=repo,
-                clone_url=job["clone_url"],
-                token=job["token"],
+                clone_url=job.clone_url,
+                token=job.token,
                 branch=branch,
-                base=job.get("base") or "main",
+                base=job.base,
                 # Later attempts and review feedback build on the branch's pushed work (the
                 # open pull request); a restart starts afresh from the base.
-                continue_from_branch=(
-                    int(job.get("attempt") or 1) > 1 or bool(job.get("review_feedback"))
-                )
-                and not job.get("restart"),
-                setup_command=setup,
-                setup_timeout_s=setup_s,
-                base_sha=job.get("base_sha"),
+                continue_from_branch=job.continues_branch,
+                setup_command=job.commands.setup,
+                setup_timeout_s=job.timeouts.setup_s or self.setup_timeout_s,
+                base_sha=job.base_sha,
             )
         except (GitError, ValueError) as exc:
-            return build_report(job, "failed", "git_error", detail=str(exc))
+            return failed(job, "git_error", str(exc))
         worktree = Path(prepared.path)
-        log.info("job_started worker=%s job=%s branch=%s", worker, job["job_id"], branch)
-        self._emit("job_started", worker, job["job_id"], repo=repo, issue=job["issue"],
-                   branch=branch, attempt=job.get("attempt"), worktree=str(worktree))  # fmt: skip
-        report: dict[str, Any] | None = None
+        log.info("job_started worker=%s job=%s branch=%s", worker, job.job_id, branch)
+        self._emit("job_started", worker, job.job_id, repo=repo, issue=job.issue,
+                   branch=branch, attempt=job.attempt, worktree=str(worktree))  # fmt: skip
+        report: JobResult | None = None
         try:
             if prepared.setup is not None and not prepared.setup.ok:
-                detail = setup_detail(prepared.setup)
-                report = build_report(job, "failed", "setup_failed", detail=detail)
+                report = failed(job, "setup_failed", setup_detail(prepared.setup))
             else:
-                mirror = self._mirror(repo, job["clone_url"])
+                mirror = self._mirror(repo, job.clone_url)
                 await asyncio.to_thread(exclude_scratch, worktree)
-                report = await self._work(
-                    worker, JobState(job, worktree, prepared.base_sha, mirror), ctl
-                )
+                state = JobState(job, worktree, prepared.base_sha, mirror)
+                report = await self.tries.run(worker, state, ctl, self._bot)
         except GitError as exc:
-            report = build_report(job, "failed", "git_error", detail=str(exc))
+            report = failed(job, "git_error", str(exc))
         finally:
-            warm = report is not None and report["outcome"] in ("completed", "handoff")
+            warm = report is not None and report.outcome in ("completed", "handoff")
             try:
                 await asyncio.to_thread(self.workspaces.release, worktree, keep_warm=warm)
                 await asyncio.to_thread(self.workspaces.enforce_budget)
             except Exception:
-                log.exception("worktree_release_failed job=%s path=%s", job["job_id"], worktree)
+                log.exception("worktree_release_failed job=%s path=%s", job.job_id, worktree)
         return report
 
     def _mirror(self, repo: str, clone_url: str) -> RepoMirror:
@@ -320,24 +321,16 @@ class Runner(AgentTries):
 
     # -- around a job ------------------------------------------------------------------------
 
-    async def _heartbeat(self, job_id: str, ctl: Control, lease_s: float = 0.0) -> None:
-        path = f"/runner/jobs/{quote(job_id, safe='')}/heartbeat"
+    async def _heartbeat(self, job: Job, ctl: Control) -> None:
         # Renew well within the bot's lease, however short the bot configured it.
+        lease_s = job.lease_s
         interval = min(self.heartbeat_s, lease_s / 3) if lease_s > 0 else self.heartbeat_s
-        while True:
+        while self._bot is not None:
             await asyncio.sleep(max(0.2, interval))
-            try:
-                resp = await self._post(path, {})
-            except httpx.HTTPError as exc:
-                log.warning("heartbeat_failed job=%s %s", job_id, type(exc).__name__)
-                continue
-            if resp.status_code == 410:
-                log.info("job_cancelled_by_bot job=%s", job_id)
+            if await self._bot.heartbeat(job) is Beat.NOT_OURS:
                 ctl.cancelled = True
                 ctl.interrupt.set()
                 return
-            if resp.status_code >= 300:
-                log.warning("heartbeat_rejected job=%s status=%s", job_id, resp.status_code)
 
     async def _watch_shutdown(self, job_id: str, stop: asyncio.Event, ctl: Control) -> None:
         await stop.wait()
@@ -347,26 +340,6 @@ class Runner(AgentTries):
         log.info("shutdown_interrupt job=%s", job_id)
         ctl.interrupt.set()
 
-    async def _send_result(self, job_id: str, report: dict[str, Any]) -> None:
-        """Post the result, retrying with backoff: a lost report strands the task."""
-        path = f"/runner/jobs/{quote(job_id, safe='')}/result"
-        for attempt in range(self.report_attempts):
-            try:
-                resp = await self._post(path, report)
-            except httpx.HTTPError as exc:
-                log.warning("result_post_failed job=%s %s", job_id, type(exc).__name__)
-            else:
-                if resp.status_code < 300:
-                    log.info("result_sent job=%s outcome=%s", job_id, report["outcome"])
-                    return
-                if resp.status_code < 500 and resp.status_code not in RETRYABLE_STATUS:
-                    log.error("result_rejected job=%s status=%s", job_id, resp.status_code)
-                    return
-                log.warning("result_post_failed job=%s status=%s", job_id, resp.status_code)
-            if attempt + 1 < self.report_attempts:
-                await asyncio.sleep(min(self.retry_base_s * 2**attempt, self.retry_max_s))
-        log.error("result_lost job=%s outcome=%s", job_id, report["outcome"])
-
     def _emit(self, kind: str, worker: str, job_id: str, **fields: Any) -> None:
         if self.on_event is None:
             return
@@ -374,10 +347,6 @@ class Runner(AgentTries):
             self.on_event({"type": kind, "worker": worker, "job_id": job_id, **fields})
         except Exception:
             log.exception("on_event callback failed")
-
-
-class _ClaimError(Exception):
-    pass
 
 
 def probe_agents() -> dict[str, str]:

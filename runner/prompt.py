@@ -9,9 +9,10 @@ job, the worktree's instruction files and `failure` (snapshot-tested).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+
+from bot.core.protocol import IssueComment, Job, ReviseJob
 
 HANDOFF_FILE = ".stoneforge/handoff.md"
 INSTRUCTION_FILES = ("AGENTS.md", "CLAUDE.md")
@@ -110,22 +111,23 @@ def read_instructions(worktree: Path) -> list[tuple[str, str]]:
     return found
 
 
-def build_prompt(job: Mapping[str, Any], worktree: Path, *, failure: str | None = None) -> str:
+def build_prompt(job: Job, worktree: Path, *, failure: str | None = None) -> str:
     """The agent's prompt for `job`; with `failure`, the prompt of the retry after that failure."""
-    title = " ".join(strip_invisible(str(job.get("title") or "")).split())
-    body = clean_markdown(str(job.get("body") or ""))
-    parts = [f"# {title} (#{job.get('issue')})" if title else f"# Task #{job.get('issue')}"]
-    parts.append(f"Repository: {job.get('repo')}")
+    title = " ".join(strip_invisible(job.title).split())
+    body = clean_markdown(job.body)
+    parts = [f"# {title} (#{job.issue})" if title else f"# Task #{job.issue}"]
+    parts.append(f"Repository: {job.repo}")
     if body:
         parts.append(body)
-    parts += _comments(job.get("comments") or [])
+    parts += _comments(job.comments)
     for name, text in read_instructions(worktree):
         parts.append(f"## Repository instructions ({name})\n\n{text}")
-    notes = [clean_markdown(str(n)) for n in job.get("handoff_notes") or []]
+    notes = [clean_markdown(n) for n in job.handoff_notes]
     if notes := [n for n in notes if n]:
         parts.append("## Notes from earlier attempts (oldest first)\n\n" + _continuing(job))
         parts += [f"### Attempt {i}\n\n{note}" for i, note in enumerate(notes, 1)]
-    feedback = [clean_markdown(str(f)) for f in job.get("review_feedback") or []]
+    review = job.review_feedback if isinstance(job, ReviseJob) else ()
+    feedback = [clean_markdown(f) for f in review]
     if feedback := [f for f in feedback if f]:
         parts.append(_feedback_section(feedback))
     if failure:
@@ -166,18 +168,18 @@ def _feedback_section(feedback: Iterable[str]) -> str:
     )
 
 
-def _continuing(job: Mapping[str, Any]) -> str:
-    if job.get("restart"):
+def _continuing(job: Job) -> str:
+    if job.restart:
         return "This attempt starts afresh from the base branch; earlier work was discarded."
     return "The work of earlier attempts is already in the working tree; continue from it."
 
 
-def _comments(comments: Iterable[Mapping[str, Any]]) -> list[str]:
+def _comments(comments: Iterable[IssueComment]) -> list[str]:
     blocks = []
     for comment in comments:
-        text = clean_markdown(str(comment.get("body") or ""))
+        text = clean_markdown(comment.body)
         if text:
-            author = strip_invisible(str(comment.get("author") or "unknown"))
+            author = strip_invisible(comment.author or "unknown")
             blocks.append(f"### @{author}\n\n{text}")
     return ["## Comments on the issue", *blocks] if blocks else []
 

@@ -22,11 +22,12 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from bot.core.protocol import CLAIM_SECRET_HEADER, TranscriptUpload, TryOutcome
+from bot.core.protocol import Usage as WireUsage
 from bot.core.redact import redact
 from runner.agents.base import Result, Usage
 
@@ -120,12 +121,14 @@ async def upload(
     usage: Usage | None = None,
     outcome: str | None = None,
     reason: str | None = None,
+    claim_secret: str = "",
 ) -> str | None:
     """Send one try's transcript to the bot; its link, or None (logged) when that failed.
 
     `usage` is what this run spent, when the caller worked it out (a resumed session's CLI may
     report running totals); by default what the agent reported. `outcome` and `reason` are the
     runner's verdict on the try (tests run after the agent); by default the agent's own.
+    `claim_secret` proves the job is this runner's (``CLAIM_SECRET_HEADER``).
     """
     if client is None:  # not connected to a bot (a test driving one job by hand)
         return None
@@ -134,20 +137,24 @@ async def upload(
     spent = usage or result.usage  # what this run spent (runner.usage), else what it reported
     try:
         text = await asyncio.to_thread(collect, transcript_dir, secrets=secrets)
-        body: dict[str, Any] = {
-            "try": try_number,
-            "agent": agent,
-            "outcome": outcome or result.outcome.value,
-            "reason": redact(reason if reason is not None else result.reason, secrets),
-            "seconds": seconds,
-            "usage": {
-                "input_tokens": spent.input_tokens,
-                "output_tokens": spent.output_tokens,
-                "cost_usd": spent.cost_usd,
-            },
-            "text": text,
-        }
-        resp = await client.post(url, json=body)
+        body = TranscriptUpload(
+            try_=try_number,
+            agent=agent[:100],
+            outcome=TryOutcome(outcome or result.outcome.value),
+            reason=redact(reason if reason is not None else result.reason, secrets)[:200],
+            seconds=seconds,
+            usage=WireUsage(
+                input_tokens=spent.input_tokens,
+                output_tokens=spent.output_tokens,
+                cost_usd=spent.cost_usd,
+            ),
+            text=text,
+        )
+        resp = await client.post(
+            url,
+            json=body.model_dump(mode="json", by_alias=True),
+            headers={CLAIM_SECRET_HEADER: claim_secret},
+        )
     except Exception as exc:  # noqa: BLE001 - a transcript must never fail the job
         log.warning("transcript_upload_failed job=%s try=%d %s", job_id, try_number,
                     type(exc).__name__)  # fmt: skip

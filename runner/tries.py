@@ -4,7 +4,9 @@ Up to two tries: the second only after a try that completed without passing (no 
 test command failed), resuming the first one's session with only the failure when the agent CLI
 can. Each try is judged by the runner (never by the agent's exit code), its transcript is sent
 with that verdict, and the job ends in a push (completed), a handoff (work in progress pushed
-with a note), a rate-limit pause, or a failure. ``runner.loop.Runner`` runs the daemon around it.
+with a note), a rate-limit pause, or a failure: a typed ``JobResult``. ``runner.loop.Runner``
+runs the daemon around it and gives it its settings, a ``pause`` callback (an agent a provider
+rate-limited) and an ``emit`` callback (progress events).
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from runner import transcripts
+from bot.core.protocol import AgentChoice, JobResult
 from runner.agents import get_adapter
 from runner.agents.base import Outcome, Result, RunRequest, resume_failed
+from runner.bot_client import BotClient
 from runner.job import (
     NO_CHANGES,
     AgentRun,
@@ -28,13 +30,16 @@ from runner.job import (
     JobState,
     UnsentTranscript,
     Verdict,
-    build_report,
     clip,
     commit_work,
+    completed,
     diff_stat,
+    failed,
     failure_reason,
     fresh_home,
+    handoff,
     prune_logs,
+    rate_limited,
     read_note,
     run_shell,
     runner_note,
@@ -47,40 +52,56 @@ from runner.prompt import HANDOFF_FILE, build_followup, build_prompt
 log = logging.getLogger(__name__)
 
 
+Emit = Callable[..., None]  # (kind, worker, job_id, **fields): a progress event
+
+
 class AgentTries:
-    """The try sequence of a job; ``Runner`` supplies the settings and ``_emit``."""
+    """The try sequence of a job."""
 
-    work_dir: Path
-    bot_url: str
-    agent_override: str | None
-    agent_timeout_s: float
-    stall_timeout_s: float
-    test_timeout_s: float
-    rate_limit_pause_s: float
-    logs_kept: int
-    paused: dict[str, float]
-    _client: httpx.AsyncClient | None
-    _token: str
+    def __init__(
+        self,
+        *,
+        work_dir: Path,
+        agent_override: str | None,
+        agent_timeout_s: float,
+        stall_timeout_s: float,
+        test_timeout_s: float,
+        rate_limit_pause_s: float,
+        logs_kept: int,
+        runner_token: str,
+        pause: Callable[[str, float], None],
+        emit: Emit,
+    ) -> None:
+        self.work_dir = work_dir
+        self.agent_override = agent_override
+        self.agent_timeout_s = agent_timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self.test_timeout_s = test_timeout_s
+        self.rate_limit_pause_s = rate_limit_pause_s
+        self.logs_kept = logs_kept  # jobs whose local transcripts stay (the bot has every one)
+        self._token = runner_token  # masked in transcripts
+        self._pause = pause
+        self._emit = emit
 
-    def _emit(self, kind: str, worker: str, job_id: str, **fields: Any) -> None:
-        raise NotImplementedError
-
-    async def _work(self, worker: str, j: JobState, ctl: Control) -> dict[str, Any] | None:
+    async def run(
+        self, worker: str, j: JobState, ctl: Control, bot: BotClient | None
+    ) -> JobResult | None:
         """Up to two agent tries; the second only after a try that completed without passing.
 
         The agent's HOME, where the CLIs keep their sessions, lasts the whole job, so that the
-        second try can resume the first one's session.
+        second try can resume the first one's session. Each try's transcript goes to ``bot``
+        (None: nobody to send it to).
         """
-        agent = j.job.get("agent") or {}
-        agent_name = self.agent_override or str(agent.get("name"))
+        agent = j.job.agent
+        agent_name = self.agent_override or agent.name
         try:
             adapter = get_adapter(agent_name)
         except ValueError as exc:
-            return build_report(j.job, "failed", "unknown_agent", detail=str(exc))
-        j.home = self.work_dir / "homes" / slug(j.job["job_id"])
+            return failed(j.job, "unknown_agent", str(exc))
+        j.home = self.work_dir / "homes" / slug(j.job.job_id)
         await asyncio.to_thread(fresh_home, j.home)
         try:
-            return await self._tries(worker, j, adapter, agent, agent_name, ctl)
+            return await self._tries(worker, j, adapter, agent, agent_name, ctl, bot)
         finally:
             await asyncio.to_thread(shutil.rmtree, j.home, True)
             await asyncio.to_thread(prune_logs, self.work_dir / "logs", self.logs_kept)
@@ -90,10 +111,11 @@ class AgentTries:
         worker: str,
         j: JobState,
         adapter: Any,
-        agent: dict[str, Any],
+        agent: AgentChoice,
         agent_name: str,
         ctl: Control,
-    ) -> dict[str, Any] | None:
+        bot: BotClient | None,
+    ) -> JobResult | None:
         failure: str | None = None
         for number in (1, 2):
             if ctl.stopping or ctl.cancelled:
@@ -101,12 +123,13 @@ class AgentTries:
             if self._budget_left(j) == 0.0:
                 if number == 1:  # the bot sent a task whose budget earlier attempts spent
                     detail = "the task's budget is spent: nothing is left for this attempt"
-                    return build_report(j.job, "failed", "budget", detail=detail)
+                    return failed(j.job, "budget", detail)
                 return await self._handoff(j, "budget", ctl)
             result = await self._attempt(worker, j, adapter, agent, number, failure, ctl)
             verdict = await self._judge(j, result, ctl)
             j.log_try(number, verdict, result)
-            await self._send_transcripts(j, verdict)
+            if bot is not None:
+                await self._send_transcripts(j, verdict, bot)
             if verdict.outcome == "retry" and number == 1:
                 failure = verdict.detail
                 continue
@@ -118,7 +141,7 @@ class AgentTries:
         worker: str,
         j: JobState,
         adapter: Any,
-        agent: dict[str, Any],
+        agent: AgentChoice,
         number: int,
         failure: str | None,
         ctl: Control,
@@ -134,7 +157,7 @@ class AgentTries:
             if not resume_failed(result) or ctl.interrupt.is_set():
                 return result
             log.warning("resume_failed job=%s try=%d session=%s reason=%s; starting afresh",
-                        j.job["job_id"], number, session, result.reason)  # fmt: skip
+                        j.job.job_id, number, session, result.reason)  # fmt: skip
         prompt = build_prompt(j.job, j.worktree, failure=failure)
         return await self._try(worker, j, adapter, agent, prompt, number, ctl)
 
@@ -143,20 +166,20 @@ class AgentTries:
         worker: str,
         j: JobState,
         adapter: Any,
-        agent: dict[str, Any],
+        agent: AgentChoice,
         prompt: str,
         number: int,
         ctl: Control,
         resume: str | None = None,
     ) -> Result:
         """One agent run; its usage is recorded as what this run spent (runner.usage)."""
-        timeouts = j.job.get("timeouts") or {}
+        timeouts = j.job.timeouts
         cumulative = bool(getattr(adapter, "cumulative_usage", False))
         req = RunRequest(
-            task_id=j.job["job_id"],
+            task_id=j.job.job_id,
             prompt=prompt,
             workdir=j.worktree,
-            model=agent.get("model"),
+            model=agent.model,
             budget_usd=self._budget(j, resume if cumulative else None),
             resume_session=resume,
         )
@@ -164,8 +187,8 @@ class AgentTries:
         result = await run_agent(
             adapter,
             req,
-            timeout_s=float(timeouts.get("agent_s") or self.agent_timeout_s),
-            stall_timeout_s=float(timeouts.get("stall_s") or self.stall_timeout_s),
+            timeout_s=timeouts.agent_s or self.agent_timeout_s,
+            stall_timeout_s=timeouts.stall_s or self.stall_timeout_s,
             cancel=ctl.interrupt,
             transcript_dir=(log_dir := self._log_dir(j, number)),
             pid_dir=self.work_dir / "agents",
@@ -176,13 +199,13 @@ class AgentTries:
         j.results.append(result)
         j.runs.append(AgentRun(number, seconds, spent, result.session_id or resume, bool(resume)))
         log.info("agent_finished job=%s try=%d outcome=%s reason=%s seconds=%.1f session=%s "
-                 "resumed=%s", j.job["job_id"], number, result.outcome.value, result.reason,
+                 "resumed=%s", j.job.job_id, number, result.outcome.value, result.reason,
                  seconds, result.session_id, resume is not None)  # fmt: skip
-        self._emit("agent_finished", worker, j.job["job_id"], outcome=result.outcome.value,
+        self._emit("agent_finished", worker, j.job.job_id, outcome=result.outcome.value,
                    reason=result.reason, agent_seconds=seconds, attempt_try=number,
                    session_id=result.session_id, resumed=resume is not None)  # fmt: skip
         j.unsent.append(UnsentTranscript(number, result, seconds, spent,
-                                str(self.agent_override or agent.get("name") or ""),
+                                self.agent_override or agent.name,
                                 log_dir))  # fmt: skip
         return result
 
@@ -190,11 +213,11 @@ class AgentTries:
     def _budget_left(j: JobState) -> float | None:
         """What is left of the job's budget (the bot sends what earlier attempts left of the
         task's), after this job's runs so far; None when there is no budget."""
-        budget = j.job.get("budget_usd")
+        budget = j.job.budget_usd
         if budget is None:
             return None
         spent = sum(run.spent.cost_usd or 0.0 for run in j.runs)
-        return max(0.0, round(float(budget) - spent, 6))
+        return max(0.0, round(budget - spent, 6))
 
     def _budget(self, j: JobState, session: str | None) -> float | None:
         """The cap for one run: what is left. A CLI that counts a resumed session's running
@@ -213,11 +236,11 @@ class AgentTries:
         return (
             self.work_dir
             / "logs"
-            / f"{slug(j.job['job_id'])}-{j.key}"
+            / f"{slug(j.job.job_id)}-{j.key}"
             / (f"try{number}-run{j.run_count}")
         )
 
-    async def _send_transcripts(self, j: JobState, verdict: Verdict) -> None:
+    async def _send_transcripts(self, j: JobState, verdict: Verdict, bot: BotClient) -> None:
         """Upload the runs of the try just judged, labeled with the runner's verdict: an agent
         that "completed" but whose tests failed is a failed try. A run whose resume failed
         before a fresh one took over is labeled so."""
@@ -225,13 +248,12 @@ class AgentTries:
         outcome = "failed" if verdict.outcome == "retry" else verdict.outcome
         for index, run in enumerate(unsent):
             last = index == len(unsent) - 1
-            await transcripts.upload(
-                self._client, self.bot_url, j.job["job_id"],
-                run.log_dir,
+            await bot.upload_transcript(
+                j.job, run.log_dir,
                 try_number=run.number, result=run.result, seconds=run.seconds, usage=run.spent,
                 agent=run.agent, outcome=outcome if last else "failed",
                 reason=verdict.reason if last else "resume_failed",
-                secrets=(str(j.job.get("token") or ""), self._token),
+                secrets=(j.job.token, j.job.claim_secret, self._token),
             )  # fmt: skip
 
     async def _judge(self, j: JobState, result: Result, ctl: Control) -> Verdict:
@@ -254,10 +276,10 @@ class AgentTries:
             return Verdict("failed", *failure_reason(result))
         if not changed:
             return Verdict("retry", "no_changes", NO_CHANGES)
-        test = (j.job.get("commands") or {}).get("test")
+        test = j.job.commands.test
         if not test:
             return Verdict("completed", "success")
-        limit = float((j.job.get("timeouts") or {}).get("test_s") or self.test_timeout_s)
+        limit = j.job.timeouts.test_s or self.test_timeout_s
         tests = await run_shell(test, j.worktree, limit, ctl.interrupt)
         if ctl.cancelled or ctl.interrupt.is_set():
             return await self._judge(j, result, ctl)
@@ -269,7 +291,7 @@ class AgentTries:
 
     async def _finish(
         self, worker: str, j: JobState, verdict: Verdict, agent_name: str, ctl: Control
-    ) -> dict[str, Any] | None:
+    ) -> JobResult | None:
         if verdict.outcome == "cancelled":
             return None
         if verdict.outcome == "handoff":
@@ -280,37 +302,37 @@ class AgentTries:
             detail = verdict.detail if verdict.outcome == "failed" else clip(verdict.detail or "")
             if verdict.reason == "no_changes":
                 detail = "the agent made no changes, also when asked again"
-            return build_report(j.job, "failed", verdict.reason, detail=detail, **j.facts())
+            return failed(j.job, verdict.reason, detail, **j.facts())
         sha = await asyncio.to_thread(commit_work, j, "")
         if sha is None:  # the check above saw changes; only a race empties them
-            return build_report(j.job, "failed", "no_changes", detail=NO_CHANGES, **j.facts())
-        await asyncio.to_thread(j.mirror.push, j.worktree, j.job["branch"], j.job["token"],
+            return failed(j.job, "no_changes", NO_CHANGES, **j.facts())
+        await asyncio.to_thread(j.mirror.push, j.worktree, j.job.branch, j.job.token,
                                 force=True)  # fmt: skip
-        log.info("pushed job=%s branch=%s sha=%s", j.job["job_id"], j.job["branch"], sha)
-        self._emit("pushed", worker, j.job["job_id"], branch=j.job["branch"], head_sha=sha)
-        return build_report(j.job, "completed", "success", head_sha=sha, **j.facts())
+        log.info("pushed job=%s branch=%s sha=%s", j.job.job_id, j.job.branch, sha)
+        self._emit("pushed", worker, j.job.job_id, branch=j.job.branch, head_sha=sha)
+        return completed(j.job, sha, **j.facts())
 
-    async def _handoff(self, j: JobState, reason: str, ctl: Control) -> dict[str, Any] | None:
+    async def _handoff(self, j: JobState, reason: str, ctl: Control) -> JobResult | None:
         """Commit and push the work in progress (not `.stoneforge/`), report it with a note."""
         if ctl.cancelled:
             return None
         note = await asyncio.to_thread(read_note, j.worktree)
         sha = await asyncio.to_thread(commit_work, j, reason)
         if sha is not None:
-            await asyncio.to_thread(j.mirror.push, j.worktree, j.job["branch"], j.job["token"],
+            await asyncio.to_thread(j.mirror.push, j.worktree, j.job.branch, j.job.token,
                                     force=True)  # fmt: skip
-            log.info("pushed_wip job=%s branch=%s sha=%s", j.job["job_id"], j.job["branch"], sha)
+            log.info("pushed_wip job=%s branch=%s sha=%s", j.job.job_id, j.job.branch, sha)
         if not note:
             stat = await asyncio.to_thread(diff_stat, j.worktree, j.base_sha)
             last = j.results[-1].final_text if j.results else None
             note = runner_note(reason, stat, last)
-        return build_report(j.job, "handoff", reason, head_sha=sha, note=note, **j.facts())
+        return handoff(j.job, reason, sha, note, **j.facts())
 
-    def _rate_limited(self, j: JobState, reason: str, agent_name: str) -> dict[str, Any]:
+    def _rate_limited(self, j: JobState, reason: str, agent_name: str) -> JobResult:
         retry_at = j.results[-1].retry_at
         epoch = retry_at.timestamp() if retry_at else None
-        self.paused[agent_name] = max(epoch or time.time() + self.rate_limit_pause_s, time.time())
-        log.warning("agent_paused agent=%s until=%.0f", agent_name, self.paused[agent_name])
+        until = max(epoch or time.time() + self.rate_limit_pause_s, time.time())
+        self._pause(agent_name, until)
+        log.warning("agent_paused agent=%s until=%.0f", agent_name, until)
         detail = j.results[-1].detail
-        return build_report(j.job, "rate_limited", reason, retry_at=epoch, agent=agent_name,
-                       detail=detail, **j.facts())  # fmt: skip
+        return rate_limited(j.job, reason, epoch, agent_name, detail, **j.facts())

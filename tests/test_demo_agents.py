@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from fakehub.demo import run_demo
-from fakehub.sample import SPRINT
+from demo.run import run_demo
+from demo.sample import SPRINT
 from runner.agents.script_agent import parse_script
 
 pytestmark = pytest.mark.slow

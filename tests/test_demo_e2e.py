@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fakehub.demo import run_demo
-from fakehub.sample import SPRINT
+from demo.run import run_demo
+from demo.sample import SPRINT
 
 pytestmark = pytest.mark.slow
 

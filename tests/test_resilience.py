@@ -2,7 +2,7 @@
 
 Everything is asserted from fakehub's own records (``hub.events()``, ``hub.sender.records()``)
 where possible, not from what the bot says about itself. The bots and runners are real
-processes (``python -m bot bot`` / ``runner``) talking to fakehub over HTTP and git.
+processes (``python -m stoneforge bot`` / ``runner``) talking to fakehub over HTTP and git.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
+from demo.pipeline import APP_EVENTS, APP_PERMISSIONS, Pipeline, free_port
+from demo.sample import SPRINT
 from fakehub.delivery import DeliveryRecord, Faults
-from fakehub.demo import APP_EVENTS, APP_PERMISSIONS, Pipeline, free_port
-from fakehub.sample import SPRINT
 from fakehub.server import FakeHub
 
 pytestmark = pytest.mark.slow
@@ -239,7 +239,8 @@ class World:
             "STONEFORGE_STEWARD_INTERVAL_S": "1",
         }
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        argv = [sys.executable, "-m", "bot", "bot", "--port", str(port), "--log-level", "info"]
+        argv = [sys.executable, "-m", "stoneforge", "bot", "--port", str(port)]
+        argv += ["--log-level", "info"]
         self.procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT))
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _healthy(url), 30, f"{name} to start")

@@ -1,7 +1,7 @@
 """A runner killed with SIGKILL in the middle of a task: the sprint still merges, in order, once.
 
-The runner is a real process (``python -m bot runner``) in its own session. While at least one
-agent is mid-run, the runner's whole process group gets SIGKILL; its agents run in sessions of
+The runner is a real process (``python -m stoneforge runner``) in its own session. While at least
+one agent is mid-run, the runner's whole process group gets SIGKILL; its agents run in sessions of
 their own (``runner/process.py``), so they survive it as orphans and are killed here too (found
 by their working directory inside the runner's work dir). A fresh runner process then starts on
 the same work dir. The bot must notice the lost lease, hand the interrupted tasks out again, and
@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from fakehub.demo import FULL, Pipeline
-from fakehub.sample import SPRINT
+from demo.pipeline import FULL, Pipeline
+from demo.sample import SPRINT
 from tests.test_resilience import (
     assert_merged_in_dependency_order,
     jobs_started,

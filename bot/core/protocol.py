@@ -60,9 +60,7 @@ class ClaimRequest(_Received):
     labels: tuple[Annotated[str, Field(max_length=100)], ...] = Field((), max_length=50)
     capacity: Annotated[int, Field(ge=1, le=1024)] | None = None
     #: agents this runner paused after a rate limit: hand it only jobs for other agents
-    unavailable_agents: tuple[Annotated[str, Field(max_length=100)], ...] = Field(
-        (), max_length=50
-    )
+    unavailable_agents: tuple[Annotated[str, Field(max_length=100)], ...] = Field((), max_length=50)
     #: with no work, the runner may get a ``Prefetch`` instead
     prefetch: bool = False
 
@@ -145,14 +143,15 @@ class _JobBase(_Sent):
     comments: tuple[IssueComment, ...] = ()
     #: notes of earlier attempts' handoffs, oldest first
     handoff_notes: tuple[str, ...] = ()
+    #: the task was restarted (relabeled, or its branch conflicts with the base): start from
+    #: the base, not from the pushed branch
+    restart: bool = False
 
 
 class ImplementJob(_JobBase):
     """Implement the issue on the task's branch (continuing pushed work unless ``restart``)."""
 
     kind: Literal[JobKind.IMPLEMENT] = JobKind.IMPLEMENT
-    #: a maintainer restarted the task: start from the base, not from the pushed branch
-    restart: bool = False
 
     @property
     def continues_branch(self) -> bool:
@@ -171,7 +170,7 @@ class ReviseJob(_JobBase):
 
     @property
     def continues_branch(self) -> bool:
-        return True
+        return not self.restart
 
 
 Job = Annotated[ImplementJob | ReviseJob, Field(discriminator="kind")]
@@ -198,12 +197,16 @@ class Usage(_Received):
 
 
 class TryOutcome(StrEnum):
-    """How one agent run (a try) ended."""
+    """How one agent run (a try) ended, as the runner judged it (tests run after the agent)."""
 
     COMPLETED = "completed"
     FAILED = "failed"
-    HANDOFF_NEEDED = "handoff_needed"
+    HANDOFF = "handoff"
     RATE_LIMITED = "rate_limited"
+    #: the bot took the job back while the try ran
+    CANCELLED = "cancelled"
+    #: the agent's own verdict, when the runner gave none
+    HANDOFF_NEEDED = "handoff_needed"
 
 
 class TranscriptUpload(_Received):
@@ -239,6 +242,17 @@ class HandoffReason(StrEnum):
     STALLED = "stalled"
     AGENT_REQUESTED = "agent_requested"
     RUNNER_SHUTDOWN = "runner_shutdown"
+    #: an adapter's reason this protocol does not name (a ``command`` agent's own words)
+    OTHER = "other"
+
+
+def handoff_reason(text: str) -> HandoffReason:
+    """The protocol's reason for an adapter's handoff ``text`` (``OTHER`` for one it does not
+    name)."""
+    try:
+        return HandoffReason(text)
+    except ValueError:
+        return HandoffReason.OTHER
 
 
 class FailureReason(StrEnum):
@@ -276,6 +290,8 @@ class _ResultBase(_Received):
     #: summed over the tries
     usage: Usage = Usage()
     attempt_log: tuple[TryRecord, ...] = Field((), max_length=100)
+    #: what went wrong, in words (an output tail, an adapter's message); None when nothing did
+    detail: str | None = Field(None, max_length=100_000)
 
 
 class CompletedResult(_ResultBase):
@@ -303,7 +319,6 @@ class RateLimitedResult(_ResultBase):
 class FailedResult(_ResultBase):
     outcome: Literal["failed"] = "failed"
     reason: FailureReason
-    detail: str | None = Field(None, max_length=100_000)
 
 
 JobResult = Annotated[

@@ -14,7 +14,8 @@ from bot.core.model import IssueRef
 
 _OWNER = r"[A-Za-z0-9][A-Za-z0-9-]*"
 _NAME = r"[A-Za-z0-9_.-]+"
-# One reference: an issue URL on any host (GitHub, GitHub Enterprise, fakehub), owner/repo#N, #N.
+# One reference: an issue URL on any host (GitHub, GitHub Enterprise Server or a local stand-in),
+# owner/repo#N, #N.
 _REF_NAMED = (
     rf"(?:(?:https?://[^\s/]+|(?<![\w.])(?:www\.)?github\.com)/(?P<u_repo>{_OWNER}/{_NAME})"
     rf"/issues/(?P<u_num>\d+)(?!\w)/?(?:#[\w-]*)?"

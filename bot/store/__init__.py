@@ -37,7 +37,9 @@ from bot.store.base import lock_key, make_engine
 from bot.store.deliveries import DeliveryRows
 from bot.store.locks import LOCK_LEASE_S, StewardLocks
 from bot.store.records import (
+    ClaimedJob,
     Delivery,
+    JobOwner,
     NewDelivery,
     RepoRecord,
     RunnerRecord,
@@ -48,20 +50,24 @@ from bot.store.records import (
 )
 from bot.store.runners import RunnerRows
 from bot.store.tables import TASK_FIELDS, costs, metadata, repos, tasks
+from bot.store.working_set import WorkingSet, WorkingSetRows
 
 __all__ = [
     "LOCK_LEASE_S",
+    "ClaimedJob",
     "Delivery",
+    "JobOwner",
     "NewDelivery",
     "RepoRecord",
     "RunnerRecord",
     "Store",
     "TranscriptRecord",
+    "WorkingSet",
     "metadata",
 ]
 
 
-class Store(DeliveryRows, RunnerRows, StewardLocks):
+class Store(DeliveryRows, RunnerRows, StewardLocks, WorkingSetRows):
     """Deliveries and tasks. ``url`` is any SQLAlchemy URL; SQLite and PostgreSQL are tested."""
 
     def __init__(self, url: str, *, lock_lease_s: float = LOCK_LEASE_S) -> None:
@@ -169,19 +175,48 @@ class Store(DeliveryRows, RunnerRows, StewardLocks):
     def claim_task(
         self, candidates: Sequence[IssueRef], *, worker: str, now: float, lease_s: float
     ) -> Task | None:
+        """``claim_job`` without an owner: the claimed task, or ``None``."""
+        claimed = self.claim_job(candidates, worker=worker, now=now, lease_s=lease_s)
+        return None if claimed is None else claimed.task
+
+    def claim_job(
+        self,
+        candidates: Sequence[IssueRef],
+        *,
+        worker: str,
+        now: float,
+        lease_s: float,
+        owner: str | None = None,
+        secret_hash: str | None = None,
+    ) -> ClaimedJob | None:
         """Atomically move the first candidate that is still queued to running, or ``None``.
 
         The claimed task gets ``worker``, ``dispatched_at=now``, ``attempt + 1`` and
-        ``lease_until=now + lease_s``. Concurrent claimers never get the same task.
+        ``lease_until=now + lease_s``; its dispatch count goes up by one (never reset, so the
+        job id it makes is never reused), its review round too when a review it has not
+        answered yet sent it back, and the job's ``owner`` and ``secret_hash`` replace the last
+        job's. Concurrent claimers never get the same task.
         """
         if not candidates:
             return None
+        unanswered = sa.and_(
+            tasks.c.review_id.is_not(None),
+            sa.or_(
+                tasks.c.revised_review_id.is_(None), tasks.c.revised_review_id != tasks.c.review_id
+            ),
+        )
         claim = {
             "state": TaskState.RUNNING.value,
             "worker": worker,
             "dispatched_at": now,
             "attempt": tasks.c.attempt + 1,
             "lease_until": now + lease_s,
+            # SET expressions read the row as it was: both dialects evaluate them before writing
+            "dispatches": tasks.c.dispatches + 1,
+            "review_rounds": tasks.c.review_rounds + sa.case((unanswered, 1), else_=0),
+            "revised_review_id": tasks.c.review_id,
+            "job_owner": owner,
+            "job_secret_hash": secret_hash,
         }
         queued = tasks.c.state == TaskState.QUEUED.value
         with self._write() as conn:
@@ -210,7 +245,26 @@ class Store(DeliveryRows, RunnerRows, StewardLocks):
                 else:
                     return None
             row = conn.execute(sa.select(tasks).where(task_key(chosen))).mappings().one()
-        return row_to_task(row)
+        return ClaimedJob(row_to_task(row), int(row["dispatches"]), int(row["review_rounds"]))
+
+    def answer_review(self, ref: IssueRef, review_id: int) -> None:
+        """The task's running job answers ``review_id`` too (it came in after the claim): the
+        task records it, as the review its current round answers."""
+        values = {"review_id": review_id, "revised_review_id": review_id}
+        with self._write() as conn:
+            conn.execute(tasks.update().where(task_key(ref)).values(values))
+
+    def job_owner(self, ref: IssueRef) -> JobOwner | None:
+        """The task's current job: its number, state, owner and secret hash (None: no task)."""
+        query = sa.select(
+            tasks.c.state, tasks.c.dispatches, tasks.c.job_owner, tasks.c.job_secret_hash
+        ).where(task_key(ref))
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return JobOwner(ref, TaskState(row.state), int(row.dispatches), row.job_owner,
+                        row.job_secret_hash)  # fmt: skip
 
     def expired_leases(self, now: float) -> list[Task]:
         """Running tasks whose lease ended before ``now``."""

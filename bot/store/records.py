@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
+from bot.core.lifecycle import reason_from_json, reason_to_json
 from bot.core.model import IssueRef, Task, TaskState
 from bot.store.tables import TASK_FIELDS, tasks
 
@@ -20,6 +21,26 @@ class RunnerRecord:
     labels: tuple[str, ...]
     capacity: int
     last_seen: float | None
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A task a claim just moved to running, with the numbers of the job it becomes."""
+
+    task: Task
+    dispatch: int  # the task's dispatch count, this one included: the job id's number
+    review_round: int  # review rounds so far, this one included (0: no review sent it back)
+
+
+@dataclass(frozen=True)
+class JobOwner:
+    """Who holds a task's current job: checked on every heartbeat, transcript and result."""
+
+    ref: IssueRef
+    state: TaskState
+    dispatch: int
+    owner: str | None  # the claiming runner's identity (``bot.runner_api``)
+    secret_hash: str | None  # SHA-256 (hex) of the claim secret only that runner received
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
     row["blocked_by"] = json.dumps([str(ref) for ref in task.blocked_by])
     row["runs_on"] = json.dumps(list(task.runs_on))
     row["rate_limits"] = json.dumps([list(item) for item in task.rate_limits])
+    row["reason"] = reason_to_json(task.reason)
     return row
 
 
@@ -104,4 +126,5 @@ def row_to_task(row: RowMapping) -> Task:
     values["rate_limits"] = tuple(
         (str(agent), float(until)) for agent, until in json.loads(row["rate_limits"] or "[]")
     )
+    values["reason"] = reason_from_json(row["reason"])
     return Task(**values)

@@ -59,7 +59,17 @@ tasks = sa.Table(
     sa.Column("cost_at_restart_usd", sa.Double),
     sa.Column("rate_limits", sa.Text),  # JSON [[agent, until], ...]
     sa.Column("status_digest", sa.String(64)),
+    # The task's jobs (not fields of ``Task``: only the runner API reads them). Every claim
+    # counts one more dispatch (a relabel never resets it: a job id is never reused), and
+    # keeps the claiming runner and the SHA-256 of the claim secret only it received.
+    sa.Column("dispatches", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("job_owner", sa.String(200)),
+    sa.Column("job_secret_hash", sa.String(64)),
+    sa.Column("review_rounds", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("revised_review_id", sa.BigInteger),  # the review the last round answered
+    sa.Column("reason", sa.Text),  # JSON of bot.core.lifecycle's typed reason
     sa.Index("ix_tasks_state", "state"),
+    sa.Index("ix_tasks_state_merged_at", "state", "merged_at"),  # the working set
 )
 
 repos = sa.Table(

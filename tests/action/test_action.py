@@ -32,10 +32,10 @@ from action.inputs import ActionInputs, RunContext
 from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubAdapter, GitHubError
 from bot.app import create_app
+from bot.core.protocol import CLAIM_SECRET_HEADER, JOB
 from bot.settings import BotSettings
-from fakehub.api_actions import on_workflow_dispatch
+from fakehub.rest.actions import on_workflow_dispatch
 from fakehub.server import FakeHub
-from runner.loop import Runner
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_FILE = ".github/workflows/stoneforge-agent.yml"
@@ -48,12 +48,6 @@ SCRIPT = (
     '"summary": "Wrote hello.txt"}\n```\n'
 )
 log = logging.getLogger(__name__)
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(Runner, "run_job") and not hasattr(Runner, "_handle"),
-    reason="runner.loop.Runner has neither run_job(job) nor _handle(worker, job) to run one job",
-)
-
 
 # -- TEST SHIMS until the lead wires ActionsBackend into bot/app.py and bot/dispatch.py ------
 
@@ -299,19 +293,23 @@ def test_a_wrong_token_cannot_claim_and_the_right_one_claims_once(
     assert not world.backend.authorizes(job_id, token), "no heartbeat before the claim"
     first = world.claim(job_id, token)
     assert first.status_code == 200
-    job = first.json()
-    assert job["job_id"] == job_id
-    assert job["issue"] == number
-    assert job["token"]
+    job = JOB.validate_json(first.content)
+    assert job.job_id == job_id
+    assert job.issue == number
+    assert job.token
     assert world.claim(job_id, token).status_code == 401
     assert world.backend.authorizes(job_id, token)
+    url = f"{world.bot_url}/runner/jobs/{quote(job_id, safe='')}/heartbeat"
+    bearer = {"Authorization": f"Bearer {token}"}
+    unproven = httpx.post(url, headers=bearer, json={}, timeout=10)
+    assert unproven.status_code == 403, "the job token alone is not the claim secret"
     heartbeat = httpx.post(
-        f"{world.bot_url}/runner/jobs/{quote(job_id, safe='')}/heartbeat",
-        headers={"Authorization": f"Bearer {token}"},
-        json={},
-        timeout=10,
+        url, headers={**bearer, CLAIM_SECRET_HEADER: job.claim_secret}, json={}, timeout=10
     )
     assert heartbeat.status_code == 200, heartbeat.text
+    shared = {"Authorization": f"Bearer {RUNNER_TOKEN}", CLAIM_SECRET_HEADER: job.claim_secret}
+    other = httpx.post(url, headers=shared, json={}, timeout=10)
+    assert other.status_code == 403, "a runner that did not claim the job may not keep it"
 
     # A second run that gets a spent token fails cleanly, with outputs and a summary.
     workspace = tmp_path / "workspace"

@@ -22,7 +22,8 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 
 from bot.app import create_app
-from bot.intake import HANDLED_EVENTS
+from bot.core.protocol import CLAIM_SECRET_HEADER, ClaimAnswer
+from bot.handlers import HANDLED_EVENTS
 from bot.settings import BotSettings
 from fakehub.server import FakeHub
 
@@ -123,7 +124,14 @@ class World:
         if resp.status_code == 204:
             return None
         resp.raise_for_status()
-        return dict(resp.json())
+        answer = ClaimAnswer.model_validate_json(resp.content)
+        assert answer.job is not None, resp.text
+        return answer.job.model_dump(mode="json", by_alias=True)
+
+    @staticmethod
+    def headers(job: dict[str, Any]) -> dict[str, str]:
+        """What a runner presents for ``job``: its token and the job's claim secret."""
+        return {"Authorization": f"Bearer {RUNNER_TOKEN}", CLAIM_SECRET_HEADER: job["claim_secret"]}
 
     def work(
         self, job: dict[str, Any], files: dict[str, str], *, from_branch: bool = False
@@ -173,7 +181,7 @@ class World:
                 "agent_seconds": 0.1,
                 "summary": "done",
             },
-            headers={"Authorization": f"Bearer {RUNNER_TOKEN}"},
+            headers=self.headers(job),
             timeout=10,
         )
         assert resp.status_code == 200, resp.text
@@ -183,7 +191,7 @@ class World:
         return httpx.post(
             f"{self.bot_url}/runner/jobs/{quote(job['job_id'], safe='')}/result",
             json={"branch": job["branch"], "agent_seconds": 1.0, **result},
-            headers={"Authorization": f"Bearer {RUNNER_TOKEN}"},
+            headers=self.headers(job),
             timeout=10,
         )
 

@@ -15,10 +15,20 @@ import pytest
 
 from bot import prefetch
 from bot.adapters.github import RepoInfo
+from bot.core.protocol import AgentChoice, ImplementJob, Prefetch
 from bot.prefetch import Prefetcher
 from tests.bot.conftest import RUNNER_TOKEN, World, wait_until
 
 REPO = "octo/app"
+
+
+def _job(base_sha: str) -> ImplementJob:
+    """A job on ``REPO`` whose base is ``base_sha``."""
+    return ImplementJob(
+        job_id=f"{REPO}#1@1", claim_secret="s" * 32, repo=REPO, issue=1, title="t",
+        branch="stoneforge/1-t", base_sha=base_sha, clone_url=f"http://hub/{REPO}.git",
+        token="ghs_job", agent=AgentChoice(name="script"),
+    )  # fmt: skip
 
 
 class _Bot:
@@ -49,22 +59,22 @@ def test_a_runner_hears_once_per_move_of_a_base_it_worked_on(
 
     async def run() -> None:
         assert await prefetcher.hint("r1") is None  # never worked on anything
-        prefetcher.handed_out("r1", {"repo": REPO, "base_sha": "a" * 40})
+        prefetcher.handed_out("r1", _job("a" * 40))
         assert await prefetcher.hint("r1") is None  # the base has not moved
         bot.bases[REPO] = (7, "b" * 40)
         hints = await asyncio.gather(*(prefetcher.hint("r1") for _ in range(3)))  # 3 workers
         assert [h for h in hints if h] == [
-            {
-                "repo": REPO,
-                "clone_url": f"http://hub/{REPO}.git",
-                "base": "main",
-                "base_sha": "b" * 40,
-                "token": "ghs_read1",
-            }
+            Prefetch(
+                repo=REPO,
+                clone_url=f"http://hub/{REPO}.git",
+                base="main",
+                base_sha="b" * 40,
+                token="ghs_read1",
+            )
         ]
         assert bot.minted == [(7, REPO, False)], "one token, read only"
         assert await prefetcher.hint("r2") is None  # another runner never worked on it
-        prefetcher.handed_out("r1", {"repo": REPO, "base_sha": "c" * 40})
+        prefetcher.handed_out("r1", _job("c" * 40))
         bot.bases[REPO] = (7, "c" * 40)  # its job already brought this one
         assert await prefetcher.hint("r1") is None
         assert len(later) == 1, "one revocation scheduled"
@@ -82,13 +92,13 @@ def test_tokens_still_out_are_revoked_when_the_bot_stops() -> None:
     prefetcher = Prefetcher(bot, later.append)  # type: ignore[arg-type]
 
     async def run() -> None:
-        prefetcher.handed_out("r1", {"repo": REPO, "base_sha": "a" * 40})
+        prefetcher.handed_out("r1", _job("a" * 40))
         bot.bases[REPO] = (7, "b" * 40)
         hint = await prefetcher.hint("r1")
         assert hint is not None
         assert bot.revoked == []  # its minute has not passed
         await prefetcher.close()
-        assert bot.revoked == [hint["token"]]
+        assert bot.revoked == [hint.token]
         for scheduled in later:  # the minute passes after all: nothing to revoke twice
             scheduled.close()  # type: ignore[attr-defined]
 

@@ -8,6 +8,7 @@ import sqlite3
 import httpx
 import pytest
 
+from bot.core.protocol import ClaimAnswer, ClaimRequest, Job
 from bot.runner_api import new_registration_token
 from bot.store import Store
 from runner.registration import RegistrationError, load_credentials, register
@@ -63,17 +64,19 @@ def test_registered_runner_claims_work_under_its_own_name(world: World) -> None:
     world.label(issue["number"])
     headers = {"Authorization": f"Bearer {creds.runner_token}"}
 
-    def claim() -> dict | None:
+    def claim() -> Job | None:
         resp = httpx.post(
             f"{world.bot_url}/runner/claim",
-            json={"worker": "w0", "wait_s": 1},
+            json=ClaimRequest(worker="w0", wait_s=1).model_dump(mode="json"),
             headers=headers,
             timeout=10,
         )
-        return resp.json() if resp.status_code == 200 else None
+        return (
+            ClaimAnswer.model_validate_json(resp.content).job if resp.status_code == 200 else None
+        )
 
     from tests.bot.conftest import wait_until
 
     job = wait_until(claim, what="job for the registered runner")
-    assert job["issue"] == issue["number"]
+    assert job.issue == issue["number"]
     assert world.tasks()[issue["number"]]["worker"] == "box-7/w0"

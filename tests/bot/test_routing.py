@@ -39,7 +39,7 @@ def _claim(url: str, token: str, labels: list[str] | None = None, wait_s: float 
         timeout=wait_s + 10,
     )
     assert resp.status_code in (200, 204), resp.text
-    return resp.json() if resp.status_code == 200 else None
+    return resp.json()["job"] if resp.status_code == 200 else None
 
 
 def test_tasks_go_only_to_runners_with_the_labels_they_need(world: World) -> None:

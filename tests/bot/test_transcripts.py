@@ -56,7 +56,7 @@ def _upload(world: World, job: dict[str, Any], number: int, **body: Any) -> http
             "usage": {"input_tokens": 1000, "output_tokens": 200, "cost_usd": 0.25},
             **body,
         },
-        headers={"Authorization": f"Bearer {RUNNER_TOKEN}"},
+        headers=World.headers(job),
         timeout=10,
     )
 
@@ -152,16 +152,30 @@ def test_uploads_are_refused_when_stale_unauthorised_too_large_or_malformed(worl
     assert wrong.status_code == 401
     huge = _upload(world, job, 1, text="x" * (5 * 1024 * 1024))
     assert huge.status_code == 413
-    assert _upload(world, job, 1, text=None).status_code == 400
+    untyped = _upload(world, job, 1, text=None)
+    assert untyped.status_code == 422
+    assert untyped.json()["message"].startswith("text: ")
+    body = {"try": 1, "outcome": "completed", "seconds": float("nan"), "text": "x"}
+    nan = httpx.post(url, content=json.dumps(body), headers=World.headers(job), timeout=10)
+    assert nan.status_code == 422
+    assert nan.json()["message"].startswith("seconds: ")
+    negative = _upload(world, job, 1, text="x", seconds=-1)
+    assert negative.status_code == 422
+    assert "seconds" in negative.json()["message"]
+
+    forged = {**job, "claim_secret": "not-the-secret-of-this-job"}
+    refused = _upload(world, forged, 1, text="forged")
+    assert refused.status_code == 403
+    assert "claim secret" in refused.json()["message"]
 
     older = {**job, "job_id": job["job_id"].replace("@1", "@0")}
-    assert _upload(world, older, 1, text="old attempt").status_code == 410
+    assert _upload(world, older, 1, text="old attempt").status_code == 409
 
     world.report(job, {"outcome": "failed", "reason": "tests_failed", "detail": "2 failed"})
     wait_until(lambda: world.tasks()[issue["number"]]["state"] == "failed", what="failed")
     stale = _upload(world, job, 2, text="after the result")
-    assert stale.status_code == 410
-    assert stale.json() == {"message": "job is no longer running"}
+    assert stale.status_code == 409
+    assert "is not running" in stale.json()["message"]
 
 
 def _push(world: World, job: dict[str, Any], files: dict[str, str | None]) -> str:

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 import runner.loop
-from bot.cli import app
+from stoneforge.cli import app
 
 
 class _Runner:

@@ -19,6 +19,18 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 import runner.agents
+from bot.core.protocol import (
+    CLAIM_SECRET_HEADER,
+    JOB,
+    RESULT,
+    ClaimAnswer,
+    ClaimRequest,
+    Heartbeat,
+    Job,
+    Prefetch,
+    Refusal,
+    TranscriptUpload,
+)
 from runner.agents.base import Invocation, RunRequest
 from runner.agents.claude import ClaudeAdapter
 from runner.agents.codex import CodexAdapter
@@ -29,6 +41,7 @@ from runner.loop import Runner
 
 TOKEN = "runner-secret-token"
 INSTALLATION_TOKEN = "ghs_installation_decoy"
+CLAIM_SECRET = "claim-secret-of-the-test-jobs"
 FAKE_CLAUDE = Path(__file__).resolve().parents[1] / "fakes" / "fake_claude.py"
 FAKE_CODEX = FAKE_CLAUDE.with_name("fake_codex.py")
 GIT_ENV = {
@@ -74,7 +87,9 @@ def origin(tmp_path: Path) -> Path:
 
 
 class Bot:
-    """The bot's side of the runner protocol, with switches for the failure cases."""
+    """The bot's side of the runner protocol (its models, strictly), with switches for the
+    failure cases. ``jobs`` are job fields (the kind follows from ``review_feedback``) or
+    ``{"prefetch": {...}}``; ``results`` and ``transcripts`` hold what arrived, validated."""
 
     def __init__(self) -> None:
         self.jobs: list[dict[str, Any]] = []
@@ -84,7 +99,8 @@ class Bot:
         self.claim_bodies: list[dict[str, Any]] = []
         self.reject_claims = 0  # answer 401 to this many claims first
         self.fail_results = 0  # answer 503 to this many result posts first
-        self.cancel: set[str] = set()  # job ids whose heartbeat answers 410
+        self.refuse: dict[str, int] = {}  # job id -> what its heartbeat answers (403/409/410)
+        self.handed_out: dict[str, Job] = {}
         self.transcripts: list[tuple[str, dict[str, Any]]] = []
         self.app = FastAPI()
         self.app.post("/runner/jobs/{job_id:path}/transcripts")(self.transcript)
@@ -95,36 +111,66 @@ class Bot:
     def authorized(self, request: Request) -> bool:
         return request.headers.get("authorization") == f"Bearer {TOKEN}"
 
+    def owns(self, job_id: str, request: Request) -> bool:
+        """The caller presents the claim secret of the job it names."""
+        job = self.handed_out.get(job_id)
+        return job is not None and request.headers.get(CLAIM_SECRET_HEADER) == job.claim_secret
+
+    def answer(self, item: dict[str, Any]) -> ClaimAnswer:
+        if "prefetch" in item:
+            return ClaimAnswer(prefetch=Prefetch.model_validate(item["prefetch"]))
+        fields = {"claim_secret": CLAIM_SECRET, **item}
+        feedback = fields.pop("review_feedback", None)
+        if feedback:
+            fields.update(kind="revise", review_feedback=feedback)
+        job = JOB.validate_python({"kind": "implement", **fields})
+        self.handed_out[job.job_id] = job
+        return ClaimAnswer(job=job)
+
     async def claim(self, request: Request) -> Response:
-        body = await request.json()
+        body = ClaimRequest.model_validate_json(await request.body())
         if self.reject_claims > 0 or not self.authorized(request):
             self.reject_claims -= 1
             return Response(status_code=401)
-        self.claims.append(body["worker"])
-        self.claim_bodies.append(body)
+        self.claims.append(body.worker)
+        self.claim_bodies.append(body.model_dump(mode="json"))
         for _ in range(10):
             if self.jobs:
-                return Response(json.dumps(self.jobs.pop(0)), media_type="application/json")
+                answer = self.answer(self.jobs.pop(0))
+                return Response(
+                    answer.model_dump_json(by_alias=True), media_type="application/json"
+                )
             await asyncio.sleep(0.02)
         return Response(status_code=204)
 
     async def heartbeat(self, job_id: str, request: Request) -> Response:
         assert self.authorized(request)
+        assert self.owns(job_id, request)
+        Heartbeat.model_validate_json(await request.body())
         self.heartbeats.append(job_id)
-        return Response(status_code=410 if job_id in self.cancel else 200)
+        if job_id in self.refuse:
+            refusal = Refusal(message="not yours any more")
+            return Response(refusal.model_dump_json(), status_code=self.refuse[job_id],
+                            media_type="application/json")  # fmt: skip
+        return Response(status_code=200)
 
     async def transcript(self, job_id: str, request: Request) -> Response:
         assert self.authorized(request)
-        self.transcripts.append((job_id, await request.json()))
+        assert self.owns(job_id, request)
+        upload = TranscriptUpload.model_validate_json(await request.body())
+        self.transcripts.append((job_id, upload.model_dump(mode="json", by_alias=True)))
         body = {"id": str(len(self.transcripts)), "url": f"http://t/{len(self.transcripts)}"}
         return Response(json.dumps(body), status_code=201, media_type="application/json")
 
     async def result(self, job_id: str, request: Request) -> Response:
         assert self.authorized(request)
+        assert self.owns(job_id, request)
         if self.fail_results > 0:
             self.fail_results -= 1
             return Response(status_code=503)
-        self.results[job_id] = await request.json()
+        result = RESULT.validate_json(await request.body())
+        assert result.branch == self.handed_out[job_id].branch, "a result names its job's branch"
+        self.results[job_id] = result.model_dump(mode="json", by_alias=True)
         return Response(status_code=200)
 
 
@@ -197,6 +243,7 @@ def job(origin: Path, issue: int, script: dict[str, Any], **extra: Any) -> dict[
     body = f"Do it.\n\n```stoneforge-script\n{json.dumps(script)}\n```\n"
     return {
         "job_id": f"octo/demo#{issue}@1",
+        "claim_secret": CLAIM_SECRET,
         "repo": "octo/demo",
         "issue": issue,
         "title": f"Task number {issue}",
@@ -313,9 +360,11 @@ async def test_failures_are_reported(bot: tuple[Bot, str], origin: Path, tmp_pat
     assert not remote_branch(origin, "stoneforge/4-task")
 
 
-async def test_cancelled_job_stops_agent_and_reports_nothing(
-    bot: tuple[Bot, str], origin: Path, tmp_path: Path, fake_agent: None
+@pytest.mark.parametrize("status", [410, 409, 403])
+async def test_a_job_the_bot_takes_back_stops_its_agent_and_reports_nothing(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, fake_agent: None, status: int
 ) -> None:
+    """410 (cancelled), 409 (no longer the task's running job), 403 (not this runner's)."""
     fake, url = bot
     record = tmp_path / "prompts.txt"
     fake.jobs = [planned(origin, 7, record, first=[{"sleep": 60}], retry=[])]
@@ -328,7 +377,7 @@ async def test_cancelled_job_stops_agent_and_reports_nothing(
     while not record.exists():  # the agent is running  # noqa: ASYNC110
         assert time.monotonic() - started < 20
         await asyncio.sleep(0.02)
-    fake.cancel.add("octo/demo#7@1")
+    fake.refuse["octo/demo#7@1"] = status
     while not any(e["type"] == "job_cancelled" for e in events):  # noqa: ASYNC110
         assert time.monotonic() - started < 20
         assert not task.done()

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bot.core.protocol import JOB, Job
 from runner.prompt import (
     INSTRUCTION_LIMIT,
     acceptance_criteria,
@@ -22,16 +23,28 @@ RULE = (
 )
 
 
-def make_job(**overrides: Any) -> dict[str, Any]:
+def make_job(**overrides: Any) -> Job:
+    """A job as the bot sends it: a ``revise`` job when it carries review feedback."""
     job: dict[str, Any] = {
+        "kind": "implement",
+        "job_id": "octo/demo#5@1",
+        "claim_secret": "s" * 32,
         "repo": "octo/demo",
         "issue": 5,
         "title": "Add the users endpoint",
         "body": "We need `/users`.",
         "attempt": 1,
+        "branch": "stoneforge/5-add-the-users-endpoint",
+        "clone_url": "https://github.com/octo/demo.git",
+        "token": "ghs_job",
+        "agent": {"name": "script"},
     }
     job.update(overrides)
-    return job
+    if job.get("review_feedback"):
+        job["kind"] = "revise"
+    else:
+        job.pop("review_feedback", None)
+    return JOB.validate_python(job)
 
 
 SNAPSHOT = """\

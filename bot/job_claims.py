@@ -1,0 +1,140 @@
+"""Who holds a job: job ids, claim secrets, the check every heartbeat, transcript and result
+passes (``docs/architecture.md``, "A job belongs to the runner that claimed it"), and what a
+job's heartbeat and result do (``JobReports``).
+
+A job id is ``<repo>#<issue>@<dispatch>``, the task's dispatch count, which the store raises at
+every claim and never resets: a job id is never reused. The claim secret goes to the claiming
+runner only; the store keeps its SHA-256 and the claimer's identity, so any replica decides
+alike from the store (``refusal``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+
+from bot import results
+from bot.core.model import IssueRef, Task, TaskState
+from bot.core.protocol import JobResult
+from bot.service import Bot
+from bot.store import JobOwner
+
+
+class JobRefused(Exception):
+    """A heartbeat, transcript or result the bot refuses: ``status`` is the HTTP answer (403:
+    not this runner's job or not its secret; 409: not the task's running job)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def job_id(ref: IssueRef, dispatch: int) -> str:
+    """``owner/repo#N@D``: the task's ``D``-th dispatch. Never reused (a relabel, a review round
+    or a rate limit gives the attempt back, never the dispatch count)."""
+    return f"{ref}@{dispatch}"
+
+
+def parse_job_id(jid: str) -> tuple[IssueRef, int] | None:
+    ref_text, _, number = jid.rpartition("@")
+    if not number.isdigit():
+        return None
+    try:
+        return IssueRef.parse(ref_text), int(number)
+    except ValueError:
+        return None
+
+
+def new_claim_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def not_running(jid: str) -> JobRefused:
+    return JobRefused(409, f"job {jid} is not running: it ended, or the task moved on")
+
+
+def refusal(jid: str, held: JobOwner | None, owner: str, secret: str | None) -> JobRefused | None:
+    """Why ``owner``, presenting ``secret``, may not act for job ``jid`` whose task's current
+    job is ``held`` (None: it may)."""
+    parsed = parse_job_id(jid)
+    if (
+        parsed is None
+        or held is None
+        or held.ref != parsed[0]
+        or held.state != TaskState.RUNNING
+        or held.dispatch != parsed[1]
+    ):
+        return not_running(jid)
+    if held.owner is not None and held.owner != owner:
+        return JobRefused(403, f"job {jid} belongs to the runner that claimed it")
+    if (
+        held.secret_hash is None
+        or secret is None
+        or not hmac.compare_digest(held.secret_hash, secret_hash(secret))
+    ):
+        return JobRefused(403, f"wrong or missing claim secret for job {jid}")
+    return None
+
+
+class JobReports:
+    """A job's heartbeats and result, once ``owned`` says whose job it is. ``revoke(ref)`` ends
+    the repository token handed out with the task's job."""
+
+    def __init__(self, bot: Bot, revoke: Callable[[IssueRef], None]) -> None:
+        self.bot = bot
+        self._revoke = revoke
+
+    async def owned(self, jid: str, owner: str, secret: str | None) -> Task:
+        """The task whose running job ``jid`` is, when ``owner`` holds it with ``secret``.
+
+        Read from the store, so any replica answers alike. Raises ``JobRefused``: 409 when
+        ``jid`` is not the task's running job (stale, cancelled, expired, unknown), 403 when
+        another runner claimed it or the secret is wrong or missing.
+        """
+        parsed = parse_job_id(jid)
+        if parsed is None:
+            raise not_running(jid)
+        held = await asyncio.to_thread(self.bot.store.job_owner, parsed[0])
+        if (refused := refusal(jid, held, owner, secret)) is not None:
+            raise refused
+        task = await asyncio.to_thread(self.bot.store.get_task, parsed[0])
+        if task is None or task.state != TaskState.RUNNING:  # it ended in between
+            raise not_running(jid)
+        return task
+
+    async def heartbeat(self, jid: str, owner: str, secret: str | None) -> None:
+        """Renew a job's lease (``JobRefused`` when it is not the caller's running job)."""
+        task = await self.owned(jid, owner, secret)
+        until = time.time() + self.bot.settings.lease_s
+        await asyncio.to_thread(
+            functools.partial(self.bot.store.update_task, task.ref, lease_until=until)
+        )
+
+    async def job_result(self, jid: str, owner: str, secret: str | None, result: JobResult) -> None:
+        """A runner finished a job: open the pull request, or record the failure.
+
+        A result for a job that is no longer running changes nothing and is counted
+        (``stoneforge_stale_results_total``); one naming another branch is refused.
+        """
+        try:
+            task = await self.owned(jid, owner, secret)
+        except JobRefused as refused:
+            if refused.status == 409 and self.bot.metrics is not None:
+                self.bot.metrics.stale_results.inc()
+            raise
+        if result.branch != task.branch:
+            raise JobRefused(
+                403, f"result names branch {result.branch!r}; job {jid} works on {task.branch!r}"
+            )
+        self._revoke(task.ref)
+        await results.apply(self.bot, task, result)

@@ -1,0 +1,210 @@
+"""The demo's sample repository and the sprint a maintainer files against it, read from the
+files beside this module.
+
+- ``repo/`` is the initial commit of a small, framework-free Python users service with its own
+  stdlib ``unittest`` suite (``CI_COMMAND``): ``SAMPLE_REPO`` maps each path to its text.
+- ``sprint/NN-KEY.md`` is one issue of ``SPRINT``, filed in ``NN`` order. Its front matter holds
+  the title, the labels, the blockers (``text``: named in the body as "Blocked by #{KEY}";
+  ``native``: linked through GitHub's issue dependencies) and the ``stoneforge-script`` the
+  demo's script agent runs (``sleep``, ``summary``, ``edits``; see docs/architecture.md, "The
+  script agent"); the Markdown after it is the prose a maintainer would write. A ``write`` edit
+  takes the whole file from ``sprint/NN-KEY/<path>``; ``replace`` (``old``, ``new``) and
+  ``append`` (``text``) carry their text in the front matter.
+- ``sprint/NN-KEY.review.md``, when present, is the review the maintainer submits on that
+  issue's first pull request: prose, and the change it asks for in the same front matter.
+
+Design rules the sprint keeps (tests/demo/test_sample.py proves them with real git):
+
+- Every issue's blockers are filed before it, so `render_body` can name them by number.
+- An edit only anchors (`replace`) on text that is on `main` whenever the issue can be dispatched,
+  whatever order its independent siblings merged in; `write` is only used for files no
+  independent task touches; `append` only for files with a single editor.
+- Independent tasks that share a file (`app/api.py`) edit regions far apart, so git's 3-way
+  merge ("Update branch") combines them cleanly in either order.
+- After any set of merged tasks closed under "blocked by", the repository's tests pass.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "CI_COMMAND",
+    "FULL",
+    "OWNER",
+    "REPO",
+    "SAMPLE_REPO",
+    "SPRINT",
+    "SprintIssue",
+    "load_repo",
+    "load_sprint",
+    "script_block",
+]
+
+OWNER, REPO = "octo", "demo"  # where the demo creates the sample repository
+FULL = f"{OWNER}/{REPO}"
+HERE = Path(__file__).resolve().parent
+SCRIPT_INFO_STRING = "stoneforge-script"
+
+# -B: no .pyc files, so fast successive checkouts never run stale bytecode.
+CI_COMMAND: list[str] = [
+    sys.executable,
+    "-B",
+    "-m",
+    "unittest",
+    "discover",
+    "-s",
+    "tests",
+    "-t",
+    ".",
+    "-q",
+]
+
+_PLACEHOLDER = re.compile(r"#\{([a-z0-9-]+)\}")
+_SCRIPT_BLOCK = re.compile(
+    r"^```" + SCRIPT_INFO_STRING + r"\n(.*?)\n```$", re.DOTALL | re.MULTILINE
+)
+_ISSUE_FILE = re.compile(r"^(\d+)-([a-z0-9-]+)\.md$")
+_ISSUE_KEYS = {"title", "labels", "blocked_by", "sleep", "summary", "edits"}
+_REVIEW_KEYS = {"sleep", "summary", "edits"}
+_BLOCKER_KEYS = {"text", "native"}
+_SKIP = {"__pycache__", ".pytest_cache"}
+
+
+def script_block(script: dict[str, Any]) -> str:
+    """Render a script as the fenced `stoneforge-script` block an issue body carries."""
+    text = json.dumps(script, indent=2)
+    if "```" in text:
+        raise ValueError("a script must not contain a code fence")
+    return f"```{SCRIPT_INFO_STRING}\n{text}\n```"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SprintIssue:
+    """One issue of the sprint.
+
+    `body` names each text blocker as "Blocked by #{key}"; `render_body` swaps in the real issue
+    numbers. Native blockers are linked through the issue-dependency API and not named in the body.
+    """
+
+    key: str
+    title: str
+    body: str
+    blocked_by_text: tuple[str, ...] = ()
+    blocked_by_native: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ("agent-ready",)
+    sleep: float
+    # What the maintainer says when this issue's pull request first opens: the demo requests
+    # changes with it (its script block is the change asked for) and approves the revision.
+    review: str | None = None
+
+    def __post_init__(self) -> None:
+        named = set(_PLACEHOLDER.findall(self.body))
+        if named != set(self.blocked_by_text):
+            raise ValueError(f"{self.key}: body names {sorted(named)}, text blockers differ")
+        if self.script.get("sleep") != self.sleep:
+            raise ValueError(f"{self.key}: script sleep differs from the issue's sleep")
+
+    @property
+    def blocked_by(self) -> tuple[str, ...]:
+        return self.blocked_by_text + self.blocked_by_native
+
+    @property
+    def script(self) -> dict[str, Any]:
+        match = _SCRIPT_BLOCK.search(self.body)
+        if match is None:
+            raise ValueError(f"{self.key}: no {SCRIPT_INFO_STRING} block")
+        script: dict[str, Any] = json.loads(match.group(1))
+        return script
+
+    def render_body(self, numbers: Mapping[str, int]) -> str:
+        """The body as filed: each "#{key}" becomes "#<issue number>" (KeyError if unknown)."""
+        return _PLACEHOLDER.sub(lambda m: f"#{numbers[m.group(1)]}", self.body)
+
+
+def load_repo(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (caches left out), by its POSIX path relative to ``root``."""
+    return {
+        path.relative_to(root).as_posix(): path.read_text(encoding="utf-8")
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not _SKIP & set(path.relative_to(root).parts)
+    }
+
+
+def load_sprint(root: Path) -> tuple[SprintIssue, ...]:
+    """The issues under ``root`` in filing order; ValueError names the file that is wrong."""
+    found = sorted(
+        (int(match.group(1)), match.group(2), path)
+        for path in root.glob("*.md")
+        if (match := _ISSUE_FILE.match(path.name))
+    )
+    issues = []
+    for _, key, path in found:
+        meta, prose = _front_matter(path, _ISSUE_KEYS)
+        blockers = meta.get("blocked_by") or {}
+        if not isinstance(blockers, dict) or set(blockers) - _BLOCKER_KEYS:
+            raise ValueError(f"{path}: blocked_by takes only {sorted(_BLOCKER_KEYS)}")
+        script = _script(meta, path.with_suffix(""), path)
+        review = path.with_name(f"{path.stem}.review.md")
+        issues.append(
+            SprintIssue(
+                key=key,
+                title=str(meta["title"]),
+                body=f"{prose}\n\n{script_block(script)}\n",
+                blocked_by_text=tuple(blockers.get("text") or ()),
+                blocked_by_native=tuple(blockers.get("native") or ()),
+                labels=tuple(meta.get("labels") or ("agent-ready",)),
+                sleep=float(meta["sleep"]),
+                review=_review(review) if review.exists() else None,
+            )
+        )
+    return tuple(issues)
+
+
+def _review(path: Path) -> str:
+    meta, prose = _front_matter(path, _REVIEW_KEYS)
+    return f"{prose}\n\n{script_block(_script(meta, path.with_suffix(''), path))}"
+
+
+def _front_matter(path: Path, allowed: set[str]) -> tuple[dict[str, Any], str]:
+    text = path.read_text(encoding="utf-8")
+    head, sep, prose = text.removeprefix("---\n").partition("\n---\n")
+    if not text.startswith("---\n") or not sep:
+        raise ValueError(f"{path}: no front matter between '---' lines")
+    meta = yaml.safe_load(head + "\n")
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: the front matter is not a mapping")
+    unknown = set(meta) - allowed
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+    return meta, prose.strip()
+
+
+def _script(meta: dict[str, Any], files: Path, path: Path) -> dict[str, Any]:
+    return {
+        "sleep": float(meta["sleep"]),
+        "edits": [_edit(edit, files, path) for edit in meta["edits"]],
+        "summary": str(meta["summary"]).strip(),
+    }
+
+
+def _edit(edit: dict[str, Any], files: Path, path: Path) -> dict[str, Any]:
+    if set(edit) == {"write"}:
+        return {"path": edit["write"], "write": (files / edit["write"]).read_text(encoding="utf-8")}
+    if set(edit) == {"replace", "old", "new"}:
+        return {"path": edit["replace"], "replace": [edit["old"], edit["new"]]}
+    if set(edit) == {"append", "text"}:
+        return {"path": edit["append"], "append": edit["text"]}
+    raise ValueError(f"{path}: an edit is write, replace (old, new) or append (text): {edit}")
+
+
+SAMPLE_REPO: dict[str, str] = load_repo(HERE / "repo")
+SPRINT: tuple[SprintIssue, ...] = load_sprint(HERE / "sprint")

@@ -1,0 +1,3 @@
+"""userservice: a small users API."""
+
+__version__ = "0.1.0"

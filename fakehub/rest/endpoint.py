@@ -1,0 +1,117 @@
+"""One REST handler as a Starlette endpoint: GitHub's response headers, the fault switches
+(latency, secondary rate limits, 5xx), JSON parsing, authentication, and GitHub's error body for
+an :class:`~fakehub.auth.ApiError`. Handlers are plain synchronous functions, run in Starlette's
+thread pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from fakehub.auth import Actor, ApiError, authenticate
+from fakehub.hub import Hub
+from fakehub.rest.context import Ctx, Handler, Result
+
+
+@dataclass
+class ApiFaults:
+    """REST fault switches, all off by default."""
+
+    latency_s: float = 0.0
+    error_rate: float = 0.0
+    secondary_rate_limit_rate: float = 0.0
+    seed: int | None = None
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def update(self, **changes: Any) -> None:
+        for key, value in changes.items():
+            if key.startswith("_") or not hasattr(self, key):
+                raise ValueError(f"unknown fault {key!r}")
+            setattr(self, key, value)
+        if "seed" in changes:
+            self._rng.seed(self.seed)
+
+    def roll(self, rate: float) -> bool:
+        return rate > 0 and self._rng.random() < rate
+
+
+def make_endpoint(hub: Hub, faults: ApiFaults, handler: Handler, *, auth: bool = True) -> Any:
+    async def endpoint(request: Request) -> Response:
+        request_id = uuid.uuid4().hex[:16].upper()
+        headers = {
+            "X-GitHub-Request-Id": request_id,
+            "X-GitHub-Media-Type": "github.v3; format=json",
+            "X-GitHub-Api-Version-Selected": request.headers.get(
+                "x-github-api-version", "2022-11-28"
+            ),
+        }
+        if faults.latency_s > 0:
+            import asyncio
+
+            await asyncio.sleep(faults.latency_s)
+        if faults.roll(faults.secondary_rate_limit_rate):
+            err = ApiError(
+                403,
+                "You have exceeded a secondary rate limit. Please wait a few minutes before you "
+                "try again. If you reach out to GitHub Support for help, please include the "
+                f"request ID {request_id}.",
+                documentation_url="https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+            )
+            return JSONResponse(err.body(), 403, {**headers, "Retry-After": "1"})
+        if faults.roll(faults.error_rate):
+            status = 502 if faults.roll(0.5) else 503
+            return JSONResponse(
+                {"message": "Server Error"}
+                if status == 502
+                else {"message": "Service Unavailable"},
+                status,
+                headers,
+            )
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            err = ApiError(400, "Problems parsing JSON")
+            return JSONResponse(err.body(), 400, headers)
+        path = request.url.path.removeprefix("/api/v3")
+
+        def run() -> Result:
+            actor = authenticate(hub.state, request.headers.get("authorization"))
+            headers.update(rate_headers(actor))
+            ctx = Ctx(hub, actor, dict(request.path_params), dict(request.query_params), body, path)
+            return handler(ctx)
+
+        try:
+            result = await run_in_threadpool(run)
+        except ApiError as err:
+            return JSONResponse(err.body(), err.status, {**headers, **err.headers})
+        status, content = result[0], result[1]
+        if len(result) == 3:
+            headers.update(result[2])  # type: ignore[misc]
+        if status == 204 or content is None:
+            return Response(status_code=status, headers=headers)
+        data = json.dumps(content, separators=(",", ":")).encode()
+        headers["ETag"] = 'W/"' + hashlib.sha256(data).hexdigest()[:40] + '"'
+        return Response(data, status, headers, media_type="application/json; charset=utf-8")
+
+    return endpoint
+
+
+def rate_headers(actor: Actor) -> dict[str, str]:
+    return {
+        "X-RateLimit-Limit": "5000",
+        "X-RateLimit-Remaining": "4999",
+        "X-RateLimit-Used": "1",
+        "X-RateLimit-Reset": str(int(time.time()) + 3600),
+        "X-RateLimit-Resource": "core",
+    }

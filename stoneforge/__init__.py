@@ -1,0 +1,1 @@
+"""The ``stoneforge`` command: wiring only, see :mod:`stoneforge.cli`."""

@@ -1,0 +1,5 @@
+"""``python -m stoneforge``: the same as the ``stoneforge`` command."""
+
+from stoneforge.cli import main
+
+main()
