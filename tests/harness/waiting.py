@@ -1,0 +1,60 @@
+"""The one wait: for a condition, woken by what the system signals, polling only as a fallback."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from fakehub.server import FakeHub
+
+POLL_S = 0.1  # the fallback: how often a condition nothing signals is looked at again
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Changes:
+    """A count that only grows and the condition notified when it does: what wakes a wait."""
+
+    cond: threading.Condition
+    count: Callable[[], int]
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Return once the count has passed ``seen``, or after ``timeout`` seconds."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.count() > seen, timeout)
+
+
+def hub_changes(hub: FakeHub) -> Changes:
+    """fakehub's event log: every label, push, check run, review and merge it records."""
+    return Changes(hub.state.logged, lambda: len(hub.state.log))
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 30.0,
+    what: str = "",
+    *,
+    woken_by: Changes | None = None,
+) -> T:
+    """Return ``predicate()``'s first truthy value; fail after ``timeout`` seconds.
+
+    With ``woken_by`` the predicate is looked at again as soon as that count grows (and at the
+    latest after ``POLL_S``, for changes it does not count); without, every ``POLL_S``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = woken_by.count() if woken_by else 0
+        value = predicate()
+        if value:
+            return value
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
+        if woken_by is None:
+            time.sleep(min(POLL_S, remaining))
+        else:
+            woken_by.wait(seen, min(POLL_S, remaining))
