@@ -17,8 +17,8 @@ from githubkit import AppAuthStrategy, GitHub
 
 from fakehub.server import FakeHub
 from tests.fakehub.conftest import FULL, ORG, REPO, make_world
-from tests.harness import Receiver, World
 from tests.fakehub.openapi import Spec
+from tests.harness import Receiver, World
 
 
 @dataclass
