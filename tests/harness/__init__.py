@@ -15,7 +15,7 @@ from tests.harness.bot import RUNNER_TOKEN, InProcessBot, free_port, healthy
 from tests.harness.build import CI, SECRET, app_manifest, build_world, open_world
 from tests.harness.git import git, write_files
 from tests.harness.receiver import Hook, Receiver
-from tests.harness.waiting import Changes, hub_changes, wait_until
+from tests.harness.waiting import Changes, WaitTimeout, hub_changes, wait_until
 from tests.harness.world import World
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Hook",
     "InProcessBot",
     "Receiver",
+    "WaitTimeout",
     "World",
     "app_manifest",
     "build_world",

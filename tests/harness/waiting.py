@@ -15,6 +15,10 @@ POLL_S = 0.1  # the fallback: how often a condition nothing signals is looked at
 T = TypeVar("T")
 
 
+class WaitTimeout(AssertionError):
+    """A wait ran out of time; its message says what it waited for."""
+
+
 @dataclass(frozen=True)
 class Changes:
     """A count that only grows and the condition notified when it does: what wakes a wait."""
@@ -53,7 +57,7 @@ def wait_until(
             return value
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or predicate}")
+            raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what or predicate}")
         if woken_by is None:
             time.sleep(min(POLL_S, remaining))
         else:
