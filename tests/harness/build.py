@@ -97,7 +97,9 @@ def open_world(
         world = build_world(hub, tmp, **options)
         try:
             if sock is not None:
-                url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+                extra: dict[str, Any] = dict(bot_env or {})
+                if public_url:
+                    extra["public_url"] = f"http://127.0.0.1:{sock.getsockname()[1]}"
                 settings = BotSettings(
                     app_id=world.app.id,
                     private_key=world.app.private_key_pem,
@@ -107,8 +109,7 @@ def open_world(
                     runner_token=RUNNER_TOKEN,
                     default_agent="script",
                     steward_interval_s=0.5,
-                    **({"public_url": url} if public_url else {}),
-                    **(bot_env or {}),
+                    **extra,
                 )
                 world.bot = InProcessBot.start(sock, settings, tmp / "bot.db")
             yield world

@@ -38,7 +38,7 @@ def hub_changes(hub: FakeHub) -> Changes:
 
 
 def wait_until(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout: float = 30.0,
     what: str = "",
     *,

@@ -199,7 +199,9 @@ class World:
 
     # -- waiting on the world -----------------------------------------------------------------
 
-    def wait_until(self, predicate: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
+    def wait_until(
+        self, predicate: Callable[[], T | None], timeout: float = 30.0, what: str = ""
+    ) -> T:
         """:func:`wait_until`, woken by fakehub's event log."""
         return wait_until(predicate, timeout, what, woken_by=self.changes)
 
