@@ -1,7 +1,7 @@
 """Benchmark dispatch latency: the trigger label's webhook to the agent process starting.
 
     python bench/dispatch.py --json FILE [--tasks 60] [--workers 8] [--interval 0.25]
-                             [--ci remote|local|off]
+                             [--ci remote|local|off] [--history N]
 
 Runs the demo's pipeline (``demo.pipeline.Pipeline``: fakehub in this process, the bot and one
 runner as real processes) with ``.github/stoneforge.yml`` raising ``concurrency.per_repo`` to 100
@@ -29,6 +29,9 @@ checkout, because GitHub's CI runs on GitHub's machines, not on the bot's. ``loc
 sample repository's real test suite for every commit on the same two cores as everything else
 (a heavier load than the product causes); ``off`` runs no CI (pull requests then wait for a check
 that never comes, and nothing merges).
+
+``--history N`` first puts N merged tasks of the same repository in the bot's database
+(``bench/history.py``): the bot then works beside a long past it must not walk.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.history import seed_history  # noqa: E402
 from demo.pipeline import FULL, Pipeline  # noqa: E402
 
 TRIGGER = "agent-ready"
@@ -82,6 +86,9 @@ def main() -> int:
         help="fakehub's CI: green checks without local work (default), the real tests, or none",
     )  # fmt: skip
     parser.add_argument("--keep", type=Path, help="keep the work directory (logs) here")
+    parser.add_argument(
+        "--history", type=int, default=0, help="merged tasks already in the store (default 0)"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-dispatch-")) if args.keep is None else args.keep
@@ -100,6 +107,8 @@ def main() -> int:
         runner_env={"STONEFORGE_AGENT_COMMAND": command},
         extra_env={"STONEFORGE_LOG_FORMAT": "json"},
     )
+    if args.history:
+        seed_history(f"sqlite:///{work / 'bot.db'}", FULL, args.history)
     try:
         pipe.start()
         numbers = _file_issues(pipe, args.tasks)
@@ -223,6 +232,7 @@ def _measure(
         "max_ms": round(latencies[-1], 1),
         "label_interval_s": args.interval,
         "ci": args.ci,
+        "history": args.history,
         # While the tasks were dispatched: what the rest of the pipeline did at the same time.
         "checks_completed": len(pipe.hub.events("check_completed")),
         "merged": len(pipe.hub.events("merge")),

@@ -1,6 +1,7 @@
 """Benchmark webhook intake: signed deliveries into a real bot process, acknowledgement latency.
 
     python bench/intake.py --json FILE [--n 5000] [--concurrency 16] [--warmup 100]
+                           [--history N]
 
 Starts ``python -m stoneforge bot --port P --log-level warning`` with a temporary SQLite database, a
 freshly generated RSA key, a webhook secret, ``STONEFORGE_GITHUB_API_URL`` pointing at a closed
@@ -16,6 +17,7 @@ It then stops the bot and counts the rows of ``deliveries`` in the SQLite file i
 ``{"deliveries_per_s", "p50_ms", "p99_ms", "lost", "n", "concurrency", ...}``.
 Targets (2 cores, loopback): >= 1000 deliveries/s, p99 <= 50 ms, lost 0.
 ``--github stub`` replaces the closed port with a local server answering 404 (see bench/README.md).
+``--history N`` first puts N merged tasks in the database (``bench/history.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.history import seed_history  # noqa: E402
 from bot.signature import sign  # noqa: E402
 
 PAYLOAD = ROOT / "tests" / "fixtures" / "webhooks" / "star" / "created.json"
@@ -254,7 +257,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(
-    n: int, concurrency: int, warmup: int, github: str = "closed", client: str = "raw"
+    n: int,
+    concurrency: int,
+    warmup: int,
+    github: str = "closed",
+    client: str = "raw",
+    history: int = 0,
 ) -> dict[str, Any]:
     send_all = SENDERS[client]
     body = json.dumps(json.loads(PAYLOAD.read_text()), separators=(",", ":")).encode()
@@ -264,6 +272,8 @@ def run(
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:
         db = Path(tmp) / "bot.db"
         log = Path(tmp) / "bot.log"
+        if history:
+            seed_history(f"sqlite:///{db}", "octo/history", history)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         proc = start_bot(port, db, log, github_url)
@@ -304,6 +314,7 @@ def run(
         "client": client,
         "github": github,
         "github_calls_during_run": github_calls,
+        "history": history,
         "cpus": os.cpu_count(),
     }
 
@@ -326,8 +337,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="raw",
         help="load generator: raw keep-alive sockets (default) or one httpx.AsyncClient pool",
     )
+    parser.add_argument(
+        "--history", type=int, default=0, help="merged tasks already in the store (default 0)"
+    )
     args = parser.parse_args(argv)
-    result = run(args.n, args.concurrency, args.warmup, args.github, args.client)
+    result = run(args.n, args.concurrency, args.warmup, args.github, args.client, args.history)
     text = json.dumps(result, indent=2)
     args.json.write_text(text + "\n")
     print(text)

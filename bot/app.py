@@ -19,25 +19,30 @@ from bot.actions_backend import ActionsBackend, actions_router
 from bot.adapters.github import GitHubAdapter, GitHubError
 from bot.dispatch import Dispatcher
 from bot.metrics import BotMetrics, bot_metrics
+from bot.ports import GitHubPort
 from bot.runner_api import runner_router, transcript_router
 from bot.service import Bot
 from bot.settings import BotSettings
 from bot.signature import verify
-from bot.steward import Steward
 from bot.store import Store
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) -> FastAPI:
+def create_app(settings: BotSettings, *, github: GitHubPort | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.database_url)
-        gh = github or GitHubAdapter(
-            app_id=settings.app_id,
-            private_key=settings.private_key,
-            base_url=settings.github_api_url,
-        )
+        own: GitHubAdapter | None = None  # the adapter this app made, closed with it
+        gh: GitHubPort
+        if github is None:
+            gh = own = GitHubAdapter(
+                app_id=settings.app_id,
+                private_key=settings.private_key,
+                base_url=settings.github_api_url,
+            )
+        else:
+            gh = github
         bot = Bot(settings, store, gh, metrics)
         dispatcher = Dispatcher(bot)
         actions.bind(bot)
@@ -45,7 +50,7 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
         app.state.dispatcher = dispatcher
         metrics.watch_tasks(store.task_counts)
         metrics.delivery_queue_depth.set_callback(bot.queue.qsize)
-        steward = Steward(bot)
+        steward = bot.steward
         try:
             bot.bot_login = f"{await gh.app_slug()}[bot]"
         except GitHubError as exc:
@@ -71,8 +76,8 @@ def create_app(settings: BotSettings, *, github: GitHubAdapter | None = None) ->
                 await asyncio.wait_for(dispatcher.prefetcher.close(), timeout=5.0)
             except TimeoutError:
                 log.warning("prefetch_tokens_not_revoked: GitHub did not answer in time")
-            if github is None:
-                await gh.aclose()
+            if own is not None:
+                await own.aclose()
             store.close()
 
     metrics = bot_metrics()

@@ -15,18 +15,19 @@ import asyncio
 import functools
 import logging
 import time
-from collections import Counter
 from typing import Any
 
 from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubError
+from bot.core.admission import Claimant, admit
+from bot.core.admission import blocked_agents as _blocked
+from bot.core.lifecycle import fresh_base
 from bot.core.model import (
     IssueRef,
     Task,
     TaskState,
     branch_name,
     budget_left,
-    limited_agents,
 )
 from bot.core.protocol import (
     AgentChoice,
@@ -41,7 +42,7 @@ from bot.core.protocol import (
 from bot.job_claims import JobReports, job_id, new_claim_secret, secret_hash
 from bot.prefetch import Prefetcher
 from bot.results import HANDOFF_MARKER
-from bot.service import WRITE_PERMISSIONS, Bot
+from bot.service import WRITE_PERMISSIONS, Bot, today
 from bot.steward import feedback_for
 from bot.store import ClaimedJob
 
@@ -50,8 +51,8 @@ log = logging.getLogger(__name__)
 
 def restarting(task: Task) -> bool:
     """The task was restarted (relabeled, or its branch conflicts with the base): its next job
-    starts from the base. The one place that reads this from the task's detail text."""
-    return bool(task.detail and task.detail.startswith("restart"))
+    starts from the base. Read from its typed reason (``bot.core.lifecycle``)."""
+    return fresh_base(task.reason)
 
 
 class Dispatcher:
@@ -92,51 +93,23 @@ class Dispatcher:
         backend: str = "runner",
         labels: frozenset[str] | None = None,
     ) -> list[IssueRef]:
-        """Ready tasks this caller may take, in dispatch order.
+        """Ready tasks this caller may take, in dispatch order (``bot.core.admission``).
 
-        ``labels`` are the claiming runner's labels (casefolded); a task whose ``runs_on`` asks
-        for a label the runner lacks is left for another runner. ``None`` skips that check
+        ``labels`` are the claiming runner's labels (casefolded); ``None`` skips that rule
         (GitHub Actions routes by the workflow's ``runs-on`` instead).
         """
         bot = self.bot
         now = time.time()
         tasks, report = await bot.graph()
-        running = [t for t in tasks if t.state == TaskState.RUNNING]
-        per_repo = Counter(t.repo for t in running)
-        per_inst = Counter(t.installation_id for t in running)
-        by_ref = {t.ref: t for t in tasks}
-        out: list[IssueRef] = []
-        held: dict[str, tuple[float, float] | None] = {}
-        for ref in report.ready:
-            task = by_ref[ref]
-            config = bot.repos.config(task.repo)
-            if config.backend != backend:
-                continue  # runners and GitHub Actions each take only their repositories' tasks
-            if labels is not None and not set(task.runs_on) <= labels:
-                continue  # needs a runner with labels this one lacks
-            if task.not_before and task.not_before > now:
-                continue  # held back for a while (GitHub refused to start its workflow)
-            if self._agent_for(task, unavailable, now) is None:
-                continue  # this runner cannot run it now, or a rate limit holds it
-            if per_repo[task.repo] >= config.concurrency.per_repo:
-                continue
-            limit = config.concurrency.per_installation
-            if limit is not None and per_inst[task.installation_id] >= limit:
-                continue
-            if config.budget.per_day_usd is not None:
-                if task.repo not in held:
-                    held[task.repo] = await bot.day_budget_spent(task.repo, now)
-                if held[task.repo]:
-                    continue
-            out.append(ref)
-        return out
-
-    def _agent_for(self, task: Task, unavailable: frozenset[str], now: float) -> str | None:
-        """The agent to run ``task`` with on a runner that cannot run ``unavailable`` now
-        (None: none may take it here and now)."""
-        config = self.bot.repos.config(task.repo)
-        blocked = _blocked(task, unavailable, now)
-        return config.agent_to_run(task.agent or config.agent.name, blocked)
+        spent: dict[str, float] = {}
+        for repo in sorted({ref.repo for ref in report.ready}):
+            if bot.repos.config(repo).budget.per_day_usd is not None:
+                spent[repo] = await asyncio.to_thread(bot.store.cost, repo, today(now))
+        claimant = Claimant(backend=backend, labels=labels, unavailable=unavailable)
+        admission = admit(
+            tasks, report.ready, bot.repos.config, claimant, now=now, spent_today=spent
+        )
+        return list(admission.admitted)
 
     async def claim(
         self,
@@ -389,9 +362,3 @@ class Dispatcher:
                     log.warning("lease_expired", extra={"repo": task.repo, "issue": task.number})
                     self._revoke(task.ref)
                     await bot.set_state(task, TaskState.QUEUED, worker=None, detail="lease expired")
-
-
-def _blocked(task: Task, unavailable: frozenset[str], now: float) -> set[str]:
-    """Agents that cannot take ``task`` now: those the runner lacks or has paused, and those a
-    provider's rate limit holds the task from."""
-    return set(unavailable) | limited_agents(task, now)

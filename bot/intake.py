@@ -11,30 +11,16 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from bot.logs import bind
+from bot.ports import DeliveryLog
 from bot.pull_cache import PullCache
-from bot.store import NewDelivery, Store
+from bot.signals import Identity
+from bot.store import NewDelivery
 
 log = logging.getLogger(__name__)
-
-#: Every event ``Bot.handle`` acts on; ``app.yml`` subscribes to exactly these (a test checks).
-HANDLED_EVENTS = frozenset(
-    {
-        "issues",
-        "issue_dependencies",
-        "sub_issues",
-        "pull_request",
-        "pull_request_review",
-        "check_run",
-        "check_suite",
-        "status",
-        "push",
-    }
-)
-
 
 INTAKE_WORKERS = 8  # deliveries handled at once
 
@@ -54,18 +40,28 @@ def order_key(event: str, payload: Mapping[str, Any]) -> tuple[object, ...]:
     return (event, repo)
 
 
+Handle = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+
+
 class Intake:
-    """The intake half of ``Bot``: it supplies ``store`` and ``handle``."""
+    """Stores verified deliveries (group commit), queues them, and hands each to ``handle``."""
 
-    store: Store
-    bot_login: str | None
-    pulls: PullCache
-    queue: asyncio.Queue[tuple[str, str, bytes]]
-    _pending_writes: list[tuple[NewDelivery, asyncio.Future[bool]]]
-    _writer: asyncio.Task[None] | None
-
-    async def handle(self, event: str, payload: Mapping[str, Any]) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        store: DeliveryLog,
+        pulls: PullCache,
+        identity: Identity,
+        handle: Handle,
+        events: frozenset[str],
+    ) -> None:
+        self.store = store
+        self.events = events  # what ``handle`` acts on; other deliveries are only kept
+        self.pulls = pulls
+        self.identity = identity
+        self.handle = handle
+        self.queue: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue()
+        self._pending_writes: list[tuple[NewDelivery, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def ingest(self, guid: str, event: str, body: bytes) -> bool:
         """Store a verified delivery durably and queue it; False for a duplicate delivery id.
@@ -73,7 +69,7 @@ class Intake:
         Deliveries arriving together are stored in one transaction (group commit); each
         caller still answers only after its own delivery is committed.
         """
-        handled = event in HANDLED_EVENTS or event.startswith("installation")
+        handled = event in self.events
         action: str | None = None
         inst: int | None = None
         if handled:
@@ -89,7 +85,7 @@ class Intake:
                 self.pulls.note(event, payload, guid)  # before anything else: look afresh
                 who = payload.get("sender")
                 sender = who.get("login") if isinstance(who, dict) else None
-                if self.bot_login and sender == self.bot_login:
+                if self.identity.is_self(sender):
                     # Our own labels and comments echoing back: kept, never acted on (``handle``
                     # would ignore them), so they cost one write and no trip through the queue.
                     handled = False

@@ -14,13 +14,17 @@ import math
 import time
 from typing import Any
 
-from bot.adapters.github import GitHubAdapter, GitHubError, IssueInfo
+from bot.adapters.github import GitHubError, IssueInfo
+from bot.core import lifecycle
+from bot.core.lifecycle import CancelCause, Cancelled, Restarted
 from bot.core.model import IssueRef, Task, TaskState, branch_name
 from bot.core.refs import parse_blockers
-from bot.events import EventInfo
+from bot.core.render import describe_reason
+from bot.ports import Clock, IssuePort, TaskStore
 from bot.reporting import Reporter
 from bot.repos import Repos
-from bot.store import Store
+from bot.signals import Identity, Signals
+from bot.views import TaskViews
 
 log = logging.getLogger(__name__)
 
@@ -28,28 +32,35 @@ WRITE_PERMISSIONS = {"admin", "maintain", "write"}
 
 
 class IssueSync:
-    """The issue half of ``Bot``: it supplies the attributes below, ``set_state`` and
-    ``refresh_views``."""
+    """Brings tasks up to date with their issues; state changes go through ``views``."""
 
-    github: GitHubAdapter
-    store: Store
-    repos: Repos
-    reporter: Reporter
-    bot_login: str | None
-    ready_changed: asyncio.Event
-    _external: dict[IssueRef, bool]
-    _sync_locks: dict[IssueRef, tuple[asyncio.Lock, int]]  # the lock, and its users
+    def __init__(
+        self,
+        github: IssuePort,
+        store: TaskStore,
+        repos: Repos,
+        reporter: Reporter,
+        views: TaskViews,
+        signals: Signals,
+        identity: Identity,
+        *,
+        clock: Clock = time.time,
+    ) -> None:
+        self.github = github
+        self.store = store
+        self.repos = repos
+        self.reporter = reporter
+        self.views = views
+        self.signals = signals
+        self.identity = identity
+        self.clock = clock
+        self._sync_locks: dict[IssueRef, tuple[asyncio.Lock, int]] = {}  # the lock, its users
 
-    async def set_state(self, task: Task, state: TaskState, **fields: Any) -> Task:
-        raise NotImplementedError
-
-    async def refresh_views(self) -> None:
-        raise NotImplementedError
-
-    async def _may_trigger(self, inst: int, ref: IssueRef, info: EventInfo) -> bool:
-        return await self._labeler_allowed(
-            inst, ref, info.sender_login or "", info.sender_type or "User"
-        )
+    async def may_trigger(
+        self, inst: int, ref: IssueRef, login: str | None, kind: str | None
+    ) -> bool:
+        """May the sender of a ``labeled`` event hand the issue over?"""
+        return await self._labeler_allowed(inst, ref, login or "", kind or "User")
 
     async def _labeler_allowed(self, inst: int, ref: IssueRef, login: str, kind: str) -> bool:
         """The trigger label counts only from a user with write access or an allowed bot.
@@ -77,7 +88,7 @@ class IssueSync:
     async def is_writer(self, inst: int, repo: str, login: str, kind: str = "User") -> bool:
         """Does this account's review count? Write access or better, or a bot the repository
         allows (the rule ``_labeler_allowed`` applies to the label); never the App itself."""
-        if not login or login == self.bot_login:
+        if not login or self.identity.is_self(login):
             return False
         if kind == "Bot":
             return login in self.repos.config(repo).bots.allow
@@ -130,7 +141,7 @@ class IssueSync:
             task = Task(
                 repo=ref.repo,
                 number=ref.number,
-                created_at=time.time(),
+                created_at=self.clock(),
                 branch=branch_name(ref.number, issue.title),
                 **fields,
             )
@@ -141,10 +152,12 @@ class IssueSync:
             if relabeled and await self._restarted(inst, ref, task):
                 # A maintainer's retry: fresh budgets of attempts and of spend, from a fresh
                 # base. What it spent so far stays on record.
+                restart = Restarted(by=labeled_by)
                 fields.update(
-                    state=TaskState.QUEUED,
+                    lifecycle.transition(
+                        task.state, TaskState.QUEUED, restart, describe_reason(restart)
+                    ),
                     worker=None,
-                    detail="restart: relabeled",
                     attempt=0,
                     not_before=None,
                     rate_limits=(),
@@ -152,8 +165,8 @@ class IssueSync:
                 )
             task = await asyncio.to_thread(functools.partial(self.store.update_task, ref, **fields))
         await self._refresh_external(inst, task)
-        self.ready_changed.set()  # runners waiting in a claim look first; views follow
-        await self.refresh_views()
+        self.signals.ready_changed.set()  # runners waiting in a claim look first; views follow
+        await self.views.refresh_views()
 
     async def _read(
         self, inst: int, ref: IssueRef, *, trigger: bool
@@ -179,9 +192,11 @@ class IssueSync:
     async def _untriggered(self, task: Task | None, issue: IssueInfo) -> None:
         """The issue is closed or lost its label: its task, if queued or running, stops."""
         if issue.state == "closed":
-            self._external[issue.ref] = issue.state_reason != "not_planned"
+            self.views.external[issue.ref] = issue.state_reason != "not_planned"
         if task and task.state in (TaskState.QUEUED, TaskState.RUNNING):
-            await self.set_state(task, TaskState.CANCELLED, detail="label removed or issue closed")
+            await self.views.transition(
+                task, TaskState.CANCELLED, Cancelled(CancelCause.UNTRIGGERED)
+            )
 
     def _task_fields(self, inst: int, issue: IssueInfo, native: list[IssueRef]) -> dict[str, Any]:
         """What a task takes from its issue and the repository's configuration."""
@@ -250,11 +265,13 @@ class IssueSync:
             except GitHubError:
                 info, children = None, []
             if info is None:
-                self._external.pop(ref, None)
+                self.views.external.pop(ref, None)
             elif children:
-                self._external[ref] = all([await self._child_done(c) for c in children])
+                self.views.external[ref] = all([await self._child_done(c) for c in children])
             else:
-                self._external[ref] = info.state == "closed" and info.state_reason != "not_planned"
+                self.views.external[ref] = (
+                    info.state == "closed" and info.state_reason != "not_planned"
+                )
 
     async def _child_done(self, child: IssueInfo) -> bool:
         task = await asyncio.to_thread(self.store.get_task, child.ref)
@@ -262,7 +279,7 @@ class IssueSync:
             return task.state == TaskState.MERGED
         return child.state == "closed" and child.state_reason != "not_planned"
 
-    async def _sync_dependents(self, inst: int, ref: IssueRef) -> None:
+    async def sync_dependents(self, inst: int, ref: IssueRef) -> None:
         """A closed or reopened issue that is not a task may release or hold its dependents.
 
         (A task releases its dependents itself, when its pull request merges.)
@@ -272,5 +289,5 @@ class IssueSync:
         for task in await asyncio.to_thread(self.store.list_tasks, states=[TaskState.QUEUED]):
             if ref in task.blocked_by:
                 await self._refresh_external(inst, task)
-        await self.refresh_views()
-        self.ready_changed.set()
+        await self.views.refresh_views()
+        self.signals.ready_changed.set()

@@ -23,9 +23,10 @@ import logging
 from dataclasses import dataclass
 
 from bot import transcripts
-from bot.adapters.github import GitHubAdapter, GitHubError
+from bot.adapters.github import GitHubError
 from bot.core.model import IssueRef, TaskState
 from bot.core.render import STATUS_MARKER, StatusView, render_status
+from bot.ports import LabelPort
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class _Pending:
 class Reporter:
     def __init__(
         self,
-        github: GitHubAdapter,
+        github: LabelPort,
         store: Store | None = None,
         public_url: str = "",
         *,

@@ -11,8 +11,9 @@ import asyncio
 import functools
 import logging
 
-from bot.adapters.github import GitHubAdapter, GitHubError, RepoInfo
+from bot.adapters.github import GitHubError, RepoInfo
 from bot.core.config import AgentChoice, RepoConfig, parse_repo_config, render_config_errors
+from bot.ports import RepoPort
 from bot.reporting import STATE_LABELS, TRIGGER_LABEL_STYLE
 from bot.settings import BotSettings
 from bot.store import Store
@@ -24,7 +25,7 @@ CONFIG_CHECK = "stoneforge/config"
 
 
 class Repos:
-    def __init__(self, settings: BotSettings, store: Store, github: GitHubAdapter) -> None:
+    def __init__(self, settings: BotSettings, store: Store, github: RepoPort) -> None:
         self.settings = settings
         self.store = store
         self.github = github

@@ -42,6 +42,13 @@ class BotSettings(BaseSettings):
         description="how long handled webhook deliveries are kept (they are deleted after it, "
         "at each reconciliation; unhandled ones are always kept)",
     )
+    merged_retention_s: float = Field(
+        default=24 * 3600,
+        ge=0,
+        description="how long a merged task stays in the working set that view refreshes, "
+        "dispatch and the steward read (older ones stay in the store for reports; a blocker "
+        "that left it still counts as done)",
+    )
     lease_s: float = 120.0
     max_body_bytes: int = 25 * 1024 * 1024
 

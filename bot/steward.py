@@ -25,6 +25,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Protocol
 
 from bot.adapters.github import GitHubError
 from bot.core.model import IssueRef, Task, TaskState
@@ -37,8 +38,12 @@ from bot.core.steward import (
     plan_merges,
     review_feedback,
 )
-from bot.pull_cache import NOTED_EVENTS
-from bot.service import Bot
+from bot.metrics import BotMetrics
+from bot.ports import PullPort, StewardStore
+from bot.pull_cache import NOTED_EVENTS, PullCache
+from bot.repos import Repos
+from bot.signals import Signals
+from bot.views import TaskViews
 
 log = logging.getLogger(__name__)
 
@@ -48,34 +53,72 @@ CLOCK_SKEW_S = 5.0
 CATCH_UP_EVERY_S = 1.0
 
 
-async def writer_reviews(bot: Bot, inst: int, repo: str, number: int) -> tuple[Review, ...]:
+class Writers(Protocol):
+    """Whose reviews count (``bot.issue_sync.IssueSync.is_writer``)."""
+
+    async def is_writer(self, inst: int, repo: str, login: str, kind: str = "User") -> bool: ...
+
+
+class ReviewSource(Writers, Protocol):
+    """Where the dispatcher reads a task's review feedback from (the composition root)."""
+
+    @property
+    def github(self) -> PullPort: ...
+
+
+async def writer_reviews(
+    github: PullPort, writers: Writers, inst: int, repo: str, number: int
+) -> tuple[Review, ...]:
     """The pull request's reviews by people with write access (and allowed bots), oldest first.
 
     Everyone else's reviews, and the App's own, are left out: like issue comments, a review
     is public input, and only collaborators may steer the agent or hold up a merge.
     """
-    reviews = await bot.github.reviews(inst, repo, number)
-    writers: dict[str, bool] = {}
+    reviews = await github.reviews(inst, repo, number)
+    counts: dict[str, bool] = {}
     for review in reviews:
-        if review.author not in writers:
-            writers[review.author] = await bot.is_writer(
+        if review.author not in counts:
+            counts[review.author] = await writers.is_writer(
                 inst, repo, review.author, review.author_type
             )
-    return tuple(r for r in reviews if writers[r.author])
+    return tuple(r for r in reviews if counts[r.author])
 
 
-async def feedback_for(bot: Bot, inst: int, repo: str, number: int) -> tuple[list[str], int | None]:
+async def feedback_for(
+    bot: ReviewSource, inst: int, repo: str, number: int
+) -> tuple[list[str], int | None]:
     """The job's ``review_feedback`` for a pull request, and the newest review it holds."""
     reviews, comments = await asyncio.gather(
-        writer_reviews(bot, inst, repo, number), bot.github.review_comments(inst, repo, number)
+        writer_reviews(bot.github, bot, inst, repo, number),
+        bot.github.review_comments(inst, repo, number),
     )
     newest = max((r.id for r in blocking_reviews(reviews)), default=None)
     return review_feedback(reviews, comments), newest
 
 
 class Steward:
-    def __init__(self, bot: Bot) -> None:
-        self.bot = bot
+    def __init__(
+        self,
+        github: PullPort,
+        store: StewardStore,
+        pulls: PullCache,
+        repos: Repos,
+        views: TaskViews,
+        signals: Signals,
+        writers: Writers,
+        *,
+        interval_s: float,
+        metrics: BotMetrics | None = None,
+    ) -> None:
+        self.github = github
+        self.store = store
+        self.pulls = pulls
+        self.repos = repos
+        self.views = views
+        self.signals = signals
+        self.writers = writers
+        self.interval_s = interval_s
+        self.metrics = metrics
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._updated: dict[tuple[str, int], str] = {}  # (repo, pr) -> head sha we asked to update
         # (task, head sha) -> when its required checks were first seen pending
@@ -86,9 +129,9 @@ class Steward:
     async def run_forever(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):  # (not wait_for: see Dispatcher.claim)
-                async with asyncio.timeout(self.bot.settings.steward_interval_s):
-                    await self.bot.steward_wake.wait()
-            self.bot.steward_wake.clear()
+                async with asyncio.timeout(self.interval_s):
+                    await self.signals.steward_wake.wait()
+            self.signals.steward_wake.clear()
             try:
                 await self.pass_all()
             except Exception:  # noqa: BLE001 - the steward must outlive any one failure
@@ -96,7 +139,7 @@ class Steward:
 
     async def pass_all(self) -> None:
         await self._catch_up()
-        tasks = await asyncio.to_thread(self.bot.store.list_tasks, states=[TaskState.IN_REVIEW])
+        tasks = await asyncio.to_thread(self.store.list_tasks, states=[TaskState.IN_REVIEW])
         for repo in sorted({t.repo for t in tasks}):
             await self.pass_repo(repo)
 
@@ -106,11 +149,11 @@ class Steward:
             try:
                 first = next(t for t in await self._in_review(repo))
                 info_base = (
-                    await self.bot.github.repo(first.installation_id or 0, repo)
+                    await self.github.repo(first.installation_id or 0, repo)
                 ).default_branch
             except (StopIteration, GitHubError):
                 pass
-            lock = self.bot.store.steward_lock(repo, info_base)
+            lock = self.store.steward_lock(repo, info_base)
             held = await asyncio.to_thread(lock.__enter__)
             try:
                 if held:
@@ -125,7 +168,7 @@ class Steward:
         if now - self._caught_up_at < CATCH_UP_EVERY_S:
             return
         self._caught_up_at = now
-        store, pulls = self.bot.store, self.bot.pulls
+        store, pulls = self.store, self.pulls
         rows = await asyncio.to_thread(
             store.processed_since, self._caught_up - CLOCK_SKEW_S, NOTED_EVENTS
         )
@@ -144,18 +187,17 @@ class Steward:
 
     async def _in_review(self, repo: str) -> list[Task]:
         tasks = await asyncio.to_thread(
-            functools.partial(self.bot.store.list_tasks, repo=repo, states=[TaskState.IN_REVIEW])
+            functools.partial(self.store.list_tasks, repo=repo, states=[TaskState.IN_REVIEW])
         )
         return [t for t in tasks if t.pr_number and t.installation_id]
 
     async def _pass(self, repo: str) -> None:
-        bot = self.bot
-        tasks = await asyncio.to_thread(bot.store.list_tasks)  # blockers may be in other repos
+        tasks = (await self.views.working_set()).tasks  # blockers may be in other repos
         pulls: dict[IssueRef, PullSnapshot] = {}
         fresh: set[IssueRef] = set()  # read in this pass; the rest come from bot.pulls
         in_review = {t.ref: t for t in await self._in_review(repo)}
         for task in in_review.values():
-            cached = bot.pulls.get(repo, task.pr_number or 0)
+            cached = self.pulls.get(repo, task.pr_number or 0)
             if cached is not None and cached.head_sha == task.head_sha:
                 pulls[task.ref] = cached  # nothing said it changed (a runner's push does)
             elif (pull := await self._read(task)) is not None:
@@ -183,116 +225,115 @@ class Steward:
                     fresh.add(ref)
         for action in actions:
             if action.kind != "wait" and _cached(action, pulls, fresh):
-                bot.steward_wake.set()  # still moving after three looks: next pass
+                self.signals.steward_wake.set()  # still moving after three looks: next pass
                 continue
             await self._execute(action, pulls.get(action.task))
 
     async def _read(self, task: Task) -> PullSnapshot | None:
-        """A fresh snapshot of the task's pull request, with its reviews; kept in bot.pulls."""
-        bot = self.bot
+        """A fresh snapshot of the task's pull request, with its reviews; kept in self.pulls."""
         repo, inst, number = task.repo, task.installation_id or 0, task.pr_number or 0
-        required = tuple(bot.repos.config(repo).merge.required_checks)
-        started = bot.pulls.epoch()
+        required = tuple(self.repos.config(repo).merge.required_checks)
+        started = self.pulls.epoch()
         try:
             pull, reviews = await asyncio.gather(
-                bot.github.pull(inst, repo, number, required),
-                writer_reviews(bot, inst, repo, number),
+                self.github.pull(inst, repo, number, required),
+                writer_reviews(self.github, self.writers, inst, repo, number),
             )
         except GitHubError as exc:
             log.warning("pull_snapshot_failed %s: %s", task.ref, exc)
             return None
         pull = dataclasses.replace(pull, reviews=reviews)
-        bot.pulls.put(repo, pull, started)
+        self.pulls.put(repo, pull, started)
         if pull.head_sha != task.head_sha:  # e.g. after "update branch"
             await asyncio.to_thread(
-                functools.partial(bot.store.update_task, task.ref, head_sha=pull.head_sha)
+                functools.partial(self.store.update_task, task.ref, head_sha=pull.head_sha)
             )
         return pull
 
     async def _execute(self, action: StewardAction, pull: PullSnapshot | None) -> None:
-        bot = self.bot
-        task = await asyncio.to_thread(bot.store.get_task, action.task)
+        task = await asyncio.to_thread(self.store.get_task, action.task)
         if task is None or task.installation_id is None:
             return
         if task.state is TaskState.IN_REVIEW and action.kind in ("wait", "update_branch", "merge"):
-            if task.detail is not None:  # no longer waiting for a re-review: say so
-                await bot.set_state(task, TaskState.IN_REVIEW, detail=None)
+            if task.reason is not None or task.detail is not None:
+                # no longer waiting for a re-review: say so
+                await self.views.set_state(task, TaskState.IN_REVIEW, detail=None)
         if action.kind == "merge" and action.pr and action.sha:
             await self._merge(task, action.pr, action.sha, pull)
         elif action.kind == "update_branch" and action.pr and action.sha:
             await self._update_branch(task, action.pr, action.sha)
         elif action.kind == "await_review" and task.state is TaskState.IN_REVIEW:
-            bot.merging.discard(task.ref)
-            if task.detail != action.reason:  # shown in the status comment
-                await bot.set_state(task, TaskState.IN_REVIEW, detail=action.reason)
+            self.views.merging.discard(task.ref)
+            if task.reason != action.why:  # shown in the status comment
+                await self.views.transition(task, TaskState.IN_REVIEW, action.why)
         elif action.kind == "revise" and task.state is TaskState.IN_REVIEW:
             # Back to the agent, on the same branch and pull request, with the feedback.
             # Not a failed attempt: like a rate limit, the attempt is refunded.
             log.info("changes_requested %s review=%s", task.ref, action.review_id)
-            bot.merging.discard(task.ref)
-            await bot.set_state(
+            self.views.merging.discard(task.ref)
+            await self.views.transition(
                 task,
                 TaskState.QUEUED,
+                action.why,
                 worker=None,
                 review_id=action.review_id,
-                detail=action.reason,
                 attempt=max(0, task.attempt - 1),
             )
-        elif action.kind == "redispatch":
-            bot.merging.discard(task.ref)
-            await bot.set_state(
-                task, TaskState.QUEUED, worker=None, detail=f"restart: {action.reason}"
-            )
+        elif action.kind == "redispatch" and task.state is TaskState.IN_REVIEW:
+            self.views.merging.discard(task.ref)
+            await self.views.transition(task, TaskState.QUEUED, action.why, worker=None)
         elif action.kind == "mark_merged":
-            bot.merging.discard(task.ref)
+            self.views.merging.discard(task.ref)
             merge_sha = pull.merge_sha if pull else None
-            await bot.set_state(task, TaskState.MERGED, merged_at=time.time(), merge_sha=merge_sha)
-        elif action.kind == "fail":
-            bot.merging.discard(task.ref)
-            if bot.metrics:
-                bot.metrics.merges.inc(outcome="failed")
-            await bot.set_state(
-                task, TaskState.FAILED, detail=f"pull request #{action.pr}: {action.reason}"
+            await self.views.set_state(
+                task, TaskState.MERGED, merged_at=time.time(), merge_sha=merge_sha
             )
+        elif action.kind == "fail" and task.state is TaskState.IN_REVIEW:
+            self.views.merging.discard(task.ref)
+            if self.metrics:
+                self.metrics.merges.inc(outcome="failed")
+            await self.views.transition(task, TaskState.FAILED, action.why)
 
     async def _merge(self, task: Task, pr: int, sha: str, pull: PullSnapshot | None) -> None:
         """Merge the pull request at exactly ``sha`` (GitHub refuses if its head moved)."""
-        bot, inst = self.bot, task.installation_id or 0
-        config = bot.repos.config(task.repo)
-        bot.merging.add(task.ref)
+        inst = task.installation_id or 0
+        config = self.repos.config(task.repo)
+        self.views.merging.add(task.ref)
         title = f"{task.title} (#{pr})"
-        outcome = await bot.github.merge(
+        outcome = await self.github.merge(
             inst, task.repo, pr, sha=sha, method=config.merge.method, title=title
         )
-        bot.pulls.forget(task.repo, pull=pr)
+        self.pulls.forget(task.repo, pull=pr)
         if not outcome.merged:
-            if bot.metrics:
-                bot.metrics.merges.inc(outcome="refused")
+            if self.metrics:
+                self.metrics.merges.inc(outcome="refused")
             log.info("merge_refused %s: %s %s", task.ref, outcome.status, outcome.message)
             return
         log.info("merged", extra={"repo": task.repo, "issue": task.number, "pr": pr})
-        bot.merging.discard(task.ref)
-        if bot.metrics:
-            bot.metrics.merges.inc(outcome="merged")
-        await bot.set_state(task, TaskState.MERGED, merged_at=time.time(), merge_sha=outcome.sha)
-        default = (await bot.github.repo(inst, task.repo)).default_branch
+        self.views.merging.discard(task.ref)
+        if self.metrics:
+            self.metrics.merges.inc(outcome="merged")
+        await self.views.set_state(
+            task, TaskState.MERGED, merged_at=time.time(), merge_sha=outcome.sha
+        )
+        default = (await self.github.repo(inst, task.repo)).default_branch
         if outcome.sha and pull and pull.base_ref == default:
-            bot.note_base(task.repo, inst, outcome.sha)
+            self.signals.note_base(task.repo, inst, outcome.sha)
         if pull and config.merge.delete_branch:
-            await bot.github.delete_branch(inst, task.repo, pull.head_ref)
-        bot.steward_wake.set()  # the base moved: the next in line is updated
+            await self.github.delete_branch(inst, task.repo, pull.head_ref)
+        self.signals.steward_wake.set()  # the base moved: the next in line is updated
 
     async def _update_branch(self, task: Task, pr: int, sha: str) -> None:
         """Bring the base into the pull request (once per head it is asked for)."""
-        bot, key = self.bot, (task.repo, pr)
+        key = (task.repo, pr)
         if self._updated.get(key) == sha:
             return  # already asked for this head; waiting for the new commit
-        bot.merging.add(task.ref)
-        if await bot.github.update_branch(task.installation_id or 0, task.repo, pr, sha):
+        self.views.merging.add(task.ref)
+        if await self.github.update_branch(task.installation_id or 0, task.repo, pr, sha):
             self._updated[key] = sha
-            bot.pulls.forget(task.repo, pull=pr)
+            self.pulls.forget(task.repo, pull=pr)
             log.info("branch_updated %s", task.ref)
-        await bot.refresh_views()
+        await self.views.refresh_views()
 
 
 def _cached(

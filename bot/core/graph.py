@@ -1,7 +1,9 @@
 """The task graph: which queued tasks are ready, which wait, which are stuck in cycles.
 
 A task's blockers come from ``Task.blocked_by``. A blocker is *done* when it is a task in state
-``merged``, or an issue that is not a task and is closed as completed (``external[ref] is True``).
+``merged``, a reference in ``done`` (a merged task the caller left out: the shell passes only the
+working set, see ``bot.store.working_set``), or an issue that is not a task and is closed as
+completed (``external[ref] is True``).
 A blocker task that failed or was cancelled is not done: its dependents wait until a human
 requeues or unlinks it.
 
@@ -27,7 +29,7 @@ afford a full ``analyse`` per event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot.core.model import PENDING_STATES, IssueRef, Task, TaskState
@@ -64,8 +66,13 @@ class GraphReport:
         )
 
 
-def analyse(tasks: Sequence[Task], external: Mapping[IssueRef, bool]) -> GraphReport:
-    """Classify ``tasks``; ``external`` maps issues that are not tasks to "closed as completed".
+def analyse(
+    tasks: Sequence[Task],
+    external: Mapping[IssueRef, bool],
+    done: Collection[IssueRef] = frozenset(),
+) -> GraphReport:
+    """Classify ``tasks``; ``external`` maps issues that are not tasks to "closed as completed";
+    ``done`` holds merged tasks that are not in ``tasks`` (they count as done, never missing).
 
     If two tasks share a reference, the later one wins.
     """
@@ -95,7 +102,7 @@ def analyse(tasks: Sequence[Task], external: Mapping[IssueRef, bool]) -> GraphRe
                 degree += 1
             else:
                 outside = True
-                if external_get(blocker) is True:
+                if external_get(blocker) is True or blocker in done:
                     continue
             if open_blockers is None:
                 open_blockers = [blocker]
@@ -103,7 +110,11 @@ def analyse(tasks: Sequence[Task], external: Mapping[IssueRef, bool]) -> GraphRe
                 open_blockers.append(blocker)
         indegree[i] = degree
         if outside:
-            unknown = tuple(b for b in task.blocked_by if b not in by_ref and b not in external)
+            unknown = tuple(
+                b
+                for b in task.blocked_by
+                if b not in by_ref and b not in external and b not in done
+            )
             if unknown:
                 missing[refs[i]] = unknown
         if task.state is _QUEUED:
@@ -302,8 +313,13 @@ class ReadySet:
     This is the one mutable class in ``bot.core``; it is not thread-safe.
     """
 
-    def __init__(self, tasks: Sequence[Task], external: Mapping[IssueRef, bool]) -> None:
-        self.report = analyse(tasks, external)
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        external: Mapping[IssueRef, bool],
+        done: Collection[IssueRef] = frozenset(),
+    ) -> None:
+        self.report = analyse(tasks, external, done)
         latest = {task.ref: task for task in tasks}
         self._keys = {ref: self.report.dispatch_key(latest[ref]) for ref in self.report.waiting}
         self._keys.update({ref: self.report.dispatch_key(latest[ref]) for ref in self.report.ready})

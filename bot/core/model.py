@@ -14,7 +14,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from bot.core.lifecycle import Reason
 
 _REF_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.-]*)/([A-Za-z0-9_.-]+)#(\d+)\s*$")
 _SLUG_MAX = 40
@@ -79,7 +82,7 @@ class Task:
     merged_at: float | None = None
     merge_sha: str | None = None
     lease_until: float | None = None
-    detail: str | None = None  # last failure reason etc.
+    detail: str | None = None  # the last change's reason in words (for people)
     cost_usd: float | None = None  # agent spend reported by the runner
     # What it had spent when a maintainer last restarted it: its budget counts from there.
     cost_at_restart_usd: float | None = None
@@ -96,6 +99,8 @@ class Task:
     runs_on: tuple[str, ...] = ()
     # The newest "changes requested" review already handed to an agent (GitHub review id).
     review_id: int | None = None
+    # Why it last changed state, typed (``bot.core.lifecycle``): what the shell acts on.
+    reason: Reason | None = None
 
     def __post_init__(self) -> None:
         # Normalise once here so every reader can rely on it: a tuple of IssueRef without

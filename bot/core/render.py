@@ -32,13 +32,24 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from bot.core.lifecycle import (
+    AwaitingReview,
+    CancelCause,
+    Cancelled,
+    ChangesRequested,
+    Conflicted,
+    Failed,
+    HandedOff,
+    LeaseExpired,
+    RateLimited,
+    Reason,
+    Restarted,
+)
 from bot.core.model import IssueRef, Task, TaskState
 
 STATUS_MARKER = "<!-- stoneforge:status -->"
 PULL_MARKER = "<!-- stoneforge:pull -->"
 _DETAIL_MAX = 1500  # characters of a failure reason or config error shown
-# Task details the steward writes about reviews (bot/core/steward.py), shown as a fact.
-_REVIEW_DETAILS = ("changes requested", "waiting for a re-review")
 _SUMMARY_MAX = 20_000  # characters of the agent's summary in a pull request body
 _LINKS_SHOWN = 12  # transcript links in the status comment (the newest ones)
 
@@ -225,6 +236,34 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def describe_reason(reason: Reason) -> str:
+    """A task's reason for its last state change, in words (kept as the task's ``detail``)."""
+    match reason:
+        case Restarted():
+            return "restart: relabeled"
+        case Conflicted(pr=pr, base=base):
+            return f"restart: pull request #{pr} conflicts with {base}"
+        case LeaseExpired():
+            return "lease expired"
+        case ChangesRequested(reviewer=reviewer):
+            return f"changes requested by @{reviewer}"
+        case AwaitingReview(reviewers=reviewers, on_head=on_head):
+            who = ", ".join(f"@{r}" for r in reviewers)
+            if on_head:
+                return f"changes requested by {who} on the current head"
+            return f"waiting for a re-review from {who}"
+        case RateLimited(agent=agent, until=until):
+            return f"{agent} is rate limited until {format_utc(until)}"
+        case HandedOff(reason=why):
+            return f"handoff: {why}"
+        case Failed(reason=why, pr=pr):
+            return f"pull request #{pr}: {why}" if pr is not None else why
+        case Cancelled(cause=CancelCause.UNINSTALLED):
+            return "App uninstalled"
+        case Cancelled():
+            return "label removed or issue closed"
+
+
 def format_utc(when: float) -> str:
     """An epoch time as UTC, to the second (proleptic Gregorian arithmetic: no clock, no
     time zone database, as the core may not import ``datetime``)."""
@@ -302,8 +341,8 @@ def _facts(view: StatusView) -> list[tuple[str, str]]:
         if task.head_sha:
             pull += f" at `{task.head_sha[:7]}`"
         facts.append(("Pull request", pull))
-    if task.review_id is not None and task.detail and task.detail.startswith(_REVIEW_DETAILS):
-        facts.append(("Review", task.detail))  # set by the steward: "changes requested by @x"
+    if task.review_id is not None and isinstance(task.reason, ChangesRequested | AwaitingReview):
+        facts.append(("Review", describe_reason(task.reason)))  # "changes requested by @x"
     spent = []
     if task.agent_seconds is not None:
         spent.append(format_duration(task.agent_seconds))
@@ -380,7 +419,8 @@ def _next_step(view: StatusView, word: str) -> str:
         return "Nothing to do: it starts on its own after that."
     if word in ("Running", "Waiting on blockers", "Queued"):
         return f"Nothing to do. Remove {label} to stop."
-    if word == "In review" and (view.task.detail or "").startswith("waiting for a re-review"):
+    reason = view.task.reason
+    if word == "In review" and isinstance(reason, AwaitingReview) and not reason.on_head:
         return (
             "Re-review the pull request: Stoneforge merges it once the reviewer approves (or "
             "the review is dismissed) and checks pass."

@@ -41,9 +41,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 from bot.core.graph import analyse
+from bot.core.lifecycle import AwaitingReview, ChangesRequested, Conflicted, Failed, Reason
 from bot.core.model import IssueRef, Task, TaskState
 
 GREEN_CONCLUSIONS = frozenset({"success", "neutral", "skipped"})
@@ -53,8 +55,21 @@ ActionKind = Literal[
     "merge", "update_branch", "wait", "await_review", "redispatch", "revise", "fail", "mark_merged"
 ]
 VERDICT_STATES = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
-RE_REVIEW = "waiting for a re-review"  # how an ``await_review`` reason starts
-CHECKS_PENDING = "waiting for required check"  # how a wait for running checks' reason starts
+CHECKS_PENDING = "waiting for required check"  # how a wait for running checks is worded
+
+
+class WaitFor(StrEnum):
+    """What a ``wait`` waits for."""
+
+    SNAPSHOT = "snapshot"  # no pull request snapshot yet
+    BLOCKERS = "blockers"  # a blocker that is a task has not merged
+    MERGEABILITY = "mergeability"  # GitHub is still computing it
+    CHECKS = "checks"  # up to date, its required checks still running: in line to merge
+    MERGE_AHEAD = "merge_ahead"  # ready, queued behind another merge on its base
+    FRONT = "front"  # behind its base; updated when it reaches the front of the queue
+    MERGEABLE_STATE = "mergeable_state"  # not mergeable yet (blocked, draft, ...)
+
+
 FRONT_PATIENCE_S = 30 * 60  # a front waiting this long for its checks lets the next one update
 
 
@@ -107,8 +122,11 @@ class StewardAction:
     task: IssueRef
     pr: int | None
     sha: str | None = None
-    reason: str = ""
+    reason: str = ""  # in words, for the log
     review_id: int | None = None  # ``revise``: the review the agent is given
+    #: ``revise``, ``redispatch``, ``await_review``, ``fail``: the task's typed reason
+    why: Reason | None = None
+    wait: WaitFor | None = None  # ``wait``: what for
 
 
 def check_verdict(pull: PullSnapshot) -> tuple[str, str]:
@@ -184,6 +202,7 @@ def plan_merges(
                 action = _wait(
                     task,
                     pull,
+                    WaitFor.MERGE_AHEAD,
                     f"ready to merge; queued behind pull request #{first.pr}"
                     f" ({first.task}) on {pull.base_ref}",
                 )
@@ -200,6 +219,7 @@ def plan_merges(
             actions[index] = _wait(
                 task,
                 pull,
+                WaitFor.FRONT,
                 f"behind {pull.base_ref}; updated when it reaches the front of the queue"
                 f" (now pull request #{ahead.pr}, {ahead.task})",
             )
@@ -211,7 +231,7 @@ def _in_line(action: StewardAction) -> bool:
     date and only waiting for its required checks (``_decide`` says so only after the
     ``behind`` rule), which a merge ahead of it would make stale again."""
     return action.kind in ("merge", "update_branch") or (
-        action.kind == "wait" and action.reason.startswith(CHECKS_PENDING)
+        action.kind == "wait" and action.wait is WaitFor.CHECKS
     )
 
 
@@ -220,12 +240,19 @@ def _decide(
 ) -> StewardAction:
     ref = task.ref
     if pull is None:
-        return StewardAction("wait", ref, task.pr_number, reason="no pull request snapshot yet")
+        return StewardAction(
+            "wait",
+            ref,
+            task.pr_number,
+            reason="no pull request snapshot yet",
+            wait=WaitFor.SNAPSHOT,
+        )
     pr, sha = pull.number, pull.head_sha
     if pull.merged:
         return StewardAction("mark_merged", ref, pr, sha, f"pull request #{pr} was merged")
     if pull.state != "open":
-        return StewardAction("fail", ref, pr, sha, "pull request closed without merging")
+        why = "pull request closed without merging"
+        return StewardAction("fail", ref, pr, sha, why, why=Failed(why, pr))
     blocking = blocking_reviews(pull.reviews)
     if blocking and (task.review_id is None or blocking[-1].id > task.review_id):
         newest = blocking[-1]
@@ -236,6 +263,7 @@ def _decide(
             sha,
             f"changes requested by @{newest.author}",
             review_id=newest.id,
+            why=ChangesRequested(newest.author, newest.id),
         )
     verdict, check = check_verdict(pull)
     if verdict == "red":
@@ -251,43 +279,47 @@ def _decide(
                 f"required check {check!r} concluded {conclusion or 'without result'} on an "
                 f"outdated base; testing again on the current {pull.base_ref}",
             )
-        return StewardAction(
-            "fail",
-            ref,
-            pr,
-            sha,
-            f"required check {check!r} concluded {conclusion or 'without result'}",
-        )
+        why = f"required check {check!r} concluded {conclusion or 'without result'}"
+        return StewardAction("fail", ref, pr, sha, why, why=Failed(why, pr))
     blockers = [
         b for b in task.blocked_by if b in by_ref and by_ref[b].state is not TaskState.MERGED
     ]
     if blockers:
         names = ", ".join(str(b) for b in blockers)
-        return _wait(task, pull, f"waiting for blocker(s) to merge first: {names}")
+        return _wait(
+            task, pull, WaitFor.BLOCKERS, f"waiting for blocker(s) to merge first: {names}"
+        )
     if blocking:
         who = ", ".join(f"@{r.author}" for r in blocking)
-        if any(r.commit_id == sha for r in blocking):
-            why = f"changes requested by {who} on the current head"
+        on_head = any(r.commit_id == sha for r in blocking)
+        if on_head:
+            words = f"changes requested by {who} on the current head"
         else:
-            why = f"{RE_REVIEW} from {who}"
-        return StewardAction("await_review", ref, pr, sha, why)
+            words = f"waiting for a re-review from {who}"
+        awaiting = AwaitingReview(tuple(r.author for r in blocking), on_head)
+        return StewardAction("await_review", ref, pr, sha, words, why=awaiting)
     state = pull.mergeable_state
     if pull.mergeable is None or state == "unknown":
-        return _wait(task, pull, "GitHub is still computing mergeability")
+        return _wait(task, pull, WaitFor.MERGEABILITY, "GitHub is still computing mergeability")
     if state == "dirty" or pull.mergeable is False:
         return StewardAction(
-            "redispatch", ref, pr, sha, f"pull request #{pr} conflicts with {pull.base_ref}"
+            "redispatch",
+            ref,
+            pr,
+            sha,
+            f"pull request #{pr} conflicts with {pull.base_ref}",
+            why=Conflicted(pr, pull.base_ref),
         )
     if state == "behind":
         return StewardAction(
             "update_branch", ref, pr, sha, f"pull request #{pr} is behind {pull.base_ref}"
         )
     if verdict == "pending":
-        return _wait(task, pull, f"{CHECKS_PENDING} {check!r}")
+        return _wait(task, pull, WaitFor.CHECKS, f"{CHECKS_PENDING} {check!r}")
     if state in MERGEABLE_STATES:
         return StewardAction("merge", ref, pr, sha, f"required checks green and state {state}")
-    return _wait(task, pull, f"not mergeable yet (state {state})")
+    return _wait(task, pull, WaitFor.MERGEABLE_STATE, f"not mergeable yet (state {state})")
 
 
-def _wait(task: Task, pull: PullSnapshot, reason: str) -> StewardAction:
-    return StewardAction("wait", task.ref, pull.number, pull.head_sha, reason)
+def _wait(task: Task, pull: PullSnapshot, wait: WaitFor, reason: str) -> StewardAction:
+    return StewardAction("wait", task.ref, pull.number, pull.head_sha, reason, wait=wait)

@@ -50,6 +50,7 @@ from bot.store.records import (
 )
 from bot.store.runners import RunnerRows
 from bot.store.tables import TASK_FIELDS, costs, metadata, repos, tasks
+from bot.store.working_set import WorkingSet, WorkingSetRows
 
 __all__ = [
     "LOCK_LEASE_S",
@@ -61,11 +62,12 @@ __all__ = [
     "RunnerRecord",
     "Store",
     "TranscriptRecord",
+    "WorkingSet",
     "metadata",
 ]
 
 
-class Store(DeliveryRows, RunnerRows, StewardLocks):
+class Store(DeliveryRows, RunnerRows, StewardLocks, WorkingSetRows):
     """Deliveries and tasks. ``url`` is any SQLAlchemy URL; SQLite and PostgreSQL are tested."""
 
     def __init__(self, url: str, *, lock_lease_s: float = LOCK_LEASE_S) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
+from bot.core.lifecycle import reason_from_json, reason_to_json
 from bot.core.model import IssueRef, Task, TaskState
 from bot.store.tables import TASK_FIELDS, tasks
 
@@ -113,6 +114,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
     row["blocked_by"] = json.dumps([str(ref) for ref in task.blocked_by])
     row["runs_on"] = json.dumps(list(task.runs_on))
     row["rate_limits"] = json.dumps([list(item) for item in task.rate_limits])
+    row["reason"] = reason_to_json(task.reason)
     return row
 
 
@@ -124,4 +126,5 @@ def row_to_task(row: RowMapping) -> Task:
     values["rate_limits"] = tuple(
         (str(agent), float(until)) for agent, until in json.loads(row["rate_limits"] or "[]")
     )
+    values["reason"] = reason_from_json(row["reason"])
     return Task(**values)

@@ -67,7 +67,9 @@ tasks = sa.Table(
     sa.Column("job_secret_hash", sa.String(64)),
     sa.Column("review_rounds", sa.Integer, nullable=False, server_default="0"),
     sa.Column("revised_review_id", sa.BigInteger),  # the review the last round answered
+    sa.Column("reason", sa.Text),  # JSON of bot.core.lifecycle's typed reason
     sa.Index("ix_tasks_state", "state"),
+    sa.Index("ix_tasks_state_merged_at", "state", "merged_at"),  # the working set
 )
 
 repos = sa.Table(

@@ -12,6 +12,7 @@ from bot.core.model import IssueRef, Task
 from bot.dispatch import Dispatcher
 from bot.service import Bot
 from tests.bot.test_handlers_fixtures import bot as bot  # noqa: F401 - the fixture
+from tests.bot.test_handlers_fixtures import github as github  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.usefixtures("bot")
 
@@ -20,23 +21,24 @@ pytestmark = pytest.mark.usefixtures("bot")
 def counted(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> list[int]:  # noqa: F811
     """Counts ``Bot.graph`` reads; each takes a little while, like a real table read."""
     reads: list[int] = []
-    real = bot.graph
+    real = bot.views.graph
 
     async def graph() -> Any:
         reads.append(1)
         await asyncio.sleep(0.05)
         return await real()
 
-    monkeypatch.setattr(bot, "graph", graph)
+    monkeypatch.setattr(bot.views, "graph", graph)  # the dispatcher's reads go through it too
     return reads
 
 
 async def test_concurrent_refreshes_share_passes_and_each_sees_its_change(
     bot: Bot,  # noqa: F811
     counted: list[int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     shown: list[IssueRef] = []
-    bot.reporter.show = lambda view, **_: shown.append(view.task.ref)  # type: ignore[method-assign]
+    monkeypatch.setattr(bot.reporter, "show", lambda view, **_: shown.append(view.task.ref))
     await asyncio.gather(*(bot.refresh_views() for _ in range(6)))
     assert len(counted) == 1  # all six asked before the pass began
 
@@ -79,7 +81,7 @@ async def test_deliveries_run_side_by_side_but_in_order_per_issue(
         await asyncio.sleep(pauses[name])
         log.append(f"end {name}")
 
-    monkeypatch.setattr(bot, "handle", handle)
+    monkeypatch.setattr(bot.intake, "handle", handle)
     for guid, number in (("a", 1), ("b", 2), ("c", 1)):
         body = {"name": guid, "issue": {"number": number}, "repository": {"full_name": "o/r"}}
         bot.queue.put_nowait((guid, "issues", json.dumps(body).encode()))

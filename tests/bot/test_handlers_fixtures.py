@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.adapters.github import IssueInfo, LabelApplication, RepoInfo
+from bot.adapters.github import LabelApplication
 from bot.core.model import IssueRef
 from bot.reporting import STATE_LABELS
 from bot.service import Bot
@@ -30,34 +30,30 @@ ALL = sorted(FIXTURES.glob("*/*.json"))
 
 
 class RecordingGitHub(FakeGitHub):
-    """FakeGitHub plus the calls reconciliation and task creation make, all recorded."""
+    """FakeGitHub whose every trigger label was applied by ``lead``."""
 
-    async def installations(self) -> list[int]:
-        self.calls.append(("installations", ()))
-        return []
-
-    async def installation_repos(self, inst: int) -> list[RepoInfo]:
-        self.calls.append(("installation_repos", (inst,)))
-        return []
-
-    async def sub_issues(self, inst: int, ref: IssueRef) -> list[IssueInfo]:
-        return []
-
-    async def label_actor(self, inst: int, ref: IssueRef, label: str) -> LabelApplication:
+    async def label_actor(
+        self, installation_id: int, ref: IssueRef, label: str
+    ) -> LabelApplication | None:
         return LabelApplication("lead", "User", 0.0, None)
 
 
 @pytest.fixture
-def bot(tmp_path: Path) -> Iterator[Bot]:
+def github() -> RecordingGitHub:
+    fake = RecordingGitHub()
+    fake.perms["lead"] = "admin"
+    return fake
+
+
+@pytest.fixture
+def bot(tmp_path: Path, github: RecordingGitHub) -> Iterator[Bot]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
     settings = BotSettings(app_id=1, private_key=pem, webhook_secret="s")
     store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
-    github = RecordingGitHub()
-    github.perms["lead"] = "admin"
-    instance = Bot(settings, store, github)  # type: ignore[arg-type]
+    instance = Bot(settings, store, github)
     instance.bot_login = "stoneforge[bot]"
     try:
         yield instance
@@ -70,7 +66,7 @@ def _event(path: Path) -> str:
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_every_recorded_payload_is_handled(bot: Bot, path: Path) -> None:
+def test_every_recorded_payload_is_handled(bot: Bot, github: RecordingGitHub, path: Path) -> None:
     payload: dict[str, Any] = json.loads(path.read_text())
     event = _event(path)
 
@@ -80,7 +76,7 @@ def test_every_recorded_payload_is_handled(bot: Bot, path: Path) -> None:
         await bot.reporter.idle()
 
     asyncio.run(run())
-    calls = [name for name, _ in bot.github.calls]  # type: ignore[attr-defined]
+    calls = [name for name, _ in github.calls]
     if event in ("pull_request", "pull_request_review", "check_run", "check_suite", "status"):
         assert bot.steward_wake.is_set()
     if event == "installation" and payload.get("action") != "deleted":
@@ -92,14 +88,16 @@ def test_every_recorded_payload_is_handled(bot: Bot, path: Path) -> None:
         assert bot.store.list_tasks() == [], "only the trigger label makes a task"
 
 
-def test_a_recorded_labeled_payload_with_the_trigger_label_makes_a_task(bot: Bot) -> None:
+def test_a_recorded_labeled_payload_with_the_trigger_label_makes_a_task(
+    bot: Bot, github: RecordingGitHub
+) -> None:
     payload = json.loads((FIXTURES / "issues" / "labeled.json").read_text())
     payload["label"]["name"] = "agent-ready"
     payload["sender"]["login"] = "lead"
     payload["installation"] = {"id": 7, "node_id": "x"}  # App deliveries always carry it
     repo = payload["repository"]["full_name"]
     number = payload["issue"]["number"]
-    bot.github.add_issue(repo, number)  # type: ignore[attr-defined]
+    github.add_issue(repo, number)
 
     async def run() -> None:
         await bot.handle("issues", payload)
@@ -111,7 +109,9 @@ def test_a_recorded_labeled_payload_with_the_trigger_label_makes_a_task(bot: Bot
     assert task.labeled_by == "lead"
 
 
-def test_an_event_before_reconciliation_reads_the_repository_config_first(bot: Bot) -> None:
+def test_an_event_before_reconciliation_reads_the_repository_config_first(
+    bot: Bot, github: RecordingGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Deliveries are handled concurrently: a label can beat the installation's set-up.
 
     The repository's own trigger label (and agents, routing) must apply to it all the same,
@@ -123,8 +123,7 @@ def test_an_event_before_reconciliation_reads_the_repository_config_first(bot: B
     payload["installation"] = {"id": 7, "node_id": "x"}
     repo = payload["repository"]["full_name"]
     number = payload["issue"]["number"]
-    github = bot.github
-    github.add_issue(repo, number, labels=("go-agents",))  # type: ignore[attr-defined]
+    github.add_issue(repo, number, labels=("go-agents",))
     reads: list[str] = []
 
     async def file(inst: int, name: str, path: str, ref: str | None = None) -> tuple[str, str]:
@@ -132,7 +131,7 @@ def test_an_event_before_reconciliation_reads_the_repository_config_first(bot: B
         await asyncio.sleep(0.05)  # a slow read: the second event arrives meanwhile
         return "version: 1\ntrigger_label: go-agents\nruns_on: [gpu]\n", "abc"
 
-    github.file = file  # type: ignore[attr-defined]
+    monkeypatch.setattr(github, "file", file)
 
     async def run() -> None:
         await asyncio.gather(bot.handle("issues", payload), bot.repos.ensure(7, repo))
@@ -143,28 +142,30 @@ def test_an_event_before_reconciliation_reads_the_repository_config_first(bot: B
     assert task is not None, "the repository's trigger label made the task"
     assert task.runs_on == ("gpu",)
     assert reads == [".github/stoneforge.yml"]
-    assert ("ensure_labels", (repo, tuple(sorted([*STATE_LABELS, "go-agents"])))) in github.calls  # type: ignore[attr-defined]
+    assert ("ensure_labels", (repo, tuple(sorted([*STATE_LABELS, "go-agents"])))) in github.calls
 
 
-def test_an_event_about_an_issue_that_is_no_task_reads_no_blockers(bot: Bot) -> None:
+def test_an_event_about_an_issue_that_is_no_task_reads_no_blockers(
+    bot: Bot, github: RecordingGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Most issue events are about issues nobody labeled: one read, not three."""
     payload = json.loads((FIXTURES / "issues" / "opened.json").read_text())
     payload["installation"] = {"id": 7, "node_id": "x"}
     repo, number = payload["repository"]["full_name"], payload["issue"]["number"]
-    bot.github.add_issue(repo, number, labels=("bug",))  # type: ignore[attr-defined]
+    github.add_issue(repo, number, labels=("bug",))
     reads: list[str] = []
 
     async def blocked_by(inst: int, ref: IssueRef) -> list[IssueRef]:
         reads.append("blocked_by")
         return []
 
-    bot.github.blocked_by = blocked_by  # type: ignore[method-assign]
+    monkeypatch.setattr(github, "blocked_by", blocked_by)
 
     async def run() -> None:
         await bot.handle("issues", payload)
         await bot.reporter.idle()
 
     asyncio.run(run())
-    assert ("issue", (IssueRef(repo, number),)) in bot.github.calls  # type: ignore[attr-defined]
+    assert ("issue", (IssueRef(repo, number),)) in github.calls
     assert reads == []
     assert bot.store.list_tasks() == []

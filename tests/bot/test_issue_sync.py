@@ -8,18 +8,13 @@ import pytest
 
 from bot.adapters.github import LabelApplication
 from bot.core.model import IssueRef, Task, TaskState
-from bot.issue_sync import IssueSync
+from bot.service import Bot
+from tests.bot.test_handlers_fixtures import RecordingGitHub
+from tests.bot.test_handlers_fixtures import bot as bot  # noqa: F401 - the fixture
+from tests.bot.test_handlers_fixtures import github as github  # noqa: F401 - the fixture
 
 REF = IssueRef("octo/app", 1)
 TASK = Task("octo/app", 1, "t", state=TaskState.FAILED, created_at=100.0, dispatched_at=105.4)
-
-
-class _Labels:
-    def __init__(self, found: LabelApplication | None) -> None:
-        self.found = found
-
-    async def label_actor(self, inst: int, ref: IssueRef, label: str) -> LabelApplication | None:
-        return self.found
 
 
 @pytest.mark.parametrize(
@@ -33,41 +28,53 @@ class _Labels:
     ],
 )
 async def test_labeled_since_counts_a_put_back_label_in_the_same_second(
-    at: float, removed_at: float | None, restarts: bool
+    bot: Bot,  # noqa: F811
+    github: RecordingGitHub,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    at: float,
+    removed_at: float | None,
+    restarts: bool,
 ) -> None:
-    sync = IssueSync()
-    sync.github = _Labels(LabelApplication("lead", "User", at, removed_at))  # type: ignore[assignment]
-    assert await sync._labeled_since(7, REF, "agent-ready", TASK) is restarts
+    async def label_actor(inst: int, ref: IssueRef, label: str) -> LabelApplication | None:
+        return LabelApplication("lead", "User", at, removed_at)
+
+    monkeypatch.setattr(github, "label_actor", label_actor)
+    assert await bot.sync._labeled_since(7, REF, "agent-ready", TASK) is restarts
 
 
-async def test_labeled_since_without_a_labeling_is_false() -> None:
-    sync = IssueSync()
-    sync.github = _Labels(None)  # type: ignore[assignment]
-    assert await sync._labeled_since(7, REF, "agent-ready", TASK) is False
+async def test_labeled_since_without_a_labeling_is_false(
+    bot: Bot,  # noqa: F811
+    github: RecordingGitHub,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def label_actor(inst: int, ref: IssueRef, label: str) -> LabelApplication | None:
+        return None
+
+    monkeypatch.setattr(github, "label_actor", label_actor)
+    assert await bot.sync._labeled_since(7, REF, "agent-ready", TASK) is False
 
 
-async def test_syncs_of_one_issue_run_one_at_a_time_and_leave_no_lock_behind() -> None:
-    class Sync(IssueSync):
-        def __init__(self) -> None:
-            self._sync_locks = {}
-            self.running: dict[IssueRef, int] = {}
-            self.most: dict[IssueRef, int] = {}
+async def test_syncs_of_one_issue_run_one_at_a_time_and_leave_no_lock_behind(
+    bot: Bot,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    running: dict[IssueRef, int] = {}
+    most: dict[IssueRef, int] = {}
 
-        async def _sync_issue(
-            self, inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None
-        ) -> None:
-            self.running[ref] = self.running.get(ref, 0) + 1
-            self.most[ref] = max(self.most.get(ref, 0), self.running[ref])
-            await asyncio.sleep(0.01)
-            if ref.number == 3:
-                raise RuntimeError("a failed sync releases its lock too")
-            self.running[ref] -= 1
+    async def sync_issue(inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None) -> None:
+        running[ref] = running.get(ref, 0) + 1
+        most[ref] = max(most.get(ref, 0), running[ref])
+        await asyncio.sleep(0.01)
+        if ref.number == 3:
+            raise RuntimeError("a failed sync releases its lock too")
+        running[ref] -= 1
 
-    sync = Sync()
+    sync = bot.sync
+    monkeypatch.setattr(sync, "_sync_issue", sync_issue)
     other, failing = IssueRef("octo/app", 2), IssueRef("octo/app", 3)
     await asyncio.gather(*(sync.sync_issue(1, REF) for _ in range(4)), sync.sync_issue(1, other))
-    assert sync.most == {REF: 1, other: 1}
-    assert sync.running == {REF: 0, other: 0}
+    assert most == {REF: 1, other: 1}
+    assert running == {REF: 0, other: 0}
     with pytest.raises(RuntimeError):
         await sync.sync_issue(1, failing)
     assert sync._sync_locks == {}, "no lock kept for an issue nobody is syncing"

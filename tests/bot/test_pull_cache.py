@@ -7,7 +7,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -19,7 +19,6 @@ from bot.core.steward import PullSnapshot, Review
 from bot.pull_cache import PullCache
 from bot.service import Bot
 from bot.settings import BotSettings
-from bot.steward import Steward
 from bot.store import Store
 from tests.bot.fakegithub import FakeGitHub
 
@@ -168,8 +167,17 @@ class _PullsGitHub(FakeGitHub):
     async def reviews(self, inst: int, repo: str, number: int) -> list[Review]:
         return []
 
-    async def merge(self, inst: int, repo: str, number: int, **kw: Any) -> MergeOutcome:
-        self.merged.append((number, kw["sha"]))
+    async def merge(
+        self,
+        installation_id: int,
+        repo: str,
+        number: int,
+        *,
+        sha: str,
+        method: Literal["merge", "squash", "rebase"],
+        title: str,
+    ) -> MergeOutcome:
+        self.merged.append((number, sha))
         return MergeOutcome(True, "e" * 40, 200, "merged")
 
     async def delete_branch(self, inst: int, repo: str, branch: str) -> None:
@@ -184,7 +192,7 @@ def steward(tmp_path: Path) -> Any:
     ).decode()
     store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
     github = _PullsGitHub()
-    bot = Bot(BotSettings(app_id=1, private_key=pem, webhook_secret="s"), store, github)  # type: ignore[arg-type]
+    bot = Bot(BotSettings(app_id=1, private_key=pem, webhook_secret="s"), store, github)
     bot.reporter.settle_s = 0
     for number in (1, 2):
         github.add_issue(REPO, number)
@@ -203,7 +211,7 @@ def steward(tmp_path: Path) -> Any:
             )
         )
     try:
-        yield Steward(bot), github, bot
+        yield bot.steward, github, bot
     finally:
         store.close()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.render import StatusView
 from bot.reporting import WRITE_CONCURRENCY, Reporter
@@ -30,7 +32,7 @@ async def _shown(github: FakeGitHub, reporter: Reporter, state: TaskState) -> li
 def _issue_with(*labels: str) -> tuple[FakeGitHub, Reporter]:
     github = FakeGitHub()
     github.add_issue(REF.repo, REF.number, labels=("agent-ready", *labels))
-    return github, Reporter(github, settle_s=0)  # type: ignore[arg-type]
+    return github, Reporter(github, settle_s=0)
 
 
 async def test_first_update_reads_the_labels_once_and_removes_only_stale_state_labels() -> None:
@@ -55,7 +57,7 @@ async def test_a_label_already_right_after_a_restart_is_left_alone() -> None:
 async def test_a_change_that_settles_at_once_writes_only_the_newest_state() -> None:
     github = FakeGitHub()
     github.add_issue(REF.repo, REF.number)
-    reporter = Reporter(github, settle_s=0.05)  # type: ignore[arg-type]
+    reporter = Reporter(github, settle_s=0.05)
     reporter.show(_view(TaskState.QUEUED))
     reporter.show(_view(TaskState.RUNNING))  # dispatched right away
     await reporter.idle()
@@ -80,7 +82,7 @@ async def test_a_view_older_than_the_stored_task_is_not_written(tmp_path: Path) 
         github = FakeGitHub()
         github.add_issue(REF.repo, REF.number)
         store.create_task(_view(TaskState.IN_REVIEW).task)  # another replica moved it on
-        reporter = Reporter(github, store, settle_s=0)  # type: ignore[arg-type]
+        reporter = Reporter(github, store, settle_s=0)
         reporter.show(_view(TaskState.RUNNING))
         await reporter.idle()
         assert github.calls == []
@@ -99,12 +101,12 @@ async def test_a_restarted_bot_does_not_write_what_is_already_shown(tmp_path: Pa
         github = FakeGitHub()
         github.add_issue(REF.repo, REF.number)
         store.create_task(_view(TaskState.MERGED).task)
-        first = Reporter(github, store, settle_s=0)  # type: ignore[arg-type]
+        first = Reporter(github, store, settle_s=0)
         first.show(_view(TaskState.MERGED))
         await first.idle()
         assert [c[0] for c in github.calls] == ["issue_labels", "comment"]
         github.calls.clear()
-        restarted = Reporter(github, store, settle_s=0)  # type: ignore[arg-type]
+        restarted = Reporter(github, store, settle_s=0)
         restarted.show(_view(TaskState.MERGED))
         await restarted.idle()
         assert github.calls == []
@@ -116,7 +118,9 @@ async def test_a_restarted_bot_does_not_write_what_is_already_shown(tmp_path: Pa
         store.close()
 
 
-async def test_a_burst_of_issues_is_written_a_few_at_a_time() -> None:
+async def test_a_burst_of_issues_is_written_a_few_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """GitHub asks for serial writes (secondary rate limits); a burst must not flood it."""
     github = FakeGitHub()
     refs = [IssueRef(REF.repo, n) for n in range(1, 9)]
@@ -131,8 +135,8 @@ async def test_a_burst_of_issues_is_written_a_few_at_a_time() -> None:
         await asyncio.sleep(0.02)
         running -= 1
 
-    github.upsert_comment = slow_comment  # type: ignore[method-assign]
-    reporter = Reporter(github, settle_s=0)  # type: ignore[arg-type]
+    monkeypatch.setattr(github, "upsert_comment", slow_comment)
+    reporter = Reporter(github, settle_s=0)
     for ref in refs:
         task = Task(repo=ref.repo, number=ref.number, title="t", installation_id=1)
         reporter.show(StatusView(task=task, html_base="http://hub"))

@@ -31,7 +31,7 @@ def test_reconciliation_prunes_handled_deliveries_past_their_retention(tmp_path:
     settings = BotSettings(
         app_id=1, private_key=_pem(), webhook_secret="s", delivery_retention_s=4 * DAY
     )
-    bot = Bot(settings, store, FakeGitHub())  # type: ignore[arg-type]
+    bot = Bot(settings, store, FakeGitHub())
     now = time.time()
     for guid, age in (("five-days", 5 * DAY), ("three-days", 3 * DAY)):
         store.record_delivery(guid, "issues", "opened", 1, b"{}", now=now - age)

@@ -5,9 +5,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from bot.core.lifecycle import ChangesRequested
 from bot.core.model import IssueRef, Task, TaskState
 from bot.store import Delivery, RepoRecord, Store, TranscriptRecord
 
@@ -21,8 +23,8 @@ def store(store_url: str) -> Iterator[Store]:
     store.close()
 
 
-def full_task(n: int = 5, **fields: object) -> Task:
-    values: dict[str, object] = {
+def full_task(n: int = 5, **fields: Any) -> Task:
+    values: dict[str, Any] = {
         "repo": REPO,
         "number": n,
         "title": "Add /users endpoint ✓",
@@ -55,9 +57,10 @@ def full_task(n: int = 5, **fields: object) -> Task:
         "cost_at_restart_usd": 0.125,
         "rate_limits": (("claude", 1_764_000_700.25), ("codex", 1_764_000_800.5)),
         "status_digest": "0123456789abcdef0123456789abcdef",
+        "reason": ChangesRequested("rita", 4_000_000_000_001),
     }
     values.update(fields)
-    return Task(**values)  # type: ignore[arg-type]
+    return Task(**values)
 
 
 def queued(n: int, repo: str = REPO) -> Task:
@@ -124,6 +127,7 @@ def test_upsert_get_round_trips_every_field(store: Store) -> None:
         merged_at=1_764_000_500.0,
         merge_sha="b" * 40,
         detail=None,
+        reason=None,
     )
     store.upsert_task(replaced)
     assert store.get_task(task.ref) == replaced
@@ -187,9 +191,13 @@ def test_claim_takes_the_first_queued_candidate(store: Store) -> None:
     assert (claimed.state, claimed.worker, claimed.attempt) == (TaskState.RUNNING, "w1", 2)
     assert (claimed.dispatched_at, claimed.lease_until) == (100.0, 130.0)
     assert store.get_task(claimed.ref) == claimed
-    assert store.get_task(IssueRef(REPO, 1)).worker == "other"  # type: ignore[union-attr]
+    other = store.get_task(IssueRef(REPO, 1))
+    assert other is not None
+    assert other.worker == "other"
 
-    assert store.claim_task(candidates, worker="w2", now=101.0, lease_s=30.0).number == 4  # type: ignore[union-attr]
+    second = store.claim_task(candidates, worker="w2", now=101.0, lease_s=30.0)
+    assert second is not None
+    assert second.number == 4
     assert store.claim_task(candidates, worker="w3", now=102.0, lease_s=30.0) is None
     assert store.claim_task([], worker="w3", now=102.0, lease_s=30.0) is None
 
@@ -278,7 +286,9 @@ def test_expired_leases(store: Store) -> None:
 
 def test_update_task_sets_the_metric_fields(store: Store) -> None:
     store.upsert_task(queued(1))
-    assert store.get_task(IssueRef(REPO, 1)).cost_usd is None  # type: ignore[union-attr]
+    fresh = store.get_task(IssueRef(REPO, 1))
+    assert fresh is not None
+    assert fresh.cost_usd is None
     store.update_task(IssueRef(REPO, 1), cost_usd=1.5, ready_at=12.5, comment_id=2**40)
     task = store.get_task(IssueRef(REPO, 1))
     assert task is not None
@@ -498,3 +508,72 @@ def test_transcripts_round_trip_compressed_and_per_task(store: Store) -> None:
     assert store.transcript("missing") is None
     assert store.transcripts_for(IssueRef(REPO, 5)) == [first, second]
     assert store.transcripts_for(IssueRef(REPO, 7)) == []
+
+
+# -- the working set ------------------------------------------------------------------------
+
+
+def merged(n: int, at: float | None, *blockers: IssueRef, repo: str = REPO) -> Task:
+    return dataclasses.replace(
+        queued(n, repo=repo), state=TaskState.MERGED, merged_at=at, blocked_by=blockers
+    )
+
+
+def test_working_set_leaves_out_only_merged_tasks_older_than_the_cutoff(store: Store) -> None:
+    store.upsert_task(merged(1, 100.0))  # merged long ago
+    store.upsert_task(merged(2, 1000.0))  # merged at the cutoff: still in
+    store.upsert_task(merged(3, 2000.0))
+    store.upsert_task(merged(4, None))  # no merge time known: kept, never dropped by guess
+    store.upsert_task(queued(5))
+    others = (TaskState.RUNNING, TaskState.IN_REVIEW, TaskState.FAILED, TaskState.CANCELLED)
+    for n, state in enumerate(others, start=6):  # merged_at never drops a task not merged
+        store.upsert_task(dataclasses.replace(queued(n), state=state, merged_at=1.0))
+    store.upsert_task(queued(1, repo="octo/lib"))
+    working = store.working_set(1000.0)
+    assert [str(t.ref) for t in working.tasks] == [
+        "octo/demo#2",
+        "octo/demo#3",
+        "octo/demo#4",
+        "octo/demo#5",
+        "octo/demo#6",
+        "octo/demo#7",
+        "octo/demo#8",
+        "octo/demo#9",
+        "octo/lib#1",
+    ]
+    assert working.done == frozenset()
+    # The history stays in the store, for reports.
+    assert len(store.list_tasks()) == len(working.tasks) + 1
+    assert store.get_task(IssueRef(REPO, 1)) == merged(1, 100.0)
+
+
+def test_working_set_knows_blockers_that_left_it_as_done(store: Store) -> None:
+    old, old_lib = IssueRef(REPO, 1), IssueRef("octo/lib", 7)
+    store.upsert_task(merged(1, 100.0))
+    store.upsert_task(merged(7, 100.0, repo="octo/lib"))
+    store.upsert_task(merged(2, 100.0, old))  # a merged task's own blockers are not looked up
+    never = IssueRef(REPO, 99)  # not a task at all: not done (the graph asks GitHub)
+    store.upsert_task(dataclasses.replace(queued(3), blocked_by=(old, old_lib, never)))
+    store.upsert_task(dataclasses.replace(queued(4), blocked_by=(IssueRef(REPO, 3),)))
+    working = store.working_set(1000.0)
+    assert [t.number for t in working.tasks] == [3, 4]
+    assert working.done == {old, old_lib}
+    assert store.merged_tasks([old, old_lib, never, IssueRef(REPO, 3)]) == {old, old_lib}
+    # Asked again (remembered now), and after a remembered blocker is requeued: a task in the
+    # set is judged by its own state, never by what was remembered.
+    assert store.working_set(1000.0).done == {old, old_lib}
+    store.update_task(old, state=TaskState.QUEUED)
+    again = store.working_set(1000.0)
+    assert again.done == {old_lib}
+    assert IssueRef(REPO, 1) in {t.ref for t in again.tasks}
+
+
+def test_working_set_looks_up_many_blockers_in_chunks(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bot.store.working_set._LOOKUP_CHUNK", 3)
+    gone = [IssueRef(REPO, n) for n in range(100, 108)]
+    for ref in gone:
+        store.upsert_task(merged(ref.number, 1.0))
+    store.upsert_task(dataclasses.replace(queued(1), blocked_by=(*gone, IssueRef(REPO, 999))))
+    assert store.working_set(10.0).done == set(gone)

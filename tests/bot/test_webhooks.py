@@ -70,7 +70,7 @@ def client(tmp_path: Path, pem: str, github: FakeGitHub) -> Iterator[TestClient]
         runner_token="runner-secret",
         reconcile_interval_s=3600,
     )
-    app = create_app(settings, github=github)  # type: ignore[arg-type]
+    app = create_app(settings, github=github)
     with TestClient(app) as test_client:
         yield test_client
 

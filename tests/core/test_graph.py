@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from typing import Any
 
 import pytest
 
@@ -15,9 +16,9 @@ def ref(n: int, repo: str = REPO) -> IssueRef:
     return IssueRef(repo, n)
 
 
-def task(n: int, *blockers: int | IssueRef, **fields: object) -> Task:
+def task(n: int, *blockers: int | IssueRef, **fields: Any) -> Task:
     blocked_by = tuple(b if isinstance(b, IssueRef) else ref(b) for b in blockers)
-    return Task(repo=REPO, number=n, title=f"task {n}", blocked_by=blocked_by, **fields)  # type: ignore[arg-type]
+    return Task(repo=REPO, number=n, title=f"task {n}", blocked_by=blocked_by, **fields)
 
 
 def test_independent_tasks_are_ready_in_created_order() -> None:
@@ -333,3 +334,30 @@ def test_ready_set_agrees_with_full_recompute(seed: int) -> None:
             dataclasses.replace(t, state=TaskState.MERGED) if t.ref == done else t for t in tasks
         ]
         assert set(ready_set.ready) == set(analyse(tasks, {}).ready)
+
+
+def test_blockers_in_done_count_as_done_never_missing() -> None:
+    """``done`` holds merged tasks the caller left out (the shell's working set)."""
+    gone, other_repo, unknown = ref(90), ref(7, "octo/lib"), ref(91)
+    tasks = [task(1, gone), task(2, gone, other_repo), task(3, gone, unknown), task(4, 1)]
+    report = analyse(tasks, {}, done={gone, other_repo})
+    assert report.ready == (ref(1), ref(2))
+    assert report.waiting == {ref(3): (unknown,), ref(4): (ref(1),)}
+    assert report.missing == {ref(3): (unknown,)}
+    # Without it the same blockers are missing: the argument is what makes them done.
+    without = analyse(tasks, {})
+    assert without.ready == ()
+    assert without.missing[ref(1)] == (gone,)
+
+
+def test_a_task_present_wins_over_done() -> None:
+    """A reference in ``done`` that is also a task here is judged by that task's state."""
+    report = analyse([task(1, 2), task(2)], {}, done={ref(2)})
+    assert report.ready == (ref(2),)
+    assert report.waiting == {ref(1): (ref(2),)}
+
+
+def test_ready_set_takes_done() -> None:
+    ready_set = ReadySet([task(1, 90), task(2, 91)], {}, done={ref(90)})
+    assert ready_set.ready == (ref(1),)
+    assert ready_set.waiting_on(ref(2)) == {ref(91)}

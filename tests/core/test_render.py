@@ -11,6 +11,7 @@ import os
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,14 +37,14 @@ def ref(number: int, repo: str = REPO) -> IssueRef:
     return IssueRef(repo, number)
 
 
-def make_task(**overrides: object) -> Task:
-    fields: dict[str, object] = {"repo": REPO, "number": 7, "title": "Add the users endpoint"}
+def make_task(**overrides: Any) -> Task:
+    fields: dict[str, Any] = {"repo": REPO, "number": 7, "title": "Add the users endpoint"}
     fields.update(overrides)
-    return Task(**fields)  # type: ignore[arg-type]
+    return Task(**fields)
 
 
-def view(task: Task | None = None, **overrides: object) -> StatusView:
-    return StatusView(task=task or make_task(), html_base=BASE, **overrides)  # type: ignore[arg-type]
+def view(task: Task | None = None, **overrides: Any) -> StatusView:
+    return StatusView(task=task or make_task(), html_base=BASE, **overrides)
 
 
 CASES: dict[str, StatusView] = {

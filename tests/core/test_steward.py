@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -15,19 +16,19 @@ def ref(n: int) -> IssueRef:
     return IssueRef(REPO, n)
 
 
-def review(n: int, *blockers: int, **fields: object) -> Task:
-    values: dict[str, object] = {
+def review(n: int, *blockers: int, **fields: Any) -> Task:
+    values: dict[str, Any] = {
         "state": TaskState.IN_REVIEW,
         "pr_number": 100 + n,
         "head_sha": f"sha{n}",
         "blocked_by": tuple(ref(b) for b in blockers),
     }
     values.update(fields)
-    return Task(repo=REPO, number=n, title=f"task {n}", **values)  # type: ignore[arg-type]
+    return Task(repo=REPO, number=n, title=f"task {n}", **values)
 
 
-def pull(n: int, **fields: object) -> PullSnapshot:
-    values: dict[str, object] = {
+def pull(n: int, **fields: Any) -> PullSnapshot:
+    values: dict[str, Any] = {
         "number": 100 + n,
         "state": "open",
         "merged": False,
@@ -40,7 +41,7 @@ def pull(n: int, **fields: object) -> PullSnapshot:
         "required": ("ci",),
     }
     values.update(fields)
-    return PullSnapshot(**values)  # type: ignore[arg-type]
+    return PullSnapshot(**values)
 
 
 def plan_one(task: Task, snapshot: PullSnapshot | None) -> StewardAction:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from bot.core.lifecycle import AwaitingReview, ChangesRequested, LeaseExpired
+from bot.core.model import TaskState
 from bot.core.render import StatusView, render_status
 from bot.core.steward import (
     Review,
@@ -133,14 +135,14 @@ def test_feedback_is_each_blocking_review_then_its_inline_comments_in_order() ->
 
 
 def test_the_status_comment_says_changes_were_requested_and_then_awaits_the_re_review() -> None:
-    task = review(1, review_id=50, detail="changes requested by @lead")
+    task = review(1, review_id=50, reason=ChangesRequested("lead", 50))
     queued = render_status(
-        StatusView(task=replace(task, state="queued"), html_base="https://github.com")
+        StatusView(task=replace(task, state=TaskState.QUEUED), html_base="https://github.com")
     )
     assert "- **Review:** changes requested by @lead" in queued
     waiting = render_status(
         StatusView(
-            task=replace(task, detail="waiting for a re-review from @lead"),
+            task=replace(task, reason=AwaitingReview(("lead",))),
             html_base="https://github.com",
         )
     )
@@ -148,6 +150,6 @@ def test_the_status_comment_says_changes_were_requested_and_then_awaits_the_re_r
     assert "- **Review:** waiting for a re-review from @lead" in waiting
     assert "Stoneforge merges it once the reviewer approves" in waiting
     other = render_status(
-        StatusView(task=replace(task, state="queued", detail="lease expired"), html_base="x")
+        StatusView(task=replace(task, state=TaskState.QUEUED, reason=LeaseExpired()), html_base="x")
     )
     assert "**Review:**" not in other, "only the steward's review details are shown as such"

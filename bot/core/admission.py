@@ -1,0 +1,171 @@
+"""Admission: which ready tasks a claim may take now, in dispatch order, and why the others wait.
+
+``admit`` goes through the graph's ready set in dispatch order (priority, then the work waiting
+behind a task, then age) and keeps a task unless a rule holds it back; the first rule that
+matches is its reason:
+
+1. its repository uses the other backend (runners and GitHub Actions each take only their
+   repositories' tasks) -> ``OtherBackend``
+2. it asks for runner labels the claiming runner lacks -> ``MissingLabels`` (Actions routes by
+   the workflow's ``runs-on`` and skips this rule)
+3. it is held back until ``not_before`` (GitHub refused to start its workflow) -> ``NotBefore``
+4. no agent may take it here and now: the one chosen for it and the fallback are each paused
+   on this runner or held by a provider's rate limit -> ``NoAgentFree``
+5. its repository runs ``concurrency.per_repo`` tasks already -> ``RepoFull``
+6. its installation runs ``concurrency.per_installation`` tasks already -> ``InstallationFull``
+7. its repository's daily budget is spent -> ``DayBudgetSpent``
+
+Pure: the caller passes the tasks, the ready set, each repository's configuration and what
+each repository spent today (only those with a daily budget need it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from bot.core.config import RepoConfig
+from bot.core.model import IssueRef, Task, TaskState, limited_agents
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """Who asks: ``backend`` ``runner`` or ``actions``; the runner's ``labels`` (casefolded;
+    ``None``: routed elsewhere) and the agents it has paused."""
+
+    backend: str = "runner"
+    labels: frozenset[str] | None = frozenset()
+    unavailable: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class OtherBackend:
+    backend: str
+    kind: Literal["other_backend"] = "other_backend"
+
+
+@dataclass(frozen=True)
+class MissingLabels:
+    labels: tuple[str, ...]
+    kind: Literal["missing_labels"] = "missing_labels"
+
+
+@dataclass(frozen=True)
+class NotBefore:
+    until: float
+    kind: Literal["not_before"] = "not_before"
+
+
+@dataclass(frozen=True)
+class NoAgentFree:
+    blocked: tuple[str, ...]  # the agents it cannot have here and now
+    kind: Literal["no_agent_free"] = "no_agent_free"
+
+
+@dataclass(frozen=True)
+class RepoFull:
+    limit: int
+    kind: Literal["repo_full"] = "repo_full"
+
+
+@dataclass(frozen=True)
+class InstallationFull:
+    limit: int
+    kind: Literal["installation_full"] = "installation_full"
+
+
+@dataclass(frozen=True)
+class DayBudgetSpent:
+    spent: float
+    budget: float
+    kind: Literal["day_budget_spent"] = "day_budget_spent"
+
+
+Hold = (
+    OtherBackend
+    | MissingLabels
+    | NotBefore
+    | NoAgentFree
+    | RepoFull
+    | InstallationFull
+    | DayBudgetSpent
+)
+
+
+@dataclass(frozen=True)
+class Admission:
+    admitted: tuple[IssueRef, ...]  # in dispatch order
+    held: Mapping[IssueRef, Hold] = field(default_factory=dict)
+
+
+def blocked_agents(task: Task, unavailable: frozenset[str], now: float) -> set[str]:
+    """Agents that cannot take ``task`` now: those the runner lacks or has paused, and those a
+    provider's rate limit holds the task from."""
+    return set(unavailable) | limited_agents(task, now)
+
+
+def agent_for(
+    task: Task, config: RepoConfig, unavailable: frozenset[str], now: float
+) -> str | None:
+    """The agent to run ``task`` with on a runner that cannot run ``unavailable`` now
+    (None: none may take it here and now)."""
+    blocked = blocked_agents(task, unavailable, now)
+    return config.agent_to_run(task.agent or config.agent.name, blocked)
+
+
+def admit(
+    tasks: Sequence[Task],
+    ready: Sequence[IssueRef],
+    config: Callable[[str], RepoConfig],
+    claimant: Claimant,
+    *,
+    now: float,
+    spent_today: Mapping[str, float] | None = None,
+) -> Admission:
+    """The ready tasks ``claimant`` may take now, in order, and a reason for each held one."""
+    spent = spent_today or {}
+    running = [t for t in tasks if t.state == TaskState.RUNNING]
+    per_repo = Counter(t.repo for t in running)
+    per_inst = Counter(t.installation_id for t in running)
+    by_ref = {t.ref: t for t in tasks}
+    admitted: list[IssueRef] = []
+    held: dict[IssueRef, Hold] = {}
+    for ref in ready:
+        task = by_ref[ref]
+        hold = _hold(task, config(task.repo), claimant, now, per_repo, per_inst, spent)
+        if hold is None:
+            admitted.append(ref)
+        else:
+            held[ref] = hold
+    return Admission(tuple(admitted), held)
+
+
+def _hold(
+    task: Task,
+    config: RepoConfig,
+    claimant: Claimant,
+    now: float,
+    per_repo: Counter[str],
+    per_inst: Counter[int | None],
+    spent: Mapping[str, float],
+) -> Hold | None:
+    """The first rule that holds ``task`` back (see the module's docstring), or None."""
+    if config.backend != claimant.backend:
+        return OtherBackend(config.backend)
+    if claimant.labels is not None and not set(task.runs_on) <= claimant.labels:
+        return MissingLabels(tuple(sorted(set(task.runs_on) - claimant.labels)))
+    if task.not_before and task.not_before > now:
+        return NotBefore(task.not_before)
+    if agent_for(task, config, claimant.unavailable, now) is None:
+        return NoAgentFree(tuple(sorted(blocked_agents(task, claimant.unavailable, now))))
+    if per_repo[task.repo] >= config.concurrency.per_repo:
+        return RepoFull(config.concurrency.per_repo)
+    limit = config.concurrency.per_installation
+    if limit is not None and per_inst[task.installation_id] >= limit:
+        return InstallationFull(limit)
+    budget = config.budget.per_day_usd
+    if budget is not None and spent.get(task.repo, 0.0) >= budget:
+        return DayBudgetSpent(spent.get(task.repo, 0.0), budget)
+    return None

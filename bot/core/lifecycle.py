@@ -1,0 +1,199 @@
+"""The task lifecycle: which state changes are allowed, each with a typed reason.
+
+The states (``bot.core.model.TaskState``) and the README's diagram:
+
+1. queued -> running: a runner claimed it (no reason)
+2. running -> in_review: its pull request was opened (no reason)
+3. running -> queued: ``LeaseExpired``, ``RateLimited(agent, until)``, ``HandedOff(reason)``,
+   or no reason (the job could not be built and the claim was given back)
+4. running -> failed / in_review -> failed / queued -> failed: ``Failed(reason, detail)``
+5. in_review -> queued: ``ChangesRequested(reviewer, review_id)`` (same branch, the review as
+   feedback) or ``Conflicted(pr, base)`` (again from a fresh base)
+6. in_review -> in_review: ``AwaitingReview(reviewers, on_head)``, or no reason (waiting
+   cleared)
+7. in_review -> merged: no reason
+8. queued / running -> cancelled: ``Cancelled(cause)``
+9. failed / cancelled -> queued: ``Restarted(by)``: a maintainer put the trigger label back
+
+``transition`` checks a change against these rules and returns the task fields to store: the
+state, the reason, and ``detail``, the reason in words (``bot.core.render.describe_reason``)
+for whoever reads the task table. The shell acts on the reason's type and data only
+(``fresh_base``, ``isinstance``), never on its wording.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from enum import StrEnum
+from typing import Any, Literal
+
+from bot.core.model import TaskState
+
+
+class CancelCause(StrEnum):
+    UNTRIGGERED = "untriggered"  # the label was removed or the issue closed
+    UNINSTALLED = "uninstalled"  # the App left the repository
+
+
+@dataclass(frozen=True)
+class Restarted:
+    """A maintainer put the trigger label back on a failed or cancelled task."""
+
+    by: str | None = None
+    kind: Literal["restarted"] = "restarted"
+
+
+@dataclass(frozen=True)
+class Conflicted:
+    """Its pull request conflicts with the base: an agent runs again from a fresh base."""
+
+    pr: int
+    base: str
+    kind: Literal["conflicted"] = "conflicted"
+
+
+@dataclass(frozen=True)
+class LeaseExpired:
+    """The runner holding it stopped heartbeating."""
+
+    kind: Literal["lease_expired"] = "lease_expired"
+
+
+@dataclass(frozen=True)
+class ChangesRequested:
+    """A writer's review requests changes: the agent revises the same pull request."""
+
+    reviewer: str
+    review_id: int
+    kind: Literal["changes_requested"] = "changes_requested"
+
+
+@dataclass(frozen=True)
+class AwaitingReview:
+    """The agent revised it; the reviewers' "changes requested" still stands."""
+
+    reviewers: tuple[str, ...]
+    on_head: bool = False  # requested on the current head (not yet revised)
+    kind: Literal["awaiting_review"] = "awaiting_review"
+
+
+@dataclass(frozen=True)
+class RateLimited:
+    agent: str
+    until: float
+    kind: Literal["rate_limited"] = "rate_limited"
+
+
+@dataclass(frozen=True)
+class HandedOff:
+    reason: str  # the runner's: max_turns, budget, stalled, ...
+    kind: Literal["handed_off"] = "handed_off"
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: str
+    pr: int | None = None  # the steward's failures are about a pull request
+    kind: Literal["failed"] = "failed"
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    cause: CancelCause
+    kind: Literal["cancelled"] = "cancelled"
+
+
+Reason = (
+    Restarted
+    | Conflicted
+    | LeaseExpired
+    | ChangesRequested
+    | AwaitingReview
+    | RateLimited
+    | HandedOff
+    | Failed
+    | Cancelled
+)
+
+_KINDS: dict[str, type[Reason]] = {
+    "restarted": Restarted,
+    "conflicted": Conflicted,
+    "lease_expired": LeaseExpired,
+    "changes_requested": ChangesRequested,
+    "awaiting_review": AwaitingReview,
+    "rate_limited": RateLimited,
+    "handed_off": HandedOff,
+    "failed": Failed,
+    "cancelled": Cancelled,
+}
+
+Q, R, V = TaskState.QUEUED, TaskState.RUNNING, TaskState.IN_REVIEW
+M, F, C = TaskState.MERGED, TaskState.FAILED, TaskState.CANCELLED
+
+#: (from, to) -> the reasons that allow it (``None``: the change needs no reason).
+ALLOWED: dict[tuple[TaskState, TaskState], tuple[type[Reason] | None, ...]] = {
+    (Q, R): (None,),
+    (R, V): (None,),
+    (R, Q): (LeaseExpired, RateLimited, HandedOff, None),
+    (R, F): (Failed,),
+    (V, F): (Failed,),
+    (Q, F): (Failed,),
+    (V, Q): (ChangesRequested, Conflicted),
+    (V, V): (AwaitingReview, None),
+    (V, M): (None,),
+    (Q, C): (Cancelled,),
+    (R, C): (Cancelled,),
+    (F, Q): (Restarted,),
+    (C, Q): (Restarted,),
+}
+
+
+class IllegalTransition(ValueError):
+    """A state change the lifecycle does not allow (a bug in the caller, not in the input)."""
+
+
+def fresh_base(reason: Reason | None) -> bool:
+    """Whether the next job starts from the base rather than the task's pushed branch."""
+    return isinstance(reason, Restarted | Conflicted)
+
+
+def check(current: TaskState, to: TaskState, reason: Reason | None) -> None:
+    """Raise ``IllegalTransition`` unless ``current -> to`` is allowed with ``reason``."""
+    allowed = ALLOWED.get((current, to))
+    if allowed is None:
+        raise IllegalTransition(f"{current.value} -> {to.value} is not a task transition")
+    if (type(reason) if reason is not None else None) not in allowed:
+        name = type(reason).__name__ if reason is not None else "no reason"
+        raise IllegalTransition(f"{current.value} -> {to.value} does not happen for {name}")
+
+
+def transition(
+    current: TaskState, to: TaskState, reason: Reason | None, detail: str | None
+) -> dict[str, Any]:
+    """The task fields for ``current -> to`` with ``reason`` (``detail``: its words)."""
+    check(current, to, reason)
+    return {"state": to, "reason": reason, "detail": detail}
+
+
+def reason_to_json(reason: Reason | None) -> str | None:
+    """How a reason is kept in the store: JSON with its ``kind``."""
+    return None if reason is None else json.dumps(asdict(reason), sort_keys=True)
+
+
+def reason_from_json(text: str | None) -> Reason | None:
+    """The stored reason, or ``None`` for none, or for one this version does not know."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        cls = _KINDS[data["kind"]]
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        if cls is AwaitingReview:
+            values["reviewers"] = tuple(values.get("reviewers", ()))
+        if cls is Cancelled:
+            values["cause"] = CancelCause(values["cause"])
+        return cls(**values)
+    except (ValueError, KeyError, TypeError):
+        return None

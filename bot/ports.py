@@ -1,0 +1,243 @@
+"""The outside systems the bot's logic uses, as narrow Protocols in domain verbs.
+
+Each part of the bot takes only the ports it uses (``bot.service`` composes them once): the
+issue sync reads issues and writes the permission comment, the reporter writes labels and status
+comments, the steward reads and merges pull requests. ``bot.adapters.github.GitHubAdapter``
+implements every GitHub port, ``bot.store.Store`` every store port; tests pass typed fakes that
+mypy checks against the same Protocols. No URL, header or githubkit type crosses a port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Literal, Protocol
+
+from bot.adapters.github.records import (
+    Comment,
+    IssueInfo,
+    LabelApplication,
+    MergeOutcome,
+    RepoInfo,
+)
+from bot.core.model import IssueRef, Task, TaskState
+from bot.core.steward import PullSnapshot, Review, ReviewComment
+from bot.store.records import Delivery, NewDelivery
+from bot.store.working_set import WorkingSet
+
+__all__ = [
+    "AppPort",
+    "Clock",
+    "DeliveryLog",
+    "GitHubPort",
+    "IssuePort",
+    "LabelPort",
+    "PullPort",
+    "RepoPort",
+    "TaskStore",
+]
+
+
+# --- GitHub ----------------------------------------------------------------------------------
+
+
+class RepoPort(Protocol):
+    """Repositories: their facts, their configuration file, their labels and checks."""
+
+    async def repo(self, installation_id: int, repo: str) -> RepoInfo: ...
+
+    async def file(
+        self, installation_id: int, repo: str, path: str, ref: str | None = None
+    ) -> tuple[str, str] | None: ...
+
+    async def branch_sha(self, installation_id: int, repo: str, branch: str) -> str: ...
+
+    async def ensure_labels(
+        self, installation_id: int, repo: str, labels: Mapping[str, tuple[str, str]]
+    ) -> None: ...
+
+    async def report_check(
+        self,
+        installation_id: int,
+        repo: str,
+        head_sha: str,
+        *,
+        name: str,
+        conclusion: str,
+        title: str,
+        summary: str,
+    ) -> None: ...
+
+
+class LabelPort(Protocol):
+    """What the status reporter writes: an issue's labels and the bot's own comments."""
+
+    async def add_labels(self, installation_id: int, ref: IssueRef, labels: list[str]) -> None: ...
+
+    async def remove_label(self, installation_id: int, ref: IssueRef, label: str) -> None: ...
+
+    async def issue_labels(self, installation_id: int, ref: IssueRef) -> set[str]: ...
+
+    async def upsert_comment(
+        self, installation_id: int, ref: IssueRef, marker: str, body: str
+    ) -> None: ...
+
+
+class IssuePort(Protocol):
+    """What the issue sync reads and writes: issues, their links, who labeled them."""
+
+    async def issue(self, installation_id: int, ref: IssueRef) -> IssueInfo | None: ...
+
+    async def blocked_by(self, installation_id: int, ref: IssueRef) -> list[IssueRef]: ...
+
+    async def sub_issues(self, installation_id: int, ref: IssueRef) -> list[IssueInfo]: ...
+
+    async def label_actor(
+        self, installation_id: int, ref: IssueRef, label: str
+    ) -> LabelApplication | None: ...
+
+    async def permission(self, installation_id: int, repo: str, login: str) -> str: ...
+
+    async def remove_label(self, installation_id: int, ref: IssueRef, label: str) -> None: ...
+
+    async def upsert_comment(
+        self, installation_id: int, ref: IssueRef, marker: str, body: str
+    ) -> None: ...
+
+
+class AppPort(Protocol):
+    """The App's own view: its installations, their repositories, failed deliveries."""
+
+    async def installations(self) -> list[int]: ...
+
+    async def installation_repos(self, installation_id: int) -> list[RepoInfo]: ...
+
+    async def labeled_issues(
+        self, installation_id: int, repo: str, label: str
+    ) -> list[IssueInfo]: ...
+
+    async def failed_deliveries(self, since: float) -> list[tuple[int, str]]: ...
+
+    async def redeliver(self, delivery_id: int) -> None: ...
+
+
+class PullPort(Protocol):
+    """What the steward reads and does: pull requests, reviews, merges, branch updates."""
+
+    async def repo(self, installation_id: int, repo: str) -> RepoInfo: ...
+
+    async def permission(self, installation_id: int, repo: str, login: str) -> str: ...
+
+    async def pull(
+        self, installation_id: int, repo: str, number: int, extra_required: tuple[str, ...] = ()
+    ) -> PullSnapshot: ...
+
+    async def reviews(self, installation_id: int, repo: str, number: int) -> list[Review]: ...
+
+    async def review_comments(
+        self, installation_id: int, repo: str, number: int
+    ) -> list[ReviewComment]: ...
+
+    async def merge(
+        self,
+        installation_id: int,
+        repo: str,
+        number: int,
+        *,
+        sha: str,
+        method: Literal["merge", "squash", "rebase"],
+        title: str,
+    ) -> MergeOutcome: ...
+
+    async def update_branch(
+        self, installation_id: int, repo: str, number: int, sha: str
+    ) -> bool: ...
+
+    async def delete_branch(self, installation_id: int, repo: str, branch: str) -> None: ...
+
+
+class GitHubPort(RepoPort, LabelPort, IssuePort, AppPort, PullPort, Protocol):
+    """Every GitHub verb the bot uses, including those of the dispatcher and result handler
+    (which still reach GitHub through the composition root)."""
+
+    async def app_slug(self) -> str: ...
+
+    async def comments(self, installation_id: int, ref: IssueRef) -> list[Comment]: ...
+
+    async def add_reaction(self, installation_id: int, ref: IssueRef, content: str) -> None: ...
+
+    async def repo_token(self, installation_id: int, repo: str, *, write: bool = True) -> str: ...
+
+    async def revoke_token(self, token: str) -> None: ...
+
+    async def open_pull(
+        self, installation_id: int, repo: str, *, head: str, base: str, title: str, body: str
+    ) -> int: ...
+
+    async def pull_for_head(
+        self, installation_id: int, repo: str, head: str
+    ) -> tuple[int, str] | None: ...
+
+    async def update_pull(
+        self, installation_id: int, repo: str, number: int, *, body: str
+    ) -> None: ...
+
+    async def dispatch_workflow(
+        self, installation_id: int, repo: str, workflow: str, ref: str, inputs: dict[str, str]
+    ) -> None: ...
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+class TaskStore(Protocol):
+    """Tasks and the daily spend, as the issue sync, the views and the steward use them."""
+
+    def get_task(self, ref: IssueRef) -> Task | None: ...
+
+    def list_tasks(
+        self, *, repo: str | None = None, states: Iterable[TaskState] | None = None
+    ) -> list[Task]: ...
+
+    def create_task(self, task: Task) -> bool: ...
+
+    def update_task(self, ref: IssueRef, **fields: Any) -> Task: ...
+
+    def cost(self, repo: str, day: str) -> float: ...
+
+    def working_set(self, merged_since: float) -> WorkingSet: ...
+
+
+class DeliveryLog(Protocol):
+    """The durable log of webhook deliveries intake writes and works through."""
+
+    def record_deliveries(self, rows: Sequence[NewDelivery]) -> list[bool]: ...
+
+    def unprocessed_deliveries(self, limit: int = 100) -> list[Delivery]: ...
+
+    def mark_processed(self, guid: str, now: float, error: str | None = None) -> None: ...
+
+    def get_delivery(self, guid: str) -> Delivery | None: ...
+
+    def prune_deliveries(self, before: float, batch: int = 5000) -> int: ...
+
+
+class StewardStore(TaskStore, Protocol):
+    """What the steward adds: the deliveries other replicas processed, and its lock."""
+
+    def processed_since(
+        self, after: float, events: Sequence[str], limit: int = 1000
+    ) -> list[tuple[str, str, float]]: ...
+
+    def delivery_payloads(self, guids: Sequence[str]) -> dict[str, bytes]: ...
+
+    def steward_lock(self, repo: str, base: str) -> AbstractContextManager[bool]: ...
+
+
+# --- the clock -------------------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    """Wall-clock time in epoch seconds (``time.time``); tests pass a fixed or stepped one."""
+
+    def __call__(self) -> float: ...

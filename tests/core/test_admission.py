@@ -1,0 +1,120 @@
+"""Admission: the ready tasks a claim may take, in order, and a typed reason for each held one.
+Each rule of ``bot.core.admission``'s docstring, in its order."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from bot.core.admission import (
+    Admission,
+    Claimant,
+    DayBudgetSpent,
+    InstallationFull,
+    MissingLabels,
+    NoAgentFree,
+    NotBefore,
+    OtherBackend,
+    RepoFull,
+    admit,
+)
+from bot.core.config import AgentChoice, RepoConfig
+from bot.core.config_keys import Budget, Concurrency
+from bot.core.model import IssueRef, Task, TaskState
+
+NOW = 1_000.0
+DEFAULT = RepoConfig(agent=AgentChoice(name="claude"))
+
+
+def task(repo: str, n: int, **fields: Any) -> Task:
+    return replace(Task(repo=repo, number=n, title=f"task {n}", installation_id=1), **fields)
+
+
+def run(
+    tasks: list[Task],
+    configs: dict[str, RepoConfig] | None = None,
+    claimant: Claimant = Claimant(),
+    spent: dict[str, float] | None = None,
+) -> Admission:
+    ready = [t.ref for t in tasks if t.state is TaskState.QUEUED]
+    known = configs or {}
+    return admit(
+        tasks, ready, lambda repo: known.get(repo, DEFAULT), claimant, now=NOW, spent_today=spent
+    )
+
+
+def test_every_ready_task_is_admitted_in_the_order_given() -> None:
+    tasks = [task("o/a", 3), task("o/a", 1), task("o/b", 2)]
+    assert run(tasks) == Admission((IssueRef("o/a", 3), IssueRef("o/a", 1), IssueRef("o/b", 2)))
+
+
+def test_1_the_other_backend_takes_its_own_repositories() -> None:
+    actions = DEFAULT.model_copy(update={"backend": "actions"})
+    result = run([task("o/a", 1), task("o/b", 2)], {"o/b": actions})
+    assert result.admitted == (IssueRef("o/a", 1),)
+    assert result.held == {IssueRef("o/b", 2): OtherBackend("actions")}
+    on_actions = run([task("o/a", 1)], claimant=Claimant(backend="actions", labels=None))
+    assert on_actions.held == {IssueRef("o/a", 1): OtherBackend("runner")}
+
+
+def test_2_runner_labels_must_cover_runs_on_unless_routed_elsewhere() -> None:
+    gpu = task("o/a", 1, runs_on=("gpu", "linux"))
+    assert run([gpu], claimant=Claimant(labels=frozenset({"linux"}))).held == {
+        gpu.ref: MissingLabels(("gpu",))
+    }
+    assert run([gpu], claimant=Claimant(labels=frozenset({"gpu", "linux", "x"}))).admitted
+    assert run([gpu], claimant=Claimant(labels=None)).admitted == (gpu.ref,)
+
+
+def test_3_not_before_holds_until_then() -> None:
+    later, past = task("o/a", 1, not_before=NOW + 5), task("o/a", 2, not_before=NOW - 5)
+    result = run([later, past])
+    assert result.admitted == (past.ref,)
+    assert result.held == {later.ref: NotBefore(NOW + 5)}
+
+
+def test_4_rate_limits_and_paused_agents_hold_it_unless_the_fallback_is_free() -> None:
+    limited = task("o/a", 1, rate_limits=(("claude", NOW + 60),))
+    assert run([limited]).held == {limited.ref: NoAgentFree(("claude",))}
+    paused = Claimant(unavailable=frozenset({"claude"}))
+    assert run([task("o/a", 2)], claimant=paused).held == {
+        IssueRef("o/a", 2): NoAgentFree(("claude",))
+    }
+    expired = task("o/a", 3, rate_limits=(("claude", NOW - 1),))
+    assert run([expired]).admitted == (expired.ref,)
+    fallback = DEFAULT.model_copy(update={"fallback_agent": AgentChoice(name="codex")})
+    assert run([limited], {"o/a": fallback}).admitted == (limited.ref,)
+
+
+def test_5_a_repository_running_its_limit_takes_no_more() -> None:
+    one = DEFAULT.model_copy(update={"concurrency": Concurrency(per_repo=1)})
+    busy = task("o/a", 1, state=TaskState.RUNNING)
+    result = run([busy, task("o/a", 2), task("o/b", 3)], {"o/a": one})
+    assert result.admitted == (IssueRef("o/b", 3),)
+    assert result.held == {IssueRef("o/a", 2): RepoFull(1)}
+
+
+def test_6_an_installation_running_its_limit_takes_no_more() -> None:
+    two = DEFAULT.model_copy(update={"concurrency": Concurrency(per_installation=2)})
+    tasks = [
+        task("o/a", 1, state=TaskState.RUNNING),
+        task("o/b", 2, state=TaskState.RUNNING),
+        task("o/b", 3),
+        task("p/c", 4, installation_id=9),
+    ]
+    result = run(tasks, {"o/b": two, "p/c": two})
+    assert result.admitted == (IssueRef("p/c", 4),)
+    assert result.held == {IssueRef("o/b", 3): InstallationFull(2)}
+
+
+def test_7_a_spent_daily_budget_holds_the_repository() -> None:
+    five = DEFAULT.model_copy(update={"budget": Budget(per_day_usd=5.0)})
+    tasks = [task("o/a", 1), task("o/b", 2)]
+    result = run(tasks, {"o/a": five, "o/b": five}, spent={"o/a": 5.0, "o/b": 4.99})
+    assert result.admitted == (IssueRef("o/b", 2),)
+    assert result.held == {IssueRef("o/a", 1): DayBudgetSpent(5.0, 5.0)}
+
+
+def test_the_first_rule_that_matches_is_the_reason() -> None:
+    held = task("o/a", 1, not_before=NOW + 5, rate_limits=(("claude", NOW + 60),))
+    assert run([held]).held == {held.ref: NotBefore(NOW + 5)}
