@@ -69,6 +69,9 @@ def test_a_wait_on_fakehub_is_woken_by_the_event_it_waits_for(hub: FakeHub) -> N
     timer.join()
     event = wait_until(lambda: hub.events("nudge"), 5, "the nudge", woken_by=changes)
     assert [e["type"] for e in event] == ["nudge"]
+    nudges = hub_changes(hub, "nudge")
+    hub.state.record("other")
+    assert (nudges.count(), changes.count()) == (1, seen + 2), "only nudges count for nudges"
 
 
 def test_a_wait_that_times_out_says_what_it_waited_for() -> None:

@@ -23,7 +23,8 @@ def log_tails(work: Path) -> str:
 
 def wait_merged(pipe: Pipeline, timeout: float) -> dict[int, dict[str, Any]]:
     """Every task of ``pipe``'s sprint, once all merged; fails fast on a failed task or an
-    exited process. Woken by fakehub's event log (a merge is one of its events)."""
+    exited process. Woken by each merge fakehub records, and every 0.5 s for the rest (the bot's
+    view is another process's: asking it more often would slow the sprint it waits for)."""
     seen: dict[int, dict[str, Any]] = {}
 
     def merged() -> dict[int, dict[str, Any]] | None:
@@ -40,7 +41,8 @@ def wait_merged(pipe: Pipeline, timeout: float) -> dict[int, dict[str, Any]]:
         return tasks if done else None
 
     try:
-        return wait_until(merged, timeout, "the sprint to merge", woken_by=hub_changes(pipe.hub))
+        merges = hub_changes(pipe.hub, "merge")
+        return wait_until(merged, timeout, "the sprint to merge", woken_by=merges, poll=0.5)
     except WaitTimeout as exc:
         states = {n: (t["state"], t["attempt"]) for n, t in seen.items()}
         raise AssertionError(f"{exc}: {states}\n{log_tails(pipe.work)}") from None

@@ -32,9 +32,12 @@ class Changes:
             self.cond.wait_for(lambda: self.count() > seen, timeout)
 
 
-def hub_changes(hub: FakeHub) -> Changes:
-    """fakehub's event log: every label, push, check run, review and merge it records."""
-    return Changes(hub.state.logged, lambda: len(hub.state.log))
+def hub_changes(hub: FakeHub, type: str | None = None) -> Changes:
+    """fakehub's event log: every label, push, check run, review and merge it records (only
+    those of ``type`` when given)."""
+    if type is None:
+        return Changes(hub.state.logged, lambda: len(hub.state.log))
+    return Changes(hub.state.logged, lambda: sum(e["type"] == type for e in hub.state.log))
 
 
 def wait_until(
@@ -43,11 +46,14 @@ def wait_until(
     what: str = "",
     *,
     woken_by: Changes | None = None,
+    poll: float = POLL_S,
 ) -> T:
     """Return ``predicate()``'s first truthy value; fail after ``timeout`` seconds.
 
     With ``woken_by`` the predicate is looked at again as soon as that count grows (and at the
-    latest after ``POLL_S``, for changes it does not count); without, every ``POLL_S``.
+    latest after ``poll`` seconds, for changes it does not count); without, every ``poll``
+    seconds. A predicate that asks another process should count only the changes it waits for
+    and poll no faster than before: the process under test shares the machine.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -59,6 +65,6 @@ def wait_until(
         if remaining <= 0:
             raise WaitTimeout(f"timed out after {timeout:g} s waiting for {what or predicate}")
         if woken_by is None:
-            time.sleep(min(POLL_S, remaining))
+            time.sleep(min(poll, remaining))
         else:
-            woken_by.wait(seen, min(POLL_S, remaining))
+            woken_by.wait(seen, min(poll, remaining))
