@@ -61,8 +61,8 @@ class DeliveryRecord:
     status: str  # "OK", "dropped", "failed: <reason>"
     redelivery: bool
     duration: float
-    request_headers: dict = field(default_factory=dict)
-    payload: dict = field(default_factory=dict)
+    request_headers: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,7 +70,7 @@ class _Job:
     url: str
     secret: str
     event: str
-    payload: dict
+    payload: dict[str, Any]
     guid: str
     redelivery: bool
 
@@ -114,7 +114,7 @@ class WebhookSender:
         url: str,
         secret: str,
         event: str,
-        payload: dict,
+        payload: dict[str, Any],
         *,
         guid: str | None = None,
         redelivery: bool = False,

@@ -15,7 +15,7 @@ import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from fakehub.gitobjects import (
     ZERO_SHA,
@@ -312,15 +312,15 @@ class GitStore:
 
         return list(self._memo.get(("conflicts", full_name.lower(), base, head), compute))
 
-    def changed_files(self, full_name: str, base_sha: str, head_sha: str) -> list[dict]:
+    def changed_files(self, full_name: str, base_sha: str, head_sha: str) -> list[dict[str, Any]]:
         base, head = self._commit(full_name, base_sha), self._commit(full_name, head_sha)
-        files: list[dict] = self._memo.get(
+        files: list[dict[str, Any]] = self._memo.get(
             ("changed", full_name.lower(), base, head),
             lambda: self._changed_files(full_name, base, head),
         )
         return [dict(f) for f in files]
 
-    def _changed_files(self, full_name: str, base: str, head: str) -> list[dict]:
+    def _changed_files(self, full_name: str, base: str, head: str) -> list[dict[str, Any]]:
         merge_base = self._out(full_name, "merge-base", base, head)
         diff = ("diff", "--no-renames", "--no-ext-diff", "-z")
         status_out = self._out(full_name, *diff, "--name-status", merge_base, head)

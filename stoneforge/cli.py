@@ -44,7 +44,7 @@ def bot(
 
     _logging(log_level)
     try:
-        settings = BotSettings()  # type: ignore[call-arg]  # filled from STONEFORGE_* variables
+        settings = BotSettings()  # filled from STONEFORGE_* variables
     except ValidationError as exc:
         missing = ", ".join("STONEFORGE_" + str(e["loc"][0]).upper() for e in exc.errors())
         typer.echo(f"stoneforge bot: invalid or missing settings: {missing}\n{exc}", err=True)

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from fakehub.auth import ApiError, not_found, require_app
+from fakehub.records import Installation
 from fakehub.rest.context import Ctx, Result, paginate
 from fakehub.state import PERMISSION_LEVELS, iso
 
@@ -32,7 +33,7 @@ def list_installations(ctx: Ctx) -> Result:
     return 200, chunk, headers
 
 
-def _installation(ctx: Ctx):  # noqa: ANN202
+def _installation(ctx: Ctx) -> Installation:
     app = require_app(ctx.actor)
     inst = ctx.state.installations.get(ctx.int_param("installation_id"))
     if inst is None or inst.app is not app:

@@ -13,6 +13,7 @@ from typing import Any
 from fakehub.auth import Actor, ApiError, not_found, require_repo
 from fakehub.hub import Hub
 from fakehub.records import Repo
+from fakehub.state import State
 
 Result = tuple[int, Any] | tuple[int, Any, dict[str, str]]
 Handler = Callable[["Ctx"], Result]
@@ -28,7 +29,7 @@ class Ctx:
     request_path: str
 
     @property
-    def state(self):  # noqa: ANN201 - convenience
+    def state(self) -> State:
         return self.hub.state
 
     def repo(self, permission: str = "metadata", level: str = "read") -> Repo:

@@ -97,7 +97,7 @@ def make_endpoint(hub: Hub, faults: ApiFaults, handler: Handler, *, auth: bool =
             return JSONResponse(err.body(), err.status, {**headers, **err.headers})
         status, content = result[0], result[1]
         if len(result) == 3:
-            headers.update(result[2])  # type: ignore[misc]
+            headers.update(result[2])
         if status == 204 or content is None:
             return Response(status_code=status, headers=headers)
         data = json.dumps(content, separators=(",", ":")).encode()
