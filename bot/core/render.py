@@ -38,6 +38,7 @@ from bot.core.lifecycle import (
     Cancelled,
     ChangesRequested,
     Conflicted,
+    DispatchRetry,
     Failed,
     HandedOff,
     LeaseExpired,
@@ -256,6 +257,8 @@ def describe_reason(reason: Reason) -> str:
             return f"{agent} is rate limited until {format_utc(until)}"
         case HandedOff(reason=why):
             return f"handoff: {why}"
+        case DispatchRetry(error=error):
+            return f"workflow dispatch failed, retrying: {error}"
         case Failed(reason=why, pr=pr):
             return f"pull request #{pr}: {why}" if pr is not None else why
         case Cancelled(cause=CancelCause.UNINSTALLED):
