@@ -35,7 +35,7 @@ from bot.core.protocol import (
     JobResult,
     RateLimitedResult,
 )
-from bot.core.render import format_cost
+from bot.core.render_text import format_cost
 from bot.ports import Clock, ResultPort, ResultStore, Transitions
 from bot.repos import Repos
 from bot.signals import Signals

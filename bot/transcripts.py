@@ -22,7 +22,8 @@ from typing import Any
 from bot.core.model import IssueRef, Task
 from bot.core.protocol import CompletedResult, JobResult, TranscriptUpload
 from bot.core.redact import redact
-from bot.core.render import AttemptRow, TranscriptLink, render_pull_body
+from bot.core.render_pull import AttemptRow, render_pull_body
+from bot.core.render_text import TranscriptLink
 from bot.ports import TranscriptReader
 from bot.store import Store, TranscriptRecord
 
