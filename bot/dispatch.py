@@ -43,9 +43,8 @@ from bot.core.protocol import (
 from bot.issue_sync import WRITE_PERMISSIONS
 from bot.job_claims import JobReports, ResultHandler, job_id, new_claim_secret, secret_hash
 from bot.metrics import BotMetrics
-from bot.ports import Clock, DispatchPort, JobStore, Transitions
+from bot.ports import Clock, Configs, DispatchPort, JobStore, Transitions
 from bot.prefetch import Prefetcher
-from bot.repos import Repos
 from bot.results import HANDOFF_MARKER
 from bot.signals import Identity, Signals
 from bot.steward import Writers, feedback_for
@@ -72,7 +71,7 @@ class Dispatcher:
         self,
         github: DispatchPort,
         store: JobStore,
-        repos: Repos,
+        repos: Configs,
         views: Transitions,
         signals: Signals,
         identity: Identity,

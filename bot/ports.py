@@ -20,6 +20,7 @@ from bot.adapters.github.records import (
     MergeOutcome,
     RepoInfo,
 )
+from bot.core.config import RepoConfig
 from bot.core.graph import GraphReport
 from bot.core.lifecycle import Reason
 from bot.core.model import IssueRef, Task, TaskState
@@ -30,6 +31,7 @@ from bot.store.working_set import WorkingSet
 __all__ = [
     "AppPort",
     "Clock",
+    "Configs",
     "DeliveryLog",
     "DispatchPort",
     "GitHubPort",
@@ -324,6 +326,12 @@ class Transitions(Protocol):
     async def graph(self) -> tuple[list[Task], GraphReport]: ...
 
     async def refresh_views(self) -> None: ...
+
+
+class Configs(Protocol):
+    """Each repository's configuration in force (``bot.repos.Repos``)."""
+
+    def config(self, repo: str) -> RepoConfig: ...
 
 
 # --- the clock -------------------------------------------------------------------------------

@@ -36,8 +36,7 @@ from bot.core.protocol import (
     RateLimitedResult,
 )
 from bot.core.render_text import format_cost
-from bot.ports import Clock, ResultPort, ResultStore, Transitions
-from bot.repos import Repos
+from bot.ports import Clock, Configs, ResultPort, ResultStore, Transitions
 from bot.signals import Signals
 from bot.views import today
 
@@ -52,7 +51,7 @@ class Results:
         self,
         github: ResultPort,
         store: ResultStore,
-        repos: Repos,
+        repos: Configs,
         views: Transitions,
         signals: Signals,
         *,
