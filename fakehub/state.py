@@ -87,6 +87,7 @@ class State:
         self.review_comments: dict[int, ReviewComment] = {}
         self.statuses: list[Status] = []
         self.log: list[dict[str, Any]] = []
+        self.logged = threading.Condition(self.lock)  # notified whenever ``log`` grows
         self._ids = {"user": 1000, "app": 100, "installation": 7000, "repo": 500_000}
         self._db_id = 1_000_000
 
@@ -103,6 +104,7 @@ class State:
         entry = {"type": type, "at": time.time(), **fields}
         with self.lock:
             self.log.append(entry)
+            self.logged.notify_all()
         return entry
 
     def events(self, type: str | None = None) -> list[dict[str, Any]]:

@@ -1,34 +1,17 @@
 """Shared fixtures.
 
-``store_url`` runs a storage test on SQLite (a file in ``tmp_path``) and on PostgreSQL. The
-PostgreSQL server comes from ``STONEFORGE_TEST_POSTGRES_URL`` (default
-``postgresql+psycopg://postgres@127.0.0.1:5432/test``); every test gets a fresh schema, selected
-through ``search_path``, and the schema is dropped afterwards. When PostgreSQL is unreachable the
-PostgreSQL half is skipped, except under CI (``CI`` set), where it fails: CI must exercise it.
+``store_url`` runs a storage test on SQLite (a file in ``tmp_path``) and on PostgreSQL (a fresh
+schema, :func:`tests.harness.postgres.postgres_schema`: skipped when the server is unreachable,
+except under CI, where it fails).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import sqlalchemy as sa
 
-POSTGRES_URL_ENV = "STONEFORGE_TEST_POSTGRES_URL"
-POSTGRES_URL_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _postgres_base_url() -> sa.URL:
-    url = sa.make_url(os.environ.get(POSTGRES_URL_ENV) or POSTGRES_URL_DEFAULT)
-    if url.drivername == "postgresql":  # psycopg 3 is the driver we install
-        url = url.set(drivername="postgresql+psycopg")
-    return url
+from tests.harness.postgres import postgres_schema
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -36,30 +19,5 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'stoneforge.sqlite3'}"
         return
-    base = _postgres_base_url()
-    schema = f"test_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(
-        base,
-        isolation_level="AUTOCOMMIT",
-        poolclass=sa.NullPool,
-        connect_args={"connect_timeout": 3},
-    )
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        message = (
-            f"PostgreSQL not reachable at {base.render_as_string(hide_password=True)}: "
-            f"{str(exc.orig or exc).strip()}"
-        )
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    url = base.update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
+    with postgres_schema() as url:
+        yield url

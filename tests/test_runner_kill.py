@@ -21,18 +21,13 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from demo.pipeline import FULL, Pipeline
 from demo.sample import SPRINT
-from tests.test_resilience import (
-    assert_merged_in_dependency_order,
-    jobs_started,
-    log_tails,
-    wait_until,
-)
+from tests.harness import wait_until
+from tests.harness.sprint import assert_merged_in_dependency_order, jobs_started, wait_merged
 
 pytestmark = pytest.mark.slow
 
@@ -129,7 +124,7 @@ def test_runner_sigkilled_mid_task_still_merges_every_task_once(tmp_path: Path) 
         assert in_flight >= set(victims)
         assert pipe.tasks(), "the bot is still up"
         pipe.restart_runner()
-        tasks = _wait_merged(pipe)
+        tasks = wait_merged(pipe, SPRINT_TIMEOUT_S)
         events = pipe.hub.events()
         main_log = pipe.git_log()
     finally:
@@ -159,22 +154,6 @@ def test_runner_sigkilled_mid_task_still_merges_every_task_once(tmp_path: Path) 
     assert len(subjects) == 1 + len(SPRINT), main_log
     for task in tasks.values():
         assert sum(f"(#{task['pr']})" in s for s in subjects) == 1, (task["pr"], main_log)
-
-
-def _wait_merged(pipe: Pipeline) -> dict[int, dict[str, Any]]:
-    deadline = time.monotonic() + SPRINT_TIMEOUT_S
-    tasks: dict[int, dict[str, Any]] = {}
-    while time.monotonic() < deadline:
-        tasks = {t["issue"]: t for t in pipe.tasks()} or tasks
-        if len(tasks) == len(SPRINT) and all(t["state"] == "merged" for t in tasks.values()):
-            return tasks
-        bad = {n: (t["state"], t["detail"]) for n, t in tasks.items() if t["state"] == "failed"}
-        dead = [p.args for p in pipe.procs if p.poll() is not None]
-        if bad or dead:
-            raise AssertionError(f"failed tasks {bad}, exited {dead}\n{log_tails(pipe.work)}")
-        time.sleep(0.5)
-    states = {n: (t["state"], t["attempt"]) for n, t in tasks.items()}
-    raise AssertionError(f"sprint did not merge: {states}\n{log_tails(pipe.work)}")
 
 
 def test_pids_working_in_finds_a_process_by_its_directory(tmp_path: Path) -> None:

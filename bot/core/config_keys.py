@@ -10,7 +10,7 @@ from collections.abc import Collection, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.json_schema import JsonDict
+from pydantic.config import JsonDict
 
 AgentName = Literal["claude", "codex", "opencode", "gemini", "aider", "script", "command"]
 #: A string with at least one non-space character.

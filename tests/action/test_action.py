@@ -7,153 +7,57 @@ subprocess with the environment an Actions runner provides. fakehub records the
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 
 from action.__main__ import write_outputs
 from action.inputs import ActionInputs, RunContext
-from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubAdapter, GitHubError
-from bot.app import create_app
 from bot.core.protocol import CLAIM_SECRET_HEADER, JOB
-from bot.settings import BotSettings
 from fakehub.rest.actions import on_workflow_dispatch
 from fakehub.server import FakeHub
+from tests.harness import CI, RUNNER_TOKEN, World, open_world
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_FILE = ".github/workflows/stoneforge-agent.yml"
-SECRET = "actions-secret"
-RUNNER_TOKEN = "runner-token"
 RUN_ID = "4242"
-CI = [sys.executable, "-c", "import os, sys; sys.exit(1 if os.path.exists('RED') else 0)"]
 SCRIPT = (
     '```stoneforge-script\n{"edits": [{"path": "hello.txt", "write": "hi\\n"}], '
     '"summary": "Wrote hello.txt"}\n```\n'
 )
-log = logging.getLogger(__name__)
-
-# -- TEST SHIMS until the lead wires ActionsBackend into bot/app.py and bot/dispatch.py ------
 
 
 # -- the world -------------------------------------------------------------------------------
 
-
-@dataclass
-class World:
-    hub: FakeHub
-    bot_url: str
-    lead_token: str
-    backend: ActionsBackend
-    tmp: Path
-
-    def api(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.hub.api_url,
-            headers={"Authorization": f"token {self.lead_token}"},
-            timeout=10,
-        )
-
-    def file_labeled(self, title: str, body: str) -> int:
-        with self.api() as api:
-            resp = api.post("/repos/octo/app/issues", json={"title": title, "body": body})
-            resp.raise_for_status()
-            number = int(resp.json()["number"])
-            api.post(f"/repos/octo/app/issues/{number}/labels", json={"labels": ["agent-ready"]})
-        return number
-
-    def tasks(self) -> dict[int, dict[str, Any]]:
-        return {t["issue"]: t for t in httpx.get(f"{self.bot_url}/api/tasks", timeout=5).json()}
-
-    def claim(self, job_id: str, token: str) -> httpx.Response:
-        return httpx.post(
-            f"{self.bot_url}/actions/jobs/{quote(job_id, safe='')}/claim",
-            headers={"Authorization": f"Bearer {token}"},
-            json={},
-            timeout=10,
-        )
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _start_world(tmp: Path, files: dict[str, str], permissions: dict[str, str]) -> Iterator[World]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    bot_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    hub = FakeHub(tmp / "hub")
-    hub.start()
-    lead = hub.create_user("lead")
-    hub.create_user("octo", type="Organization")
-    app = hub.create_app(
-        slug="stoneforge",
-        webhook_url=f"{bot_url}/webhooks/github",
-        webhook_secret=SECRET,
-        events=["issues", "pull_request", "check_run", "check_suite", "status", "push"],
-        permissions=permissions,
-    )
-    hub.create_repo("octo", "app", files, ci_command=CI, required_checks=["ci"])
-    hub.set_permission("octo/app", "lead", "admin")
-    hub.install_app(app.id, "octo", ["app"])
-    settings = BotSettings(
-        app_id=app.id,
-        private_key=app.private_key_pem,
-        webhook_secret=SECRET,
-        github_api_url=hub.api_url,
-        database_url=f"sqlite:///{tmp / 'bot.db'}",
-        runner_token=RUNNER_TOKEN,
-        default_agent="script",
-        steward_interval_s=0.5,
-        public_url=bot_url,
-    )
-    bot_app = create_app(settings)
-    backend: ActionsBackend = bot_app.state.actions_backend
-    server = uvicorn.Server(uvicorn.Config(bot_app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, 10, "bot start")
-    try:
-        yield World(hub, bot_url, lead.token, backend, tmp)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        hub.stop()
-        sock.close()
-
-
-APP_PERMISSIONS = {
-    "issues": "write",
-    "pull_requests": "write",
-    "contents": "write",
-    "checks": "write",
-    "statuses": "read",
-    "administration": "read",
-    "actions": "write",
-}
 ACTIONS_CONFIG = {".github/stoneforge.yml": "version: 1\nbackend: actions\n"}
+
+
+def actions_world(tmp: Path, files: dict[str, str]) -> contextlib.AbstractContextManager[World]:
+    """The bot in-process (its public URL is the one workflow runs call back) on a repository
+    whose config picks the Actions backend."""
+    return open_world(tmp, bot=True, public_url=True, files=files, ci_command=CI, required=["ci"])
+
+
+def claim(world: World, job_id: str, token: str) -> httpx.Response:
+    """Claim a dispatched job the way the action does, with the job's one-time token."""
+    return httpx.post(
+        f"{world.bot_url}/actions/jobs/{quote(job_id, safe='')}/claim",
+        headers={"Authorization": f"Bearer {token}"},
+        json={},
+        timeout=10,
+    )
 
 
 @pytest.fixture
@@ -163,12 +67,14 @@ def world(tmp_path: Path) -> Iterator[World]:
         **ACTIONS_CONFIG,
         WORKFLOW_FILE: (ROOT / WORKFLOW_FILE).read_text(),  # the real workflow, inputs and all
     }
-    yield from _start_world(tmp_path, files, APP_PERMISSIONS)
+    with actions_world(tmp_path, files) as w:
+        yield w
 
 
 @pytest.fixture
 def world_without_workflow(tmp_path: Path) -> Iterator[World]:
-    yield from _start_world(tmp_path, {"README.md": "hello\n", **ACTIONS_CONFIG}, APP_PERMISSIONS)
+    with actions_world(tmp_path, {"README.md": "hello\n", **ACTIONS_CONFIG}) as w:
+        yield w
 
 
 def _action_env(world: World, event: dict[str, Any], workspace: Path) -> dict[str, str]:
@@ -220,7 +126,9 @@ def test_labeled_issue_runs_in_an_action_and_merges(world: World, tmp_path: Path
     heard: list[dict[str, Any]] = []
     unsubscribe = on_workflow_dispatch(world.hub.hub, heard.append)
     number = world.file_labeled("Say hello", f"Please add hello.txt.\n\n{SCRIPT}")
-    event = wait_until(lambda: world.hub.events("workflow_dispatch"), what="workflow dispatch")[0]
+    event = world.wait_until(
+        lambda: world.hub.events("workflow_dispatch"), what="workflow dispatch"
+    )[0]
     unsubscribe()
     assert heard, "the listener saw the dispatch"
     assert heard[0]["inputs"] == event["inputs"]
@@ -257,7 +165,7 @@ def test_labeled_issue_runs_in_an_action_and_merges(world: World, tmp_path: Path
     assert outputs["head_sha"] in summary
     assert "Wrote hello.txt" in summary
 
-    task = wait_until(
+    task = world.wait_until(
         lambda: world.tasks()[number]["state"] == "merged" and world.tasks()[number],
         timeout=60,
         what="merge",
@@ -272,9 +180,9 @@ def test_labeled_issue_runs_in_an_action_and_merges(world: World, tmp_path: Path
     assert f"Closes #{number}" in pull["body"]
     assert readme["type"] == "file"
 
-    again = world.claim(inputs["job_id"], inputs["job_token"])
+    again = claim(world, inputs["job_id"], inputs["job_token"])
     assert again.status_code == 401, "the job token is single-use for claiming"
-    wrong = world.claim(inputs["job_id"], "not-the-token")
+    wrong = claim(world, inputs["job_id"], "not-the-token")
     assert wrong.status_code == 401
     assert not world.backend.authorizes(inputs["job_id"], inputs["job_token"]), (
         "once the result is recorded the job token opens nothing"
@@ -287,17 +195,19 @@ def test_a_wrong_token_cannot_claim_and_the_right_one_claims_once(
     world: World, tmp_path: Path
 ) -> None:
     number = world.file_labeled("Claim me", SCRIPT)
-    event = wait_until(lambda: world.hub.events("workflow_dispatch"), what="workflow dispatch")[0]
+    event = world.wait_until(
+        lambda: world.hub.events("workflow_dispatch"), what="workflow dispatch"
+    )[0]
     job_id, token = event["inputs"]["job_id"], event["inputs"]["job_token"]
-    assert world.claim(job_id, "x" * len(token)).status_code == 401
+    assert claim(world, job_id, "x" * len(token)).status_code == 401
     assert not world.backend.authorizes(job_id, token), "no heartbeat before the claim"
-    first = world.claim(job_id, token)
+    first = claim(world, job_id, token)
     assert first.status_code == 200
     job = JOB.validate_json(first.content)
     assert job.job_id == job_id
     assert job.issue == number
     assert job.token
-    assert world.claim(job_id, token).status_code == 401
+    assert claim(world, job_id, token).status_code == 401
     assert world.backend.authorizes(job_id, token)
     url = f"{world.bot_url}/runner/jobs/{quote(job_id, safe='')}/heartbeat"
     bearer = {"Authorization": f"Bearer {token}"}
@@ -335,15 +245,11 @@ def test_runner_labels_reach_the_workflow_runs_on_input(tmp_path: Path) -> None:
         ".github/stoneforge.yml": config,
         WORKFLOW_FILE: (ROOT / WORKFLOW_FILE).read_text(),  # declares the optional input
     }
-    worlds = _start_world(tmp_path, files, APP_PERMISSIONS)
-    world = next(worlds)
-    try:
+    with actions_world(tmp_path, files) as world:
         number = world.file_labeled("On a GPU", SCRIPT)
-        event = wait_until(lambda: world.hub.events("workflow_dispatch"), what="dispatch")[0]
+        event = world.wait_until(lambda: world.hub.events("workflow_dispatch"), what="dispatch")[0]
         assert event["inputs"]["job_id"] == f"octo/app#{number}@1"
         assert json.loads(event["inputs"]["runs_on"]) == ["gpu", "self-hosted"]
-    finally:
-        worlds.close()
     workflow = yaml.safe_load((ROOT / WORKFLOW_FILE).read_text())
     assert workflow["jobs"]["agent"]["runs-on"] == "${{ fromJSON(inputs.runs_on) }}"
     declared = workflow[True]["workflow_dispatch"]["inputs"]["runs_on"]  # YAML 1.1: on -> True
@@ -353,7 +259,7 @@ def test_runner_labels_reach_the_workflow_runs_on_input(tmp_path: Path) -> None:
 def test_missing_workflow_fails_the_task_with_the_reason(world_without_workflow: World) -> None:
     world = world_without_workflow
     number = world.file_labeled("No workflow", SCRIPT)
-    task = wait_until(
+    task = world.wait_until(
         lambda: world.tasks().get(number, {}).get("state") == "failed" and world.tasks()[number],
         what="task failed",
     )

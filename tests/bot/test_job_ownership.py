@@ -31,7 +31,7 @@ from bot.metrics import bot_metrics
 from bot.runner_api import new_registration_token
 from bot.store import Store
 from runner.registration import register
-from tests.bot.conftest import RUNNER_TOKEN, World, wait_until
+from tests.harness import RUNNER_TOKEN, World, wait_until
 
 REF = IssueRef("octo/app", 7)
 SHA = "a" * 40

@@ -6,7 +6,7 @@ Covers dependency gating (a task is handed out only once its blockers merged), t
 
 from __future__ import annotations
 
-from tests.bot.conftest import World, wait_until
+from tests.harness import World, wait_until
 
 
 def test_blocked_task_waits_for_its_blocker_to_merge_and_red_is_never_merged(world: World) -> None:

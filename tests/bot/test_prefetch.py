@@ -17,7 +17,7 @@ from bot import prefetch
 from bot.adapters.github import RepoInfo
 from bot.core.protocol import AgentChoice, ImplementJob, Prefetch
 from bot.prefetch import Prefetcher
-from tests.bot.conftest import RUNNER_TOKEN, World, wait_until
+from tests.harness import RUNNER_TOKEN, World, wait_until
 
 REPO = "octo/app"
 

@@ -12,7 +12,7 @@ from bot.core.protocol import ClaimAnswer, ClaimRequest, Job
 from bot.runner_api import new_registration_token
 from bot.store import Store
 from runner.registration import RegistrationError, load_credentials, register
-from tests.bot.conftest import World
+from tests.harness import World
 
 
 def test_registration_token_becomes_a_runner_token_once(world: World) -> None:
@@ -75,7 +75,7 @@ def test_registered_runner_claims_work_under_its_own_name(world: World) -> None:
             ClaimAnswer.model_validate_json(resp.content).job if resp.status_code == 200 else None
         )
 
-    from tests.bot.conftest import wait_until
+    from tests.harness import wait_until
 
     job = wait_until(claim, what="job for the registered runner")
     assert job.issue == issue["number"]

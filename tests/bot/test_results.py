@@ -27,7 +27,7 @@ from bot.core.protocol import (
 from bot.results import Results
 from bot.signals import Signals
 from bot.store import Store
-from tests.bot.conftest import World, wait_until
+from tests.harness import World, wait_until
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.bot.conftest import World, wait_until
+from tests.harness import World, wait_until
 
 
 @pytest.fixture

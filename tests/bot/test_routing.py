@@ -10,7 +10,7 @@ import httpx
 from bot.runner_api import new_registration_token
 from bot.store import Store
 from runner.registration import register
-from tests.bot.conftest import RUNNER_TOKEN, World, wait_until
+from tests.harness import RUNNER_TOKEN, World, wait_until
 
 CONFIG = "version: 1\nruns_on_by_label:\n  needs-gpu: [GPU]\n"
 

@@ -24,7 +24,7 @@ import pytest
 
 from runner import transcripts
 from runner.loop import Runner
-from tests.bot.conftest import RUNNER_TOKEN, World, wait_until
+from tests.harness import RUNNER_TOKEN, World, wait_until
 
 API_KEY = "sk-ant-api03-" + "Qr7" * 30
 PUBLIC_URL = "http://127.0.0.1:8000"  # BotSettings.public_url's default, which the world keeps

@@ -13,7 +13,7 @@ import httpx
 
 from bot.adapters.github import GitHubAdapter
 from bot.core.render import STATUS_MARKER
-from tests.bot.conftest import World, wait_until
+from tests.harness import World, wait_until
 
 
 def _patch(world: World, number: int, **fields: object) -> None:

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fakehub.server import FakeHub
-from tests.fakehub.conftest import FULL, ORG, REPO, SECRET, Receiver, World, git, make_world
+from tests.fakehub.conftest import FULL, ORG, REPO, SECRET, make_world
+from tests.harness import Receiver, World, git
 
 FAIL = [sys.executable, "-c", "import sys; print('boom'); sys.exit(1)"]
 PASS = [sys.executable, "-c", "print('ok')"]
@@ -31,7 +32,7 @@ def _other_key_pem() -> str:
 
 
 def _get_app(w: World, token: str) -> httpx.Response:
-    return httpx.get(f"{w.api}/app", headers={"Authorization": f"Bearer {token}"})
+    return httpx.get(f"{w.hub.api_url}/app", headers={"Authorization": f"Bearer {token}"})
 
 
 # -- authentication ----------------------------------------------------------------------------
@@ -67,13 +68,13 @@ def test_client_id_is_accepted_as_issuer(world: World) -> None:
 
 def test_jwt_is_not_accepted_on_repository_routes(world: World) -> None:
     r = httpx.get(
-        f"{world.api}/repos/{FULL}", headers={"Authorization": f"Bearer {world.app_jwt()}"}
+        f"{world.hub.api_url}/repos/{FULL}", headers={"Authorization": f"Bearer {world.app_jwt()}"}
     )
     assert r.status_code in (401, 403)
 
 
 def test_bad_credentials_body_shape(world: World) -> None:
-    r = httpx.get(f"{world.api}/repos/{FULL}", headers={"Authorization": "token nope"})
+    r = httpx.get(f"{world.hub.api_url}/repos/{FULL}", headers={"Authorization": "token nope"})
     assert r.status_code == 401
     assert r.json() == {
         "message": "Bad credentials",
@@ -100,7 +101,7 @@ def test_narrowed_token_permissions_are_enforced(world: World) -> None:
         assert c.get(f"/repos/{FULL}/issues").status_code == 200
         assert c.post(f"/repos/{FULL}/issues", json={"title": "x"}).status_code == 403
     too_much = httpx.post(
-        f"{world.api}/app/installations/{world.installation_id}/access_tokens",
+        f"{world.hub.api_url}/app/installations/{world.installation_id}/access_tokens",
         headers={"Authorization": f"Bearer {world.app_jwt()}"},
         json={"permissions": {"administration": "write"}},
     )

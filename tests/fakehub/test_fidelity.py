@@ -16,8 +16,9 @@ import pytest
 from githubkit import AppAuthStrategy, GitHub
 
 from fakehub.server import FakeHub
-from tests.fakehub.conftest import FULL, ORG, REPO, Receiver, World, make_world
+from tests.fakehub.conftest import FULL, ORG, REPO, make_world
 from tests.fakehub.openapi import Spec
+from tests.harness import Receiver, World
 
 
 @dataclass
@@ -92,7 +93,7 @@ def test_validator_rejects_null_for_omitted_optional_key(spec: Spec) -> None:
 def _scenario(w: World) -> None:  # noqa: PLR0915 - one story, read top to bottom
     hub = w.hub
     jwt_headers = {"Authorization": f"Bearer {w.app_jwt()}"}
-    with httpx.Client(base_url=w.api, headers=jwt_headers) as app_client:
+    with httpx.Client(base_url=w.hub.api_url, headers=jwt_headers) as app_client:
         assert app_client.get("/app").status_code == 200
         assert app_client.get("/app/installations").status_code == 200
         assert app_client.get(f"/app/installations/{w.installation_id}").status_code == 200
@@ -323,7 +324,7 @@ def _scenario(w: World) -> None:  # noqa: PLR0915 - one story, read top to botto
     # githubkit itself, with its strict models.
     gh = GitHub(
         AppAuthStrategy(str(w.app.id), w.app.private_key_pem),
-        base_url=w.api,
+        base_url=w.hub.api_url,
         http_cache=False,
         auto_retry=False,
     )
@@ -371,7 +372,7 @@ def _scenario(w: World) -> None:  # noqa: PLR0915 - one story, read top to botto
 
 
 def git_main(work: Path) -> None:
-    from tests.fakehub.conftest import git
+    from tests.harness import git
 
     git(work, "checkout", "-q", "main")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.fakehub.conftest import FULL, Receiver, World, git
+from tests.fakehub.conftest import FULL
+from tests.harness import Receiver, World, git
 
 
 def _open_pr(w: World, files: dict[str, str]) -> tuple[int, str]:

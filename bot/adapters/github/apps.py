@@ -49,7 +49,7 @@ class AppCalls(AdapterBase):
         else:
             call = create(installation_id, repositories=[name], permissions={"contents": "read"})
         resp = await self._call(call)
-        return str(resp.parsed_data.token)
+        return str(resp.json()["token"])
 
     async def revoke_token(self, token: str) -> None:
         """Revoke an installation token we handed out (it authenticates its own revocation)."""

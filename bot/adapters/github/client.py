@@ -3,18 +3,26 @@
 HTTP failures are classified here once (:class:`GitHubError` with ``status``), so nothing else
 inspects status codes. The area modules (apps, repos, issues, pulls) add domain verbs on top of
 :class:`AdapterBase`.
+
+Classification, in order: a rate limit (403 or 429 with ``retry-after`` or with
+``x-ratelimit-remaining: 0``) is a ``GitHubError`` carrying ``retry_after``, never retried in
+the request (GitHub asks to wait that long; the caller's next pass retries); a 5xx is retried
+twice, briefly, then is a ``GitHubError``; any other error status is a ``GitHubError`` whose
+message is GitHub's ``message``, or, for a body that is not GitHub's JSON (a proxy's HTML
+page), the status's reason; no answer at all is status 0; and an answer whose body is not JSON
+is a ``GitHubError`` with the answer's status when its JSON is read (:class:`Answer`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
 from typing import Any
 
 import httpx
-from githubkit import AppAuthStrategy, GitHub
+from githubkit import AppAuthStrategy, GitHub, Response
 from githubkit.cache.mem_cache import MemCacheStrategy
-from githubkit.exception import RequestError, RequestFailed
+from githubkit.exception import GitHubException, RateLimitExceeded, RequestError, RequestFailed
 from githubkit.retry import RetryOption
 
 from bot.adapters.github.records import RepoInfo
@@ -36,26 +44,78 @@ class _SharedTransport(httpx.AsyncHTTPTransport):
 
 
 class GitHubError(Exception):
-    """A GitHub API call failed; ``status`` is the HTTP status (0 when there was no answer)."""
+    """A GitHub API call failed; ``status`` is the HTTP status (0 when there was no answer).
 
-    def __init__(self, status: int, message: str) -> None:
+    ``retry_after``: for a rate limit, the seconds GitHub asks us to wait before trying again.
+    """
+
+    def __init__(self, status: int, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+        self.retry_after = retry_after
 
 
-def _retry(exc: Exception, count: int) -> RetryOption:
-    """Retry 5xx and rate limits briefly; never sleep long inside a request (requeue instead)."""
-    status = getattr(getattr(exc, "response", None), "status_code", 0)
-    if count < 2 and (status >= 500 or status in (403, 429) and "rate limit" in str(exc).lower()):
-        return RetryOption(True, timedelta(seconds=0.5 * (count + 1)))
-    return RetryOption(False)
+class Answer:
+    """A successful answer from GitHub: its status, headers, and its JSON, where a body that
+    is not JSON is a :class:`GitHubError` like any other failure."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: Response[Any, Any]) -> None:
+        self._response = response
+
+    @property
+    def status_code(self) -> int:
+        return self._response.status_code
+
+    @property
+    def headers(self) -> httpx.Headers:
+        return self._response.headers
+
+    def json(self) -> Any:
+        try:
+            return self._response.json()
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise GitHubError(self.status_code, f"malformed JSON in the answer: {exc}") from None
+
+
+def _error_message(resp: Response[Any, Any]) -> str:
+    """GitHub's own ``message``; for any other body the status's reason, without markup."""
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    if isinstance(data, Mapping):
+        return str(data.get("message") or "")
+    reason = resp.raw_response.reason_phrase or "error"
+    text = resp.text.strip()
+    if text.startswith("<") or "html" in resp.headers.get("content-type", ""):
+        return f"{reason} (an HTML page, not GitHub's JSON)"
+    return f"{reason}: {' '.join(text.split())[:200]}" if text else reason
+
+
+def retry_policy(delay_s: float) -> Callable[[GitHubException, int], RetryOption]:
+    """githubkit's ``auto_retry``: a 5xx twice, after ``delay_s`` then twice that; nothing
+    else, and never a rate limit (its wait is GitHub's ``retry-after``: the caller requeues)."""
+
+    def decide(exc: GitHubException, count: int) -> RetryOption:
+        if isinstance(exc, RateLimitExceeded) or not isinstance(exc, RequestFailed):
+            return RetryOption(False)
+        if count < 2 and exc.response.status_code >= 500:
+            # githubkit waits 60 s for a zero timedelta (it is falsy): never ask for zero.
+            return RetryOption(True, timedelta(seconds=max(delay_s * (count + 1), 0.001)))
+        return RetryOption(False)
+
+    return decide
 
 
 class AdapterBase:
     """What every area of the adapter shares: the App client, installation clients, caches."""
 
-    def __init__(self, *, app_id: int, private_key: str, base_url: str) -> None:
+    def __init__(
+        self, *, app_id: int, private_key: str, base_url: str, retry_delay_s: float = 0.5
+    ) -> None:
         # A small pool: httpcore checks every pooled connection on each request and each
         # response (a quarter of the bot's GitHub-call CPU with 100 connections, profiled);
         # further requests wait for a free connection. The dispatch bench showed no latency
@@ -69,7 +129,7 @@ class AdapterBase:
             async_transport=self._transport,
             base_url=base_url,
             http_cache=False,
-            auto_retry=_retry,
+            auto_retry=retry_policy(retry_delay_s),
             timeout=30.0,
             user_agent="stoneforge-bot",
             # Tokens are cached per adapter, not per process: two Apps (or two GitHub hosts)
@@ -93,20 +153,26 @@ class AdapterBase:
             self._clients[installation_id] = client
         return client
 
-    async def _call(self, coro: Any) -> Any:
+    async def _call(self, coro: Coroutine[Any, Any, Response[Any, Any]]) -> Answer:
         try:
-            return await coro
+            return Answer(await coro)
+        except RateLimitExceeded as exc:
+            raise GitHubError(
+                exc.response.status_code,
+                _error_message(exc.response),
+                retry_after=exc.retry_after.total_seconds(),
+            ) from None
         except RequestFailed as exc:
-            resp = exc.response
-            try:
-                message = str(resp.json().get("message", ""))
-            except Exception:  # noqa: BLE001 - error bodies are not always JSON
-                message = resp.text[:200]
-            raise GitHubError(resp.status_code, message) from None
+            raise GitHubError(exc.response.status_code, _error_message(exc.response)) from None
         except (RequestError, TimeoutError, OSError) as exc:
             raise GitHubError(0, f"no answer from GitHub: {exc}") from None
 
-    async def _pages(self, fetch: Callable[[int], Any], *, limit: int = 10) -> list[Any]:
+    async def _pages(
+        self,
+        fetch: Callable[[int], Coroutine[Any, Any, Response[Any, Any]]],
+        *,
+        limit: int = 10,
+    ) -> list[Any]:
         """Every item of a paginated list (``fetch(page)`` asks for 100 per page), oldest
         first, up to ``limit`` pages."""
         items: list[Any] = []

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 from bot.adapters.github.client import AdapterBase, GitHubError
 from bot.adapters.github.records import Comment, IssueInfo, LabelApplication, iso_epoch
 from bot.core.model import IssueRef
 
 _REPO_URL = re.compile(r"/repos/([^/]+/[^/]+)$")
+
+ReactionContent = Literal["+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"]
+_REACTIONS: Mapping[str, ReactionContent] = {c: c for c in get_args(ReactionContent)}
 
 
 def _issue(repo: str, data: Mapping[str, Any]) -> IssueInfo:
@@ -153,13 +156,13 @@ class IssueCalls(AdapterBase):
         return found
 
     async def add_reaction(self, installation_id: int, ref: IssueRef, content: str) -> None:
+        reaction = _REACTIONS.get(content)
+        if reaction is None:
+            raise ValueError(f"not a GitHub reaction: {content!r}")
         owner, name = ref.repo.split("/", 1)
         await self._call(
-            self._gh(installation_id).rest.reactions.async_create_for_issue(  # type: ignore[call-overload]
-                owner,
-                name,
-                ref.number,
-                content=content,  # type: ignore[arg-type]
+            self._gh(installation_id).rest.reactions.async_create_for_issue(
+                owner, name, ref.number, content=reaction
             )
         )
 

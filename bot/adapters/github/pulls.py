@@ -169,6 +169,10 @@ class PullCalls(AdapterBase):
         method: Literal["merge", "squash", "rebase"],
         title: str,
     ) -> MergeOutcome:
+        """Merge at exactly ``sha``. A merge that failed, or was refused, is checked against
+        the pull request itself: GitHub can merge and then fail to answer (a 5xx, or no answer),
+        and the retry of such a merge is refused (405) because the pull request is merged. A
+        merged pull request is reported merged, with its merge commit."""
         owner, name = repo.split("/", 1)
         pulls = self._gh(installation_id).rest.pulls
         try:
@@ -178,11 +182,29 @@ class PullCalls(AdapterBase):
                 )
             )
         except GitHubError as exc:
+            if exc.status not in (0, 405, 409, 422) and exc.status < 500:
+                raise
+            merged = await self._merged_after_all(installation_id, owner, name, number)
+            if merged is not None:
+                return merged
             if exc.status in (405, 409, 422):
                 return MergeOutcome(False, None, exc.status, exc.message)
             raise
         data = resp.json()
         return MergeOutcome(bool(data.get("merged")), data.get("sha"), 200, data.get("message", ""))
+
+    async def _merged_after_all(
+        self, installation_id: int, owner: str, name: str, number: int
+    ) -> MergeOutcome | None:
+        """The pull request read back after a failed merge: its merge, if it is merged."""
+        pulls = self._gh(installation_id).rest.pulls
+        try:
+            data = (await self._call(pulls.async_get(owner, name, number))).json()
+        except GitHubError:
+            return None  # not known: the merge's own failure stands
+        if not data.get("merged"):
+            return None
+        return MergeOutcome(True, data.get("merge_commit_sha"), 200, "merged (read back)")
 
     async def update_branch(self, installation_id: int, repo: str, number: int, sha: str) -> bool:
         owner, name = repo.split("/", 1)
