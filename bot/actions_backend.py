@@ -39,15 +39,26 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 
 from bot.adapters.github import GitHubError
+from bot.core.lifecycle import DispatchRetry, Failed
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.protocol import Job, Refusal
-from bot.service import Bot
+from bot.ports import TaskStore, Transitions, WorkflowPort
 
 log = logging.getLogger(__name__)
 
 WORKFLOW = "stoneforge-agent.yml"
 #: GitHub's own limit on a job's run time is 6 h; a little more covers queueing.
 RUN_LIMIT_S = 6 * 3600 + 15 * 60
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What the backend uses once bound: the workflow port, the tasks, their state changes."""
+
+    github: WorkflowPort
+    store: TaskStore
+    views: Transitions
+    lease_s: float
 
 
 @dataclass
@@ -90,7 +101,7 @@ class ActionsBackend:
     """Hands claimed tasks to GitHub Actions runs through ``workflow_dispatch``.
 
     Build it in ``create_app`` (the router needs it before start-up) and :meth:`bind` the
-    :class:`~bot.service.Bot` in the lifespan.
+    ports it uses in the lifespan, once the composition root has built them.
     """
 
     def __init__(
@@ -107,17 +118,19 @@ class ActionsBackend:
         self.start_timeout_s = start_timeout_s
         self.run_limit_s = run_limit_s
         self._clock = clock
-        self._bot: Bot | None = None
+        self._parts: _Parts | None = None
         self._grants: dict[str, _Grant] = {}
 
-    def bind(self, bot: Bot) -> None:
-        self._bot = bot
+    def bind(
+        self, github: WorkflowPort, store: TaskStore, views: Transitions, *, lease_s: float
+    ) -> None:
+        self._parts = _Parts(github, store, views, lease_s)
 
     @property
-    def bot(self) -> Bot:
-        if self._bot is None:
-            raise RuntimeError("ActionsBackend.bind(bot) was not called")
-        return self._bot
+    def parts(self) -> _Parts:
+        if self._parts is None:
+            raise RuntimeError("ActionsBackend.bind(...) was not called")
+        return self._parts
 
     def pending(self) -> list[str]:
         """Job ids dispatched and not yet claimed."""
@@ -133,7 +146,6 @@ class ActionsBackend:
         ``workflow_dispatch`` trigger, no ``actions: write`` permission) fails the task with
         the reason; a transient failure puts it back in the queue for a later attempt.
         """
-        bot = self.bot
         job_id = job.job_id
         token = secrets.token_urlsafe(32)
         now = self._clock()
@@ -153,7 +165,7 @@ class ActionsBackend:
             inputs["runs_on"] = json.dumps(list(task.runs_on))
         ref = job.base
         try:
-            await bot.github.dispatch_workflow(
+            await self.parts.github.dispatch_workflow(
                 task.installation_id or 0, task.repo, self.workflow, ref, inputs
             )
         except GitHubError as exc:
@@ -163,16 +175,16 @@ class ActionsBackend:
         log.info("workflow_dispatched", extra={"repo": task.repo, "issue": task.number})
 
     async def _dispatch_failed(self, task: Task, exc: GitHubError) -> None:
-        bot = self.bot
+        views = self.parts.views
         if exc.status == 0 or exc.status >= 500 or exc.status == 429:
             log.warning("workflow_dispatch_retry repo=%s: %s", task.repo, exc)
-            await bot.set_state(
+            await views.transition(
                 task,
                 TaskState.QUEUED,
+                DispatchRetry(str(exc)),
                 worker=None,
                 not_before=self._clock() + 60,
                 attempt=max(0, task.attempt - 1),  # GitHub's hiccup, not the task's
-                detail=f"workflow dispatch failed, retrying: {exc}",
             )
             return
         log.warning("workflow_dispatch_refused repo=%s: %s", task.repo, exc)
@@ -182,7 +194,7 @@ class ActionsBackend:
             "must be on the default branch with `on: workflow_dispatch` (inputs job_id, "
             "bot_url, job_token), and the App needs the `actions: write` permission."
         )
-        await bot.set_state(task, TaskState.FAILED, detail=detail)
+        await views.transition(task, TaskState.FAILED, Failed(detail))
 
     # -- the run's side ----------------------------------------------------------------------
 
@@ -201,19 +213,19 @@ class ActionsBackend:
         ):
             raise ClaimRefused(401, "unknown, spent or expired job token")
         grant.run_until = now + self.run_limit_s  # spent before any await: claims race-free
-        task = await asyncio.to_thread(self.bot.store.get_task, grant.ref)
+        task = await asyncio.to_thread(self.parts.store.get_task, grant.ref)
         if task is None or task.state != TaskState.RUNNING or task.attempt != grant.attempt:
             self._grants.pop(job_id, None)
             raise ClaimRefused(410, "the job is no longer running")
         run = run or {}
         run_id = str(run.get("run_id") or "").strip()
         worker = f"actions/{run_id}" if run_id else task.worker
-        await self._update(grant.ref, worker=worker, lease_until=now + self.bot.settings.lease_s)
+        await self._update(grant.ref, worker=worker, lease_until=now + self.parts.lease_s)
         job, grant.job = grant.job, None  # the job (and its secrets) is handed out once
         if job is None:
             raise ClaimRefused(401, "unknown, spent or expired job token")
         try:  # a fresh installation token: the run may have queued for a while
-            fresh = await self.bot.github.repo_token(grant.installation_id, task.repo)
+            fresh = await self.parts.github.repo_token(grant.installation_id, task.repo)
             job = job.model_copy(update={"token": fresh})
         except GitHubError as exc:
             log.warning("job_token_refresh_failed job=%s: %s", job_id, exc)
@@ -243,7 +255,7 @@ class ActionsBackend:
                 del self._grants[jid]
 
     async def _update(self, ref: IssueRef, **fields: Any) -> None:
-        await asyncio.to_thread(functools.partial(self.bot.store.update_task, ref, **fields))
+        await asyncio.to_thread(functools.partial(self.parts.store.update_task, ref, **fields))
 
 
 def actions_router(backend: ActionsBackend) -> APIRouter:

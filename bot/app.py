@@ -17,11 +17,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from bot.actions_backend import ActionsBackend, actions_router
 from bot.adapters.github import GitHubAdapter, GitHubError
-from bot.dispatch import Dispatcher
 from bot.metrics import BotMetrics, bot_metrics
 from bot.ports import GitHubPort
 from bot.runner_api import runner_router, transcript_router
-from bot.service import Bot
+from bot.service import Bot, job_side
 from bot.settings import BotSettings
 from bot.signature import verify
 from bot.store import Store
@@ -44,8 +43,7 @@ def create_app(settings: BotSettings, *, github: GitHubPort | None = None) -> Fa
         else:
             gh = github
         bot = Bot(settings, store, gh, metrics)
-        dispatcher = Dispatcher(bot)
-        actions.bind(bot)
+        dispatcher = job_side(bot, actions)
         app.state.bot = bot
         app.state.dispatcher = dispatcher
         metrics.watch_tasks(store.task_counts)

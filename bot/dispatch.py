@@ -19,9 +19,10 @@ from typing import Any
 
 from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubError
+from bot.core import lifecycle
 from bot.core.admission import Claimant, admit
 from bot.core.admission import blocked_agents as _blocked
-from bot.core.lifecycle import fresh_base
+from bot.core.lifecycle import CancelCause, Cancelled, LeaseExpired, fresh_base
 from bot.core.model import (
     IssueRef,
     Task,
@@ -39,12 +40,16 @@ from bot.core.protocol import (
     ReviseJob,
     Timeouts,
 )
-from bot.job_claims import JobReports, job_id, new_claim_secret, secret_hash
+from bot.issue_sync import WRITE_PERMISSIONS
+from bot.job_claims import JobReports, ResultHandler, job_id, new_claim_secret, secret_hash
+from bot.metrics import BotMetrics
+from bot.ports import Clock, Configs, DispatchPort, JobStore, Transitions
 from bot.prefetch import Prefetcher
 from bot.results import HANDOFF_MARKER
-from bot.service import WRITE_PERMISSIONS, Bot, today
-from bot.steward import feedback_for
+from bot.signals import Identity, Signals
+from bot.steward import Writers, feedback_for
 from bot.store import ClaimedJob
+from bot.views import today
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +61,47 @@ def restarting(task: Task) -> bool:
 
 
 class Dispatcher:
-    def __init__(self, bot: Bot) -> None:
-        self.bot = bot
+    """Claims for runners and the Actions pump, the jobs they get, and their leases.
+
+    ``writers`` says whose comments and reviews steer the agent; ``results`` is what a job's
+    result does to its task (``bot.results.Results``, behind ``self.reports``).
+    """
+
+    def __init__(
+        self,
+        github: DispatchPort,
+        store: JobStore,
+        repos: Configs,
+        views: Transitions,
+        signals: Signals,
+        identity: Identity,
+        writers: Writers,
+        results: ResultHandler,
+        *,
+        lease_s: float,
+        metrics: BotMetrics | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.github = github
+        self.store = store
+        self.repos = repos
+        self.views = views
+        self.signals = signals
+        self.identity = identity
+        self.writers = writers
+        self.lease_s = lease_s
+        self.metrics = metrics
+        self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._tokens: dict[IssueRef, str] = {}  # task -> the repository token of its running job
         # Claims woken by the same change share one look at the task table (see _shared).
         self._ready_gen = 0
         self._inflight: dict[tuple[object, ...], tuple[int, asyncio.Future[list[IssueRef]]]] = {}
-        self.prefetcher = Prefetcher(bot, self._background)
+        self.prefetcher = Prefetcher(github, signals.bases, self._background)
         #: heartbeats, transcripts and results of the jobs it hands out
-        self.reports = JobReports(bot, self._revoke)
+        self.reports = JobReports(
+            store, results, self._revoke, lease_s=lease_s, metrics=metrics, clock=clock
+        )
 
     async def _shared(
         self, unavailable: frozenset[str], backend: str, labels: frozenset[str] | None
@@ -98,16 +134,15 @@ class Dispatcher:
         ``labels`` are the claiming runner's labels (casefolded); ``None`` skips that rule
         (GitHub Actions routes by the workflow's ``runs-on`` instead).
         """
-        bot = self.bot
-        now = time.time()
-        tasks, report = await bot.graph()
+        now = self.clock()
+        tasks, report = await self.views.graph()
         spent: dict[str, float] = {}
         for repo in sorted({ref.repo for ref in report.ready}):
-            if bot.repos.config(repo).budget.per_day_usd is not None:
-                spent[repo] = await asyncio.to_thread(bot.store.cost, repo, today(now))
+            if self.repos.config(repo).budget.per_day_usd is not None:
+                spent[repo] = await asyncio.to_thread(self.store.cost, repo, today(now))
         claimant = Claimant(backend=backend, labels=labels, unavailable=unavailable)
         admission = admit(
-            tasks, report.ready, bot.repos.config, claimant, now=now, spent_today=spent
+            tasks, report.ready, self.repos.config, claimant, now=now, spent_today=spent
         )
         return list(admission.admitted)
 
@@ -131,22 +166,21 @@ class Dispatcher:
         """
         if labels is not None:
             labels = frozenset(label.casefold() for label in labels)
-        bot = self.bot
         deadline = time.monotonic() + max(0.0, min(wait_s, 60.0))
         while True:
-            if bot.ready_changed.is_set():
+            if self.signals.ready_changed.is_set():
                 self._ready_gen += 1
-            bot.ready_changed.clear()
+            self.signals.ready_changed.clear()
             candidates = await self._shared(unavailable_agents, backend, labels)
             while candidates:
                 secret = new_claim_secret()  # only this claim's answer carries it
                 claimed = await asyncio.to_thread(
                     functools.partial(
-                        bot.store.claim_job,
+                        self.store.claim_job,
                         candidates,
                         worker=worker if "/" in worker else f"{runner}/{worker}",
-                        now=time.time(),
-                        lease_s=bot.settings.lease_s,
+                        now=self.clock(),
+                        lease_s=self.lease_s,
                         owner=owner,
                         secret_hash=secret_hash(secret),
                     )
@@ -167,35 +201,39 @@ class Dispatcher:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
                 # lands as the event is set, and the task then outlives the bot's shutdown.
                 async with asyncio.timeout(remaining):
-                    await bot.ready_changed.wait()
+                    await self.signals.ready_changed.wait()
             except TimeoutError:
                 return None
 
     async def _job_or_requeue(
         self, claimed: ClaimedJob, secret: str, unavailable: frozenset[str] = frozenset()
     ) -> Job | None:
-        bot = self.bot
         task = claimed.task
         try:
             job = await self._job(claimed, secret, unavailable)
         except Exception:
+            # The claim is given back (running -> queued, no reason): its reason stays, so a
+            # restarted task's next job still starts from the base.
+            lifecycle.check(task.state, TaskState.QUEUED, None)
             await asyncio.to_thread(
                 functools.partial(
-                    bot.store.update_task, task.ref, state=TaskState.QUEUED, worker=None
+                    self.store.update_task, task.ref, state=TaskState.QUEUED, worker=None
                 )
             )
             raise
         if job is None:  # the issue changed under us (closed, unlabeled): not a task any more
-            await bot.set_state(task, TaskState.CANCELLED, detail="label removed or issue closed")
+            await self.views.transition(
+                task, TaskState.CANCELLED, Cancelled(CancelCause.UNTRIGGERED)
+            )
             return None
-        if bot.metrics and task.ready_at:
-            bot.metrics.dispatch_latency.observe(max(0.0, time.time() - task.ready_at))
+        if self.metrics and task.ready_at:
+            self.metrics.dispatch_latency.observe(max(0.0, self.clock() - task.ready_at))
 
         async def after() -> None:  # off the runner's critical path
             await asyncio.to_thread(
-                functools.partial(bot.store.update_task, task.ref, ready_at=None)
+                functools.partial(self.store.update_task, task.ref, ready_at=None)
             )
-            await bot.refresh_views()
+            await self.views.refresh_views()
 
         self._background(after())
         return job
@@ -203,17 +241,16 @@ class Dispatcher:
     async def _job(
         self, claimed: ClaimedJob, secret: str, unavailable: frozenset[str] = frozenset()
     ) -> Job | None:
-        bot = self.bot
         task = claimed.task
         inst = task.installation_id or 0
-        config = bot.repos.config(task.repo)
+        config = self.repos.config(task.repo)
         # A fresh snapshot of the issue (not what we stored), read alongside everything else.
-        repo = await bot.github.repo(inst, task.repo)  # cached after the first call
+        repo = await self.github.repo(inst, task.repo)  # cached after the first call
         issue, base_sha, (comments, notes), token, (feedback, newest_review) = await asyncio.gather(
-            bot.github.issue(inst, task.ref),
-            bot.base_sha(inst, task.repo, repo.default_branch),
+            self.github.issue(inst, task.ref),
+            self.github.branch_sha(inst, task.repo, repo.default_branch),
             self._conversation(inst, task),
-            bot.github.repo_token(inst, task.repo),
+            self.github.repo_token(inst, task.repo),
             self._review_feedback(inst, task),
         )
         self._revoke(task.ref)  # a token of an earlier job that was never revoked
@@ -225,17 +262,17 @@ class Dispatcher:
             # A review that came in after the task was queued is in this job's feedback too:
             # record it, or the steward would send the task back once more for it (and it is
             # this round's: a later claim of the same round does not count another).
-            await asyncio.to_thread(bot.store.answer_review, task.ref, newest_review)
+            await asyncio.to_thread(self.store.answer_review, task.ref, newest_review)
         branch = task.branch or branch_name(task.number, issue.title)
         if task.branch is None:  # a result must name this branch: keep it with the task
             await asyncio.to_thread(
-                functools.partial(bot.store.update_task, task.ref, branch=branch)
+                functools.partial(self.store.update_task, task.ref, branch=branch)
             )
         agent = config.agent_for(issue.labels)
-        to_run = config.agent_to_run(agent.name, _blocked(task, unavailable, time.time()))
+        to_run = config.agent_to_run(agent.name, _blocked(task, unavailable, self.clock()))
         if config.fallback_agent is not None and to_run == config.fallback_agent.name != agent.name:
             agent = config.fallback_agent  # with none free, the chosen one meets its limit again
-        self._background(bot.github.add_reaction(inst, task.ref, "eyes"))
+        self._background(self.github.add_reaction(inst, task.ref, "eyes"))
         log.info(
             "task_dispatched",
             extra={"repo": task.repo, "issue": task.number, "worker": task.worker},
@@ -255,7 +292,7 @@ class Dispatcher:
             "base_sha": base_sha,  # lets a runner whose mirror is current skip its fetch
             "clone_url": repo.clone_url,
             "token": token,
-            "lease_s": bot.settings.lease_s,
+            "lease_s": self.lease_s,
             "agent": AgentChoice(name=agent.name, model=agent.model),
             "commands": Commands(setup=config.commands.setup, test=config.commands.test),
             "timeouts": Timeouts(
@@ -287,7 +324,9 @@ class Dispatcher:
         """
         if task.pr_number is None or task.review_id is None:
             return [], None
-        feedback, newest = await feedback_for(self.bot, inst, task.repo, task.pr_number)
+        feedback, newest = await feedback_for(
+            self.github, self.writers, inst, task.repo, task.pr_number
+        )
         if not feedback:  # approved or dismissed since it was queued: keep the pushed work
             feedback = [
                 f"The review that sent this task back (pull request #{task.pr_number}) has "
@@ -302,14 +341,13 @@ class Dispatcher:
         Comments from anyone else are left out of the prompt: an issue is public input, and
         only collaborators may steer the agent.
         """
-        bot = self.bot
         comments: list[IssueComment] = []
         notes: list[str] = []
-        for comment in await bot.github.comments(inst, task.ref):
-            if HANDOFF_MARKER in comment.body and comment.author == bot.bot_login:
+        for comment in await self.github.comments(inst, task.ref):
+            if HANDOFF_MARKER in comment.body and comment.author == self.identity.login:
                 notes.append(comment.body.split(HANDOFF_MARKER, 1)[1].strip())
-            elif comment.author_type == "User" and comment.author != bot.bot_login:
-                perm = await bot.github.permission(inst, task.repo, comment.author)
+            elif comment.author_type == "User" and comment.author != self.identity.login:
+                perm = await self.github.permission(inst, task.repo, comment.author)
                 if perm in WRITE_PERMISSIONS:
                     comments.append(IssueComment(author=comment.author, body=comment.body))
         return comments, notes
@@ -318,7 +356,7 @@ class Dispatcher:
         """The task's job is over: its repository token must not outlive it."""
         token = self._tokens.pop(ref, None)
         if token:
-            self._background(self.bot.github.revoke_token(token))
+            self._background(self.github.revoke_token(token))
 
     def _background(self, coro: Any) -> None:
         async def run() -> None:
@@ -343,7 +381,7 @@ class Dispatcher:
                 if job is None or isinstance(job, Prefetch):
                     continue
                 ref = IssueRef(job.repo, job.issue)
-                task = await asyncio.to_thread(self.bot.store.get_task, ref)
+                task = await asyncio.to_thread(self.store.get_task, ref)
                 if task is not None:
                     await actions.dispatch(task, job)
             except asyncio.CancelledError:
@@ -354,11 +392,10 @@ class Dispatcher:
 
     async def expire_leases_forever(self) -> None:
         """A runner that vanished loses its task, which is dispatched again."""
-        bot = self.bot
         while True:
-            await asyncio.sleep(max(1.0, bot.settings.lease_s / 4))
-            for task in await asyncio.to_thread(bot.store.expired_leases, time.time()):
+            await asyncio.sleep(max(1.0, self.lease_s / 4))
+            for task in await asyncio.to_thread(self.store.expired_leases, self.clock()):
                 if task.state == TaskState.RUNNING:
                     log.warning("lease_expired", extra={"repo": task.repo, "issue": task.number})
                     self._revoke(task.ref)
-                    await bot.set_state(task, TaskState.QUEUED, worker=None, detail="lease expired")
+                    await self.views.transition(task, TaskState.QUEUED, LeaseExpired(), worker=None)

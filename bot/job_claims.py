@@ -17,11 +17,12 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from bot import results
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.protocol import JobResult
-from bot.service import Bot
+from bot.metrics import BotMetrics
+from bot.ports import Clock, JobStore
 from bot.store import JobOwner
 
 
@@ -86,13 +87,32 @@ def refusal(jid: str, held: JobOwner | None, owner: str, secret: str | None) -> 
     return None
 
 
+class ResultHandler(Protocol):
+    """What a finished job's result does to its task (``bot.results.Results``)."""
+
+    async def apply(self, task: Task, result: JobResult) -> None: ...
+
+
 class JobReports:
     """A job's heartbeats and result, once ``owned`` says whose job it is. ``revoke(ref)`` ends
     the repository token handed out with the task's job."""
 
-    def __init__(self, bot: Bot, revoke: Callable[[IssueRef], None]) -> None:
-        self.bot = bot
+    def __init__(
+        self,
+        store: JobStore,
+        results: ResultHandler,
+        revoke: Callable[[IssueRef], None],
+        *,
+        lease_s: float,
+        metrics: BotMetrics | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.store = store
+        self.results = results
         self._revoke = revoke
+        self.lease_s = lease_s
+        self.metrics = metrics
+        self.clock = clock
 
     async def owned(self, jid: str, owner: str, secret: str | None) -> Task:
         """The task whose running job ``jid`` is, when ``owner`` holds it with ``secret``.
@@ -104,10 +124,10 @@ class JobReports:
         parsed = parse_job_id(jid)
         if parsed is None:
             raise not_running(jid)
-        held = await asyncio.to_thread(self.bot.store.job_owner, parsed[0])
+        held = await asyncio.to_thread(self.store.job_owner, parsed[0])
         if (refused := refusal(jid, held, owner, secret)) is not None:
             raise refused
-        task = await asyncio.to_thread(self.bot.store.get_task, parsed[0])
+        task = await asyncio.to_thread(self.store.get_task, parsed[0])
         if task is None or task.state != TaskState.RUNNING:  # it ended in between
             raise not_running(jid)
         return task
@@ -115,9 +135,9 @@ class JobReports:
     async def heartbeat(self, jid: str, owner: str, secret: str | None) -> None:
         """Renew a job's lease (``JobRefused`` when it is not the caller's running job)."""
         task = await self.owned(jid, owner, secret)
-        until = time.time() + self.bot.settings.lease_s
+        until = self.clock() + self.lease_s
         await asyncio.to_thread(
-            functools.partial(self.bot.store.update_task, task.ref, lease_until=until)
+            functools.partial(self.store.update_task, task.ref, lease_until=until)
         )
 
     async def job_result(self, jid: str, owner: str, secret: str | None, result: JobResult) -> None:
@@ -129,12 +149,12 @@ class JobReports:
         try:
             task = await self.owned(jid, owner, secret)
         except JobRefused as refused:
-            if refused.status == 409 and self.bot.metrics is not None:
-                self.bot.metrics.stale_results.inc()
+            if refused.status == 409 and self.metrics is not None:
+                self.metrics.stale_results.inc()
             raise
         if result.branch != task.branch:
             raise JobRefused(
                 403, f"result names branch {result.branch!r}; job {jid} works on {task.branch!r}"
             )
         self._revoke(task.ref)
-        await results.apply(self.bot, task, result)
+        await self.results.apply(task, result)

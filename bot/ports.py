@@ -20,21 +20,33 @@ from bot.adapters.github.records import (
     MergeOutcome,
     RepoInfo,
 )
+from bot.core.config import RepoConfig
+from bot.core.graph import GraphReport
+from bot.core.lifecycle import Reason
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import PullSnapshot, Review, ReviewComment
-from bot.store.records import Delivery, NewDelivery
+from bot.store.records import ClaimedJob, Delivery, JobOwner, NewDelivery, TranscriptRecord
 from bot.store.working_set import WorkingSet
 
 __all__ = [
     "AppPort",
     "Clock",
+    "Configs",
     "DeliveryLog",
+    "DispatchPort",
     "GitHubPort",
     "IssuePort",
+    "JobStore",
     "LabelPort",
     "PullPort",
     "RepoPort",
+    "ResultPort",
+    "ResultStore",
     "TaskStore",
+    "TokenPort",
+    "Transitions",
+    "TranscriptReader",
+    "WorkflowPort",
 ]
 
 
@@ -156,19 +168,37 @@ class PullPort(Protocol):
     async def delete_branch(self, installation_id: int, repo: str, branch: str) -> None: ...
 
 
-class GitHubPort(RepoPort, LabelPort, IssuePort, AppPort, PullPort, Protocol):
-    """Every GitHub verb the bot uses, including those of the dispatcher and result handler
-    (which still reach GitHub through the composition root)."""
+class TokenPort(Protocol):
+    """Installation tokens for one repository (the prefetcher's read-only ones, the jobs')."""
 
-    async def app_slug(self) -> str: ...
+    async def repo(self, installation_id: int, repo: str) -> RepoInfo: ...
+
+    async def repo_token(self, installation_id: int, repo: str, *, write: bool = True) -> str: ...
+
+    async def revoke_token(self, token: str) -> None: ...
+
+
+class DispatchPort(TokenPort, PullPort, Protocol):
+    """What the dispatcher reads to build a job: the issue, its conversation, the base's tip,
+    the review that sent it back (``PullPort``), and the reaction it leaves."""
+
+    async def issue(self, installation_id: int, ref: IssueRef) -> IssueInfo | None: ...
+
+    async def branch_sha(self, installation_id: int, repo: str, branch: str) -> str: ...
 
     async def comments(self, installation_id: int, ref: IssueRef) -> list[Comment]: ...
 
     async def add_reaction(self, installation_id: int, ref: IssueRef, content: str) -> None: ...
 
-    async def repo_token(self, installation_id: int, repo: str, *, write: bool = True) -> str: ...
 
-    async def revoke_token(self, token: str) -> None: ...
+class ResultPort(Protocol):
+    """What a job's result writes: the pull request, the handoff and needs-human comments."""
+
+    async def repo(self, installation_id: int, repo: str) -> RepoInfo: ...
+
+    async def upsert_comment(
+        self, installation_id: int, ref: IssueRef, marker: str, body: str
+    ) -> None: ...
 
     async def open_pull(
         self, installation_id: int, repo: str, *, head: str, base: str, title: str, body: str
@@ -182,9 +212,23 @@ class GitHubPort(RepoPort, LabelPort, IssuePort, AppPort, PullPort, Protocol):
         self, installation_id: int, repo: str, number: int, *, body: str
     ) -> None: ...
 
+
+class WorkflowPort(Protocol):
+    """What the Actions backend does: start a workflow run, give its job a fresh token."""
+
+    async def repo_token(self, installation_id: int, repo: str, *, write: bool = True) -> str: ...
+
     async def dispatch_workflow(
         self, installation_id: int, repo: str, workflow: str, ref: str, inputs: dict[str, str]
     ) -> None: ...
+
+
+class GitHubPort(
+    RepoPort, LabelPort, IssuePort, AppPort, DispatchPort, ResultPort, WorkflowPort, Protocol
+):
+    """Every GitHub verb the bot uses (``bot.adapters.github.GitHubAdapter``)."""
+
+    async def app_slug(self) -> str: ...
 
 
 # --- the store -------------------------------------------------------------------------------
@@ -206,6 +250,41 @@ class TaskStore(Protocol):
     def cost(self, repo: str, day: str) -> float: ...
 
     def working_set(self, merged_since: float) -> WorkingSet: ...
+
+
+class TranscriptReader(Protocol):
+    """The transcripts a task's runs uploaded (``bot.transcripts`` reads them)."""
+
+    def transcript(self, transcript_id: str) -> tuple[TranscriptRecord, bytes] | None: ...
+
+    def transcripts_for(self, ref: IssueRef) -> list[TranscriptRecord]: ...
+
+
+class ResultStore(TaskStore, TranscriptReader, Protocol):
+    """What a job's result writes besides its task: the day's spend."""
+
+    def add_cost(self, repo: str, day: str, usd: float) -> None: ...
+
+
+class JobStore(TaskStore, Protocol):
+    """What the dispatcher and the job reports use: atomic claims, the job's owner, leases."""
+
+    def claim_job(
+        self,
+        candidates: Sequence[IssueRef],
+        *,
+        worker: str,
+        now: float,
+        lease_s: float,
+        owner: str | None = None,
+        secret_hash: str | None = None,
+    ) -> ClaimedJob | None: ...
+
+    def answer_review(self, ref: IssueRef, review_id: int) -> None: ...
+
+    def job_owner(self, ref: IssueRef) -> JobOwner | None: ...
+
+    def expired_leases(self, now: float) -> list[Task]: ...
 
 
 class DeliveryLog(Protocol):
@@ -232,6 +311,27 @@ class StewardStore(TaskStore, Protocol):
     def delivery_payloads(self, guids: Sequence[str]) -> dict[str, bytes]: ...
 
     def steward_lock(self, repo: str, base: str) -> AbstractContextManager[bool]: ...
+
+
+# --- the task views --------------------------------------------------------------------------
+
+
+class Transitions(Protocol):
+    """State changes through the lifecycle (``bot.views.TaskViews``), and the task graph."""
+
+    async def transition(
+        self, task: Task, to: TaskState, reason: Reason | None, **fields: Any
+    ) -> Task: ...
+
+    async def graph(self) -> tuple[list[Task], GraphReport]: ...
+
+    async def refresh_views(self) -> None: ...
+
+
+class Configs(Protocol):
+    """Each repository's configuration in force (``bot.repos.Repos``)."""
+
+    def config(self, repo: str) -> RepoConfig: ...
 
 
 # --- the clock -------------------------------------------------------------------------------

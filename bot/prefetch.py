@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from bot.adapters.github import GitHubError
 from bot.core.protocol import Job, Prefetch
-from bot.service import Bot
+from bot.ports import TokenPort
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,17 @@ REVOKE_AFTER_S = 60.0
 
 
 class Prefetcher:
-    def __init__(self, bot: Bot, background: Callable[[Awaitable[None]], None]) -> None:
-        self.bot = bot
+    """``bases``: each repository's default branch tip as last seen moving (``Signals.bases``,
+    read at each hint); ``background`` runs the delayed revocations."""
+
+    def __init__(
+        self,
+        github: TokenPort,
+        bases: Mapping[str, tuple[int, str]],
+        background: Callable[[Awaitable[None]], None],
+    ) -> None:
+        self.github = github
+        self.bases = bases
         self._background = background
         self._known: dict[str, dict[str, str]] = {}  # runner -> repo -> base its mirror has
         self._outstanding: set[str] = set()  # tokens handed out and not revoked yet
@@ -42,14 +51,14 @@ class Prefetcher:
     async def hint(self, runner: str) -> Prefetch | None:
         """A base ``runner`` works on has moved since its mirror saw it: what to fetch."""
         for repo, seen in list(self._known.get(runner, {}).items()):
-            tip = self.bot.bases.get(repo)
+            tip = self.bases.get(repo)
             if tip is None or tip[1] == seen:
                 continue
             inst, sha = tip
             self._known[runner][repo] = sha  # before any await: one of its workers gets it
             try:
-                info = await self.bot.github.repo(inst, repo)
-                token = await self.bot.github.repo_token(inst, repo, write=False)
+                info = await self.github.repo(inst, repo)
+                token = await self.github.repo_token(inst, repo, write=False)
             except GitHubError as exc:
                 log.warning("prefetch_token_failed %s: %s", repo, exc)
                 return None
@@ -74,7 +83,7 @@ class Prefetcher:
             return
         self._outstanding.discard(token)
         try:
-            await self.bot.github.revoke_token(token)
+            await self.github.revoke_token(token)
         except GitHubError as exc:
             log.warning("prefetch_token_revoke_failed: %s", exc)
 

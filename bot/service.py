@@ -13,9 +13,13 @@ periodic reconciliation rebuilds everything from GitHub itself. Decisions come f
 - ``steward`` (``bot.steward.Steward``): pull requests merged in dependency order;
 - ``signals`` (``bot.signals``): wake-ups and the default branches' tips.
 
-``Bot`` keeps the names the dispatcher, the result handler, the steward and the HTTP service
-reach through it (``bot.store``, ``bot.set_state``, ``bot.ready_changed``, ...): each is one of
-the parts' own, not a copy.
+The job side is built next to it by ``job_side`` (one per process, as it holds the tokens
+of the jobs it handed out): the ``bot.results.Results`` of finished jobs, the
+``bot.dispatch.Dispatcher`` with its job reports and prefetcher, and the
+``bot.actions_backend.ActionsBackend`` bound to the ports it uses. Each takes only those.
+
+``Bot`` keeps the names the HTTP service and the tests reach through it (``bot.store``,
+``bot.set_state``, ``bot.ready_changed``, ...): each is one of the parts' own, not a copy.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from bot.actions_backend import ActionsBackend
 from bot.core.graph import GraphReport
 from bot.core.model import IssueRef, Task, TaskState
+from bot.dispatch import Dispatcher
 from bot.handlers import HANDLED_EVENTS, ROUTES, Deps, Router
 from bot.intake import Intake
 from bot.issue_sync import WRITE_PERMISSIONS, IssueSync
@@ -36,13 +42,14 @@ from bot.pull_cache import PullCache
 from bot.reconcile import Reconciler
 from bot.reporting import Reporter
 from bot.repos import Repos
+from bot.results import Results
 from bot.settings import BotSettings
 from bot.signals import Identity, Signals
 from bot.steward import Steward
 from bot.store import Store, WorkingSet
 from bot.views import TaskViews, today
 
-__all__ = ["HANDLED_EVENTS", "WRITE_PERMISSIONS", "Bot", "today"]
+__all__ = ["HANDLED_EVENTS", "WRITE_PERMISSIONS", "Bot", "job_side", "today"]
 
 
 class Bot:
@@ -143,15 +150,6 @@ class Bot:
     def queue(self) -> asyncio.Queue[tuple[str, str, bytes]]:
         return self.intake.queue
 
-    async def base_sha(self, inst: int, repo: str, branch: str) -> str:
-        """The default branch's tip, read from GitHub at dispatch.
-
-        Runners whose mirror already has it skip their fetch. It is never served from a cache:
-        a replica that missed a push would hand out an old base, and an agent working on an
-        old base produces a red pull request.
-        """
-        return await self.github.branch_sha(inst, repo, branch)
-
     async def handle(self, event: str, payload: Mapping[str, Any]) -> None:
         """Route one event by (event, action). Unknown events are ignored."""
         await self.router.handle(event, payload, self.deps)
@@ -200,3 +198,34 @@ class Bot:
 
     async def redeliver_failed(self) -> int:
         return await self.reconciler.redeliver_failed()
+
+
+def job_side(
+    bot: Bot, actions: ActionsBackend | None = None, *, clock: Clock = time.time
+) -> Dispatcher:
+    """The dispatcher (and the results of its jobs) built from the root's ports and parts;
+    ``actions``, when given, is bound to the ones it uses."""
+    results = Results(
+        bot.github,
+        bot.store,
+        bot.repos,
+        bot.views,
+        bot.signals,
+        public_url=bot.settings.public_url,
+        clock=clock,
+    )
+    if actions is not None:
+        actions.bind(bot.github, bot.store, bot.views, lease_s=bot.settings.lease_s)
+    return Dispatcher(
+        bot.github,
+        bot.store,
+        bot.repos,
+        bot.views,
+        bot.signals,
+        bot.identity,
+        bot.sync,
+        results,
+        lease_s=bot.settings.lease_s,
+        metrics=bot.metrics,
+        clock=clock,
+    )

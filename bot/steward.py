@@ -59,13 +59,6 @@ class Writers(Protocol):
     async def is_writer(self, inst: int, repo: str, login: str, kind: str = "User") -> bool: ...
 
 
-class ReviewSource(Writers, Protocol):
-    """Where the dispatcher reads a task's review feedback from (the composition root)."""
-
-    @property
-    def github(self) -> PullPort: ...
-
-
 async def writer_reviews(
     github: PullPort, writers: Writers, inst: int, repo: str, number: int
 ) -> tuple[Review, ...]:
@@ -85,12 +78,12 @@ async def writer_reviews(
 
 
 async def feedback_for(
-    bot: ReviewSource, inst: int, repo: str, number: int
+    github: PullPort, writers: Writers, inst: int, repo: str, number: int
 ) -> tuple[list[str], int | None]:
     """The job's ``review_feedback`` for a pull request, and the newest review it holds."""
     reviews, comments = await asyncio.gather(
-        writer_reviews(bot.github, bot, inst, repo, number),
-        bot.github.review_comments(inst, repo, number),
+        writer_reviews(github, writers, inst, repo, number),
+        github.review_comments(inst, repo, number),
     )
     newest = max((r.id for r in blocking_reviews(reviews)), default=None)
     return review_feedback(reviews, comments), newest

@@ -22,7 +22,9 @@ from typing import Any
 from bot.core.model import IssueRef, Task
 from bot.core.protocol import CompletedResult, JobResult, TranscriptUpload
 from bot.core.redact import redact
-from bot.core.render import AttemptRow, TranscriptLink, render_pull_body
+from bot.core.render_pull import AttemptRow, render_pull_body
+from bot.core.render_text import TranscriptLink
+from bot.ports import TranscriptReader
 from bot.store import Store, TranscriptRecord
 
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024  # a request body; runners send at most 2 MB of text
@@ -72,7 +74,7 @@ def add(store: Store, task: Task, runner: str | None, upload: TranscriptUpload, 
     return record.id
 
 
-def get(store: Store, transcript_id: str) -> bytes | None:
+def get(store: TranscriptReader, transcript_id: str) -> bytes | None:
     """A stored transcript's text, or None (also for anything that is not an id)."""
     if not ID_RE.fullmatch(transcript_id):
         return None
@@ -80,13 +82,13 @@ def get(store: Store, transcript_id: str) -> bytes | None:
     return None if found is None else found[1]
 
 
-def links(store: Store, public_url: str, ref: IssueRef) -> tuple[TranscriptLink, ...]:
+def links(store: TranscriptReader, public_url: str, ref: IssueRef) -> tuple[TranscriptLink, ...]:
     """Every transcript of the task's agents, oldest first."""
     return tuple(link for _, link, _ in _entries(store, public_url, ref))
 
 
 def attempt_rows(
-    store: Store, public_url: str, task: Task, current: AttemptRow | None = None
+    store: TranscriptReader, public_url: str, task: Task, current: AttemptRow | None = None
 ) -> list[AttemptRow]:
     """The task's runs, oldest first: one row per job, from its transcripts' headers.
 
@@ -119,7 +121,7 @@ def _job_key(entry: tuple[TranscriptRecord, TranscriptLink, dict[str, Any]]) -> 
 
 
 def pull_body(
-    store: Store,
+    store: TranscriptReader,
     public_url: str,
     task: Task,
     result: CompletedResult,
@@ -160,7 +162,7 @@ def reported_row(task: Task, result: JobResult, agent: str | None) -> AttemptRow
 
 
 def _entries(
-    store: Store, public_url: str, ref: IssueRef
+    store: TranscriptReader, public_url: str, ref: IssueRef
 ) -> list[tuple[TranscriptRecord, TranscriptLink, dict[str, Any]]]:
     out = []
     for record in store.transcripts_for(ref):

@@ -5,7 +5,8 @@ The states (``bot.core.model.TaskState``) and the README's diagram:
 1. queued -> running: a runner claimed it (no reason)
 2. running -> in_review: its pull request was opened (no reason)
 3. running -> queued: ``LeaseExpired``, ``RateLimited(agent, until)``, ``HandedOff(reason)``,
-   or no reason (the job could not be built and the claim was given back)
+   ``DispatchRetry(error)`` (GitHub did not start the Actions run this time), or no reason
+   (the job could not be built and the claim was given back)
 4. running -> failed / in_review -> failed / queued -> failed: ``Failed(reason, detail)``
 5. in_review -> queued: ``ChangesRequested(reviewer, review_id)`` (same branch, the review as
    feedback) or ``Conflicted(pr, base)`` (again from a fresh base)
@@ -92,6 +93,14 @@ class HandedOff:
 
 
 @dataclass(frozen=True)
+class DispatchRetry:
+    """GitHub answered a workflow dispatch with a transient error: the task waits a minute."""
+
+    error: str
+    kind: Literal["dispatch_retry"] = "dispatch_retry"
+
+
+@dataclass(frozen=True)
 class Failed:
     reason: str
     pr: int | None = None  # the steward's failures are about a pull request
@@ -112,6 +121,7 @@ Reason = (
     | AwaitingReview
     | RateLimited
     | HandedOff
+    | DispatchRetry
     | Failed
     | Cancelled
 )
@@ -124,6 +134,7 @@ _KINDS: dict[str, type[Reason]] = {
     "awaiting_review": AwaitingReview,
     "rate_limited": RateLimited,
     "handed_off": HandedOff,
+    "dispatch_retry": DispatchRetry,
     "failed": Failed,
     "cancelled": Cancelled,
 }
@@ -135,7 +146,7 @@ M, F, C = TaskState.MERGED, TaskState.FAILED, TaskState.CANCELLED
 ALLOWED: dict[tuple[TaskState, TaskState], tuple[type[Reason] | None, ...]] = {
     (Q, R): (None,),
     (R, V): (None,),
-    (R, Q): (LeaseExpired, RateLimited, HandedOff, None),
+    (R, Q): (LeaseExpired, RateLimited, HandedOff, DispatchRetry, None),
     (R, F): (Failed,),
     (V, F): (Failed,),
     (Q, F): (Failed,),

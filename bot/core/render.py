@@ -1,5 +1,4 @@
-"""Markdown the bot posts on GitHub: the one status comment per task issue, and the body of
-the task's pull request.
+"""The one status comment per task issue, and a task's reason in words (``describe_reason``).
 
 Pure: values in, text out. The caller upserts the comment by its hidden marker
 (``STATUS_MARKER``, always the first line), so there is exactly one status comment per issue
@@ -21,15 +20,14 @@ human`` / ``Cancelled``
 ``Queued``                            queued and ready
 ====================================  =================================================
 
-The pull request body (``render_pull_body``) closes the issue, carries the agent's summary, and
-tables the task's attempts (tries, outcome, agent, time, tokens, cost, transcript links) with
-the total; it is rewritten whenever a later attempt completes on the same branch.
+The pull request body is ``bot.core.render_pull``; the formatting both share (links, times,
+money, inline code) is ``bot.core.render_text``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.core.lifecycle import (
@@ -38,6 +36,7 @@ from bot.core.lifecycle import (
     Cancelled,
     ChangesRequested,
     Conflicted,
+    DispatchRetry,
     Failed,
     HandedOff,
     LeaseExpired,
@@ -46,36 +45,24 @@ from bot.core.lifecycle import (
     Restarted,
 )
 from bot.core.model import IssueRef, Task, TaskState
+from bot.core.render_text import (
+    TranscriptLink,
+    code,
+    format_cost,
+    format_duration,
+    format_utc,
+    issue_link,
+    pull_link,
+)
 
 STATUS_MARKER = "<!-- stoneforge:status -->"
-PULL_MARKER = "<!-- stoneforge:pull -->"
+FAILED = "Failed — needs a human"
+#: the status words of a task that cannot start until something is fixed
+BLOCKED = frozenset(
+    ("Blocked: configuration error", "Blocked: dependency cycle", "Blocked: missing dependency")
+)
 _DETAIL_MAX = 1500  # characters of a failure reason or config error shown
-_SUMMARY_MAX = 20_000  # characters of the agent's summary in a pull request body
 _LINKS_SHOWN = 12  # transcript links in the status comment (the newest ones)
-
-
-@dataclass(frozen=True)
-class TranscriptLink:
-    """Where one agent try's transcript can be read."""
-
-    attempt: int
-    try_number: int
-    url: str
-
-
-@dataclass(frozen=True)
-class AttemptRow:
-    """One run of the task's agent (one job) as the pull request lists it; None: not known."""
-
-    attempt: int
-    tries: int | None = None
-    outcome: str | None = None  # "completed", "handoff (max_turns)", ...
-    agent: str | None = None
-    seconds: float | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost_usd: float | None = None
-    transcripts: tuple[TranscriptLink, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,43 +101,11 @@ def render_status(view: StatusView) -> str:
         parts.append(render_missing(task.ref, view.missing, view.html_base))
     elif word == "Blocked: configuration error" and view.config_error:
         parts.append(_code_block(view.config_error))
-    elif word.startswith("Failed") and task.detail:
+    elif word == FAILED and task.detail:
         parts.append(_code_block(task.detail))
     next_step = _next_step(view, word)
     if next_step:
         parts.append(f"**Next:** {next_step}")
-    return "\n\n".join(parts) + "\n"
-
-
-def render_pull_body(
-    issue: int,
-    summary: str,
-    attempts: Sequence[AttemptRow],
-    *,
-    total_seconds: float | None = None,
-    total_cost_usd: float | None = None,
-) -> str:
-    """The task's pull request body: closes the issue, the summary, the attempts and totals."""
-    summary = summary.strip()
-    if len(summary) > _SUMMARY_MAX:
-        summary = summary[:_SUMMARY_MAX] + "…"
-    parts = [f"Closes #{issue}"]
-    if summary:
-        parts.append(summary)
-    if attempts:
-        header = (
-            "| Attempt | Tries | Outcome | Agent | Agent time | Tokens in / out | Cost "
-            "| Transcripts |\n| ---: | ---: | --- | --- | ---: | ---: | ---: | --- |"
-        )
-        parts.append("### Attempts\n\n" + header + "\n" + "\n".join(map(_attempt_line, attempts)))
-    total = []
-    if total_seconds is not None:
-        total.append(f"{format_duration(total_seconds)} of agent time")
-    if total_cost_usd is not None:
-        total.append(format_cost(total_cost_usd))
-    if total:
-        parts.append("**Total:** " + " · ".join(total))
-    parts.append(f"{PULL_MARKER}\n_Opened by Stoneforge; updated when a later attempt completes._")
     return "\n\n".join(parts) + "\n"
 
 
@@ -176,7 +131,7 @@ def status_word(view: StatusView) -> str:
     if state is TaskState.MERGED:
         return "Merged"
     if state is TaskState.FAILED:
-        return "Failed — needs a human"
+        return FAILED
     if state is TaskState.CANCELLED:
         return "Cancelled"
     if view.config_error:
@@ -214,28 +169,6 @@ def render_missing(task_ref: IssueRef, missing: Iterable[IssueRef], html_base: s
     )
 
 
-def issue_link(ref: IssueRef, html_base: str, repo: str = "") -> str:
-    """``[#N](url)`` for an issue in ``repo``, ``[owner/name#N](url)`` for any other."""
-    text = f"#{ref.number}" if ref.repo == repo else str(ref)
-    return f"[{text}]({html_base.rstrip('/')}/{ref.repo}/issues/{ref.number})"
-
-
-def pull_link(repo: str, number: int, html_base: str) -> str:
-    return f"[#{number}]({html_base.rstrip('/')}/{repo}/pull/{number})"
-
-
-def format_duration(seconds: float) -> str:
-    """``"45 s"``, ``"3 min 12 s"``, ``"2 h 05 min"``."""
-    total = max(0, round(seconds))
-    if total < 60:
-        return f"{total} s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 def describe_reason(reason: Reason) -> str:
     """A task's reason for its last state change, in words (kept as the task's ``detail``)."""
     match reason:
@@ -256,6 +189,8 @@ def describe_reason(reason: Reason) -> str:
             return f"{agent} is rate limited until {format_utc(until)}"
         case HandedOff(reason=why):
             return f"handoff: {why}"
+        case DispatchRetry(error=error):
+            return f"workflow dispatch failed, retrying: {error}"
         case Failed(reason=why, pr=pr):
             return f"pull request #{pr}: {why}" if pr is not None else why
         case Cancelled(cause=CancelCause.UNINSTALLED):
@@ -264,42 +199,19 @@ def describe_reason(reason: Reason) -> str:
             return "label removed or issue closed"
 
 
-def format_utc(when: float) -> str:
-    """An epoch time as UTC, to the second (proleptic Gregorian arithmetic: no clock, no
-    time zone database, as the core may not import ``datetime``)."""
-    days, second = divmod(int(when), 86400)
-    era, day = divmod(days + 719468, 146097)  # days since 0000-03-01, in 400-year eras
-    year_of_era = (day - day // 1460 + day // 36524 - day // 146096) // 365
-    day_of_year = day - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
-    month_index = (5 * day_of_year + 2) // 153  # 0 = March
-    day_of_month = day_of_year - (153 * month_index + 2) // 5 + 1
-    month = month_index + 3 if month_index < 10 else month_index - 9
-    year = era * 400 + year_of_era + (month <= 2)
-    hour, rest = divmod(second, 3600)
-    return (
-        f"{year:04d}-{month:02d}-{day_of_month:02d} {hour:02d}:{rest // 60:02d}:{rest % 60:02d} UTC"
-    )
-
-
-def format_cost(usd: float) -> str:
-    if 0 < usd < 0.01:
-        return "< $0.01"
-    return f"${usd:,.2f}"
-
-
 # --- pieces ------------------------------------------------------------------------------------
 
 
 def _summary(view: StatusView, word: str) -> str:
     if word == "Merged":
         return "the pull request for this issue has been merged."
-    if word.startswith("Failed"):
+    if word == FAILED:
         return "the last attempt did not succeed, so Stoneforge stopped."
     if word == "Cancelled":
         return "the issue was closed or its label removed; Stoneforge stopped working on it."
     if word == "Blocked: configuration error":
         return "the repository's Stoneforge configuration cannot be read."
-    if word.startswith("Blocked"):
+    if word in BLOCKED:
         return "this task cannot start until its dependencies are fixed."
     if word == "Running":
         return "an agent is working on this issue."
@@ -333,7 +245,7 @@ def _facts(view: StatusView) -> list[tuple[str, str]]:
     if task.blocked_by:
         facts.append(("Blocked by", _blocker_list(view)))
     if task.worker and task.state in (TaskState.RUNNING, TaskState.IN_REVIEW, TaskState.FAILED):
-        facts.append(("Runner", _code(task.worker)))
+        facts.append(("Runner", code(task.worker)))
     if task.attempt:
         facts.append(("Attempt", str(task.attempt)))
     if task.pr_number is not None:
@@ -356,32 +268,6 @@ def _facts(view: StatusView) -> list[tuple[str, str]]:
     return facts
 
 
-def _attempt_line(row: AttemptRow) -> str:
-    def known(value: object, text: str) -> str:
-        return "—" if value is None else text
-
-    tokens = "—"
-    if row.input_tokens is not None or row.output_tokens is not None:
-        tokens = f"{row.input_tokens or 0:,} / {row.output_tokens or 0:,}"
-    links = ", ".join(f"[try {t.try_number}]({t.url})" for t in row.transcripts) or "—"
-    cells = [
-        str(row.attempt),
-        known(row.tries, str(row.tries)),
-        _cell(row.outcome or "—"),
-        known(row.agent, _code(_cell(row.agent or ""))),
-        known(row.seconds, format_duration(row.seconds or 0.0)),
-        tokens,
-        known(row.cost_usd, format_cost(row.cost_usd or 0.0)),
-        links,
-    ]
-    return "| " + " | ".join(cells) + " |"
-
-
-def _cell(text: str) -> str:
-    """Text safe inside one Markdown table cell: one line, no column breaks."""
-    return " ".join(text.split()).replace("|", "\\|")
-
-
 def _blocker_list(view: StatusView) -> str:
     """Each blocker with ✓ (done), ⏳ (waiting) or ✗ (missing or in the cycle)."""
     missing, waiting, cycle = set(view.missing), set(view.waiting_on), set(view.cycle)
@@ -399,16 +285,16 @@ def _blocker_list(view: StatusView) -> str:
 
 
 def _next_step(view: StatusView, word: str) -> str:
-    label = _code(view.trigger_label)
+    label = code(view.trigger_label)
     if word == "Merged":
         return ""
-    if word.startswith("Failed"):
+    if word == FAILED:
         return f"Remove and re-add {label} to retry."
     if word == "Cancelled":
         return f"Reopen the issue and add {label} again to restart."
     if word == "Blocked: configuration error":
         return "Fix the configuration on the default branch; Stoneforge re-reads it on push."
-    if word.startswith("Blocked"):
+    if word in BLOCKED:
         return "Stoneforge picks the task up again as soon as the dependencies are fixed."
     if word == "Queued" and view.held_budget is not None:
         return (
@@ -431,14 +317,6 @@ def _next_step(view: StatusView, word: str) -> str:
             "blockers have merged."
         )
     return "Nothing to do."
-
-
-def _code(text: str) -> str:
-    """Inline code that survives backticks in ``text``."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _code_block(text: str) -> str:

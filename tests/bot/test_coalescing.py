@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from bot.core.model import IssueRef, Task
-from bot.dispatch import Dispatcher
-from bot.service import Bot
+from bot.service import Bot, job_side
 from tests.bot.test_handlers_fixtures import bot as bot  # noqa: F401 - the fixture
 from tests.bot.test_handlers_fixtures import github as github  # noqa: F401 - the fixture
 
@@ -58,7 +57,7 @@ async def test_claims_woken_by_one_change_read_the_tasks_once(
     bot: Bot,  # noqa: F811
     counted: list[int],
 ) -> None:
-    dispatcher = Dispatcher(bot)
+    dispatcher = job_side(bot)
     claims = [asyncio.create_task(dispatcher.claim("r", f"w{k}", wait_s=0.3)) for k in range(4)]
     await asyncio.sleep(0.1)  # all four are waiting
     first = len(counted)

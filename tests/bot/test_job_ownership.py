@@ -12,20 +12,23 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 
 from bot.core.model import IssueRef, Task, TaskState
-from bot.core.protocol import CLAIM_SECRET_HEADER, CompletedResult, FailedResult, FailureReason
-from bot.dispatch import Dispatcher
-from bot.job_claims import JobRefused, job_id, parse_job_id, secret_hash
+from bot.core.protocol import (
+    CLAIM_SECRET_HEADER,
+    CompletedResult,
+    FailedResult,
+    FailureReason,
+    JobResult,
+)
+from bot.job_claims import JobRefused, JobReports, job_id, parse_job_id, secret_hash
 from bot.metrics import bot_metrics
 from bot.runner_api import new_registration_token
-from bot.service import Bot
 from bot.store import Store
 from runner.registration import register
 from tests.harness import RUNNER_TOKEN, World, wait_until
@@ -105,10 +108,21 @@ def test_review_rounds_count_the_reviews_answered(store: Store) -> None:
     assert _claim(store).review_round == 3
 
 
-def _dispatcher(store: Store) -> tuple[Dispatcher, Any]:
+class _Results:
+    """A ``ResultHandler`` that records what it was given (a refused result gets nowhere)."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[Task, JobResult]] = []
+
+    async def apply(self, task: Task, result: JobResult) -> None:
+        self.applied.append((task, result))
+
+
+def _reports(store: Store) -> tuple[JobReports, Any, _Results, list[IssueRef]]:
     metrics = bot_metrics()
-    bot = SimpleNamespace(store=store, metrics=metrics, settings=SimpleNamespace(lease_s=60.0))
-    return Dispatcher(cast(Bot, bot)), metrics
+    results, revoked = _Results(), list[IssueRef]()
+    reports = JobReports(store, results, revoked.append, lease_s=60.0, metrics=metrics)
+    return reports, metrics, results, revoked
 
 
 def _completed(branch: str = "stoneforge/7-t") -> CompletedResult:
@@ -122,18 +136,18 @@ def test_forged_and_replayed_reports_are_refused_from_the_store(store: Store) ->
     _claim(store, owner="runner:one", secret=old_secret)
     store.update_task(REF, state=TaskState.QUEUED, attempt=0)  # the lease expired
     _claim(store, owner="runner:one", secret=secret)
-    dispatcher, metrics = _dispatcher(store)
+    reports, metrics, results, revoked = _reports(store)
     current, stale = job_id(REF, 2), job_id(REF, 1)
 
     async def refused(jid: str, owner: str, secret: str | None, branch: str = "") -> JobRefused:
         result = _completed(branch) if branch else _completed()
         with pytest.raises(JobRefused) as caught:
-            await dispatcher.reports.job_result(jid, owner, secret, result)
+            await reports.job_result(jid, owner, secret, result)
         return caught.value
 
     async def run() -> None:
-        assert (await dispatcher.reports.owned(current, "runner:one", secret)).ref == REF
-        await dispatcher.reports.heartbeat(current, "runner:one", secret)
+        assert (await reports.owned(current, "runner:one", secret)).ref == REF
+        await reports.heartbeat(current, "runner:one", secret)
         assert (await refused(current, "runner:two", secret)).status == 403  # another runner
         assert (await refused(current, "runner:one", "x" * 32)).status == 403  # wrong secret
         assert (await refused(current, "runner:one", None)).status == 403  # no secret
@@ -150,13 +164,15 @@ def test_forged_and_replayed_reports_are_refused_from_the_store(store: Store) ->
         assert other.status == 403
         assert "stoneforge/7-t" in other.message
         with pytest.raises(JobRefused) as caught:
-            await dispatcher.reports.heartbeat(stale, "runner:one", old_secret)
+            await reports.heartbeat(stale, "runner:one", old_secret)
         assert caught.value.status == 409
 
     asyncio.run(run())
     task = store.get_task(REF)
     assert task is not None
     assert (task.state, task.pr_number, task.head_sha) == (TaskState.RUNNING, None, None)
+    assert results.applied == [], "no refused result reached the task"
+    assert revoked == [], "nor revoked its token"
 
 
 def test_a_nan_or_negative_number_is_not_a_result() -> None:

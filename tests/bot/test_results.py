@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.adapters.github import RepoInfo
+from bot.core import lifecycle
+from bot.core.config import RepoConfig
+from bot.core.graph import GraphReport
+from bot.core.lifecycle import Failed, HandedOff, RateLimited, Reason
+from bot.core.model import IssueRef, Task, TaskState
+from bot.core.protocol import (
+    CompletedResult,
+    FailedResult,
+    FailureReason,
+    HandoffReason,
+    HandoffResult,
+    JobResult,
+    RateLimitedResult,
+)
+from bot.results import Results
+from bot.signals import Signals
+from bot.store import Store
 from tests.harness import World, wait_until
 
 
@@ -202,3 +222,116 @@ def test_a_spent_daily_budget_holds_ready_tasks_back_and_says_so(world: World) -
     world.settle()
     again = wait_until(lambda: world.claim(wait_s=1), what="dispatch under the raised budget")
     assert again["issue"] == issue["number"]
+
+
+# -- the result handler alone, with typed fakes: each outcome's typed reason -----------------
+
+
+class _Views:
+    """A ``Transitions`` that records each change (the lifecycle still checks it)."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[TaskState, Reason | None, dict[str, Any]]] = []
+
+    async def transition(
+        self, task: Task, to: TaskState, reason: Reason | None, **fields: Any
+    ) -> Task:
+        lifecycle.check(task.state, to, reason)
+        self.changes.append((to, reason, fields))
+        return task
+
+    async def graph(self) -> tuple[list[Task], GraphReport]:
+        raise AssertionError("a result does not read the graph")
+
+    async def refresh_views(self) -> None:
+        raise AssertionError("a result refreshes through its state change")
+
+
+class _GitHub:
+    """A ``ResultPort`` with no pull request yet; records comments and opened pulls."""
+
+    def __init__(self) -> None:
+        self.comments: list[tuple[str, str]] = []
+        self.opened: list[tuple[str, str]] = []
+
+    async def repo(self, installation_id: int, repo: str) -> RepoInfo:
+        return RepoInfo(repo, installation_id, "main", f"http://hub/{repo}.git")
+
+    async def upsert_comment(
+        self, installation_id: int, ref: IssueRef, marker: str, body: str
+    ) -> None:
+        self.comments.append((marker, body))
+
+    async def open_pull(
+        self, installation_id: int, repo: str, *, head: str, base: str, title: str, body: str
+    ) -> int:
+        self.opened.append((head, base))
+        return 12
+
+    async def pull_for_head(
+        self, installation_id: int, repo: str, head: str
+    ) -> tuple[int, str] | None:
+        return None
+
+    async def update_pull(self, installation_id: int, repo: str, number: int, *, body: str) -> None:
+        raise AssertionError("no pull request to update")
+
+
+class _Configs:
+    def config(self, repo: str) -> RepoConfig:
+        return RepoConfig()
+
+
+def _apply(tmp_path: Path, result: JobResult, attempt: int = 1) -> tuple[_Views, _GitHub, Signals]:
+    store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
+    views, github, signals = _Views(), _GitHub(), Signals()
+    results = Results(
+        github, store, _Configs(), views, signals, public_url="", clock=lambda: 1000.0
+    )
+    task = Task(repo="octo/app", number=7, title="t", state=TaskState.RUNNING, attempt=attempt,
+                branch="stoneforge/7-t", installation_id=1, labeled_by="lead")  # fmt: skip
+    try:
+        asyncio.run(results.apply(task, result))
+    finally:
+        store.close()
+    return views, github, signals
+
+
+def test_each_outcome_moves_the_task_for_its_typed_reason(tmp_path: Path) -> None:
+    branch = "stoneforge/7-t"
+    limited, _, _ = _apply(
+        tmp_path, RateLimitedResult(branch=branch, agent="claude", retry_at=4600.0)
+    )
+    ((to, reason, fields),) = limited.changes
+    assert (to, reason) == (TaskState.QUEUED, RateLimited("claude", 4600.0))
+    assert fields["attempt"] == 0, "a rate limit gives the attempt back"
+    assert fields["rate_limits"] == (("claude", 4600.0),)
+
+    handed, github, _ = _apply(
+        tmp_path, HandoffResult(branch=branch, reason=HandoffReason.MAX_TURNS, note="left: x")
+    )
+    assert [(to, reason) for to, reason, _ in handed.changes] == [
+        (TaskState.QUEUED, HandedOff("max_turns"))
+    ]
+    assert "left: x" in github.comments[0][1]
+
+    last, github, _ = _apply(
+        tmp_path, HandoffResult(branch=branch, reason=HandoffReason.MAX_TURNS), attempt=3
+    )
+    assert [(to, reason) for to, reason, _ in last.changes] == [
+        (TaskState.FAILED, Failed("3 attempts used; last one ended with max_turns"))
+    ]
+    assert "@lead" in github.comments[-1][1]
+
+    failed, _, _ = _apply(
+        tmp_path, FailedResult(branch=branch, reason=FailureReason.CRASH, detail="boom")
+    )
+    assert [(to, reason) for to, reason, _ in failed.changes] == [
+        (TaskState.FAILED, Failed("crash: boom"))
+    ]
+
+    done, github, signals = _apply(tmp_path, CompletedResult(branch=branch, head_sha="a" * 40))
+    ((to, reason, fields),) = done.changes
+    assert (to, reason, fields["pr_number"]) == (TaskState.IN_REVIEW, None, 12)
+    assert github.opened == [(branch, "main")]
+    assert signals.steward_wake.is_set()

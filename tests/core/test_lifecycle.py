@@ -11,6 +11,7 @@ from bot.core.lifecycle import (
     Cancelled,
     ChangesRequested,
     Conflicted,
+    DispatchRetry,
     Failed,
     HandedOff,
     IllegalTransition,
@@ -37,6 +38,7 @@ EVERY_REASON: list[Reason] = [
     AwaitingReview(("rita", "sam"), on_head=True),
     RateLimited("claude", 1_700_000_000.0),
     HandedOff("max_turns"),
+    DispatchRetry("HTTP 502"),
     Failed("required check 'ci' concluded failure", pr=7),
     Cancelled(CancelCause.UNINSTALLED),
 ]
@@ -50,6 +52,7 @@ EVERY_REASON: list[Reason] = [
         (R, Q, LeaseExpired()),
         (R, Q, RateLimited("claude", 5.0)),
         (R, Q, HandedOff("stalled")),
+        (R, Q, DispatchRetry("HTTP 502")),
         (R, F, Failed("tests_failed")),
         (V, Q, ChangesRequested("rita", 50)),
         (V, Q, Conflicted(7, "main")),
@@ -120,6 +123,7 @@ def test_reasons_in_words() -> None:
         "changes requested by @rita, @sam on the current head",
         "claude is rate limited until 2023-11-14 22:13:20 UTC",
         "handoff: max_turns",
+        "workflow dispatch failed, retrying: HTTP 502",
         "pull request #7: required check 'ci' concluded failure",
         "App uninstalled",
     ]

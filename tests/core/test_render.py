@@ -19,14 +19,12 @@ from bot.core.model import IssueRef, Task, TaskState
 from bot.core.render import (
     STATUS_MARKER,
     StatusView,
-    format_cost,
-    format_duration,
-    format_utc,
     render_cycle,
     render_missing,
     render_status,
     status_word,
 )
+from bot.core.render_text import format_cost, format_duration, format_utc
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 BASE = "https://github.com"

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from bot.core.model import Task, TaskState
-from bot.core.render import (
-    PULL_MARKER,
-    AttemptRow,
-    StatusView,
-    TranscriptLink,
-    render_pull_body,
-    render_status,
-    render_transcript_links,
-)
+from bot.core.render import StatusView, render_status, render_transcript_links
+from bot.core.render_pull import PULL_MARKER, AttemptRow, render_pull_body
+from bot.core.render_text import TranscriptLink
 
 
 def link(attempt: int, number: int) -> TranscriptLink:
