@@ -1,4 +1,4 @@
-"""The runner's disk budget: the eviction half of ``runner.workspace.Workspaces``.
+"""The runner's disk budget: eviction from the worktree pool of ``runner.workspace.Workspaces``.
 
 After each job the runner calls ``enforce_budget``: past ``disk_budget_mb`` under the work
 directory, idle worktrees go first, least recently used first, then mirrors that no worktree
@@ -14,6 +14,7 @@ import logging
 import os
 import stat
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,15 +44,26 @@ class RepoState:
 
 
 class DiskBudget:
-    """Supplied by ``Workspaces``: the attributes below and ``_forget``."""
+    """Evicts from a pool of worktrees and mirrors it shares with ``Workspaces``.
 
-    root: Path
-    disk_budget_mb: int | None
-    _lock: threading.Lock
-    _repos: dict[str, RepoState]
+    ``lock`` and ``repos`` are the pool's bookkeeping (the same objects ``Workspaces`` holds);
+    ``forget`` removes a reserved worktree from disk and from the pool.
+    """
 
-    def _forget(self, state: RepoState, slot: Slot, *, remove: bool) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        root: Path,
+        budget_mb: int | None,
+        *,
+        lock: threading.Lock,
+        repos: dict[str, RepoState],
+        forget: Callable[[RepoState, Slot], None],
+    ) -> None:
+        self.root = root
+        self.disk_budget_mb = budget_mb
+        self._lock = lock
+        self._repos = repos
+        self._forget = forget
 
     def enforce_budget(self) -> list[Path]:
         """Evict least-recently-used idle worktrees, then idle mirrors, until under budget."""
@@ -66,7 +78,7 @@ class DiskBudget:
                 break
             state, slot = victim
             size = disk_bytes(slot.path) + disk_bytes(worktree_admin_dir(slot.path))
-            self._forget(state, slot, remove=True)
+            self._forget(state, slot)
             log.info("workspace_evicted path=%s mb=%.1f", slot.path, size / 2**20)
             removed.append(slot.path)
             used -= size

@@ -262,9 +262,6 @@ class _TailParser:
     def liveness_hint(self) -> float | None:
         return None
 
-    def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
-        raise NotImplementedError  # not an agent: `run_shell` reads `lines` itself
-
 
 async def run_shell(
     command: str, cwd: Path, timeout_s: float, cancel: asyncio.Event

@@ -23,9 +23,9 @@ from runner.agents.base import (
     AgentEvent,
     Invocation,
     Outcome,
+    OutputSink,
     Result,
     RunRequest,
-    StreamParser,
 )
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ async def _pump(
 
 async def supervise(
     inv: Invocation,
-    parser: StreamParser,
+    parser: OutputSink,
     *,
     timeout_s: float,
     stall_timeout_s: float,
@@ -160,7 +160,7 @@ def _prepare(home: Path, inv: Invocation, transcript_dir: Path | None) -> None:
 
 async def _run(
     inv: Invocation,
-    parser: StreamParser,
+    parser: OutputSink,
     env: dict[str, str],
     timeout_s: float,
     stall_timeout_s: float,
@@ -282,7 +282,7 @@ async def _write_stdin(proc: asyncio.subprocess.Process, data: bytes) -> None:
 
 async def _watch(
     proc: asyncio.subprocess.Process,
-    parser: StreamParser,
+    parser: OutputSink,
     timeout_s: float,
     stall_timeout_s: float,
     last_output: Callable[[], float],

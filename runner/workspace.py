@@ -44,7 +44,7 @@ class Prepared:
     setup: SetupResult | None  # None when there is no setup command
 
 
-class Workspaces(DiskBudget):
+class Workspaces:
     """Worktrees for tasks, pooled per repository; see the module docstring."""
 
     def __init__(
@@ -52,10 +52,32 @@ class Workspaces(DiskBudget):
     ) -> None:
         self.root = Path(root).resolve()
         self.pool_size = pool_size
-        self.disk_budget_mb = disk_budget_mb
         self._lock = threading.Lock()
         self._repos: dict[str, RepoState] = {}
         self._ticks = itertools.count(1)
+        self.budget = DiskBudget(
+            self.root,
+            disk_budget_mb,
+            lock=self._lock,
+            repos=self._repos,
+            forget=lambda state, slot: self._forget(state, slot, remove=True),
+        )
+
+    @property
+    def disk_budget_mb(self) -> int | None:
+        return self.budget.disk_budget_mb
+
+    @disk_budget_mb.setter
+    def disk_budget_mb(self, value: int | None) -> None:
+        self.budget.disk_budget_mb = value
+
+    def enforce_budget(self) -> list[Path]:
+        """Evict least-recently-used idle worktrees, then idle mirrors, until under budget."""
+        return self.budget.enforce_budget()
+
+    def usage_mb(self) -> float:
+        """Disk used under the work directory, in MiB."""
+        return self.budget.usage_mb()
 
     # -- public API --------------------------------------------------------------------------
 

@@ -125,12 +125,18 @@ class ProbeInfo:
     flags: frozenset[str] = frozenset()
 
 
-class StreamParser(Protocol):
+class OutputSink(Protocol):
+    """What a supervised process's output is fed into (an agent's parser, or a command's tail)."""
+
     def feed_stdout(self, line: str) -> list[AgentEvent]: ...
     def feed_stderr(self, line: str) -> list[AgentEvent]: ...
     def liveness_hint(self) -> float | None:
         """Seconds to extend the stall timer by (for example while the CLI waits to retry)."""
         ...
+
+
+class StreamParser(OutputSink, Protocol):
+    """An agent CLI's output parser: an ``OutputSink`` that classifies the run at the end."""
 
     def finish(self, exit_code: int | None, killed_by: str | None) -> Result: ...
 
