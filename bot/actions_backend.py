@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import hmac
 import json
 import logging
@@ -43,6 +42,7 @@ from bot.core.lifecycle import DispatchRetry, Failed
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.protocol import Job, Refusal
 from bot.ports import TaskStore, Transitions, WorkflowPort
+from bot.signature import bearer_token, token_hash
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class _Parts:
 
 @dataclass
 class _Grant:
-    digest: bytes
+    digest: str  # token_hash of the job token: only its hash is kept
     ref: IssueRef
     attempt: int
     installation_id: int
@@ -83,18 +83,6 @@ class ClaimRefused(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, or None."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 class ActionsBackend:
@@ -151,7 +139,7 @@ class ActionsBackend:
         now = self._clock()
         self._purge()
         self._grants[job_id] = _Grant(
-            digest=_digest(token),
+            digest=token_hash(token),
             ref=task.ref,
             attempt=task.attempt,
             installation_id=task.installation_id or 0,
@@ -207,7 +195,7 @@ class ActionsBackend:
         if (
             grant is None
             or token is None
-            or not hmac.compare_digest(grant.digest, _digest(token))
+            or not hmac.compare_digest(grant.digest, token_hash(token))
             or grant.claimed
             or grant.claim_until < now
         ):
@@ -242,7 +230,7 @@ class ActionsBackend:
             return False
         if grant.run_until < self._clock():
             return False
-        return hmac.compare_digest(grant.digest, _digest(token))
+        return hmac.compare_digest(grant.digest, token_hash(token))
 
     def discard(self, job_id: str) -> None:
         """Forget a job's grant (call when its result has been recorded)."""

@@ -41,12 +41,13 @@ from bot.core.protocol import (
     Timeouts,
 )
 from bot.issue_sync import WRITE_PERMISSIONS
-from bot.job_claims import JobReports, ResultHandler, job_id, new_claim_secret, secret_hash
+from bot.job_claims import JobReports, ResultHandler, job_id, new_claim_secret
 from bot.metrics import BotMetrics
 from bot.ports import Clock, Configs, DispatchPort, JobStore, Transitions
 from bot.prefetch import Prefetcher
 from bot.results import HANDOFF_MARKER
 from bot.signals import Identity, Signals
+from bot.signature import token_hash
 from bot.steward import Writers, feedback_for
 from bot.store import ClaimedJob
 from bot.views import today
@@ -182,7 +183,7 @@ class Dispatcher:
                         now=self.clock(),
                         lease_s=self.lease_s,
                         owner=owner,
-                        secret_hash=secret_hash(secret),
+                        secret_hash=token_hash(secret),
                     )
                 )
                 if claimed is None:

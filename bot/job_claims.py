@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import hmac
 import secrets
 import time
@@ -23,6 +22,7 @@ from bot.core.model import IssueRef, Task, TaskState
 from bot.core.protocol import JobResult
 from bot.metrics import BotMetrics
 from bot.ports import Clock, JobStore
+from bot.signature import token_hash
 from bot.store import JobOwner
 
 
@@ -56,10 +56,6 @@ def new_claim_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def secret_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def not_running(jid: str) -> JobRefused:
     return JobRefused(409, f"job {jid} is not running: it ended, or the task moved on")
 
@@ -81,7 +77,7 @@ def refusal(jid: str, held: JobOwner | None, owner: str, secret: str | None) -> 
     if (
         held.secret_hash is None
         or secret is None
-        or not hmac.compare_digest(held.secret_hash, secret_hash(secret))
+        or not hmac.compare_digest(held.secret_hash, token_hash(secret))
     ):
         return JobRefused(403, f"wrong or missing claim secret for job {jid}")
     return None

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import hmac
 import secrets
 import time
@@ -46,6 +45,7 @@ from bot.core.protocol import (
 from bot.dispatch import Dispatcher
 from bot.job_claims import JobRefused
 from bot.settings import BotSettings
+from bot.signature import bearer_token, token_hash
 from bot.store import RunnerRecord, Store
 
 T = TypeVar("T")
@@ -56,21 +56,11 @@ _UPLOAD: TypeAdapter[TranscriptUpload] = TypeAdapter(TranscriptUpload)
 REGISTRATION_TTL_S = 24 * 3600
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def new_registration_token(store: Store, *, ttl_s: float = REGISTRATION_TTL_S) -> str:
     """A one-time registration token a maintainer hands to a new runner's operator."""
     token = "sfreg_" + secrets.token_urlsafe(24)
     store.create_registration_token(token_hash(token), now=time.time(), ttl_s=ttl_s)
     return token
-
-
-def _bearer(authorization: str | None) -> str | None:
-    if not authorization or not authorization.startswith("Bearer "):
-        return None
-    return authorization.removeprefix("Bearer ").strip() or None
 
 
 @dataclass(frozen=True)
@@ -94,7 +84,7 @@ def runner_router(settings: BotSettings) -> APIRouter:
         request: Request, authorization: str | None, job_id: str | None = None
     ) -> Caller:
         """The caller, or 401."""
-        token = _bearer(authorization)
+        token = bearer_token(authorization)
         if token is None:
             raise HTTPException(status_code=401, detail="missing runner token")
         if settings.runner_token and hmac.compare_digest(token, settings.runner_token):

@@ -1,4 +1,5 @@
-"""Webhook signature verification (``X-Hub-Signature-256``), in constant time."""
+"""The secrets the bot checks: webhook signatures (``X-Hub-Signature-256``, in constant time),
+bearer tokens, and the hashes it keeps of the tokens and claim secrets it hands out."""
 
 from __future__ import annotations
 
@@ -19,3 +20,16 @@ def verify(secret: str, body: bytes, header: str | None) -> bool:
     if not secret or not header or not header.startswith("sha256="):
         return False
     return hmac.compare_digest(sign(secret, body), header)
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of a token or secret we hand out: its SHA-256, in hex."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None

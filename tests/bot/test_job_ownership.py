@@ -26,9 +26,10 @@ from bot.core.protocol import (
     FailureReason,
     JobResult,
 )
-from bot.job_claims import JobRefused, JobReports, job_id, parse_job_id, secret_hash
+from bot.job_claims import JobRefused, JobReports, job_id, parse_job_id
 from bot.metrics import bot_metrics
 from bot.runner_api import new_registration_token
+from bot.signature import token_hash
 from bot.store import Store
 from runner.registration import register
 from tests.harness import RUNNER_TOKEN, World, wait_until
@@ -52,7 +53,7 @@ def _queued(store: Store, **fields: Any) -> None:
 def _claim(store: Store, owner: str = "shared", secret: str = "s" * 32) -> Any:
     claimed = store.claim_job(
         [REF], worker="r/w0", now=time.time(), lease_s=60, owner=owner,
-        secret_hash=secret_hash(secret),
+        secret_hash=token_hash(secret),
     )  # fmt: skip
     assert claimed is not None
     return claimed
@@ -85,7 +86,7 @@ def test_the_store_keeps_the_claimer_and_only_the_hash_of_its_secret(store: Stor
     held = store.job_owner(REF)
     assert held is not None
     assert (held.state, held.dispatch, held.owner) == (TaskState.RUNNING, 1, "runner:abc")
-    assert held.secret_hash == secret_hash(secret) != secret
+    assert held.secret_hash == token_hash(secret) != secret
     assert store.job_owner(IssueRef("octo/app", 99)) is None
 
 
