@@ -207,3 +207,12 @@ class FakeGitHub:
 
 def _conforms(fake: FakeGitHub) -> GitHubPort:
     return fake  # mypy: the fake is a GitHubPort
+
+
+class RecordingGitHub(FakeGitHub):
+    """FakeGitHub whose every trigger label was applied by ``lead``."""
+
+    async def label_actor(
+        self, installation_id: int, ref: IssueRef, label: str
+    ) -> LabelApplication | None:
+        return LabelApplication("lead", "User", 0.0, None)

@@ -10,8 +10,6 @@ import pytest
 
 from bot.core.model import IssueRef, Task
 from bot.service import Bot, job_side
-from tests.bot.test_handlers_fixtures import bot as bot  # noqa: F401 - the fixture
-from tests.bot.test_handlers_fixtures import github as github  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.usefixtures("bot")
 

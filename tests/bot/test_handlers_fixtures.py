@@ -9,56 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.adapters.github import LabelApplication
 from bot.core.model import IssueRef
 from bot.reporting import STATE_LABELS
 from bot.service import Bot
-from bot.settings import BotSettings
-from bot.store import Store
-from tests.bot.fakegithub import FakeGitHub
+from tests.bot.fakegithub import RecordingGitHub
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 ALL = sorted(FIXTURES.glob("*/*.json"))
-
-
-class RecordingGitHub(FakeGitHub):
-    """FakeGitHub whose every trigger label was applied by ``lead``."""
-
-    async def label_actor(
-        self, installation_id: int, ref: IssueRef, label: str
-    ) -> LabelApplication | None:
-        return LabelApplication("lead", "User", 0.0, None)
-
-
-@pytest.fixture
-def github() -> RecordingGitHub:
-    fake = RecordingGitHub()
-    fake.perms["lead"] = "admin"
-    return fake
-
-
-@pytest.fixture
-def bot(tmp_path: Path, github: RecordingGitHub) -> Iterator[Bot]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    settings = BotSettings(app_id=1, private_key=pem, webhook_secret="s")
-    store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
-    instance = Bot(settings, store, github)
-    instance.bot_login = "stoneforge[bot]"
-    try:
-        yield instance
-    finally:
-        store.close()
 
 
 def _event(path: Path) -> str:

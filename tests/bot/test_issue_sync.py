@@ -9,9 +9,7 @@ import pytest
 from bot.adapters.github import LabelApplication
 from bot.core.model import IssueRef, Task, TaskState
 from bot.service import Bot
-from tests.bot.test_handlers_fixtures import RecordingGitHub
-from tests.bot.test_handlers_fixtures import bot as bot  # noqa: F401 - the fixture
-from tests.bot.test_handlers_fixtures import github as github  # noqa: F401 - the fixture
+from tests.bot.fakegithub import RecordingGitHub
 
 REF = IssueRef("octo/app", 1)
 TASK = Task("octo/app", 1, "t", state=TaskState.FAILED, created_at=100.0, dispatched_at=105.4)

@@ -13,9 +13,7 @@ from bot.core.lifecycle import CancelCause, Cancelled, IllegalTransition, Restar
 from bot.core.model import IssueRef, Task, TaskState
 from bot.dispatch import restarting
 from bot.service import Bot
-from tests.bot.test_handlers_fixtures import RecordingGitHub
-from tests.bot.test_handlers_fixtures import bot as bot  # noqa: F401 - the fixture
-from tests.bot.test_handlers_fixtures import github as github  # noqa: F401 - the fixture
+from tests.bot.fakegithub import RecordingGitHub
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 

@@ -15,8 +15,6 @@ from bot.core.model import IssueRef, Task, TaskState
 from bot.core.render import StatusView
 from bot.service import Bot
 from bot.settings import BotSettings
-from tests.bot.test_handlers_fixtures import bot as bot  # noqa: F401 - the fixture
-from tests.bot.test_handlers_fixtures import github as github  # noqa: F401 - the fixture
 
 REPO = "octo/demo"
 HOUR = 3600.0
