@@ -23,7 +23,7 @@ import httpx
 from pydantic import ValidationError
 
 from action.inputs import ActionInputs, RunContext
-from bot.core.protocol import JOB, CompletedResult, HandoffResult, Job, JobResult
+from bot.core.protocol import JOB, ActionsClaim, CompletedResult, HandoffResult, Job, JobResult
 from runner.loop import Runner
 
 log = logging.getLogger("action")
@@ -90,7 +90,9 @@ async def claim(inputs: ActionInputs, ctx: RunContext) -> Job:
     """Collect the job from the bot, retrying only when the bot could not be reached."""
     url = f"{inputs.bot_url}/actions/jobs/{quote(inputs.job_id, safe='')}/claim"
     headers = {"Authorization": f"Bearer {inputs.job_token.get_secret_value()}"}
-    body = {"run_id": ctx.run_id, "run_attempt": ctx.run_attempt, "repository": ctx.repository}
+    body = ActionsClaim(
+        run_id=ctx.run_id, run_attempt=ctx.run_attempt, repository=ctx.repository
+    ).model_dump(mode="json")
     problem = "no attempt made"
     async with httpx.AsyncClient(headers=headers, timeout=30.0) as client:
         for attempt in range(CLAIM_ATTEMPTS):

@@ -30,19 +30,21 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
 
 from bot.adapters.github import GitHubError
 from bot.core.lifecycle import DispatchRetry, Failed
 from bot.core.model import IssueRef, Task, TaskState
-from bot.core.protocol import Job, Refusal
+from bot.core.protocol import ActionsClaim, Job
 from bot.ports import TaskStore, Transitions, WorkflowPort
 from bot.signature import bearer_token, token_hash
+from bot.wire import parse_body, refuse
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +188,7 @@ class ActionsBackend:
 
     # -- the run's side ----------------------------------------------------------------------
 
-    async def claim(
-        self, job_id: str, token: str | None, run: Mapping[str, Any] | None = None
-    ) -> Job:
+    async def claim(self, job_id: str, token: str | None, run: ActionsClaim | None = None) -> Job:
         """The job for a valid, unspent token; spends it. Raises :class:`ClaimRefused`."""
         grant = self._grants.get(job_id)
         now = self._clock()
@@ -205,8 +205,7 @@ class ActionsBackend:
         if task is None or task.state != TaskState.RUNNING or task.attempt != grant.attempt:
             self._grants.pop(job_id, None)
             raise ClaimRefused(410, "the job is no longer running")
-        run = run or {}
-        run_id = str(run.get("run_id") or "").strip()
+        run_id = (run.run_id or "").strip() if run is not None else ""
         worker = f"actions/{run_id}" if run_id else task.worker
         await self._update(grant.ref, worker=worker, lease_until=now + self.parts.lease_s)
         job, grant.job = grant.job, None  # the job (and its secrets) is handed out once
@@ -246,6 +245,9 @@ class ActionsBackend:
         await asyncio.to_thread(functools.partial(self.parts.store.update_task, ref, **fields))
 
 
+_ACTIONS_CLAIM = TypeAdapter(ActionsClaim)
+
+
 def actions_router(backend: ActionsBackend) -> APIRouter:
     """``POST /actions/jobs/{job_id}/claim``: the workflow run collects its job, once."""
     router = APIRouter(prefix="/actions")
@@ -254,15 +256,13 @@ def actions_router(backend: ActionsBackend) -> APIRouter:
     async def claim(
         job_id: str, request: Request, authorization: str | None = Header(default=None)
     ) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = {}
-        run = body if isinstance(body, dict) else {}
+        run = parse_body(await request.body() or b"{}", _ACTIONS_CLAIM)
+        if isinstance(run, JSONResponse):
+            return run
         try:
             job = await backend.claim(job_id, bearer_token(authorization), run)
         except ClaimRefused as exc:
-            return JSONResponse(Refusal(message=exc.message).model_dump(), status_code=exc.status)
+            return refuse(exc.status, exc.message)
         return JSONResponse(job.model_dump(mode="json", by_alias=True))
 
     return router

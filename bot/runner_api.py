@@ -25,11 +25,11 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from bot import transcripts
 from bot.core.protocol import (
@@ -39,7 +39,6 @@ from bot.core.protocol import (
     ClaimRequest,
     Heartbeat,
     Prefetch,
-    Refusal,
     TranscriptUpload,
 )
 from bot.dispatch import Dispatcher
@@ -47,8 +46,8 @@ from bot.job_claims import JobRefused
 from bot.settings import BotSettings
 from bot.signature import bearer_token, token_hash
 from bot.store import RunnerRecord, Store
+from bot.wire import parse_body, refuse
 
-T = TypeVar("T")
 _CLAIM: TypeAdapter[ClaimRequest] = TypeAdapter(ClaimRequest)
 _HEARTBEAT: TypeAdapter[Heartbeat] = TypeAdapter(Heartbeat)
 _UPLOAD: TypeAdapter[TranscriptUpload] = TypeAdapter(TranscriptUpload)
@@ -129,7 +128,7 @@ def runner_router(settings: BotSettings) -> APIRouter:
     @router.post("/claim")
     async def claim(request: Request, authorization: str | None = Header(default=None)) -> Response:
         who = await caller(request, authorization)
-        body = _parse(await request.body(), _CLAIM)
+        body = parse_body(await request.body(), _CLAIM)
         if isinstance(body, Response):
             return body
         # A registered runner's labels are the ones it registered with (a runner cannot claim
@@ -158,7 +157,7 @@ def runner_router(settings: BotSettings) -> APIRouter:
         job_id: str, request: Request, authorization: str | None = Header(default=None)
     ) -> Response:
         who = await caller(request, authorization, job_id)
-        body = _parse(await request.body() or b"{}", _HEARTBEAT)
+        body = parse_body(await request.body() or b"{}", _HEARTBEAT)
         if isinstance(body, Response):
             return body
         dispatcher: Dispatcher = request.app.state.dispatcher
@@ -167,7 +166,7 @@ def runner_router(settings: BotSettings) -> APIRouter:
                 job_id, who.owner, request.headers.get(CLAIM_SECRET_HEADER)
             )
         except JobRefused as refused:
-            return _refuse(refused.status, refused.message)
+            return refuse(refused.status, refused.message)
         return JSONResponse({"ok": True})
 
     @router.post("/jobs/{job_id:path}/transcripts", status_code=201)
@@ -177,8 +176,8 @@ def runner_router(settings: BotSettings) -> APIRouter:
         who = await caller(request, authorization, job_id)
         raw = await _limited_body(request, transcripts.MAX_UPLOAD_BYTES)
         if raw is None:
-            return _refuse(413, "transcript too large")
-        upload = _parse(raw, _UPLOAD)
+            return refuse(413, "transcript too large")
+        upload = parse_body(raw, _UPLOAD)
         if isinstance(upload, Response):
             return upload
         dispatcher: Dispatcher = request.app.state.dispatcher
@@ -187,7 +186,7 @@ def runner_router(settings: BotSettings) -> APIRouter:
                 job_id, who.owner, request.headers.get(CLAIM_SECRET_HEADER)
             )
         except JobRefused as refused:
-            return _refuse(refused.status, refused.message)
+            return refuse(refused.status, refused.message)
         store: Store = request.app.state.bot.store
         runner = task.worker or who.name or None
         tid = await asyncio.to_thread(
@@ -202,7 +201,7 @@ def runner_router(settings: BotSettings) -> APIRouter:
         job_id: str, request: Request, authorization: str | None = Header(default=None)
     ) -> Response:
         who = await caller(request, authorization, job_id)
-        body = _parse(await request.body(), RESULT)
+        body = parse_body(await request.body(), RESULT)
         if isinstance(body, Response):
             return body
         dispatcher: Dispatcher = request.app.state.dispatcher
@@ -210,7 +209,7 @@ def runner_router(settings: BotSettings) -> APIRouter:
         try:
             await dispatcher.reports.job_result(job_id, who.owner, secret, body)
         except JobRefused as refused:
-            return _refuse(refused.status, refused.message)
+            return refuse(refused.status, refused.message)
         if who.owner == ACTIONS_OWNER:
             request.app.state.actions_backend.discard(job_id)  # the job token is spent
         return JSONResponse({"ok": True})
@@ -250,26 +249,6 @@ async def _json(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise HTTPException(status_code=400, detail="body must be a JSON object")
     return data
-
-
-def _refuse(status: int, message: str) -> JSONResponse:
-    return JSONResponse(Refusal(message=message).model_dump(), status_code=status)
-
-
-def _parse(raw: bytes, adapter: TypeAdapter[T]) -> T | JSONResponse:
-    """``raw`` as the adapter's model; or the answer: 400 (not JSON), 422 naming each bad field."""
-    try:
-        return adapter.validate_json(raw)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            return _refuse(400, "body must be JSON")
-        return _refuse(422, "; ".join(_problem(e) for e in errors))
-
-
-def _problem(error: Any) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "body"
-    return f"{where}: {error['msg']}"
 
 
 async def _limited_body(request: Request, limit: int) -> bytes | None:

@@ -330,6 +330,15 @@ RESULT: TypeAdapter[CompletedResult | HandoffResult | RateLimitedResult | Failed
 )
 
 
+class ActionsClaim(_Received):
+    """``POST /actions/jobs/{job_id}/claim``: the GitHub Actions run collecting its job (the
+    bearer token is the job's single-use job token). Answered with the ``Job``."""
+
+    run_id: str | None = Field(None, max_length=40)
+    run_attempt: str | None = Field(None, max_length=20)
+    repository: str | None = Field(None, max_length=200)
+
+
 class Refusal(_Sent):
     """The body of every 4xx answer of the runner API: what was wrong, in words."""
 
@@ -345,6 +354,7 @@ def wire_schema() -> dict[str, Any]:
         "Heartbeat": Heartbeat,
         "TranscriptUpload": TranscriptUpload,
         "JobResult": JobResult,
+        "ActionsClaim": ActionsClaim,
         "Refusal": Refusal,
     }
     definitions: dict[str, Any] = {}

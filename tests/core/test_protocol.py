@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from bot.core.protocol import (
     JOB,
     RESULT,
+    ActionsClaim,
     ClaimAnswer,
     ClaimRequest,
     CompletedResult,
@@ -53,6 +54,7 @@ MESSAGES: dict[str, TypeAdapter[Any]] = {
     "Heartbeat": TypeAdapter(Heartbeat),
     "TranscriptUpload": TypeAdapter(TranscriptUpload),
     "JobResult": RESULT,
+    "ActionsClaim": TypeAdapter(ActionsClaim),
     "Refusal": TypeAdapter(Refusal),
 }
 SHA = "9fceb02d0ae598e95dc970b74767f19372d61af8"
