@@ -201,6 +201,15 @@ def test_a_wrong_token_cannot_claim_and_the_right_one_claims_once(
     job_id, token = event["inputs"]["job_id"], event["inputs"]["job_token"]
     assert claim(world, job_id, "x" * len(token)).status_code == 401
     assert not world.backend.authorizes(job_id, token), "no heartbeat before the claim"
+    malformed = httpx.post(
+        f"{world.bot_url}/actions/jobs/{quote(job_id, safe='')}/claim",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"run_id": 4242, "surprise": True},
+        timeout=10,
+    )
+    assert malformed.status_code == 422, malformed.text
+    assert "surprise" in malformed.json()["message"]
+    assert not world.backend.authorizes(job_id, token), "a refused body spends nothing"
     first = claim(world, job_id, token)
     assert first.status_code == 200
     job = JOB.validate_json(first.content)
