@@ -50,7 +50,7 @@ class ChatCompletionsServer(ScriptedServer):
             self.side_calls.append(request)
             turn = reply(Say(side), input_tokens=100, output_tokens=5)
         else:
-            turn = self.next_turn()
+            turn = self.next_turn(*conversation(body))
         if turn.failure is not None:
             return failure_answer(turn.failure)
         if body.get("stream"):
@@ -136,6 +136,24 @@ class ChatCompletionsServer(ScriptedServer):
                 }
             )
         yield sse("[DONE]")
+
+
+def conversation(body: dict[str, Any]) -> tuple[str, int]:
+    """(the user messages' text, the number of tool results) of a chat completions request."""
+    texts: list[str] = []
+    rounds = 0
+    for message in body.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "tool":
+            rounds += 1
+        elif message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                texts.append(content)
+            elif isinstance(content, list):
+                texts += [str(p.get("text", "")) for p in content if isinstance(p, dict)]
+    return "\n".join(texts), rounds
 
 
 def failure_answer(failure: object) -> Answer:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,18 @@ class Dialect:
     shell: Callable[[str], tuple[str, dict[str, Any]]]
 
 
+class Playbook(Protocol):
+    """What a server asks for each model call that is not a side call.
+
+    ``prompt`` is the text of the conversation's user messages (the task's prompt first);
+    ``round`` counts the tool results already in the conversation (0 on its first call). A
+    ``Script`` ignores both and plays in order; ``tests.models.sprint`` answers per task."""
+
+    dialect: Dialect
+
+    def next_turn(self, prompt: str = "", round: int = 0) -> Turn: ...
+
+
 @dataclass
 class Script:
     """The turns a server plays in order; past the end it says ``done`` and counts the extra."""
@@ -136,7 +148,7 @@ class Script:
     extra_calls: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def next_turn(self) -> Turn:
+    def next_turn(self, prompt: str = "", round: int = 0) -> Turn:
         with self._lock:
             if self.played < len(self.turns):
                 turn = self.turns[self.played]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.models.scenario import Script, Turn
+from tests.models.scenario import Playbook, Turn
 
 
 @dataclass
@@ -57,7 +57,7 @@ def sse(data: Any, event: str | None = None) -> bytes:
 class ScriptedServer:
     """Base class: subclasses implement ``answer(request)``; use as a context manager."""
 
-    def __init__(self, script: Script, *, model: str = "test-model") -> None:
+    def __init__(self, script: Playbook, *, model: str = "test-model") -> None:
         self.script = script
         self.model = model
         self.requests: list[Recorded] = []
@@ -82,8 +82,10 @@ class ScriptedServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def next_turn(self) -> Turn:
-        return self.script.next_turn()
+    def next_turn(self, prompt: str = "", round: int = 0) -> Turn:
+        """The playbook's turn for a call; ``prompt``/``round`` as ``Playbook`` says (each API's
+        server extracts them from its own request shape)."""
+        return self.script.next_turn(prompt, round)
 
     def pause(self, seconds: float) -> None:
         """Sleep in a handler (a stalled stream), cut short when the server stops."""
