@@ -117,6 +117,9 @@ class Result:
     retry_at: datetime | None = None
     exit_code: int | None = None
     detail: str | None = None
+    # The model that answered, as the CLI names it: prices a run whose CLI reports no cost
+    # (runner.agents.pricing).
+    model: str | None = None
 
 
 @dataclass
