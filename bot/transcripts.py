@@ -17,6 +17,7 @@ import json
 import re
 import secrets
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from bot.core.model import IssueRef, Task
@@ -57,6 +58,7 @@ def add(store: Store, task: Task, runner: str | None, upload: TranscriptUpload, 
         "input_tokens": upload.usage.input_tokens,
         "output_tokens": upload.usage.output_tokens,
         "cost_usd": upload.usage.cost_usd,
+        "cost_note": upload.usage.cost_note,
     }
     body = redact(upload.text)
     content = (json.dumps(header) + "\n" + body).encode("utf-8", "replace")  # lone surrogates
@@ -158,6 +160,7 @@ def reported_row(task: Task, result: JobResult, agent: str | None) -> AttemptRow
         input_tokens=result.usage.input_tokens,
         output_tokens=result.usage.output_tokens,
         cost_usd=result.usage.cost_usd,
+        cost_note=result.usage.cost_note,
     )
 
 
@@ -205,8 +208,15 @@ def _row(run: list[tuple[TranscriptRecord, TranscriptLink, dict[str, Any]]]) -> 
         input_tokens=_sum(h.get("input_tokens") for h in headers),
         output_tokens=_sum(h.get("output_tokens") for h in headers),
         cost_usd=_sum(h.get("cost_usd") for h in headers),
+        cost_note=_notes(h.get("cost_note") for h in headers),
         transcripts=tuple(link for _, link, _ in run),
     )
+
+
+def _notes(notes: Iterable[object]) -> str | None:
+    """The runs' cost notes, each once (a header from before notes existed has none)."""
+    kept = [n for n in dict.fromkeys(notes) if isinstance(n, str) and n]
+    return "; ".join(kept) or None
 
 
 def _merge(current: AttemptRow, seen: AttemptRow) -> AttemptRow:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.protocol import (
+    COST_NOTE_MAX,
     CompletedResult,
     FailedResult,
     HandoffResult,
@@ -127,10 +128,12 @@ def usage_fields(spent: Iterable[Usage]) -> WireUsage:
     """The report's `usage`: summed tokens, and the summed cost when any run reported one."""
     runs = list(spent)
     costs = [u.cost_usd for u in runs if u.cost_usd is not None]
+    notes = list(dict.fromkeys(u.cost_note for u in runs if u.cost_note))
     return WireUsage(
         input_tokens=sum(u.input_tokens for u in runs),
         output_tokens=sum(u.output_tokens for u in runs),
         cost_usd=round(sum(costs), 6) if costs else None,
+        cost_note="; ".join(notes)[:COST_NOTE_MAX] or None,
     )
 
 

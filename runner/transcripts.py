@@ -147,6 +147,7 @@ async def upload(
                 input_tokens=spent.input_tokens,
                 output_tokens=spent.output_tokens,
                 cost_usd=spent.cost_usd,
+                cost_note=spent.cost_note,
             ),
             text=text,
         )

@@ -22,6 +22,7 @@ from typing import Any
 from bot.core.protocol import AgentChoice, JobResult
 from runner.agents import get_adapter
 from runner.agents.base import Outcome, Result, RunRequest, resume_failed
+from runner.agents.pricing import estimate
 from runner.bot_client import BotClient
 from runner.job import (
     NO_CHANGES,
@@ -48,11 +49,22 @@ from runner.job import (
 )
 from runner.process import run_agent
 from runner.prompt import HANDOFF_FILE, build_followup, build_prompt
+from runner.usage import reported
 
 log = logging.getLogger(__name__)
 
 
 Emit = Callable[..., None]  # (kind, worker, job_id, **fields): a progress event
+
+
+def price_unreported(result: Result, model: str | None, provider: str | None) -> None:
+    """Give a run whose CLI reported tokens but no cost its cost from the price table, so a
+    budget holds for every agent (runner.agents.pricing)."""
+    usage = result.usage
+    if usage.cost_usd is not None or not reported(usage):
+        return
+    priced = estimate(result.model or model, usage, provider)
+    usage.cost_usd, usage.cost_note = priced.cost_usd, priced.note
 
 
 class AgentTries:
@@ -195,6 +207,7 @@ class AgentTries:
             home=j.home,
         )
         seconds = round(time.monotonic() - started, 3)
+        price_unreported(result, req.model, getattr(adapter, "provider", None))
         spent = j.ledger.charge(result.session_id, result.usage, cumulative=cumulative)
         j.results.append(result)
         j.runs.append(AgentRun(number, seconds, spent, result.session_id or resume, bool(resume)))

@@ -27,7 +27,9 @@ def usage_delta(previous: Usage | None, current: Usage) -> Usage:
     cost = current.cost_usd
     if cost is not None and previous.cost_usd is not None:
         cost = round(cost - previous.cost_usd, 9)
-    return Usage(**counts, cost_usd=cost, context_tokens=current.context_tokens)
+    return Usage(
+        **counts, cost_usd=cost, cost_note=current.cost_note, context_tokens=current.context_tokens
+    )
 
 
 def reported(usage: Usage) -> bool:

@@ -189,11 +189,17 @@ class Heartbeat(_Received):
     """Keeps the job's lease. Answered 200, 403 (not this runner's job) or 409 (stale job)."""
 
 
+COST_NOTE_MAX = 300
+
+
 class Usage(_Received):
     input_tokens: Count = 0
     output_tokens: Count = 0
     #: None when the CLI reports no cost
     cost_usd: Money | None = None
+    #: set when the runner estimated the cost from tokens and its price table (the CLI reports
+    #: none): how, and for a model the table does not know, at which price
+    cost_note: str | None = Field(None, max_length=COST_NOTE_MAX)
 
 
 class TryOutcome(StrEnum):

@@ -30,6 +30,8 @@ class AttemptRow:
     output_tokens: int | None = None
     cost_usd: float | None = None
     transcripts: tuple[TranscriptLink, ...] = ()
+    #: set when the runner estimated the cost from tokens (the CLI reports none): how
+    cost_note: str | None = None
 
 
 def render_pull_body(
@@ -53,6 +55,9 @@ def render_pull_body(
             "| Transcripts |\n| ---: | ---: | --- | --- | ---: | ---: | ---: | --- |"
         )
         parts.append("### Attempts\n\n" + header + "\n" + "\n".join(map(_attempt_line, attempts)))
+        notes = list(dict.fromkeys(row.cost_note for row in attempts if row.cost_note))
+        if notes:
+            parts.append("\n".join(f"≈ Cost {cell(note)}." for note in notes))
     total = []
     if total_seconds is not None:
         total.append(f"{format_duration(total_seconds)} of agent time")
@@ -79,7 +84,7 @@ def _attempt_line(row: AttemptRow) -> str:
         known(row.agent, code(cell(row.agent or ""))),
         known(row.seconds, format_duration(row.seconds or 0.0)),
         tokens,
-        known(row.cost_usd, format_cost(row.cost_usd or 0.0)),
+        known(row.cost_usd, ("≈ " if row.cost_note else "") + format_cost(row.cost_usd or 0.0)),
         links,
     ]
     return "| " + " | ".join(cells) + " |"

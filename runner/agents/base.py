@@ -74,12 +74,18 @@ class Invocation:
 
 @dataclass
 class Usage:
+    """Tokens as billed: ``input_tokens`` not read from a cache (``cache_read``/``cache_write``
+    are the cached ones), ``output_tokens`` every billed output token, reasoning included
+    (``reasoning_tokens`` says how many of them were reasoning)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read: int = 0
     cache_write: int = 0
     reasoning_tokens: int = 0
     cost_usd: float | None = None  # None: the CLI does not report cost
+    # Set when the runner estimated cost_usd from the tokens (runner.agents.pricing): how.
+    cost_note: str | None = None
     context_tokens: int | None = None  # latest known context occupancy
 
 

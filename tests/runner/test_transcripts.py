@@ -133,7 +133,12 @@ async def test_upload_posts_the_redacted_transcript_with_the_try_facts(tmp_path:
     assert body["try"] == 2
     assert body["agent"] == "script"
     assert body["outcome"] == "completed"
-    assert body["usage"] == {"input_tokens": 5, "output_tokens": 1, "cost_usd": 0.01}
+    assert body["usage"] == {
+        "input_tokens": 5,
+        "output_tokens": 1,
+        "cost_usd": 0.01,
+        "cost_note": None,
+    }
     assert JOB_TOKEN not in request.content.decode()
     assert "[REDACTED]" in body["text"]
 
