@@ -1,9 +1,24 @@
-"""OpenCode, headless: `opencode run --format json` (agent-clis.md §4).
+"""OpenCode, headless: `opencode run --format json` (agent-clis.md §4; docs/agents/opencode.md).
 
-The prompt goes on stdin (opencode reads a non-TTY stdin to EOF as the message). There is no final
-event: the stream ends when the session goes idle. Success is exit 0 with no `error` event and a
-final `text`; tokens and cost are summed over `step_finish` events. Retries are invisible in JSON
-mode, so a long rate-limit wait looks like silence to the stall timer.
+The prompt goes on stdin (a positional prompt reaches the model wrapped in literal quotes). There is
+no final event: the stream ends when the session goes idle. Events: `step_start`, `text`,
+`tool_use`, `step_finish` (tokens and, when the model's config has prices, cost, per step) and
+`error` (any error makes the exit code 1, even when the session went on and finished).
+
+What the real 1.18 binary does, and what this adapter does about it:
+- It retries a retryable error (429, 5xx) five times, waiting `retry-after` when the answer has one
+  (uncapped), else 2 s doubling to 30 s, and prints nothing meanwhile: a wait longer than the stall
+  timeout gets the run killed as stalled. The last `error` event carries the response headers, so
+  a 429's `retry_at` comes from its `retry-after`.
+- A context overflow makes it compact the conversation and go on; only when the compaction
+  overflows too does the run end with `ContextOverflowError`. An error followed by a clean final
+  step is a success.
+- `-s <unknown>` prints "Session not found" and exits 1: `resume_failed`.
+- On every start it npm-installs `@opencode-ai/plugin` into `~/.config/opencode` (reaching
+  registry.npmjs.org) unless that directory's `package.json` and `package-lock.json` already name
+  it and `node_modules` exists: the adapter writes those three into the agent's HOME (the package
+  is needed only by local plugins, which a private HOME has none of).
+- `OPENCODE_DISABLE_MODELS_FETCH` keeps it from fetching models.dev (it uses its built-in list).
 """
 
 from __future__ import annotations
@@ -11,19 +26,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections import deque
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from runner.agents.base import (
-    AgentEvent,
-    Invocation,
-    Outcome,
-    ProbeInfo,
-    Result,
-    RunRequest,
-    Usage,
-    killed_result,
-)
+from runner.agents.base import AgentEvent, Invocation, ProbeInfo, RunRequest
+from runner.agents.parsing import Signals, StreamParser, as_dict, as_int, as_number
 from runner.agents.probe import probe_version
 
 BIN_ENV = "STONEFORGE_OPENCODE_BIN"
@@ -36,11 +44,25 @@ CREDENTIAL_ENV = (
     "OPENROUTER_API_KEY",
     "OPENCODE_AUTH_CONTENT",
 )
+# The operator's opencode config (providers, models, prices): the agent's HOME is private.
+PASSED_ENV = ("OPENCODE_CONFIG", "OPENCODE_CONFIG_CONTENT")
 QUIET_ENV = {
     "OPENCODE_DISABLE_AUTOUPDATE": "1",
     "OPENCODE_DISABLE_SHARE": "1",
+    "OPENCODE_DISABLE_MODELS_FETCH": "1",
 }
-# Merged over the config's permission rules (OPENCODE_PERMISSION). `ask` is auto-rejected in run.
+# What keeps opencode from npm-installing its plugin package at start (see the module docstring).
+PLUGIN = "@opencode-ai/plugin"
+PLUGIN_DIR = Path(".config/opencode")  # relative: under the agent's HOME
+PLUGIN_FILES = {
+    PLUGIN_DIR / "package.json": json.dumps({"dependencies": {PLUGIN: "*"}}),
+    PLUGIN_DIR / "package-lock.json": json.dumps(
+        {"lockfileVersion": 3, "packages": {"": {"dependencies": {PLUGIN: "*"}}}}
+    ),
+    PLUGIN_DIR / "node_modules" / ".keep": "",
+}
+# Merged over the config's permission rules (OPENCODE_PERMISSION). `ask` is auto-rejected in run;
+# a denied tool is not offered to the model at all.
 PERMISSIONS: dict[str, dict[str, Any]] = {
     "read_only": {"edit": "deny", "bash": "deny", "webfetch": "deny"},
     "workspace_write": {"edit": "allow", "bash": "allow", "external_directory": "deny"},
@@ -49,9 +71,7 @@ PERMISSIONS: dict[str, dict[str, Any]] = {
 RATE_LIMIT = re.compile(r"rate.?limit|too many requests|quota|\b429\b", re.IGNORECASE)
 AUTH_ERRORS = frozenset({"ProviderAuthError"})
 CONTEXT_ERRORS = frozenset({"ContextOverflowError"})
-# `run -s <missing>` writes a NotFoundError to stderr and exits 0 with no events
-# (anomalyco/opencode#27559).
-NO_SESSION = re.compile(r"\bsession not found\b", re.IGNORECASE)
+NO_SESSION = re.compile(r"session not found", re.IGNORECASE)  # after ANSI colour codes
 
 
 class OpenCodeAdapter:
@@ -75,7 +95,8 @@ class OpenCodeAdapter:
             argv += ["-s", req.resume_session]
         if req.permissions == "full_unattended":
             argv.append("--auto")
-        env = {name: os.environ[name] for name in CREDENTIAL_ENV if os.environ.get(name)}
+        names = (*CREDENTIAL_ENV, *PASSED_ENV)
+        env = {name: os.environ[name] for name in names if os.environ.get(name)}
         env.update(QUIET_ENV)
         env["OPENCODE_PERMISSION"] = json.dumps(PERMISSIONS[req.permissions])
         env.update(req.extra_env)
@@ -87,6 +108,7 @@ class OpenCodeAdapter:
             env=env,
             cwd=req.workdir,
             stdin=prompt.encode(),
+            files=dict(PLUGIN_FILES),
             allowed_secrets=frozenset(CREDENTIAL_ENV),
         )
 
@@ -97,127 +119,108 @@ class OpenCodeAdapter:
         return True
 
 
-class OpenCodeStreamParser:
+class OpenCodeStreamParser(StreamParser):
     """Reads `opencode run --format json` lines; `finish()` classifies."""
 
     def __init__(self) -> None:
-        self.session_id: str | None = None
-        self.usage = Usage()
+        super().__init__()
         self.steps = 0
         self.last_text: str | None = None
-        self.errors: list[dict[str, Any]] = []
-        self.stderr_tail: deque[str] = deque(maxlen=20)
-        self.garbage = 0
+        self.errors: list[dict[str, Any]] = []  # every `error` event's error, in order
+        self.pending: list[dict[str, Any]] = []  # errors since the last clean final step
+        self.final = False  # the last step finished with `stop` and no error came after it
+        self.last_error_at: datetime | None = None
 
-    def feed_stdout(self, line: str) -> list[AgentEvent]:
-        line = line.strip()
-        if not line:
-            return []
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            msg = None
-        if not isinstance(msg, dict):
-            self.garbage += 1
-            return [AgentEvent("warning", {"message": "unparsed output line"}, line[:2000])]
+    def on_message(self, msg: dict[str, Any]) -> list[AgentEvent]:
         events: list[AgentEvent] = []
         session = msg.get("sessionID")
         if isinstance(session, str) and session != self.session_id:
             self.session_id = session
             events.append(AgentEvent("session", {"session_id": session}, msg))
-        part = _dict(msg.get("part"))
+        part = as_dict(msg.get("part"))
         kind = msg.get("type")
         if kind == "text":
             self.last_text = str(part.get("text") or "")
             events.append(AgentEvent("text", {"text": self.last_text}, msg))
         elif kind == "tool_use":
-            state = _dict(part.get("state"))
+            state = as_dict(part.get("state"))
             events.append(AgentEvent("tool_call", {"name": part.get("tool")}, msg))
-            is_error = state.get("status") == "error"
+            # A call of a tool it does not offer (one the permissions deny, say) runs as `invalid`.
+            is_error = state.get("status") == "error" or part.get("tool") == "invalid"
             events.append(AgentEvent("tool_result", {"is_error": is_error}, msg))
         elif kind == "step_finish":
             self._add_step(part)
+            if part.get("reason") == "stop":
+                self.final, self.pending = True, []
             events.append(AgentEvent("usage", {"cost_usd": self.usage.cost_usd}, msg))
         elif kind == "error":
-            error = _dict(msg.get("error"))
+            error = as_dict(msg.get("error"))
             self.errors.append(error)
+            self.pending.append(error)
+            self.final = False
+            stamp = as_number(msg.get("timestamp"))
+            self.last_error_at = datetime.fromtimestamp(stamp / 1000, UTC) if stamp else None
             data = {"name": error.get("name"), "message": _message(error)}
             events.append(AgentEvent("error", data, msg))
         return events
 
-    def feed_stderr(self, line: str) -> list[AgentEvent]:
-        if line.strip():
-            self.stderr_tail.append(line[:2000])
-        return []
-
-    def liveness_hint(self) -> float | None:
-        return None
-
     def _add_step(self, part: dict[str, Any]) -> None:
         self.steps += 1
-        tokens = _dict(part.get("tokens"))
-        cache = _dict(tokens.get("cache"))
-        self.usage.input_tokens += _int(tokens.get("input"))
-        self.usage.output_tokens += _int(tokens.get("output"))
-        self.usage.reasoning_tokens += _int(tokens.get("reasoning"))
-        self.usage.cache_read += _int(cache.get("read"))
-        self.usage.cache_write += _int(cache.get("write"))
-        self.usage.context_tokens = _int(tokens.get("input")) + _int(cache.get("read")) or None
-        cost = part.get("cost")
-        if isinstance(cost, int | float) and not isinstance(cost, bool):
-            self.usage.cost_usd = (self.usage.cost_usd or 0.0) + float(cost)
+        self.num_turns = self.steps
+        tokens = as_dict(part.get("tokens"))
+        cache = as_dict(tokens.get("cache"))
+        self.usage.input_tokens += as_int(tokens.get("input"))
+        self.usage.output_tokens += as_int(tokens.get("output"))
+        self.usage.reasoning_tokens += as_int(tokens.get("reasoning"))
+        self.usage.cache_read += as_int(cache.get("read"))
+        self.usage.cache_write += as_int(cache.get("write"))
+        self.usage.context_tokens = as_int(tokens.get("input")) + as_int(cache.get("read")) or None
+        cost = as_number(part.get("cost"))
+        if cost is not None:
+            self.usage.cost_usd = (self.usage.cost_usd or 0.0) + cost
 
-    def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
-        if killed_by:
-            return killed_result(killed_by, exit_code=exit_code, detail=self._detail())
-        outcome, reason = self._classify(exit_code)
-        return Result(
-            outcome=outcome,
-            reason=reason,
-            session_id=self.session_id,
+    def signals(self, exit_code: int | None) -> Signals:
+        errors = self.pending
+        names = {str(e.get("name")) for e in errors}
+        data = [as_dict(e.get("data")) for e in errors]
+        statuses = {d.get("statusCode") for d in data}
+        text = "\n".join(_message(e) for e in errors)
+        rate_limited = 429 in statuses or bool(
+            names & {"APIError", "UnknownError"} and RATE_LIMIT.search(text)
+        )
+        clean = self.final and (exit_code == 0 or bool(self.errors))
+        return Signals(
+            clean_final=clean,
             final_text=self.last_text,
-            num_turns=self.steps or None,
-            usage=self.usage,
-            exit_code=exit_code,
-            detail=None if outcome is Outcome.COMPLETED else self._detail(),
+            resume_failed=not self.steps and bool(NO_SESSION.search("\n".join(self.stderr_tail))),
+            rate_limited=rate_limited,
+            retry_at=self._retry_at(data) if rate_limited else None,
+            auth=bool(names & AUTH_ERRORS or statuses & {401, 403}),
+            context_overflow=bool(names & CONTEXT_ERRORS),
         )
 
-    def _classify(self, exit_code: int | None) -> tuple[Outcome, str]:
-        names = {str(e.get("name")) for e in self.errors}
-        statuses = {_dict(e.get("data")).get("statusCode") for e in self.errors}
-        text = "\n".join([*(_message(e) for e in self.errors), *self.stderr_tail])
-        if 429 in statuses or (names & {"APIError", "UnknownError"} and RATE_LIMIT.search(text)):
-            return Outcome.RATE_LIMITED, "quota"
-        if names & AUTH_ERRORS or statuses & {401, 403}:
-            return Outcome.FAILED, "auth"
-        if names & CONTEXT_ERRORS:
-            return Outcome.HANDOFF_NEEDED, "prompt_too_long"
-        if not self.steps and NO_SESSION.search(text):
-            return Outcome.FAILED, "resume_failed"
-        if exit_code == 0 and not self.errors and self.steps:
-            if not (self.last_text or "").strip():
-                return Outcome.FAILED, "empty_result"
-            return Outcome.COMPLETED, "success"
-        return Outcome.FAILED, "crash"
+    def _retry_at(self, data: list[dict[str, Any]]) -> datetime | None:
+        """The last 429's `retry-after` (seconds), counted from its `error` event."""
+        for item in reversed(data):
+            headers = as_dict(item.get("responseHeaders"))
+            seconds = _float(headers.get("retry-after"))
+            if item.get("statusCode") == 429 and seconds is not None:
+                return (self.last_error_at or datetime.now(UTC)) + timedelta(seconds=seconds)
+        return None
 
-    def _detail(self) -> str | None:
+    def detail_parts(self) -> list[str]:
         parts = [f"{e.get('name')}: {_message(e)}" for e in self.errors[-5:]]
         if self.session_id is None:
             parts.append("no JSON events")
-        if self.stderr_tail:
-            parts.append("stderr:\n" + "\n".join(self.stderr_tail))
-        return "\n".join(parts) or None
+        return parts
 
 
 def _message(error: dict[str, Any]) -> str:
-    return str(_dict(error.get("data")).get("message") or error.get("message") or "")
+    return str(as_dict(error.get("data")).get("message") or error.get("message") or "")
 
 
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    return int(value)
+def _float(value: object) -> float | None:
+    try:
+        return float(str(value)) if value is not None else None
+    except ValueError:
+        return None

@@ -40,6 +40,14 @@ SCENARIOS = [
     ("garbage_lines", Outcome.COMPLETED, "success"),
     ("crash", Outcome.FAILED, "crash"),
 ]
+# Shapes the real binary produces in tests/conformance (so no fake plays them here).
+REAL_BINARY_TESTED = {
+    "opencode": {"success", "rate_limit", "auth_failure", "context_overflow", "hang"},
+}
+
+
+def faked(cli: str, scenario: str) -> bool:
+    return scenario not in REAL_BINARY_TESTED.get(cli, set())
 
 
 @pytest.fixture(autouse=True)
@@ -78,8 +86,10 @@ async def run(
     )
 
 
-@pytest.mark.parametrize("cli", CLIS)
-@pytest.mark.parametrize(("scenario", "outcome", "reason"), SCENARIOS)
+@pytest.mark.parametrize(
+    ("cli", "scenario", "outcome", "reason"),
+    [(cli, *case) for case in SCENARIOS for cli in CLIS if faked(cli, case[0])],
+)
 async def test_scenario_classifies(
     tmp_path: Path, cli: str, scenario: str, outcome: Outcome, reason: str
 ) -> None:
@@ -95,7 +105,7 @@ async def test_scenario_classifies(
         assert result.detail
 
 
-@pytest.mark.parametrize("cli", CLIS)
+@pytest.mark.parametrize("cli", [cli for cli in CLIS if faked(cli, "hang")])
 async def test_hang_is_killed_by_stall_timer(tmp_path: Path, cli: str) -> None:
     started = time.monotonic()
     result = await run(ADAPTERS[cli](binary=fake(cli)), tmp_path, "hang", stall=0.5)
@@ -109,7 +119,6 @@ async def test_hang_is_killed_by_stall_timer(tmp_path: Path, cli: str) -> None:
     ("cli", "cost", "session"),
     [
         ("codex", None, True),
-        ("opencode", 0.006, True),
         ("gemini", None, True),
         ("aider", 0.03, False),
     ],
@@ -153,14 +162,6 @@ async def test_gemini_session_id_is_passed(tmp_path: Path) -> None:
     sid = "11111111-2222-3333-4444-555555555555"
     result = await run(GeminiAdapter(binary=fake("gemini")), tmp_path, "success", session_id=sid)
     assert result.session_id == sid
-
-
-async def test_opencode_sums_steps(tmp_path: Path) -> None:
-    result = await run(OpenCodeAdapter(binary=fake("opencode")), tmp_path, "success")
-    assert result.num_turns == 2
-    assert (result.usage.input_tokens, result.usage.output_tokens) == (3200, 80)
-    assert result.session_id
-    assert result.session_id.startswith("ses_")
 
 
 async def test_aider_keeps_worktree_clean_and_removes_run_dir(tmp_path: Path) -> None:
@@ -244,6 +245,10 @@ def test_opencode_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     assert inv.stdin == b"rules\n\nthe prompt"
     assert inv.env["OPENAI_API_KEY"] == "ok"
     assert json.loads(inv.env["OPENCODE_PERMISSION"])["external_directory"] == "deny"
+    assert inv.env["OPENCODE_DISABLE_MODELS_FETCH"] == "1"
+    # Seeded in the agent's HOME so opencode does not npm-install its plugin package on start.
+    lock = json.loads(inv.files[Path(".config/opencode/package-lock.json")])
+    assert "@opencode-ai/plugin" in lock["packages"][""]["dependencies"]
     full = OpenCodeAdapter(binary="o").build(
         RunRequest("t", "p", tmp_path, permissions="full_unattended", resume_session="ses_1")
     )
