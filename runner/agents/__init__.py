@@ -46,6 +46,12 @@ def _aider() -> AgentAdapter:
     return AiderAdapter()
 
 
+def _copilot() -> AgentAdapter:
+    from runner.agents.copilot import CopilotAdapter
+
+    return CopilotAdapter()
+
+
 def _command() -> AgentAdapter:
     from runner.agents.command import CommandAdapter
 
@@ -59,6 +65,7 @@ _FACTORIES.update(
     opencode=_opencode,
     gemini=_gemini,
     aider=_aider,
+    copilot=_copilot,
     command=_command,
 )
 

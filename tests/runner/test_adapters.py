@@ -20,6 +20,7 @@ from runner.agents.aider import AiderAdapter, AiderOutputParser
 from runner.agents.base import AgentAdapter, Outcome, Result, RunRequest
 from runner.agents.codex import CodexAdapter, retry_at_from_text
 from runner.agents.command import CommandAdapter
+from runner.agents.copilot import CopilotAdapter
 from runner.agents.gemini import GeminiAdapter, GeminiStreamParser
 from runner.agents.opencode import OpenCodeAdapter
 from runner.process import run_agent
@@ -255,6 +256,35 @@ def test_opencode_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     assert full.argv[-3:] == ["-s", "ses_1", "--auto"]
 
 
+def test_copilot_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("COPILOT_PROVIDER_API_KEY", "pk")
+    monkeypatch.setenv("COPILOT_GITHUB_TOKEN", "gho_x")
+    monkeypatch.setenv("GH_TOKEN", "ghs_runner")
+    req = RunRequest("t", "the prompt", tmp_path, model="gpt-4.1", system_append="rules")
+    inv = CopilotAdapter(binary="copilot").build(req)
+    usage = Path(inv.argv[inv.argv.index("--usage-output-file") + 1])
+    assert not usage.is_relative_to(tmp_path)  # nothing of copilot's lands in the worktree
+    assert inv.argv[:7] == [
+        "copilot", "--output-format", "json", "--no-auto-update", "--disable-client-telemetry",
+        "--no-ask-user", "--no-color",
+    ]  # fmt: skip
+    assert inv.argv[-2:] == ["--model", "gpt-4.1"]
+    assert "--allow-all-tools" in inv.argv
+    assert inv.stdin == b"rules\n\nthe prompt"
+    assert inv.env["COPILOT_GITHUB_TOKEN"] == "gho_x"
+    assert "GH_TOKEN" not in inv.env
+    assert "COPILOT_GITHUB_TOKEN" in inv.allowed_secrets
+    read_only = CopilotAdapter(binary="c").build(
+        RunRequest("t", "p", tmp_path, permissions="read_only", resume_session="S1")
+    )
+    assert read_only.argv[-1] == "--resume=S1"
+    assert ["--deny-tool", "shell", "--deny-tool", "write"] == [
+        a for i, a in enumerate(read_only.argv) if "--deny-tool" in read_only.argv[i - 1 : i + 1]
+    ]
+    fresh = CopilotAdapter(binary="c").build(RunRequest("t", "p", tmp_path, session_id="U"))
+    assert fresh.argv[-1] == "--session-id=U"
+
+
 def test_gemini_build(tmp_path: Path) -> None:
     req = RunRequest("t", "the prompt", tmp_path, model="gemini-2.5-pro", session_id="S")
     inv = GeminiAdapter(binary="gemini").build(req)
@@ -400,8 +430,15 @@ def test_command_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 
 def test_registry_knows_every_adapter() -> None:
-    assert {"claude", "script", "codex", "opencode", "gemini", "aider", "command"} <= set(
-        known_agents()
-    )
+    assert {
+        "claude",
+        "script",
+        "codex",
+        "opencode",
+        "gemini",
+        "aider",
+        "copilot",
+        "command",
+    } <= set(known_agents())
     for name in CLIS:
         assert get_adapter(name).name == name
