@@ -39,6 +39,8 @@ VALUE_FLAGS = {
     "--edit-format",
     "--map-tokens",
     "--env-file",
+    "--model-settings-file",
+    "--model-metadata-file",
 }
 BOOL_FLAGS = {
     "--yes-always",
@@ -52,6 +54,8 @@ BOOL_FLAGS = {
     "--analytics-disable",
     "--no-analytics",
     "--subtree-only",
+    "--no-show-model-warnings",
+    "--dry-run",
 }
 PROG = "aider"
 

@@ -81,7 +81,7 @@ def test_a_run_that_reported_nothing_leaves_the_total() -> None:
 def test_every_adapter_states_how_it_reports_usage(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STONEFORGE_AGENT_COMMAND", "true")  # `command` needs one to be built
     cumulative = {name: get_adapter(name).cumulative_usage for name in known_agents()}
-    assert {name for name, yes in cumulative.items() if yes} == {"claude", "codex"}
+    assert {name for name, yes in cumulative.items() if yes} == {"claude", "codex", "copilot"}
 
 
 @pytest.mark.parametrize(
