@@ -12,7 +12,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
-AgentName = Literal["claude", "codex", "opencode", "gemini", "aider", "script", "command"]
+AgentName = Literal[
+    "claude", "codex", "opencode", "gemini", "aider", "copilot", "script", "command"
+]
 #: A string with at least one non-space character.
 Text = Annotated[str, Field(min_length=1, pattern=r"\S")]
 #: An issue label name (GitHub allows 50 characters); matched case-insensitively, as GitHub does.
