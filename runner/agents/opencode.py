@@ -150,8 +150,9 @@ class OpenCodeStreamParser(StreamParser):
             events.append(AgentEvent("tool_result", {"is_error": is_error}, msg))
         elif kind == "step_finish":
             self._add_step(part)
-            if part.get("reason") == "stop":
-                self.final, self.pending = True, []
+            self.final = part.get("reason") == "stop"
+            if self.final:
+                self.pending = []
             events.append(AgentEvent("usage", {"cost_usd": self.usage.cost_usd}, msg))
         elif kind == "error":
             error = as_dict(msg.get("error"))
