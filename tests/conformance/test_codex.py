@@ -30,6 +30,7 @@ from tests.models.scenario import (
     RateLimit,
     Say,
     Script,
+    ServerError,
     Shell,
     Stall,
     Turn,
@@ -172,9 +173,7 @@ async def test_edit_and_test_lands_in_worktree_with_tokens_and_cost(
     price_unreported(result, MODEL, CodexAdapter.provider)
     assert result.usage.cost_usd == pytest.approx((2700 * 1.25 + 7000 * 0.125 + 250 * 10) / 1e6)
     assert estimate(MODEL, usage).unknown_model is False
-    kinds = [e.kind for e in run.events]
-    assert kinds.count("tool_call") == 2
-    assert kinds[0] == "session"
+    assert run.events[0].kind == "session"
     assert run.strays == []
     assert netwatch.connections(codex.netlog)  # the watch did see the model server
 
@@ -192,8 +191,12 @@ async def test_read_only_sandbox_denies_a_write(
 
     assert (run.result.outcome, run.result.reason) == (Outcome.COMPLETED, "success")
     assert not (codex.workdir / "denied.txt").exists()
-    assert [e.data["is_error"] for e in run.events if e.kind == "tool_result"] == [True]
-    assert "Read-only file system" in outputs(server.requests[1])[0]
+    # The model is told; Codex's stream does not always say (under load 0.171 sometimes leaves
+    # an instantly failing command's item out of both `--json` and its rollout).
+    told = outputs(server.requests[1])[0]
+    assert "Process exited with code 1" in told
+    assert "Read-only file system" in told
+    assert all(e.data["is_error"] for e in run.events if e.kind == "tool_result")
     assert run.strays == []
 
 
@@ -313,3 +316,13 @@ async def test_a_rerouted_model_is_the_one_priced(
 
     assert run.result.outcome is Outcome.COMPLETED, run.result.detail
     assert run.result.model == "gpt-5.1-codex-mini"
+
+
+async def test_500_with_retries_off_is_a_crash(codex: Codex, served: list[ResponsesServer]) -> None:
+    server = serve(served, fail(ServerError()))
+
+    run = await codex.run(server, "Anything.")
+
+    assert (run.result.outcome, run.result.reason) == (Outcome.FAILED, "crash")
+    assert "high demand" in (run.result.detail or "")
+    assert run.strays == []
