@@ -23,7 +23,7 @@ from runner.tries import price_unreported
 from tests.conformance.clis import require
 from tests.conformance.harness import Run, git_workdir, run_cli
 from tests.models import netwatch
-from tests.models.openai_responses import ResponsesServer
+from tests.models.openai_responses import ResponsesServer, conversation
 from tests.models.scenario import (
     Dialect,
     Overflow,
@@ -162,6 +162,9 @@ async def test_edit_and_test_lands_in_worktree_with_tokens_and_cost(
     sent = outputs(server.requests[2])
     assert "Success. Updated the following files:\nA calc.py" in sent[0]
     assert "Process exited with code 0" in sent[1]
+    prompt, rounds = conversation(server.requests[2].json())
+    assert "Add calc.add and check it." in prompt
+    assert rounds == 2
     assert server.requests[0].headers["authorization"] == "Bearer k"
     assert server.requests[0].json()["model"] == MODEL
     # Tokens: Codex sums the two calls; its input count includes the cached tokens, ours not.
