@@ -88,6 +88,7 @@ class Turn:
     input_tokens: int = 1200
     output_tokens: int = 40
     cached_tokens: int = 0
+    reasoning_tokens: int = 0  # part of output_tokens, where the API reports it apart
 
     @property
     def stall_s(self) -> float:
