@@ -45,8 +45,6 @@ SCRATCH_DIR = ".stoneforge"  # the agent's handoff note lives here; never commit
 TAIL_CHARS = 4000
 TEXT_LIMIT = 100_000  # characters of a summary, detail or note the protocol accepts
 REASON_LIMIT = 200
-KILLED_WORDS = {"timeout": "timed out", "stalled": "printed nothing for too long",
-                "cancelled": "was cancelled"}  # fmt: skip
 NO_CHANGES = "You made no changes to the working tree, but the task needs changes."
 
 
@@ -215,8 +213,9 @@ def slug(job_id: str) -> str:
 
 
 def setup_detail(result: SetupResult) -> str:
-    """Why the setup command failed, with its output (capped by the supervisor)."""
-    why = KILLED_WORDS.get(result.killed_by or "", f"failed (exit code {result.exit_code})")
+    """Why the setup command failed, with its output (capped by the supervisor; when it was
+    stopped, the output's last line says why: ``runner.setup``)."""
+    why = "was stopped" if result.killed_by else f"failed (exit code {result.exit_code})"
     return f"the setup command {why}; its output:\n{result.output_tail}"
 
 

@@ -43,7 +43,7 @@ from runner.job import (
     scrub_report,
     setup_detail,
 )
-from runner.process import reap_orphans
+from runner.process import KilledBy, reap_orphans
 from runner.tries import AgentTries
 from runner.workspace import Workspaces
 
@@ -301,7 +301,7 @@ class Runner:
                    branch=branch, attempt=job.attempt, worktree=str(worktree))  # fmt: skip
         report: JobResult | None = None
         try:
-            if prepared.setup is not None and prepared.setup.killed_by == "cancelled":
+            if prepared.setup is not None and prepared.setup.killed_by is KilledBy.CANCELLED:
                 # Taken back (nothing is reported) or shut down: nothing was done, and the
                 # setup's files are not the task's work, so nothing is pushed either.
                 report = handoff(job, "runner_shutdown", None, SETUP_INTERRUPTED)

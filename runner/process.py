@@ -5,8 +5,8 @@ test command (``run_command``) get the same treatment:
 
 - a session of their own (one process group), so a kill reaches whatever they started;
 - a wall-clock timeout, a no-output (stall) timeout and a cancel flag, checked together; any of
-  them sends SIGTERM to the whole group, then SIGKILL after a grace period (``killed_by`` says
-  which: "timeout", "stalled" or "cancelled");
+  them sends SIGTERM to the whole group, then SIGKILL after a grace period (``KilledBy`` says
+  which);
 - once the leader exits, SIGKILL to the group, so a background child holding the pipes open
   cannot stall the runner;
 - the group recorded in ``pid_dir`` while it runs, so a runner restarted after SIGKILL stops
@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
@@ -61,6 +62,22 @@ BLOCKED_NAMES = frozenset({"GITHUB_TOKEN", "GH_TOKEN"})
 BLOCKED_PREFIXES = ("STONEFORGE_", "GIT_CONFIG_")
 PASSED_THROUGH = ("PATH", "LANG", "LC_ALL")
 POLL_S = 0.05
+
+
+class KilledBy(StrEnum):
+    """Why the supervisor stopped a process (a ``str``: adapters' parsers compare it to text)."""
+
+    TIMEOUT = "timeout"  # the wall clock
+    STALLED = "stalled"  # no output for the stall timeout
+    CANCELLED = "cancelled"  # the cancel flag was set
+
+    def words(self, *, timeout_s: float, stall_timeout_s: float | None) -> str:
+        """What happened, for a person: "timed out after 600s", ..."""
+        if self is KilledBy.TIMEOUT:
+            return f"timed out after {timeout_s:g}s"
+        if self is KilledBy.STALLED:
+            return f"printed nothing for {stall_timeout_s or 0:g}s"
+        return "was cancelled"
 
 
 class Flag(Protocol):
@@ -213,7 +230,7 @@ async def _supervise(
     kill_grace_s: float,
     cancel: Flag | None,
     pid_dir: Path | None,
-) -> tuple[int | None, str | None]:
+) -> tuple[int | None, KilledBy | None]:
     """Spawn `child` in a session of its own and watch it; (exit code, killed_by)."""
     proc = await asyncio.create_subprocess_exec(
         *child.argv,
@@ -241,7 +258,7 @@ async def _supervise(
     writer = (
         asyncio.create_task(_write_stdin(proc, child.stdin)) if child.stdin is not None else None
     )
-    killed_by: str | None = None
+    killed_by: KilledBy | None = None
     try:
         killed_by = await _watch(
             proc, child.liveness_hint, timeout_s, stall_timeout_s, lambda: last_output, cancel
@@ -337,7 +354,7 @@ async def _watch(
     stall_timeout_s: float,
     last_output: Callable[[], float],
     cancel: Flag | None,
-) -> str | None:
+) -> KilledBy | None:
     # Poll `returncode`: asyncio's `wait()` also waits for the pipes to close, which an orphaned
     # grandchild holding stdout open would delay forever.
     deadline = time.monotonic() + timeout_s
@@ -345,11 +362,11 @@ async def _watch(
         now = time.monotonic()
         stall_deadline = last_output() + stall_timeout_s + (liveness_hint() or 0.0)
         if cancel is not None and cancel.is_set():
-            return "cancelled"
+            return KilledBy.CANCELLED
         if now >= deadline:
-            return "timeout"
+            return KilledBy.TIMEOUT
         if now >= stall_deadline:
-            return "stalled"
+            return KilledBy.STALLED
         await asyncio.sleep(min(POLL_S, deadline - now, stall_deadline - now))
     return None
 
@@ -395,15 +412,15 @@ async def supervise(
     cancel: Flag | None = None,
     pid_dir: Path | None = None,
     home: Path | None = None,
-) -> tuple[int | None, str | None]:
+) -> tuple[int | None, KilledBy | None]:
     """Run the agent `inv` to completion, its output into `parser`; return (exit_code, killed_by).
 
     With `pid_dir`, the agent's process group is recorded there while it runs (see the module
     doc). `home` is the agent's HOME, kept by the caller (a resumed session lives there); by
     default a private one is made and removed afterwards.
 
-    `killed_by` is None, "timeout" (wall clock), "stalled" (no output for `stall_timeout_s`,
-    extended by the parser's liveness hint) or "cancelled" (`cancel` was set). If this coroutine
+    `killed_by` is None, TIMEOUT (wall clock), STALLED (no output for `stall_timeout_s`,
+    extended by the parser's liveness hint) or CANCELLED (`cancel` was set). If this coroutine
     itself is cancelled, the group is killed and CancelledError propagates.
     """
     own_home = home is None
@@ -488,7 +505,7 @@ async def run_agent(
     except OSError as exc:  # the agent CLI is missing or not executable
         detail = f"could not start {inv.argv[0]}: {exc}"
         return Result(Outcome.FAILED, "spawn_failed", detail=detail)
-    return parser.finish(exit_code, killed_by)
+    return parser.finish(exit_code, killed_by.value if killed_by else None)  # plain text
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -499,7 +516,7 @@ class CommandResult:
     """A setup or test command's run."""
 
     exit_code: int | None  # None when the supervisor killed it; negative when a signal ended it
-    killed_by: str | None  # None, "timeout", "stalled" or "cancelled" (see `supervise`)
+    killed_by: KilledBy | None
     output_tail: str  # stdout and stderr interleaved, capped: head and tail (`CappedOutput`)
     seconds: float
 
@@ -510,7 +527,7 @@ class CommandResult:
     @property
     def timed_out(self) -> bool:
         """Killed by the wall clock or the no-output timer (not cancelled)."""
-        return self.killed_by in ("timeout", "stalled")
+        return self.killed_by in (KilledBy.TIMEOUT, KilledBy.STALLED)
 
 
 async def run_command(

@@ -24,12 +24,6 @@ SETUP_ENV_BASICS = ("PATH", "LANG", "LC_ALL", "HOME")
 
 SetupResult = CommandResult  # a setup command's result is a command's result
 
-_KILLED = {
-    "timeout": "timed out after {timeout:g}s",
-    "stalled": "printed nothing for {stall:g}s",
-    "cancelled": "was cancelled",
-}
-
 
 def run_setup(
     command: str,
@@ -58,7 +52,7 @@ def run_setup(
     for secret in _secret_forms(secrets):
         output = output.replace(secret, "***")
     if result.killed_by:
-        why = _KILLED[result.killed_by].format(timeout=timeout_s, stall=stall_timeout_s or 0)
+        why = result.killed_by.words(timeout_s=timeout_s, stall_timeout_s=stall_timeout_s)
         output += f"\n[setup command {why}; process group killed]"
     return dataclasses.replace(result, output_tail=output)
 

@@ -300,12 +300,11 @@ class AgentTries:
             return await self._judge(j, result, ctl)
         if tests.ok:
             return Verdict("completed", "success")
-        if tests.killed_by == "timeout":
-            why = f"timed out after {limit:g}s"
-        elif tests.killed_by == "stalled":
-            why = f"printed nothing for {stall:g}s"
-        else:
-            why = f"exit code {tests.exit_code}"
+        why = (
+            tests.killed_by.words(timeout_s=limit, stall_timeout_s=stall)
+            if tests.killed_by
+            else f"exit code {tests.exit_code}"
+        )
         detail = f"The test command `{test}` failed ({why}). Its output:\n\n"
         return Verdict("retry", "tests_failed", detail + tests.output_tail)
 
