@@ -295,6 +295,9 @@ class Runner:
             )
         except (GitError, ValueError) as exc:
             return failed(job, "git_error", str(exc))
+        except asyncio.CancelledError:
+            ctl.interrupt.set()  # the thread is not cancelled with us: its setup command is
+            raise
         worktree = Path(prepared.path)
         log.info("job_started worker=%s job=%s branch=%s", worker, job.job_id, branch)
         self._emit("job_started", worker, job.job_id, repo=repo, issue=job.issue,

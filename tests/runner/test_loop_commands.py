@@ -4,6 +4,7 @@ down, or silent past the job's no-output timeout (runner.process supervises them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -113,3 +114,26 @@ async def test_a_silent_test_command_fails_the_try_past_the_no_output_timeout(
     assert "failed (printed nothing for 0.5s)" in result["detail"]
     assert "running" in result["detail"]  # what it printed before it went silent
     assert not _alive(int(pidfile.read_text()))
+
+
+async def test_a_cancelled_runner_task_kills_the_setup_command_in_its_worker_thread(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path
+) -> None:
+    # As an agent's group is killed when its task is cancelled (runner.process), so is a setup
+    # command's, though it runs in a worker thread the cancellation does not reach.
+    fake, url = bot
+    pidfile = tmp_path / "setup.pid"
+    commands = {"setup": _sleeper(pidfile), "test": None}
+    fake.jobs = [job(origin, 34, {"edits": [{"path": "x", "write": "x"}]}, commands=commands)]
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1)
+    task = asyncio.create_task(runner.run(asyncio.Event()))
+    await _until(lambda: pidfile.is_file() and pidfile.read_text().strip(), task)
+    grandchild = int(pidfile.read_text())
+    task.cancel()
+    cancelled = time.monotonic()
+    deadline = cancelled + 8  # not the setup's 60 s
+    while _alive(grandchild):
+        assert time.monotonic() < deadline, "the setup command outlived its cancelled job"
+        await asyncio.sleep(0.05)
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
