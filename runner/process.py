@@ -423,9 +423,8 @@ async def supervise(
     extended by the parser's liveness hint) or CANCELLED (`cancel` was set). If this coroutine
     itself is cancelled, the group is killed and CancelledError propagates.
     """
-    own_home = home is None
-    home = Path(tempfile.mkdtemp(prefix="stoneforge-agent-home-")) if home is None else home
-    try:
+    kept = contextlib.nullcontext(home) if home is not None else None  # the caller's: kept
+    with kept or private_home("stoneforge-agent-home-") as home:
         _prepare(home, inv, transcript_dir)
         env = build_env(inv.env, home=home, allowed_secrets=inv.allowed_secrets)
         child = _Child(
@@ -447,9 +446,6 @@ async def supervise(
             cancel=cancel,
             pid_dir=pid_dir,
         )
-    finally:
-        if own_home:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 def _events(
