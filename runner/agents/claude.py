@@ -213,14 +213,20 @@ class ClaudeStreamParser(StreamParser):
 
     def _on_result(self, msg: dict[str, Any]) -> list[AgentEvent]:
         self.result = msg
-        usage = as_dict(msg.get("usage"))
-        self.usage.input_tokens = as_int(usage.get("input_tokens"))
-        self.usage.output_tokens = as_int(usage.get("output_tokens"))
-        self.usage.cache_read = as_int(usage.get("cache_read_input_tokens"))
-        self.usage.cache_write = as_int(usage.get("cache_creation_input_tokens"))
-        self.usage.reasoning_tokens = as_int(
-            as_dict(usage.get("output_tokens_details")).get("thinking_tokens")
-        )
+        totals = _model_usage_totals(msg.get("modelUsage"))
+        if totals is not None:
+            self.usage.input_tokens, self.usage.output_tokens = totals[0], totals[1]
+            self.usage.cache_read, self.usage.cache_write = totals[2], totals[3]
+            self.usage.reasoning_tokens = totals[4]
+        else:
+            usage = as_dict(msg.get("usage"))
+            self.usage.input_tokens = as_int(usage.get("input_tokens"))
+            self.usage.output_tokens = as_int(usage.get("output_tokens"))
+            self.usage.cache_read = as_int(usage.get("cache_read_input_tokens"))
+            self.usage.cache_write = as_int(usage.get("cache_creation_input_tokens"))
+            self.usage.reasoning_tokens = as_int(
+                as_dict(usage.get("output_tokens_details")).get("thinking_tokens")
+            )
         self.usage.cost_usd = as_number(msg.get("total_cost_usd"))
         if as_number(msg.get("num_turns")) is not None:
             self.num_turns = as_int(msg.get("num_turns"))
@@ -275,3 +281,26 @@ class ClaudeStreamParser(StreamParser):
         if self.retry_at:
             parts.append(f"retry at {self.retry_at.isoformat()}")
         return parts
+
+
+MODEL_USAGE_KEYS = (
+    "inputTokens",
+    "outputTokens",
+    "cacheReadInputTokens",
+    "cacheCreationInputTokens",
+    "thinkingTokens",
+)
+
+
+def _model_usage_totals(value: object) -> tuple[int, ...] | None:
+    """The session's running token totals, summed over its models (``modelUsage``), in
+    ``MODEL_USAGE_KEYS`` order; None when the result has none (a run that failed at once).
+
+    ``result.usage`` counts only this process's main loop, while ``total_cost_usd`` and
+    ``modelUsage`` are the session's running totals (a resumed run includes the runs before):
+    the tokens must come from the same total as the cost for the runner's per-run differences.
+    """
+    models = [m for m in as_dict(value).values() if isinstance(m, dict)]
+    if not models:
+        return None
+    return tuple(sum(as_int(m.get(key)) for m in models) for key in MODEL_USAGE_KEYS)

@@ -8,7 +8,7 @@ content block ``content_block_start`` / ``content_block_delta`` (``text_delta``,
 Anthropic's error shapes: 429 ``rate_limit_error`` with ``retry-after`` and the
 ``anthropic-ratelimit-*-reset`` headers, 401 ``authentication_error``, 400
 ``invalid_request_error`` "prompt is too long: N tokens > 200000 maximum", 500 ``api_error``
-(and 529 ``overloaded_error`` via ``overloaded()``). ``is_side_call`` lets a test answer the
+(529 ``overloaded_error`` for ``ServerError(529)``). ``is_side_call`` lets a test answer the
 CLI's side requests (a title, a quota probe) without spending a turn of the script.
 """
 
@@ -190,11 +190,6 @@ def _error(status: int, kind: str, message: str, headers: dict[str, str] | None 
     return Answer.json(status, body, {"request-id": "req_test", **(headers or {})})
 
 
-def overloaded() -> Answer:
-    """529 ``overloaded_error``."""
-    return _error(529, "overloaded_error", "Overloaded")
-
-
 def failure_answer(failure: object) -> Answer:
     """Anthropic's error shapes."""
     if isinstance(failure, RateLimit):
@@ -217,5 +212,7 @@ def failure_answer(failure: object) -> Answer:
         message = f"prompt is too long: {OVERFLOW_TOKENS} tokens > 200000 maximum"
         return _error(400, "invalid_request_error", message)
     if isinstance(failure, ServerError):
-        return _error(500, "api_error", "Internal server error")
+        if failure.status == 529:
+            return _error(529, "overloaded_error", "Overloaded")
+        return _error(failure.status, "api_error", "Internal server error")
     raise TypeError(f"not a failure: {failure!r}")
