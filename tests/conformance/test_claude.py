@@ -18,6 +18,7 @@ import pytest
 
 from runner.agents.base import Outcome, RunRequest
 from runner.agents.claude import ClaudeAdapter
+from runner.agents.pricing import estimate
 from runner.usage import UsageLedger
 from tests.conformance.clis import require
 from tests.conformance.harness import Run, git_workdir, run_cli
@@ -42,15 +43,28 @@ from tests.models.scenario import (
 
 pytestmark = [pytest.mark.conformance, pytest.mark.slow]
 
+MODEL = "claude-sonnet-4-5"  # priced in the CLI's table and in runner/agents/prices.json
+
 CLAUDE = Dialect(
     write=lambda path, content: ("Write", {"file_path": path, "content": content}),
     shell=lambda command: ("Bash", {"command": command, "description": "run it"}),
 )
 
 
-def no_tools(body: dict[str, Any]) -> str | None:
-    """A request without tools is a side call (a title, a summary), not the agent's loop."""
-    return None if body.get("tools") else "Side answer"
+COMPACT_ASK = "Respond with TEXT ONLY"  # how the CLI's compaction request begins its ask
+SUMMARY = "<summary>Ran echo; the task goes on.</summary>"
+
+
+def side_call(body: dict[str, Any]) -> str | None:
+    """The CLI's requests that are not the agent's loop: any request without tools (a title),
+    and a compaction (its summary request carries the tools, but asks for text only)."""
+    if not body.get("tools"):
+        return "Side answer"
+    last = (body.get("messages") or [{}])[-1]
+    parts = last.get("content") if isinstance(last.get("content"), list) else []
+    if any(COMPACT_ASK in str(p.get("text", "")) for p in parts if isinstance(p, dict)):
+        return SUMMARY
+    return None
 
 
 class Rig:
@@ -60,7 +74,7 @@ class Rig:
         self.root = root
         self.workdir = git_workdir(root)
         self.script = Script(turns, CLAUDE)
-        self.server = MessagesServer(self.script, is_side_call=no_tools)
+        self.server = MessagesServer(self.script, is_side_call=side_call)
 
     def request(self, prompt: str = "Make the tests pass.", **kw: Any) -> RunRequest:
         env = {
@@ -141,7 +155,7 @@ async def test_edit_run_tests_and_finish_under_the_network_watch(rig_for) -> Non
         reply(Say("All tests pass."), input_tokens=1700, output_tokens=20),
     ]
     session = str(uuid.uuid4())
-    run = await rig.run(rig.request(session_id=session), watch=True)
+    run = await rig.run(rig.request(session_id=session, model=MODEL), watch=True)
 
     result = run.result
     assert (result.outcome, result.reason) == (Outcome.COMPLETED, "success"), result.detail
@@ -154,12 +168,13 @@ async def test_edit_run_tests_and_finish_under_the_network_watch(rig_for) -> Non
     results = tool_results(rig.bodies()[1])
     assert len(results) == 3
     assert "TESTS-PASSED" in str(results[2]["content"])
-    # Tokens as the server reported them, summed over both calls; cost from the CLI's own table.
+    # Tokens as the server reported them, summed over both calls; the cost from the CLI's own
+    # price table agrees with the runner's (runner/agents/prices.json).
     assert (result.usage.input_tokens, result.usage.output_tokens) == (3200, 80)
-    assert result.usage.cost_usd is not None
-    assert result.usage.cost_usd > 0
+    assert result.usage.cost_usd == pytest.approx(estimate(MODEL, result.usage).cost_usd)
     assert result.usage.context_tokens == 1700
-    assert result.model == rig.bodies()[0]["model"]
+    assert result.model == MODEL
+    assert {b["model"] for b in rig.bodies()} == {MODEL}
     # The id the runner chose is the session's, and the one the CLI sends upstream.
     assert result.session_id == session
     assert rig.server.requests[0].headers["x-claude-code-session-id"] == session
@@ -269,6 +284,22 @@ async def test_context_overflow_hands_off(rig_for) -> None:
     assert f"{OVERFLOW_TOKENS}" in (run.result.detail or "")
 
 
+async def test_overflow_mid_task_is_compacted_and_the_task_goes_on(rig_for) -> None:
+    """The CLI's real answer to an overflow once there is history: it compacts (a summary
+    request, answered here as a side call), then resends and finishes."""
+    rig = rig_for(reply(Shell("echo one")), fail(Overflow()), reply(Say("Done after compacting.")))
+    run = await rig.run(rig.request())
+
+    assert (run.result.outcome, run.result.reason) == (Outcome.COMPLETED, "success")
+    assert run.result.final_text == "Done after compacting."
+    assert rig.script.finished
+    assert rig.script.extra_calls == 0
+    assert rig.server.side_calls
+    assert any(e.kind == "compaction" for e in run.events)
+    first_user = texts(rig.bodies()[-1], "user")
+    assert any("Ran echo; the task goes on." in t for t in first_user)
+
+
 @pytest.mark.parametrize("status", [500, 529])
 async def test_server_errors_are_retried_then_fail(rig_for, status: int) -> None:
     rig = rig_for(fail(ServerError(status)), fail(ServerError(status)))
@@ -342,11 +373,12 @@ async def test_budget_cap_hands_off(rig_for) -> None:
         reply(Shell("echo one"), input_tokens=200_000, output_tokens=1000),
         reply(Say("never reached")),
     )
-    run = await rig.run(rig.request(budget_usd=0.5))
+    run = await rig.run(rig.request(budget_usd=0.5, model=MODEL))
 
+    # The CLI checks its cap offline, against its own prices: $3 + $15 per million at sonnet-4-5.
     assert (run.result.outcome, run.result.reason) == (Outcome.HANDOFF_NEEDED, "budget")
-    assert run.result.usage.cost_usd is not None
-    assert run.result.usage.cost_usd > 0.5
+    assert run.result.usage.cost_usd == pytest.approx(0.615)
+    assert "Reached maximum budget ($0.5)" in (run.result.detail or "")
     assert len(rig.server.requests) == 1
 
 
