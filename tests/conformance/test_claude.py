@@ -23,7 +23,7 @@ from runner.usage import UsageLedger
 from tests.conformance.clis import require
 from tests.conformance.harness import Run, git_workdir, run_cli
 from tests.models import netwatch
-from tests.models.anthropic import OVERFLOW_TOKENS, MessagesServer
+from tests.models.anthropic import OVERFLOW_TOKENS, MessagesServer, conversation
 from tests.models.scenario import (
     Dialect,
     Overflow,
@@ -165,6 +165,7 @@ async def test_edit_run_tests_and_finish_under_the_network_watch(rig_for) -> Non
     assert rig.script.finished
     assert rig.script.extra_calls == 0
     # The shell really ran in the worktree: its output went back to the model.
+    assert conversation(rig.bodies()[1]) == ("Make the tests pass.", 3)  # reminders left out
     results = tool_results(rig.bodies()[1])
     assert len(results) == 3
     assert "TESTS-PASSED" in str(results[2]["content"])

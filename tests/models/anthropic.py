@@ -1,15 +1,16 @@
-"""The Anthropic Messages API (``POST /v1/messages``), streamed or not: Claude Code speaks it.
+"""The Anthropic Messages API (``POST /v1/messages``), streamed: Claude Code speaks it.
 
-Streaming answers are the Messages SSE events: ``message_start`` (the input usage), then per
-content block ``content_block_start`` / ``content_block_delta`` (``text_delta``, or
-``input_json_delta`` for a ``tool_use`` block's arguments) / ``content_block_stop``, then
-``message_delta`` (``stop_reason`` ``tool_use`` or ``end_turn``, the output usage) and
-``message_stop``. ``POST /v1/messages/count_tokens`` answers a token count. Failures use
-Anthropic's error shapes: 429 ``rate_limit_error`` with ``retry-after`` and the
+Claude Code 2.1.328 streams every call and never asks ``/v1/messages/count_tokens``: a request
+that is not streamed, or any other path, gets 404 and lands in ``unknown`` for a test to see.
+Answers are the Messages SSE events: ``message_start`` (the input usage), then per content
+block ``content_block_start`` / ``content_block_delta`` (``text_delta``, or ``input_json_delta``
+for a ``tool_use`` block's arguments) / ``content_block_stop``, then ``message_delta``
+(``stop_reason`` ``tool_use`` or ``end_turn``, the output usage) and ``message_stop``. Failures
+use Anthropic's error shapes: 429 ``rate_limit_error`` with ``retry-after`` and the
 ``anthropic-ratelimit-*-reset`` headers, 401 ``authentication_error``, 400
 ``invalid_request_error`` "prompt is too long: N tokens > 200000 maximum", 500 ``api_error``
 (529 ``overloaded_error`` for ``ServerError(529)``). ``is_side_call`` lets a test answer the
-CLI's side requests (a title, a quota probe) without spending a turn of the script.
+CLI's side requests (a compaction's summary, say) without spending a turn of the script.
 """
 
 from __future__ import annotations
@@ -36,27 +37,20 @@ REMINDER = "<system-reminder>"
 
 
 class MessagesServer(ScriptedServer):
-    def __init__(
-        self,
-        *args: Any,
-        is_side_call: SideCall | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *args: Any, is_side_call: SideCall | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("model", "claude-sonnet-4-5-20250929")
         super().__init__(*args, **kwargs)
         self.is_side_call = is_side_call
         self.side_calls: list[Recorded] = []
-        self.token_counts: list[Recorded] = []
         self._calls = 0
 
     def answer(self, request: Recorded) -> Answer:
         path = request.path.split("?")[0].rstrip("/")
-        if request.method == "POST" and path.endswith("/v1/messages/count_tokens"):
-            self.token_counts.append(request)
-            return Answer.json(200, {"input_tokens": 1200})
         if request.method != "POST" or not path.endswith("/v1/messages"):
             return self.not_found(request)
         body = request.json()
+        if not body.get("stream"):
+            return self.not_found(request)  # Claude Code always streams: a change to notice
         side = self.is_side_call(body) if self.is_side_call else None
         if side is not None:
             self.side_calls.append(request)
@@ -66,9 +60,7 @@ class MessagesServer(ScriptedServer):
         if turn.failure is not None:
             return failure_answer(turn.failure)
         model = str(body.get("model") or self.model)
-        if body.get("stream"):
-            return Answer(200, {"content-type": "text/event-stream"}, self._stream(turn, model))
-        return Answer.json(200, self._message(turn, model))
+        return Answer(200, {"content-type": "text/event-stream"}, self._stream(turn, model))
 
     def _id(self) -> str:
         self._calls += 1
@@ -97,23 +89,6 @@ class MessagesServer(ScriptedServer):
             "output_tokens": output,
         }
 
-    def _message(self, turn: Turn, model: str) -> dict[str, Any]:
-        mid = self._id()
-        blocks = self._blocks(turn)
-        if turn.stall_s:
-            self.pause(turn.stall_s)
-        has_tools = any(b["type"] == "tool_use" for b in blocks)
-        return {
-            "id": mid,
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": blocks,
-            "stop_reason": "tool_use" if has_tools else "end_turn",
-            "stop_sequence": None,
-            "usage": self._usage(turn, output=turn.output_tokens),
-        }
-
     def _stream(self, turn: Turn, model: str) -> Iterator[bytes]:
         mid = self._id()
         blocks = self._blocks(turn)
@@ -129,7 +104,6 @@ class MessagesServer(ScriptedServer):
         }
         yield sse({"type": "message_start", "message": start}, "message_start")
         if turn.stall_s:
-            yield sse({"type": "ping"}, "ping")
             self.pause(turn.stall_s)
         for index, block in enumerate(blocks):
             if block["type"] == "text":
