@@ -72,7 +72,9 @@ class Overflow:
 
 @dataclass(frozen=True)
 class ServerError:
-    """HTTP 500."""
+    """HTTP 500 (or ``status``, such as Anthropic's 529 overloaded, where a server knows it)."""
+
+    status: int = 500
 
 
 Step = Write | Shell | Tool | Say | Stall
