@@ -198,6 +198,18 @@ async def test_rate_limit_is_rate_limited_with_retry_at(tmp_path: Path) -> None:
     assert len(rig.server.requests) == 1
 
 
+async def test_a_spent_daily_quota_is_rate_limited_without_retry_at(tmp_path: Path) -> None:
+    """A per-day QuotaFailure is a TerminalQuotaError: no delay, not retried, exit 173."""
+    with Rig(tmp_path, [fail(RateLimit())], daily_quota=True) as rig:
+        run = await rig.run(rig.request(), attempts=3)
+    result = run.result
+    assert (result.outcome, result.reason) == (Outcome.RATE_LIMITED, "quota"), result.detail
+    assert result.exit_code == 173
+    assert result.retry_at is None
+    assert "daily quota" in (result.detail or "")
+    assert len(rig.server.requests) == 1
+
+
 async def test_a_short_rate_limit_is_waited_out_by_the_cli(tmp_path: Path) -> None:
     """With retries on, the CLI waits the RetryInfo delay itself; its "Retrying after" line
     extends the stall timer, so a wait longer than the stall timeout does not kill it."""

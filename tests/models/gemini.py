@@ -1,15 +1,19 @@
 """The Gemini API (``generativelanguage.googleapis.com/v1beta``) as the Gemini CLI calls it.
 
 ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` answers SSE ``data:`` frames, each a
-``GenerateContentResponse``: the text first, then one frame with the function calls, the
-``finishReason`` and the ``usageMetadata`` (Gemini reports the running usage on the last frame).
+``GenerateContentResponse``: the text first, then one frame with the function calls and the
+``finishReason``. Each frame carries the call's ``usageMetadata`` so far, as Gemini's do (the CLI
+keeps the last).
 ``:generateContent`` answers the same turn as one JSON object, ``:countTokens`` a rough count.
-Failures use Google's error shape ``{"error": {code, message, status, details}}``: 429
-``RESOURCE_EXHAUSTED`` with a ``google.rpc.RetryInfo`` ``retryDelay`` and a ``retry-after``
-header, a bad key as 401 ``UNAUTHENTICATED`` (or, with ``bad_key_status``, the 400
-``INVALID_ARGUMENT``/``API_KEY_INVALID`` or 403 ``PERMISSION_DENIED`` Google also sends), 400
-``INVALID_ARGUMENT`` "The input token count (N) exceeds the maximum number of tokens allowed" for
-an overflow, and 500 ``INTERNAL``.
+Failures use Google's error shape ``{"error": {code, message, status, details}}``:
+
+- 429 ``RESOURCE_EXHAUSTED`` with a ``google.rpc.RetryInfo`` ``retryDelay`` and a ``retry-after``
+  header (with ``daily_quota``: a per-day ``QuotaFailure`` and no delay);
+- a bad key as 401 ``UNAUTHENTICATED``, or with ``bad_key_status`` the 400
+  ``INVALID_ARGUMENT``/``API_KEY_INVALID`` or 403 ``PERMISSION_DENIED`` Google also sends;
+- 400 ``INVALID_ARGUMENT`` "The input token count (N) exceeds the maximum number of tokens
+  allowed" for an overflow;
+- 500 ``INTERNAL``.
 """
 
 from __future__ import annotations
@@ -31,10 +35,16 @@ INPUT_LIMIT = 1_048_576  # gemini-2.5's input window, as the overflow message st
 
 class GeminiServer(ScriptedServer):
     def __init__(
-        self, *args: Any, bad_key_status: int = 401, thoughts_tokens: int = 0, **kwargs: Any
+        self,
+        *args: Any,
+        bad_key_status: int = 401,
+        daily_quota: bool = False,
+        thoughts_tokens: int = 0,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.bad_key_status = bad_key_status
+        self.daily_quota = daily_quota  # a 429 is the free tier's per-day quota, no RetryInfo
         self.thoughts_tokens = thoughts_tokens  # per call, besides the turn's output tokens
         self.calls: list[tuple[str, str]] = []  # (model, method) of each model call
         self._responses = 0
@@ -92,6 +102,26 @@ class GeminiServer(ScriptedServer):
 
     def failure_answer(self, failure: object, model: str) -> Answer:
         """Google's error shapes for the scenario's failures."""
+        if isinstance(failure, RateLimit) and self.daily_quota:
+            return google_error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "You exceeded your current quota, please check your plan and billing details.",
+                [
+                    {
+                        "@type": QUOTA_FAILURE,
+                        "violations": [
+                            {
+                                "quotaMetric": "generativelanguage.googleapis.com/"
+                                "generate_content_free_tier_requests",
+                                "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+                                "quotaDimensions": {"location": "global", "model": model},
+                                "quotaValue": "250",
+                            }
+                        ],
+                    }
+                ],
+            )
         if isinstance(failure, RateLimit):
             delay = failure.retry_after_s
             return google_error(

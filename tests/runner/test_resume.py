@@ -17,7 +17,6 @@ import pytest
 from runner.agents.base import AgentAdapter, Outcome, Result, RunRequest, resume_failed
 from runner.agents.claude import ClaudeAdapter
 from runner.agents.codex import CodexAdapter
-from runner.agents.gemini import GeminiAdapter
 from runner.agents.opencode import OpenCodeAdapter
 from runner.process import run_agent
 from runner.usage import UsageLedger
@@ -144,15 +143,13 @@ async def test_a_private_home_is_removed_so_nothing_resumes(workdir: Path, tmp_p
 @pytest.mark.parametrize(
     ("adapter", "flag"),
     [
-        (GeminiAdapter(binary=str(FAKES / "fake_gemini.py")), "--resume"),
         (OpenCodeAdapter(binary=str(FAKES / "fake_opencode.py")), "-s"),
     ],
-    ids=["gemini", "opencode"],
+    ids=["opencode"],
 )
-async def test_gemini_and_opencode_resume_their_session_from_the_kept_home(
+async def test_opencode_resumes_its_session_from_the_kept_home(
     adapter: AgentAdapter, flag: str, workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("GEMINI_API_KEY", "fake-gemini-key")
     home, log = tmp_path / "h", tmp_path / "log"
     first = await run(adapter, workdir, home, "Task.", log)
     assert first.outcome is Outcome.COMPLETED, first.detail
@@ -167,13 +164,12 @@ async def test_gemini_and_opencode_resume_their_session_from_the_kept_home(
 @pytest.mark.parametrize(
     ("adapter", "message", "exit_code"),
     [
-        (GeminiAdapter(binary=str(FAKES / "fake_gemini.py")), "Invalid session identifier", 42),
         # OpenCode exits 0 with no events (anomalyco/opencode#27559): stderr tells.
         (OpenCodeAdapter(binary=str(FAKES / "fake_opencode.py")), "Session not found", 0),
     ],
-    ids=["gemini", "opencode"],
+    ids=["opencode"],
 )
-async def test_gemini_and_opencode_resume_of_an_unknown_session_is_reported_as_such(
+async def test_opencode_resume_of_an_unknown_session_is_reported_as_such(
     adapter: AgentAdapter,
     message: str,
     exit_code: int,
@@ -182,7 +178,6 @@ async def test_gemini_and_opencode_resume_of_an_unknown_session_is_reported_as_s
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Named `resume_failed`, not a crash: the try then starts afresh (runner.tries)."""
-    monkeypatch.setenv("GEMINI_API_KEY", "fake-gemini-key")
     missing = "0b0b0b0b-0000-4000-8000-000000000000"
     result = await run(
         adapter, workdir, tmp_path / "h", "Fix it.", tmp_path / "log", resume_session=missing
