@@ -44,11 +44,17 @@ PASSED_ENV = (
     "GOOGLE_CLOUD_LOCATION",
     "GOOGLE_VERTEX_BASE_URL",
 )
+# The CLI relaunches itself in a child node with a bigger heap unless told not to: twice the
+# start-up (3.5 s instead of 6.5 s on a loaded 2-core box, silent all along), for a heap that
+# node's default already sizes from the machine's memory.
+QUIET_ENV = {"GEMINI_CLI_NO_RELAUNCH": "true"}
 DEFAULT_MODEL = "gemini-2.5-pro"
 DEFAULT_MAX_ATTEMPTS = 3  # the CLI's own retries of a 429/5xx before the run fails
 SETTINGS_FILE = Path(".gemini") / "settings.json"  # relative: inside the agent's HOME
 APPROVAL = {"read_only": "plan", "workspace_write": "auto_edit", "full_unattended": "yolo"}
 SHELL_TOOL = "run_shell_command"
+# A user-tier policy (`tools.allowed` in settings does the same, deprecated since 0.61).
+POLICY_FILE = Path(".gemini") / "policies" / "stoneforge.toml"
 
 # Exit codes from packages/core/src/utils/errors.ts; an API error exits with its HTTP status.
 EXIT_AUTH, EXIT_INPUT, EXIT_TURN_LIMIT = 41, 42, 53
@@ -102,6 +108,7 @@ class GeminiAdapter:
         elif req.session_id:
             argv += ["--session-id", req.session_id]
         env = {n: os.environ[n] for n in (*CREDENTIAL_ENV, *PASSED_ENV) if os.environ.get(n)}
+        env.update(QUIET_ENV)
         env.update(req.extra_env)
         prompt = req.prompt
         if req.system_append:
@@ -111,9 +118,18 @@ class GeminiAdapter:
             env=env,
             cwd=req.workdir,
             stdin=prompt.encode(),
-            files={SETTINGS_FILE: json.dumps(self.settings(req, env), indent=2)},
+            files=self.files(req, env),
             allowed_secrets=frozenset(CREDENTIAL_ENV),
         )
+
+    def files(self, req: RunRequest, env: dict[str, str]) -> dict[Path, str]:
+        files = {SETTINGS_FILE: json.dumps(self.settings(req, env), indent=2)}
+        allowed = list(req.allowed_tools or [])
+        if req.permissions == "workspace_write" and SHELL_TOOL not in allowed:
+            allowed.append(SHELL_TOOL)
+        if allowed and req.permissions == "workspace_write":
+            files[POLICY_FILE] = policy(allowed)
+        return files
 
     def settings(self, req: RunRequest, env: dict[str, str]) -> dict[str, Any]:
         """The user settings the CLI runs with (it refuses to start without an auth type)."""
@@ -130,11 +146,6 @@ class GeminiAdapter:
             "privacy": {"usageStatisticsEnabled": False},
             "telemetry": {"enabled": False},
         }
-        allowed = list(req.allowed_tools or [])
-        if req.permissions == "workspace_write" and SHELL_TOOL not in allowed:
-            allowed.append(SHELL_TOOL)
-        if allowed and req.permissions != "read_only":
-            settings["tools"] = {"allowed": allowed}
         if req.max_turns:
             settings["model"] = {"maxSessionTurns": req.max_turns}
         return settings
@@ -144,6 +155,16 @@ class GeminiAdapter:
 
     def can_resume(self) -> bool:
         return True
+
+
+def policy(tools: list[str]) -> str:
+    """Policy-engine rules allowing ``tools`` in ``auto_edit`` (headless denies what would ask)."""
+    rules = [
+        f'[[rule]]\ntoolName = {json.dumps(tool)}\ndecision = "allow"\npriority = 100\n'
+        'modes = ["autoEdit"]\n'
+        for tool in tools
+    ]
+    return "\n".join(rules)
 
 
 def auth_type(env: dict[str, str]) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from runner.agents import pricing
 from runner.agents.base import Outcome, RunRequest
 from runner.agents.gemini import DEFAULT_MODEL, GeminiAdapter
 from tests.conformance.clis import require
@@ -47,8 +48,8 @@ GEMINI = Dialect(
     shell=lambda command: ("run_shell_command", {"command": command, "description": "run it"}),
 )
 MODEL = "gemini-2.5-flash"
-# The no-output timeout of the stall tests: longer than the CLI's silent start (it relaunches
-# itself, about 2 s on an idle machine), shorter than the silences the tests play.
+# The no-output timeout of the stall tests: longer than the CLI's silent start (about 1 s on an
+# idle machine, 3.5 s on a loaded one), shorter than the silences the tests play.
 STALL_S = 8
 
 
@@ -150,6 +151,12 @@ async def test_edits_runs_the_tests_and_finishes_under_the_network_watch(tmp_pat
     assert (usage.input_tokens, usage.cache_read) == (5500, 1000)
     assert (usage.output_tokens, usage.reasoning_tokens) == (84, 14)
     assert usage.cost_usd is None  # Gemini reports none: the runner prices result.model
+    priced = pricing.estimate(result.model, usage, GeminiAdapter.provider)
+    rates = pricing.table()["providers"]["google"][DEFAULT_MODEL]
+    assert not priced.unknown_model
+    assert priced.cost_usd == pytest.approx(
+        (5500 * rates["input"] + 1000 * rates["cache_read"] + 84 * rates["output"]) / 1e6
+    )
     assert result.session_id
     assert [e.data["name"] for e in run.events if e.kind == "tool_call"] == [
         "write_file",
@@ -172,7 +179,9 @@ async def test_read_only_denies_writes_and_the_shell(tmp_path: Path) -> None:
     ]
     with Rig(tmp_path, turns) as rig:
         run = await rig.run(rig.request(permissions="read_only"))
-    assert (run.result.outcome, run.result.reason) == (Outcome.COMPLETED, "success")
+    assert (run.result.outcome, run.result.reason) == (Outcome.COMPLETED, "success"), (
+        run.result.detail
+    )
     assert not (wt / "x.txt").exists()
     assert not (wt / "shell.txt").exists()
     results = [e.raw for e in run.events if e.kind == "tool_result"]
@@ -217,7 +226,9 @@ async def test_a_short_rate_limit_is_waited_out_by_the_cli(tmp_path: Path) -> No
     with Rig(tmp_path, turns) as rig:
         started = time.monotonic()
         run = await rig.run(rig.request(), attempts=2, stall_s=STALL_S)
-    assert (run.result.outcome, run.result.reason) == (Outcome.COMPLETED, "success")
+    assert (run.result.outcome, run.result.reason) == (Outcome.COMPLETED, "success"), (
+        run.result.detail
+    )
     assert run.result.final_text == "Done after the wait."
     assert len(rig.server.requests) == 2
     retries = [e for e in run.events if e.kind == "retry"]
@@ -249,7 +260,9 @@ async def test_context_overflow_hands_off(tmp_path: Path) -> None:
     with Rig(tmp_path, [fail(Overflow())]) as rig:
         run = await rig.run(rig.request())
     result = run.result
-    assert (result.outcome, result.reason) == (Outcome.HANDOFF_NEEDED, "prompt_too_long")
+    assert (result.outcome, result.reason) == (Outcome.HANDOFF_NEEDED, "prompt_too_long"), (
+        result.detail
+    )
     assert result.exit_code == 144
     assert "exceeds the maximum number of tokens" in (result.detail or "")
 
@@ -262,7 +275,7 @@ async def test_server_error_is_a_crash_with_the_client_report_in_the_private_tmp
     with Rig(tmp_path, [fail(ServerError())]) as rig:
         run = await rig.run(rig.request())
     result = run.result
-    assert (result.outcome, result.reason) == (Outcome.FAILED, "crash")
+    assert (result.outcome, result.reason) == (Outcome.FAILED, "crash"), result.detail
     assert result.exit_code == 244
     assert "INTERNAL" in (result.detail or "")
     assert list((rig.home / "tmp").glob("gemini-client-error-*.json"))
@@ -273,7 +286,7 @@ async def test_a_silent_stream_is_killed_as_stalled(tmp_path: Path) -> None:
     with Rig(tmp_path, [reply(Stall(120), Say("too late"))]) as rig:
         started = time.monotonic()
         run = await rig.run(rig.request(), stall_s=STALL_S)
-    assert (run.result.outcome, run.result.reason) == (Outcome.FAILED, "stalled")
+    assert (run.result.outcome, run.result.reason) == (Outcome.FAILED, "stalled"), run.result.detail
     assert len(rig.server.requests) == 1  # killed while the model call hung, not at startup
     assert run.result.session_id  # the init event came before the silence
     assert time.monotonic() - started < 60
@@ -305,9 +318,20 @@ async def test_resume_continues_the_session(tmp_path: Path) -> None:
 
 
 async def test_resume_of_an_unknown_session_is_resume_failed(tmp_path: Path) -> None:
-    with Rig(tmp_path, []) as rig:
-        run = await rig.run(rig.request("Fix it.", resume_session=str(uuid.uuid4())))
-    result = run.result
-    assert (result.outcome, result.reason) == (Outcome.FAILED, "resume_failed"), result.detail
-    assert result.exit_code == 42
-    assert rig.server.requests == []
+    """Exit 42 before any model call, with one of two messages: no session at all for this
+    worktree, or none with that id. The runner then starts afresh."""
+    with Rig(tmp_path, [reply(Say("A session now exists."))]) as rig:
+        empty = await rig.run(rig.request("Fix it.", resume_session=str(uuid.uuid4())))
+        assert rig.server.requests == []
+        first = await rig.run(rig.request("Look."))
+        assert first.result.outcome is Outcome.COMPLETED, first.result.detail
+        other = await rig.run(rig.request("Fix it.", resume_session=str(uuid.uuid4())))
+    assert len(rig.server.requests) == 1
+    for run, message in [
+        (empty, "No previous sessions found for this project"),
+        (other, "Invalid session identifier"),
+    ]:
+        result = run.result
+        assert (result.outcome, result.reason) == (Outcome.FAILED, "resume_failed"), result.detail
+        assert result.exit_code == 42
+        assert message in (result.detail or "")

@@ -272,10 +272,20 @@ def test_gemini_build(tmp_path: Path) -> None:
     ]  # fmt: skip
     assert inv.stdin == b"the prompt"
     assert inv.env["GEMINI_API_KEY"] == "fake-gemini-key"
+    settings = json.loads(inv.files[Path(".gemini/settings.json")])  # in the private HOME
+    assert settings["security"]["auth"]["selectedType"] == "gemini-api-key"
+    assert 'toolName = "run_shell_command"' in inv.files[Path(".gemini/policies/stoneforge.toml")]
     read_only = GeminiAdapter(binary="g").build(
         RunRequest("t", "p", tmp_path, permissions="read_only")
     )
     assert read_only.argv[read_only.argv.index("--approval-mode") + 1] == "plan"
+    assert read_only.argv[read_only.argv.index("-m") + 1] == "gemini-2.5-pro"  # always -m
+    assert list(read_only.files) == [Path(".gemini/settings.json")]  # no shell allowed
+    vertex = GeminiAdapter(binary="g").build(
+        RunRequest("t", "p", tmp_path, extra_env={"GOOGLE_GENAI_USE_VERTEXAI": "true"})
+    )
+    vertex_auth = json.loads(vertex.files[Path(".gemini/settings.json")])["security"]["auth"]
+    assert vertex_auth["selectedType"] == "vertex-ai"
 
 
 def test_aider_build(tmp_path: Path) -> None:
