@@ -71,7 +71,7 @@ CONTEXT = re.compile(
     r"context window will overflow",
     re.I,
 )
-TURN_LIMIT = re.compile(r"maximum session turns|FatalTurnLimitedError", re.I)
+TURN_LIMIT = re.compile(r"max(imum)? session turns|FatalTurnLimitedError", re.I)
 # `--resume` of a session it cannot find (exit 42).
 NO_SESSION = re.compile(r"invalid session identifier|error resuming session", re.I)
 # The Google error embedded in `result.error.message` ("[API Error: {...}]").
@@ -251,7 +251,9 @@ class GeminiStreamParser(StreamParser):
 
     def _said(self) -> str:
         """Everything the CLI said about a failure: the result's error, error events, stderr."""
-        return "\n".join([str(self._error().get("message") or ""), *self.errors, *self.stderr_tail])
+        error = self._error()
+        said = [str(error.get("type") or ""), str(error.get("message") or "")]
+        return "\n".join([*said, *self.errors, *self.stderr_tail])
 
     def signals(self, exit_code: int | None) -> Signals:
         res = self.result or {}

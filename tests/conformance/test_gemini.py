@@ -292,6 +292,25 @@ async def test_a_silent_stream_is_killed_as_stalled(tmp_path: Path) -> None:
     assert time.monotonic() - started < 60
 
 
+async def test_the_turn_cap_hands_off(tmp_path: Path) -> None:
+    """``max_turns`` becomes ``model.maxSessionTurns``; the CLI stops when the model wants more."""
+    wt = tmp_path / "wt"
+    turns = [
+        reply(Write(str(wt / "a.txt"), "a\n")),
+        reply(Write(str(wt / "b.txt"), "b\n")),
+        reply(Say("never reached")),
+    ]
+    with Rig(tmp_path, turns) as rig:
+        run = await rig.run(rig.request(max_turns=1))
+    result = run.result
+    assert (result.outcome, result.reason) == (Outcome.HANDOFF_NEEDED, "max_turns"), result.detail
+    assert (wt / "a.txt").exists()
+    assert not (wt / "b.txt").exists()
+    assert result.exit_code == 53
+    assert "FatalTurnLimitedError" in (result.detail or "")
+    assert result.usage.input_tokens == 1200  # the calls made before the cap still count
+
+
 async def test_resume_continues_the_session(tmp_path: Path) -> None:
     """``--resume <id>`` in the same worktree and HOME: the second request carries the first
     run's turns; its stats count this run only (``cumulative_usage = False``)."""
