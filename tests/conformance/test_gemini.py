@@ -140,6 +140,7 @@ async def test_edits_runs_the_tests_and_finishes_under_the_network_watch(tmp_pat
     assert rig.script.extra_calls == 0
     # -m is always passed: the adapter's default model, no routing call to another model.
     assert rig.server.calls == [(DEFAULT_MODEL, "streamGenerateContent")] * 2
+    assert rig.server.requests[0].headers["x-goog-api-key"] == "dummy"
     assert result.model == DEFAULT_MODEL
     # The shell ran (in workspace_write: the adapter allows run_shell_command) and its output
     # went back to the model; the write's result too.
@@ -265,6 +266,7 @@ async def test_context_overflow_hands_off(tmp_path: Path) -> None:
     )
     assert result.exit_code == 144
     assert "exceeds the maximum number of tokens" in (result.detail or "")
+    assert len(rig.server.requests) == 1  # no compression and retry
 
 
 async def test_server_error_is_a_crash_with_the_client_report_in_the_private_tmp(
