@@ -21,7 +21,7 @@ import pytest
 from runner.agents import pricing
 from runner.agents.base import Outcome, RunRequest
 from runner.agents.gemini import DEFAULT_MODEL, GeminiAdapter
-from tests.conformance.clis import require
+from tests.conformance.clis import require, versions
 from tests.conformance.harness import Run, git_workdir, run_cli
 from tests.models import netwatch
 from tests.models.gemini import GeminiServer
@@ -34,6 +34,7 @@ from tests.models.scenario import (
     ServerError,
     Shell,
     Stall,
+    Tool,
     Turn,
     Unauthorized,
     Write,
@@ -114,7 +115,7 @@ def texts(body: dict[str, Any], role: str) -> str:
 
 
 async def test_edits_runs_the_tests_and_finishes_under_the_network_watch(tmp_path: Path) -> None:
-    """The default permissions (workspace_write) edit and run the shell; tokens are Gemini's
+    """The default permissions (workspace_write) write, edit and run the shell; tokens are Gemini's
     ``usageMetadata`` summed, thoughts counted as output; no other host is reached."""
     wt = tmp_path / "wt"
     check = "python3 -B -c 'import greet; assert greet.hello() == \"hi\"' && echo tests passed"
@@ -122,6 +123,15 @@ async def test_edits_runs_the_tests_and_finishes_under_the_network_watch(tmp_pat
         reply(
             Say("Adding greet.py."),
             Write(str(wt / "greet.py"), 'def hello():\n    return "hi"\n'),
+            Tool(
+                "replace",
+                {
+                    "file_path": str(wt / "README.md"),
+                    "instruction": "Say what the sample does.",
+                    "old_string": "# sample\n",
+                    "new_string": "# sample\n\nSays hi.\n",
+                },
+            ),
             Shell(check),
             input_tokens=3000,
             cached_tokens=1000,
@@ -136,6 +146,7 @@ async def test_edits_runs_the_tests_and_finishes_under_the_network_watch(tmp_pat
     assert result.exit_code == 0
     assert result.final_text == "Done: greet.py added and the tests pass."
     assert (wt / "greet.py").read_text() == 'def hello():\n    return "hi"\n'
+    assert (wt / "README.md").read_text() == "# sample\n\nSays hi.\n"
     assert rig.script.finished
     assert rig.script.extra_calls == 0
     # -m is always passed: the adapter's default model, no routing call to another model.
@@ -145,8 +156,8 @@ async def test_edits_runs_the_tests_and_finishes_under_the_network_watch(tmp_pat
     # The shell ran (in workspace_write: the adapter allows run_shell_command) and its output
     # went back to the model; the write's result too.
     answers = function_responses(rig.bodies()[1])
-    assert [a["name"] for a in answers] == ["write_file", "run_shell_command"]
-    assert "tests passed" in json.dumps(answers[1])
+    assert [a["name"] for a in answers] == ["write_file", "replace", "run_shell_command"]
+    assert "tests passed" in json.dumps(answers[2])
     # Tokens as billed: prompt 6500 of which 1000 cached; output 70 candidates + 2x7 thoughts.
     usage = result.usage
     assert (usage.input_tokens, usage.cache_read) == (5500, 1000)
@@ -161,6 +172,7 @@ async def test_edits_runs_the_tests_and_finishes_under_the_network_watch(tmp_pat
     assert result.session_id
     assert [e.data["name"] for e in run.events if e.kind == "tool_call"] == [
         "write_file",
+        "replace",
         "run_shell_command",
     ]
     assert netwatch.connections(tmp_path / "net.log"), "the watch saw no connect at all"
@@ -168,6 +180,11 @@ async def test_edits_runs_the_tests_and_finishes_under_the_network_watch(tmp_pat
     # Nothing of the CLI's lands in the worktree; its settings are in the private HOME.
     assert sorted(p.name for p in wt.iterdir()) == [".git", "README.md", "greet.py"]
     assert (rig.home / ".gemini" / "settings.json").exists()
+
+
+def test_probe_reads_the_pinned_version() -> None:
+    info = GeminiAdapter(str(require("gemini"))).probe()
+    assert info.version == versions()["gemini"]
 
 
 async def test_read_only_denies_writes_and_the_shell(tmp_path: Path) -> None:
