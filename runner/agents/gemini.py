@@ -123,12 +123,12 @@ class GeminiAdapter:
         )
 
     def files(self, req: RunRequest, env: dict[str, str]) -> dict[Path, str]:
+        """The settings and, for ``workspace_write``, the policy allowing the shell and the
+        request's ``allowed_tools`` (``plan`` stays read only; ``yolo`` allows everything)."""
         files = {SETTINGS_FILE: json.dumps(self.settings(req, env), indent=2)}
-        allowed = list(req.allowed_tools or [])
-        if req.permissions == "workspace_write" and SHELL_TOOL not in allowed:
-            allowed.append(SHELL_TOOL)
-        if allowed and req.permissions == "workspace_write":
-            files[POLICY_FILE] = policy(allowed)
+        if req.permissions == "workspace_write":
+            tools = dict.fromkeys([*(req.allowed_tools or []), SHELL_TOOL])
+            files[POLICY_FILE] = policy(list(tools))
         return files
 
     def settings(self, req: RunRequest, env: dict[str, str]) -> dict[str, Any]:
