@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,16 @@ class GeminiAdapter:
         self.max_attempts = max_attempts
 
     def probe(self, binary: str | None = None) -> ProbeInfo:
-        return probe_version(
-            "gemini", binary or self.binary, env_var=BIN_ENV, supported=self.supported_versions
-        )
+        """`gemini --version` in a throwaway HOME: even that run leaves a
+        `~/.gemini/projects.json.<uuid>.tmp` behind, which the runner's own HOME should not get."""
+        with tempfile.TemporaryDirectory(prefix="stoneforge-gemini-probe-") as home:
+            return probe_version(
+                "gemini",
+                binary or self.binary,
+                env_var=BIN_ENV,
+                supported=self.supported_versions,
+                env={**os.environ, "HOME": home, **QUIET_ENV},
+            )
 
     def build(self, req: RunRequest) -> Invocation:
         argv = [self.binary, "-p", "", "--output-format", "stream-json", "--skip-trust"]

@@ -182,9 +182,15 @@ async def test_edits_runs_the_tests_and_finishes_under_the_network_watch(tmp_pat
     assert (rig.home / ".gemini" / "settings.json").exists()
 
 
-def test_probe_reads_the_pinned_version() -> None:
+def test_probe_reads_the_pinned_version_and_leaves_home_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "runner-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
     info = GeminiAdapter(str(require("gemini"))).probe()
     assert info.version == versions()["gemini"]
+    assert list(home.iterdir()) == []  # `--version` alone writes ~/.gemini/projects.json.*.tmp
 
 
 async def test_read_only_denies_writes_and_the_shell(tmp_path: Path) -> None:
