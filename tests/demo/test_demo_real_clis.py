@@ -163,9 +163,8 @@ def launcher(binary: Path, own: dict[str, str], where: Path) -> tuple[Path, Path
     real = netwatch.wrap(binary, netlog, where / "watched") if netwatch.available() else binary
     exports = "\n".join(f"export {name}={shlex.quote(value)}" for name, value in own.items())
     path = where / "launcher"
-    path.write_text(
-        LAUNCHER.format(record=shlex.quote(str(record)), exports=exports, binary=shlex.quote(str(real)))
-    )
+    quoted = {"record": shlex.quote(str(record)), "binary": shlex.quote(str(real))}
+    path.write_text(LAUNCHER.format(exports=exports, **quoted))
     path.chmod(0o755)
     return path, record, netlog
 
