@@ -251,3 +251,15 @@ def test_the_command_agent_declares_its_command_and_the_variables_it_is_told_to_
         "STONEFORGE_AGENT_COMMAND_ENV": "MY_KEY, OTHER",
         "MY_KEY": "k",
     }
+
+
+def test_the_script_agent_needs_nothing_and_passes_nothing() -> None:
+    assert check_agent("script", {}) is None
+    assert agent_env("script", {**UNRELATED, "STONEFORGE_SCRIPT_SLEEP_SCALE": "0"}) == {}
+
+
+def test_an_unknown_agent_is_one_line_naming_the_known_ones() -> None:
+    problem = check_agent("nope", {})
+    assert problem is not None
+    assert "unknown agent 'nope'" in problem
+    assert "claude" in problem

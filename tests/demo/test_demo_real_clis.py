@@ -95,19 +95,6 @@ def opencode_config(url: str, where: Path) -> dict[str, str]:
     }
 
 
-def gemini_config(url: str, where: Path) -> dict[str, str]:
-    settings = {
-        "security": {"auth": {"selectedType": "gemini-api-key"}, "folderTrust": {"enabled": False}},
-        "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
-        "privacy": {"usageStatisticsEnabled": False},
-        "telemetry": {"enabled": False},
-    }
-    home = where / "gemini-home"
-    (home / ".gemini").mkdir(parents=True, exist_ok=True)
-    (home / ".gemini" / "settings.json").write_text(json.dumps(settings))
-    return {"GEMINI_CLI_HOME": str(home)}
-
-
 TARGETS: dict[str, Target] = {
     "opencode": Target(
         server="tests.models.openai_chat:ChatCompletionsServer",
@@ -132,7 +119,6 @@ TARGETS: dict[str, Target] = {
         server="tests.models.gemini:GeminiServer",
         shell=lambda c: ("run_shell_command", {"command": c, "description": "apply"}),
         exported=lambda url: {"GEMINI_API_KEY": KEY, "GOOGLE_GEMINI_BASE_URL": url},
-        own_config=gemini_config,
     ),
 }
 
