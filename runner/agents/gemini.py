@@ -52,10 +52,10 @@ RETRY_IN = re.compile(r"retry in\s+(\d+(?:\.\d+)?)\s*(ms|s)\b", re.IGNORECASE)
 
 class GeminiAdapter:
     name = "gemini"
-    supported_versions = ">=0.61,<1"
-    cumulative_usage = False  # `--resume` does not restore the session's stats
     credential_env = (*CREDENTIAL_ENV, *PASSED_ENV)
     bin_env = BIN_ENV
+    supported_versions = ">=0.61,<1"
+    cumulative_usage = False  # `--resume` does not restore the session's stats
 
     def __init__(self, binary: str | None = None) -> None:
         self.binary = binary or os.environ.get(BIN_ENV, "gemini")
