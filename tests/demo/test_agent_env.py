@@ -263,3 +263,25 @@ def test_an_unknown_agent_is_one_line_naming_the_known_ones() -> None:
     assert problem is not None
     assert "unknown agent 'nope'" in problem
     assert "claude" in problem
+
+
+@pytest.mark.parametrize("name", [n for n in known_agents() if n not in ("command", "script")])
+def test_what_an_adapter_copies_from_the_runners_environment_it_declares(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every variable ``build`` takes from the runner's environment is in ``credential_env``,
+    so the demo's runner has all an agent needs once it has the declared ones."""
+    from runner.agents.base import RunRequest
+    from runner.agents.claude import CREDENTIAL_ENV as CLAUDE
+    from runner.agents.codex import PASSED_ENV as CODEX
+    from runner.agents.gemini import PASSED_ENV as GEMINI
+
+    adapter = get_adapter(name)
+    candidates = {*adapter.credential_env, *CLAUDE, *CODEX, *GEMINI, *UNRELATED, "AIDER_MODEL"}
+    for variable in candidates:
+        monkeypatch.setenv(variable, f"planted-{variable}")
+    req = RunRequest(task_id="t", prompt="p", workdir=tmp_path)
+    env = get_adapter(name).build(req).env
+    copied = {n for n, v in env.items() if v == f"planted-{n}"}
+    assert copied, "the test planted nothing the adapter reads"
+    assert copied <= set(adapter.credential_env)
