@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -265,19 +266,28 @@ def test_an_unknown_agent_is_one_line_naming_the_known_ones() -> None:
     assert "claude" in problem
 
 
+def env_names(module: object) -> set[str]:
+    """Every variable name among a module's constants (strings and tuples of strings)."""
+    found: set[str] = set()
+    for value in vars(module).values():
+        items = value if isinstance(value, tuple) else (value,)
+        found |= {v for v in items if isinstance(v, str) and re.fullmatch(r"[A-Z][A-Z0-9_]+", v)}
+    return found
+
+
 @pytest.mark.parametrize("name", [n for n in known_agents() if n not in ("command", "script")])
 def test_what_an_adapter_copies_from_the_runners_environment_it_declares(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every variable ``build`` takes from the runner's environment is in ``credential_env``,
-    so the demo's runner has all an agent needs once it has the declared ones."""
+    so the demo's runner has all an agent needs once it has the declared ones. Planted: every
+    variable name the adapter's module names in its constants, and some it does not."""
     from runner.agents.base import RunRequest
-    from runner.agents.claude import CREDENTIAL_ENV as CLAUDE
-    from runner.agents.codex import PASSED_ENV as CODEX
-    from runner.agents.gemini import PASSED_ENV as GEMINI
 
     adapter = get_adapter(name)
-    candidates = {*adapter.credential_env, *CLAUDE, *CODEX, *GEMINI, *UNRELATED, "AIDER_MODEL"}
+    module = sys.modules[type(adapter).__module__]
+    candidates = {*env_names(module), *adapter.credential_env, *UNRELATED}
+    candidates -= {adapter.bin_env}  # the executable itself
     for variable in candidates:
         monkeypatch.setenv(variable, f"planted-{variable}")
     req = RunRequest(task_id="t", prompt="p", workdir=tmp_path)
