@@ -55,6 +55,11 @@ INSTALL = {
         "export your provider's key (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...), or "
         "OPENCODE_AUTH_CONTENT holding the auth.json of an `opencode auth login`",
     ),
+    "copilot": Install(
+        "npm install -g @github/copilot",
+        "export COPILOT_GITHUB_TOKEN, or COPILOT_PROVIDER_API_KEY with COPILOT_PROVIDER_BASE_URL "
+        "(a provider of your own)",
+    ),
     "aider": Install(
         "pipx install aider-chat",
         "export your provider's key (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...)",

@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 
 from demo.sample import SPRINT
+from runner.agents import known_agents
 from runner.agents.script_agent import parse_script
 from tests.conformance.clis import require
 from tests.models import netwatch
@@ -115,6 +116,17 @@ TARGETS: dict[str, Target] = {
         shell=lambda c: ("exec_command", {"cmd": c}),
         exported=lambda url: {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": f"{url}/v1"},
     ),
+    "copilot": Target(
+        server="tests.models.openai_chat:ChatCompletionsServer",
+        shell=lambda c: ("bash", {"command": c, "description": "apply the change"}),
+        exported=lambda url: {
+            "COPILOT_PROVIDER_API_KEY": KEY,
+            "COPILOT_PROVIDER_BASE_URL": f"{url}/v1",
+            "COPILOT_OFFLINE": "true",
+            "COPILOT_MODEL": "test-model",
+        },
+        server_kwargs={"is_side_call": no_tools},
+    ),
     "gemini": Target(
         server="tests.models.gemini:GeminiServer",
         shell=lambda c: ("run_shell_command", {"command": c, "description": "apply"}),
@@ -132,7 +144,9 @@ exec {binary} "$@"
 """
 
 
-def server_class(target: Target) -> type[ScriptedServer]:
+def server_class(cli: str, target: Target) -> type[ScriptedServer]:
+    if cli not in known_agents():
+        pytest.skip(f"no {cli} adapter in the tree yet")
     module, _, name = target.server.partition(":")
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} (its scripted model server) is not in the tree yet")
@@ -167,7 +181,7 @@ def read_env(path: Path) -> dict[str, str]:
 @pytest.mark.parametrize("cli", sorted(TARGETS))
 def test_the_demo_merges_the_whole_sprint_with_the_real_cli(cli: str, tmp_path: Path) -> None:
     target = TARGETS[cli]
-    cls = server_class(target)
+    cls = server_class(cli, target)
     binary = require(cli)
     playbook = SprintPlaybook(Dialect(write=_write, shell=target.shell))
     work = tmp_path / "demo"
