@@ -51,6 +51,8 @@ class ClaudeAdapter:
     supported_versions = ">=2.1.300,<2.2"
     # A resumed session continues from the totals its transcript saved (sdk.d.ts).
     cumulative_usage = True
+    credential_env = CREDENTIAL_ENV
+    bin_env = "STONEFORGE_CLAUDE_BIN"
 
     def __init__(self, binary: str | None = None) -> None:
         self.binary = binary or os.environ.get("STONEFORGE_CLAUDE_BIN", "claude")

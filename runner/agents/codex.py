@@ -81,6 +81,8 @@ class CodexAdapter:
     # After `exec resume`, `turn.completed.usage` is the whole thread's (from 0.155 on; 0.153
     # reported the turn alone).
     cumulative_usage = True
+    credential_env = (*CREDENTIAL_ENV, *PASSED_ENV, *BASE_URL_ENV)
+    bin_env = BIN_ENV
 
     def __init__(
         self, binary: str | None = None, *, config: Mapping[str, object] | None = None

@@ -87,6 +87,8 @@ RETRYING = re.compile(r"Retrying after (\d+)ms")
 
 class GeminiAdapter:
     name = "gemini"
+    credential_env = (*CREDENTIAL_ENV, *PASSED_ENV)
+    bin_env = BIN_ENV
     supported_versions = ">=0.61,<1"
     cumulative_usage = False  # a resumed session's `result.stats` count this run only
     provider = "google"
