@@ -6,7 +6,8 @@
 
 The npm CLIs (claude, codex, gemini, opencode, copilot) come from ``package.json`` and its
 lockfile into ``clis/node_modules`` (with their install scripts: claude and opencode put their
-native binary in place there); aider comes from ``aider-requirements.txt`` into a venv of its own, ``clis/.aider-venv``.
+native binary in place there); aider comes from ``aider-requirements.txt`` into a venv of its
+own, ``clis/.aider-venv``.
 A stamp beside each holds the hash of the files it was installed from, so a changed pin
 reinstalls. Several processes may call this at once (pytest workers): a lock file serialises them.
 """

@@ -79,7 +79,9 @@ class Pipeline:
     extra_env: dict[str, str] | None = None  # extra STONEFORGE_* settings for the bot(s)
     bot_urls: list[str] = field(default_factory=list)
     # Robustness switches (tests/test_runner_kill.py, tests/test_demo_agents.py, bench/).
-    runner_env: dict[str, str] | None = None  # extra variables for the runner process(es)
+    # Extra variables for the runner process(es); `stoneforge demo` puts the agent's own
+    # credentials and executable override here (stoneforge.agent_env), the only ones it passes.
+    runner_env: dict[str, str] | None = None
     sprint: tuple[SprintIssue, ...] = SPRINT  # the issues file_sprint() files, blockers first
     runner_session: bool = False  # start runners in their own session (killpg-able)
     repo_files: dict[str, str] | None = None  # added to (or replacing) the sample repository's
@@ -283,7 +285,8 @@ class Pipeline:
 
 
 def _clean_env() -> dict[str, str]:
-    """The children get a plain environment: no credentials of the person running the demo."""
+    """The children get a plain environment: no credentials of the person running the demo
+    (the runner gets its agent's own in ``runner_env``)."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env["PYTHONUNBUFFERED"] = "1"

@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-import time
 import uuid
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +32,9 @@ from bot.core.protocol import (
 )
 from bot.core.protocol import Usage as WireUsage
 from bot.core.protocol import failure_reason as wire_failure_reason
-from runner.agents.base import AgentEvent, Invocation, Outcome, Result, Usage
+from runner.agents.base import Outcome, Result, Usage
 from runner.git import GitError, RepoMirror, git_env, worktree_admin_dir
-from runner.process import supervise
+from runner.process import CommandResult, Flag, build_env, private_home, run_command
 from runner.prompt import HANDOFF_FILE, INSTRUCTION_LIMIT
 from runner.setup import SetupResult
 from runner.usage import UsageLedger
@@ -215,8 +213,10 @@ def slug(job_id: str) -> str:
 
 
 def setup_detail(result: SetupResult) -> str:
-    why = "timed out" if result.timed_out else f"failed (exit code {result.exit_code})"
-    return f"the setup command {why}; its output ends with:\n{clip(result.output_tail or '')}"
+    """Why the setup command failed, with its output (capped by the supervisor; when it was
+    stopped, the output's last line says why: ``runner.setup``)."""
+    why = "was stopped" if result.killed_by else f"failed (exit code {result.exit_code})"
+    return f"the setup command {why}; its output:\n{result.output_tail}"
 
 
 def runner_note(reason: str, stat: str, final_text: str | None) -> str:
@@ -241,54 +241,21 @@ def read_note(worktree: Path) -> str | None:
 # -- commands and git in the worktree -------------------------------------------------------
 
 
-@dataclass
-class CommandResult:
-    ok: bool
-    exit_code: int | None
-    output_tail: str
-    seconds: float
-    timed_out: bool
-
-
-class _TailParser:
-    """Keeps the last lines of a command's stdout and stderr, in arrival order."""
-
-    def __init__(self) -> None:
-        self.lines: deque[str] = deque(maxlen=400)
-
-    def feed_stdout(self, line: str) -> list[AgentEvent]:
-        self.lines.append(line)
-        return []
-
-    feed_stderr = feed_stdout
-
-    def liveness_hint(self) -> float | None:
-        return None
-
-
 async def run_shell(
-    command: str, cwd: Path, timeout_s: float, cancel: asyncio.Event
+    command: str,
+    cwd: Path,
+    timeout_s: float,
+    cancel: Flag,
+    *,
+    stall_timeout_s: float | None = None,
+    pid_dir: Path | None = None,
 ) -> CommandResult:
-    """`/bin/sh -c command` in `cwd`, with the agents' scrubbed environment and a private HOME."""
-    parser = _TailParser()
-    inv = Invocation(argv=["/bin/sh", "-c", command], env={}, cwd=cwd)
-    started = time.monotonic()
-    try:
-        code, killed_by = await supervise(
-            inv,
-            parser,
-            timeout_s=timeout_s,
-            stall_timeout_s=timeout_s,
-            kill_grace_s=5,
-            cancel=cancel,
-        )
-    except OSError as exc:
-        return CommandResult(False, None, str(exc), 0.0, False)
-    tail = clip("\n".join(parser.lines))
-    seconds = round(time.monotonic() - started, 3)
-    return CommandResult(
-        code == 0 and killed_by is None, code, tail, seconds, killed_by is not None
-    )
+    """`/bin/sh -c command` in `cwd` (the test command), under the runner's supervisor, with the
+    agents' scrubbed environment and a private HOME."""
+    with private_home("stoneforge-command-home-") as home:
+        return await run_command(command, cwd, env=build_env({}, home=home), timeout_s=timeout_s,
+                                 stall_timeout_s=stall_timeout_s, kill_grace_s=5, cancel=cancel,
+                                 pid_dir=pid_dir)  # fmt: skip
 
 
 def worktree_git(worktree: Path, *args: str) -> str:

@@ -39,14 +39,17 @@ from runner.job import (
     JobState,
     exclude_scratch,
     failed,
+    handoff,
     scrub_report,
     setup_detail,
 )
-from runner.process import reap_orphans
+from runner.process import KilledBy, reap_orphans
 from runner.tries import AgentTries
 from runner.workspace import Workspaces
 
 log = logging.getLogger(__name__)
+
+SETUP_INTERRUPTED = "The runner shut down while the setup command ran; the agent never started."
 
 
 class Runner:
@@ -285,17 +288,27 @@ class Runner:
                 continue_from_branch=job.continues_branch,
                 setup_command=job.commands.setup,
                 setup_timeout_s=job.timeouts.setup_s or self.setup_timeout_s,
+                setup_stall_timeout_s=job.timeouts.stall_s or self.stall_timeout_s,
                 base_sha=job.base_sha,
+                cancel=ctl.interrupt,  # a job taken back or a shutdown kills its setup command
+                pid_dir=self.work_dir / "agents",
             )
         except (GitError, ValueError) as exc:
             return failed(job, "git_error", str(exc))
+        except asyncio.CancelledError:
+            ctl.interrupt.set()  # the thread is not cancelled with us: its setup command is
+            raise
         worktree = Path(prepared.path)
         log.info("job_started worker=%s job=%s branch=%s", worker, job.job_id, branch)
         self._emit("job_started", worker, job.job_id, repo=repo, issue=job.issue,
                    branch=branch, attempt=job.attempt, worktree=str(worktree))  # fmt: skip
         report: JobResult | None = None
         try:
-            if prepared.setup is not None and not prepared.setup.ok:
+            if prepared.setup is not None and prepared.setup.killed_by is KilledBy.CANCELLED:
+                # Taken back (nothing is reported) or shut down: nothing was done, and the
+                # setup's files are not the task's work, so nothing is pushed either.
+                report = handoff(job, "runner_shutdown", None, SETUP_INTERRUPTED)
+            elif prepared.setup is not None and not prepared.setup.ok:
                 report = failed(job, "setup_failed", setup_detail(prepared.setup))
             else:
                 mirror = self._mirror(repo, job.clone_url)

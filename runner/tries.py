@@ -293,13 +293,19 @@ class AgentTries:
         if not test:
             return Verdict("completed", "success")
         limit = j.job.timeouts.test_s or self.test_timeout_s
-        tests = await run_shell(test, j.worktree, limit, ctl.interrupt)
+        stall = j.job.timeouts.stall_s or self.stall_timeout_s
+        tests = await run_shell(test, j.worktree, limit, ctl.interrupt, stall_timeout_s=stall,
+                                pid_dir=self.work_dir / "agents")  # fmt: skip
         if ctl.cancelled or ctl.interrupt.is_set():
             return await self._judge(j, result, ctl)
         if tests.ok:
             return Verdict("completed", "success")
-        why = f"timed out after {limit:g}s" if tests.timed_out else f"exit code {tests.exit_code}"
-        detail = f"The test command `{test}` failed ({why}). Its output ends with:\n\n"
+        why = (
+            tests.killed_by.words(timeout_s=limit, stall_timeout_s=stall)
+            if tests.killed_by
+            else f"exit code {tests.exit_code}"
+        )
+        detail = f"The test command `{test}` failed ({why}). Its output:\n\n"
         return Verdict("retry", "tests_failed", detail + tests.output_tail)
 
     async def _finish(

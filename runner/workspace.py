@@ -25,6 +25,7 @@ from pathlib import Path
 
 from runner.disk_budget import DiskBudget, RepoState, Slot
 from runner.git import GitError, RepoMirror
+from runner.process import Flag
 from runner.setup import SetupResult, run_setup
 
 log = logging.getLogger(__name__)
@@ -92,13 +93,18 @@ class Workspaces:
         continue_from_branch: bool = False,
         setup_command: str | None = None,
         setup_timeout_s: float = 600,
+        setup_stall_timeout_s: float | None = None,
         env: Mapping[str, str] | None = None,
         base_sha: str | None = None,
+        cancel: Flag | None = None,
+        pid_dir: Path | None = None,
     ) -> Prepared:
         """Fetch, take a clean worktree on ``branch``, run the setup command (see the module doc).
 
         A failing setup command does not raise: its result is in ``Prepared.setup`` and the
-        worktree stays the caller's until ``release``. Git failures raise ``GitError``.
+        worktree stays the caller's until ``release``. Git failures raise ``GitError``. The
+        setup command is killed when ``cancel`` is set (``runner.setup.run_setup``); its
+        process group is recorded in ``pid_dir`` while it runs (``runner.process``).
         """
         state = self._enter(repo, clone_url)
         try:
@@ -131,12 +137,12 @@ class Workspaces:
                 state.active -= 1
         setup = None
         if setup_command:
-            setup = run_setup(
-                setup_command, slot.path, env=env, timeout_s=setup_timeout_s, secrets=(token,)
-            )
+            setup = run_setup(setup_command, slot.path, env=env, timeout_s=setup_timeout_s,
+                              secrets=(token,), stall_timeout_s=setup_stall_timeout_s,
+                              cancel=cancel, pid_dir=pid_dir)  # fmt: skip
             log.info(
-                "workspace_setup repo=%s branch=%s ok=%s exit=%s seconds=%.1f",
-                repo, branch, setup.ok, setup.exit_code, setup.seconds,
+                "workspace_setup repo=%s branch=%s ok=%s exit=%s killed_by=%s seconds=%.1f",
+                repo, branch, setup.ok, setup.exit_code, setup.killed_by, setup.seconds,
             )  # fmt: skip
         return Prepared(path=slot.path, base_sha=sha, reused=reused, setup=setup)
 

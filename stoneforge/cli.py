@@ -219,10 +219,27 @@ def demo(
     agent: Annotated[str, typer.Option(help="agent adapter for every task")] = "script",
     work_dir: Annotated[Path | None, typer.Option(help="keep the demo's files here")] = None,
 ) -> None:
-    """Show the whole pipeline on this machine: fakehub, the bot, a runner, a sprint of issues."""
-    from demo.run import run_demo
+    """Show the whole pipeline on this machine: fakehub, the bot, a runner, a sprint of issues.
 
-    code = run_demo(workers=workers, report=report, timeout=timeout, agent=agent, work_dir=work_dir)
+    The runner gets the agent's own credentials and executable override from this environment
+    (what its adapter declares), nothing else of it; without a working, logged-in CLI the demo
+    stops before it starts anything.
+    """
+    from demo.run import run_demo
+    from stoneforge.agent_env import agent_env, check_agent
+
+    problem = check_agent(agent, os.environ)
+    if problem:
+        typer.echo(f"stoneforge demo --agent {agent}: {problem}", err=True)
+        raise typer.Exit(2)
+    code = run_demo(
+        workers=workers,
+        report=report,
+        timeout=timeout,
+        agent=agent,
+        work_dir=work_dir,
+        runner_env=agent_env(agent, os.environ),
+    )
     raise typer.Exit(code)
 
 

@@ -95,6 +95,8 @@ class AiderAdapter:
     name = "aider"
     supported_versions = ">=0.86,<1"
     cumulative_usage = False  # never resumed; `Cost: ... session` is this process's
+    credential_env = CREDENTIAL_ENV
+    bin_env = BIN_ENV
 
     def __init__(self, binary: str | None = None) -> None:
         self.binary = binary or os.environ.get(BIN_ENV, "aider")

@@ -157,6 +157,18 @@ class AgentAdapter(Protocol):
     # total (the runner then records per-run differences, runner.usage).
     cumulative_usage: bool
 
+    @property
+    def credential_env(self) -> tuple[str, ...]:
+        """The variables of the runner's environment this adapter hands its CLI when they are set:
+        its credentials and their settings (base URL, config directory). The demo passes these,
+        and `bin_env`, from its caller's environment to the runner it starts, and nothing else."""
+        ...
+
+    @property
+    def bin_env(self) -> str | None:
+        """The variable that overrides the CLI's executable (None: the adapter runs no CLI)."""
+        ...
+
     def probe(self, binary: str | None = None) -> ProbeInfo: ...
     def build(self, req: RunRequest) -> Invocation: ...
     def new_parser(self) -> StreamParser: ...

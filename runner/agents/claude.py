@@ -5,23 +5,19 @@ The event stream is the source of truth; the exit code only breaks ties (API fai
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-from collections import deque
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from runner.agents.base import (
     AgentEvent,
     Invocation,
-    Outcome,
     ProbeInfo,
-    Result,
     RunRequest,
-    Usage,
 )
+from runner.agents.parsing import LINE_KEPT, Signals, StreamParser, as_dict, as_int, as_number
 from runner.agents.probe import ProbeError
 
 # Credentials of the CLI itself, copied from the runner's environment only when present.
@@ -46,6 +42,7 @@ STDERR_LIMIT = re.compile(r"hit your (usage )?limit", re.IGNORECASE)
 STDERR_AUTH = re.compile(r"invalid api key|please run /login|authentication", re.IGNORECASE)
 TOO_LONG = "prompt is too long"
 NO_SESSION = re.compile(r"No conversation found with session ID", re.IGNORECASE)  # --resume
+SYNTHETIC = "<synthetic>"  # the model of the CLI's own API-error messages
 CONTEXT_KEYS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 
 
@@ -54,6 +51,8 @@ class ClaudeAdapter:
     supported_versions = ">=2.1.300,<2.2"
     # A resumed session continues from the totals its transcript saved (sdk.d.ts).
     cumulative_usage = True
+    credential_env = CREDENTIAL_ENV
+    bin_env = "STONEFORGE_CLAUDE_BIN"
 
     def __init__(self, binary: str | None = None) -> None:
         self.binary = binary or os.environ.get("STONEFORGE_CLAUDE_BIN", "claude")
@@ -106,12 +105,19 @@ class ClaudeAdapter:
         return True
 
 
-class ClaudeStreamParser:
-    """Reads stream-json lines; `finish()` classifies the run (rules in runner.agents.base)."""
+class ClaudeStreamParser(StreamParser):
+    """Reads stream-json lines; ``finish()`` classifies the run (rules in runner.agents.parsing).
+
+    What the real 2.1.328 binary prints (tests/conformance/test_claude.py): an API failure ends
+    with a synthetic ``assistant`` message (``model: "<synthetic>"``, ``error`` such as
+    ``rate_limit`` / ``authentication_failed`` / ``invalid_request`` / ``server_error``) and a
+    ``result`` with ``subtype: "success"``, ``is_error: true``, ``api_error_status`` and a
+    ``terminal_reason`` (``api_error``, ``prompt_too_long``), exit 1. Retries announce themselves
+    as ``system/api_retry`` with the wait in ``retry_delay_ms`` (the provider's ``retry-after``).
+    """
 
     def __init__(self) -> None:
-        self.session_id: str | None = None
-        self.usage = Usage()
+        super().__init__()
         self.result: dict[str, Any] | None = None
         self.last_text: str | None = None
         self.tool_calls = 0
@@ -120,30 +126,15 @@ class ClaudeStreamParser:
         self.api_error: str | None = None
         self.compacted = False
         self.retry_wait_s: float | None = None
-        self.stderr_tail: deque[str] = deque(maxlen=20)
-        self.garbage = 0
 
-    def feed_stdout(self, line: str) -> list[AgentEvent]:
-        line = line.strip()
-        if not line:
-            return []
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            msg = None
-        if not isinstance(msg, dict):
-            self.garbage += 1
-            return [AgentEvent("warning", {"message": "unparsed output line"}, line[:2000])]
+    def on_message(self, msg: dict[str, Any]) -> list[AgentEvent]:
         self.retry_wait_s = None
         if isinstance(msg.get("session_id"), str):
             self.session_id = msg["session_id"]
         handler = getattr(self, f"_on_{msg.get('type')}", None)
         return handler(msg) if handler else []
 
-    def feed_stderr(self, line: str) -> list[AgentEvent]:
-        if not line.strip():
-            return []
-        self.stderr_tail.append(line[:2000])
+    def on_stderr(self, line: str) -> list[AgentEvent]:
         if STDERR_LIMIT.search(line):
             self.rate_limited = True
             return [AgentEvent("rate_limit_info", {"status": "rejected"}, line)]
@@ -152,20 +143,24 @@ class ClaudeStreamParser:
     def liveness_hint(self) -> float | None:
         return self.retry_wait_s
 
+    def near_full(self) -> bool:
+        return self.compacted
+
     # -- message handlers --------------------------------------------------------------------
 
     def _on_system(self, msg: dict[str, Any]) -> list[AgentEvent]:
         subtype = msg.get("subtype")
         if subtype == "init":
+            if isinstance(msg.get("model"), str):
+                self.model = msg["model"]
             return [AgentEvent("session", {"session_id": self.session_id}, msg)]
         if subtype == "api_retry":
-            delay_ms = _number(msg.get("retry_delay_ms")) or 0.0
-            self.retry_wait_s = delay_ms / 1000
+            self.retry_wait_s = (as_number(msg.get("retry_delay_ms")) or 0.0) / 1000
             data = {"attempt": msg.get("attempt"), "error": msg.get("error")}
             return [AgentEvent("retry", data, msg)]
         if subtype == "compact_boundary":
             self.compacted = True
-            return [AgentEvent("compaction", dict(msg.get("compact_metadata") or {}), msg)]
+            return [AgentEvent("compaction", as_dict(msg.get("compact_metadata")), msg)]
         if subtype == "permission_denied":
             return [AgentEvent("warning", {"message": f"denied {msg.get('tool_name')}"}, msg)]
         return []
@@ -178,10 +173,14 @@ class ClaudeStreamParser:
             if error == "rate_limit":
                 self.rate_limited = True
             events.append(AgentEvent("error", {"error": error}, msg))
-        message = _dict(msg.get("message"))
+        message = as_dict(msg.get("message"))
         usage = message.get("usage")
-        if isinstance(usage, dict) and msg.get("parent_tool_use_id") is None:
-            self.usage.context_tokens = sum(int(_number(usage.get(k)) or 0) for k in CONTEXT_KEYS)
+        main_loop = msg.get("parent_tool_use_id") is None
+        if isinstance(usage, dict) and main_loop and not error:
+            self.usage.context_tokens = sum(as_int(usage.get(k)) for k in CONTEXT_KEYS)
+        model = message.get("model")
+        if isinstance(model, str) and main_loop and not error and model != SYNTHETIC:
+            self.model = model
         for block in message.get("content") or []:
             if not isinstance(block, dict):
                 continue
@@ -195,7 +194,7 @@ class ClaudeStreamParser:
         return events
 
     def _on_user(self, msg: dict[str, Any]) -> list[AgentEvent]:
-        message = _dict(msg.get("message"))
+        message = as_dict(msg.get("message"))
         content = message.get("content")
         blocks = content if isinstance(content, list) else []
         return [
@@ -205,101 +204,105 @@ class ClaudeStreamParser:
         ]
 
     def _on_rate_limit_event(self, msg: dict[str, Any]) -> list[AgentEvent]:
-        info = _dict(msg.get("rate_limit_info"))
+        # Subscription (claude.ai) limits only: an API key's 429 never produces one.
+        info = as_dict(msg.get("rate_limit_info"))
         if info.get("status") == "rejected":
             self.rate_limited = True
-            resets = _number(info.get("resetsAt"))
+            resets = as_number(info.get("resetsAt"))
             if resets:
                 self.retry_at = datetime.fromtimestamp(resets, UTC)
         return [AgentEvent("rate_limit_info", dict(info), msg)]
 
     def _on_result(self, msg: dict[str, Any]) -> list[AgentEvent]:
         self.result = msg
-        usage = _dict(msg.get("usage"))
-        self.usage.input_tokens = int(_number(usage.get("input_tokens")) or 0)
-        self.usage.output_tokens = int(_number(usage.get("output_tokens")) or 0)
-        self.usage.cache_read = int(_number(usage.get("cache_read_input_tokens")) or 0)
-        self.usage.cache_write = int(_number(usage.get("cache_creation_input_tokens")) or 0)
-        self.usage.cost_usd = _number(msg.get("total_cost_usd"))
+        totals = _model_usage_totals(msg.get("modelUsage"))
+        if totals is not None:
+            self.usage.input_tokens, self.usage.output_tokens = totals[0], totals[1]
+            self.usage.cache_read, self.usage.cache_write = totals[2], totals[3]
+            self.usage.reasoning_tokens = totals[4]
+        else:
+            usage = as_dict(msg.get("usage"))
+            self.usage.input_tokens = as_int(usage.get("input_tokens"))
+            self.usage.output_tokens = as_int(usage.get("output_tokens"))
+            self.usage.cache_read = as_int(usage.get("cache_read_input_tokens"))
+            self.usage.cache_write = as_int(usage.get("cache_creation_input_tokens"))
+            self.usage.reasoning_tokens = as_int(
+                as_dict(usage.get("output_tokens_details")).get("thinking_tokens")
+            )
+        self.usage.cost_usd = as_number(msg.get("total_cost_usd"))
+        if as_number(msg.get("num_turns")) is not None:
+            self.num_turns = as_int(msg.get("num_turns"))
         if msg.get("is_error") is False and msg.get("subtype") == "success":
             self.rate_limited = False  # a later success clears earlier rate signals
         return [AgentEvent("usage", {"cost_usd": self.usage.cost_usd}, msg)]
 
     # -- classification ----------------------------------------------------------------------
 
-    def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
+    def signals(self, exit_code: int | None) -> Signals:
         res = self.result or {}
-        outcome, reason = self._classify(exit_code, killed_by, res)
-        text = res.get("result") if isinstance(res.get("result"), str) else None
-        return Result(
-            outcome=outcome,
-            reason=reason,
-            session_id=self.session_id,
-            final_text=(text or self.last_text) if outcome is Outcome.COMPLETED else text,
-            num_turns=int(res["num_turns"]) if _number(res.get("num_turns")) is not None else None,
-            usage=self.usage,
-            retry_at=self.retry_at if outcome is Outcome.RATE_LIMITED else None,
-            exit_code=exit_code,
-            detail=None if outcome is Outcome.COMPLETED else self._detail(res),
-        )
-
-    def _classify(
-        self, exit_code: int | None, killed_by: str | None, res: dict[str, Any]
-    ) -> tuple[Outcome, str]:
         terminal = res.get("terminal_reason")
         subtype = res.get("subtype")
         status = res.get("api_error_status")
         text = str(res.get("result") or "")
-        if killed_by:
-            near_full = self.compacted and killed_by != "cancelled"
-            return (Outcome.HANDOFF_NEEDED, "context") if near_full else (Outcome.FAILED, killed_by)
-        if self.rate_limited or status == 429:
-            return Outcome.RATE_LIMITED, "quota"
-        stderr = "\n".join(self.stderr_tail)
         errors = " ".join(str(e) for e in res.get("errors") or [])
-        if NO_SESSION.search(f"{errors}\n{stderr}"):
-            return Outcome.FAILED, "resume_failed"
-        if (
-            self.api_error in AUTH_ERRORS
-            or status in (401, 403)
-            or (not res and STDERR_AUTH.search(stderr))
-        ):
-            return Outcome.FAILED, "auth"
-        if terminal == "prompt_too_long" or TOO_LONG in text.lower():
-            return Outcome.HANDOFF_NEEDED, "prompt_too_long"
+        stderr = "\n".join(self.stderr_tail)
+        clean = subtype == "success" and res.get("is_error") is False
+        cap: Literal["max_turns", "budget"] | None = None
         if subtype == "error_max_turns" or terminal == "max_turns":
-            return Outcome.HANDOFF_NEEDED, "max_turns"
-        if subtype == "error_max_budget_usd" or terminal == "budget_exhausted":
-            return Outcome.HANDOFF_NEEDED, "budget"
-        if subtype == "success" and res.get("is_error") is False:
-            if not (text.strip() or (self.last_text or "").strip()):
-                return Outcome.FAILED, "empty_result"
-            return Outcome.COMPLETED, "success"
-        return Outcome.FAILED, "crash"
+            cap = "max_turns"
+        elif subtype == "error_max_budget_usd" or terminal == "budget_exhausted":
+            cap = "budget"
+        return Signals(
+            clean_final=clean,
+            final_text=(text or self.last_text) if clean else (text or None),
+            resume_failed=bool(NO_SESSION.search(f"{errors}\n{stderr}")),
+            rate_limited=self.rate_limited or status == 429,
+            retry_at=self.retry_at,
+            auth=(
+                self.api_error in AUTH_ERRORS
+                or status in (401, 403)
+                or (not res and bool(STDERR_AUTH.search(stderr)))
+            ),
+            context_overflow=terminal == "prompt_too_long" or TOO_LONG in text.lower(),
+            cap=cap,
+        )
 
-    def _detail(self, res: dict[str, Any]) -> str | None:
+    def detail_parts(self) -> list[str]:
+        res = self.result or {}
         parts = []
         if res:
             keys = ("subtype", "terminal_reason", "api_error_status", "startup_failure_reason")
             parts.append(", ".join(f"{k}={res[k]}" for k in keys if res.get(k) is not None))
             if isinstance(res.get("result"), str) and res["result"]:
-                parts.append(res["result"][:2000])
+                parts.append(res["result"][:LINE_KEPT])
+            parts += [str(e)[:LINE_KEPT] for e in res.get("errors") or []]
         elif self.session_id is None:
             parts.append("no stream-json output")
         if self.api_error:
             parts.append(f"api error: {self.api_error}")
         if self.retry_at:
             parts.append(f"retry at {self.retry_at.isoformat()}")
-        if self.stderr_tail:
-            parts.append("stderr:\n" + "\n".join(self.stderr_tail))
-        return "\n".join(p for p in parts if p) or None
+        return parts
 
 
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
+MODEL_USAGE_KEYS = (
+    "inputTokens",
+    "outputTokens",
+    "cacheReadInputTokens",
+    "cacheCreationInputTokens",
+    "thinkingTokens",
+)
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _model_usage_totals(value: object) -> tuple[int, ...] | None:
+    """The session's running token totals, summed over its models (``modelUsage``), in
+    ``MODEL_USAGE_KEYS`` order; None when the result has none (a run that failed at once).
+
+    ``result.usage`` counts only this process's main loop, while ``total_cost_usd`` and
+    ``modelUsage`` are the session's running totals (a resumed run includes the runs before):
+    the tokens must come from the same total as the cost for the runner's per-run differences.
+    """
+    models = [m for m in as_dict(value).values() if isinstance(m, dict)]
+    if not models:
         return None
-    return float(value)
+    return tuple(sum(as_int(m.get(key)) for m in models) for key in MODEL_USAGE_KEYS)

@@ -2,7 +2,14 @@
 
 The prompt goes on stdin (`-`). The JSONL stream is the source of truth: `turn.completed` is
 success, `turn.failed` is failure, and a stream-level `error` line is not terminal by itself (Codex
-also reports errors it is about to retry). Codex reports no cost and no turn count.
+also reports errors it is about to retry). Codex reports no cost and no turn count: the runner
+prices its tokens (runner.agents.pricing) for the model of `Result.model`, else the one asked for.
+
+Codex 0.171 ignores `OPENAI_BASE_URL`. A base URL (`STONEFORGE_CODEX_BASE_URL`, else
+`OPENAI_BASE_URL`) becomes a model provider of its own, given with `-c` overrides (so an operator's
+`CODEX_HOME/config.toml` is neither needed nor rewritten) that speaks the Responses API over HTTPS
+(the built-in `openai` provider tries WebSockets first). Every run also turns off the update
+check, analytics, feedback and the plugin sync (which looks up chatgpt.com).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import json
 import os
 import re
 from collections import deque
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +36,17 @@ from runner.agents.probe import probe_version
 
 BIN_ENV = "STONEFORGE_CODEX_BIN"
 CREDENTIAL_ENV = ("CODEX_API_KEY", "OPENAI_API_KEY")
-PASSED_ENV = ("OPENAI_BASE_URL", "CODEX_HOME")
+PASSED_ENV = ("CODEX_HOME",)
+# Where the model server is, first set wins (the request's extra_env, then the runner's own).
+BASE_URL_ENV = ("STONEFORGE_CODEX_BASE_URL", "OPENAI_BASE_URL")
+PROVIDER = "stoneforge"  # the model provider id a base URL is given under
+# Off on every run: nothing but the model server is reached (the plugin sync looks up chatgpt.com).
+QUIET: dict[str, object] = {
+    "check_for_update_on_startup": False,
+    "analytics.enabled": False,
+    "feedback.enabled": False,
+    "features.plugins": False,
+}
 SANDBOX = {"read_only": "read-only", "workspace_write": "workspace-write"}
 # Seconds a stream `error` line (Codex announcing a retry) extends the stall timer.
 RETRY_GRACE_S = 30.0
@@ -41,6 +59,9 @@ AUTH = re.compile(
     r"|unauthorized|\b401\b",
     re.IGNORECASE,
 )
+# The model Codex really used, when it says (an unknown model's fallback, or a reroute).
+MODEL_METADATA = re.compile(r"Model metadata for `([^`]+)` not found")
+MODEL_REROUTED = re.compile(r"model rerouted: \S+ -> (\S+)")
 # `exec resume <uuid>` of a thread it does not have: exit 1 before any event.
 NO_THREAD = re.compile(r"no rollout found for (thread|conversation) id", re.IGNORECASE)
 CONTEXT = re.compile(r"ran out of room in the model's context window|context.window", re.IGNORECASE)
@@ -51,14 +72,23 @@ UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class CodexAdapter:
+    """`config`: extra `-c key=value` overrides (values in TOML, as JSON writes them), for
+    instance `{"model_providers.stoneforge.request_max_retries": 0}`."""
+
     name = "codex"
+    provider = "openai"  # whose price list prices its tokens
     supported_versions = ">=0.171,<1"
     # After `exec resume`, `turn.completed.usage` is the whole thread's (from 0.155 on; 0.153
     # reported the turn alone).
     cumulative_usage = True
+    credential_env = (*CREDENTIAL_ENV, *PASSED_ENV, *BASE_URL_ENV)
+    bin_env = BIN_ENV
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(
+        self, binary: str | None = None, *, config: Mapping[str, object] | None = None
+    ) -> None:
         self.binary = binary or os.environ.get(BIN_ENV, "codex")
+        self.config = dict(config or {})
 
     def probe(self, binary: str | None = None) -> ProbeInfo:
         return probe_version(
@@ -72,6 +102,7 @@ class CodexAdapter:
         else:
             argv += ["-s", SANDBOX[req.permissions]]
         argv += ["-c", 'approval_policy="never"', "-C", str(req.workdir)]
+        argv += _overrides({**QUIET, **self._provider(req), **self.config})
         if req.model:
             argv += ["-m", req.model]
         if req.system_append:
@@ -81,7 +112,7 @@ class CodexAdapter:
             argv += ["resume", req.resume_session]
         argv.append("-")  # the prompt comes from stdin
         env = {n: os.environ[n] for n in (*CREDENTIAL_ENV, *PASSED_ENV) if os.environ.get(n)}
-        env.update(req.extra_env)
+        env.update((n, v) for n, v in req.extra_env.items() if n not in BASE_URL_ENV)
         return Invocation(
             argv=argv,
             env=env,
@@ -89,6 +120,22 @@ class CodexAdapter:
             stdin=req.prompt.encode(),
             allowed_secrets=frozenset(CREDENTIAL_ENV),
         )
+
+    def _provider(self, req: RunRequest) -> dict[str, object]:
+        """The `-c` overrides that point Codex at a base URL, or none when none is set."""
+        found = (req.extra_env.get(n) or os.environ.get(n) for n in BASE_URL_ENV)
+        base_url = next((url for url in found if url), None)
+        if base_url is None:
+            return {}
+        key = next((n for n in CREDENTIAL_ENV if req.extra_env.get(n) or os.environ.get(n)), None)
+        table = f"model_providers.{PROVIDER}"
+        return {
+            "model_provider": PROVIDER,
+            f"{table}.name": PROVIDER,
+            f"{table}.base_url": base_url.rstrip("/"),
+            f"{table}.env_key": key or CREDENTIAL_ENV[0],
+            f"{table}.wire_api": "responses",
+        }
 
     def new_parser(self) -> CodexStreamParser:
         return CodexStreamParser()
@@ -102,6 +149,7 @@ class CodexStreamParser:
 
     def __init__(self) -> None:
         self.session_id: str | None = None
+        self.model: str | None = None  # only when Codex names it (else the one asked for)
         self.usage = Usage()
         self.last_text: str | None = None
         self.completed = False
@@ -166,13 +214,18 @@ class CodexStreamParser:
                 failed = item.get("status") in ("failed", "declined")
                 return [AgentEvent("tool_result", {"is_error": failed}, msg)]
         if kind == "item.completed" and itype == "error":
-            return [AgentEvent("warning", {"message": item.get("message")}, msg)]
+            message = str(item.get("message") or "")
+            if match := MODEL_REROUTED.search(message) or MODEL_METADATA.search(message):
+                self.model = match.group(1)
+            return [AgentEvent("warning", {"message": message}, msg)]
         return []
 
     def _add_usage(self, usage: dict[str, Any]) -> None:
-        # The thread's running total: replace, do not add (one `exec` is one turn).
-        self.usage.input_tokens = _int(usage.get("input_tokens"))
-        self.usage.cache_read = _int(usage.get("cached_input_tokens"))
+        # The thread's running total: replace, do not add (one `exec` is one turn). Codex's
+        # `input_tokens` include the cached ones (the Responses API's count); ours do not.
+        cached = _int(usage.get("cached_input_tokens"))
+        self.usage.input_tokens = max(_int(usage.get("input_tokens")) - cached, 0)
+        self.usage.cache_read = cached
         self.usage.cache_write = _int(usage.get("cache_write_input_tokens"))
         self.usage.output_tokens = _int(usage.get("output_tokens"))
         self.usage.reasoning_tokens = _int(usage.get("reasoning_output_tokens"))
@@ -193,6 +246,7 @@ class CodexStreamParser:
             retry_at=retry_at,
             exit_code=exit_code,
             detail=None if outcome is Outcome.COMPLETED else self._detail(),
+            model=self.model,
         )
 
     def _classify(self) -> tuple[Outcome, str]:
@@ -239,6 +293,11 @@ def retry_at_from_text(text: str, now: datetime) -> datetime | None:
             at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
             return at if at > now else at + timedelta(days=1)
     return None
+
+
+def _overrides(config: Mapping[str, object]) -> list[str]:
+    """`-c key=value` pairs; a JSON scalar is a valid TOML value."""
+    return [arg for key, value in config.items() for arg in ("-c", f"{key}={json.dumps(value)}")]
 
 
 def _dict(value: object) -> dict[str, Any]:

@@ -46,6 +46,11 @@ class CommandAdapter:
     name = "command"
     supported_versions = "*"
     cumulative_usage = False
+    bin_env = COMMAND_ENV
+
+    @property
+    def credential_env(self) -> tuple[str, ...]:
+        return (PASS_ENV, *self.passed_env)
 
     def __init__(self, command: list[str] | str | None = None) -> None:
         raw = command if command is not None else os.environ.get(COMMAND_ENV, "")

@@ -86,6 +86,8 @@ RETRY_GRACE_S = 120.0
 
 class CopilotAdapter:
     name = "copilot"
+    credential_env = (*CREDENTIAL_ENV, *PASSED_ENV)
+    bin_env = BIN_ENV
     provider: str | None = None  # the model's own provider prices its tokens
     supported_versions = ">=1.0.100,<2"
     # After `--resume` the usage file counts the whole session's calls (the earlier runs' too).

@@ -78,6 +78,8 @@ class OpenCodeAdapter:
     name = "opencode"
     supported_versions = ">=1.18,<2"
     cumulative_usage = False  # `step_finish` events of this run only
+    credential_env = (*CREDENTIAL_ENV, *PASSED_ENV)
+    bin_env = BIN_ENV
 
     def __init__(self, binary: str | None = None) -> None:
         self.binary = binary or os.environ.get(BIN_ENV, "opencode")

@@ -12,7 +12,7 @@ import operator
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from runner.agents.base import ProbeInfo
 
@@ -61,9 +61,16 @@ def check_version(version: str, spec: str) -> str | None:
 
 
 def probe_version(
-    cli: str, binary: str, *, env_var: str, supported: str, timeout_s: float = PROBE_TIMEOUT_S
+    cli: str,
+    binary: str,
+    *,
+    env_var: str,
+    supported: str,
+    timeout_s: float = PROBE_TIMEOUT_S,
+    env: Mapping[str, str] | None = None,
 ) -> ProbeInfo:
-    """Run `binary --version`; return its version or raise `ProbeError`."""
+    """Run `binary --version` (in `env`, by default the runner's); return its version or raise
+    `ProbeError`."""
     resolved = shutil.which(binary)
     if resolved is None:
         raise ProbeError(f"{cli} not found on PATH (set {env_var})")
@@ -75,6 +82,7 @@ def probe_version(
             timeout=timeout_s,
             stdin=subprocess.DEVNULL,
             check=False,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         raise ProbeError(f"{cli} --version did not answer within {timeout_s:g} s") from None

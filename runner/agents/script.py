@@ -19,6 +19,8 @@ class ScriptAdapter:
     name = "script"
     supported_versions = "*"
     cumulative_usage = False
+    credential_env: tuple[str, ...] = ()
+    bin_env = None
 
     def probe(self, binary: str | None = None) -> ProbeInfo:
         return ProbeInfo(version="1", flags=frozenset({"--sleep-scale"}))

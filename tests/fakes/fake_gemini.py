@@ -5,7 +5,9 @@ Standard library only, no network. Like the real CLI it rejects unknown flags (e
 an untrusted folder without --skip-trust (exit 55), needs an auth method in the environment
 (exit 41), and reads the prompt from stdin with the `-p` text appended. It plays a scenario:
 `FAKE_GEMINI_SCENARIO=<path or name>` or a `[[fake:NAME]]` marker in the prompt, resolved to
-tests/fakes/scenarios/gemini/NAME.json (default `success`).
+tests/fakes/scenarios/gemini/NAME.json. Only the shapes the real CLI cannot be made to produce
+have a scenario here (`garbage_lines`); the rest is tested against the real binary
+(tests/conformance/test_gemini.py).
 """
 
 from __future__ import annotations

@@ -72,7 +72,9 @@ class Overflow:
 
 @dataclass(frozen=True)
 class ServerError:
-    """HTTP 500."""
+    """HTTP 500 (or ``status``, such as Anthropic's 529 overloaded, where a server knows it)."""
+
+    status: int = 500
 
 
 Step = Write | Shell | Tool | Say | Stall
@@ -88,6 +90,7 @@ class Turn:
     input_tokens: int = 1200
     output_tokens: int = 40
     cached_tokens: int = 0
+    reasoning_tokens: int = 0  # part of output_tokens, where the API reports it apart
 
     @property
     def stall_s(self) -> float:

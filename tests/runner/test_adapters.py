@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +42,8 @@ SCENARIOS = [
 ]
 # Shapes the real binary produces in tests/conformance (so no fake plays them here).
 REAL_BINARY_TESTED = {
+    "codex": {"success", "rate_limit", "auth_failure", "context_overflow", "hang"},
+    "gemini": {"success", "rate_limit", "auth_failure", "context_overflow", "crash", "hang"},
     "opencode": {"success", "rate_limit", "auth_failure", "context_overflow", "hang"},
     "aider": {"success", "rate_limit", "auth_failure", "context_overflow", "hang"},
 }
@@ -107,62 +108,13 @@ async def test_scenario_classifies(
         assert result.detail
 
 
-@pytest.mark.parametrize("cli", [cli for cli in CLIS if faked(cli, "hang")])
-async def test_hang_is_killed_by_stall_timer(tmp_path: Path, cli: str) -> None:
-    started = time.monotonic()
-    result = await run(ADAPTERS[cli](binary=fake(cli)), tmp_path, "hang", stall=0.5)
-    assert (result.outcome, result.reason) == (Outcome.FAILED, "stalled")
-    assert result.exit_code is not None
-    assert result.exit_code < 0
-    assert time.monotonic() - started < 5
-
-
-@pytest.mark.parametrize(
-    ("cli", "cost", "session"),
-    [
-        ("codex", None, True),
-        ("gemini", None, True),
-    ],
-)
-async def test_success_usage_cost_and_session(
-    tmp_path: Path, cli: str, cost: float | None, session: bool
-) -> None:
-    result = await run(ADAPTERS[cli](binary=fake(cli)), tmp_path, "success")
-    assert result.usage.cost_usd == (pytest.approx(cost) if cost is not None else None)
-    assert bool(result.session_id) is session
-    assert result.usage.input_tokens > 0
-
-
-async def test_codex_success_details(tmp_path: Path) -> None:
-    result = await run(CodexAdapter(binary=fake("codex")), tmp_path, "success")
-    assert result.final_text == "Added app/users.py."
-    assert (result.usage.input_tokens, result.usage.cache_read) == (2400, 1600)
-    assert (result.usage.output_tokens, result.usage.reasoning_tokens) == (90, 30)
-
-
 async def test_codex_rate_limit_retry_at(tmp_path: Path) -> None:
+    # A ChatGPT plan's "usage limit ... try again in" message: a scripted API-key provider
+    # cannot make the real binary say it (a 429 there reads "last status: 429", no time).
     result = await run(CodexAdapter(binary=fake("codex")), tmp_path, "rate_limit")
     assert result.retry_at is not None
     assert 7400 < (result.retry_at - datetime.now(UTC)).total_seconds() < 7600
     assert result.exit_code == 1
-
-
-async def test_gemini_rate_limit_retry_at_and_exit_code(tmp_path: Path) -> None:
-    result = await run(GeminiAdapter(binary=fake("gemini")), tmp_path, "rate_limit")
-    assert result.exit_code == 173
-    assert result.retry_at is not None
-    assert 35 < (result.retry_at - datetime.now(UTC)).total_seconds() < 45
-
-
-async def test_gemini_final_text_is_the_answer_after_the_last_tool(tmp_path: Path) -> None:
-    result = await run(GeminiAdapter(binary=fake("gemini")), tmp_path, "success")
-    assert result.final_text == "Added app/users.py."
-
-
-async def test_gemini_session_id_is_passed(tmp_path: Path) -> None:
-    sid = "11111111-2222-3333-4444-555555555555"
-    result = await run(GeminiAdapter(binary=fake("gemini")), tmp_path, "success", session_id=sid)
-    assert result.session_id == sid
 
 
 def test_gemini_empty_success_is_not_completed() -> None:
@@ -195,7 +147,10 @@ def test_codex_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     inv = CodexAdapter(binary="codex").build(req)
     assert inv.argv == [
         "codex", "exec", "--json", "-s", "workspace-write", "-c", 'approval_policy="never"',
-        "-C", str(tmp_path), "-m", "gpt-5", "-c", 'developer_instructions="say \\"hi\\""', "-",
+        "-C", str(tmp_path),
+        "-c", "check_for_update_on_startup=false", "-c", "analytics.enabled=false",
+        "-c", "feedback.enabled=false", "-c", "features.plugins=false",
+        "-m", "gpt-5", "-c", 'developer_instructions="say \\"hi\\""', "-",
     ]  # fmt: skip
     assert inv.stdin == b"the prompt"
     assert inv.env == {"CODEX_API_KEY": "ck"}
@@ -205,6 +160,30 @@ def test_codex_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert "--dangerously-bypass-approvals-and-sandbox" in full.argv
     assert "-s" not in full.argv
     assert full.argv[-3:] == ["resume", "T1", "-"]
+
+
+def test_codex_build_points_a_provider_of_its_own_at_a_base_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "ok")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://runner-wide/v1")
+    req = RunRequest("t", "p", tmp_path, extra_env={"STONEFORGE_CODEX_BASE_URL": "http://h/v1/"})
+    inv = CodexAdapter(
+        binary="codex", config={"model_providers.stoneforge.request_max_retries": 0}
+    ).build(req)
+    pairs = [inv.argv[i + 1] for i, arg in enumerate(inv.argv) if arg == "-c"]
+    assert pairs[-6:] == [
+        'model_provider="stoneforge"',
+        'model_providers.stoneforge.name="stoneforge"',
+        'model_providers.stoneforge.base_url="http://h/v1"',  # the request's own wins
+        'model_providers.stoneforge.env_key="OPENAI_API_KEY"',  # the credential that is set
+        'model_providers.stoneforge.wire_api="responses"',
+        "model_providers.stoneforge.request_max_retries=0",
+    ]
+    assert inv.env == {"OPENAI_API_KEY": "ok"}  # Codex ignores the base URL variables
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    plain = CodexAdapter(binary="codex").build(RunRequest("t", "p", tmp_path))
+    assert not any("model_provider" in arg for arg in plain.argv)
 
 
 def test_opencode_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -265,10 +244,20 @@ def test_gemini_build(tmp_path: Path) -> None:
     ]  # fmt: skip
     assert inv.stdin == b"the prompt"
     assert inv.env["GEMINI_API_KEY"] == "fake-gemini-key"
+    settings = json.loads(inv.files[Path(".gemini/settings.json")])  # in the private HOME
+    assert settings["security"]["auth"]["selectedType"] == "gemini-api-key"
+    assert 'toolName = "run_shell_command"' in inv.files[Path(".gemini/policies/stoneforge.toml")]
     read_only = GeminiAdapter(binary="g").build(
         RunRequest("t", "p", tmp_path, permissions="read_only")
     )
     assert read_only.argv[read_only.argv.index("--approval-mode") + 1] == "plan"
+    assert read_only.argv[read_only.argv.index("-m") + 1] == "gemini-2.5-pro"  # always -m
+    assert list(read_only.files) == [Path(".gemini/settings.json")]  # no shell allowed
+    vertex = GeminiAdapter(binary="g").build(
+        RunRequest("t", "p", tmp_path, extra_env={"GOOGLE_GENAI_USE_VERTEXAI": "true"})
+    )
+    vertex_auth = json.loads(vertex.files[Path(".gemini/settings.json")])["security"]["auth"]
+    assert vertex_auth["selectedType"] == "vertex-ai"
 
 
 def test_aider_build(tmp_path: Path) -> None:

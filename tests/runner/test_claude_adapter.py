@@ -1,10 +1,15 @@
-"""The real ClaudeAdapter build, process supervision and parser against tests/fakes/fake_claude."""
+"""ClaudeAdapter against tests/fakes/fake_claude: only the shapes the real binary cannot be made
+to produce offline (tests/conformance/test_claude.py runs the real one for everything else).
+
+Kept here: a subscription limit (``rate_limit_event`` with ``resetsAt``: an API key's 429 never
+produces one), garbage and unknown lines, a crash mid-stream (OOM, exit 137), a startup error
+with stderr only, SIGTERM ignored, the wall-clock timeout, a kill after compaction, the argv the
+adapter builds, and a missing binary."""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -87,12 +92,6 @@ async def test_happy_path(tmp_path: Path) -> None:
     assert result.num_turns == 2
 
 
-async def test_multi_tool_edit_writes_in_worktree(tmp_path: Path) -> None:
-    result = await run(tmp_path, "multi_tool_edit")
-    assert result.outcome is Outcome.COMPLETED
-    assert (tmp_path / "wt" / "src" / "hello.py").read_text().startswith("def hello")
-
-
 async def test_argv_accepted_by_fake_and_session_id_used(tmp_path: Path) -> None:
     log = tmp_path / "argv.json"
     result = await run(
@@ -111,11 +110,6 @@ async def test_argv_accepted_by_fake_and_session_id_used(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("scenario", "outcome", "reason"),
     [
-        ("max_turns", Outcome.HANDOFF_NEEDED, "max_turns"),
-        ("budget", Outcome.HANDOFF_NEEDED, "budget"),
-        ("api_error_429_exit0", Outcome.RATE_LIMITED, "quota"),
-        ("auth_failed", Outcome.FAILED, "auth"),
-        ("prompt_too_long", Outcome.HANDOFF_NEEDED, "prompt_too_long"),
         ("garbage_lines", Outcome.COMPLETED, "success"),
         ("unknown_events", Outcome.COMPLETED, "success"),
         ("crash_midstream", Outcome.FAILED, "crash"),
@@ -127,12 +121,6 @@ async def test_scenarios_classify(
 ) -> None:
     result = await run(tmp_path, scenario)
     assert (result.outcome, result.reason) == (outcome, reason)
-
-
-async def test_429_quirk_exits_zero(tmp_path: Path) -> None:
-    result = await run(tmp_path, "api_error_429_exit0")
-    assert result.exit_code == 0
-    assert result.outcome is Outcome.RATE_LIMITED
 
 
 async def test_subscription_limit_has_retry_at(tmp_path: Path) -> None:
@@ -155,13 +143,6 @@ async def test_crash_detail_has_stderr_tail(tmp_path: Path) -> None:
     assert "out of memory" in (result.detail or "")
 
 
-async def test_hang_after_init_is_stalled(tmp_path: Path) -> None:
-    started = time.monotonic()
-    result = await run(tmp_path, "hang_after_init", stall=0.7)
-    assert (result.outcome, result.reason) == (Outcome.FAILED, "stalled")
-    assert time.monotonic() - started < 5
-
-
 async def test_sigterm_ignored_escalates_to_sigkill(tmp_path: Path) -> None:
     result = await run(tmp_path, "ignore_sigterm", stall=0.5)
     assert result.reason == "stalled"
@@ -179,12 +160,6 @@ async def test_wall_clock_timeout(tmp_path: Path) -> None:
         tmp_path, "x", stall=5, wall=1.0, extra_env={"FAKE_CLAUDE_SCENARIO": str(scenario)}
     )
     assert (result.outcome, result.reason) == (Outcome.FAILED, "timeout")
-
-
-async def test_api_retry_extends_stall_timer(tmp_path: Path) -> None:
-    # 1 s of silence after an api_retry announcing a 1.5 s wait: a 0.6 s stall timer must not fire.
-    result = await run(tmp_path, "slow_but_alive", stall=0.6)
-    assert result.outcome is Outcome.COMPLETED
 
 
 def test_parser_tolerates_partial_and_non_object_lines() -> None:

@@ -184,7 +184,10 @@ def test_setup_command_success_and_failure(ws: Workspaces, clone_url: str) -> No
     assert (bad.setup.ok, bad.setup.exit_code, bad.setup.timed_out) == (False, 3, False)
     assert bad.setup.output_tail.rstrip().endswith("boom")
     assert "line2999" in bad.setup.output_tail
-    assert "line0\n" not in bad.setup.output_tail  # only the tail is kept
+    # the head and the tail are kept, the middle dropped with a marker (runner.process)
+    assert bad.setup.output_tail.startswith("line0\nline1\n")
+    assert "line1500\n" not in bad.setup.output_tail
+    assert "bytes of output dropped ...]" in bad.setup.output_tail
     assert not (bad.path / "made.txt").exists()  # the warm worktree was cleaned first
     assert prepare(ws, clone_url, "stoneforge/3-s").setup is None
 
