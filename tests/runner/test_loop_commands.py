@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.loop import SETUP_INTERRUPTED, Runner
-from tests.runner.test_loop import TOKEN, Bot, job, planned, remote_branch, worktree_dirs, write
-from tests.runner.test_loop import bot as bot  # fixtures reused as they are
-from tests.runner.test_loop import fake_agent as fake_agent
-from tests.runner.test_loop import origin as origin
+from tests.harness.runner_bot import TOKEN, Bot, job, remote_branch
+from tests.runner.test_loop import fake_agent as fake_agent  # a fixture, reused as it is
+from tests.runner.test_loop import planned, worktree_dirs, write
 
 
 def _alive(pid: int) -> bool:

@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.loop import Runner
-from tests.runner.test_loop import TOKEN, Bot, bot, git, job, origin, run_until
-
-__all__ = ["bot", "origin"]  # fixtures used below
+from tests.harness.runner_bot import TOKEN, Bot, git, job, run_until
 
 
 async def test_review_feedback_continues_from_the_pushed_branch(
