@@ -77,7 +77,8 @@ class Target:
     allowed_ports: dict[int, str] = field(default_factory=dict)
 
 
-def opencode_config(url: str, where: Path) -> dict[str, str]:
+def opencode_config(url: str) -> dict[str, str]:
+    """What an opencode user exports: the key and a provider config of their own."""
     model = {"name": "Test", "cost": {"input": 3, "output": 15}, "limit": {"context": 200000}}
     provider = {
         "npm": "@ai-sdk/openai-compatible",
@@ -92,21 +93,15 @@ def opencode_config(url: str, where: Path) -> dict[str, str]:
         "autoupdate": False,
         "share": "disabled",
     }
-    return {
-        "OPENCODE_CONFIG_CONTENT": json.dumps(config),
-        "OPENCODE_DISABLE_MODELS_FETCH": "1",
-        "npm_config_registry": "http://127.0.0.1:9/",  # its plugin install: a closed port
-    }
+    return {"OPENAI_API_KEY": KEY, "OPENCODE_CONFIG_CONTENT": json.dumps(config)}
 
 
 TARGETS: dict[str, Target] = {
     "opencode": Target(
         server="tests.models.openai_chat:ChatCompletionsServer",
         shell=lambda c: ("bash", {"command": c, "description": "apply the change"}),
-        exported=lambda url: {"OPENAI_API_KEY": KEY},
-        own_config=opencode_config,
+        exported=opencode_config,
         server_kwargs={"is_side_call": no_tools},
-        allowed_ports={9: "npm_config_registry: opencode's plugin install, refused at once"},
     ),
     "claude": Target(
         server="tests.models.anthropic:MessagesServer",
