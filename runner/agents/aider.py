@@ -34,7 +34,7 @@ import uuid
 from collections import deque
 from pathlib import Path
 
-from runner.agents.base import AgentEvent, Invocation, ProbeInfo, Result, RunRequest
+from runner.agents.base import AgentEvent, Invocation, ProbeInfo, RunRequest
 from runner.agents.parsing import (
     Signals,
     StreamParser,
@@ -239,14 +239,13 @@ class AiderOutputParser(StreamParser):
             if total is not None and self.usage.cost_usd is not None:
                 self.usage.cost_usd = total
 
-    def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
+    def on_finish(self) -> None:
         self._read_analytics()
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         if self.tags_cache_in is not None:
             for cache in self.tags_cache_in.glob(TAGS_CACHE):
                 shutil.rmtree(cache, ignore_errors=True)
-        return super().finish(exit_code, killed_by)
 
     def signals(self, exit_code: int | None) -> Signals:
         failures = "\n".join(self.failures)

@@ -4,19 +4,10 @@ An adapter knows one coding-agent CLI: how to launch it headless (`build`) and h
 it prints (`new_parser`). It owns no process: `runner.process` spawns the `Invocation`, pumps the
 output into the parser and asks the parser to classify the run with `finish()`.
 
-Classification rules shared by every adapter, first match wins:
-1. killed by the runner -> FAILED (`timeout` / `stalled` / `cancelled`), or HANDOFF_NEEDED when a
-   context-near-full signal was seen before the kill;
-2. a rate or quota signal with no later success -> RATE_LIMITED (with `retry_at` when known);
-3. an auth or billing signal -> FAILED (`auth`);
-4. context overflow -> HANDOFF_NEEDED (`prompt_too_long`);
-5. a turn or budget cap -> HANDOFF_NEEDED (`max_turns` / `budget`);
-6. a clean final event -> COMPLETED (an empty final answer is FAILED `empty_result`);
-7. anything else -> FAILED (`crash`), with the last stderr lines in `detail`.
-
-A resumed run whose session cannot be found is FAILED `resume_failed` where the CLI says so
-plainly; `resume_failed()` also counts a crash before any session began, and the runner then
-starts afresh.
+Every parser subclasses `runner.agents.parsing.StreamParser`, where the classification rules are
+stated and applied once (killed, declared, resume failed, rate limited, auth, context overflow,
+cap, clean final, crash; first match wins). An adapter's parser only says which of those signals
+its CLI showed. `resume_failed()` below tells the runner when to start afresh instead.
 """
 
 from __future__ import annotations
@@ -135,7 +126,8 @@ class ProbeInfo:
 
 
 class OutputSink(Protocol):
-    """What a supervised process's output is fed into (an agent's parser, or a command's tail)."""
+    """What a supervised agent's output is fed into, line by line (`runner.process.supervise`).
+    A setup or test command's output goes into `runner.process.CappedOutput` instead."""
 
     def feed_stdout(self, line: str) -> list[AgentEvent]: ...
     def feed_stderr(self, line: str) -> list[AgentEvent]: ...
@@ -182,8 +174,3 @@ def resume_failed(result: Result) -> bool:
     return result.reason == "resume_failed" or (
         result.reason == "crash" and result.session_id is None
     )
-
-
-def killed_result(killed_by: str, *, exit_code: int | None, detail: str | None) -> Result:
-    """Rule 1 for adapters without a context signal."""
-    return Result(Outcome.FAILED, killed_by, exit_code=exit_code, detail=detail)

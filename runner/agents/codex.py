@@ -17,21 +17,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runner.agents.base import (
-    AgentEvent,
-    Invocation,
-    Outcome,
-    ProbeInfo,
-    Result,
-    RunRequest,
-    Usage,
-    killed_result,
-)
+from runner.agents.base import AgentEvent, Invocation, ProbeInfo, RunRequest
+from runner.agents.parsing import Signals, StreamParser, as_dict, as_int
 from runner.agents.probe import probe_version
 
 BIN_ENV = "STONEFORGE_CODEX_BIN"
@@ -144,46 +135,33 @@ class CodexAdapter:
         return True
 
 
-class CodexStreamParser:
-    """Reads `codex exec --json` lines; `finish()` classifies (rules in runner.agents.base)."""
+class CodexStreamParser(StreamParser):
+    """Reads `codex exec --json` lines; `finish()` classifies (rules in runner.agents.parsing)."""
 
     def __init__(self) -> None:
-        self.session_id: str | None = None
-        self.model: str | None = None  # only when Codex names it (else the one asked for)
-        self.usage = Usage()
+        super().__init__()
+        # self.model only when Codex names it (else the runner prices the one asked for).
         self.last_text: str | None = None
         self.completed = False
         self.failure: str | None = None  # turn.failed message
         self.errors: list[str] = []  # stream-level error messages, possibly retried
         self.retry_wait_s: float | None = None
-        self.stderr_tail: deque[str] = deque(maxlen=20)
-        self.garbage = 0
 
-    def feed_stdout(self, line: str) -> list[AgentEvent]:
-        line = line.strip()
-        if not line:
-            return []
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            msg = None
-        if not isinstance(msg, dict):
-            self.garbage += 1
-            return [AgentEvent("warning", {"message": "unparsed output line"}, line[:2000])]
+    def on_message(self, msg: dict[str, Any]) -> list[AgentEvent]:
         self.retry_wait_s = None
         kind = str(msg.get("type"))
         if kind == "thread.started":
             self.session_id = str(msg.get("thread_id") or "") or None
             return [AgentEvent("session", {"session_id": self.session_id}, msg)]
         if kind.startswith("item."):
-            return self._on_item(kind, _dict(msg.get("item")), msg)
+            return self._on_item(kind, as_dict(msg.get("item")), msg)
         if kind == "turn.completed":
-            self._add_usage(_dict(msg.get("usage")))
+            self._add_usage(as_dict(msg.get("usage")))
             self.completed, self.failure = True, None
             return [AgentEvent("usage", {"output_tokens": self.usage.output_tokens}, msg)]
         if kind == "turn.failed":
             self.completed = False
-            self.failure = str(_dict(msg.get("error")).get("message") or "turn failed")
+            self.failure = str(as_dict(msg.get("error")).get("message") or "turn failed")
             return [AgentEvent("error", {"message": self.failure}, msg)]
         if kind == "error":
             message = str(msg.get("message") or "")
@@ -192,11 +170,6 @@ class CodexStreamParser:
             if RATE_LIMIT.search(message):
                 return [AgentEvent("rate_limit_info", {"message": message}, msg)]
             return [AgentEvent("retry", {"message": message}, msg)]
-        return []
-
-    def feed_stderr(self, line: str) -> list[AgentEvent]:
-        if line.strip():
-            self.stderr_tail.append(line[:2000])
         return []
 
     def liveness_hint(self) -> float | None:
@@ -223,58 +196,38 @@ class CodexStreamParser:
     def _add_usage(self, usage: dict[str, Any]) -> None:
         # The thread's running total: replace, do not add (one `exec` is one turn). Codex's
         # `input_tokens` include the cached ones (the Responses API's count); ours do not.
-        cached = _int(usage.get("cached_input_tokens"))
-        self.usage.input_tokens = max(_int(usage.get("input_tokens")) - cached, 0)
+        cached = as_int(usage.get("cached_input_tokens"))
+        self.usage.input_tokens = max(as_int(usage.get("input_tokens")) - cached, 0)
         self.usage.cache_read = cached
-        self.usage.cache_write = _int(usage.get("cache_write_input_tokens"))
-        self.usage.output_tokens = _int(usage.get("output_tokens"))
-        self.usage.reasoning_tokens = _int(usage.get("reasoning_output_tokens"))
+        self.usage.cache_write = as_int(usage.get("cache_write_input_tokens"))
+        self.usage.output_tokens = as_int(usage.get("output_tokens"))
+        self.usage.reasoning_tokens = as_int(usage.get("reasoning_output_tokens"))
 
-    def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
-        if killed_by:
-            return killed_result(killed_by, exit_code=exit_code, detail=self._detail())
-        outcome, reason = self._classify()
-        retry_at = None
-        if outcome is Outcome.RATE_LIMITED:
-            retry_at = retry_at_from_text(self.failure or " ".join(self.errors), datetime.now(UTC))
-        return Result(
-            outcome=outcome,
-            reason=reason,
-            session_id=self.session_id,
+    def signals(self, exit_code: int | None) -> Signals:
+        """`turn.completed` is the clean end whatever came before it; else the failure's words
+        (the `turn.failed` message, stream `error` lines, stderr) say what went wrong."""
+        if self.completed:
+            return Signals(clean_final=True, final_text=self.last_text)
+        said = "\n".join([self.failure or "", *self.errors, *self.stderr_tail])
+        rate_limited = bool(RATE_LIMIT.search(said))
+        retry_text = self.failure or " ".join(self.errors)
+        return Signals(
             final_text=self.last_text,
-            usage=self.usage,
-            retry_at=retry_at,
-            exit_code=exit_code,
-            detail=None if outcome is Outcome.COMPLETED else self._detail(),
-            model=self.model,
+            resume_failed=self.session_id is None and bool(NO_THREAD.search(said)),
+            rate_limited=rate_limited,
+            retry_at=retry_at_from_text(retry_text, datetime.now(UTC)) if rate_limited else None,
+            auth=bool(AUTH.search(said)),
+            context_overflow=bool(CONTEXT.search(said)),
         )
 
-    def _classify(self) -> tuple[Outcome, str]:
-        if self.completed:
-            if not (self.last_text or "").strip():
-                return Outcome.FAILED, "empty_result"
-            return Outcome.COMPLETED, "success"
-        signals = "\n".join([self.failure or "", *self.errors, *self.stderr_tail])
-        if self.session_id is None and NO_THREAD.search(signals):
-            return Outcome.FAILED, "resume_failed"
-        if RATE_LIMIT.search(signals):
-            return Outcome.RATE_LIMITED, "quota"
-        if AUTH.search(signals):
-            return Outcome.FAILED, "auth"
-        if CONTEXT.search(signals):
-            return Outcome.HANDOFF_NEEDED, "prompt_too_long"
-        return Outcome.FAILED, "crash"
-
-    def _detail(self) -> str | None:
+    def detail_parts(self) -> list[str]:
         parts = []
         if self.failure:
             parts.append(f"turn failed: {self.failure}")
         parts += [f"error: {e}" for e in self.errors[-5:]]
         if self.session_id is None:
             parts.append("no JSON events")
-        if self.stderr_tail:
-            parts.append("stderr:\n" + "\n".join(self.stderr_tail))
-        return "\n".join(parts) or None
+        return parts
 
 
 def retry_at_from_text(text: str, now: datetime) -> datetime | None:
@@ -298,13 +251,3 @@ def retry_at_from_text(text: str, now: datetime) -> datetime | None:
 def _overrides(config: Mapping[str, object]) -> list[str]:
     """`-c key=value` pairs; a JSON scalar is a valid TOML value."""
     return [arg for key, value in config.items() for arg in ("-c", f"{key}={json.dumps(value)}")]
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    return int(value)

@@ -17,7 +17,6 @@ are copied from the runner's environment, and are the only secrets the command m
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -25,15 +24,15 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
-from runner.agents.base import (
-    AgentEvent,
-    Invocation,
-    Outcome,
-    ProbeInfo,
-    Result,
-    RunRequest,
-    Usage,
-    killed_result,
+from runner.agents.base import AgentEvent, Invocation, Outcome, ProbeInfo, RunRequest, Usage
+from runner.agents.parsing import (
+    LINE_KEPT,
+    Signals,
+    StreamParser,
+    as_dict,
+    as_int,
+    as_number,
+    json_object,
 )
 from runner.agents.probe import ProbeError
 
@@ -84,37 +83,31 @@ class CommandAdapter:
         return False
 
 
-class CommandOutputParser:
+class CommandOutputParser(StreamParser):
+    """Any text; a JSON result line declares the outcome (rule 2 of runner.agents.parsing)."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.result: dict[str, Any] | None = None
         self.text: deque[str] = deque(maxlen=200)
-        self.stderr_tail: deque[str] = deque(maxlen=20)
 
     def feed_stdout(self, line: str) -> list[AgentEvent]:
         if not line.strip():
             return []
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            msg = None
-        if isinstance(msg, dict) and msg.get("type") == "result":
+        msg = json_object(line)
+        if msg is not None and msg.get("type") == "result":
             self.result = msg
+            self.session_id = str(msg["session_id"]) if msg.get("session_id") else None
+            self.usage = _usage(msg.get("usage"))
             return [AgentEvent("text", {"text": _summary(msg)}, msg)]
         self.text.append(line.rstrip())
-        return [AgentEvent("text", {"text": line.rstrip()}, line[:2000])]
+        return [AgentEvent("text", {"text": line.rstrip()}, line[:LINE_KEPT])]
 
-    def feed_stderr(self, line: str) -> list[AgentEvent]:
-        if line.strip():
-            self.stderr_tail.append(line[:2000])
-        return []
+    def final_text(self) -> str | None:
+        return _summary(self.result or {}) or "\n".join(self.text).strip() or None
 
-    def liveness_hint(self) -> float | None:
-        return None
-
-    def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
-        stderr = "\n".join(self.stderr_tail) or None
-        if killed_by:
-            return killed_result(killed_by, exit_code=exit_code, detail=stderr)
+    def signals(self, exit_code: int | None) -> Signals:
+        """The exit code, refined by the result line: always a declared outcome."""
         res = self.result or {}
         outcome = _outcome(res, exit_code)
         reason = str(res.get("reason") or "")
@@ -122,20 +115,14 @@ class CommandOutputParser:
             reason = "success"
         elif outcome is Outcome.FAILED and (exit_code != 0 and not reason):
             reason = "crash"
-        text = _summary(res) or "\n".join(self.text).strip() or None
-        detail = None
-        if outcome is not Outcome.COMPLETED:
-            detail = "\n".join(p for p in (f"exit code {exit_code}", text, stderr) if p)
-        return Result(
-            outcome=outcome,
-            reason=reason or outcome.value,
-            session_id=str(res["session_id"]) if res.get("session_id") else None,
-            final_text=text,
-            usage=_usage(res.get("usage")),
-            retry_at=_time(res.get("retry_at")) if outcome is Outcome.RATE_LIMITED else None,
-            exit_code=exit_code,
-            detail=detail,
+        return Signals(
+            final_text=self.final_text(),
+            declared=(outcome, reason or outcome.value),
+            retry_at=_time(res.get("retry_at")),
         )
+
+    def detail_parts(self) -> list[str]:
+        return [f"exit code {self.exit_code}", self.final_text() or ""]
 
 
 def _outcome(res: dict[str, Any], exit_code: int | None) -> Outcome:
@@ -160,16 +147,11 @@ def _summary(res: dict[str, Any]) -> str | None:
 
 
 def _usage(value: object) -> Usage:
-    raw = value if isinstance(value, dict) else {}
-
-    def num(key: str) -> float | None:
-        v = raw.get(key)
-        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-
+    raw = as_dict(value)
     return Usage(
-        input_tokens=int(num("input_tokens") or 0),
-        output_tokens=int(num("output_tokens") or 0),
-        cost_usd=num("cost_usd"),
+        input_tokens=as_int(raw.get("input_tokens")),
+        output_tokens=as_int(raw.get("output_tokens")),
+        cost_usd=as_number(raw.get("cost_usd")),
     )
 
 

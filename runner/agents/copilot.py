@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from runner.agents.base import AgentEvent, Invocation, ProbeInfo, Result, RunRequest
+from runner.agents.base import AgentEvent, Invocation, ProbeInfo, RunRequest
 from runner.agents.parsing import Signals, StreamParser, as_dict, as_int
 from runner.agents.probe import probe_version
 
@@ -201,11 +201,10 @@ class CopilotStreamParser(StreamParser):
             context_overflow=bool(CONTEXT.search(text)),
         )
 
-    def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
+    def on_finish(self) -> None:
         self._read_usage()
         if self.run_dir is not None:
             shutil.rmtree(self.run_dir, ignore_errors=True)
-        return super().finish(exit_code, killed_by)
 
     def _read_usage(self) -> None:
         """Tokens from the usage file, summed over its models (`inputTokens` include cached)."""

@@ -1,21 +1,27 @@
 """What every agent CLI's output parser shares: the classification rules, written once.
 
 A parser subclasses ``StreamParser``. It reads its CLI's lines (``on_message`` for JSON-lines
-CLIs, or its own ``feed_stdout``), and at the end says what it saw as ``Signals``; ``finish()``
-applies the rules below in order and builds the ``Result``. Each adapter adds only what its CLI
-does differently: how a line reads, which signals it shows, what its detail adds.
+CLIs, or its own ``feed_stdout`` for a text CLI), and at the end says what it saw as
+``Signals``; ``finish()`` applies the rules below in order and builds the ``Result``. Each
+adapter adds only what its CLI does differently: how a line reads, which signals it shows, what
+its detail adds, and (``on_finish``) what it reads or removes once the process is gone.
 
-The rules, first match wins (runner.agents.base restates them for the adapter contract):
+The rules, first match wins (the one statement of them; runner.agents.base points here):
 
 1. killed by the runner -> FAILED (``timeout`` / ``stalled`` / ``cancelled``), or HANDOFF_NEEDED
    ``context`` when a context-near-full signal was seen before a kill that was not a cancel;
-2. a resumed run that found no session -> FAILED ``resume_failed`` (the runner starts afresh);
-3. a rate or quota signal with no later success -> RATE_LIMITED ``quota`` (``retry_at`` if known);
-4. an auth or billing signal -> FAILED ``auth``;
-5. context overflow -> HANDOFF_NEEDED ``prompt_too_long``;
-6. a turn or budget cap -> HANDOFF_NEEDED ``max_turns`` / ``budget``;
-7. a clean final event -> COMPLETED ``success`` (no final text: FAILED ``empty_result``);
-8. anything else -> FAILED ``crash``, with the last stderr lines in the detail.
+2. an outcome the agent declared itself (the ``command`` adapter's result line, the demo
+   script's status) -> that outcome and reason, as declared;
+3. a resumed run that found no session -> FAILED ``resume_failed`` (the runner starts afresh);
+4. a rate or quota signal with no later success -> RATE_LIMITED ``quota`` (``retry_at`` if known);
+5. an auth or billing signal -> FAILED ``auth``;
+6. context overflow -> HANDOFF_NEEDED ``prompt_too_long``;
+7. a turn or budget cap -> HANDOFF_NEEDED ``max_turns`` / ``budget``;
+8. a clean final event -> COMPLETED ``success`` (no final text: FAILED ``empty_result``);
+9. anything else -> FAILED ``crash``, with the last stderr lines in the detail.
+
+``runner.agents.base.resume_failed()`` also counts a crash before any session began as a failed
+resume.
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ class Signals:
     context_overflow: bool = False
     near_full: bool = False
     cap: Literal["max_turns", "budget"] | None = None
+    # Rule 2: the agent's own word on how the run ended (outcome, reason).
+    declared: tuple[Outcome, str] | None = None
 
 
 def classify(signals: Signals, killed_by: str | None) -> tuple[Outcome, str]:
@@ -79,6 +87,8 @@ def classify(signals: Signals, killed_by: str | None) -> tuple[Outcome, str]:
         if signals.near_full and killed_by != "cancelled":
             return Outcome.HANDOFF_NEEDED, "context"
         return Outcome.FAILED, killed_by
+    if signals.declared is not None:
+        return signals.declared
     if signals.resume_failed:
         return Outcome.FAILED, "resume_failed"
     if signals.rate_limited:
@@ -106,6 +116,7 @@ class StreamParser:
         self.num_turns: int | None = None
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_LINES)
         self.garbage = 0
+        self.exit_code: int | None = None  # set by finish(), for signals() and the detail
 
     # -- feeding ---------------------------------------------------------------------------
 
@@ -150,7 +161,13 @@ class StreamParser:
             parts.append("stderr:\n" + "\n".join(self.stderr_tail))
         return "\n".join(parts) or None
 
+    def on_finish(self) -> None:
+        """First thing ``finish()`` does: read what the CLI left in files (a usage report, an
+        analytics log) and remove what the run made. Nothing by default."""
+
     def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
+        self.exit_code = exit_code
+        self.on_finish()
         # A killed run's own signals are cut short: only a near-full context counts then.
         signals = Signals(near_full=self.near_full()) if killed_by else self.signals(exit_code)
         outcome, reason = classify(signals, killed_by)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections import deque
 from pathlib import Path
 from typing import Any
 
-from runner.agents.base import AgentEvent, Invocation, Outcome, ProbeInfo, Result, RunRequest
+from runner.agents.base import AgentEvent, Invocation, Outcome, ProbeInfo, RunRequest
+from runner.agents.parsing import Signals, StreamParser
 
 SLEEP_SCALE_ENV = "STONEFORGE_SCRIPT_SLEEP_SCALE"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -41,19 +40,16 @@ class ScriptAdapter:
         return False
 
 
-class ScriptStreamParser:
+class ScriptStreamParser(StreamParser):
+    """The demo agent's JSON lines; its `result` line declares the outcome (rule 2 of
+    runner.agents.parsing): an empty summary still completes."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.result: dict[str, Any] | None = None
         self.edits: list[str] = []
-        self.stderr_tail: deque[str] = deque(maxlen=20)
 
-    def feed_stdout(self, line: str) -> list[AgentEvent]:
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            return [AgentEvent("warning", {"message": "unparsed output line"}, line[:2000])]
-        if not isinstance(msg, dict):
-            return []
+    def on_message(self, msg: dict[str, Any]) -> list[AgentEvent]:
         kind = msg.get("type")
         if kind == "start":
             return [AgentEvent("session", {"session_id": None}, msg)]
@@ -66,31 +62,18 @@ class ScriptStreamParser:
             return [AgentEvent("text", {"text": msg.get("summary") or msg.get("message")}, msg)]
         return []
 
-    def feed_stderr(self, line: str) -> list[AgentEvent]:
-        if line.strip():
-            self.stderr_tail.append(line[:2000])
-        return []
-
-    def liveness_hint(self) -> float | None:
-        return None
-
-    def finish(self, exit_code: int | None, killed_by: str | None) -> Result:
-        stderr = "\n".join(self.stderr_tail) or None
-        if killed_by:
-            return Result(Outcome.FAILED, killed_by, exit_code=exit_code, detail=stderr)
+    def signals(self, exit_code: int | None) -> Signals:
         res = self.result or {}
         if res.get("status") == "success" and exit_code == 0:
             summary = res.get("summary")
-            return Result(
-                Outcome.COMPLETED,
-                "success",
-                final_text=summary if isinstance(summary, str) else "",
-                exit_code=exit_code,
-            )
+            text = summary if isinstance(summary, str) else ""
+            return Signals(final_text=text, declared=(Outcome.COMPLETED, "success"))
         if res.get("status") == "error":
-            message = str(res.get("message") or "script failed")
-            return Result(Outcome.FAILED, "script_error", exit_code=exit_code, detail=message)
-        detail = f"exit code {exit_code}, no result line"
-        if stderr:
-            detail += f"\nstderr:\n{stderr}"
-        return Result(Outcome.FAILED, "crash", exit_code=exit_code, detail=detail)
+            return Signals(declared=(Outcome.FAILED, "script_error"))
+        return Signals()
+
+    def detail_parts(self) -> list[str]:
+        res = self.result or {}
+        if res.get("status") == "error":
+            return [str(res.get("message") or "script failed")]
+        return [f"exit code {self.exit_code}, no result line"]

@@ -28,6 +28,15 @@ EVERYTHING = Signals(
 )
 
 
+def test_a_declared_outcome_wins_over_every_rule_but_a_kill() -> None:
+    declared = Signals(**{**EVERYTHING.__dict__, "declared": (Outcome.FAILED, "script_error")})
+    assert classify(declared, None) == (Outcome.FAILED, "script_error")
+    assert classify(declared, "stalled") == (Outcome.HANDOFF_NEEDED, "context")
+    # Declared, an empty answer still completes: the agent said so.
+    quiet = Signals(final_text="", declared=(Outcome.COMPLETED, "success"))
+    assert classify(quiet, None) == (Outcome.COMPLETED, "success")
+
+
 @pytest.mark.parametrize(
     ("drop", "expected"),
     [
@@ -126,3 +135,24 @@ def test_json_numbers_are_read_strictly() -> None:
     assert (as_number(2), as_number(False)) == (2.0, None)
     assert json_object("[1]") is None
     assert json_object('{"a": 1}') == {"a": 1}
+
+
+class _Reporter(_Echo):
+    """A parser whose CLI leaves its usage in a file: ``on_finish`` reads it before the rules."""
+
+    def on_finish(self) -> None:
+        self.usage.output_tokens = 7
+        self.text = "from the report"
+
+
+def test_on_finish_runs_first_and_the_exit_code_is_kept_for_the_detail() -> None:
+    parser = _Reporter()
+    result = parser.finish(0, None)
+    assert (result.outcome, result.final_text, result.usage.output_tokens) == (
+        Outcome.COMPLETED,
+        "from the report",
+        7,
+    )
+    killed = _Reporter().finish(-15, "timeout")
+    assert (killed.reason, killed.usage.output_tokens) == ("timeout", 7)
+    assert parser.finish(3, None).exit_code == parser.exit_code == 3
