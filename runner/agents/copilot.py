@@ -1,5 +1,5 @@
 """GitHub Copilot CLI, headless: `copilot --output-format json ...`, the prompt on stdin
-(docs/agents/copilot.md).
+(docs/agents.md).
 
 The JSONL stream (`{type, data, id, timestamp}`) ends with a `result` line (`sessionId`,
 `exitCode`). A failed model call is a `model.call_failure`; Copilot retries it (a 429 five times,

@@ -1,7 +1,7 @@
 """Gemini CLI, headless: `gemini -p "" --output-format stream-json --skip-trust -m M`.
 
 What the pinned binary (0.61.0) needs (agent-clis.md §5), as run against a scripted Gemini API
-(tests/conformance/test_gemini.py, docs/agents/gemini.md):
+(tests/conformance/test_gemini.py, docs/agents.md):
 
 - A settings file in the agent's private HOME (`~/.gemini/settings.json`, written through
   `Invocation.files`): the auth type (with `GOOGLE_GEMINI_BASE_URL` set and none chosen, 0.61

@@ -1,4 +1,4 @@
-"""OpenCode, headless: `opencode run --format json` (agent-clis.md §4; docs/agents/opencode.md).
+"""OpenCode, headless: `opencode run --format json` (agent-clis.md §4; docs/agents.md).
 
 The prompt goes on stdin (a positional prompt reaches the model wrapped in literal quotes). There is
 no final event: the stream ends when the session goes idle. Events: `step_start`, `text`,
