@@ -314,7 +314,8 @@ async def test_server_errors_are_retried_then_fail(rig_for, status: int) -> None
 async def test_a_stalled_stream_is_killed(rig_for) -> None:
     rig = rig_for(reply(Stall(120), Say("too late")))
     started = time.monotonic()
-    run = await rig.run(rig.request(), stall_s=5.0)
+    # 12 s: longer than the CLI's silent start on two loaded cores (5 s once cut it short).
+    run = await rig.run(rig.request(), stall_s=12.0)
 
     assert (run.result.outcome, run.result.reason) == (Outcome.FAILED, "stalled")
     assert time.monotonic() - started < 60

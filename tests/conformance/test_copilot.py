@@ -243,10 +243,10 @@ async def test_silent_stream_is_killed_as_stalled(
     server = serve(served, reply(Stall(120), Say("too late")))
 
     started = asyncio.get_running_loop().time()
-    run = await copilot.run(server, "Anything.", stall_timeout_s=10)
+    run = await copilot.run(server, "Anything.", stall_timeout_s=20)
 
     assert (run.result.outcome, run.result.reason) == (Outcome.FAILED, "stalled")
-    assert asyncio.get_running_loop().time() - started < 40
+    assert asyncio.get_running_loop().time() - started < 60
     assert len(server.requests) == 1
     assert run.strays == []
 
