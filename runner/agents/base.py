@@ -174,3 +174,11 @@ def resume_failed(result: Result) -> bool:
     return result.reason == "resume_failed" or (
         result.reason == "crash" and result.session_id is None
     )
+
+
+def prompt_with_system(req: RunRequest) -> str:
+    """The prompt with ``system_append`` before it, for CLIs with no flag that appends to their
+    system prompt (gemini, opencode, copilot)."""
+    if req.system_append:
+        return f"{req.system_append}\n\n{req.prompt}"
+    return req.prompt

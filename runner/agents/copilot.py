@@ -32,7 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from runner.agents.base import AgentEvent, Invocation, ProbeInfo, RunRequest
+from runner.agents.base import AgentEvent, Invocation, ProbeInfo, RunRequest, prompt_with_system
 from runner.agents.parsing import Signals, StreamParser, as_dict, as_int
 from runner.agents.probe import probe_version
 
@@ -117,9 +117,7 @@ class CopilotAdapter:
         env = {name: os.environ[name] for name in names if os.environ.get(name)}
         env.update(QUIET_ENV)
         env.update(req.extra_env)
-        prompt = req.prompt
-        if req.system_append:  # no flag appends to its system prompt
-            prompt = f"{req.system_append}\n\n{prompt}"
+        prompt = prompt_with_system(req)
         return Invocation(
             argv=argv,
             env=env,

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from runner.agents.base import AgentEvent, Invocation, ProbeInfo, RunRequest
+from runner.agents.base import AgentEvent, Invocation, ProbeInfo, RunRequest, prompt_with_system
 from runner.agents.parsing import Signals, StreamParser, as_dict, as_int
 from runner.agents.probe import probe_version
 
@@ -120,9 +120,7 @@ class GeminiAdapter:
         env = {n: os.environ[n] for n in (*CREDENTIAL_ENV, *PASSED_ENV) if os.environ.get(n)}
         env.update(QUIET_ENV)
         env.update(req.extra_env)
-        prompt = req.prompt
-        if req.system_append:
-            prompt = f"{req.system_append}\n\n{prompt}"
+        prompt = prompt_with_system(req)
         return Invocation(
             argv=argv,
             env=env,

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from runner.agents.base import AgentEvent, Invocation, ProbeInfo, RunRequest
+from runner.agents.base import AgentEvent, Invocation, ProbeInfo, RunRequest, prompt_with_system
 from runner.agents.parsing import Signals, StreamParser, as_dict, as_int, as_number
 from runner.agents.probe import probe_version
 
@@ -102,9 +102,7 @@ class OpenCodeAdapter:
         env.update(QUIET_ENV)
         env["OPENCODE_PERMISSION"] = json.dumps(PERMISSIONS[req.permissions])
         env.update(req.extra_env)
-        prompt = req.prompt
-        if req.system_append:  # `instructions` in the config takes file paths only
-            prompt = f"{req.system_append}\n\n{prompt}"
+        prompt = prompt_with_system(req)  # `instructions` in the config takes file paths only
         return Invocation(
             argv=argv,
             env=env,
