@@ -3,13 +3,29 @@ worktree, under the network watch, against a scripted model server."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from runner.agents.base import AgentAdapter, AgentEvent, Result, RunRequest
 from runner.process import run_agent
+from tests.conformance.clis import require
 from tests.models import netwatch
+
+
+def watched(cli: str, root: Path) -> Path:
+    """The pinned ``cli`` wrapped in the network watch, logging its connects to ``root/net.log``
+    (strace missing: skipped on a developer's machine, failed under CI, as a missing CLI is)."""
+    binary = require(cli)
+    if not netwatch.available():
+        problem = "strace is not installed: the network watch needs it"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return netwatch.wrap(binary, root / "net.log", root / f"{cli}-watched")
 
 
 def git_workdir(root: Path) -> Path:

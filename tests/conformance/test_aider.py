@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,7 @@ import pytest
 
 from runner.agents.aider import AiderAdapter
 from runner.agents.base import Outcome, RunRequest
-from tests.conformance.clis import require
-from tests.conformance.harness import Run, git_workdir, run_cli
+from tests.conformance.harness import Run, git_workdir, run_cli, watched
 from tests.models import netwatch
 from tests.models.openai_chat import ChatCompletionsServer
 from tests.models.scenario import (
@@ -105,19 +103,8 @@ class Aider:
 
 @pytest.fixture
 def aider(tmp_path: Path) -> Aider:
-    binary = require("aider")
-    if not netwatch.available():
-        pytest.skip("strace is not installed: the network watch needs it")
-    wrapped = netwatch.wrap(binary, tmp_path / "net.log", tmp_path / "aider-watched")
+    wrapped = watched("aider", tmp_path)
     return Aider(tmp_path, git_workdir(tmp_path), wrapped)
-
-
-@pytest.fixture
-def served() -> Iterator[list[ChatCompletionsServer]]:
-    servers: list[ChatCompletionsServer] = []
-    yield servers
-    for server in servers:
-        server.stop()
 
 
 def serve(served: list[ChatCompletionsServer], *turns: Turn) -> ChatCompletionsServer:

@@ -9,7 +9,6 @@ retries are set to none (`request_max_retries`/`stream_max_retries`), so a 429 i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,7 @@ from runner.agents.base import Outcome, RunRequest
 from runner.agents.codex import PROVIDER, CodexAdapter
 from runner.agents.pricing import estimate
 from runner.tries import price_unreported
-from tests.conformance.clis import require
-from tests.conformance.harness import Run, git_workdir, run_cli
+from tests.conformance.harness import Run, git_workdir, run_cli, watched
 from tests.models import netwatch
 from tests.models.openai_responses import ResponsesServer, conversation
 from tests.models.scenario import (
@@ -102,20 +100,8 @@ class Codex:
 
 @pytest.fixture
 def codex(tmp_path: Path) -> Codex:
-    binary = require("codex")
-    if not netwatch.available():
-        pytest.skip("strace is not installed: the network watch needs it")
-    wrapped = netwatch.wrap(binary, tmp_path / "net.log", tmp_path / "codex-watched")
+    wrapped = watched("codex", tmp_path)
     return Codex(tmp_path, git_workdir(tmp_path), wrapped)
-
-
-@pytest.fixture
-def served() -> Iterator[list[ResponsesServer]]:
-    """Servers a test starts, stopped at its end."""
-    servers: list[ResponsesServer] = []
-    yield servers
-    for server in servers:
-        server.stop()
 
 
 def serve(served: list[ResponsesServer], *turns: Turn) -> ResponsesServer:

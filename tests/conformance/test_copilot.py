@@ -12,7 +12,6 @@ rate-limit test keeps them fast with `retry-after: 1`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,7 @@ from runner.agents.base import Outcome, RunRequest
 from runner.agents.copilot import CopilotAdapter
 from runner.agents.pricing import estimate
 from runner.tries import price_unreported
-from tests.conformance.clis import require
-from tests.conformance.harness import Run, git_workdir, run_cli
+from tests.conformance.harness import Run, git_workdir, run_cli, watched
 from tests.models import netwatch
 from tests.models.openai_chat import ChatCompletionsServer
 from tests.models.scenario import (
@@ -102,19 +100,8 @@ class Copilot:
 
 @pytest.fixture
 def copilot(tmp_path: Path, cache: Path) -> Copilot:
-    binary = require("copilot")
-    if not netwatch.available():
-        pytest.skip("strace is not installed: the network watch needs it")
-    wrapped = netwatch.wrap(binary, tmp_path / "net.log", tmp_path / "copilot-watched")
+    wrapped = watched("copilot", tmp_path)
     return Copilot(tmp_path, git_workdir(tmp_path), wrapped, cache)
-
-
-@pytest.fixture
-def served() -> Iterator[list[ChatCompletionsServer]]:
-    servers: list[ChatCompletionsServer] = []
-    yield servers
-    for server in servers:
-        server.stop()
 
 
 def serve(served: list[ChatCompletionsServer], *turns: Turn) -> ChatCompletionsServer:

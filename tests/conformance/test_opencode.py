@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +21,7 @@ import pytest
 
 from runner.agents.base import Outcome, RunRequest
 from runner.agents.opencode import OpenCodeAdapter
-from tests.conformance.clis import require
-from tests.conformance.harness import Run, git_workdir, run_cli
+from tests.conformance.harness import Run, git_workdir, run_cli, watched
 from tests.models import netwatch
 from tests.models.openai_chat import ChatCompletionsServer
 from tests.models.scenario import (
@@ -119,19 +117,8 @@ class OpenCode:
 
 @pytest.fixture
 def opencode(tmp_path: Path) -> OpenCode:
-    binary = require("opencode")
-    if not netwatch.available():
-        pytest.skip("strace is not installed: the network watch needs it")
-    wrapped = netwatch.wrap(binary, tmp_path / "net.log", tmp_path / "opencode-watched")
+    wrapped = watched("opencode", tmp_path)
     return OpenCode(tmp_path, git_workdir(tmp_path), wrapped)
-
-
-@pytest.fixture
-def served() -> Iterator[list[ChatCompletionsServer]]:
-    servers: list[ChatCompletionsServer] = []
-    yield servers
-    for server in servers:
-        server.stop()
 
 
 def serve(served: list[ChatCompletionsServer], *turns: Turn) -> ChatCompletionsServer:
