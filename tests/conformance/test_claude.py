@@ -250,12 +250,13 @@ async def test_rate_limit_with_a_long_retry_after_stops_at_once(rig_for) -> None
 
 
 async def test_rate_limit_with_a_short_retry_after_is_waited_out(rig_for) -> None:
-    """An 8 s retry-after: the CLI announces the wait (system/api_retry), stays silent for it and
-    retries; the adapter's liveness hint keeps a 4 s stall timer from killing it meanwhile."""
-    rig = rig_for(fail(RateLimit(retry_after_s=8)), reply(Say("Recovered.")))
+    """A 20 s retry-after: the CLI announces the wait (system/api_retry), stays silent for it and
+    retries; the adapter's liveness hint keeps a 12 s stall timer from killing it meanwhile (12 s:
+    longer than the CLI's silent start on two loaded cores, which a 4 s timer once cut short)."""
+    rig = rig_for(fail(RateLimit(retry_after_s=20)), reply(Say("Recovered.")))
     req = rig.request()
     del req.extra_env["CLAUDE_CODE_MAX_RETRIES"]
-    run = await rig.run(req, stall_s=4.0)
+    run = await rig.run(req, stall_s=12.0)
 
     assert (run.result.outcome, run.result.reason) == (Outcome.COMPLETED, "success")
     assert run.result.final_text == "Recovered."
@@ -263,7 +264,7 @@ async def test_rate_limit_with_a_short_retry_after_is_waited_out(rig_for) -> Non
     (retry,) = [e for e in run.events if e.kind == "retry"]
     assert retry.data["error"] == "rate_limit"
     assert isinstance(retry.raw, dict)
-    assert retry.raw["retry_delay_ms"] >= 8000
+    assert retry.raw["retry_delay_ms"] >= 20000
 
 
 async def test_unauthorized_is_an_auth_failure(rig_for) -> None:
