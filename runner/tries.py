@@ -207,7 +207,7 @@ class AgentTries:
             home=j.home,
         )
         seconds = round(time.monotonic() - started, 3)
-        price_unreported(result, req.model, getattr(adapter, "provider", None))
+        price_unreported(result, req.model, adapter.provider)
         spent = j.ledger.charge(result.session_id, result.usage, cumulative=cumulative)
         j.results.append(result)
         j.runs.append(AgentRun(number, seconds, spent, result.session_id or resume, bool(resume)))

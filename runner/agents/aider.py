@@ -93,6 +93,7 @@ META = re.compile(
 
 class AiderAdapter:
     name = "aider"
+    provider: str | None = None  # whose price list prices its tokens (pricing.py)
     supported_versions = ">=0.86,<1"
     cumulative_usage = False  # never resumed; `Cost: ... session` is this process's
     credential_env = CREDENTIAL_ENV

@@ -148,6 +148,9 @@ class AgentAdapter(Protocol):
     # True when the CLI reports a resumed session's tokens and cost as the session's running
     # total (the runner then records per-run differences, runner.usage).
     cumulative_usage: bool
+    # Whose price list prices the tokens when the CLI reports no cost (None: by the model's
+    # name, runner.agents.pricing.provider_of).
+    provider: str | None
 
     @property
     def credential_env(self) -> tuple[str, ...]:

@@ -48,6 +48,7 @@ CONTEXT_KEYS = ("input_tokens", "cache_read_input_tokens", "cache_creation_input
 
 class ClaudeAdapter:
     name = "claude"
+    provider: str | None = "anthropic"  # whose price list prices its tokens (pricing.py)
     supported_versions = ">=2.1.300,<2.2"
     # A resumed session continues from the totals its transcript saved (sdk.d.ts).
     cumulative_usage = True

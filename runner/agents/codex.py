@@ -67,7 +67,7 @@ class CodexAdapter:
     instance `{"model_providers.stoneforge.request_max_retries": 0}`."""
 
     name = "codex"
-    provider = "openai"  # whose price list prices its tokens
+    provider: str | None = "openai"  # whose price list prices its tokens
     supported_versions = ">=0.171,<1"
     # After `exec resume`, `turn.completed.usage` is the whole thread's (from 0.155 on; 0.153
     # reported the turn alone).

@@ -43,6 +43,7 @@ STATUS = {"success": Outcome.COMPLETED, "error": Outcome.FAILED}
 
 class CommandAdapter:
     name = "command"
+    provider: str | None = None  # whose price list prices its tokens (pricing.py)
     supported_versions = "*"
     cumulative_usage = False
     bin_env = COMMAND_ENV

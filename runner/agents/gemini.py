@@ -91,7 +91,7 @@ class GeminiAdapter:
     bin_env = BIN_ENV
     supported_versions = ">=0.61,<1"
     cumulative_usage = False  # a resumed session's `result.stats` count this run only
-    provider = "google"
+    provider: str | None = "google"
 
     def __init__(self, binary: str | None = None, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS):
         self.binary = binary or os.environ.get(BIN_ENV, "gemini")

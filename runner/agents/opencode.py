@@ -76,6 +76,7 @@ NO_SESSION = re.compile(r"session not found", re.IGNORECASE)  # after ANSI colou
 
 class OpenCodeAdapter:
     name = "opencode"
+    provider: str | None = None  # whose price list prices its tokens (pricing.py)
     supported_versions = ">=1.18,<2"
     cumulative_usage = False  # `step_finish` events of this run only
     credential_env = (*CREDENTIAL_ENV, *PASSED_ENV)

@@ -16,6 +16,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 class ScriptAdapter:
     name = "script"
+    provider: str | None = None  # whose price list prices its tokens (pricing.py)
     supported_versions = "*"
     cumulative_usage = False
     credential_env: tuple[str, ...] = ()
