@@ -341,3 +341,75 @@ class Clock(Protocol):
     """Wall-clock time in epoch seconds (``time.time``); tests pass a fixed or stepped one."""
 
     def __call__(self) -> float: ...
+
+
+# --- the director and comment commands (issue 12) -------------------------------------------
+
+
+class CommandPort(Protocol):
+    """What comment commands use on GitHub: who may command, the eyes reaction, the reply."""
+
+    async def permission(self, installation_id: int, repo: str, login: str) -> str: ...
+
+    async def issue(self, installation_id: int, ref: IssueRef) -> IssueInfo | None: ...
+
+    async def react_to_comment(
+        self, installation_id: int, repo: str, comment_id: int, content: str
+    ) -> None: ...
+
+    async def reply(self, installation_id: int, ref: IssueRef, body: str) -> int:
+        """Post a new comment on the issue (its id)."""
+        ...
+
+
+class FilingPort(Protocol):
+    """What filing a plan writes: issues, sub-issue and "blocked by" links. Every write is a
+    content-creating request that GitHub's secondary rate limits count."""
+
+    async def create_issue(
+        self, installation_id: int, repo: str, *, title: str, body: str, labels: Sequence[str]
+    ) -> IssueInfo: ...
+
+    async def labeled_issues(
+        self, installation_id: int, repo: str, label: str
+    ) -> list[IssueInfo]: ...
+
+    async def sub_issues(self, installation_id: int, ref: IssueRef) -> list[IssueInfo]: ...
+
+    async def add_sub_issue(
+        self, installation_id: int, parent: IssueRef, child_id: int
+    ) -> None: ...
+
+    async def blocked_by(self, installation_id: int, ref: IssueRef) -> list[IssueRef]: ...
+
+    async def add_blocked_by(
+        self, installation_id: int, ref: IssueRef, blocker_id: int
+    ) -> None: ...
+
+
+class DirectorPort(Protocol):
+    """What comment commands ask of the director (``bot.director``). Each returns the reply to
+    post under the command (None: nothing to say beyond the eyes reaction)."""
+
+    async def plan(
+        self, installation_id: int, epic: IssueRef, *, guidance: str, by: str, comment_id: int
+    ) -> str | None: ...
+
+    async def approve(self, installation_id: int, epic: IssueRef, *, by: str) -> str | None: ...
+
+    async def replan(
+        self, installation_id: int, epic: IssueRef, *, guidance: str, by: str, comment_id: int
+    ) -> str | None: ...
+
+    async def status(self, installation_id: int, ref: IssueRef) -> str | None:
+        """The plan's table and graph when ``ref`` is an epic (None when it is not)."""
+        ...
+
+    async def plan_tasks(self, epic: IssueRef) -> list[IssueRef] | None:
+        """The tasks of the epic's current plan (None when ``epic`` has no plan): ``retry``,
+        ``cancel``, ``pause`` and ``resume`` on an epic act on each."""
+        ...
+
+    async def set_paused(self, epic: IssueRef, paused: bool) -> bool:
+        """Pause or resume the epic's plan (False when it has none)."""
+        ...

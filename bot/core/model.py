@@ -101,6 +101,13 @@ class Task:
     review_id: int | None = None
     # Why it last changed state, typed (``bot.core.lifecycle``): what the shell acts on.
     reason: Reason | None = None
+    # The director's plan the task belongs to (``bot.core.plan``), and its index there.
+    plan_id: str | None = None
+    planned_index: int | None = None
+    # Repository paths the task expects to touch (from its plan): file-aware scheduling.
+    files: tuple[str, ...] = ()
+    # Held by ``/stoneforge pause`` (on the task, or on its plan): never dispatched while set.
+    paused: bool = False
 
     def __post_init__(self) -> None:
         # Normalise once here so every reader can rely on it: a tuple of IssueRef without
@@ -114,6 +121,8 @@ class Task:
             object.__setattr__(self, "blocked_by", blockers)
         if type(self.runs_on) is not tuple:
             object.__setattr__(self, "runs_on", tuple(self.runs_on))
+        if type(self.files) is not tuple:
+            object.__setattr__(self, "files", tuple(self.files))
         if type(self.rate_limits) is not tuple:
             limits = tuple((str(agent), float(until)) for agent, until in self.rate_limits)
             object.__setattr__(self, "rate_limits", limits)

@@ -8,15 +8,16 @@ test fails when it is stale.
 Messages (``docs/architecture.md``, "bot <-> runner protocol"):
 
 - ``ClaimRequest`` -> ``ClaimAnswer`` (``POST /runner/claim``): a ``Job`` or a ``Prefetch``.
-- ``Job``: a discriminated union on ``kind``. ``implement`` (a task's agent run) and
-  ``revise`` (the same branch again, with a review's feedback) exist now; ``JobKind`` reserves
-  the kinds the director and the steward add (``plan``, ``rebase``, ``resolve_conflicts``,
-  ``fix_checks``, ``review``).
+- ``Job``: a discriminated union on ``kind``. ``implement`` (a task's agent run), ``revise``
+  (the same branch again, with a review's feedback) and ``plan`` (the director: break an epic
+  into a plan, ``bot.core.plan``) exist now; ``JobKind`` reserves the kinds the steward adds
+  (``rebase``, ``resolve_conflicts``, ``fix_checks``, ``review``).
 - ``Heartbeat``, ``TranscriptUpload`` and ``JobResult`` are posted to
   ``/runner/jobs/{job_id}/...`` with the job's claim secret in the ``CLAIM_SECRET_HEADER``
   header: a job belongs to the runner that claimed it.
 - ``JobResult``: a discriminated union on ``outcome`` (``completed``, ``handoff``,
-  ``rate_limited``, ``failed``); each reason is an enum, never free text.
+  ``rate_limited``, ``failed``, and ``planned`` for a plan job); each reason is an enum, never
+  free text.
 
 Models the bot receives forbid unknown keys (a typo is a 422 naming the key, not a silent
 default); models the runner receives ignore them (a newer bot may add fields). Numbers are
@@ -81,8 +82,8 @@ class Prefetch(_Sent):
 class JobKind(StrEnum):
     IMPLEMENT = "implement"
     REVISE = "revise"
-    # Reserved for the director and the steward (not dispatched yet):
     PLAN = "plan"
+    # Reserved for the steward (not dispatched yet):
     REBASE = "rebase"
     RESOLVE_CONFLICTS = "resolve_conflicts"
     FIX_CHECKS = "fix_checks"
@@ -115,8 +116,35 @@ class IssueComment(_Sent):
     body: str
 
 
-class _JobBase(_Sent):
-    #: never reused: each dispatch of a task gets a new one
+class LandedWork(_Sent):
+    """A merged blocker of a plan's task, as the bot read it from GitHub: what landed."""
+
+    issue: int = Field(ge=1)
+    title: str
+    pull_number: int | None = None
+    #: the pull request's summary (its body's summary part), capped by the bot
+    summary: str = ""
+    #: the files the pull request changed (capped)
+    files: tuple[str, ...] = ()
+
+
+class PlanContext(_Sent):
+    """What a task of a plan is told about the plan (``bot.core.plan``), so agents of one plan
+    do not re-discover what the others decided. Written by the bot from GitHub; the prompt
+    marks it as data, not instructions."""
+
+    plan_id: str
+    epic: int = Field(ge=1)
+    epic_title: str
+    epic_body: str = ""
+    #: the director's decisions (the plan's ``notes``)
+    notes: tuple[str, ...] = ()
+    #: the task's merged blockers, what each landed
+    landed: tuple[LandedWork, ...] = ()
+
+
+class _JobCommon(_Sent):
+    #: never reused: each dispatch gets a new one
     job_id: Name
     #: only the claiming runner receives it; heartbeats, transcripts and results present it
     claim_secret: str = Field(min_length=16)
@@ -124,10 +152,6 @@ class _JobBase(_Sent):
     issue: int = Field(ge=1)
     title: str
     body: str = ""
-    #: the task's attempt (handoffs count; rate limits and review rounds are refunded)
-    attempt: int = Field(1, ge=1)
-    max_attempts: int = Field(3, ge=1)
-    branch: str
     base: str = "main"
     #: the base's tip as the bot knows it: a runner whose mirror has it skips its fetch
     base_sha: str | None = None
@@ -136,11 +160,20 @@ class _JobBase(_Sent):
     token: str
     lease_s: Seconds = 120.0
     agent: AgentChoice
-    commands: Commands = Commands()
     timeouts: Timeouts = Timeouts()
-    #: what the task may still spend (None: no budget)
+    #: what the job may still spend (None: no budget)
     budget_usd: Money | None = None
     comments: tuple[IssueComment, ...] = ()
+
+
+class _JobBase(_JobCommon):
+    #: the task's attempt (handoffs count; rate limits and review rounds are refunded)
+    attempt: int = Field(1, ge=1)
+    max_attempts: int = Field(3, ge=1)
+    branch: str
+    commands: Commands = Commands()
+    #: set for a task of a director's plan
+    plan: PlanContext | None = None
     #: notes of earlier attempts' handoffs, oldest first
     handoff_notes: tuple[str, ...] = ()
     #: the task was restarted (relabeled, or its branch conflicts with the base): start from
@@ -173,8 +206,28 @@ class ReviseJob(_JobBase):
         return not self.restart
 
 
-Job = Annotated[ImplementJob | ReviseJob, Field(discriminator="kind")]
-JOB: TypeAdapter[ImplementJob | ReviseJob] = TypeAdapter(Job)
+class PlanJob(_JobCommon):
+    """The director: read the repository (a read-only worktree of ``base``) and the epic issue
+    (``issue``, ``title``, ``body``, ``comments``), and write a plan (``bot.core.plan``,
+    ``schema/plan.schema.json``) to the file the runner names. Nothing is pushed."""
+
+    kind: Literal[JobKind.PLAN] = JobKind.PLAN
+    plan_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    #: the maintainer's words after ``/stoneforge plan``
+    guidance: str = ""
+    #: for a replan: what already landed or runs (kept), so the new plan covers only the rest
+    kept: tuple[LandedWork, ...] = ()
+    #: a plan job pushes nothing: no branch
+    branch: str = ""
+    attempt: int = Field(1, ge=1)
+
+    @property
+    def continues_branch(self) -> bool:
+        return False
+
+
+Job = Annotated[ImplementJob | ReviseJob | PlanJob, Field(discriminator="kind")]
+JOB: TypeAdapter[ImplementJob | ReviseJob | PlanJob] = TypeAdapter(Job)
 
 
 class ClaimAnswer(_Sent):
@@ -290,7 +343,8 @@ def failure_reason(text: str) -> FailureReason:
 
 
 class _ResultBase(_Received):
-    branch: str = Field(max_length=255)
+    #: the task's branch ("" for a plan job, which has none)
+    branch: str = Field("", max_length=255)
     agent_seconds: Seconds = 0.0
     summary: str | None = Field(None, max_length=100_000)
     #: summed over the tries
@@ -327,13 +381,28 @@ class FailedResult(_ResultBase):
     reason: FailureReason
 
 
+#: a plan file larger than this is refused by the runner (and by the bot's model)
+PLAN_MAX_BYTES = 1_000_000
+
+
+class PlannedResult(_ResultBase):
+    """A plan job's agent wrote its plan: the JSON as written (the bot validates it against
+    ``bot.core.plan``; the runner already gave the agent one chance to fix its errors)."""
+
+    outcome: Literal["planned"] = "planned"
+    reason: Literal["success"] = "success"
+    plan: dict[str, Any]
+    #: what the runner's own validation still found wrong (empty: it found nothing)
+    errors: tuple[Annotated[str, Field(max_length=2_000)], ...] = Field((), max_length=200)
+
+
 JobResult = Annotated[
-    CompletedResult | HandoffResult | RateLimitedResult | FailedResult,
+    CompletedResult | HandoffResult | RateLimitedResult | FailedResult | PlannedResult,
     Field(discriminator="outcome"),
 ]
-RESULT: TypeAdapter[CompletedResult | HandoffResult | RateLimitedResult | FailedResult] = (
-    TypeAdapter(JobResult)
-)
+RESULT: TypeAdapter[
+    CompletedResult | HandoffResult | RateLimitedResult | FailedResult | PlannedResult
+] = TypeAdapter(JobResult)
 
 
 class ActionsClaim(_Received):

@@ -34,8 +34,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from bot import migrations
 from bot.core.model import IssueRef, Task, TaskState
 from bot.store.base import lock_key, make_engine
+from bot.store.commands import CommandRows
 from bot.store.deliveries import DeliveryRows
 from bot.store.locks import LOCK_LEASE_S, StewardLocks
+from bot.store.plans import PlanRows, PlanTaskRows
 from bot.store.records import (
     ClaimedJob,
     Delivery,
@@ -67,7 +69,15 @@ __all__ = [
 ]
 
 
-class Store(DeliveryRows, RunnerRows, StewardLocks, WorkingSetRows):
+class Store(
+    DeliveryRows,
+    RunnerRows,
+    StewardLocks,
+    WorkingSetRows,
+    PlanRows,
+    PlanTaskRows,
+    CommandRows,
+):
     """Deliveries and tasks. ``url`` is any SQLAlchemy URL; SQLite and PostgreSQL are tested."""
 
     def __init__(self, url: str, *, lock_lease_s: float = LOCK_LEASE_S) -> None:

@@ -113,6 +113,7 @@ def task_to_row(task: Task) -> dict[str, Any]:
     row["state"] = TaskState(task.state).value
     row["blocked_by"] = json.dumps([str(ref) for ref in task.blocked_by])
     row["runs_on"] = json.dumps(list(task.runs_on))
+    row["files"] = json.dumps(list(task.files))
     row["rate_limits"] = json.dumps([list(item) for item in task.rate_limits])
     row["reason"] = reason_to_json(task.reason)
     return row
@@ -123,6 +124,8 @@ def row_to_task(row: RowMapping) -> Task:
     values["state"] = TaskState(row["state"])
     values["blocked_by"] = tuple(IssueRef.parse(text) for text in json.loads(row["blocked_by"]))
     values["runs_on"] = tuple(json.loads(row["runs_on"] or "[]"))
+    values["files"] = tuple(json.loads(row["files"] or "[]"))
+    values["paused"] = bool(row["paused"])
     values["rate_limits"] = tuple(
         (str(agent), float(until)) for agent, until in json.loads(row["rate_limits"] or "[]")
     )

@@ -68,8 +68,13 @@ tasks = sa.Table(
     sa.Column("review_rounds", sa.Integer, nullable=False, server_default="0"),
     sa.Column("revised_review_id", sa.BigInteger),  # the review the last round answered
     sa.Column("reason", sa.Text),  # JSON of bot.core.lifecycle's typed reason
+    sa.Column("plan_id", sa.String(64)),  # the director's plan it belongs to
+    sa.Column("planned_index", sa.Integer),
+    sa.Column("files", sa.Text, nullable=False, server_default="[]"),  # JSON list of paths
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_tasks_state", "state"),
     sa.Index("ix_tasks_state_merged_at", "state", "merged_at"),  # the working set
+    sa.Index("ix_tasks_plan", "plan_id"),
 )
 
 repos = sa.Table(
@@ -82,6 +87,8 @@ repos = sa.Table(
     sa.Column("config_text", sa.Text),
     sa.Column("config_sha", sa.String(64)),
     sa.Column("config_error", sa.Text),
+    # ``/stoneforge pause`` on the repository's control issue: nothing of it is dispatched
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_repos_installation", "installation_id"),
 )
 
@@ -135,6 +142,65 @@ transcripts = sa.Table(  # agent transcripts, served at /transcripts/<id> and li
     sa.Column("size", sa.Integer, nullable=False),
     sa.Column("content", sa.LargeBinary, nullable=False),  # gzip of the (redacted) JSONL text
     sa.Index("ix_transcripts_task", "repo", "number"),
+)
+
+
+plans = sa.Table(  # the director's plans (bot/director/), one per /stoneforge plan or replan
+    "plans",
+    metadata,
+    sa.Column("plan_id", sa.String(64), primary_key=True),
+    sa.Column("repo", sa.String(200), nullable=False),
+    sa.Column("epic", sa.Integer, nullable=False),  # the issue it breaks down
+    sa.Column("installation_id", sa.BigInteger, nullable=False),
+    # requested -> planning -> drafted (filed, labeled stoneforge:draft) -> approved ->
+    # completed; or invalid / failed / replaced (a replan superseded it) / cancelled
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("guidance", sa.Text, nullable=False, server_default=""),
+    sa.Column("requested_by", sa.String(255), nullable=False),
+    sa.Column("request_comment_id", sa.BigInteger),
+    sa.Column("replaces", sa.String(64)),  # the plan a replan supersedes
+    sa.Column("plan_json", sa.Text),  # the validated plan (bot.core.plan.Plan)
+    sa.Column("errors", sa.Text),  # JSON list: why the plan was refused
+    sa.Column("detail", sa.Text),
+    sa.Column("comment_id", sa.BigInteger),  # the plan comment on the epic
+    sa.Column("approved_by", sa.String(255)),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("completed_at", sa.Double),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("cost_usd", sa.Double),  # the plan job's own spend
+    # the plan job, held like a task's (bot/job_claims.py): dispatch count, owner, secret
+    sa.Column("dispatches", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("worker", sa.String(200)),
+    sa.Column("job_owner", sa.String(200)),
+    sa.Column("job_secret_hash", sa.String(64)),
+    sa.Column("lease_until", sa.Double),
+    sa.Index("ix_plans_epic", "repo", "epic"),
+    sa.Index("ix_plans_state", "state"),
+)
+
+plan_tasks = sa.Table(  # each task of a plan, and the issue filed for it
+    "plan_tasks",
+    metadata,
+    sa.Column("plan_id", sa.String(64), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("number", sa.Integer),  # the filed issue; null until filed
+    sa.Column("issue_id", sa.BigInteger),
+    sa.Column("linked", sa.Boolean, nullable=False, server_default=sa.false()),  # sub-issue + deps
+    sa.Column("closed", sa.Boolean, nullable=False, server_default=sa.false()),  # by a replan
+)
+
+commands = sa.Table(  # comment commands acted on: each comment id once (an edit is no command)
+    "commands",
+    metadata,
+    sa.Column("comment_id", sa.BigInteger, primary_key=True),
+    sa.Column("repo", sa.String(200), nullable=False),
+    sa.Column("issue", sa.Integer, nullable=False),
+    sa.Column("verb", sa.String(32), nullable=False),
+    sa.Column("sender", sa.String(255), nullable=False),
+    sa.Column("received_at", sa.Double, nullable=False),
+    sa.Column("outcome", sa.Text),
 )
 
 

@@ -28,6 +28,7 @@ from bot.core.protocol import (
     ImplementJob,
     Job,
     JobResult,
+    PlanJob,
     RateLimitedResult,
     Refusal,
     ReviseJob,
@@ -118,7 +119,13 @@ def test_every_documented_example_is_a_valid_message(name: str, body: str) -> No
 def test_the_docs_show_every_message_and_outcome() -> None:
     assert {name for name, _ in EXAMPLES} == set(MESSAGES)
     outcomes = {json.loads(body)["outcome"] for name, body in EXAMPLES if name == "JobResult"}
-    assert outcomes == {"completed", "handoff", "rate_limited", "failed"}
+    assert outcomes == {"completed", "handoff", "rate_limited", "failed", "planned"}
+    kinds = {
+        json.loads(body).get("job", json.loads(body)).get("kind")
+        for name, body in EXAMPLES
+        if name in ("Job", "ClaimAnswer") and json.loads(body).get("job", {}) is not None
+    }
+    assert {"implement", "revise", "plan"} <= kinds
 
 
 # --- the unions -------------------------------------------------------------------------------
@@ -130,7 +137,15 @@ def test_jobs_discriminate_on_kind() -> None:
     assert type(revise) is ReviseJob
     assert revise.continues_branch
     with pytest.raises(ValidationError, match="union_tag_invalid|does not match"):
-        JOB.validate_python(job_fields(kind="plan"))  # reserved, not dispatched yet
+        JOB.validate_python(job_fields(kind="rebase"))  # reserved, not dispatched yet
+    with pytest.raises(ValidationError, match="plan_id"):
+        JOB.validate_python(job_fields(kind="plan"))
+    plan = JOB.validate_python(
+        job_fields(kind="plan", plan_id="p1", guidance="small steps", branch="")
+    )
+    assert type(plan) is PlanJob
+    assert not plan.continues_branch
+    assert plan.branch == ""
     with pytest.raises(ValidationError, match="union_tag_not_found|Unable to extract tag"):
         JOB.validate_python({k: v for k, v in job_fields().items() if k != "kind"})
     with pytest.raises(ValidationError, match="review_feedback"):
