@@ -244,6 +244,9 @@ class TaskViews:
                 "detail": task.detail,
                 "agent": task.agent,
                 "runs_on": list(task.runs_on),
+                "plan_id": task.plan_id,
+                "planned_index": task.planned_index,
+                "paused": task.paused,
             }
             for task in tasks
         ]

@@ -35,6 +35,7 @@ APP_EVENTS = [
     "issues",
     "issue_dependencies",
     "sub_issues",
+    "issue_comment",  # comment commands: /stoneforge plan, approve, ...
     "pull_request",
     "pull_request_review",
     "check_run",
@@ -238,6 +239,40 @@ class Pipeline:
                     json={"labels": list(item.labels)},
                 )
                 resp.raise_for_status()
+
+    def file_issue(self, title: str, body: str, labels: tuple[str, ...] = ()) -> int:
+        """File one issue as the maintainer; its number."""
+        with self.api() as api:
+            resp = api.post(
+                f"/repos/{FULL}/issues", json={"title": title, "body": body, "labels": list(labels)}
+            )
+            resp.raise_for_status()
+            return int(resp.json()["number"])
+
+    def comment(self, number: int, body: str) -> int:
+        """Comment on an issue as the maintainer (a command, say); the comment's id."""
+        with self.api() as api:
+            resp = api.post(f"/repos/{FULL}/issues/{number}/comments", json={"body": body})
+            resp.raise_for_status()
+            return int(resp.json()["id"])
+
+    def issue(self, number: int) -> dict[str, Any]:
+        with self.api() as api:
+            resp = api.get(f"/repos/{FULL}/issues/{number}")
+            resp.raise_for_status()
+            return dict(resp.json())
+
+    def comments(self, number: int) -> list[dict[str, Any]]:
+        with self.api() as api:
+            resp = api.get(f"/repos/{FULL}/issues/{number}/comments", params={"per_page": 100})
+            resp.raise_for_status()
+            return list(resp.json())
+
+    def sub_issues(self, number: int) -> list[dict[str, Any]]:
+        with self.api() as api:
+            resp = api.get(f"/repos/{FULL}/issues/{number}/sub_issues", params={"per_page": 100})
+            resp.raise_for_status()
+            return list(resp.json())
 
     @contextlib.contextmanager
     def api(self) -> Iterator[httpx.Client]:

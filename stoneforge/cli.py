@@ -218,8 +218,18 @@ def demo(
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 600.0,
     agent: Annotated[str, typer.Option(help="agent adapter for every task")] = "script",
     work_dir: Annotated[Path | None, typer.Option(help="keep the demo's files here")] = None,
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="start from one epic: /stoneforge plan, then /stoneforge approve, then the plan",
+        ),
+    ] = False,
 ) -> None:
     """Show the whole pipeline on this machine: fakehub, the bot, a runner, a sprint of issues.
+
+    With ``--plan``: one epic issue, planned by the director into sub-issues, approved by the
+    maintainer, and run to completion.
 
     The runner gets the agent's own credentials and executable override from this environment
     (what its adapter declares), nothing else of it; without a working, logged-in CLI the demo
@@ -232,6 +242,18 @@ def demo(
     if problem:
         typer.echo(f"stoneforge demo --agent {agent}: {problem}", err=True)
         raise typer.Exit(2)
+    if plan:
+        from demo.plan_run import run_plan_demo
+
+        code = run_plan_demo(
+            workers=workers,
+            report=report,
+            timeout=timeout,
+            agent=agent,
+            work_dir=work_dir,
+            runner_env=agent_env(agent, os.environ),
+        )
+        raise typer.Exit(code)
     code = run_demo(
         workers=workers,
         report=report,
