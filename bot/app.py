@@ -1,7 +1,8 @@
 """The bot's HTTP service: webhook intake, the runner API, health and a read-only task view.
 
-Ingress is thin: verify the signature over the raw body, store the delivery, queue it, answer
-202. No GitHub call and no decision happens on the request path.
+Ingress is thin (``bot/webhook_ingress.py``, in front of the routes): verify the signature
+over the raw body, store the delivery, queue it, answer 202. No GitHub call and no decision
+happens on the request path.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Header, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import PlainTextResponse
 
 from bot.actions_backend import ActionsBackend, actions_router
 from bot.adapters.github import GitHubAdapter, GitHubError
-from bot.metrics import BotMetrics, bot_metrics
+from bot.metrics import bot_metrics
 from bot.ports import GitHubPort
 from bot.runner_api import runner_router, transcript_router
 from bot.service import Bot, job_side
 from bot.settings import BotSettings
-from bot.signature import verify
 from bot.store import Store
+from bot.webhook_ingress import WebhookIngress
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,13 @@ def create_app(settings: BotSettings, *, github: GitHubPort | None = None) -> Fa
     app.state.metrics = metrics
     app.state.actions_backend = actions
     app.include_router(actions_router(actions))
-    app.include_router(_webhook_router(settings, metrics))
+    # POST /webhooks/github: a plain ASGI layer in front of the routes (bot/webhook_ingress.py)
+    app.add_middleware(
+        WebhookIngress,
+        settings=settings,
+        metrics=metrics,
+        intake=lambda: getattr(app.state, "bot", None),
+    )
     app.include_router(runner_router(settings))
     app.include_router(transcript_router())
 
@@ -109,40 +116,6 @@ async def _after_downtime(bot: Bot) -> None:
     """At start-up: redeliver what failed while we were down, then reconcile periodically."""
     await bot.redeliver_failed()
     await bot.reconcile_forever()
-
-
-def _webhook_router(settings: BotSettings, metrics: BotMetrics) -> APIRouter:
-    router = APIRouter()
-
-    @router.post("/webhooks/github")
-    async def github_webhook(
-        request: Request,
-        x_github_event: str | None = Header(default=None),
-        x_github_delivery: str | None = Header(default=None),
-        x_hub_signature_256: str | None = Header(default=None),
-        content_length: int | None = Header(default=None),
-    ) -> Response:
-        event = x_github_event or "unknown"
-
-        def refuse(status: int, message: str) -> Response:
-            metrics.webhook_deliveries.inc(event=event, outcome="rejected")
-            return JSONResponse({"message": message}, status_code=status)
-
-        if content_length is not None and content_length > settings.max_body_bytes:
-            return refuse(413, "payload too large")
-        body = await request.body()
-        if len(body) > settings.max_body_bytes:
-            return refuse(413, "payload too large")
-        if not verify(settings.webhook_secret, body, x_hub_signature_256):
-            return refuse(401, "invalid or missing X-Hub-Signature-256")
-        if not x_github_event or not x_github_delivery:
-            return refuse(400, "missing X-GitHub-Event or X-GitHub-Delivery")
-        bot: Bot = request.app.state.bot
-        fresh = await bot.ingest(x_github_delivery, x_github_event, body)
-        metrics.webhook_deliveries.inc(event=event, outcome="stored" if fresh else "duplicate")
-        return JSONResponse({"stored": fresh, "duplicate": not fresh}, status_code=202)
-
-    return router
 
 
 async def _json(request: Request) -> dict[str, Any]:

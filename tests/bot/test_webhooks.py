@@ -225,3 +225,19 @@ def test_our_own_events_are_stored_as_processed_and_never_queued(
     assert queued == []
     assert _post(client, "issues", _labeled(6), guid="theirs-1").status_code == 202
     assert queued == ["theirs-1"]
+
+
+def test_webhook_path_takes_only_post_and_other_paths_reach_the_app(client: TestClient) -> None:
+    # bot/webhook_ingress.py answers the webhook path itself, in front of FastAPI's routes.
+    resp = client.get("/webhooks/github")
+    assert resp.status_code == 405
+    assert resp.headers["allow"] == "POST"
+    assert client.get("/healthz").json() == {"status": "ok"}
+    body = b'{"zen": "hi"}'
+    resp = client.post(
+        "/webhooks/github",
+        content=body,
+        headers={"X-GitHub-Event": "ping", "X-Hub-Signature-256": sign(SECRET, body)},
+    )
+    assert resp.status_code == 400
+    assert "X-GitHub-Delivery" in resp.json()["message"]
