@@ -106,8 +106,12 @@ def create_app(settings: BotSettings, *, github: GitHubPort | None = None) -> Fa
 
     @app.get("/api/tasks")
     async def tasks(request: Request) -> list[dict[str, Any]]:
+        """The working set (tasks not merged, and those merged within the retention), or with
+        ``?all=true`` every task ever made (its cost grows with the history)."""
         bot: Bot = request.app.state.bot
-        return bot.snapshot(await asyncio.to_thread(bot.store.list_tasks))
+        if request.query_params.get("all") in ("1", "true"):
+            return bot.snapshot(await asyncio.to_thread(bot.store.list_tasks))
+        return bot.snapshot(list((await bot.views.working_set()).tasks))
 
     return app
 

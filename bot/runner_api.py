@@ -34,11 +34,14 @@ from pydantic import TypeAdapter
 from bot import transcripts
 from bot.core.protocol import (
     CLAIM_SECRET_HEADER,
+    PROTOCOL_VERSION,
     RESULT,
     ClaimAnswer,
     ClaimRequest,
     Heartbeat,
     Prefetch,
+    Registered,
+    Registration,
     TranscriptUpload,
 )
 from bot.dispatch import Dispatcher
@@ -49,6 +52,7 @@ from bot.store import RunnerRecord, Store
 from bot.wire import parse_body, refuse
 
 _CLAIM: TypeAdapter[ClaimRequest] = TypeAdapter(ClaimRequest)
+_REGISTRATION: TypeAdapter[Registration] = TypeAdapter(Registration)
 _HEARTBEAT: TypeAdapter[Heartbeat] = TypeAdapter(Heartbeat)
 _UPLOAD: TypeAdapter[TranscriptUpload] = TypeAdapter(TranscriptUpload)
 
@@ -102,28 +106,39 @@ def runner_router(settings: BotSettings) -> APIRouter:
 
     @router.post("/register", status_code=201)
     async def register(request: Request) -> Response:
-        body = await _json(request)
+        body = parse_body(await request.body(), _REGISTRATION)
+        if isinstance(body, JSONResponse):
+            return body
+        if body.protocol > PROTOCOL_VERSION:
+            return refuse(
+                422,
+                f"this runner speaks protocol {body.protocol}; this bot knows up to "
+                f"{PROTOCOL_VERSION}: upgrade the bot",
+            )
         store: Store = request.app.state.bot.store
-        reg = str(body.get("registration_token") or "")
-        if not reg or not await asyncio.to_thread(
-            functools.partial(store.redeem_registration_token, token_hash(reg), now=time.time())
+        if not await asyncio.to_thread(
+            functools.partial(
+                store.redeem_registration_token,
+                token_hash(body.registration_token),
+                now=time.time(),
+            )
         ):
-            return JSONResponse({"message": "unknown, used or expired registration token"}, 401)
+            return refuse(401, "unknown, used or expired registration token")
         runner_token = "sfrun_" + secrets.token_urlsafe(32)
         runner_id = uuid.uuid4().hex
-        labels = [str(x) for x in body.get("labels") or []][:20]
         await asyncio.to_thread(
             functools.partial(
                 store.add_runner,
                 runner_id,
-                name=str(body.get("name") or runner_id)[:100],
-                labels=labels,
-                capacity=max(1, min(int(body.get("capacity") or 1), 64)),
+                name=body.name or runner_id,
+                labels=list(body.labels),
+                capacity=body.capacity,
                 token_hash=token_hash(runner_token),
                 now=time.time(),
             )
         )
-        return JSONResponse({"runner_id": runner_id, "runner_token": runner_token}, 201)
+        answer = Registered(runner_id=runner_id, runner_token=runner_token)
+        return JSONResponse(answer.model_dump(), 201)
 
     @router.post("/claim")
     async def claim(request: Request, authorization: str | None = Header(default=None)) -> Response:

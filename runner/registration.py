@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
+
+from bot.core.protocol import Registered, Registration
 
 CONFIG_ENV = "STONEFORGE_RUNNER_CONFIG"
 
@@ -53,14 +56,13 @@ def register(
 ) -> RunnerCredentials:
     """Register with the bot, save the credentials to `config_path` (mode 0600), return them."""
     bot_url = bot_url.rstrip("/")
-    body = {
-        "registration_token": registration_token,
-        "name": name,
-        "labels": list(labels),
-        "capacity": capacity,
-    }
+    body = Registration(
+        registration_token=registration_token, name=name, labels=tuple(labels), capacity=capacity
+    )
     try:
-        resp = httpx.post(f"{bot_url}/runner/register", json=body, timeout=timeout_s)
+        resp = httpx.post(
+            f"{bot_url}/runner/register", json=body.model_dump(mode="json"), timeout=timeout_s
+        )
     except httpx.HTTPError as exc:
         raise RegistrationError(
             f"cannot reach the bot at {bot_url}: {type(exc).__name__}"
@@ -72,16 +74,25 @@ def register(
         )
     if resp.status_code not in (200, 201):
         raise RegistrationError(f"registration failed: HTTP {resp.status_code} from {bot_url}")
+    if resp.status_code == 422:
+        raise RegistrationError(f"the bot refused the registration: {_message(resp)}")
     try:
-        answer = resp.json()
-        runner_id, runner_token = answer["runner_id"], answer["runner_token"]
-    except (ValueError, KeyError, TypeError):
+        answer = Registered.model_validate_json(resp.content)
+        runner_id, runner_token = answer.runner_id, answer.runner_token
+    except (ValueError, ValidationError):
         raise RegistrationError("the bot's answer has no runner_id and runner_token") from None
-    if not (isinstance(runner_id, str) and isinstance(runner_token, str) and runner_token):
+    if not runner_token:
         raise RegistrationError("the bot's answer has no runner_id and runner_token")
     creds = RunnerCredentials(bot_url, runner_id, runner_token, name, list(labels), capacity)
     save_credentials(creds, config_path or default_config_path())
     return creds
+
+
+def _message(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("message") or resp.text)
+    except (ValueError, AttributeError):
+        return resp.text[:300]
 
 
 def save_credentials(creds: RunnerCredentials, config_path: Path) -> None:

@@ -414,6 +414,26 @@ class ActionsClaim(_Received):
     repository: str | None = Field(None, max_length=200)
 
 
+class Registration(_Received):
+    """``POST /runner/register`` (no bearer token): a one-time registration token made on the
+    bot, traded for the runner's own id and token."""
+
+    registration_token: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    labels: tuple[Annotated[str, Field(max_length=100)], ...] = Field((), max_length=20)
+    capacity: Annotated[int, Field(ge=1, le=64)] = 1
+    #: the runner's protocol version (``PROTOCOL_VERSION``); the bot answers 422 when it
+    #: speaks a newer one than the bot knows
+    protocol: Annotated[int, Field(ge=1)] = PROTOCOL_VERSION
+
+
+class Registered(_Sent):
+    runner_id: str
+    runner_token: str
+    #: the bot's protocol version
+    protocol: int = PROTOCOL_VERSION
+
+
 class Refusal(_Sent):
     """The body of every 4xx answer of the runner API: what was wrong, in words."""
 
@@ -430,6 +450,8 @@ def wire_schema() -> dict[str, Any]:
         "TranscriptUpload": TranscriptUpload,
         "JobResult": JobResult,
         "ActionsClaim": ActionsClaim,
+        "Registration": Registration,
+        "Registered": Registered,
         "Refusal": Refusal,
     }
     definitions: dict[str, Any] = {}

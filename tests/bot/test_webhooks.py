@@ -241,3 +241,17 @@ def test_webhook_path_takes_only_post_and_other_paths_reach_the_app(client: Test
     )
     assert resp.status_code == 400
     assert "X-GitHub-Delivery" in resp.json()["message"]
+
+
+def test_api_tasks_lists_the_working_set_unless_asked_for_all(client: TestClient) -> None:
+    from bot.core.model import Task
+
+    store = client.app.state.bot.store  # type: ignore[attr-defined]
+    now = time.time()
+    store.upsert_task(
+        Task("octo/demo", 1, "old", state=TaskState.MERGED, merged_at=now - 10 * 86400)
+    )
+    store.upsert_task(Task("octo/demo", 2, "new", state=TaskState.MERGED, merged_at=now))
+    store.upsert_task(Task("octo/demo", 3, "open", state=TaskState.QUEUED))
+    assert {t["issue"] for t in client.get("/api/tasks").json()} == {2, 3}
+    assert {t["issue"] for t in client.get("/api/tasks?all=true").json()} == {1, 2, 3}

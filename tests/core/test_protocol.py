@@ -31,6 +31,8 @@ from bot.core.protocol import (
     PlanJob,
     RateLimitedResult,
     Refusal,
+    Registered,
+    Registration,
     ReviseJob,
     TranscriptUpload,
     TryRecord,
@@ -56,6 +58,8 @@ MESSAGES: dict[str, TypeAdapter[Any]] = {
     "TranscriptUpload": TypeAdapter(TranscriptUpload),
     "JobResult": RESULT,
     "ActionsClaim": TypeAdapter(ActionsClaim),
+    "Registration": TypeAdapter(Registration),
+    "Registered": TypeAdapter(Registered),
     "Refusal": TypeAdapter(Refusal),
 }
 SHA = "9fceb02d0ae598e95dc970b74767f19372d61af8"
@@ -241,3 +245,13 @@ def test_adapter_reasons_map_to_the_protocols_enums() -> None:
     assert failure_reason("exit status 3") is FailureReason.OTHER
     assert handoff_reason("max_turns") is HandoffReason.MAX_TURNS
     assert handoff_reason("my_command_gave_up") is HandoffReason.OTHER
+
+
+def test_registration_refuses_a_newer_protocol_and_bad_fields() -> None:
+    ok = Registration.model_validate({"registration_token": "t", "labels": ["gpu"]})
+    assert ok.protocol == 1
+    assert ok.capacity == 1
+    with pytest.raises(ValidationError, match="capacity"):
+        Registration.model_validate({"registration_token": "t", "capacity": 0})
+    with pytest.raises(ValidationError, match="registration_token"):
+        Registration.model_validate({"name": "x"})

@@ -73,6 +73,7 @@ async def test_register_saves_private_credentials(bot: tuple[Bot, str], tmp_path
             "name": "gpu-box",
             "labels": ["linux", "gpu"],
             "capacity": 4,
+            "protocol": 1,
         }
     ]
     assert creds.runner_id == "r-1"
