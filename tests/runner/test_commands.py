@@ -170,6 +170,12 @@ async def test_the_group_is_recorded_while_it_runs_for_the_orphan_reaper(tmp_pat
         )  # fmt: skip
     )
     await _wait_for(tmp_path / "grandchild.pid")
+    # The group is recorded just after the spawn returns, which under load can be after the
+    # command's grandchild already wrote its file: wait for the record, bounded.
+    deadline = time.monotonic() + 10
+    while not (pid_dir.is_dir() and any(pid_dir.iterdir())):
+        assert time.monotonic() < deadline, "the process group was never recorded"
+        await asyncio.sleep(0.02)
     [entry] = list(pid_dir.iterdir())
     assert entry.read_text() == str(tmp_path)
     cancel.set()
