@@ -33,6 +33,7 @@ MAINTAINER = "octo-lead"
 STONEFORGE = (sys.executable, "-m", "stoneforge")  # the command line, as its own process
 APP_EVENTS = [
     "issues",
+    "issue_comment",
     "issue_dependencies",
     "sub_issues",
     "pull_request",
