@@ -244,6 +244,7 @@ class TaskViews:
                 "detail": task.detail,
                 "agent": task.agent,
                 "runs_on": list(task.runs_on),
+                "paused": task.paused,
             }
             for task in tasks
         ]
