@@ -285,6 +285,9 @@ def test_priority_p0_puts_a_task_first(world: World) -> None:
     assert world.tasks()[first]["priority"] == 2
     assert "p0 (most urgent) to p4" in replies(world, first)[-1]
     assert eyes(world, bad["id"]) == 1
+    world.edit(urgent, body="More detail.")  # the issue is synced again: the priority stays
+    world.settle()
+    assert world.tasks()[urgent]["priority"] == 0
     job = world.claim(wait_s=5)
     assert job is not None
     assert job["issue"] == urgent
@@ -341,3 +344,14 @@ def test_the_default_director_says_planning_is_not_available(world: World) -> No
     comment(world, epic, "/stoneforge plan")
     world.settle()
     assert replies(world, epic) == ["Planning is not available yet on this installation."]
+
+
+def test_cancel_takes_a_running_job_back(world: World) -> None:
+    number = queued_task(world, "Stop me")
+    job = wait_until(lambda: world.claim(wait_s=1), what="dispatch")
+    comment(world, number, "/stoneforge cancel")
+    world.settle()
+    assert world.tasks()[number]["state"] == "cancelled"
+    late = world.report(job, {"outcome": "failed", "reason": "tests_failed"})
+    assert late.status_code in (403, 409), "the runner's job is no longer the task's"
+    assert world.tasks()[number]["state"] == "cancelled"
