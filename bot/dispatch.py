@@ -142,8 +142,15 @@ class Dispatcher:
             if self.repos.config(repo).budget.per_day_usd is not None:
                 spent[repo] = await asyncio.to_thread(self.store.cost, repo, today(now))
         claimant = Claimant(backend=backend, labels=labels, unavailable=unavailable)
+        paused = await asyncio.to_thread(self.store.paused_repos) if report.ready else frozenset()
         admission = admit(
-            tasks, report.ready, self.repos.config, claimant, now=now, spent_today=spent
+            tasks,
+            report.ready,
+            self.repos.config,
+            claimant,
+            now=now,
+            spent_today=spent,
+            paused_repos=paused,
         )
         return list(admission.admitted)
 

@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler
 from pydantic.functional_validators import WrapValidator
 
 __all__ = ["MODELS", "Envelope", "parse_event"]
@@ -121,7 +121,7 @@ class Envelope(_Model):
 
 
 class IssuesEvent(Envelope):
-    """``issues`` and ``issue_comment``."""
+    """``issues``."""
 
     issue: Lenient[Issue] = None
     label: Lenient[Label] = None
@@ -139,6 +139,60 @@ class IssuesEvent(Envelope):
     def label_name(self) -> str | None:
         """``labeled`` / ``unlabeled``: the label's name."""
         return self.label.name if self.label else None
+
+
+class IssueComment(_Model):
+    id: Lenient[int] = None
+    body: Lenient[str] = None
+    user: Lenient[Account] = None
+    performed_via_github_app: Lenient[dict[str, Any]] = None  # set when an App wrote it
+
+
+class BodyChange(_Model):
+    from_: Lenient[str] = Field(default=None, alias="from")
+
+
+class CommentChanges(_Model):
+    body: Lenient[BodyChange] = None
+
+
+class IssueCommentEvent(IssuesEvent):
+    """``issue_comment``: ``created`` (a command, maybe), ``edited`` (``changes.body.from``
+    holds the old body), ``deleted``. The issue fields are ``IssuesEvent``'s."""
+
+    comment: Lenient[IssueComment] = None
+    changes: Lenient[CommentChanges] = None
+
+    @property
+    def comment_id(self) -> int | None:
+        return self.comment.id if self.comment else None
+
+    @property
+    def comment_body(self) -> str | None:
+        return self.comment.body if self.comment else None
+
+    @property
+    def comment_by(self) -> str | None:
+        """The comment's author (``comment.user.login``)."""
+        user = self.comment.user if self.comment else None
+        return user.login if user else None
+
+    @property
+    def comment_by_type(self) -> str | None:
+        """``"User"`` | ``"Bot"`` | ``"Organization"``: the comment author's account type."""
+        user = self.comment.user if self.comment else None
+        return user.type if user else None
+
+    @property
+    def via_app(self) -> bool:
+        """Written by a GitHub App (``performed_via_github_app``)."""
+        return self.comment is not None and self.comment.performed_via_github_app is not None
+
+    @property
+    def body_before(self) -> str | None:
+        """``edited``: the body before the edit."""
+        change = self.changes.body if self.changes else None
+        return change.from_ if change else None
 
 
 class IssueDependenciesEvent(Envelope):
@@ -284,7 +338,7 @@ class InstallationRepositoriesEvent(Envelope):
 
 MODELS: dict[str, type[Envelope]] = {
     "issues": IssuesEvent,
-    "issue_comment": IssuesEvent,
+    "issue_comment": IssueCommentEvent,
     "issue_dependencies": IssueDependenciesEvent,
     "sub_issues": SubIssuesEvent,
     "pull_request": PullRequestEvent,

@@ -203,9 +203,11 @@ class IssueSync:
         config = self.repos.config(issue.repo)
         text = parse_blockers(issue.body, issue.repo)
         blockers = tuple(r for r in dict.fromkeys([*native, *text]) if r != issue.ref)
+        # A priority label sets the priority; without one the task keeps what it has (the
+        # default, its plan's, or a `/stoneforge priority`), so a later edit does not undo it.
         priority = min(
             (config.priority_labels[lbl] for lbl in issue.labels if lbl in config.priority_labels),
-            default=2,
+            default=None,
         )
         return {
             "title": issue.title,
@@ -213,7 +215,7 @@ class IssueSync:
             "issue_id": issue.id,
             "installation_id": inst,
             "blocked_by": blockers,
-            "priority": priority,
+            **({"priority": priority} if priority is not None else {}),
             "agent": config.agent_for(issue.labels).name,
             "runs_on": config.runs_on_for(issue.labels),
         }

@@ -31,6 +31,7 @@ from bot.store.working_set import WorkingSet
 __all__ = [
     "AppPort",
     "Clock",
+    "CommandStore",
     "Configs",
     "DeliveryLog",
     "DispatchPort",
@@ -223,8 +224,32 @@ class WorkflowPort(Protocol):
     ) -> None: ...
 
 
+class CommandPort(Protocol):
+    """What comment commands use on GitHub: who may command, the eyes reaction, the reply."""
+
+    async def permission(self, installation_id: int, repo: str, login: str) -> str: ...
+
+    async def issue(self, installation_id: int, ref: IssueRef) -> IssueInfo | None: ...
+
+    async def react_to_comment(
+        self, installation_id: int, repo: str, comment_id: int, content: str
+    ) -> None: ...
+
+    async def reply(self, installation_id: int, ref: IssueRef, body: str) -> int:
+        """Post a new comment on the issue (its id)."""
+        ...
+
+
 class GitHubPort(
-    RepoPort, LabelPort, IssuePort, AppPort, DispatchPort, ResultPort, WorkflowPort, Protocol
+    RepoPort,
+    LabelPort,
+    IssuePort,
+    AppPort,
+    DispatchPort,
+    ResultPort,
+    WorkflowPort,
+    CommandPort,
+    Protocol,
 ):
     """Every GitHub verb the bot uses (``bot.adapters.github.GitHubAdapter``)."""
 
@@ -286,6 +311,21 @@ class JobStore(TaskStore, Protocol):
 
     def expired_leases(self, now: float) -> list[Task]: ...
 
+    def paused_repos(self) -> frozenset[str]: ...
+
+
+class CommandStore(TaskStore, Protocol):
+    """What comment commands keep (``bot.store.commands.CommandRows``): each comment taken
+    once, what came of it, and the repositories paused from their control issue."""
+
+    def take_command(
+        self, comment_id: int, repo: str, issue: int, verb: str, sender: str, now: float
+    ) -> bool: ...
+
+    def command_outcome(self, comment_id: int, outcome: str) -> None: ...
+
+    def set_repo_paused(self, repo: str, paused: bool) -> bool: ...
+
 
 class DeliveryLog(Protocol):
     """The durable log of webhook deliveries intake writes and works through."""
@@ -344,22 +384,7 @@ class Clock(Protocol):
 
 
 # --- the director and comment commands (issue 12) -------------------------------------------
-
-
-class CommandPort(Protocol):
-    """What comment commands use on GitHub: who may command, the eyes reaction, the reply."""
-
-    async def permission(self, installation_id: int, repo: str, login: str) -> str: ...
-
-    async def issue(self, installation_id: int, ref: IssueRef) -> IssueInfo | None: ...
-
-    async def react_to_comment(
-        self, installation_id: int, repo: str, comment_id: int, content: str
-    ) -> None: ...
-
-    async def reply(self, installation_id: int, ref: IssueRef, body: str) -> int:
-        """Post a new comment on the issue (its id)."""
-        ...
+# (``CommandPort`` is above ``GitHubPort``, one of its bases.)
 
 
 class FilingPort(Protocol):

@@ -11,6 +11,8 @@ periodic reconciliation rebuilds everything from GitHub itself. Decisions come f
 - ``views`` (``bot.views.TaskViews``): state changes and what people see of them;
 - ``reconciler`` (``bot.reconcile.Reconciler``): state rebuilt from GitHub, the log pruned;
 - ``steward`` (``bot.steward.Steward``): pull requests merged in dependency order;
+- ``commands`` (``bot.commands.CommandHandler``): ``/stoneforge`` comment commands, with the
+  director behind ``plan``/``approve``/``replan`` (``NoDirector`` until it is wired in);
 - ``signals`` (``bot.signals``): wake-ups and the default branches' tips.
 
 The job side is built next to it by ``job_side`` (one per process, as it holds the tokens
@@ -30,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.actions_backend import ActionsBackend
+from bot.commands import CommandHandler, NoDirector
 from bot.core.graph import GraphReport
 from bot.core.model import IssueRef, Task, TaskState
 from bot.dispatch import Dispatcher
@@ -37,7 +40,7 @@ from bot.handlers import HANDLED_EVENTS, ROUTES, Deps, Router
 from bot.intake import Intake
 from bot.issue_sync import WRITE_PERMISSIONS, IssueSync
 from bot.metrics import BotMetrics
-from bot.ports import Clock, GitHubPort
+from bot.ports import Clock, DirectorPort, GitHubPort
 from bot.pull_cache import PullCache
 from bot.reconcile import Reconciler
 from bot.reporting import Reporter
@@ -63,6 +66,7 @@ class Bot:
         metrics: BotMetrics | None = None,
         *,
         clock: Clock = time.time,
+        director: DirectorPort | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -106,8 +110,13 @@ class Bot:
             retention_s=settings.delivery_retention_s,
             clock=clock,
         )
+        self.commands = CommandHandler(
+            github, store, self.views, director or NoDirector(), self.signals, clock=clock
+        )
         self.router = Router(ROUTES, self.identity)
-        self.deps = Deps(self.repos, self.sync, self.reconciler, self.signals, github)
+        self.deps = Deps(
+            self.repos, self.sync, self.reconciler, self.signals, github, self.commands
+        )
         self.intake = Intake(store, self.pulls, self.identity, self.handle, self.router.events)
         self.steward = Steward(
             github,

@@ -4,6 +4,8 @@
 behind a task, then age) and keeps a task unless a rule holds it back; the first rule that
 matches is its reason:
 
+0. ``/stoneforge pause`` holds it: on the task (or its plan), or on its repository's control
+   issue -> ``Paused``
 1. its repository uses the other backend (runners and GitHub Actions each take only their
    repositories' tasks) -> ``OtherBackend``
 2. it asks for runner labels the claiming runner lacks -> ``MissingLabels`` (Actions routes by
@@ -15,8 +17,14 @@ matches is its reason:
 6. its installation runs ``concurrency.per_installation`` tasks already -> ``InstallationFull``
 7. its repository's daily budget is spent -> ``DayBudgetSpent``
 
-Pure: the caller passes the tasks, the ready set, each repository's configuration and what
-each repository spent today (only those with a daily budget need it).
+File-aware scheduling: an admitted task whose expected ``files`` overlap those of a task
+already running in its repository would likely conflict with it at merge, so it goes after
+every admitted task that does not overlap (in dispatch order otherwise). Overlapping tasks then
+run together only when nothing else is ready to keep the workers busy.
+
+Pure: the caller passes the tasks, the ready set, each repository's configuration, what
+each repository spent today (only those with a daily budget need it) and the paused
+repositories.
 """
 
 from __future__ import annotations
@@ -38,6 +46,12 @@ class Claimant:
     backend: str = "runner"
     labels: frozenset[str] | None = frozenset()
     unavailable: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Paused:
+    scope: Literal["task", "repository"]
+    kind: Literal["paused"] = "paused"
 
 
 @dataclass(frozen=True)
@@ -84,7 +98,8 @@ class DayBudgetSpent:
 
 
 Hold = (
-    OtherBackend
+    Paused
+    | OtherBackend
     | MissingLabels
     | NotBefore
     | NoAgentFree
@@ -123,6 +138,7 @@ def admit(
     *,
     now: float,
     spent_today: Mapping[str, float] | None = None,
+    paused_repos: frozenset[str] = frozenset(),
 ) -> Admission:
     """The ready tasks ``claimant`` may take now, in order, and a reason for each held one."""
     spent = spent_today or {}
@@ -134,12 +150,44 @@ def admit(
     held: dict[IssueRef, Hold] = {}
     for ref in ready:
         task = by_ref[ref]
-        hold = _hold(task, config(task.repo), claimant, now, per_repo, per_inst, spent)
+        hold: Hold | None
+        if task.paused or task.repo in paused_repos:
+            hold = Paused("task" if task.paused else "repository")
+        else:
+            hold = _hold(task, config(task.repo), claimant, now, per_repo, per_inst, spent)
         if hold is None:
             admitted.append(ref)
         else:
             held[ref] = hold
-    return Admission(tuple(admitted), held)
+    return Admission(_files_apart(admitted, by_ref, running), held)
+
+
+def _files_apart(
+    admitted: list[IssueRef], by_ref: Mapping[IssueRef, Task], running: Sequence[Task]
+) -> tuple[IssueRef, ...]:
+    """``admitted`` with the tasks whose files overlap a running task's (same repository)
+    moved after all the others, each group in its own order."""
+    busy: dict[str, set[str]] = {}
+    for task in running:
+        busy.setdefault(task.repo, set()).update(task.files)
+    if not any(busy.values()):
+        return tuple(admitted)
+    clear: list[IssueRef] = []
+    overlapping: list[IssueRef] = []
+    for ref in admitted:
+        taken = busy.get(ref.repo, set())
+        hit = any(_same_path(mine, theirs) for mine in by_ref[ref].files for theirs in taken)
+        (overlapping if hit else clear).append(ref)
+    return (*clear, *overlapping)
+
+
+def _same_path(a: str, b: str) -> bool:
+    """Whether two expected paths touch the same files: equal, or one a directory of the other
+    (``src/`` and ``src/app.py``)."""
+    a, b = a.strip("/"), b.strip("/")
+    if not a or not b:
+        return False
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
 def _hold(

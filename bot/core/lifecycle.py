@@ -13,8 +13,10 @@ The states (``bot.core.model.TaskState``) and the README's diagram:
 6. in_review -> in_review: ``AwaitingReview(reviewers, on_head)``, or no reason (waiting
    cleared)
 7. in_review -> merged: no reason
-8. queued / running -> cancelled: ``Cancelled(cause)``
-9. failed / cancelled -> queued: ``Restarted(by)``: a maintainer put the trigger label back
+8. queued / running -> cancelled: ``Cancelled(cause)``; queued / running / in_review ->
+   cancelled: ``CancelledBy(by)``, a writer's ``/stoneforge cancel``
+9. failed / cancelled -> queued: ``Restarted(by, via)``: a maintainer put the trigger label
+   back (``via="label"``) or commented ``/stoneforge retry`` (``via="command"``)
 
 ``transition`` checks a change against these rules and returns the task fields to store: the
 state, the reason, and ``detail``, the reason in words (``bot.core.render.describe_reason``)
@@ -39,9 +41,11 @@ class CancelCause(StrEnum):
 
 @dataclass(frozen=True)
 class Restarted:
-    """A maintainer put the trigger label back on a failed or cancelled task."""
+    """A maintainer put the trigger label back on a failed or cancelled task, or commented
+    ``/stoneforge retry`` on it."""
 
     by: str | None = None
+    via: Literal["label", "command"] = "label"
     kind: Literal["restarted"] = "restarted"
 
 
@@ -113,6 +117,14 @@ class Cancelled:
     kind: Literal["cancelled"] = "cancelled"
 
 
+@dataclass(frozen=True)
+class CancelledBy:
+    """A writer commented ``/stoneforge cancel`` on the task."""
+
+    by: str
+    kind: Literal["cancelled_by"] = "cancelled_by"
+
+
 Reason = (
     Restarted
     | Conflicted
@@ -124,6 +136,7 @@ Reason = (
     | DispatchRetry
     | Failed
     | Cancelled
+    | CancelledBy
 )
 
 _KINDS: dict[str, type[Reason]] = {
@@ -137,6 +150,7 @@ _KINDS: dict[str, type[Reason]] = {
     "dispatch_retry": DispatchRetry,
     "failed": Failed,
     "cancelled": Cancelled,
+    "cancelled_by": CancelledBy,
 }
 
 Q, R, V = TaskState.QUEUED, TaskState.RUNNING, TaskState.IN_REVIEW
@@ -153,8 +167,9 @@ ALLOWED: dict[tuple[TaskState, TaskState], tuple[type[Reason] | None, ...]] = {
     (V, Q): (ChangesRequested, Conflicted),
     (V, V): (AwaitingReview, None),
     (V, M): (None,),
-    (Q, C): (Cancelled,),
-    (R, C): (Cancelled,),
+    (Q, C): (Cancelled, CancelledBy),
+    (R, C): (Cancelled, CancelledBy),
+    (V, C): (CancelledBy,),
     (F, Q): (Restarted,),
     (C, Q): (Restarted,),
 }

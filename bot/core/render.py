@@ -34,6 +34,7 @@ from bot.core.lifecycle import (
     AwaitingReview,
     CancelCause,
     Cancelled,
+    CancelledBy,
     ChangesRequested,
     Conflicted,
     DispatchRetry,
@@ -172,6 +173,8 @@ def render_missing(task_ref: IssueRef, missing: Iterable[IssueRef], html_base: s
 def describe_reason(reason: Reason) -> str:
     """A task's reason for its last state change, in words (kept as the task's ``detail``)."""
     match reason:
+        case Restarted(by=by, via="command"):
+            return f"restart: /stoneforge retry by @{by}"
         case Restarted():
             return "restart: relabeled"
         case Conflicted(pr=pr, base=base):
@@ -197,6 +200,8 @@ def describe_reason(reason: Reason) -> str:
             return "App uninstalled"
         case Cancelled():
             return "label removed or issue closed"
+        case CancelledBy(by=by):
+            return f"cancelled by @{by} (/stoneforge cancel)"
 
 
 # --- pieces ------------------------------------------------------------------------------------
@@ -207,6 +212,11 @@ def _summary(view: StatusView, word: str) -> str:
         return "the pull request for this issue has been merged."
     if word == FAILED:
         return "the last attempt did not succeed, so Stoneforge stopped."
+    if word == "Cancelled" and isinstance(view.task.reason, CancelledBy):
+        who = view.task.reason.by
+        return (
+            f"@{who} cancelled it with `/stoneforge cancel`; `/stoneforge retry` queues it again."
+        )
     if word == "Cancelled":
         return "the issue was closed or its label removed; Stoneforge stopped working on it."
     if word == "Blocked: configuration error":

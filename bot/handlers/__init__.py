@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.handlers import dependencies, installation, issues, pulls, push
+from bot.handlers import comments, dependencies, installation, issues, pulls, push
 from bot.handlers.routing import Deps, Route, Router
 
 ROUTES: tuple[Route[Any], ...] = (
     *issues.ROUTES,
+    *comments.ROUTES,
     *dependencies.ROUTES,
     *pulls.ROUTES,
     *push.ROUTES,

@@ -1,9 +1,10 @@
 """The webhook table: (event, action) -> a typed handler, composed once.
 
-Each handler module (``issues``, ``dependencies``, ``pulls``, ``push``, ``installation``) lists
-its ``ROUTES``; ``Router`` joins them. A delivery is parsed once, into its event's model
-(``bot.events``); the router drops the App's own echoes, makes sure the repository is set up,
-and calls the handler for ``(event, action)``, else the one for ``(event, None)``, else nothing.
+Each handler module (``issues``, ``comments``, ``dependencies``, ``pulls``, ``push``,
+``installation``) lists its ``ROUTES``; ``Router`` joins them. A delivery is parsed once, into
+its event's model (``bot.events``); the router drops the App's own echoes, makes sure the
+repository is set up, and calls the handler for ``(event, action)``, else the one for
+``(event, None)``, else nothing.
 Handlers are triggers: each re-reads what it acts on from GitHub.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from bot.commands import CommandHandler
 from bot.events import Envelope, parse_event
 from bot.issue_sync import IssueSync
 from bot.logs import bind
@@ -33,6 +35,8 @@ class Deps:
     reconciler: Reconciler
     signals: Signals
     github: RepoPort
+    #: comment commands (``bot.commands``); None: comments are not acted on
+    commands: CommandHandler | None = None
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,15 @@ class FakeGitHub:
     async def add_reaction(self, installation_id: int, ref: IssueRef, content: str) -> None:
         self.calls.append(("add_reaction", (ref, content)))
 
+    async def react_to_comment(
+        self, installation_id: int, repo: str, comment_id: int, content: str
+    ) -> None:
+        self.calls.append(("react_to_comment", (repo, comment_id, content)))
+
+    async def reply(self, installation_id: int, ref: IssueRef, body: str) -> int:
+        self.calls.append(("reply", (ref, body)))
+        return len(self.calls)
+
     async def add_labels(self, installation_id: int, ref: IssueRef, labels: list[str]) -> None:
         self.calls.append(("add_labels", (ref, tuple(labels))))
         self.labels.setdefault(ref, set()).update(labels)

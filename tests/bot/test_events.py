@@ -41,6 +41,12 @@ ABSENT: dict[str, Any] = {
     "head_sha": None,
     "repos_added": (),
     "repos_removed": (),
+    "comment_id": None,
+    "comment_body": None,
+    "comment_by": None,
+    "comment_by_type": None,
+    "via_app": False,
+    "body_before": None,
 }
 
 
@@ -106,6 +112,8 @@ def test_fixtures_cover_every_event_and_action_we_handle() -> None:
                 "parent_issue_removed",
             )
         ),
+        ("issue_comment", "created"),
+        ("issue_comment", "edited"),
         ("pull_request_review", "submitted"),
         ("pull_request_review", "dismissed"),
         ("check_run", "created"),
@@ -139,13 +147,26 @@ def test_fixture_parses_with_the_fields_the_bot_uses(path: Path) -> None:
     if event != "installation" and "repository" in payload:
         assert info.repo == "Codertocat/Hello-World"
 
-    if event == "issues":
+    if event in ("issues", "issue_comment"):
         assert info.issue_number == payload["issue"]["number"] == 1
         assert info.is_pull_request is False
         assert info.label_name == ("bug" if info.action in ("labeled", "unlabeled") else None)
     else:
         assert info.issue_number is None
         assert info.label_name is None
+
+    if event == "issue_comment":
+        comment = payload["comment"]
+        assert info.comment_id == comment["id"]
+        assert info.comment_body == comment["body"]
+        assert info.comment_by == comment["user"]["login"]
+        assert info.comment_by_type == comment["user"]["type"]
+        assert info.via_app is (comment["performed_via_github_app"] is not None)
+        changes = payload.get("changes") or {}
+        assert info.body_before == (changes.get("body") or {}).get("from")
+    else:
+        assert info.comment_id is None
+        assert info.body_before is None
 
     if event == "issue_dependencies":
         blocked, blocking = payload["blocked_issue"], payload["blocking_issue"]
@@ -259,6 +280,16 @@ EXACT: dict[str, dict[str, Any]] = {
         "related_issues": (("Codertocat/Hello-World", 3), ("Codertocat/Hello-World", 2)),
     },
     "star/created": {"action": "created", "repo": "Codertocat/Hello-World"},
+    "issue_comment/edited-from-schema": {
+        "action": "edited",
+        "issue_number": 1,
+        "comment_id": 492700400,
+        "comment_body": "/stoneforge replan",
+        "comment_by": "Codertocat",
+        "comment_by_type": "User",
+        "via_app": False,
+        "body_before": "/stoneforge plan keep the API stable",
+    },
 }
 
 
@@ -291,7 +322,7 @@ def test_hand_built_fixture_matches_the_webhooks_schema(path: Path) -> None:
 
 # --- odd shapes: parse_event never raises ---------------------------------------------------
 
-KNOWN = (*sorted(HANDLED_EVENTS), "issue_comment", "installation", "installation_repositories")
+KNOWN = (*sorted(HANDLED_EVENTS), "installation", "installation_repositories")
 
 
 @pytest.mark.parametrize("event", [*KNOWN, "star", "ping"])

@@ -123,3 +123,26 @@ async def test_issue_labels_are_the_labels_on_the_issue_now(
         await gh.remove_label(inst, REF, "a")
         await gh.add_labels(inst, REF, ["stoneforge:queued"])
     assert await gh.issue_labels(inst, REF) == {"b", "stoneforge:queued"}
+
+
+async def test_a_reply_is_a_new_comment_and_the_eyes_reaction_is_made_once(
+    world: tuple[FakeHub, GitHubAdapter, int, str],
+) -> None:
+    hub, gh, inst, token = world
+    with _api(hub, token) as api:
+        api.post("/repos/octo/app/issues", json={"title": "Commanded"}).raise_for_status()
+        said = api.post("/repos/octo/app/issues/1/comments", json={"body": "/stoneforge status"})
+        said.raise_for_status()
+    comment_id = int(said.json()["id"])
+    await gh.react_to_comment(inst, "octo/app", comment_id, "eyes")
+    await gh.react_to_comment(inst, "octo/app", comment_id, "eyes")  # GitHub answers 200
+    first = await gh.reply(inst, REF, "one")
+    second = await gh.reply(inst, REF, "two")
+    with _api(hub, token) as api:
+        reactions = api.get(f"/repos/octo/app/issues/comments/{comment_id}").json()["reactions"]
+        bodies = [c["body"] for c in api.get("/repos/octo/app/issues/1/comments").json()]
+    assert reactions["eyes"] == 1
+    assert second > first > comment_id
+    assert bodies == ["/stoneforge status", "one", "two"]
+    with pytest.raises(ValueError, match="not a GitHub reaction"):
+        await gh.react_to_comment(inst, "octo/app", comment_id, "thumbs")

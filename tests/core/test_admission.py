@@ -15,6 +15,7 @@ from bot.core.admission import (
     NoAgentFree,
     NotBefore,
     OtherBackend,
+    Paused,
     RepoFull,
     admit,
 )
@@ -35,11 +36,18 @@ def run(
     configs: dict[str, RepoConfig] | None = None,
     claimant: Claimant = Claimant(),
     spent: dict[str, float] | None = None,
+    paused: frozenset[str] = frozenset(),
 ) -> Admission:
     ready = [t.ref for t in tasks if t.state is TaskState.QUEUED]
     known = configs or {}
     return admit(
-        tasks, ready, lambda repo: known.get(repo, DEFAULT), claimant, now=NOW, spent_today=spent
+        tasks,
+        ready,
+        lambda repo: known.get(repo, DEFAULT),
+        claimant,
+        now=NOW,
+        spent_today=spent,
+        paused_repos=paused,
     )
 
 
@@ -118,3 +126,68 @@ def test_7_a_spent_daily_budget_holds_the_repository() -> None:
 def test_the_first_rule_that_matches_is_the_reason() -> None:
     held = task("o/a", 1, not_before=NOW + 5, rate_limits=(("claude", NOW + 60),))
     assert run([held]).held == {held.ref: NotBefore(NOW + 5)}
+
+
+def test_0_a_paused_task_or_any_task_of_a_paused_repository_is_held() -> None:
+    tasks = [task("o/a", 1, paused=True), task("o/a", 2), task("o/b", 3), task("o/b", 4)]
+    result = run(tasks, paused=frozenset({"o/b"}))
+    assert result.admitted == (IssueRef("o/a", 2),)
+    assert result.held == {
+        IssueRef("o/a", 1): Paused("task"),
+        IssueRef("o/b", 3): Paused("repository"),
+        IssueRef("o/b", 4): Paused("repository"),
+    }
+
+
+def test_0_pause_comes_before_every_other_rule() -> None:
+    actions = DEFAULT.model_copy(update={"backend": "actions"})
+    result = run([task("o/a", 1, paused=True)], {"o/a": actions})
+    assert result.held == {IssueRef("o/a", 1): Paused("task")}
+
+
+# --- file-aware scheduling ---------------------------------------------------------------
+
+
+def _running(repo: str, n: int, *files: str) -> Task:
+    return task(repo, n, state=TaskState.RUNNING, files=files)
+
+
+def test_a_task_touching_a_running_tasks_files_goes_after_every_other_admitted_task() -> None:
+    busy = _running("o/a", 1, "src/app.py", "README.md")
+    tasks = [
+        busy,
+        task("o/a", 2, files=("src/app.py",)),  # overlaps
+        task("o/a", 3, files=("src/other.py",)),
+        task("o/a", 4, files=("docs/",)),
+        task("o/a", 5, files=("README.md", "x")),  # overlaps
+        task("o/a", 6),  # says nothing: no overlap
+    ]
+    result = run(tasks)
+    assert result.admitted == tuple(IssueRef("o/a", n) for n in (3, 4, 6, 2, 5)), (
+        "clear ones first, each group in dispatch order"
+    )
+    assert result.held == {}
+
+
+def test_an_overlapping_task_still_runs_when_nothing_else_is_ready() -> None:
+    result = run([_running("o/a", 1, "src/app.py"), task("o/a", 2, files=("src/app.py",))])
+    assert result.admitted == (IssueRef("o/a", 2),)
+
+
+def test_a_directory_overlaps_the_files_under_it_but_not_a_sibling_with_its_prefix() -> None:
+    busy = _running("o/a", 1, "src/core")
+    tasks = [
+        busy,
+        task("o/a", 2, files=("src/core/plan.py",)),
+        task("o/a", 3, files=("src/core_extra.py",)),
+    ]
+    assert run(tasks).admitted == (IssueRef("o/a", 3), IssueRef("o/a", 2))
+
+
+def test_files_running_in_another_repository_do_not_count() -> None:
+    tasks = [
+        _running("o/b", 1, "src/app.py"),
+        task("o/a", 2, files=("src/app.py",)),
+        task("o/a", 3, files=("lib.py",)),
+    ]
+    assert run(tasks).admitted == (IssueRef("o/a", 2), IssueRef("o/a", 3))

@@ -9,6 +9,7 @@ from bot.core.lifecycle import (
     AwaitingReview,
     CancelCause,
     Cancelled,
+    CancelledBy,
     ChangesRequested,
     Conflicted,
     DispatchRetry,
@@ -41,6 +42,7 @@ EVERY_REASON: list[Reason] = [
     DispatchRetry("HTTP 502"),
     Failed("required check 'ci' concluded failure", pr=7),
     Cancelled(CancelCause.UNINSTALLED),
+    CancelledBy("lead"),
 ]
 
 
@@ -62,6 +64,10 @@ EVERY_REASON: list[Reason] = [
         (Q, C, Cancelled(CancelCause.UNTRIGGERED)),
         (F, Q, Restarted("lead")),
         (C, Q, Restarted(None)),
+        (F, Q, Restarted("lead", via="command")),
+        (Q, C, CancelledBy("lead")),
+        (R, C, CancelledBy("lead")),
+        (V, C, CancelledBy("lead")),  # a writer may stop one in review
     ],
 )
 def test_allowed_transitions_return_the_fields_to_store(
@@ -126,6 +132,10 @@ def test_reasons_in_words() -> None:
         "workflow dispatch failed, retrying: HTTP 502",
         "pull request #7: required check 'ci' concluded failure",
         "App uninstalled",
+        "cancelled by @lead (/stoneforge cancel)",
     ]
     assert describe_reason(AwaitingReview(("rita",))) == "waiting for a re-review from @rita"
     assert describe_reason(Cancelled(CancelCause.UNTRIGGERED)) == "label removed or issue closed"
+    assert (
+        describe_reason(Restarted("lead", via="command")) == "restart: /stoneforge retry by @lead"
+    )
