@@ -11,8 +11,11 @@ from typing import Any
 import pytest
 
 import runner.agents
+from action.__main__ import run_job as action_run_job
+from action.__main__ import summary_markdown
+from action.inputs import ActionInputs, RunContext
 from bot.core.plan import Plan, validate_plan
-from bot.core.protocol import PLAN_MAX_BYTES
+from bot.core.protocol import PLAN_MAX_BYTES, PlannedResult
 from runner.agents.base import Invocation, RunRequest
 from runner.agents.script import ScriptAdapter
 from runner.loop import Runner
@@ -160,3 +163,22 @@ def test_the_plan_file_variable_reaches_the_agent(tmp_path: Path) -> None:
                     home=tmp_path, base={})  # fmt: skip
     assert env["STONEFORGE_PLAN_FILE"] == "/w/plan.json"
     assert "STONEFORGE_OTHER" not in env
+
+
+async def test_the_action_runs_a_plan_job_and_summarises_it(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path
+) -> None:
+    """The GitHub Action runs a plan job with the runner's code (``Runner.run_job``)."""
+    fake, url = bot
+    item = plan_job(origin, 44, PLAN)
+    job = fake.answer(item).job  # handed out, as the bot's claim endpoint for the action does
+    assert job is not None
+    inputs = ActionInputs(job_id=job.job_id, bot_url=url, job_token=TOKEN)
+    ctx = RunContext(temp_dir=tmp_path, server_url="https://github.example")
+    report = await action_run_job(job, inputs, ctx)
+
+    assert isinstance(report, PlannedResult)
+    assert fake.results[job.job_id]["plan"] == PLAN
+    summary = summary_markdown(job, report, ctx)
+    assert summary.startswith("## ✅ Stoneforge: octo/demo#44 planned\n")
+    assert "| Plan | 3 tasks, 0 errors left |" in summary
