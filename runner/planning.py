@@ -148,12 +148,18 @@ class Planner:
             return failed(job, "unknown_agent", str(exc))
         try:
             space = await asyncio.to_thread(self._prepare, job, ctl)
-        except (GitError, ValueError) as exc:
+        except (GitError, OSError, ValueError) as exc:
             return failed(job, "git_error", str(exc))
+        except asyncio.CancelledError:
+            ctl.interrupt.set()  # the thread is not cancelled with us: its fetch is
+            raise
         try:
             mirror = self._mirror(job.repo, job.clone_url)
             j = JobState(job, space.worktree, space.base_sha, mirror)
-            files = await asyncio.to_thread(tracked_files, space.worktree)
+            try:
+                files = await asyncio.to_thread(tracked_files, space.worktree)
+            except GitError as exc:
+                return failed(job, "git_error", str(exc))
             log.info("plan_started worker=%s job=%s base=%s sha=%s files=%d",
                      worker, job.job_id, job.base, space.base_sha, len(files))  # fmt: skip
             self._emit("job_started", worker, job.job_id, repo=job.repo, issue=job.issue,
@@ -178,15 +184,15 @@ class Planner:
         sha = prepared.base_sha
         if job.base_sha and job.base_sha != sha and mirror.has_commit(job.base_sha):
             sha = job.base_sha  # the base moved since the bot dispatched: plan what it saw
+        folder = self.work_dir / "plans" / f"{slug(job.job_id)}-{key}"
         try:
             mirror.detach_worktree(prepared.path, sha)
             mirror.delete_branch(branch)
-        except GitError:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(mode=0o700, parents=True)
+        except (GitError, OSError):
             self.workspaces.release(prepared.path, keep_warm=False)
             raise
-        folder = self.work_dir / "plans" / f"{slug(job.job_id)}-{key}"
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(mode=0o700, parents=True)
         return PlanWorkspace(Path(prepared.path), sha, folder)
 
     def _discard(self, space: PlanWorkspace, job_id: str) -> None:
@@ -209,11 +215,13 @@ class Planner:
         ctl: Control,
         bot: BotClient | None,
     ) -> JobResult | None:
-        job, errors = j.job, list[str]()
+        job, errors, read = j.job, list[str](), PlanRead(None)
         for number in (1, 2):
             if ctl.stopping or ctl.cancelled:
                 return None if ctl.cancelled else self._shutdown(j)
             if self.tries.budget_left(j) == 0.0:
+                if read.plan is not None:  # no budget for the retry: the plan as it is
+                    return PlannedResult(plan=read.plan, errors=tuple(errors), **j.facts())
                 return failed(job, "budget", "the plan's budget is spent", **j.facts())
             prompt = build_plan_prompt(job, space.worktree, space.plan_file, files, errors=errors)
             followup = build_plan_followup(errors, space.plan_file) if errors else None

@@ -40,6 +40,29 @@ SILENT = (
 )
 
 
+# An agent that scribbles on the worktree (a tracked file, a new file, a commit) and writes a
+# one-task plan to the file its environment names.
+SCRIBBLER = """
+import json, os, pathlib, subprocess, sys
+sys.stdin.read()
+pathlib.Path("README.md").write_text("scribbled\\n")
+pathlib.Path("new.txt").write_text("new\\n")
+subprocess.run(["git", "-c", "user.name=a", "-c", "user.email=a@a", "commit", "-qam", "x"])
+plan = {"tasks": [{"title": "Only task"}]}
+pathlib.Path(os.environ["STONEFORGE_PLAN_FILE"]).write_text(json.dumps(plan))
+print(json.dumps({"type": "start"}))
+print(json.dumps({"type": "result", "status": "success", "summary": "planned"}))
+"""
+
+
+class ScribblerAdapter(ScriptAdapter):
+    name = "scribbler"
+
+    def build(self, req: RunRequest) -> Invocation:
+        argv = [sys.executable, "-c", SCRIBBLER]
+        return Invocation(argv=argv, env=req.extra_env, cwd=req.workdir, stdin=req.prompt.encode())
+
+
 class SilentAdapter(ScriptAdapter):
     name = "silent"
 
@@ -136,6 +159,24 @@ async def test_a_plan_job_whose_agent_writes_nothing_fails_with_the_reason(
     script = fake.results["octo/demo#43@plan-p43-1"]
     assert (script["outcome"], script["reason"]) == ("failed", "script_error")
     assert "expected one stoneforge-plan block, found 0" in script["detail"]
+
+
+async def test_the_agents_edits_are_discarded_and_nothing_is_pushed(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(runner.agents._FACTORIES, "scribbler", ScribblerAdapter)
+    fake, url = bot
+    before = origin_refs(origin)
+    fake.jobs = [plan_job(origin, 45, None, agent={"name": "scribbler", "model": None})]
+    events: list[dict[str, Any]] = []
+    await run_until(make_runner(url, tmp_path, events), fake, 1)
+
+    result = fake.results["octo/demo#45@plan-p45-1"]
+    assert result["outcome"] == "planned", result
+    assert result["plan"] == {"tasks": [{"title": "Only task"}]}
+    assert origin_refs(origin) == before
+    started = next(e for e in events if e["type"] == "job_started")
+    assert_no_trace(tmp_path / "work", Path(started["worktree"]), Path(started["plan_file"]))
 
 
 def test_the_plan_file_is_read_only_as_a_regular_file_within_the_cap(tmp_path: Path) -> None:
