@@ -4,7 +4,8 @@ Claim the job the bot dispatched with its single-use job token (a ``bot.core.pro
 its claim secret included), run it with the runner's own code (``Runner.run_job``: worktree,
 agent, commit, push, heartbeats, transcripts, result), then
 write the step outputs (``outcome``, ``reason``, ``head_sha``, ``branch``, ``job_id``) and a
-Markdown job summary. Exit 0 when the job completed or handed off, 1 otherwise.
+Markdown job summary. Exit 0 when the job completed, handed off or (a plan job) planned, 1
+otherwise. A plan job runs the same way (``runner.planning``): it pushes nothing.
 """
 
 from __future__ import annotations
@@ -23,12 +24,20 @@ import httpx
 from pydantic import ValidationError
 
 from action.inputs import ActionInputs, RunContext
-from bot.core.protocol import JOB, ActionsClaim, CompletedResult, HandoffResult, Job, JobResult
+from bot.core.protocol import (
+    JOB,
+    ActionsClaim,
+    CompletedResult,
+    HandoffResult,
+    Job,
+    JobResult,
+    PlannedResult,
+)
 from runner.loop import Runner
 
 log = logging.getLogger("action")
 
-SUCCESS_OUTCOMES = frozenset({"completed", "handoff"})
+SUCCESS_OUTCOMES = frozenset({"completed", "handoff", "planned"})
 CLAIM_ATTEMPTS = 5
 SUMMARY_LIMIT = 60_000  # characters of agent text; the whole summary stays far below 1 MiB
 
@@ -180,7 +189,7 @@ def summary_markdown(job: Job, report: JobResult | None, ctx: RunContext) -> str
     repo, issue = job.repo, job.issue
     outcome = report.outcome if report is not None else "cancelled"
     reason = str(report.reason) if report is not None else "the bot took the job back"
-    icon = "✅" if outcome == "completed" else "↪️" if outcome == "handoff" else "❌"
+    icon = "✅" if outcome in ("completed", "planned") else "↪️" if outcome == "handoff" else "❌"
     usage = report.usage if report is not None else None
     head = _head(report)
     rows = [
@@ -193,6 +202,10 @@ def summary_markdown(job: Job, report: JobResult | None, ctx: RunContext) -> str
         ("Agent", _cell(job.agent.name)),
         ("Agent time", f"{report.agent_seconds if report is not None else 0.0:.1f} s"),
     ]
+    if isinstance(report, PlannedResult):
+        tasks = report.plan.get("tasks")
+        count = len(tasks) if isinstance(tasks, list) else 0
+        rows.append(("Plan", f"{count} tasks, {len(report.errors)} errors left"))
     if usage is not None:
         rows.append(("Tokens", f"{usage.input_tokens} in / {usage.output_tokens} out"))
         if usage.cost_usd is not None:

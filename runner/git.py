@@ -362,6 +362,20 @@ class RepoMirror:
         self.switch_worktree(path, branch, sha)
         return sha
 
+    def detach_worktree(self, path: Path, sha: str) -> None:
+        """Check out ``sha`` with a detached HEAD in a worktree, discarding tracked changes."""
+        path = Path(path).absolute()
+        if not self.owns_worktree(path):
+            raise GitError(f"{path} is not a worktree of {self.full_name}")
+        _run(["checkout", "--quiet", "--force", "--detach", sha], path)
+
+    def has_commit(self, sha: str) -> bool:
+        """Whether the mirror holds the commit ``sha``."""
+        if not _SHA.fullmatch(sha) or not (self.path / "HEAD").exists():
+            return False
+        proc = self._git("cat-file", "-e", f"{sha}^{{commit}}", ok=(0, 1, 128))
+        return proc.returncode == 0
+
     def clean_worktree(self, path: Path) -> None:
         """Discard every change in the worktree and detach HEAD (the branch stays)."""
         path = Path(path).absolute()

@@ -16,16 +16,19 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from bot.core.protocol import (
     COST_NOTE_MAX,
     CompletedResult,
     FailedResult,
     HandoffResult,
+    ImplementJob,
     Job,
     JobResult,
+    PlanJob,
     RateLimitedResult,
+    ReviseJob,
     TryOutcome,
     TryRecord,
     handoff_reason,
@@ -46,6 +49,10 @@ TAIL_CHARS = 4000
 TEXT_LIMIT = 100_000  # characters of a summary, detail or note the protocol accepts
 REASON_LIMIT = 200
 NO_CHANGES = "You made no changes to the working tree, but the task needs changes."
+
+#: a job that works on a task's branch (a plan job has none: ``runner.planning``)
+TaskJob = ImplementJob | ReviseJob
+J = TypeVar("J", bound=ImplementJob | ReviseJob | PlanJob)
 
 
 @dataclass
@@ -88,8 +95,10 @@ class AgentRun:
 
 
 @dataclass
-class JobState:
-    job: Job
+class JobState(Generic[J]):
+    """One execution of a job: a task job (``TaskJob``) or a plan job."""
+
+    job: J
     worktree: Path
     base_sha: str
     mirror: RepoMirror
@@ -302,7 +311,7 @@ def diff_stat(worktree: Path, base_sha: str) -> str:
     return worktree_git(worktree, "diff", "--stat", base_sha, "HEAD")
 
 
-def commit_work(j: JobState, handoff_reason: str) -> str | None:
+def commit_work(j: JobState[TaskJob], handoff_reason: str) -> str | None:
     """Commit everything (not `.stoneforge/`); the head to push, or None when nothing changed."""
     title = j.job.title or f"Task #{j.job.issue}"
     trailers = f"Stoneforge-Task: {j.job.repo}#{j.job.issue}\n"

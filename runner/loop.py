@@ -1,12 +1,12 @@
 """The runner daemon: K workers claim jobs from the bot, run an agent in a worktree, push, report.
 
-Per job (docs/architecture.md, "bot <-> runner protocol"): prepare the task's worktree (and run
+Per task job (docs/architecture.md, "bot <-> runner protocol"): prepare the task's worktree (and run
 the repository's setup command), build the prompt, run the agent while heartbeating, verify
 (a non-empty change, the repository's test command), retry the agent once with the failure in
 its prompt (resuming its session when the CLI can), then commit and force-push the task branch
 and post the result. An agent that runs out of room, or asks for a handoff, has its work in
 progress pushed and its note reported. Tokens and cost are recorded per run, as the run's own
-spend (runner.usage).
+spend (runner.usage). A plan job (the director's) goes to ``runner.planning`` instead.
 
 Every failure becomes a result; a worker never dies, and the worktree is always released. The
 only jobs that end without a result are those the bot cancelled or no longer counts as this
@@ -30,19 +30,21 @@ from typing import Any
 
 import httpx
 
-from bot.core.protocol import ClaimRequest, Job, JobResult, Prefetch
+from bot.core.protocol import ClaimRequest, Job, JobResult, PlanJob, Prefetch
 from runner.agents import get_adapter, known_agents
 from runner.bot_client import Beat, BotClient, ClaimError
 from runner.git import GitError, RepoMirror
 from runner.job import (
     Control,
     JobState,
+    TaskJob,
     exclude_scratch,
     failed,
     handoff,
     scrub_report,
     setup_detail,
 )
+from runner.planning import Planner
 from runner.process import KilledBy, reap_orphans
 from runner.tries import AgentTries
 from runner.workspace import Workspaces
@@ -120,6 +122,14 @@ class Runner:
             runner_token=token,
             pause=self._pause,
             emit=self._emit,
+        )
+        self.planner = Planner(
+            work_dir=self.work_dir,
+            workspaces=self.workspaces,
+            tries=self.tries,
+            mirror=self._mirror,
+            emit=self._emit,
+            agent_override=agent_override,
         )
 
     # -- daemon ------------------------------------------------------------------------------
@@ -263,7 +273,7 @@ class Runner:
             return None
         assert report is not None
         report = scrub_report(report, job.token)
-        if report.outcome != "completed":
+        if report.outcome not in ("completed", "planned"):
             outcome, reason = report.outcome, str(report.reason)
             log.warning("job_%s worker=%s job=%s reason=%s", outcome, worker, job_id, reason)
             self._emit(f"job_{outcome}", worker, job_id, reason=reason, detail=report.detail)
@@ -274,6 +284,11 @@ class Runner:
         return report
 
     async def _execute(self, worker: str, job: Job, ctl: Control) -> JobResult | None:
+        if isinstance(job, PlanJob):  # the director's: a read-only worktree, a plan file
+            return await self.planner.run(worker, job, ctl, self._bot)
+        return await self._execute_task(worker, job, ctl)
+
+    async def _execute_task(self, worker: str, job: TaskJob, ctl: Control) -> JobResult | None:
         repo, branch = job.repo, job.branch
         try:
             prepared = await asyncio.to_thread(

@@ -60,6 +60,8 @@ TAIL_BYTES = 2_800  # ... and from its end (with the marker, within runner.job.T
 SECRET_MARKERS = ("TOKEN", "SECRET", "PRIVATE_KEY", "PASSWORD")
 BLOCKED_NAMES = frozenset({"GITHUB_TOKEN", "GH_TOKEN"})
 BLOCKED_PREFIXES = ("STONEFORGE_", "GIT_CONFIG_")
+#: names under a blocked prefix that the runner itself gives an agent (no secret: a path)
+RUNNER_NAMES = frozenset({"STONEFORGE_PLAN_FILE"})
 PASSED_THROUGH = ("PATH", "LANG", "LC_ALL")
 POLL_S = 0.05
 
@@ -91,6 +93,8 @@ class Flag(Protocol):
 
 def is_secret_name(name: str) -> bool:
     upper = name.upper()
+    if upper in RUNNER_NAMES:
+        return False
     return (
         upper in BLOCKED_NAMES
         or upper.startswith(BLOCKED_PREFIXES)

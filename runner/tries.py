@@ -6,16 +6,20 @@ can. Each try is judged by the runner (never by the agent's exit code), its tran
 with that verdict, and the job ends in a push (completed), a handoff (work in progress pushed
 with a note), a rate-limit pause, or a failure: a typed ``JobResult``. ``runner.loop.Runner``
 runs the daemon around it and gives it its settings, a ``pause`` callback (an agent a provider
-rate-limited) and an ``emit`` callback (progress events).
+rate-limited) and an ``emit`` callback (progress events). A plan job's tries
+(``runner.planning``) use the same runs, transcripts and accounting (``attempt``, ``run_once``,
+``send_transcripts``), judged by their own rules.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,9 @@ from runner.job import (
     NO_CHANGES,
     AgentRun,
     Control,
+    J,
     JobState,
+    TaskJob,
     UnsentTranscript,
     Verdict,
     clip,
@@ -96,7 +102,7 @@ class AgentTries:
         self._emit = emit
 
     async def run(
-        self, worker: str, j: JobState, ctl: Control, bot: BotClient | None
+        self, worker: str, j: JobState[TaskJob], ctl: Control, bot: BotClient | None
     ) -> JobResult | None:
         """Up to two agent tries; the second only after a try that completed without passing.
 
@@ -110,10 +116,16 @@ class AgentTries:
             adapter = get_adapter(agent_name)
         except ValueError as exc:
             return failed(j.job, "unknown_agent", str(exc))
+        async with self.job_home(j):
+            return await self._tries(worker, j, adapter, agent, agent_name, ctl, bot)
+
+    @contextlib.asynccontextmanager
+    async def job_home(self, j: JobState[J]) -> AsyncIterator[Path]:
+        """The agent's HOME for the whole job (fresh, removed afterwards); old logs pruned."""
         j.home = self.work_dir / "homes" / slug(j.job.job_id)
         await asyncio.to_thread(fresh_home, j.home)
         try:
-            return await self._tries(worker, j, adapter, agent, agent_name, ctl, bot)
+            yield j.home
         finally:
             await asyncio.to_thread(shutil.rmtree, j.home, True)
             await asyncio.to_thread(prune_logs, self.work_dir / "logs", self.logs_kept)
@@ -121,7 +133,7 @@ class AgentTries:
     async def _tries(
         self,
         worker: str,
-        j: JobState,
+        j: JobState[TaskJob],
         adapter: Any,
         agent: AgentChoice,
         agent_name: str,
@@ -132,57 +144,68 @@ class AgentTries:
         for number in (1, 2):
             if ctl.stopping or ctl.cancelled:
                 return await self._handoff(j, "runner_shutdown", ctl)
-            if self._budget_left(j) == 0.0:
+            if self.budget_left(j) == 0.0:
                 if number == 1:  # the bot sent a task whose budget earlier attempts spent
                     detail = "the task's budget is spent: nothing is left for this attempt"
                     return failed(j.job, "budget", detail)
                 return await self._handoff(j, "budget", ctl)
-            result = await self._attempt(worker, j, adapter, agent, number, failure, ctl)
+            prompt = build_prompt(j.job, j.worktree, failure=failure)
+            followup = build_followup(failure) if failure else None
+            result = await self.attempt(worker, j, adapter, agent, number, ctl,
+                                        prompt=prompt, followup=followup)  # fmt: skip
             verdict = await self._judge(j, result, ctl)
             j.log_try(number, verdict, result)
             if bot is not None:
-                await self._send_transcripts(j, verdict, bot)
+                await self.send_transcripts(j, verdict, bot)
             if verdict.outcome == "retry" and number == 1:
                 failure = verdict.detail
                 continue
             return await self._finish(worker, j, verdict, agent_name, ctl)
         raise AssertionError("unreachable")
 
-    async def _attempt(
+    async def attempt(
         self,
         worker: str,
-        j: JobState,
+        j: JobState[J],
         adapter: Any,
         agent: AgentChoice,
         number: int,
-        failure: str | None,
         ctl: Control,
+        *,
+        prompt: str,
+        followup: str | None,
+        extra_env: Mapping[str, str] | None = None,
+        extra_dirs: Sequence[Path] = (),
     ) -> Result:
-        """One try. A retry resumes the last run's session with only the failure as its prompt
-        when the agent can; if that resume fails at once, it starts afresh with the whole prompt.
+        """One try. A retry (``followup``: the news since the last try) resumes the last run's
+        session with only ``followup`` as its prompt when the agent can; if that resume fails at
+        once, or the agent cannot resume, it starts afresh with the whole ``prompt``.
         """
         last = j.results[-1] if j.results else None
-        session = last.session_id if failure and last and adapter.can_resume() else None
+        session = last.session_id if followup and last and adapter.can_resume() else None
+        run = functools.partial(self.run_once, worker, j, adapter, agent, number=number,
+                                ctl=ctl, extra_env=extra_env, extra_dirs=extra_dirs)  # fmt: skip
         if session:
-            prompt = build_followup(failure or "")
-            result = await self._try(worker, j, adapter, agent, prompt, number, ctl, session)
+            result = await run(followup or "", resume=session)
             if not resume_failed(result) or ctl.interrupt.is_set():
                 return result
             log.warning("resume_failed job=%s try=%d session=%s reason=%s; starting afresh",
                         j.job.job_id, number, session, result.reason)  # fmt: skip
-        prompt = build_prompt(j.job, j.worktree, failure=failure)
-        return await self._try(worker, j, adapter, agent, prompt, number, ctl)
+        return await run(prompt)
 
-    async def _try(
+    async def run_once(
         self,
         worker: str,
-        j: JobState,
+        j: JobState[J],
         adapter: Any,
         agent: AgentChoice,
         prompt: str,
+        *,
         number: int,
         ctl: Control,
         resume: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        extra_dirs: Sequence[Path] = (),
     ) -> Result:
         """One agent run; its usage is recorded as what this run spent (runner.usage)."""
         timeouts = j.job.timeouts
@@ -194,6 +217,8 @@ class AgentTries:
             model=agent.model,
             budget_usd=self._budget(j, resume if cumulative else None),
             resume_session=resume,
+            extra_env=dict(extra_env or {}),
+            extra_dirs=list(extra_dirs),
         )
         started = time.monotonic()
         result = await run_agent(
@@ -223,7 +248,7 @@ class AgentTries:
         return result
 
     @staticmethod
-    def _budget_left(j: JobState) -> float | None:
+    def budget_left(j: JobState[J]) -> float | None:
         """What is left of the job's budget (the bot sends what earlier attempts left of the
         task's), after this job's runs so far; None when there is no budget."""
         budget = j.job.budget_usd
@@ -232,17 +257,17 @@ class AgentTries:
         spent = sum(run.spent.cost_usd or 0.0 for run in j.runs)
         return max(0.0, round(budget - spent, 6))
 
-    def _budget(self, j: JobState, session: str | None) -> float | None:
+    def _budget(self, j: JobState[J], session: str | None) -> float | None:
         """The cap for one run: what is left. A CLI that counts a resumed session's running
         total against its cap (claude) gets what the session spent so far on top."""
-        left = self._budget_left(j)
+        left = self.budget_left(j)
         if left is None:
             return None
         earlier = j.ledger.totals.get(session) if session else None
         spent = earlier.cost_usd if earlier is not None else None
         return round(left + (spent or 0.0), 6)
 
-    def _log_dir(self, j: JobState, number: int) -> Path:
+    def _log_dir(self, j: JobState[J], number: int) -> Path:
         """A fresh folder per agent run: a job id can repeat (a review round or a rate limit
         gives the attempt back), and a resume that failed is followed by a fresh run."""
         j.run_count += 1
@@ -253,7 +278,7 @@ class AgentTries:
             / (f"try{number}-run{j.run_count}")
         )
 
-    async def _send_transcripts(self, j: JobState, verdict: Verdict, bot: BotClient) -> None:
+    async def send_transcripts(self, j: JobState[J], verdict: Verdict, bot: BotClient) -> None:
         """Upload the runs of the try just judged, labeled with the runner's verdict: an agent
         that "completed" but whose tests failed is a failed try. A run whose resume failed
         before a fresh one took over is labeled so."""
@@ -269,7 +294,7 @@ class AgentTries:
                 secrets=(j.job.token, j.job.claim_secret, self._token),
             )  # fmt: skip
 
-    async def _judge(self, j: JobState, result: Result, ctl: Control) -> Verdict:
+    async def _judge(self, j: JobState[TaskJob], result: Result, ctl: Control) -> Verdict:
         """What one try amounts to; `retry` is a completed try that did not pass."""
         if ctl.cancelled:
             return Verdict("cancelled", "cancelled")
@@ -309,14 +334,14 @@ class AgentTries:
         return Verdict("retry", "tests_failed", detail + tests.output_tail)
 
     async def _finish(
-        self, worker: str, j: JobState, verdict: Verdict, agent_name: str, ctl: Control
+        self, worker: str, j: JobState[TaskJob], verdict: Verdict, agent_name: str, ctl: Control
     ) -> JobResult | None:
         if verdict.outcome == "cancelled":
             return None
         if verdict.outcome == "handoff":
             return await self._handoff(j, verdict.reason, ctl)
         if verdict.outcome == "rate_limited":
-            return self._rate_limited(j, verdict.reason, agent_name)
+            return self.rate_limited_result(j, verdict.reason, agent_name)
         if verdict.outcome in ("failed", "retry"):
             detail = verdict.detail if verdict.outcome == "failed" else clip(verdict.detail or "")
             if verdict.reason == "no_changes":
@@ -331,7 +356,7 @@ class AgentTries:
         self._emit("pushed", worker, j.job.job_id, branch=j.job.branch, head_sha=sha)
         return completed(j.job, sha, **j.facts())
 
-    async def _handoff(self, j: JobState, reason: str, ctl: Control) -> JobResult | None:
+    async def _handoff(self, j: JobState[TaskJob], reason: str, ctl: Control) -> JobResult | None:
         """Commit and push the work in progress (not `.stoneforge/`), report it with a note."""
         if ctl.cancelled:
             return None
@@ -347,7 +372,8 @@ class AgentTries:
             note = runner_note(reason, stat, last)
         return handoff(j.job, reason, sha, note, **j.facts())
 
-    def _rate_limited(self, j: JobState, reason: str, agent_name: str) -> JobResult:
+    def rate_limited_result(self, j: JobState[J], reason: str, agent_name: str) -> JobResult:
+        """The job's last run was rate limited: pause its agent, report when it may resume."""
         retry_at = j.results[-1].retry_at
         epoch = retry_at.timestamp() if retry_at else None
         until = max(epoch or time.time() + self.rate_limit_pause_s, time.time())

@@ -12,6 +12,12 @@ files beside this module.
   ``append`` (``text``) carry their text in the front matter.
 - ``sprint/NN-KEY.review.md``, when present, is the review the maintainer submits on that
   issue's first pull request: prose, and the change it asks for in the same front matter.
+- ``plan/epic.md`` is ``PLAN_EPIC``, the epic of ``stoneforge demo --plan``: its front matter
+  holds the plan's summary, notes and tasks (each with a key, blockers by key, and the script
+  its task's agent runs, ``write`` files taken from ``plan/<key>/<path>``); its body carries the
+  whole plan in a ``stoneforge-plan`` block (JSON, ``schema/plan.schema.json``), which the
+  script agent writes as the director. Every task adds new files only (a module and its test),
+  so the tasks merge in any order their blockers allow and the tests pass after each.
 
 Design rules the sprint keeps (tests/demo/test_sample.py proves them with real git):
 
@@ -40,10 +46,13 @@ __all__ = [
     "CI_COMMAND",
     "FULL",
     "OWNER",
+    "PLAN_EPIC",
     "REPO",
     "SAMPLE_REPO",
     "SPRINT",
+    "PlanEpic",
     "SprintIssue",
+    "load_plan_epic",
     "load_repo",
     "load_sprint",
     "script_block",
@@ -53,6 +62,7 @@ OWNER, REPO = "octo", "demo"  # where the demo creates the sample repository
 FULL = f"{OWNER}/{REPO}"
 HERE = Path(__file__).resolve().parent
 SCRIPT_INFO_STRING = "stoneforge-script"
+PLAN_INFO_STRING = "stoneforge-plan"
 
 # -B: no .pyc files, so fast successive checkouts never run stale bytecode.
 CI_COMMAND: list[str] = [
@@ -76,6 +86,9 @@ _ISSUE_FILE = re.compile(r"^(\d+)-([a-z0-9-]+)\.md$")
 _ISSUE_KEYS = {"title", "labels", "blocked_by", "sleep", "summary", "edits"}
 _REVIEW_KEYS = {"sleep", "summary", "edits"}
 _BLOCKER_KEYS = {"text", "native"}
+_EPIC_KEYS = {"title", "labels", "summary", "notes", "tasks"}
+_TASK_KEYS = {"key", "title", "blocked_by", "priority", "size", "sleep", "body", "acceptance",
+              "summary", "edits"}  # fmt: skip
 _SKIP = {"__pycache__", ".pytest_cache"}
 
 
@@ -206,5 +219,57 @@ def _edit(edit: dict[str, Any], files: Path, path: Path) -> dict[str, Any]:
     raise ValueError(f"{path}: an edit is write, replace (old, new) or append (text): {edit}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class PlanEpic:
+    """The epic of the plan demo: ``plan`` is the JSON its ``stoneforge-plan`` block holds
+    (tasks' blockers by index), ``keys`` the tasks' keys in the plan's order."""
+
+    title: str
+    labels: tuple[str, ...]
+    prose: str
+    plan: dict[str, Any]
+    keys: tuple[str, ...]
+
+    @property
+    def body(self) -> str:
+        block = json.dumps(self.plan, indent=1)
+        return f"{self.prose}\n\n```{PLAN_INFO_STRING}\n{block}\n```\n"
+
+
+def load_plan_epic(root: Path) -> PlanEpic:
+    """The epic under ``root`` (``epic.md`` and each task's files); ValueError says what is
+    wrong."""
+    path = root / "epic.md"
+    meta, prose = _front_matter(path, _EPIC_KEYS)
+    raw_tasks = meta["tasks"]
+    keys = tuple(str(task["key"]) for task in raw_tasks)
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{path}: task keys repeat")
+    tasks = []
+    for task in raw_tasks:
+        unknown = set(task) - _TASK_KEYS
+        if unknown:
+            raise ValueError(f"{path}: task {task.get('key')}: unknown keys {sorted(unknown)}")
+        script = _script(task, root / task["key"], path)
+        missing = [key for key in task.get("blocked_by") or () if key not in keys]
+        if missing:
+            raise ValueError(f"{path}: task {task['key']}: unknown blockers {missing}")
+        tasks.append({
+            "title": str(task["title"]),
+            "body": f"{str(task['body']).strip()}\n\n{script_block(script)}\n",
+            "acceptance_criteria": [str(item) for item in task.get("acceptance") or ()],
+            "blockers": [keys.index(key) for key in task.get("blocked_by") or ()],
+            "priority": int(task.get("priority", 2)),
+            "files": list(dict.fromkeys(edit["path"] for edit in script["edits"])),
+            "size": str(task.get("size", "m")),
+        })  # fmt: skip
+    plan = {"summary": " ".join(str(meta["summary"]).split()),
+            "notes": [" ".join(str(note).split()) for note in meta.get("notes") or ()],
+            "tasks": tasks}  # fmt: skip
+    return PlanEpic(title=str(meta["title"]), labels=tuple(meta.get("labels") or ()),
+                    prose=prose, plan=plan, keys=keys)  # fmt: skip
+
+
 SAMPLE_REPO: dict[str, str] = load_repo(HERE / "repo")
 SPRINT: tuple[SprintIssue, ...] = load_sprint(HERE / "sprint")
+PLAN_EPIC: PlanEpic = load_plan_epic(HERE / "plan")

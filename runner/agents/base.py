@@ -44,6 +44,8 @@ class RunRequest:
     permissions: Permissions = "workspace_write"
     allowed_tools: list[str] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: directories outside ``workdir`` the agent may write to (a plan job's plan file)
+    extra_dirs: list[Path] = field(default_factory=list)
 
 
 @dataclass

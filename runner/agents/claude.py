@@ -77,6 +77,8 @@ class ClaudeAdapter:
         argv += ["--permission-mode", PERMISSION_MODES[req.permissions]]
         if req.permissions == "workspace_write":
             argv += ["--allowedTools", ",".join(req.allowed_tools or DEFAULT_TOOLS)]
+        for folder in req.extra_dirs:
+            argv += ["--add-dir", str(folder)]
         argv += ["--max-turns", str(req.max_turns or DEFAULT_MAX_TURNS)]
         if req.budget_usd is not None:
             argv += ["--max-budget-usd", f"{req.budget_usd:g}"]

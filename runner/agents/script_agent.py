@@ -7,12 +7,19 @@ change they asked for), sleeps, applies the edits relative to its working direct
 JSON lines: `{"type":"start"}`, `{"type":"edit","path":...}` per edit, then
 `{"type":"result","status":"success","summary":...}` (exit 0) or
 `{"type":"result","status":"error","message":...}` (exit 1).
+
+A planning prompt (a plan job's: ``$STONEFORGE_PLAN_FILE`` is set, or the prompt names its
+``Plan file:``) holds the epic, whose one fenced block with info string `stoneforge-plan` is the
+plan to write (JSON, `schema/plan.schema.json`): the agent writes it to the plan file and reports
+success. With `"invalid_first": true` at its top level, the first try writes a plan with a
+dependency cycle instead, and the real one once the prompt lists the errors of the last plan.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -25,6 +32,16 @@ FENCE = re.compile(
     re.MULTILINE | re.DOTALL,
 )
 EDIT_KINDS = ("write", "replace", "append")
+PLAN_FENCE = re.compile(
+    r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*stoneforge-plan[ \t]*\n"
+    r"(?P<body>.*?)\n[ \t]*(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+# runner.prompt.PLAN_FILE_LINE and PLAN_ERRORS_HEADING (this module imports nothing of ours)
+PLAN_FILE_LINE = re.compile(r"^Plan file: `(?P<path>[^`\n]+)`$", re.MULTILINE)
+PLAN_ERRORS_HEADING = "## Your plan was not valid"
+PLAN_FILE_ENV = "STONEFORGE_PLAN_FILE"
+PLAN_CONTROL_KEYS = ("invalid_first",)
 
 
 class ScriptError(Exception):
@@ -101,6 +118,44 @@ def _text(value: object, kind: str) -> str:
     return value
 
 
+def plan_file(prompt: str) -> Path | None:
+    """Where a planning prompt wants its plan; None for any other prompt."""
+    if os.environ.get(PLAN_FILE_ENV):
+        return Path(os.environ[PLAN_FILE_ENV])
+    named = PLAN_FILE_LINE.findall(prompt)
+    return Path(named[-1]) if named else None
+
+
+def write_plan(prompt: str, target: Path) -> str:
+    """Write the prompt's `stoneforge-plan` block to ``target``; the run's summary."""
+    blocks = PLAN_FENCE.findall(prompt)
+    if len(blocks) != 1:
+        raise ScriptError(f"expected one stoneforge-plan block, found {len(blocks)}")
+    try:
+        plan = json.loads(blocks[0][1])
+    except ValueError as exc:
+        raise ScriptError(f"stoneforge-plan block is not valid JSON: {exc}") from None
+    if not isinstance(plan, dict) or not isinstance(plan.get("tasks"), list):
+        raise ScriptError("stoneforge-plan block must hold a JSON object with a 'tasks' list")
+    invalid = bool(plan.get("invalid_first")) and PLAN_ERRORS_HEADING not in prompt
+    plan = {key: value for key, value in plan.items() if key not in PLAN_CONTROL_KEYS}
+    if invalid:
+        plan = with_cycle(plan)
+    target.write_text(json.dumps(plan, indent=1) + "\n")
+    kind = "an invalid plan (a cycle, on purpose)" if invalid else "the plan"
+    return f"Wrote {kind} of {len(plan['tasks'])} tasks to {target}."
+
+
+def with_cycle(plan: dict[str, Any]) -> dict[str, Any]:
+    """``plan`` with its first two tasks blocking each other (one task: blocking itself)."""
+    tasks = [dict(task) if isinstance(task, dict) else task for task in plan["tasks"]]
+    pairs = [(0, 1), (1, 0)] if len(tasks) > 1 else [(0, 0)]
+    for index, blocker in pairs:
+        if index < len(tasks) and isinstance(tasks[index], dict):
+            tasks[index]["blockers"] = [*tasks[index].get("blockers", []), blocker]
+    return {**plan, "tasks": tasks}
+
+
 def emit(**fields: Any) -> None:
     print(json.dumps(fields), flush=True)
 
@@ -110,8 +165,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sleep-scale", type=float, default=1.0)
     args = parser.parse_args(argv)
     emit(type="start")
+    prompt = sys.stdin.read()
+    target = plan_file(prompt)
+    if target is not None:
+        try:
+            summary = write_plan(prompt, target)
+        except (ScriptError, OSError) as exc:
+            emit(type="result", status="error", message=str(exc))
+            return 1
+        emit(type="edit", path=str(target), kind="write")
+        emit(type="result", status="success", summary=summary)
+        return 0
     try:
-        script = parse_script(sys.stdin.read())
+        script = parse_script(prompt)
         time.sleep(float(script.get("sleep", 0)) * max(args.sleep_scale, 0.0))
         root = Path.cwd().resolve()
         for edit in script.get("edits", []):

@@ -202,6 +202,24 @@ def job(origin: Path, issue: int, script: dict[str, Any], **extra: Any) -> dict[
     }
 
 
+def plan_job(origin: Path, issue: int, plan: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+    """A plan job for the script agent: the plan rides in the epic's body (a ``stoneforge-plan``
+    block), as in the demo; None leaves the block out."""
+    block = f"```stoneforge-plan\n{json.dumps(plan)}\n```\n" if plan is not None else ""
+    fields = job(origin, issue, {}, **extra)
+    for key in ("branch", "attempt"):
+        fields.pop(key)
+    return {
+        **fields,
+        "kind": "plan",
+        "job_id": f"octo/demo#{issue}@plan-p{issue}-1",
+        "title": f"Epic number {issue}",
+        "body": f"Break this down.\n\n{block}",
+        "plan_id": f"p{issue}",
+        **extra,
+    }
+
+
 async def run_until(runner: Runner, bot: Bot, count: int, limit_s: float = 30) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))

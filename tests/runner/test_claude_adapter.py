@@ -54,6 +54,17 @@ def test_binary_comes_from_env_at_construction(monkeypatch: pytest.MonkeyPatch) 
     assert ClaudeAdapter(binary="/b").binary == "/b"
 
 
+def test_extra_dirs_are_added_as_writable(tmp_path: Path) -> None:
+    """A plan job's plan folder lies outside the worktree: claude may write there."""
+    req = RunRequest("t", "p", tmp_path, extra_dirs=[Path("/w/plans/a"), Path("/w/plans/b")])
+    argv = ClaudeAdapter(binary="claude").build(req).argv
+    pairs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--add-dir"]
+    assert pairs == ["/w/plans/a", "/w/plans/b"]
+    assert (
+        "--add-dir" not in ClaudeAdapter(binary="claude").build(RunRequest("t", "p", tmp_path)).argv
+    )
+
+
 def test_build_argv_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
     monkeypatch.delenv("CLAUDE_CODE_OAUTH_TOKEN", raising=False)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.core.protocol import JOB, Job
+from bot.core.protocol import JOB, ImplementJob, ReviseJob
 from runner.prompt import (
     INSTRUCTION_LIMIT,
     acceptance_criteria,
@@ -23,7 +23,7 @@ RULE = (
 )
 
 
-def make_job(**overrides: Any) -> Job:
+def make_job(**overrides: Any) -> ImplementJob | ReviseJob:
     """A job as the bot sends it: a ``revise`` job when it carries review feedback."""
     job: dict[str, Any] = {
         "kind": "implement",
@@ -44,7 +44,9 @@ def make_job(**overrides: Any) -> Job:
         job["kind"] = "revise"
     else:
         job.pop("review_feedback", None)
-    return JOB.validate_python(job)
+    made = JOB.validate_python(job)
+    assert isinstance(made, ImplementJob | ReviseJob)
+    return made
 
 
 SNAPSHOT = """\
