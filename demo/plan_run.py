@@ -55,7 +55,7 @@ def run_plan_demo(
         epic = pipe.file_issue(PLAN_EPIC.title, PLAN_EPIC.body)
         pipe.comment(epic, "/stoneforge plan")
         console.print(f"filed the epic #{epic} and commented /stoneforge plan")
-        drafted = _wait_for_draft(pipe, epic, PLAN_EPIC.task_count, started + timeout)
+        drafted = _wait_for_draft(pipe, epic, len(PLAN_EPIC.plan["tasks"]), started + timeout)
         if drafted is None:
             outcome = pipe.crashed() or "the plan was not filed"
         else:
