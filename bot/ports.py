@@ -38,6 +38,7 @@ __all__ = [
     "IssuePort",
     "JobStore",
     "LabelPort",
+    "PlanPort",
     "PullPort",
     "RepoPort",
     "ResultPort",
@@ -223,8 +224,29 @@ class WorkflowPort(Protocol):
     ) -> None: ...
 
 
+class PlanPort(Protocol):
+    """What the director adds (``bot.director``): closing an epic or a dropped task, and what
+    a merged pull request changed (the plan context of the tasks it unblocks)."""
+
+    async def close_issue(
+        self, installation_id: int, ref: IssueRef, reason: Literal["completed", "not_planned"]
+    ) -> None: ...
+
+    async def pull_files(
+        self, installation_id: int, repo: str, number: int, limit: int = 50
+    ) -> tuple[str, list[str]]: ...
+
+
 class GitHubPort(
-    RepoPort, LabelPort, IssuePort, AppPort, DispatchPort, ResultPort, WorkflowPort, Protocol
+    RepoPort,
+    LabelPort,
+    IssuePort,
+    AppPort,
+    DispatchPort,
+    ResultPort,
+    WorkflowPort,
+    PlanPort,
+    Protocol,
 ):
     """Every GitHub verb the bot uses (``bot.adapters.github.GitHubAdapter``)."""
 

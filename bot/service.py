@@ -32,6 +32,8 @@ from typing import Any
 from bot.actions_backend import ActionsBackend
 from bot.core.graph import GraphReport
 from bot.core.model import IssueRef, Task, TaskState
+from bot.director.filing import PlanFiler
+from bot.director.service import Director
 from bot.dispatch import Dispatcher
 from bot.handlers import HANDLED_EVENTS, ROUTES, Deps, Router
 from bot.intake import Intake
@@ -49,7 +51,7 @@ from bot.steward import Steward
 from bot.store import Store, WorkingSet
 from bot.views import TaskViews, today
 
-__all__ = ["HANDLED_EVENTS", "WRITE_PERMISSIONS", "Bot", "job_side", "today"]
+__all__ = ["HANDLED_EVENTS", "WRITE_PERMISSIONS", "Bot", "director_side", "job_side", "today"]
 
 
 class Bot:
@@ -229,3 +231,24 @@ def job_side(
         metrics=bot.metrics,
         clock=clock,
     )
+
+
+def director_side(bot: Bot, dispatcher: Dispatcher, *, clock: Clock = time.time) -> Director:
+    """The director, joined to the dispatcher (plan jobs are claimed first; its tasks' jobs
+    carry the plan's context) and to the views (a task's state change redraws its plan)."""
+    director = Director(
+        bot.github,
+        bot.store,
+        bot.repos,
+        bot.views,
+        bot.sync,
+        PlanFiler(bot.github, bot.store, clock=clock),
+        bot.signals,
+        bot.identity,
+        lease_s=bot.settings.lease_s,
+        public_url=bot.settings.public_url,
+        clock=clock,
+    )
+    dispatcher.plans = director
+    bot.views.observers.append(director.task_moved)
+    return director

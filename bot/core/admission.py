@@ -4,6 +4,7 @@
 behind a task, then age) and keeps a task unless a rule holds it back; the first rule that
 matches is its reason:
 
+0. it is paused (``/stoneforge pause``, or its plan's budget is spent) -> ``Paused``
 1. its repository uses the other backend (runners and GitHub Actions each take only their
    repositories' tasks) -> ``OtherBackend``
 2. it asks for runner labels the claiming runner lacks -> ``MissingLabels`` (Actions routes by
@@ -38,6 +39,11 @@ class Claimant:
     backend: str = "runner"
     labels: frozenset[str] | None = frozenset()
     unavailable: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Paused:
+    kind: Literal["paused"] = "paused"
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,8 @@ class DayBudgetSpent:
 
 
 Hold = (
-    OtherBackend
+    Paused
+    | OtherBackend
     | MissingLabels
     | NotBefore
     | NoAgentFree
@@ -152,6 +159,8 @@ def _hold(
     spent: Mapping[str, float],
 ) -> Hold | None:
     """The first rule that holds ``task`` back (see the module's docstring), or None."""
+    if task.paused:
+        return Paused()
     if config.backend != claimant.backend:
         return OtherBackend(config.backend)
     if claimant.labels is not None and not set(task.runs_on) <= claimant.labels:
