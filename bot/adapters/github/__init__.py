@@ -5,14 +5,15 @@ type, URL or header leaves this package. HTTP failures are classified here once
 (:class:`GitHubError` with ``status``), so nothing else inspects status codes.
 
 The adapter is one class composed of one part per GitHub area: ``client`` (auth, transport,
-errors, pagination), ``apps`` (App JWT calls), ``repos``, ``issues`` and ``pulls``; the values
-it returns are in ``records``.
+errors, pagination), ``apps`` (App JWT calls), ``repos``, ``issues``, ``pulls`` and ``filing``
+(a plan's issues and links); the values it returns are in ``records``.
 """
 
 from __future__ import annotations
 
 from bot.adapters.github.apps import AppCalls
 from bot.adapters.github.client import GitHubError
+from bot.adapters.github.filing import FilingCalls
 from bot.adapters.github.issues import IssueCalls, issue_repo
 from bot.adapters.github.pulls import PullCalls
 from bot.adapters.github.records import (
@@ -36,5 +37,5 @@ __all__ = [
 ]
 
 
-class GitHubAdapter(AppCalls, RepoCalls, IssueCalls, PullCalls):
+class GitHubAdapter(AppCalls, RepoCalls, IssueCalls, PullCalls, FilingCalls):
     """GitHub through githubkit with App authentication and a configurable base URL."""
