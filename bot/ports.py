@@ -224,6 +224,31 @@ class WorkflowPort(Protocol):
     ) -> None: ...
 
 
+class FilingPort(Protocol):
+    """What filing a plan writes: issues, sub-issue and "blocked by" links. Every write is a
+    content-creating request that GitHub's secondary rate limits count."""
+
+    async def create_issue(
+        self, installation_id: int, repo: str, *, title: str, body: str, labels: Sequence[str]
+    ) -> IssueInfo: ...
+
+    async def labeled_issues(
+        self, installation_id: int, repo: str, label: str
+    ) -> list[IssueInfo]: ...
+
+    async def sub_issues(self, installation_id: int, ref: IssueRef) -> list[IssueInfo]: ...
+
+    async def add_sub_issue(
+        self, installation_id: int, parent: IssueRef, child_id: int
+    ) -> None: ...
+
+    async def blocked_by(self, installation_id: int, ref: IssueRef) -> list[IssueRef]: ...
+
+    async def add_blocked_by(
+        self, installation_id: int, ref: IssueRef, blocker_id: int
+    ) -> None: ...
+
+
 class PlanPort(Protocol):
     """What the director adds (``bot.director``): closing an epic or a dropped task, and what
     a merged pull request changed (the plan context of the tasks it unblocks)."""
@@ -245,6 +270,7 @@ class GitHubPort(
     DispatchPort,
     ResultPort,
     WorkflowPort,
+    FilingPort,
     PlanPort,
     Protocol,
 ):
@@ -382,31 +408,6 @@ class CommandPort(Protocol):
     async def reply(self, installation_id: int, ref: IssueRef, body: str) -> int:
         """Post a new comment on the issue (its id)."""
         ...
-
-
-class FilingPort(Protocol):
-    """What filing a plan writes: issues, sub-issue and "blocked by" links. Every write is a
-    content-creating request that GitHub's secondary rate limits count."""
-
-    async def create_issue(
-        self, installation_id: int, repo: str, *, title: str, body: str, labels: Sequence[str]
-    ) -> IssueInfo: ...
-
-    async def labeled_issues(
-        self, installation_id: int, repo: str, label: str
-    ) -> list[IssueInfo]: ...
-
-    async def sub_issues(self, installation_id: int, ref: IssueRef) -> list[IssueInfo]: ...
-
-    async def add_sub_issue(
-        self, installation_id: int, parent: IssueRef, child_id: int
-    ) -> None: ...
-
-    async def blocked_by(self, installation_id: int, ref: IssueRef) -> list[IssueRef]: ...
-
-    async def add_blocked_by(
-        self, installation_id: int, ref: IssueRef, blocker_id: int
-    ) -> None: ...
 
 
 class DirectorPort(Protocol):

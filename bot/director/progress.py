@@ -5,7 +5,7 @@ change; a task of a plan marks its plan for a redraw, and redraws are debounced 
 burst of changes is one edit of the comment). A redraw:
 
 1. rewrites the plan comment (``bot.core.plan_comment``) from the plan's tasks and, for issues
-   filed but not (yet) tasks, from the epic's sub-issues (their hidden markers);
+   filed but not (yet) tasks, from what filing recorded (``plan_tasks``);
 2. for an approved plan whose spend (its tasks' and its plan job's) reached
    ``budget.per_plan_usd``: pauses the plan and its tasks and says so on the epic;
 3. for an approved plan whose every task merged: the completion summary on the epic, which
@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 from bot import transcripts
-from bot.adapters.github import GitHubError, IssueInfo
+from bot.adapters.github import GitHubError
 from bot.core.model import TERMINAL_STATES, IssueRef, Task, TaskState
-from bot.core.plan import NodeState, Plan, parse_task_marker, plan_comment_marker
+from bot.core.plan import NodeState, Plan, plan_comment_marker
 from bot.core.plan_comment import (
     Completion,
     PlanTaskView,
@@ -37,13 +37,12 @@ from bot.core.plan_comment import (
 from bot.core.render_text import format_cost
 from bot.ports import Clock, Configs, TaskStore, TranscriptReader
 from bot.store.plans import PlanRecord, PlanState
+from bot.store.records import PlanTaskRecord
 
 log = logging.getLogger(__name__)
 
 
 class ProgressGitHub(Protocol):
-    async def sub_issues(self, installation_id: int, ref: IssueRef) -> list[IssueInfo]: ...
-
     async def upsert_comment(
         self, installation_id: int, ref: IssueRef, marker: str, body: str
     ) -> None: ...
@@ -61,6 +60,8 @@ class ProgressStore(TaskStore, TranscriptReader, Protocol):
     ) -> PlanRecord | None: ...
 
     def tasks_of_plan(self, plan_id: str) -> list[Task]: ...
+
+    def plan_task_rows(self, plan_id: str) -> list[PlanTaskRecord]: ...
 
 
 def budget_marker(plan_id: str) -> str:
@@ -92,8 +93,6 @@ class PlanProgress:
         self.clock = clock
         self._due: set[str] = set()  # plans with a redraw scheduled
         self._tasks: set[asyncio.Task[None]] = set()
-        #: plan -> {index: issue} of the issues filed for it (read from the epic's sub-issues)
-        self._filed: dict[str, dict[int, IssueInfo]] = {}
 
     # --- the observer --------------------------------------------------------------------
 
@@ -125,23 +124,10 @@ class PlanProgress:
 
     # --- what a redraw does --------------------------------------------------------------
 
-    def remember_filed(self, plan_id: str, issues: Sequence[IssueInfo]) -> None:
-        self._filed[plan_id] = dict(enumerate(issues))
-
-    async def filed(self, plan: PlanRecord) -> dict[int, IssueInfo]:
-        """The issues filed for ``plan``, by index (from the epic's sub-issues' markers)."""
-        known = self._filed.get(plan.plan_id)
-        if known is not None:
-            return known
-        found: dict[int, IssueInfo] = {}
-        epic = IssueRef(plan.repo, plan.epic)
-        for issue in await self.github.sub_issues(plan.installation_id, epic):
-            marker = parse_task_marker(issue.body)
-            if marker is not None and marker[0] == plan.plan_id:
-                found.setdefault(marker[1], issue)
-        if found:
-            self._filed[plan.plan_id] = found
-        return found
+    async def filed(self, plan: PlanRecord) -> dict[int, PlanTaskRecord]:
+        """The issues filed for ``plan`` (``bot.director.filing``), by index."""
+        rows = await asyncio.to_thread(self.store.plan_task_rows, plan.plan_id)
+        return {row.idx: row for row in rows if row.number is not None}
 
     async def view(self, plan: PlanRecord) -> PlanView | None:
         """The plan comment's content now (None: the plan has no valid plan yet)."""
@@ -155,7 +141,7 @@ class PlanProgress:
         for index in range(len(model.tasks)):
             task = by_index.get(index)
             issue = filed.get(index)
-            closed = issue is not None and issue.state == "closed"
+            closed = issue is not None and issue.closed
             rows.append(
                 PlanTaskView(
                     index=index,

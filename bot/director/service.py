@@ -84,8 +84,6 @@ class DirectorGitHub(Protocol):
 
     async def revoke_token(self, token: str) -> None: ...
 
-    async def sub_issues(self, installation_id: int, ref: IssueRef) -> list[IssueInfo]: ...
-
     async def upsert_comment(
         self, installation_id: int, ref: IssueRef, marker: str, body: str
     ) -> None: ...
@@ -105,6 +103,8 @@ class DirectorGitHub(Protocol):
 
 class DirectorStore(ProgressStore, Protocol):
     """The plans and the tasks made of them."""
+
+    def close_plan_task(self, plan_id: str, idx: int) -> None: ...
 
     def request_plan(self, record: PlanRecord) -> PlanRecord | None: ...
 
@@ -231,18 +231,18 @@ class Director:
         model = _model(plan)
         trigger = self.repos.config(epic.repo).trigger_label
         filed = await self.progress.filed(plan)
-        for index, issue in sorted(filed.items()):
-            if issue.state != "open" or index >= len(model.tasks):
+        for index, row in sorted(filed.items()):
+            if row.closed or row.number is None or index >= len(model.tasks):
                 continue
-            planned = model.tasks[index]
-            await self.github.remove_label(installation_id, issue.ref, DRAFT_LABEL)
-            await self.github.add_labels(installation_id, issue.ref, [trigger])
-            await self.sync.sync_issue(installation_id, issue.ref, relabeled=True, labeled_by=by)
-            if await asyncio.to_thread(self.store.get_task, issue.ref) is not None:
+            planned, ref = model.tasks[index], IssueRef(epic.repo, row.number)
+            await self.github.remove_label(installation_id, ref, DRAFT_LABEL)
+            await self.github.add_labels(installation_id, ref, [trigger])
+            await self.sync.sync_issue(installation_id, ref, relabeled=True, labeled_by=by)
+            if await asyncio.to_thread(self.store.get_task, ref) is not None:
                 await asyncio.to_thread(
                     functools.partial(
                         self.store.update_task,
-                        issue.ref,
+                        ref,
                         plan_id=plan.plan_id,
                         planned_index=index,
                         files=planned.files,
@@ -276,22 +276,24 @@ class Director:
     async def _drop_unstarted(self, inst: int, plan: PlanRecord) -> int:
         """Close the plan's issues whose tasks never ran (drafts, queued and never
         dispatched) as not planned, and cancel their tasks. Returns how many."""
-        tasks = {t.ref: t for t in await asyncio.to_thread(self.store.tasks_of_plan, plan.plan_id)}
+        tasks = {
+            t.number: t for t in await asyncio.to_thread(self.store.tasks_of_plan, plan.plan_id)
+        }
         closed = 0
-        for issue in (await self.progress.filed(plan)).values():
-            task = tasks.get(issue.ref)
+        for row in (await self.progress.filed(plan)).values():
+            task = tasks.get(row.number or 0)
             unstarted = task is None or (
                 task.state == TaskState.QUEUED and task.dispatched_at is None
             )
-            if issue.state != "open" or not unstarted:
+            if row.closed or row.number is None or not unstarted:
                 continue
             if task is not None:
                 await self.views.transition(
                     task, TaskState.CANCELLED, Cancelled(CancelCause.UNTRIGGERED)
                 )
-            await self.github.close_issue(inst, issue.ref, "not_planned")
+            await self.github.close_issue(inst, IssueRef(plan.repo, row.number), "not_planned")
+            await asyncio.to_thread(self.store.close_plan_task, plan.plan_id, row.idx)
             closed += 1
-        self.progress._filed.pop(plan.plan_id, None)  # their states changed
         return closed
 
     async def status(self, installation_id: int, ref: IssueRef) -> str | None:
@@ -513,10 +515,9 @@ class Director:
         self._filing.add(plan.plan_id)
         try:
             epic = IssueRef(plan.repo, plan.epic)
-            issues = await self.filer.file(
+            await self.filer.file(
                 plan.installation_id, epic, plan.plan_id, _model(plan), draft_label=DRAFT_LABEL
             )
-            self.progress.remember_filed(plan.plan_id, issues)
             await self._set(plan, PlanState.FILING, state=PlanState.DRAFTED)
             await self.progress.redraw(plan.plan_id)
             log.info("plan_drafted", extra={"repo": plan.repo, "issue": plan.epic})
