@@ -357,3 +357,28 @@ def test_a_forged_or_stale_plan_job_result_is_refused(world: World) -> None:
     assert world.report(job, result).status_code == 200
     again = world.report(job, result)
     assert again.status_code == 409, "a finished plan job takes no second result"
+
+
+def test_an_expired_plan_job_is_planned_again_and_its_late_result_refused(world: World) -> None:
+    epic = epic_of(world)
+    plan = request_plan(world, epic)
+    lost = world.claim(wait_s=5)
+    assert lost is not None
+    store(world).update_plan(plan.plan_id, lease_until=1.0)  # its runner went silent
+    on_bot(world, director(world).upkeep())
+    assert plan_state(world, plan.plan_id) == PlanState.REQUESTED
+    result = {"outcome": "planned", "reason": "success", "plan": three_tasks()}
+    assert world.report(lost, result).status_code == 409
+
+    again = world.claim(wait_s=5)
+    assert again is not None
+    assert again["job_id"] == f"{epic}@plan-{plan.plan_id}-2"
+    limited = world.report(
+        again, {"outcome": "rate_limited", "agent": "script", "retry_at": 4_000_000_000}
+    )
+    assert limited.status_code == 200, limited.text
+    assert plan_state(world, plan.plan_id) == PlanState.REQUESTED
+    assert world.claim() is None, "held until the provider's reset"
+    comment = plan_comment(world, epic, plan.plan_id)
+    assert comment is not None
+    assert "rate limit" in comment
