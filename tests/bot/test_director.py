@@ -254,7 +254,7 @@ def test_a_restart_while_filing_files_the_rest_without_duplicates(world: World) 
     d = director(world)
     # A bot that stopped half-way: the first task filed, then the plan left in ``filing``.
     half = Plan(summary="", notes=(), tasks=full.tasks[:1])
-    on_bot(world, d.filer.file(world.installation_id, epic, plan.plan_id, half))
+    on_bot(world, d.jobs.filer.file(world.installation_id, epic, plan.plan_id, half))
     assert len(filed(world, epic)) == 1
     store(world).update_plan(plan.plan_id, state=PlanState.FILING, plan_json=full.model_dump_json())
     on_bot(world, d.upkeep())  # what a restarted bot does first
