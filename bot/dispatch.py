@@ -65,7 +65,7 @@ class PlanJobs(Protocol):
         self, runner: str, worker: str, owner: str, labels: frozenset[str] | None = None
     ) -> PlanJob | None: ...
 
-    async def plan_context(self, inst: int, task: Task) -> PlanContext | None: ...
+    async def plan_context(self, inst: int, task: Task, body: str = "") -> PlanContext | None: ...
 
 
 def restarting(task: Task) -> bool:
@@ -327,8 +327,8 @@ class Dispatcher:
             "comments": comments,
             "handoff_notes": notes,
         }
-        if task.plan_id is not None and self.plans is not None:
-            fields["plan"] = await self.plans.plan_context(inst, task)
+        if self.plans is not None:  # a plan's task (by its plan id, or its issue's marker)
+            fields["plan"] = await self.plans.plan_context(inst, task, issue.body)
         if feedback:  # a review sent the task back: revise the same branch and pull request
             return ReviseJob(
                 **fields,

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from bot.adapters.github import IssueInfo
 from bot.core.model import IssueRef, Task, TaskState
-from bot.core.plan import Plan
+from bot.core.plan import Plan, parse_task_marker
 from bot.core.protocol import LandedWork, PlanContext
 from bot.core.render_pull import PULL_MARKER
 from bot.ports import TaskStore
@@ -73,13 +73,18 @@ async def landed(
 
 
 async def plan_context(
-    github: ContextGitHub, store: ContextStore, inst: int, task: Task
+    github: ContextGitHub, store: ContextStore, inst: int, task: Task, body: str = ""
 ) -> PlanContext | None:
-    """The ``plan`` of an implement or revise job for ``task`` (None: no plan's task)."""
-    if task.plan_id is None:
+    """The ``plan`` of an implement or revise job for ``task`` (None: no plan's task). A task
+    claimed before approval recorded its plan is known by its issue ``body``'s marker."""
+    plan_id = task.plan_id
+    if plan_id is None:
+        marker = parse_task_marker(body)
+        plan_id = marker[0] if marker is not None else None
+    if plan_id is None:
         return None
-    plan = await asyncio.to_thread(store.get_plan, task.plan_id)
-    if plan is None or plan.plan_json is None:
+    plan = await asyncio.to_thread(store.get_plan, plan_id)
+    if plan is None or plan.plan_json is None or plan.repo != task.repo:
         return None
     model = Plan.model_validate_json(plan.plan_json)
     epic = await github.issue(inst, IssueRef(plan.repo, plan.epic))

@@ -289,8 +289,9 @@ class Director:
         """The observer ``bot.views.TaskViews`` calls after each state change."""
         self.progress.task_moved(task)
 
-    async def plan_context(self, inst: int, task: Task) -> PlanContext | None:
-        return await context.plan_context(self.github, self.store, inst, task)
+    async def plan_context(self, inst: int, task: Task, body: str = "") -> PlanContext | None:
+        """What a job of ``task`` is told of its plan (``bot.director.context``)."""
+        return await context.plan_context(self.github, self.store, inst, task, body)
 
     def background_tasks(self) -> set[asyncio.Task[None]]:
         return self.jobs.background_tasks() | self.progress.background_tasks()
