@@ -382,3 +382,34 @@ def test_an_expired_plan_job_is_planned_again_and_its_late_result_refused(world:
     comment = plan_comment(world, epic, plan.plan_id)
     assert comment is not None
     assert "rate limit" in comment
+
+
+def test_status_pause_and_resume_act_on_the_epic_s_plan(world: World) -> None:
+    epic = epic_of(world)
+    d = director(world)
+    other = epic_of(world, "Not an epic")
+    assert on_bot(world, d.status(world.installation_id, other)) is None
+    assert on_bot(world, d.plan_tasks(other)) is None
+    assert on_bot(world, d.set_paused(other, True)) is False
+
+    plan_id, issues = drafted(world, epic, three_tasks())
+    status = on_bot(world, d.status(world.installation_id, epic))
+    assert status is not None
+    assert f"#{issues[2]['number']} Document the greeting · **draft**" in status
+    match = MERMAID.search(status)
+    assert match is not None
+    assert parse_mermaid(match.group(1))[1] == {("t0", "t1"), ("t1", "t2")}
+
+    approve(world, epic)
+    refs = on_bot(world, d.plan_tasks(epic))
+    assert refs is not None
+    assert sorted(r.number for r in refs) == sorted(i["number"] for i in issues.values())
+    assert on_bot(world, d.set_paused(epic, True)) is True
+    assert world.claim(wait_s=1) is None, "paused: nothing of the plan is dispatched"
+    assert on_bot(world, d.set_paused(epic, False)) is True
+    job = world.claim(wait_s=5)
+    assert job is not None
+    assert job["issue"] == issues[0]["number"]
+    reply = on_bot(world, d.approve(world.installation_id, epic, by=world.maintainer.login))
+    assert reply is not None
+    assert "only a drafted plan" in reply
