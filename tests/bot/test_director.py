@@ -413,3 +413,27 @@ def test_status_pause_and_resume_act_on_the_epic_s_plan(world: World) -> None:
     reply = on_bot(world, d.approve(world.installation_id, epic, by=world.maintainer.login))
     assert reply is not None
     assert "only a drafted plan" in reply
+
+
+def test_a_failed_task_leaves_the_epic_open_with_its_reason_in_the_plan_comment(
+    world: World,
+) -> None:
+    epic = epic_of(world)
+    plan_id, issues = drafted(world, epic, three_tasks())
+    approve(world, epic)
+    job = world.claim(wait_s=5)
+    assert job is not None
+    failed = world.report(
+        job, {"outcome": "failed", "reason": "tests_failed", "detail": "2 tests fail"}
+    )
+    assert failed.status_code == 200, failed.text
+
+    def says_failed() -> str | None:
+        text = plan_comment(world, epic, plan_id) or ""
+        return text if "Needs a person" in text else None
+
+    comment = world.wait_until(says_failed, what="the plan comment to show the failure")
+    assert f"#{issues[0]['number']} failed" in comment
+    assert "failed: tests_failed: 2 tests fail" in comment
+    assert world.get(f"/repos/{epic.repo}/issues/{epic.number}")["state"] == "open"
+    assert plan_state(world, plan_id) == PlanState.APPROVED
