@@ -21,7 +21,7 @@ from bot.adapters.github import GitHubAdapter, GitHubError
 from bot.metrics import bot_metrics
 from bot.ports import GitHubPort
 from bot.runner_api import runner_router, transcript_router
-from bot.service import Bot, job_side
+from bot.service import Bot, director_side, job_side
 from bot.settings import BotSettings
 from bot.store import Store
 from bot.webhook_ingress import WebhookIngress
@@ -45,8 +45,10 @@ def create_app(settings: BotSettings, *, github: GitHubPort | None = None) -> Fa
             gh = github
         bot = Bot(settings, store, gh, metrics)
         dispatcher = job_side(bot, actions)
+        director = director_side(bot, dispatcher)
         app.state.bot = bot
         app.state.dispatcher = dispatcher
+        app.state.director = director
         metrics.watch_tasks(store.task_counts)
         metrics.delivery_queue_depth.set_callback(bot.queue.qsize)
         steward = bot.steward
@@ -62,11 +64,12 @@ def create_app(settings: BotSettings, *, github: GitHubPort | None = None) -> Fa
             asyncio.create_task(_after_downtime(bot), name="reconcile"),
             asyncio.create_task(dispatcher.expire_leases_forever(), name="leases"),
             asyncio.create_task(dispatcher.pump_actions(actions), name="actions"),
+            asyncio.create_task(director.run_forever(), name="director"),
         ]
         try:
             yield
         finally:
-            pending = set(jobs) | bot.background_tasks()
+            pending = set(jobs) | bot.background_tasks() | director.background_tasks()
             while pending:  # cancel until each has stopped, never wait on one that ignored it
                 for job in pending:
                     job.cancel()

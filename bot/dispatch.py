@@ -15,7 +15,7 @@ import asyncio
 import functools
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from bot.actions_backend import ActionsBackend
 from bot.adapters.github import GitHubError
@@ -36,6 +36,8 @@ from bot.core.protocol import (
     ImplementJob,
     IssueComment,
     Job,
+    PlanContext,
+    PlanJob,
     Prefetch,
     ReviseJob,
     Timeouts,
@@ -53,6 +55,17 @@ from bot.store import ClaimedJob
 from bot.views import today
 
 log = logging.getLogger(__name__)
+
+
+class PlanJobs(Protocol):
+    """The director's side of claims (``bot.director.service.Director``): plan jobs, and the
+    plan context of a plan's task."""
+
+    async def claim_plan(
+        self, runner: str, worker: str, owner: str, labels: frozenset[str] | None = None
+    ) -> PlanJob | None: ...
+
+    async def plan_context(self, inst: int, task: Task, body: str = "") -> PlanContext | None: ...
 
 
 def restarting(task: Task) -> bool:
@@ -103,6 +116,8 @@ class Dispatcher:
         self.reports = JobReports(
             store, results, self._revoke, lease_s=lease_s, metrics=metrics, clock=clock
         )
+        #: the director, once composed (``bot.service.job_side``): plan jobs go first
+        self.plans: PlanJobs | None = None
 
     async def _shared(
         self, unavailable: frozenset[str], backend: str, labels: frozenset[str] | None
@@ -179,6 +194,12 @@ class Dispatcher:
             if self.signals.ready_changed.is_set():
                 self._ready_gen += 1
             self.signals.ready_changed.clear()
+            # Plan jobs first (a plan unblocks many tasks); runners only: the Actions backend
+            # takes no plan job.
+            if self.plans is not None and backend == "runner":
+                planned = await self.plans.claim_plan(runner, worker, owner, labels)
+                if planned is not None:
+                    return planned
             candidates = await self._shared(unavailable_agents, backend, labels)
             while candidates:
                 secret = new_claim_secret()  # only this claim's answer carries it
@@ -313,6 +334,8 @@ class Dispatcher:
             "comments": comments,
             "handoff_notes": notes,
         }
+        if self.plans is not None:  # a plan's task (by its plan id, or its issue's marker)
+            fields["plan"] = await self.plans.plan_context(inst, task, issue.body)
         if feedback:  # a review sent the task back: revise the same branch and pull request
             return ReviseJob(
                 **fields,

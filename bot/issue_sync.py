@@ -18,6 +18,7 @@ from bot.adapters.github import GitHubError, IssueInfo
 from bot.core import lifecycle
 from bot.core.lifecycle import CancelCause, Cancelled, Restarted
 from bot.core.model import IssueRef, Task, TaskState, branch_name
+from bot.core.plan import DRAFT_LABEL
 from bot.core.refs import parse_blockers
 from bot.core.render import describe_reason
 from bot.ports import Clock, IssuePort, TaskStore
@@ -119,7 +120,9 @@ class IssueSync:
         if issue is None or issue.is_pull:
             return
         config = self.repos.config(ref.repo)
-        if not (issue.state == "open" and config.trigger_label in issue.labels):
+        # A draft of a plan is never a task, whoever labels it: ``/stoneforge approve`` is.
+        drafted = DRAFT_LABEL in issue.labels
+        if drafted or not (issue.state == "open" and config.trigger_label in issue.labels):
             await self._untriggered(task, issue)
             return
         self.reporter.note_labels(ref, issue.labels)  # a task's issue: its first status write

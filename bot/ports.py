@@ -39,6 +39,7 @@ __all__ = [
     "IssuePort",
     "JobStore",
     "LabelPort",
+    "PlanPort",
     "PullPort",
     "RepoPort",
     "ResultPort",
@@ -240,6 +241,44 @@ class CommandPort(Protocol):
         ...
 
 
+class FilingPort(Protocol):
+    """What filing a plan writes: issues, sub-issue and "blocked by" links. Every write is a
+    content-creating request that GitHub's secondary rate limits count."""
+
+    async def create_issue(
+        self, installation_id: int, repo: str, *, title: str, body: str, labels: Sequence[str]
+    ) -> IssueInfo: ...
+
+    async def labeled_issues(
+        self, installation_id: int, repo: str, label: str
+    ) -> list[IssueInfo]: ...
+
+    async def sub_issues(self, installation_id: int, ref: IssueRef) -> list[IssueInfo]: ...
+
+    async def add_sub_issue(
+        self, installation_id: int, parent: IssueRef, child_id: int
+    ) -> None: ...
+
+    async def blocked_by(self, installation_id: int, ref: IssueRef) -> list[IssueRef]: ...
+
+    async def add_blocked_by(
+        self, installation_id: int, ref: IssueRef, blocker_id: int
+    ) -> None: ...
+
+
+class PlanPort(Protocol):
+    """What the director adds (``bot.director``): closing an epic or a dropped task, and what
+    a merged pull request changed (the plan context of the tasks it unblocks)."""
+
+    async def close_issue(
+        self, installation_id: int, ref: IssueRef, reason: Literal["completed", "not_planned"]
+    ) -> None: ...
+
+    async def pull_files(
+        self, installation_id: int, repo: str, number: int, limit: int = 50
+    ) -> tuple[str, list[str]]: ...
+
+
 class GitHubPort(
     RepoPort,
     LabelPort,
@@ -249,6 +288,8 @@ class GitHubPort(
     ResultPort,
     WorkflowPort,
     CommandPort,
+    FilingPort,
+    PlanPort,
     Protocol,
 ):
     """Every GitHub verb the bot uses (``bot.adapters.github.GitHubAdapter``)."""
@@ -385,31 +426,6 @@ class Clock(Protocol):
 
 # --- the director and comment commands (issue 12) -------------------------------------------
 # (``CommandPort`` is above ``GitHubPort``, one of its bases.)
-
-
-class FilingPort(Protocol):
-    """What filing a plan writes: issues, sub-issue and "blocked by" links. Every write is a
-    content-creating request that GitHub's secondary rate limits count."""
-
-    async def create_issue(
-        self, installation_id: int, repo: str, *, title: str, body: str, labels: Sequence[str]
-    ) -> IssueInfo: ...
-
-    async def labeled_issues(
-        self, installation_id: int, repo: str, label: str
-    ) -> list[IssueInfo]: ...
-
-    async def sub_issues(self, installation_id: int, ref: IssueRef) -> list[IssueInfo]: ...
-
-    async def add_sub_issue(
-        self, installation_id: int, parent: IssueRef, child_id: int
-    ) -> None: ...
-
-    async def blocked_by(self, installation_id: int, ref: IssueRef) -> list[IssueRef]: ...
-
-    async def add_blocked_by(
-        self, installation_id: int, ref: IssueRef, blocker_id: int
-    ) -> None: ...
 
 
 class DirectorPort(Protocol):

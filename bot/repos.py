@@ -13,6 +13,7 @@ import logging
 
 from bot.adapters.github import GitHubError, RepoInfo
 from bot.core.config import AgentChoice, RepoConfig, parse_repo_config, render_config_errors
+from bot.director.filing import DRAFT_LABEL, DRAFT_LABEL_STYLE
 from bot.ports import RepoPort
 from bot.reporting import STATE_LABELS, TRIGGER_LABEL_STYLE
 from bot.settings import BotSettings
@@ -98,6 +99,7 @@ class Repos:
         if record is None or not record.labels_ready:
             labels = dict(STATE_LABELS)
             labels[self.config(info.full_name).trigger_label] = TRIGGER_LABEL_STYLE
+            labels[DRAFT_LABEL] = DRAFT_LABEL_STYLE  # a filed plan's tasks, until approved
             await self.github.ensure_labels(installation_id, info.full_name, labels)
             await asyncio.to_thread(self.store.mark_labels_ready, info.full_name)
 

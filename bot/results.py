@@ -33,6 +33,7 @@ from bot.core.protocol import (
     FailedResult,
     HandoffResult,
     JobResult,
+    PlannedResult,
     RateLimitedResult,
 )
 from bot.core.render_text import format_cost
@@ -85,6 +86,8 @@ class Results:
                 await self.needs_human(task, why, totals)
             case CompletedResult():
                 await self._completed(task, result, totals)
+            case PlannedResult():  # the runner API sends plan jobs' results to the director
+                await self.needs_human(task, "the runner answered a task's job with a plan", totals)
             case _:
                 assert_never(result)
 

@@ -44,6 +44,7 @@ from bot.core.protocol import (
     Registration,
     TranscriptUpload,
 )
+from bot.director.jobs import is_plan_job
 from bot.dispatch import Dispatcher
 from bot.job_claims import JobRefused
 from bot.settings import BotSettings
@@ -176,10 +177,9 @@ def runner_router(settings: BotSettings) -> APIRouter:
         if isinstance(body, Response):
             return body
         dispatcher: Dispatcher = request.app.state.dispatcher
+        reports = request.app.state.director if is_plan_job(job_id) else dispatcher.reports
         try:
-            await dispatcher.reports.heartbeat(
-                job_id, who.owner, request.headers.get(CLAIM_SECRET_HEADER)
-            )
+            await reports.heartbeat(job_id, who.owner, request.headers.get(CLAIM_SECRET_HEADER))
         except JobRefused as refused:
             return refuse(refused.status, refused.message)
         return JSONResponse({"ok": True})
@@ -196,10 +196,12 @@ def runner_router(settings: BotSettings) -> APIRouter:
         if isinstance(upload, Response):
             return upload
         dispatcher: Dispatcher = request.app.state.dispatcher
+        secret = request.headers.get(CLAIM_SECRET_HEADER)
         try:
-            task = await dispatcher.reports.owned(
-                job_id, who.owner, request.headers.get(CLAIM_SECRET_HEADER)
-            )
+            if is_plan_job(job_id):  # kept under the epic, the plan job's dispatch as attempt
+                task = await request.app.state.director.transcript_task(job_id, who.owner, secret)
+            else:
+                task = await dispatcher.reports.owned(job_id, who.owner, secret)
         except JobRefused as refused:
             return refuse(refused.status, refused.message)
         store: Store = request.app.state.bot.store
@@ -207,7 +209,8 @@ def runner_router(settings: BotSettings) -> APIRouter:
         tid = await asyncio.to_thread(
             functools.partial(transcripts.add, store, task, runner, upload, time.time())
         )
-        request.app.state.bot.transcript_added(task)
+        if not is_plan_job(job_id):
+            request.app.state.bot.transcript_added(task)
         link = transcripts.url(settings.public_url, tid)
         return JSONResponse({"id": tid, "url": link}, status_code=201)
 
@@ -221,8 +224,9 @@ def runner_router(settings: BotSettings) -> APIRouter:
             return body
         dispatcher: Dispatcher = request.app.state.dispatcher
         secret = request.headers.get(CLAIM_SECRET_HEADER)
+        reports = request.app.state.director if is_plan_job(job_id) else dispatcher.reports
         try:
-            await dispatcher.reports.job_result(job_id, who.owner, secret, body)
+            await reports.job_result(job_id, who.owner, secret, body)
         except JobRefused as refused:
             return refuse(refused.status, refused.message)
         if who.owner == ACTIONS_OWNER:

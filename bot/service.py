@@ -12,7 +12,8 @@ periodic reconciliation rebuilds everything from GitHub itself. Decisions come f
 - ``reconciler`` (``bot.reconcile.Reconciler``): state rebuilt from GitHub, the log pruned;
 - ``steward`` (``bot.steward.Steward``): pull requests merged in dependency order;
 - ``commands`` (``bot.commands.CommandHandler``): ``/stoneforge`` comment commands, with the
-  director behind ``plan``/``approve``/``replan`` (``NoDirector`` until it is wired in);
+  director behind ``plan``/``approve``/``replan`` (``director_side`` wires it in; without it,
+  ``NoDirector`` says planning is not available);
 - ``signals`` (``bot.signals``): wake-ups and the default branches' tips.
 
 The job side is built next to it by ``job_side`` (one per process, as it holds the tokens
@@ -35,6 +36,8 @@ from bot.actions_backend import ActionsBackend
 from bot.commands import CommandHandler, NoDirector
 from bot.core.graph import GraphReport
 from bot.core.model import IssueRef, Task, TaskState
+from bot.director.filing import PlanFiler
+from bot.director.service import Director
 from bot.dispatch import Dispatcher
 from bot.handlers import HANDLED_EVENTS, ROUTES, Deps, Router
 from bot.intake import Intake
@@ -52,7 +55,7 @@ from bot.steward import Steward
 from bot.store import Store, WorkingSet
 from bot.views import TaskViews, today
 
-__all__ = ["HANDLED_EVENTS", "WRITE_PERMISSIONS", "Bot", "job_side", "today"]
+__all__ = ["HANDLED_EVENTS", "WRITE_PERMISSIONS", "Bot", "director_side", "job_side", "today"]
 
 
 class Bot:
@@ -238,3 +241,25 @@ def job_side(
         metrics=bot.metrics,
         clock=clock,
     )
+
+
+def director_side(bot: Bot, dispatcher: Dispatcher, *, clock: Clock = time.time) -> Director:
+    """The director, joined to the dispatcher (plan jobs are claimed first; its tasks' jobs
+    carry the plan's context) and to the views (a task's state change redraws its plan)."""
+    director = Director(
+        bot.github,
+        bot.store,
+        bot.repos,
+        bot.views,
+        bot.sync,
+        PlanFiler(bot.github, bot.store, clock=clock),
+        bot.signals,
+        bot.identity,
+        lease_s=bot.settings.lease_s,
+        public_url=bot.settings.public_url,
+        clock=clock,
+    )
+    dispatcher.plans = director
+    bot.views.observers.append(director.task_moved)
+    bot.commands.director = director  # /stoneforge plan, approve, replan, status on an epic
+    return director

@@ -66,6 +66,8 @@ class TaskViews:
         # are woken then, not at the next unrelated change.
         self._wake: asyncio.TimerHandle | None = None
         self._wake_at = 0.0
+        #: called with each task after its state changed (the director's plan comments)
+        self.observers: list[Callable[[Task], None]] = []
 
     async def graph(self) -> tuple[list[Task], GraphReport]:
         working = await self.working_set()
@@ -129,6 +131,8 @@ class TaskViews:
         )
         if state in (TaskState.QUEUED, TaskState.MERGED):
             self.signals.ready_changed.set()
+        for observe in self.observers:
+            observe(new)
         await self.refresh_views()
         return new
 

@@ -4,8 +4,8 @@
 behind a task, then age) and keeps a task unless a rule holds it back; the first rule that
 matches is its reason:
 
-0. ``/stoneforge pause`` holds it: on the task (or its plan), or on its repository's control
-   issue -> ``Paused``
+0. it is paused: ``/stoneforge pause`` on the task (or its plan), or on its repository's control
+   issue, or its plan's budget is spent -> ``Paused``
 1. its repository uses the other backend (runners and GitHub Actions each take only their
    repositories' tasks) -> ``OtherBackend``
 2. it asks for runner labels the claiming runner lacks -> ``MissingLabels`` (Actions routes by

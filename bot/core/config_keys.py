@@ -87,6 +87,12 @@ class Budget(_Section):
     per_day_usd: float | None = Field(
         None, gt=0, description="Spending limit per day for this repository; null means none."
     )
+    per_plan_usd: float | None = Field(
+        None,
+        gt=0,
+        description="Spending limit for one director's plan (its plan job and all its tasks) "
+        "in US dollars; the plan is paused when reached; null means none.",
+    )
 
 
 class Commands(_Section):

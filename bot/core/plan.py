@@ -200,6 +200,10 @@ _TASK_MARKER_RE = re.compile(
 )
 
 
+#: the label a filed plan's issues carry until ``/stoneforge approve``: never dispatched
+DRAFT_LABEL = "stoneforge:draft"
+
+
 def task_marker(plan_id: str, index: int) -> str:
     """The hidden line in a filed task's body: finding it makes filing idempotent."""
     return f"<!-- stoneforge:plan-task plan={plan_id} index={index} -->"

@@ -24,6 +24,20 @@ class RunnerRecord:
 
 
 @dataclass(frozen=True)
+class PlanTaskRecord:
+    """One task of a plan and the issue filed for it (``number`` and ``issue_id`` are None
+    until it is filed; ``linked``: its sub-issue and "blocked by" links are all on GitHub)."""
+
+    plan_id: str
+    idx: int
+    title: str
+    number: int | None
+    issue_id: int | None
+    linked: bool
+    closed: bool
+
+
+@dataclass(frozen=True)
 class ClaimedJob:
     """A task a claim just moved to running, with the numbers of the job it becomes."""
 

@@ -8,6 +8,7 @@ import pytest
 
 from bot.adapters.github import LabelApplication
 from bot.core.model import IssueRef, Task, TaskState
+from bot.core.plan import DRAFT_LABEL
 from bot.service import Bot
 from tests.bot.fakegithub import RecordingGitHub
 
@@ -76,3 +77,15 @@ async def test_syncs_of_one_issue_run_one_at_a_time_and_leave_no_lock_behind(
     with pytest.raises(RuntimeError):
         await sync.sync_issue(1, failing)
     assert sync._sync_locks == {}, "no lock kept for an issue nobody is syncing"
+
+
+async def test_a_draft_of_a_plan_labeled_by_a_maintainer_is_no_task(
+    bot: Bot,  # noqa: F811
+    github: RecordingGitHub,  # noqa: F811
+) -> None:
+    github.add_issue("octo/app", 5, labels=("agent-ready", DRAFT_LABEL))
+    await bot.sync.sync_issue(7, IssueRef("octo/app", 5), labeled_by="lead")
+    assert await asyncio.to_thread(bot.store.get_task, IssueRef("octo/app", 5)) is None
+    github.add_issue("octo/app", 6, labels=("agent-ready",))
+    await bot.sync.sync_issue(7, IssueRef("octo/app", 6), labeled_by="lead")
+    assert await asyncio.to_thread(bot.store.get_task, IssueRef("octo/app", 6)) is not None

@@ -5,8 +5,8 @@ type, URL or header leaves this package. HTTP failures are classified here once
 (:class:`GitHubError` with ``status``), so nothing else inspects status codes.
 
 The adapter is one class composed of one part per GitHub area: ``client`` (auth, transport,
-errors, pagination), ``apps`` (App JWT calls), ``repos``, ``issues``, ``pulls`` and
-``comments`` (comment commands' reaction and reply); the values
+errors, pagination), ``apps`` (App JWT calls), ``repos``, ``issues``, ``pulls``, ``filing``
+(a plan's issues and links) and ``comments`` (comment commands' reaction and reply); the values
 it returns are in ``records``.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 from bot.adapters.github.apps import AppCalls
 from bot.adapters.github.client import GitHubError
 from bot.adapters.github.comments import CommentCalls
+from bot.adapters.github.filing import FilingCalls
 from bot.adapters.github.issues import IssueCalls, issue_repo
 from bot.adapters.github.pulls import PullCalls
 from bot.adapters.github.records import (
@@ -38,5 +39,5 @@ __all__ = [
 ]
 
 
-class GitHubAdapter(AppCalls, RepoCalls, IssueCalls, PullCalls, CommentCalls):
+class GitHubAdapter(AppCalls, RepoCalls, IssueCalls, PullCalls, FilingCalls, CommentCalls):
     """GitHub through githubkit with App authentication and a configurable base URL."""

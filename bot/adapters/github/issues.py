@@ -254,3 +254,14 @@ class IssueCalls(AdapterBase):
             )
         )
         return {str(item["name"]) for item in resp.json()}
+
+    async def close_issue(
+        self, installation_id: int, ref: IssueRef, reason: Literal["completed", "not_planned"]
+    ) -> None:
+        """Close an issue with GitHub's ``state_reason`` (a plan done, or a task dropped)."""
+        owner, name = ref.repo.split("/", 1)
+        await self._call(
+            self._gh(installation_id).rest.issues.async_update(
+                owner, name, ref.number, state="closed", state_reason=reason
+            )
+        )

@@ -47,6 +47,20 @@ class PullCalls(AdapterBase):
             self._gh(installation_id).rest.pulls.async_update(owner, name, number, body=body)
         )
 
+    async def pull_files(
+        self, installation_id: int, repo: str, number: int, limit: int = 50
+    ) -> tuple[str, list[str]]:
+        """A pull request's body and the paths it changed (the first ``limit``): what landed,
+        for the plan context of the tasks it unblocks."""
+        owner, name = repo.split("/", 1)
+        gh = self._gh(installation_id)
+        data = (await self._call(gh.rest.pulls.async_get(owner, name, number))).json()
+        resp = await self._call(
+            gh.rest.pulls.async_list_files(owner, name, number, per_page=min(100, limit))
+        )
+        files = [str(item["filename"]) for item in resp.json()][:limit]
+        return str(data.get("body") or ""), files
+
     async def reviews(self, installation_id: int, repo: str, number: int) -> list[Review]:
         """A pull request's submitted reviews, oldest first (everyone's: callers filter)."""
         owner, name = repo.split("/", 1)
