@@ -4,9 +4,12 @@ HTTP failures are classified here once (:class:`GitHubError` with ``status``), s
 inspects status codes. The area modules (apps, repos, issues, pulls) add domain verbs on top of
 :class:`AdapterBase`.
 
+Writes (POST, PATCH, PUT, DELETE) are paced under GitHub's secondary rate limits below
+githubkit (:mod:`bot.adapters.github.pacing`), which also waits out a ``retry-after`` on a write.
+
 Classification, in order: a rate limit (403 or 429 with ``retry-after`` or with
-``x-ratelimit-remaining: 0``) is a ``GitHubError`` carrying ``retry_after``, never retried in
-the request (GitHub asks to wait that long; the caller's next pass retries); a 5xx is retried
+``x-ratelimit-remaining: 0``) is a ``GitHubError`` carrying ``retry_after``, never retried by
+githubkit (GitHub asks to wait that long; the caller's next pass retries); a 5xx is retried
 twice, briefly, then is a ``GitHubError``; any other error status is a ``GitHubError`` whose
 message is GitHub's ``message``, or, for a body that is not GitHub's JSON (a proxy's HTML
 page), the status's reason; no answer at all is status 0; and an answer whose body is not JSON
@@ -25,6 +28,7 @@ from githubkit.cache.mem_cache import MemCacheStrategy
 from githubkit.exception import GitHubException, RateLimitExceeded, RequestError, RequestFailed
 from githubkit.retry import RetryOption
 
+from bot.adapters.github.pacing import PacedTransport, WriteBudget
 from bot.adapters.github.records import RepoInfo
 
 
@@ -114,7 +118,13 @@ class AdapterBase:
     """What every area of the adapter shares: the App client, installation clients, caches."""
 
     def __init__(
-        self, *, app_id: int, private_key: str, base_url: str, retry_delay_s: float = 0.5
+        self,
+        *,
+        app_id: int,
+        private_key: str,
+        base_url: str,
+        retry_delay_s: float = 0.5,
+        write_budget: WriteBudget | None = None,
     ) -> None:
         # A small pool: httpcore checks every pooled connection on each request and each
         # response (a quarter of the bot's GitHub-call CPU with 100 connections, profiled);
@@ -123,10 +133,12 @@ class AdapterBase:
         self._transport = _SharedTransport(
             retries=1, limits=httpx.Limits(max_connections=16, max_keepalive_connections=16)
         )
+        # Writes paced per installation token under GitHub's secondary rate limits.
+        self._paced = PacedTransport(self._transport, write_budget or WriteBudget())
         self._base_url = base_url
         self._app = GitHub(
             AppAuthStrategy(app_id, private_key),
-            async_transport=self._transport,
+            async_transport=self._paced,
             base_url=base_url,
             http_cache=False,
             auto_retry=retry_policy(retry_delay_s),
