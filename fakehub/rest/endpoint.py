@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from fakehub.auth import Actor, ApiError, authenticate
 from fakehub.hub import Hub
 from fakehub.rest.context import Ctx, Handler, Result
-from fakehub.rest.limits import DOCS, MESSAGE, ContentLimiter, counts_as_content
+from fakehub.rest.limits import DOCS, MESSAGE, ContentLimiter, budget_key, counts_as_content
 
 
 @dataclass
@@ -57,12 +57,11 @@ class ApiFaults:
     def reset_content_counts(self) -> None:
         self._content.reset()
 
-    def content_retry_after(self, method: str, path: str, credential: str) -> int | None:
-        """With the content limits on, the ``retry-after`` for a request over them, else None."""
-        if not self.content_limits or not counts_as_content(method, path):
-            return None
+    def content_retry_after(self, key: str) -> int | None:
+        """The ``retry-after`` for a content-creating request of ``key`` over the limits, else
+        None (and it is counted)."""
         return self._content.admit(
-            credential,
+            key,
             per_minute=self.content_per_minute,
             per_hour=self.content_per_hour,
             minute_s=self.content_minute_s,
@@ -97,8 +96,10 @@ def make_endpoint(hub: Hub, faults: ApiFaults, handler: Handler, *, auth: bool =
             )
             return JSONResponse(err.body(), 403, {**headers, "Retry-After": "1"})
         path = request.url.path.removeprefix("/api/v3")
-        credential = request.headers.get("authorization") or ""
-        wait = faults.content_retry_after(request.method, path, credential)
+        wait = None
+        if faults.content_limits and counts_as_content(request.method, path):
+            key = budget_key(hub.state, request.headers.get("authorization") or "")
+            wait = faults.content_retry_after(key)
         if wait is not None:
             err = ApiError(403, MESSAGE.format(request_id=request_id), documentation_url=DOCS)
             return JSONResponse(err.body(), 403, {**headers, "Retry-After": str(wait)})

@@ -3,8 +3,9 @@
 GitHub: "no more than 80 content-generating requests per minute and no more than 500
 content-generating requests per hour" (per user or App installation), answered with a 403 and
 ``retry-after`` when exceeded. Here every POST, PATCH, PUT and DELETE of the REST API counts,
-per credential (the ``authorization`` header), in sliding windows, except the App's own calls
-under ``/app/`` (creating an installation token is no content). Only admitted requests count.
+per installation (whichever of its tokens) or per user (:func:`budget_key`), in sliding
+windows, except the App's own calls under ``/app/`` (creating an installation token is no
+content). Only admitted requests count.
 
 ``minute_s`` scales the windows so tests run in seconds (8 a minute with a 1-second minute);
 the hour is 60 minutes of that length unless ``hour_s`` says otherwise. ``accepted`` and
@@ -18,6 +19,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+from fakehub.state import State
 
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 MESSAGE = (
@@ -35,8 +38,19 @@ def counts_as_content(method: str, path: str) -> bool:
     return method in WRITE_METHODS and not path.startswith("/app/")
 
 
+def budget_key(state: State, authorization: str) -> str:
+    """Whose budget a request spends: its installation's, its user's, else its credential's."""
+    credential = authorization.strip().partition(" ")[2].strip()
+    with state.lock:
+        token = state.tokens.get(credential)
+        if token is not None:
+            return f"installation:{token.installation.id}"
+        user = state.user_by_token(credential)
+    return f"user:{user.login}" if user is not None else f"credential:{authorization}"
+
+
 class ContentLimiter:
-    """Sliding windows of admitted content-creating requests, per credential."""
+    """Sliding windows of admitted content-creating requests, per budget key."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock

@@ -1,5 +1,5 @@
 """The adapter's write pacing (bot/adapters/github/pacing.py) on a fake clock: sliding minute and
-hour windows per credential, reads unpaced, a ``retry-after`` waited out and the write sent
+hour windows, reads unpaced, a ``retry-after`` waited out and the write sent
 again, and given up loudly after ``max_retries``."""
 
 from __future__ import annotations
@@ -41,9 +41,8 @@ def paced(
 async def send(
     transport: PacedTransport, method: str, path: str = "/repos/o/r/issues", token: str = "a"
 ) -> httpx.Response:
-    request = httpx.Request(
-        method, f"https://api.test{path}", headers={"authorization": f"token {token}"}, json={}
-    )
+    headers = {"authorization": f"token {token}"}
+    request = httpx.Request(method, f"https://api.test{path}", headers=headers, json={})
     return await transport.handle_async_request(request)
 
 
@@ -71,12 +70,10 @@ async def test_the_hour_budget_holds_when_the_minute_budget_would_not() -> None:
     assert [at for at, _, _ in sent] == [0.0, 0.0, 0.0, 3600.0]
 
 
-async def test_each_credential_has_its_own_budget() -> None:
+async def test_a_new_token_of_the_installation_spends_the_same_budget() -> None:
     transport, t, _ = paced(WriteBudget(per_minute=1))
-    await send(transport, "POST", token="a")
-    await send(transport, "POST", token="b")
-    assert t.now == 0.0
-    await send(transport, "POST", token="a")
+    await send(transport, "POST", token="first")
+    await send(transport, "POST", token="renewed")
     assert t.now == 60.0
 
 

@@ -85,3 +85,16 @@ def test_an_issue_is_blocked_by_and_blocks_at_most_50(world: World) -> None:
         blocked, blocking, *others = _issues(api, 53)
         assert [blocked_by(blocked["number"], o) for o in others] == [201] * 50 + [422]
         assert [blocked_by(o["number"], blocking) for o in others] == [201] * 50 + [422]
+
+
+def test_every_token_of_an_installation_spends_its_one_budget(world: World) -> None:
+    world.hub.faults.update(content_limits=True, content_per_minute=2, content_minute_s=60)
+    try:
+        with world.client() as bot:
+            for title in ("A", "B"):
+                bot.post(f"/repos/{FULL}/issues", json={"title": title}).raise_for_status()
+        with world.client(world.installation_token()) as renewed:
+            refused = renewed.post(f"/repos/{FULL}/issues", json={"title": "C"})
+        assert refused.status_code == 403
+    finally:
+        world.hub.faults.update(content_limits=False)

@@ -18,6 +18,7 @@ is a ``GitHubError`` with the answer's status when its JSON is read (:class:`Ans
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
 from typing import Any
@@ -133,12 +134,11 @@ class AdapterBase:
         self._transport = _SharedTransport(
             retries=1, limits=httpx.Limits(max_connections=16, max_keepalive_connections=16)
         )
-        # Writes paced per installation token under GitHub's secondary rate limits.
-        self._paced = PacedTransport(self._transport, write_budget or WriteBudget())
+        self._write_budget = write_budget or WriteBudget()
         self._base_url = base_url
         self._app = GitHub(
             AppAuthStrategy(app_id, private_key),
-            async_transport=self._paced,
+            async_transport=self._transport,
             base_url=base_url,
             http_cache=False,
             auto_retry=retry_policy(retry_delay_s),
@@ -161,7 +161,11 @@ class AdapterBase:
     def _gh(self, installation_id: int) -> GitHub[Any]:
         client = self._clients.get(installation_id)
         if client is None:
-            client = self._app.with_auth(self._app.auth.as_installation(installation_id))
+            # Its own transport over the shared pool: the installation's writes are paced under
+            # GitHub's secondary rate limits, whichever of its tokens they carry.
+            paced = PacedTransport(self._transport, self._write_budget)
+            config = dataclasses.replace(self._app.config, async_transport=paced)
+            client = GitHub(self._app.auth.as_installation(installation_id), config=config)
             self._clients[installation_id] = client
         return client
 

@@ -2,11 +2,12 @@
 
 GitHub allows about 80 content-creating requests a minute and 500 an hour (per App installation;
 ``research/github-steward-facts.md`` §6) and answers a request over the limit with a 403 or 429
-carrying ``retry-after``. Every POST, PATCH, PUT and DELETE of the adapter goes through
-:class:`PacedTransport`, below githubkit; reads pass straight through, unpaced. Rules:
+carrying ``retry-after``. Every POST, PATCH, PUT and DELETE the adapter makes for an
+installation goes through that installation's :class:`PacedTransport`, below githubkit (its
+budget outlives the hourly token); reads pass straight through, unpaced. Rules:
 
-1. Writes with one credential (one installation token) go one at a time (GitHub: "make requests
-   serially"), each when it fits both sliding windows: fewer than ``per_minute`` writes completed
+1. Writes for one installation go one at a time (GitHub: "make requests serially"), each when
+   it fits both sliding windows: fewer than ``per_minute`` writes completed
    in the last ``minute_s`` and fewer than ``per_hour`` in the last ``hour_s``.
 2. A write counts from the moment its answer arrives, which is after GitHub counted it, so
    waiting out our window also waits out GitHub's.
@@ -49,7 +50,7 @@ class WriteBudget:
 
 
 class Pacer:
-    """Sliding per-minute and per-hour windows for one credential's writes."""
+    """Sliding per-minute and per-hour windows for one installation's writes."""
 
     def __init__(
         self,
@@ -102,7 +103,7 @@ def secondary_wait(response: httpx.Response) -> float | None:
 
 
 class PacedTransport(httpx.AsyncBaseTransport):
-    """Writes through ``inner`` paced per credential (the ``authorization`` header)."""
+    """One installation's requests through ``inner`` (the shared pool), its writes paced."""
 
     def __init__(
         self,
@@ -114,21 +115,13 @@ class PacedTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self.inner = inner
         self.budget = budget
-        self._clock = clock
+        self.pacer = Pacer(budget, clock=clock, sleep=sleep)
         self._sleep = sleep
-        self._pacers: dict[str, Pacer] = {}
-
-    def pacer(self, credential: str) -> Pacer:
-        pacer = self._pacers.get(credential)
-        if pacer is None:
-            pacer = Pacer(self.budget, clock=self._clock, sleep=self._sleep)
-            self._pacers[credential] = pacer
-        return pacer
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.method not in WRITE_METHODS or request.url.path.endswith("/access_tokens"):
             return await self.inner.handle_async_request(request)
-        pacer = self.pacer(request.headers.get("authorization", ""))
+        pacer = self.pacer
         async with pacer.lock:
             for attempt in range(self.budget.max_retries + 1):
                 await pacer.wait_turn()
