@@ -17,7 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import PlainTextResponse
 
 from bot.actions_backend import ActionsBackend, actions_router
-from bot.adapters.github import GitHubAdapter, GitHubError
+from bot.adapters.github import GitHubAdapter, GitHubError, WriteBudget
 from bot.metrics import bot_metrics
 from bot.ports import GitHubPort
 from bot.runner_api import runner_router, transcript_router
@@ -40,6 +40,10 @@ def create_app(settings: BotSettings, *, github: GitHubPort | None = None) -> Fa
                 app_id=settings.app_id,
                 private_key=settings.private_key,
                 base_url=settings.github_api_url,
+                write_budget=WriteBudget(
+                    per_minute=settings.github_writes_per_minute,
+                    per_hour=settings.github_writes_per_hour,
+                ),
             )
         else:
             gh = github

@@ -50,6 +50,13 @@ class BotSettings(BaseSettings):
         "that left it still counts as done)",
     )
     lease_s: float = 120.0
+    github_writes_per_minute: int = Field(
+        default=80,
+        ge=1,
+        description="content-creating requests a minute per installation "
+        "(GitHub's secondary rate limit; the adapter paces its writes under it)",
+    )
+    github_writes_per_hour: int = Field(default=500, ge=1, description="and an hour")
     max_body_bytes: int = 25 * 1024 * 1024
 
     @property

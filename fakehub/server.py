@@ -84,6 +84,7 @@ class FakeHub:
             Route("/_fakehub/permissions", self._admin_permissions, methods=["POST"]),
             Route("/_fakehub/events", self._admin_events, methods=["GET"]),
             Route("/_fakehub/faults", self._admin_faults, methods=["PUT"]),
+            Route("/_fakehub/limits", self._admin_limits, methods=["GET"]),
         ]
         return Starlette(
             routes=[
@@ -295,6 +296,10 @@ class FakeHub:
                 "webhooks": dict(vars(self.sender.faults)),
             }
         )
+
+    async def _admin_limits(self, request: Request) -> JSONResponse:
+        """Content-creating requests the content limits accepted and rejected."""
+        return JSONResponse(self.faults.content_counts())
 
 
 async def _not_found(request: Request) -> JSONResponse:

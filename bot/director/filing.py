@@ -124,7 +124,7 @@ class PlanFiler:
                 "repo": epic.repo,
                 "issue": epic.number,
                 "plan_id": plan_id,
-                "created": len(created),
+                "filed": len(created),
                 "seconds": round(self.clock() - started, 3),
             },
         )

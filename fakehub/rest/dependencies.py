@@ -1,4 +1,6 @@
-"""Issue dependency (blocked by / blocking) and sub-issue routes."""
+"""Issue dependency (blocked by / blocking) and sub-issue routes, with GitHub's limits: 100
+sub-issues per parent (closed ones count) and 50 dependencies per relationship type (an issue
+is blocked by at most 50 issues and blocks at most 50); over them, a 422."""
 
 from __future__ import annotations
 
@@ -9,6 +11,9 @@ from fakehub.auth import ApiError, not_found
 from fakehub.records import Issue
 from fakehub.rest.context import Ctx, Result, paginate
 from fakehub.rest.issues import find_issue, validation_error
+
+SUB_ISSUES_PER_PARENT = 100
+DEPENDENCIES_PER_TYPE = 50
 
 
 def _other_issue(ctx: Ctx, issue_id: Any) -> Issue:
@@ -66,6 +71,14 @@ def _emit_dependency(ctx: Ctx, blocked: Issue, blocking: Issue, added: bool) -> 
     )
 
 
+def _dependency_limit(message: str) -> ApiError:
+    return ApiError(
+        422,
+        "Validation Failed",
+        errors=[{"resource": "IssueDependency", "code": "custom", "message": message}],
+    )
+
+
 def add_blocked_by(ctx: Ctx) -> Result:
     repo = ctx.repo("issues", "write")
     issue = find_issue(ctx, repo)
@@ -95,18 +108,13 @@ def add_blocked_by(ctx: Ctx) -> Result:
                     }
                 ],
             )
-        if len(issue.blocked_by) >= 50:
-            raise ApiError(
-                422,
-                "Validation Failed",
-                errors=[
-                    {
-                        "resource": "IssueDependency",
-                        "code": "custom",
-                        "message": "An issue can be blocked by at most 50 issues",
-                    }
-                ],
+        if len(issue.blocked_by) >= DEPENDENCIES_PER_TYPE:
+            raise _dependency_limit(
+                f"An issue can be blocked by at most {DEPENDENCIES_PER_TYPE} issues"
             )
+        blocking = sum(blocker.id in i.blocked_by for i in ctx.state.issues_by_id.values())
+        if blocking >= DEPENDENCIES_PER_TYPE:
+            raise _dependency_limit(f"An issue can block at most {DEPENDENCIES_PER_TYPE} issues")
         issue.blocked_by.append(blocker.id)
         issue.updated_at = time.time()
     _emit_dependency(ctx, issue, blocker, True)
@@ -171,6 +179,19 @@ def add_sub_issue(ctx: Ctx) -> Result:
                         "resource": "Issue",
                         "code": "custom",
                         "message": "Sub issue may only have one parent",
+                    }
+                ],
+            )
+        if len(parent.children) >= SUB_ISSUES_PER_PARENT:
+            raise ApiError(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "Issue",
+                        "code": "custom",
+                        "message": f"Parent cannot have more than {SUB_ISSUES_PER_PARENT} "
+                        "sub-issues",
                     }
                 ],
             )

@@ -1,5 +1,6 @@
 """One REST handler as a Starlette endpoint: GitHub's response headers, the fault switches
-(latency, secondary rate limits, 5xx), JSON parsing, authentication, and GitHub's error body for
+(latency, random secondary rate limits, 5xx, and GitHub's limits on content creation:
+:mod:`fakehub.rest.limits`), JSON parsing, authentication, and GitHub's error body for
 an :class:`~fakehub.auth.ApiError`. Handlers are plain synchronous functions, run in Starlette's
 thread pool.
 """
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from fakehub.auth import Actor, ApiError, authenticate
 from fakehub.hub import Hub
 from fakehub.rest.context import Ctx, Handler, Result
+from fakehub.rest.limits import DOCS, MESSAGE, ContentLimiter, budget_key, counts_as_content
 
 
 @dataclass
@@ -31,7 +33,14 @@ class ApiFaults:
     error_rate: float = 0.0
     secondary_rate_limit_rate: float = 0.0
     seed: int | None = None
+    #: GitHub's content-creation limits (``fakehub.rest.limits``): off by default
+    content_limits: bool = False
+    content_per_minute: int = 80
+    content_per_hour: int = 500
+    content_minute_s: float = 60.0
+    content_hour_s: float | None = None  # None: 60 minutes of ``content_minute_s``
     _rng: random.Random = field(default_factory=random.Random, repr=False)
+    _content: ContentLimiter = field(default_factory=ContentLimiter, repr=False)
 
     def update(self, **changes: Any) -> None:
         for key, value in changes.items():
@@ -40,6 +49,24 @@ class ApiFaults:
             setattr(self, key, value)
         if "seed" in changes:
             self._rng.seed(self.seed)
+
+    def content_counts(self) -> dict[str, int]:
+        """Content-creating requests accepted and rejected by the content limits so far."""
+        return self._content.counts()
+
+    def reset_content_counts(self) -> None:
+        self._content.reset()
+
+    def content_retry_after(self, key: str) -> int | None:
+        """The ``retry-after`` for a content-creating request of ``key`` over the limits, else
+        None (and it is counted)."""
+        return self._content.admit(
+            key,
+            per_minute=self.content_per_minute,
+            per_hour=self.content_per_hour,
+            minute_s=self.content_minute_s,
+            hour_s=self.content_hour_s,
+        )
 
     def roll(self, rate: float) -> bool:
         return rate > 0 and self._rng.random() < rate
@@ -68,6 +95,14 @@ def make_endpoint(hub: Hub, faults: ApiFaults, handler: Handler, *, auth: bool =
                 documentation_url="https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
             )
             return JSONResponse(err.body(), 403, {**headers, "Retry-After": "1"})
+        path = request.url.path.removeprefix("/api/v3")
+        wait = None
+        if faults.content_limits and counts_as_content(request.method, path):
+            key = budget_key(hub.state, request.headers.get("authorization") or "")
+            wait = faults.content_retry_after(key)
+        if wait is not None:
+            err = ApiError(403, MESSAGE.format(request_id=request_id), documentation_url=DOCS)
+            return JSONResponse(err.body(), 403, {**headers, "Retry-After": str(wait)})
         if faults.roll(faults.error_rate):
             status = 502 if faults.roll(0.5) else 503
             return JSONResponse(
@@ -83,7 +118,6 @@ def make_endpoint(hub: Hub, faults: ApiFaults, handler: Handler, *, auth: bool =
         except ValueError:
             err = ApiError(400, "Problems parsing JSON")
             return JSONResponse(err.body(), 400, headers)
-        path = request.url.path.removeprefix("/api/v3")
 
         def run() -> Result:
             actor = authenticate(hub.state, request.headers.get("authorization"))

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bot.core.model import IssueRef
+from bot.director.filing import DRAFT_LABEL
 from bot.reporting import STATE_LABELS
 from bot.service import Bot
 from tests.bot.fakegithub import RecordingGitHub
@@ -104,7 +105,8 @@ def test_an_event_before_reconciliation_reads_the_repository_config_first(
     assert task is not None, "the repository's trigger label made the task"
     assert task.runs_on == ("gpu",)
     assert reads == [".github/stoneforge.yml"]
-    assert ("ensure_labels", (repo, tuple(sorted([*STATE_LABELS, "go-agents"])))) in github.calls
+    labels = tuple(sorted([*STATE_LABELS, "go-agents", DRAFT_LABEL]))
+    assert ("ensure_labels", (repo, labels)) in github.calls
 
 
 def test_an_event_about_an_issue_that_is_no_task_reads_no_blockers(

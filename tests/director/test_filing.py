@@ -4,21 +4,17 @@ and never a duplicate, whether filed twice or killed half-way and filed again.""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
-import httpx
 import pytest
 
 from bot.adapters.github import GitHubAdapter, IssueInfo
 from bot.core.model import IssueRef
 from bot.core.plan import Plan, PlannedTask, parse_task_marker
 from bot.director.filing import PlanFiler
-from bot.store import Store
-from fakehub.server import FakeHub
+from tests.director.conftest import World
 
-EPIC = IssueRef("octo/app", 1)
+EPIC = IssueRef("octo/app", 1)  # made by the ``w`` fixture
 #: task index -> its blockers; 4 is blocked by a later task (9), so filing order is not index order
 BLOCKERS: dict[int, tuple[int, ...]] = {
     0: (),
@@ -38,38 +34,6 @@ PLAN = Plan(
         for i, b in BLOCKERS.items()
     )
 )
-
-
-@dataclass
-class World:
-    hub: FakeHub
-    gh: GitHubAdapter
-    inst: int
-    store: Store
-
-
-@pytest.fixture
-async def w(tmp_path: Path) -> AsyncIterator[World]:
-    with FakeHub(tmp_path / "hub") as hub:
-        lead = hub.create_user("lead")
-        hub.create_user("octo", type="Organization")
-        hub.create_repo("octo", "app", {"README.md": "x\n"})
-        hub.set_permission("octo/app", "lead", "admin")
-        app = hub.create_app(
-            slug="sf", webhook_url=None, webhook_secret="s", events=[],
-            permissions={"issues": "write", "contents": "read"},
-        )  # fmt: skip
-        inst = hub.install_app(app.id, "octo", ["app"])
-        headers = {"Authorization": f"token {lead.token}"}
-        async with httpx.AsyncClient(base_url=hub.api_url, headers=headers) as api:
-            (await api.post("/repos/octo/app/issues", json={"title": "Epic"})).raise_for_status()
-        gh = GitHubAdapter(app_id=app.id, private_key=app.private_key_pem, base_url=hub.api_url)
-        store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
-        try:
-            yield World(hub, gh, inst, store)
-        finally:
-            store.close()
-            await gh.aclose()
 
 
 class Killed(Exception):

@@ -17,6 +17,7 @@ from bot.adapters.github.client import GitHubError
 from bot.adapters.github.comments import CommentCalls
 from bot.adapters.github.filing import FilingCalls
 from bot.adapters.github.issues import IssueCalls, issue_repo
+from bot.adapters.github.pacing import WriteBudget
 from bot.adapters.github.pulls import PullCalls
 from bot.adapters.github.records import (
     Comment,
@@ -35,6 +36,7 @@ __all__ = [
     "LabelApplication",
     "MergeOutcome",
     "RepoInfo",
+    "WriteBudget",
     "issue_repo",
 ]
 

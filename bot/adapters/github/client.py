@@ -4,9 +4,12 @@ HTTP failures are classified here once (:class:`GitHubError` with ``status``), s
 inspects status codes. The area modules (apps, repos, issues, pulls) add domain verbs on top of
 :class:`AdapterBase`.
 
+Writes (POST, PATCH, PUT, DELETE) are paced under GitHub's secondary rate limits below
+githubkit (:mod:`bot.adapters.github.pacing`), which also waits out a ``retry-after`` on a write.
+
 Classification, in order: a rate limit (403 or 429 with ``retry-after`` or with
-``x-ratelimit-remaining: 0``) is a ``GitHubError`` carrying ``retry_after``, never retried in
-the request (GitHub asks to wait that long; the caller's next pass retries); a 5xx is retried
+``x-ratelimit-remaining: 0``) is a ``GitHubError`` carrying ``retry_after``, never retried by
+githubkit (GitHub asks to wait that long; the caller's next pass retries); a 5xx is retried
 twice, briefly, then is a ``GitHubError``; any other error status is a ``GitHubError`` whose
 message is GitHub's ``message``, or, for a body that is not GitHub's JSON (a proxy's HTML
 page), the status's reason; no answer at all is status 0; and an answer whose body is not JSON
@@ -15,6 +18,7 @@ is a ``GitHubError`` with the answer's status when its JSON is read (:class:`Ans
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
 from typing import Any
@@ -25,6 +29,7 @@ from githubkit.cache.mem_cache import MemCacheStrategy
 from githubkit.exception import GitHubException, RateLimitExceeded, RequestError, RequestFailed
 from githubkit.retry import RetryOption
 
+from bot.adapters.github.pacing import PacedTransport, WriteBudget
 from bot.adapters.github.records import RepoInfo
 
 
@@ -114,7 +119,13 @@ class AdapterBase:
     """What every area of the adapter shares: the App client, installation clients, caches."""
 
     def __init__(
-        self, *, app_id: int, private_key: str, base_url: str, retry_delay_s: float = 0.5
+        self,
+        *,
+        app_id: int,
+        private_key: str,
+        base_url: str,
+        retry_delay_s: float = 0.5,
+        write_budget: WriteBudget | None = None,
     ) -> None:
         # A small pool: httpcore checks every pooled connection on each request and each
         # response (a quarter of the bot's GitHub-call CPU with 100 connections, profiled);
@@ -123,6 +134,7 @@ class AdapterBase:
         self._transport = _SharedTransport(
             retries=1, limits=httpx.Limits(max_connections=16, max_keepalive_connections=16)
         )
+        self._write_budget = write_budget or WriteBudget()
         self._base_url = base_url
         self._app = GitHub(
             AppAuthStrategy(app_id, private_key),
@@ -149,7 +161,11 @@ class AdapterBase:
     def _gh(self, installation_id: int) -> GitHub[Any]:
         client = self._clients.get(installation_id)
         if client is None:
-            client = self._app.with_auth(self._app.auth.as_installation(installation_id))
+            # Its own transport over the shared pool: the installation's writes are paced under
+            # GitHub's secondary rate limits, whichever of its tokens they carry.
+            paced = PacedTransport(self._transport, self._write_budget)
+            config = dataclasses.replace(self._app.config, async_transport=paced)
+            client = GitHub(self._app.auth.as_installation(installation_id), config=config)
             self._clients[installation_id] = client
         return client
 
