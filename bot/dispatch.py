@@ -422,9 +422,14 @@ class Dispatcher:
                 await asyncio.sleep(1.0)
 
     async def expire_leases_forever(self) -> None:
-        """A runner that vanished loses its task, which is dispatched again."""
+        """A runner that vanished loses its task, which is dispatched again; and a task in
+        review whose pull request was not opened (the bot stopped first) gets it."""
         while True:
             await asyncio.sleep(max(1.0, self.lease_s / 4))
+            try:
+                await self.reports.results.open_pending()
+            except Exception:  # noqa: BLE001 - the lease loop must outlive any one failure
+                log.exception("open_pending_failed")
             for task in await asyncio.to_thread(self.store.expired_leases, self.clock()):
                 if task.state == TaskState.RUNNING:
                     log.warning("lease_expired", extra={"repo": task.repo, "issue": task.number})

@@ -88,6 +88,10 @@ class ResultHandler(Protocol):
 
     async def apply(self, task: Task, result: JobResult) -> None: ...
 
+    async def open_pending(self) -> int:
+        """Open the pull requests of tasks in review that have none yet (how many)."""
+        ...
+
 
 class JobReports:
     """A job's heartbeats and result, once ``owned`` says whose job it is. ``revoke(ref)`` ends

@@ -7,8 +7,14 @@ names the task's branch, and has revoked its token). One case per outcome:
 - ``rate_limited``: back to the queue until the provider's reset; the attempt is given back.
 - ``handoff``: the note is posted on the issue; the task is queued for a fresh agent, or, after
   ``max_attempts``, handed to a person.
-- ``completed`` (always with a pushed head): the pull request is opened, or the open one for
-  the branch has its body rewritten (one pull request per task), and the steward is woken.
+- ``completed`` (always with a pushed head): the task goes to review with its head at once,
+  and then, off the runner's path, the pull request is opened, or the open one for the branch
+  has its body rewritten (one pull request per task), and the steward is woken. Opening a pull
+  request creates content, which GitHub limits to about 80 a minute per installation
+  (``bot/adapters/github/pacing.py`` waits its turn): a runner must not wait on that, nor a
+  task be dispatched again because its lease ran out meanwhile. A task in review without a
+  pull request (the bot stopped before opening it, or GitHub refused) gets it from
+  ``open_pending``, which the job side runs periodically.
 - ``failed``: the task fails with the reason, labeled for a person who is mentioned.
 
 Every state change goes through the lifecycle with its typed reason (``RateLimited``,
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any, assert_never
@@ -27,7 +34,7 @@ from typing import Any, assert_never
 from bot import transcripts
 from bot.adapters.github import GitHubError
 from bot.core.lifecycle import Failed, HandedOff, RateLimited
-from bot.core.model import Task, TaskState, budget_left
+from bot.core.model import IssueRef, Task, TaskState, budget_left
 from bot.core.protocol import (
     CompletedResult,
     FailedResult,
@@ -40,6 +47,8 @@ from bot.core.render_text import format_cost
 from bot.ports import Clock, Configs, ResultPort, ResultStore, Transitions
 from bot.signals import Signals
 from bot.views import today
+
+log = logging.getLogger(__name__)
 
 HANDOFF_MARKER = "<!-- stoneforge:handoff -->"
 DETAIL_LIMIT = 2000  # characters of a failure's detail kept with the task
@@ -66,6 +75,8 @@ class Results:
         self.signals = signals
         self.public_url = public_url
         self.clock = clock
+        #: pull requests being opened in the background, by task
+        self._publishing: dict[IssueRef, asyncio.Task[None]] = {}
 
     async def apply(self, task: Task, result: JobResult) -> None:
         cost = result.usage.cost_usd
@@ -150,11 +161,71 @@ class Results:
                 total_cost_usd=totals["cost_usd"],
             )
         )
-        number = await self._open_or_update_pull(task, result.branch, body)
-        await self.views.transition(
-            task, TaskState.IN_REVIEW, None, pr_number=number, head_sha=result.head_sha, **totals
+        moved = await self.views.transition(
+            task, TaskState.IN_REVIEW, None, head_sha=result.head_sha, **totals
         )
+        self._publish_soon(moved, result.branch, body)
+
+    def _publish_soon(self, task: Task, branch: str, body: str) -> None:
+        """Open (or rewrite) ``task``'s pull request in the background, once at a time."""
+        if task.ref in self._publishing:
+            return
+
+        async def run() -> None:
+            try:
+                await self._publish(task, branch, body)
+            except GitHubError as exc:  # open_pending tries again
+                log.warning("pull_request_not_opened: %s", exc, extra={"repo": task.repo})
+            except Exception:  # noqa: BLE001 - background work must not vanish silently
+                log.exception("pull_request_crashed")
+            finally:
+                self._publishing.pop(task.ref, None)
+
+        self._publishing[task.ref] = asyncio.get_running_loop().create_task(run())
+
+    async def _publish(self, task: Task, branch: str, body: str) -> None:
+        number = await self._open_or_update_pull(task, branch, body)
+        current = await asyncio.to_thread(self.store.get_task, task.ref)
+        if current is None or current.state != TaskState.IN_REVIEW:
+            return  # it moved on meanwhile (restarted, cancelled): the steward sees its PR
+        if current.pr_number != number:
+            await asyncio.to_thread(
+                functools.partial(self.store.update_task, task.ref, pr_number=number)
+            )
+            await self.views.refresh_views()
         self.signals.steward_wake.set()
+
+    async def open_pending(self) -> int:
+        """Open the pull request of each task in review that has none (the bot stopped, or
+        GitHub refused, before it was opened); how many it started."""
+        tasks = await asyncio.to_thread(self.store.list_tasks, states=(TaskState.IN_REVIEW,))
+        started = 0
+        for task in tasks:
+            if task.pr_number is not None or not task.branch or not task.head_sha:
+                continue
+            if task.ref in self._publishing:
+                continue
+            result = CompletedResult(head_sha=task.head_sha, branch=task.branch)
+            body = await asyncio.to_thread(
+                functools.partial(
+                    transcripts.pull_body,
+                    self.store,
+                    self.public_url,
+                    task,
+                    result,
+                    agent=task.agent or self.repos.config(task.repo).agent.name,
+                    total_seconds=task.agent_seconds or 0.0,
+                    total_cost_usd=task.cost_usd,
+                )
+            )
+            self._publish_soon(task, task.branch, body)
+            started += 1
+        return started
+
+    async def settled(self) -> None:
+        """Wait until every pull request being opened is (tests, shutdown)."""
+        while self._publishing:
+            await asyncio.gather(*self._publishing.values(), return_exceptions=True)
 
     async def _open_or_update_pull(self, task: Task, head: str, body: str) -> int:
         """A later attempt on the same branch rewrites the open pull request's body: one PR."""

@@ -2,10 +2,9 @@
 
 GitHub: "no more than 80 content-generating requests per minute and no more than 500
 content-generating requests per hour" (per user or App installation), answered with a 403 and
-``retry-after`` when exceeded. Here every POST, PATCH, PUT and DELETE of the REST API counts,
-per installation (whichever of its tokens) or per user (:func:`budget_key`), in sliding
-windows, except the App's own calls under ``/app/`` (creating an installation token is no
-content). Only admitted requests count.
+``retry-after`` when exceeded. Here every request that creates content counts
+(:func:`counts_as_content`), per installation (whichever of its tokens) or per user
+(:func:`budget_key`), in sliding windows. Only admitted requests count.
 
 ``minute_s`` scales the windows so tests run in seconds (8 a minute with a 1-second minute);
 the hour is 60 minutes of that length unless ``hour_s`` says otherwise. ``accepted`` and
@@ -15,6 +14,7 @@ the hour is 60 minutes of that length unless ``hour_s`` says otherwise. ``accept
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections import deque
@@ -34,8 +34,17 @@ DOCS = (
 )
 
 
+#: POST paths that create content: an issue, a comment, a sub-issue or dependency link, a pull
+#: request, a review or a review comment (the bot's pacer, bot/adapters/github/pacing.py, paces
+#: the same; labels, reactions, check runs, edits, merges and deletions are not content).
+_CONTENT_PATHS = re.compile(
+    r"/repos/[^/]+/[^/]+/(?:issues|issues/\d+/comments|issues/\d+/sub_issues"
+    r"|issues/\d+/dependencies/blocked_by|pulls|pulls/\d+/(?:reviews|comments))$"
+)
+
+
 def counts_as_content(method: str, path: str) -> bool:
-    return method in WRITE_METHODS and not path.startswith("/app/")
+    return method == "POST" and _CONTENT_PATHS.search(path) is not None
 
 
 def budget_key(state: State, authorization: str) -> str:

@@ -339,11 +339,18 @@ def test_status_on_a_task_and_on_an_epic(world: World, director: FakeDirector) -
     assert "not a Stoneforge task" in replies(world, outsider)[-1]
 
 
-def test_the_default_director_says_planning_is_not_available(world: World) -> None:
+def test_plan_commands_reach_the_bots_own_director(world: World) -> None:
+    # The bot wires its real director in (bot.service.director_side): the first plan is taken
+    # (eyes, no reply: the plan job is queued), the second is refused while the first is made.
     epic = world.file("Epic")["number"]
-    comment(world, epic, "/stoneforge plan")
+    first = comment(world, epic, "/stoneforge plan keep it small")
     world.settle()
-    assert replies(world, epic) == ["Planning is not available yet on this installation."]
+    second = comment(world, epic, "/stoneforge plan")
+    world.settle()
+    assert eyes(world, first["id"]) == 1
+    [said] = replies(world, epic)
+    assert said.startswith("A plan for this issue is already being made")
+    assert eyes(world, second["id"]) == 1
 
 
 def test_cancel_takes_a_running_job_back(world: World) -> None:

@@ -115,6 +115,9 @@ class _Results:
     def __init__(self) -> None:
         self.applied: list[tuple[Task, JobResult]] = []
 
+    async def open_pending(self) -> int:
+        return 0
+
     async def apply(self, task: Task, result: JobResult) -> None:
         self.applied.append((task, result))
 

@@ -230,21 +230,23 @@ def test_a_spent_daily_budget_holds_ready_tasks_back_and_says_so(world: World) -
 class _Views:
     """A ``Transitions`` that records each change (the lifecycle still checks it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self.changes: list[tuple[TaskState, Reason | None, dict[str, Any]]] = []
+        self.refreshed = 0
 
     async def transition(
         self, task: Task, to: TaskState, reason: Reason | None, **fields: Any
     ) -> Task:
         lifecycle.check(task.state, to, reason)
         self.changes.append((to, reason, fields))
-        return task
+        return self.store.update_task(task.ref, state=to, **fields)
 
     async def graph(self) -> tuple[list[Task], GraphReport]:
         raise AssertionError("a result does not read the graph")
 
     async def refresh_views(self) -> None:
-        raise AssertionError("a result refreshes through its state change")
+        self.refreshed += 1  # the pull request's number, once it is opened
 
 
 class _GitHub:
@@ -284,14 +286,21 @@ class _Configs:
 
 def _apply(tmp_path: Path, result: JobResult, attempt: int = 1) -> tuple[_Views, _GitHub, Signals]:
     store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
-    views, github, signals = _Views(), _GitHub(), Signals()
+    views, github, signals = _Views(store), _GitHub(), Signals()
     results = Results(
         github, store, _Configs(), views, signals, public_url="", clock=lambda: 1000.0
     )
     task = Task(repo="octo/app", number=7, title="t", state=TaskState.RUNNING, attempt=attempt,
                 branch="stoneforge/7-t", installation_id=1, labeled_by="lead")  # fmt: skip
+    store.upsert_task(task)
+
+    async def apply() -> None:
+        await results.apply(task, result)
+        await results.settled()  # a completed job's pull request opens in the background
+
     try:
-        asyncio.run(results.apply(task, result))
+        asyncio.run(apply())
+        views.final = store.get_task(task.ref)  # type: ignore[attr-defined]
     finally:
         store.close()
     return views, github, signals
@@ -332,6 +341,38 @@ def test_each_outcome_moves_the_task_for_its_typed_reason(tmp_path: Path) -> Non
 
     done, github, signals = _apply(tmp_path, CompletedResult(branch=branch, head_sha="a" * 40))
     ((to, reason, fields),) = done.changes
-    assert (to, reason, fields["pr_number"]) == (TaskState.IN_REVIEW, None, 12)
+    # In review at once (the runner is answered); the pull request is opened off its path.
+    assert (to, reason, fields["head_sha"]) == (TaskState.IN_REVIEW, None, "a" * 40)
+    assert "pr_number" not in fields
     assert github.opened == [(branch, "main")]
+    assert done.final.pr_number == 12  # type: ignore[attr-defined]
+    assert done.refreshed == 1
     assert signals.steward_wake.is_set()
+
+
+def test_a_task_in_review_without_its_pull_request_gets_it(tmp_path: Path) -> None:
+    # The bot stopped (or GitHub refused) after the task went to review and before its pull
+    # request was opened: the job side's periodic open_pending opens it, once.
+    store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
+    views, github, signals = _Views(store), _GitHub(), Signals()
+    results = Results(github, store, _Configs(), views, signals, public_url="", clock=time.time)
+    review = TaskState.IN_REVIEW
+    store.upsert_task(
+        Task("octo/app", 8, "t", state=review, branch="stoneforge/8-t", head_sha="b" * 40)
+    )
+    store.upsert_task(
+        Task("octo/app", 9, "u", state=review, branch="stoneforge/9-u", head_sha="c" * 40,
+             pr_number=4)
+    )  # fmt: skip
+
+    async def twice() -> tuple[int, int]:
+        first = await results.open_pending()
+        await results.settled()
+        return first, await results.open_pending()
+
+    try:
+        assert asyncio.run(twice()) == (1, 0)
+        assert github.opened == [("stoneforge/8-t", "main")]
+        assert store.get_task(IssueRef("octo/app", 8)).pr_number == 12  # type: ignore[union-attr]
+    finally:
+        store.close()
