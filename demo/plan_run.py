@@ -79,7 +79,7 @@ def run_plan_demo(
                 if t["state"] != "merged":
                     console.print(f"  #{t['issue']} {t['state']}: {t.get('detail') or ''}")
         if report:
-            write_plan_report(report, epic, tasks, makespan, workers)
+            write_plan_report(report, epic, tasks, makespan, workers, _epic_story(pipe, epic))
         (work / "fakehub-events.json").write_text(
             json.dumps(pipe.hub.events(), indent=1, default=str)
         )
@@ -130,12 +130,31 @@ def _run_until_closed(
     return "timeout", tasks
 
 
+def _epic_story(pipe: Pipeline, epic: int) -> dict[str, Any]:
+    """The epic as the maintainer sees it at the end: its state and the bot's comments."""
+    if not epic:
+        return {}
+    issue = pipe.issue(epic)
+    bodies = [str(c.get("body") or "") for c in pipe.comments(epic)]
+    return {
+        "state": issue.get("state"),
+        "state_reason": issue.get("state_reason"),
+        "plan_comment": next((b for b in bodies if PLAN_MARKER in b), None),
+        "comments": bodies,
+    }
+
+
 def _labels(issue: dict[str, Any]) -> set[str]:
     return {str(label.get("name")) for label in issue.get("labels") or []}
 
 
 def write_plan_report(
-    path: Path, epic: int, tasks: list[dict[str, Any]], makespan: float, workers: int
+    path: Path,
+    epic: int,
+    tasks: list[dict[str, Any]],
+    makespan: float,
+    workers: int,
+    story: dict[str, Any] | None = None,
 ) -> None:
     rows = [
         {
@@ -154,6 +173,7 @@ def write_plan_report(
     data = {
         "plan_id": plan_ids[0] if len(plan_ids) == 1 else plan_ids,
         "epic": epic,
+        "epic_story": story or {},
         "tasks": rows,
         "makespan_s": round(makespan, 3),
         "workers": workers,
