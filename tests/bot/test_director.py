@@ -70,21 +70,27 @@ def epic_of(world: World, title: str = "Greet people") -> IssueRef:
 
 
 def request_plan(world: World, epic: IssueRef, guidance: str = "") -> PlanRecord:
-    d = director(world)
-    reply = on_bot(
-        world,
-        d.plan(
-            world.installation_id,
-            epic,
-            guidance=guidance,
-            by=world.maintainer.login,
-            comment_id=epic.number * 1000,
-        ),
-    )
-    assert reply is None
-    plan = store(world).current_plan(epic.repo, epic.number)
-    assert plan is not None
+    """``/stoneforge plan`` as the maintainer, through a real webhook; the plan it requested."""
+    said = world.comment(epic.number, f"/stoneforge plan {guidance}".strip())
+
+    def requested() -> PlanRecord | None:
+        plan = store(world).current_plan(epic.repo, epic.number)
+        return plan if plan is not None and plan.request_comment_id == said["id"] else None
+
+    plan = world.wait_until(requested, what="the plan requested by the comment")
+    assert plan.guidance == guidance
     return plan
+
+
+def command_reply(world: World, number: int, body: str, expect: str) -> str:
+    """Comment the command ``body`` on issue ``number`` as the maintainer; the bot's reply that
+    says ``expect``."""
+    before = len(world.comments(number))
+    world.comment(number, body)
+    return world.wait_until(
+        lambda: next((c for c in world.comments(number)[before:] if expect in c), None),
+        what=f"a reply to {body!r} saying {expect!r}",
+    )
 
 
 def plan_state(world: World, plan_id: str) -> PlanState | None:
@@ -128,10 +134,14 @@ def drafted(world: World, epic: IssueRef, raw: dict[str, Any]) -> tuple[str, dic
 
 
 def approve(world: World, epic: IssueRef) -> None:
-    reply = on_bot(
-        world, director(world).approve(world.installation_id, epic, by=world.maintainer.login)
+    """``/stoneforge approve`` as the maintainer, through a real webhook."""
+    plan = store(world).current_plan(epic.repo, epic.number)
+    assert plan is not None
+    world.comment(epic.number, "/stoneforge approve")
+    world.wait_until(
+        lambda: plan_state(world, plan.plan_id) == PlanState.APPROVED, what="the plan approved"
     )
-    assert reply is None
+    world.settle()
 
 
 @pytest.mark.slow
@@ -236,14 +246,8 @@ def test_an_invalid_plan_is_reported_on_the_epic_and_nothing_is_filed(
 def test_a_second_plan_request_is_refused_while_one_is_being_made(world: World) -> None:
     epic = epic_of(world)
     request_plan(world, epic)
-    reply = on_bot(
-        world,
-        director(world).plan(
-            world.installation_id, epic, guidance="", by=world.maintainer.login, comment_id=2
-        ),
-    )
-    assert reply is not None
-    assert "already being made" in reply
+    reply = command_reply(world, epic.number, "/stoneforge plan", "already being made")
+    assert reply.startswith("A plan for this issue is already being made")
 
 
 def test_a_restart_while_filing_files_the_rest_without_duplicates(world: World) -> None:
@@ -276,18 +280,8 @@ def test_replan_closes_the_tasks_that_have_not_started_and_keeps_the_running_one
     assert running is not None
     assert running["issue"] == issues[0]["number"]
 
-    reply = on_bot(
-        world,
-        director(world).replan(
-            world.installation_id,
-            epic,
-            guidance="smaller steps",
-            by=world.maintainer.login,
-            comment_id=77,
-        ),
-    )
-    assert reply is not None
-    assert "Closed 2" in reply
+    command_reply(world, epic.number, "/stoneforge replan smaller steps", "Closed 2")
+    world.settle()
     for index in (1, 2):
         issue = world.get(f"/repos/{epic.repo}/issues/{issues[index]['number']}")
         assert (issue["state"], issue["state_reason"]) == ("closed", "not_planned")
@@ -393,8 +387,7 @@ def test_status_pause_and_resume_act_on_the_epic_s_plan(world: World) -> None:
     assert on_bot(world, d.set_paused(other, True)) is False
 
     plan_id, issues = drafted(world, epic, three_tasks())
-    status = on_bot(world, d.status(world.installation_id, epic))
-    assert status is not None
+    status = command_reply(world, epic.number, "/stoneforge status", "Document the greeting")
     assert f"#{issues[2]['number']} Document the greeting · **draft**" in status
     match = MERMAID.search(status)
     assert match is not None
@@ -404,15 +397,16 @@ def test_status_pause_and_resume_act_on_the_epic_s_plan(world: World) -> None:
     refs = on_bot(world, d.plan_tasks(epic))
     assert refs is not None
     assert sorted(r.number for r in refs) == sorted(i["number"] for i in issues.values())
-    assert on_bot(world, d.set_paused(epic, True)) is True
+    world.comment(epic.number, "/stoneforge pause")
+    world.settle()
+    assert all(world.tasks()[i["number"]]["paused"] for i in issues.values())
     assert world.claim(wait_s=1) is None, "paused: nothing of the plan is dispatched"
-    assert on_bot(world, d.set_paused(epic, False)) is True
+    world.comment(epic.number, "/stoneforge resume")
+    world.settle()
     job = world.claim(wait_s=5)
     assert job is not None
     assert job["issue"] == issues[0]["number"]
-    reply = on_bot(world, d.approve(world.installation_id, epic, by=world.maintainer.login))
-    assert reply is not None
-    assert "only a drafted plan" in reply
+    command_reply(world, epic.number, "/stoneforge approve", "only a drafted plan")
 
 
 def test_a_failed_task_leaves_the_epic_open_with_its_reason_in_the_plan_comment(

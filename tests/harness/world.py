@@ -133,6 +133,16 @@ class World:
         issue = self.get(f"/repos/{self.repo.full_name}/issues/{number}")
         return {lbl["name"] for lbl in issue["labels"]}
 
+    def comment(self, number: int, body: str, token: str | None = None) -> dict[str, Any]:
+        """Comment on an issue, as the maintainer unless ``token`` says otherwise (a command,
+        say: it reaches the bot as a signed ``issue_comment`` webhook)."""
+        with self.api(token) as api:
+            resp = api.post(
+                f"/repos/{self.repo.full_name}/issues/{number}/comments", json={"body": body}
+            )
+            resp.raise_for_status()
+            return dict(resp.json())
+
     def comments(self, number: int) -> list[str]:
         return [
             c["body"] for c in self.get(f"/repos/{self.repo.full_name}/issues/{number}/comments")
