@@ -15,10 +15,11 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from bot.actions_backend import ActionsBackend
-from bot.adapters.github import GitHubError
+from bot.background import Background
 from bot.core import lifecycle
 from bot.core.admission import Claimant, admit
 from bot.core.admission import blocked_agents as _blocked
@@ -106,7 +107,7 @@ class Dispatcher:
         self.lease_s = lease_s
         self.metrics = metrics
         self.clock = clock
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._work = Background("background")
         self._tokens: dict[IssueRef, str] = {}  # task -> the repository token of its running job
         # Claims woken by the same change share one look at the task table (see _shared).
         self._ready_gen = 0
@@ -389,18 +390,8 @@ class Dispatcher:
         if token:
             self._background(self.github.revoke_token(token))
 
-    def _background(self, coro: Any) -> None:
-        async def run() -> None:
-            try:
-                await coro
-            except GitHubError as exc:
-                log.warning("background_call_failed: %s", exc)
-            except Exception:  # noqa: BLE001 - background work must not vanish silently
-                log.exception("background_call_crashed")
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _background(self, coro: Awaitable[None]) -> None:
+        self._work.spawn(coro)
 
     async def pump_actions(self, actions: ActionsBackend) -> None:
         """For ``backend: actions`` repositories: each ready task becomes a workflow run."""

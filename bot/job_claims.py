@@ -72,12 +72,21 @@ def refusal(jid: str, held: JobOwner | None, owner: str, secret: str | None) -> 
         or held.dispatch != parsed[1]
     ):
         return not_running(jid)
-    if held.owner is not None and held.owner != owner:
+    return holder_refusal(jid, held.owner, held.secret_hash, owner, secret)
+
+
+def holder_refusal(
+    jid: str, held_by: str | None, secret_hash: str | None, owner: str, secret: str | None
+) -> JobRefused | None:
+    """403 when the running job ``jid`` was claimed by another than ``owner`` (``held_by``),
+    or ``secret`` is not the claim secret whose SHA-256 is ``secret_hash``; else None. A task's
+    jobs and the director's plan jobs are held alike."""
+    if held_by is not None and held_by != owner:
         return JobRefused(403, f"job {jid} belongs to the runner that claimed it")
     if (
-        held.secret_hash is None
+        secret_hash is None
         or secret is None
-        or not hmac.compare_digest(held.secret_hash, token_hash(secret))
+        or not hmac.compare_digest(secret_hash, token_hash(secret))
     ):
         return JobRefused(403, f"wrong or missing claim secret for job {jid}")
     return None

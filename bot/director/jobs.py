@@ -8,11 +8,8 @@ the director. The claim secret goes to the claiming runner only; the store keeps
 
 from __future__ import annotations
 
-import hmac
-
 from bot.core.model import IssueRef
-from bot.job_claims import JobRefused, not_running
-from bot.signature import token_hash
+from bot.job_claims import JobRefused, holder_refusal, not_running
 from bot.store.plans import PlanRecord, PlanState
 
 PLAN_JOB_TAG = "@plan-"
@@ -54,12 +51,4 @@ def plan_refusal(
         or plan.dispatches != parsed[2]
     ):
         return not_running(jid)
-    if plan.job_owner is not None and plan.job_owner != owner:
-        return JobRefused(403, f"job {jid} belongs to the runner that claimed it")
-    if (
-        plan.job_secret_hash is None
-        or secret is None
-        or not hmac.compare_digest(plan.job_secret_hash, token_hash(secret))
-    ):
-        return JobRefused(403, f"wrong or missing claim secret for job {jid}")
-    return None
+    return holder_refusal(jid, plan.job_owner, plan.job_secret_hash, owner, secret)

@@ -25,8 +25,9 @@ import time
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
-from bot.adapters.github import GitHubError, IssueInfo
+from bot.adapters.github import IssueInfo
 from bot.adapters.github.records import Comment, RepoInfo
+from bot.background import Background
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.plan import DRAFT_LABEL, Plan, plan_comment_marker, validate_plan
 from bot.core.plan_comment import render_invalid_plan, render_plan_failed
@@ -135,7 +136,7 @@ class PlanJobs:
         self.clock = clock
         self._tokens: dict[str, str] = {}  # plan -> the read-only token of its running job
         self._filing: set[str] = set()  # plans this process is filing now
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._work = Background("director")
 
     async def claim_plan(
         self, runner: str, worker: str, owner: str, labels: frozenset[str] | None = None
@@ -356,7 +357,7 @@ class PlanJobs:
             await asyncio.sleep(max(1.0, self.lease_s / 4))
 
     def background_tasks(self) -> set[asyncio.Task[None]]:
-        return {t for t in self._tasks if not t.done()}
+        return self._work.running()
 
     async def set(
         self, plan: PlanRecord, expect: PlanState | None, **fields: Any
@@ -374,17 +375,7 @@ class PlanJobs:
             self._background(self.github.revoke_token(token))
 
     def _background(self, coro: Awaitable[None]) -> None:
-        async def run() -> None:
-            try:
-                await coro
-            except GitHubError as exc:
-                log.warning("director_call_failed: %s", exc)
-            except Exception:  # noqa: BLE001 - background work must not vanish silently
-                log.exception("director_call_crashed")
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._work.spawn(coro)
 
 
 def plan_of(plan: PlanRecord) -> Plan:
