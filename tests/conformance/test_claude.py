@@ -391,3 +391,32 @@ async def test_turn_cap_hands_off(rig_for) -> None:
 
     assert (run.result.outcome, run.result.reason) == (Outcome.HANDOFF_NEEDED, "max_turns")
     assert len(rig.server.requests) == 1
+
+
+async def test_a_plan_job_writes_its_plan_outside_the_worktree_through_add_dir(
+    rig_for, tmp_path: Path
+) -> None:
+    # A plan job's file lives outside the worktree (runner/planning.py); the runner names its
+    # folder in extra_dirs, which the adapter passes as --add-dir. (Seen here: under the same
+    # permission mode the CLI also writes there without --add-dir: its permission mode does not
+    # confine writes to the worktree, which only a sandbox can; see issue 14.)
+    import json
+
+    from bot.core.plan import Plan, validate_plan
+
+    folder = tmp_path / "plans" / "job-1"
+    folder.mkdir(parents=True)
+    plan_file = folder / "plan.json"
+    plan = {"summary": "two steps", "tasks": [{"title": "a"}, {"title": "b", "blockers": [0]}]}
+    turns = [
+        reply(Write(str(plan_file), json.dumps(plan))),
+        reply(Say("The plan is written.")),
+    ]
+    rig = rig_for(*turns)
+    run = await rig.run(
+        rig.request("Write the plan.", env={"STONEFORGE_PLAN_FILE": str(plan_file)},
+                    extra_dirs=[folder])
+    )  # fmt: skip
+    assert run.result.outcome == Outcome.COMPLETED, run.result.detail
+    assert isinstance(validate_plan(plan_file.read_text()), Plan)
+    assert not any(p.name == "plan.json" for p in rig.workdir.rglob("*"))
