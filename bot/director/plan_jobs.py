@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from bot.adapters.github import IssueInfo
 from bot.adapters.github.records import Comment, RepoInfo
 from bot.background import Background
-from bot.core.model import IssueRef, Task, TaskState
+from bot.core.model import IssueRef, Task, TaskState, budget_left
 from bot.core.plan import DRAFT_LABEL, Plan, plan_comment_marker, validate_plan
 from bot.core.plan_comment import render_invalid_plan, render_plan_failed
 from bot.core.protocol import (
@@ -203,6 +203,8 @@ class PlanJobs:
                 stall_s=config.timeouts.stall_minutes * 60,
             ),
             comments=tuple(comments),
+            # the plan's budget, less what its earlier plan jobs spent (None: no budget)
+            budget_usd=budget_left(config.budget.per_plan_usd, plan.cost_usd),
             plan_id=plan.plan_id,
             guidance=plan.guidance,
             kept=kept,

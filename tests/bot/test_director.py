@@ -98,11 +98,14 @@ def plan_state(world: World, plan_id: str) -> PlanState | None:
     return None if found is None else found.state
 
 
-def answer_plan(world: World, plan: dict[str, Any]) -> dict[str, Any]:
-    """Claim the plan job and answer it with ``plan``."""
+def answer_plan(
+    world: World, plan: dict[str, Any], budget_usd: float | None = None
+) -> dict[str, Any]:
+    """Claim the plan job (checking the budget it carries) and answer it with ``plan``."""
     job = world.claim(wait_s=5)
     assert job is not None
     assert job["kind"] == "plan"
+    assert job["budget_usd"] == budget_usd
     resp = world.report(job, {"outcome": "planned", "reason": "success", "plan": plan})
     assert resp.status_code == 200, resp.text
     return job
@@ -124,9 +127,11 @@ def plan_comment(world: World, epic: IssueRef, plan_id: str) -> str | None:
     return next((c for c in world.comments(epic.number) if marker in c), None)
 
 
-def drafted(world: World, epic: IssueRef, raw: dict[str, Any]) -> tuple[str, dict[int, Any]]:
+def drafted(
+    world: World, epic: IssueRef, raw: dict[str, Any], budget_usd: float | None = None
+) -> tuple[str, dict[int, Any]]:
     plan = request_plan(world, epic)
-    answer_plan(world, raw)
+    answer_plan(world, raw, budget_usd)
     world.wait_until(
         lambda: plan_state(world, plan.plan_id) == PlanState.DRAFTED, what="the plan drafted"
     )
@@ -305,7 +310,7 @@ def test_the_plan_budget_pauses_the_plan_and_says_so(world: World) -> None:
         what="the configuration loaded",
     )
     epic = epic_of(world)
-    plan_id, issues = drafted(world, epic, three_tasks())
+    plan_id, issues = drafted(world, epic, three_tasks(), budget_usd=1.0)
     approve(world, epic)
     job = world.claim(wait_s=5)
     assert job is not None
