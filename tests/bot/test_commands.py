@@ -218,6 +218,20 @@ def test_comments_of_bots_and_of_the_app_itself_are_ignored(world: World) -> Non
     assert replies(world, number) == ["/stoneforge cancel"]  # only the App's own comment
 
 
+def test_a_bot_the_repository_allows_may_command(world: World) -> None:
+    world.push_main({".github/stoneforge.yml": 'version: 1\nbots:\n  allow: ["helper[bot]"]\n'})
+    world.wait_until(
+        lambda: "helper[bot]" in world.bot.app.state.bot.repos.config("octo/app").bots.allow,  # type: ignore[union-attr]
+        what="the configuration loaded",
+    )
+    number = queued_task(world, "Queued work")
+    token = user(world, "helper[bot]", "write", kind="Bot")
+    said = comment(world, number, "/stoneforge cancel", token=token)
+    world.settle()
+    assert world.tasks()[number]["state"] == "cancelled"
+    assert eyes(world, said["id"]) == 1
+
+
 # --- the task verbs --------------------------------------------------------------------------
 
 
