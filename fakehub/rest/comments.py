@@ -39,7 +39,9 @@ def list_comments(ctx: Ctx) -> Result:
 
 
 def create_comment(ctx: Ctx) -> Result:
-    repo = ctx.repo("issues", "write")
+    # As on GitHub: anyone who can read the repository may comment on its issues; an App's
+    # installation token needs issues: write.
+    repo = ctx.repo("issues", "write" if ctx.actor.kind != "user" else "read")
     issue = find_issue(ctx, repo)
     text = ctx.field("body", str, required=True)
     app = ctx.actor.app if ctx.actor.kind == "installation" else None

@@ -173,15 +173,21 @@ def test_approve_and_replan_go_to_the_director(world: World, director: FakeDirec
 def test_a_non_writer_is_refused_and_nothing_happens(world: World, director: FakeDirector) -> None:
     number = queued_task(world, "Queued work")
     token = user(world, "triager", "triage")  # may comment and label, not write
+    reader = user(world, "reader", "read")  # may comment, as on GitHub
     said = comment(world, number, "/stoneforge cancel", token=token)
     planned = comment(world, number, "/stoneforge plan", token=token)
+    read_only = comment(world, number, "/stoneforge retry", token=reader)
     world.settle()
     assert world.tasks()[number]["state"] == "queued"
     assert director.calls == []
-    assert eyes(world, said["id"]) == eyes(world, planned["id"]) == 0
+    assert (
+        eyes(world, said["id"]) == eyes(world, planned["id"]) == eyes(world, read_only["id"]) == 0
+    )
     refusals = replies(world, number)
-    assert len(refusals) == 2
-    assert all("@triager" in r and "write access" in r for r in refusals)
+    assert len(refusals) == 3
+    assert all("write access" in r for r in refusals)
+    assert sum("@triager" in r for r in refusals) == 2
+    assert sum("@reader" in r for r in refusals) == 1
     # reading is for everyone
     comment(world, number, "/stoneforge status", token=token)
     world.settle()
