@@ -163,16 +163,28 @@ class Director:
         )
         if approved is None:
             return "The plan changed meanwhile; look at its comment and try again."
+        await self._make_tasks(approved, by)
+        return None
+
+    async def _make_tasks(self, plan: PlanRecord, by: str) -> int:
+        """Each filed issue of an approved plan without its task: the draft label off, the
+        trigger label on, and its task made (plan id, index, files, priority). Idempotent:
+        ``finish_approvals`` runs it again for a plan whose approval a stopped bot left half
+        done. How many tasks it made."""
         model = plan_of(plan)
-        trigger = self.repos.config(epic.repo).trigger_label
-        filed = await self.progress.filed(plan)
-        for index, row in sorted(filed.items()):
+        trigger = self.repos.config(plan.repo).trigger_label
+        have = {t.number for t in await asyncio.to_thread(self.store.tasks_of_plan, plan.plan_id)}
+        made = 0
+        for index, row in sorted((await self.progress.filed(plan)).items()):
             if row.closed or row.number is None or index >= len(model.tasks):
                 continue
-            planned, ref = model.tasks[index], IssueRef(epic.repo, row.number)
-            await self.github.remove_label(installation_id, ref, DRAFT_LABEL)
-            await self.github.add_labels(installation_id, ref, [trigger])
-            await self.sync.sync_issue(installation_id, ref, relabeled=True, labeled_by=by)
+            if row.number in have:
+                continue
+            planned, ref = model.tasks[index], IssueRef(plan.repo, row.number)
+            inst = plan.installation_id
+            await self.github.remove_label(inst, ref, DRAFT_LABEL)
+            await self.github.add_labels(inst, ref, [trigger])
+            await self.sync.sync_issue(inst, ref, relabeled=True, labeled_by=by)
             if await asyncio.to_thread(self.store.get_task, ref) is not None:
                 await asyncio.to_thread(
                     functools.partial(
@@ -184,9 +196,18 @@ class Director:
                         priority=planned.priority,
                     )
                 )
+                made += 1
         self.signals.ready_changed.set()
         await self.progress.redraw(plan.plan_id)
-        return None
+        return made
+
+    async def finish_approvals(self) -> int:
+        """Approved plans whose every filed issue is not yet a task (the bot stopped in the
+        middle of ``approve``) get the rest; how many tasks that made."""
+        made = 0
+        for plan in await asyncio.to_thread(self.store.plans_in, PlanState.APPROVED):
+            made += await self._make_tasks(plan, plan.approved_by or plan.requested_by)
+        return made
 
     async def replan(
         self, installation_id: int, epic: IssueRef, *, guidance: str, by: str, comment_id: int
@@ -281,8 +302,10 @@ class Director:
 
     async def upkeep(self) -> None:
         await self.jobs.upkeep()
+        await self.finish_approvals()
 
     async def run_forever(self) -> None:
+        await self.finish_approvals()
         await self.jobs.run_forever()
 
     def task_moved(self, task: Task) -> None:

@@ -436,3 +436,33 @@ def test_a_failed_task_leaves_the_epic_open_with_its_reason_in_the_plan_comment(
     assert "failed: tests_failed: 2 tests fail" in comment
     assert world.get(f"/repos/{epic.repo}/issues/{epic.number}")["state"] == "open"
     assert plan_state(world, plan_id) == PlanState.APPROVED
+
+
+def test_an_approval_a_stopped_bot_left_half_done_is_finished(world: World) -> None:
+    # The bot stopped inside /stoneforge approve: the plan is approved and one issue already
+    # carries the trigger label the App put on, but no task was made. Reconciliation neither
+    # trusts the App as a labeler nor takes its label away, and the director's upkeep makes
+    # every task, once.
+    epic = epic_of(world)
+    plan_id, issues = drafted(world, epic, three_tasks())
+    store(world).update_plan(plan_id, state=PlanState.APPROVED, approved_by=world.maintainer.login)
+    first = issues[0]["number"]
+    with world.api(world.bot_token) as api:
+        api.post(
+            f"/repos/{epic.repo}/issues/{first}/labels", json={"labels": ["agent-ready"]}
+        ).raise_for_status()
+    world.settle()
+    on_bot(world, world.bot.app.state.bot.reconciler.reconcile())  # type: ignore[union-attr]
+    assert "agent-ready" in world.labels(first)
+    assert world.tasks() == {}
+
+    assert on_bot(world, director(world).upkeep()) is None
+    tasks = world.tasks()
+    assert sorted(tasks) == sorted(i["number"] for i in issues.values())
+    assert {t["plan_id"] for t in tasks.values()} == {plan_id}
+    assert all("stoneforge:draft" not in world.labels(n) for n in tasks)
+    on_bot(world, director(world).upkeep())
+    assert sorted(world.tasks()) == sorted(tasks)
+    job = world.claim(wait_s=5)
+    assert job is not None
+    assert job["issue"] == issues[0]["number"]
