@@ -24,9 +24,16 @@ class CommandRows(StoreBase):
             "sender": sender,
             "received_at": now,
         }
-        statement = self._insert(commands).values(values).on_conflict_do_nothing()
+        statement = (
+            self._insert(commands)
+            .values(values)
+            .on_conflict_do_nothing()
+            .returning(commands.c.comment_id)
+        )
+        # RETURNING, not rowcount: psycopg reports -1 for this INSERT, so on PostgreSQL no
+        # command was ever taken (tests/bot/test_store.py runs it on both databases).
         with self._write() as conn:
-            return conn.execute(statement).rowcount == 1
+            return conn.execute(statement).first() is not None
 
     def command_outcome(self, comment_id: int, outcome: str) -> None:
         """What came of the command (for whoever reads the table)."""

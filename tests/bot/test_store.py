@@ -577,3 +577,11 @@ def test_working_set_looks_up_many_blockers_in_chunks(
         store.upsert_task(merged(ref.number, 1.0))
     store.upsert_task(dataclasses.replace(queued(1), blocked_by=(*gone, IssueRef(REPO, 999))))
     assert store.working_set(10.0).done == set(gone)
+
+
+def test_a_command_comment_is_taken_once_on_either_database(store: Store) -> None:
+    # psycopg reports -1 as the rowcount of INSERT ... ON CONFLICT DO NOTHING: judged by the
+    # rowcount, no command was ever taken on PostgreSQL.
+    assert store.take_command(7, "octo/app", 1, "plan", "lead", 1.0) is True
+    assert store.take_command(7, "octo/app", 1, "plan", "lead", 2.0) is False
+    assert store.command_record(7) == ("plan", "lead", None)
