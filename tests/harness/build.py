@@ -23,6 +23,19 @@ SECRET = "pipeline-secret"
 CI = [sys.executable, "-c", "import os, sys; sys.exit(1 if os.path.exists('RED') else 0)"]
 
 
+def flaky_ci(markers: Path, *, fails: int = 1) -> list[str]:
+    """A CI command that fails its first ``fails`` runs on each commit and passes after
+    (counted in files under ``markers``): a flaky check, for re-run tests."""
+    markers.mkdir(parents=True, exist_ok=True)
+    code = (
+        "import os, pathlib, sys; "
+        f"m = pathlib.Path({str(markers)!r}) / os.environ['GITHUB_SHA']; "
+        "n = int(m.read_text()) if m.exists() else 0; m.write_text(str(n + 1)); "
+        f"print('run', n + 1); sys.exit(1 if n < {fails} else 0)"
+    )
+    return [sys.executable, "-c", code]
+
+
 def app_manifest() -> tuple[list[str], dict[str, str]]:
     """The events and permissions ``app.yml`` registers the App with."""
     manifest = yaml.safe_load((ROOT / "app.yml").read_text())
