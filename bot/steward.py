@@ -11,7 +11,9 @@ requests (``bot.pull_cache``) do not outlive what another replica heard.
 State machine per task (``docs/architecture.md``):
 in_review -> (update branch -> checks)* -> merged; a writer's "changes requested" review sends
 the task back to queued (its agent gets the feedback and pushes to the same pull request), and
-the pull request is not merged until that reviewer approves or the review is dismissed.
+the pull request is not merged until that reviewer approves or the review is dismissed. A red
+required check is re-run once per head (``check_reruns`` in the store) before the task fails; one
+that passes on its re-run is recorded as flaky on the pull request and in ``/metrics``.
 """
 
 from __future__ import annotations

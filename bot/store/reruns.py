@@ -27,9 +27,14 @@ class RerunRows(StoreBase):
             "check_run_id": check_run_id,
             "requested_at": now,
         }
-        statement = self._insert(check_reruns).values(values).on_conflict_do_nothing()
+        statement = (
+            self._insert(check_reruns)
+            .values(values)
+            .on_conflict_do_nothing()
+            .returning(check_reruns.c.name)  # an INSERT's rowcount is -1 on psycopg
+        )
         with self._write() as conn:
-            return conn.execute(statement).rowcount == 1
+            return conn.execute(statement).first() is not None
 
     def reruns(self, repo: str, head_shas: Collection[str]) -> dict[tuple[str, str, str], int]:
         """The re-runs asked for on these heads: (repo, head, name) -> the run re-run."""
