@@ -291,6 +291,7 @@ class BotMetrics:
     merges: Counter  # label: outcome
     github_requests: Counter  # label: status (HTTP status code, or "error")
     stale_results: Counter  # results for a job that was no longer running (refused, 409)
+    flaky_checks: Counter  # required checks that failed once and passed on their re-run
 
     def watch_tasks(self, count_by_state: Callable[[], Mapping[str, int]]) -> None:
         """Read ``stoneforge_tasks`` from ``count_by_state()`` at each render.
@@ -341,5 +342,9 @@ def bot_metrics(registry: Registry | None = None) -> BotMetrics:
         stale_results=registry.counter(
             "stoneforge_stale_results_total",
             "Job results refused because the job was no longer the task's running job.",
+        ),
+        flaky_checks=registry.counter(
+            "stoneforge_flaky_checks_total",
+            "Required checks that failed once and passed when the steward re-ran them.",
         ),
     )

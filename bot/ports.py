@@ -9,7 +9,7 @@ mypy checks against the same Protocols. No URL, header or githubkit type crosses
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal, Protocol
 
@@ -168,6 +168,10 @@ class PullPort(Protocol):
     ) -> bool: ...
 
     async def delete_branch(self, installation_id: int, repo: str, branch: str) -> None: ...
+
+    async def rerun_check(self, installation_id: int, repo: str, check_run_id: int) -> bool: ...
+
+    async def reply(self, installation_id: int, ref: IssueRef, body: str) -> int: ...
 
 
 class TokenPort(Protocol):
@@ -392,6 +396,14 @@ class StewardStore(TaskStore, Protocol):
     def delivery_payloads(self, guids: Sequence[str]) -> dict[str, bytes]: ...
 
     def steward_lock(self, repo: str, base: str) -> AbstractContextManager[bool]: ...
+
+    def take_rerun(
+        self, repo: str, head_sha: str, name: str, check_run_id: int, now: float
+    ) -> bool: ...
+
+    def reruns(self, repo: str, head_shas: Collection[str]) -> dict[tuple[str, str, str], int]: ...
+
+    def take_flake(self, repo: str, head_sha: str, name: str) -> bool: ...
 
 
 # --- the task views --------------------------------------------------------------------------

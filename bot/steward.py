@@ -11,7 +11,9 @@ requests (``bot.pull_cache``) do not outlive what another replica heard.
 State machine per task (``docs/architecture.md``):
 in_review -> (update branch -> checks)* -> merged; a writer's "changes requested" review sends
 the task back to queued (its agent gets the feedback and pushes to the same pull request), and
-the pull request is not merged until that reviewer approves or the review is dismissed.
+the pull request is not merged until that reviewer approves or the review is dismissed. A red
+required check is re-run once per head (``check_reruns`` in the store) before the task fails; one
+that passes on its re-run is recorded as flaky on the pull request and in ``/metrics``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from bot.adapters.github import GitHubError
+from bot.core.lifecycle import Failed
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import (
     PullSnapshot,
@@ -35,6 +38,7 @@ from bot.core.steward import (
     StewardAction,
     blocking_reviews,
     check_verdict,
+    flaky_checks,
     plan_merges,
     review_feedback,
 )
@@ -204,8 +208,12 @@ class Steward:
         }
         self._pending = {k: v for k, v in self._pending.items() if k[0].repo != repo} | pending
         since = {ref: at for (ref, _), at in pending.items()}
+        heads = {pull.head_sha for pull in pulls.values()}
+        reruns = await asyncio.to_thread(self.store.reruns, repo, heads)
+        if reruns:
+            await self._record_flakes(repo, in_review, pulls, reruns)
         for _ in range(3):
-            actions = plan_merges(tasks, pulls, now=now, pending_since=since)
+            actions = plan_merges(tasks, pulls, now=now, pending_since=since, reruns=reruns)
             # Waiting may rest on a remembered snapshot; doing anything else needs a fresh one.
             stale = {a.task for a in actions if a.kind != "wait" and _cached(a, pulls, fresh)}
             if not stale:
@@ -255,6 +263,8 @@ class Steward:
             await self._merge(task, action.pr, action.sha, pull)
         elif action.kind == "update_branch" and action.pr and action.sha:
             await self._update_branch(task, action.pr, action.sha)
+        elif action.kind == "rerun" and task.state is TaskState.IN_REVIEW:
+            await self._rerun(task, action)
         elif action.kind == "await_review" and task.state is TaskState.IN_REVIEW:
             self.views.merging.discard(task.ref)
             if task.reason != action.why:  # shown in the status comment
@@ -315,6 +325,58 @@ class Steward:
         if pull and config.merge.delete_branch:
             await self.github.delete_branch(inst, task.repo, pull.head_ref)
         self.signals.steward_wake.set()  # the base moved: the next in line is updated
+
+    async def _rerun(self, task: Task, action: StewardAction) -> None:
+        """Run a red required check again, once per head: recorded before GitHub is asked,
+        so a restarted (or another) steward never asks twice. A check GitHub will not re-run
+        fails the task as a red check always did."""
+        if action.check is None or action.check_id is None or action.sha is None:
+            return
+        taken = await asyncio.to_thread(
+            self.store.take_rerun, task.repo, action.sha, action.check, action.check_id, time.time()
+        )
+        if not taken:
+            return  # asked already; the next pass reads the record
+        inst = task.installation_id or 0
+        log.info("check_rerun %s check=%s id=%s", task.ref, action.check, action.check_id)
+        if await self.github.rerun_check(inst, task.repo, action.check_id):
+            self.pulls.forget(task.repo, sha=action.sha)
+            return
+        why = f"required check {action.check!r} failed, and GitHub would not run it again"
+        self.views.merging.discard(task.ref)
+        if self.metrics:
+            self.metrics.merges.inc(outcome="failed")
+        await self.views.transition(task, TaskState.FAILED, Failed(why, action.pr))
+
+    async def _record_flakes(
+        self,
+        repo: str,
+        in_review: Mapping[IssueRef, Task],
+        pulls: Mapping[IssueRef, PullSnapshot],
+        reruns: Mapping[tuple[str, str, str], int],
+    ) -> None:
+        """A re-run check now green on the same head was a flake: say so on the pull request
+        and count it, once (the store's record is the once)."""
+        for ref, pull in pulls.items():
+            task = in_review.get(ref)
+            if task is None:
+                continue
+            for name in flaky_checks(repo, pull, reruns):
+                if not await asyncio.to_thread(self.store.take_flake, repo, pull.head_sha, name):
+                    continue
+                log.info("flaky_check %s check=%s sha=%s", ref, name, pull.head_sha)
+                if self.metrics:
+                    self.metrics.flaky_checks.inc()
+                body = (
+                    f"Check `{name}` failed once and passed on its re-run on "
+                    f"{pull.head_sha[:12]}: recorded as flaky."
+                )
+                try:
+                    await self.github.reply(
+                        task.installation_id or 0, IssueRef(repo, pull.number), body
+                    )
+                except GitHubError as exc:
+                    log.warning("flaky_comment_failed %s: %s", ref, exc)
 
     async def _update_branch(self, task: Task, pr: int, sha: str) -> None:
         """Bring the base into the pull request (once per head it is asked for)."""

@@ -174,6 +174,24 @@ class HubChecks(HubEvents):
         run.started_at = time.time()
         self.ci.submit(repo.full_name, sha, list(repo.ci_command), done)
 
+    def rerequest_check_run(self, run: CheckRun, app: App) -> None:
+        """``POST .../check-runs/{id}/rerequest`` by ``app``: a run of fakehub's CI is run
+        again (a new run of the same name on the same head, with its webhooks, as a CI App
+        does on ``check_run.rerequested``); the owner of any other run is sent
+        ``check_run.rerequested`` and re-runs it itself. Callers check who may ask."""
+        self.state.record(
+            "check_rerequested",
+            repo=run.repo.full_name,
+            sha=run.head_sha,
+            name=run.name,
+            id=run.id,
+            by=app.slug,
+        )
+        if run.app is self._ci_app and run.repo.ci_command:
+            self.run_ci(run.repo, run.head_sha, run.suite.head_branch)
+        else:
+            self.emit_check_run(run, "rerequested")
+
     def add_status(self, repo: Repo, sha: str, user: User, body: dict[str, Any]) -> Status:
         with self.state.lock:
             status = Status(

@@ -7,8 +7,11 @@ returns one ``StewardAction`` per task. The rules, first match wins:
 2. pull request merged -> ``mark_merged``; closed without merging -> ``fail``
 3. a writer's latest review requests changes and is newer than the one the agent was given
    (``task.review_id``) -> ``revise``: the task goes back to its agent with the feedback
-4. a required check completed with a conclusion other than success/neutral/skipped -> ``fail``
-   (never merge red)
+4. a required check completed with a conclusion other than success/neutral/skipped (red):
+   on a base it is behind -> ``update_branch`` (test again on the current base); a check run
+   not yet re-run on this head -> ``rerun`` (once: it may be a flake); the run that was re-run
+   still the newest -> ``wait`` for its re-run; red again after its re-run, or a commit status
+   (which cannot be re-run) -> ``fail`` (never merge red)
 5. a blocker that is a task has not merged -> ``wait`` (dependency order)
 6. a writer's latest review still requests changes (the agent already had it) ->
    ``await_review``: never merged until that reviewer approves or the review is dismissed
@@ -35,12 +38,16 @@ run CI once per pull request per merge, and all but one of those runs would be s
 next merge; merging stays one per CI cycle either way. A front whose required checks have been
 pending for ``FRONT_PATIENCE_S`` (``pending_since``, kept by the caller) stops holding the
 others back, as a merge queue's check time-out does: a CI that never reports stalls no queue.
+
+Re-runs are the caller's memory (``reruns``: which check run it asked GitHub to run again, per
+repository, head and check name, kept durably so a restarted bot never re-runs a check twice on
+one head). A re-run check that is green on that head is a flake: ``flaky_checks`` names them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
@@ -52,7 +59,15 @@ GREEN_CONCLUSIONS = frozenset({"success", "neutral", "skipped"})
 MERGEABLE_STATES = frozenset({"clean", "unstable", "has_hooks"})
 
 ActionKind = Literal[
-    "merge", "update_branch", "wait", "await_review", "redispatch", "revise", "fail", "mark_merged"
+    "merge",
+    "update_branch",
+    "wait",
+    "await_review",
+    "redispatch",
+    "revise",
+    "fail",
+    "mark_merged",
+    "rerun",
 ]
 VERDICT_STATES = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
 CHECKS_PENDING = "waiting for required check"  # how a wait for running checks is worded
@@ -68,9 +83,13 @@ class WaitFor(StrEnum):
     MERGE_AHEAD = "merge_ahead"  # ready, queued behind another merge on its base
     FRONT = "front"  # behind its base; updated when it reaches the front of the queue
     MERGEABLE_STATE = "mergeable_state"  # not mergeable yet (blocked, draft, ...)
+    RERUN = "rerun"  # a red required check was re-run; its new run has not reported yet
 
 
 FRONT_PATIENCE_S = 30 * 60  # a front waiting this long for its checks lets the next one update
+
+#: (repository, head SHA, check name) -> the id of the check run the caller asked to re-run
+RerunKey = tuple[str, str, str]
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,8 @@ class PullSnapshot:
     required: tuple[str, ...] = ()
     merge_sha: str | None = None  # set once merged: the commit the merge made on the base
     reviews: tuple[Review, ...] = ()  # by writers only, oldest first
+    # check run name -> id of its newest run on the head (commit statuses have none)
+    check_ids: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,6 +148,8 @@ class StewardAction:
     #: ``revise``, ``redispatch``, ``await_review``, ``fail``: the task's typed reason
     why: Reason | None = None
     wait: WaitFor | None = None  # ``wait``: what for
+    check: str | None = None  # ``rerun``: the check's name
+    check_id: int | None = None  # ``rerun``: the check run to run again
 
 
 def check_verdict(pull: PullSnapshot) -> tuple[str, str]:
@@ -174,13 +197,16 @@ def plan_merges(
     *,
     now: float,
     pending_since: Mapping[IssueRef, float] | None = None,
+    reruns: Mapping[RerunKey, int] | None = None,
 ) -> tuple[StewardAction, ...]:
     """One action per task in review, in dispatch order.
 
     ``pending_since``: when the steward first saw each pull request's current head with its
-    required checks pending (see ``FRONT_PATIENCE_S``).
+    required checks pending (see ``FRONT_PATIENCE_S``). ``reruns``: the check runs already
+    re-run (rule 4).
     """
     since = pending_since or {}
+    rerun = reruns or {}
     by_ref = {task.ref: task for task in tasks}
     report = analyse(tasks, {})
     in_review = sorted(
@@ -192,7 +218,7 @@ def plan_merges(
     front: dict[tuple[str, str], StewardAction] = {}  # (repo, base) -> first in line
     actions: list[StewardAction] = []
     for task, pull in decided:
-        action = _decide(task, pull, by_ref)
+        action = _decide(task, pull, by_ref, rerun)
         if action.kind == "merge" and pull is not None:
             key = (task.repo, pull.base_ref)
             first = merging.get(key)
@@ -235,8 +261,25 @@ def _in_line(action: StewardAction) -> bool:
     )
 
 
+def flaky_checks(repo: str, pull: PullSnapshot, reruns: Mapping[RerunKey, int]) -> tuple[str, ...]:
+    """The checks that were re-run on the pull request's head after failing and are green now
+    (a newer run than the one re-run): flakes, in name order."""
+    found = []
+    for (where, sha, name), rerun_id in reruns.items():
+        if where != repo or sha != pull.head_sha:
+            continue
+        status, conclusion = pull.checks.get(name, ("missing", None))
+        newer = pull.check_ids.get(name, rerun_id) != rerun_id
+        if newer and status == "completed" and conclusion in GREEN_CONCLUSIONS:
+            found.append(name)
+    return tuple(sorted(found))
+
+
 def _decide(
-    task: Task, pull: PullSnapshot | None, by_ref: Mapping[IssueRef, Task]
+    task: Task,
+    pull: PullSnapshot | None,
+    by_ref: Mapping[IssueRef, Task],
+    reruns: Mapping[RerunKey, int],
 ) -> StewardAction:
     ref = task.ref
     if pull is None:
@@ -279,7 +322,30 @@ def _decide(
                 f"required check {check!r} concluded {conclusion or 'without result'} on an "
                 f"outdated base; testing again on the current {pull.base_ref}",
             )
-        why = f"required check {check!r} concluded {conclusion or 'without result'}"
+        outcome = conclusion or "without result"
+        check_id = pull.check_ids.get(check)
+        rerun_id = reruns.get((task.repo, sha, check))
+        if check_id is not None and rerun_id is None:
+            return StewardAction(
+                "rerun",
+                ref,
+                pr,
+                sha,
+                f"required check {check!r} concluded {outcome}; running it again once",
+                check=check,
+                check_id=check_id,
+            )
+        if check_id is not None and check_id == rerun_id:
+            return _wait(
+                task,
+                pull,
+                WaitFor.RERUN,
+                f"required check {check!r} failed; waiting for its re-run",
+            )
+        if rerun_id is not None:
+            why = f"required check {check!r} concluded {outcome} twice (again after its re-run)"
+        else:
+            why = f"required check {check!r} concluded {outcome}"
         return StewardAction("fail", ref, pr, sha, why, why=Failed(why, pr))
     blockers = [
         b for b in task.blocked_by if b in by_ref and by_ref[b].state is not TaskState.MERGED

@@ -50,6 +50,7 @@ from bot.store.records import (
     task_key,
     task_to_row,
 )
+from bot.store.reruns import RerunRows
 from bot.store.runners import RunnerRows
 from bot.store.tables import TASK_FIELDS, costs, metadata, repos, tasks
 from bot.store.working_set import WorkingSet, WorkingSetRows
@@ -77,6 +78,7 @@ class Store(
     PlanRows,
     PlanTaskRows,
     CommandRows,
+    RerunRows,
 ):
     """Deliveries and tasks. ``url`` is any SQLAlchemy URL; SQLite and PostgreSQL are tested."""
 

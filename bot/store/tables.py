@@ -204,5 +204,16 @@ commands = sa.Table(  # comment commands acted on: each comment id once (an edit
 )
 
 
+check_reruns = sa.Table(  # the steward's re-runs of red required checks: once per head and check
+    "check_reruns",
+    metadata,
+    sa.Column("repo", sa.String(200), primary_key=True),
+    sa.Column("head_sha", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("check_run_id", sa.BigInteger, nullable=False),  # the run that was re-run
+    sa.Column("requested_at", sa.Double, nullable=False),
+    sa.Column("flaky", sa.Boolean, nullable=False, server_default=sa.false()),  # recorded
+)
+
 #: Task fields, each stored in the ``tasks`` column of the same name.
 TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))

@@ -95,6 +95,23 @@ def update_check_run(ctx: Ctx) -> Result:
     return 200, _run_json(ctx, run)
 
 
+def rerequest_check_run(ctx: Ctx) -> Result:
+    """GitHub answers 201 ``{}``; 403 when the run belongs to another App (fakehub's CI is
+    the exception: it re-runs for any App, as a re-run of failed Actions jobs would), 422 while
+    the run has not completed."""
+    repo = ctx.repo("checks", "write")
+    app = _check_app(ctx)
+    run = _run(ctx, repo)
+    if run.app is not app and run.app is not ctx.hub.ci_app:
+        raise ApiError(
+            403, "This check run is not rerequestable or doesn't belong to the authenticated app."
+        )
+    if run.status != "completed":
+        raise ApiError(422, "This check run is not rerequestable.")
+    ctx.hub.rerequest_check_run(run, app)
+    return 201, {}
+
+
 def get_check_run(ctx: Ctx) -> Result:
     repo = ctx.repo("checks")
     return 200, _run_json(ctx, _run(ctx, repo))
@@ -215,6 +232,7 @@ TABLE: list[tuple[str, list[str], Any]] = [
     (_R + "/check-runs", ["POST"], create_check_run),
     (_R + "/check-runs/{check_run_id}", ["PATCH"], update_check_run),
     (_R + "/check-runs/{check_run_id}", ["GET"], get_check_run),
+    (_R + "/check-runs/{check_run_id}/rerequest", ["POST"], rerequest_check_run),
     (_R + "/commits/{ref:path}/check-runs", ["GET"], list_check_runs),
     (_R + "/commits/{ref:path}/check-suites", ["GET"], list_check_suites),
     (_R + "/commits/{ref:path}/statuses", ["GET"], list_statuses),

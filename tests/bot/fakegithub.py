@@ -213,6 +213,10 @@ class FakeGitHub:
     async def delete_branch(self, installation_id: int, repo: str, branch: str) -> None:
         self.calls.append(("delete_branch", (repo, branch)))
 
+    async def rerun_check(self, installation_id: int, repo: str, check_run_id: int) -> bool:
+        self.calls.append(("rerun_check", (repo, check_run_id)))
+        return False
+
 
 def _conforms(fake: FakeGitHub) -> GitHubPort:
     return fake  # mypy: the fake is a GitHubPort

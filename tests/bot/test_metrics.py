@@ -99,6 +99,7 @@ def test_bot_metrics_page_parses_and_holds_values() -> None:
         "stoneforge_merges_total": "counter",
         "stoneforge_github_requests_total": "counter",
         "stoneforge_stale_results_total": "counter",
+        "stoneforge_flaky_checks_total": "counter",
     }
     deliveries = "stoneforge_webhook_deliveries_total"
     assert samples[(deliveries, labels(event="issues", outcome="stored"))] == 2

@@ -585,3 +585,22 @@ def test_a_command_comment_is_taken_once_on_either_database(store: Store) -> Non
     assert store.take_command(7, "octo/app", 1, "plan", "lead", 1.0) is True
     assert store.take_command(7, "octo/app", 1, "plan", "lead", 2.0) is False
     assert store.command_record(7) == ("plan", "lead", None)
+
+
+def test_a_check_is_re_run_once_per_head_and_its_flake_recorded_once(store_url: str) -> None:
+    first = Store(store_url)
+    try:
+        assert first.take_rerun("o/r", "sha1", "ci", 7, now=1.0)
+        assert not first.take_rerun("o/r", "sha1", "ci", 9, now=2.0), "once per head and check"
+        assert first.take_rerun("o/r", "sha2", "ci", 8, now=2.0)
+    finally:
+        first.close()
+    again = Store(store_url)  # a restarted bot reads what the last one asked for
+    try:
+        assert again.reruns("o/r", {"sha1", "sha3"}) == {("o/r", "sha1", "ci"): 7}
+        assert again.reruns("o/other", {"sha1"}) == {}
+        assert again.take_flake("o/r", "sha1", "ci")
+        assert not again.take_flake("o/r", "sha1", "ci")
+        assert not again.take_flake("o/r", "sha3", "ci"), "never re-run: no flake"
+    finally:
+        again.close()

@@ -6,7 +6,15 @@ from typing import Any
 import pytest
 
 from bot.core.model import IssueRef, Task, TaskState
-from bot.core.steward import PullSnapshot, Review, StewardAction, check_verdict, plan_merges
+from bot.core.steward import (
+    PullSnapshot,
+    Review,
+    StewardAction,
+    WaitFor,
+    check_verdict,
+    flaky_checks,
+    plan_merges,
+)
 
 REPO = "octo/demo"
 GREEN = ("completed", "success")
@@ -315,3 +323,44 @@ def test_a_front_whose_checks_never_come_stops_holding_the_queue() -> None:
     late = plan_merges(tasks, pulls, now=FRONT_PATIENCE_S + 1.0, pending_since={ref(1): 0.0})
     assert [a.kind for a in late] == ["wait", "update_branch"]
     assert "required check" in late[0].reason  # #1 itself still never merges without it
+
+
+RED = ("completed", "failure")
+
+
+def test_a_red_check_run_is_re_run_once_before_the_task_fails() -> None:
+    task = review(1)
+    red = pull(1, checks={"ci": RED}, check_ids={"ci": 7})
+    (first,) = plan_merges([task], {task.ref: red}, now=0.0)
+    assert (first.kind, first.check, first.check_id, first.sha) == ("rerun", "ci", 7, "sha1")
+
+    reruns = {(REPO, "sha1", "ci"): 7}
+    (asked,) = plan_merges([task], {task.ref: red}, now=0.0, reruns=reruns)
+    assert (asked.kind, asked.wait) == ("wait", WaitFor.RERUN), "its new run has not reported"
+
+    again = replace(red, check_ids={"ci": 8})
+    (second,) = plan_merges([task], {task.ref: again}, now=0.0, reruns=reruns)
+    assert second.kind == "fail"
+    assert "twice" in second.reason
+    assert flaky_checks(REPO, again, reruns) == ()
+
+
+def test_a_re_run_is_per_head_and_a_commit_status_is_never_re_run() -> None:
+    task = review(1)
+    red = pull(1, checks={"ci": RED}, check_ids={"ci": 9})
+    other_head = {(REPO, "sha0", "ci"): 7, ("octo/other", "sha1", "ci"): 7}
+    (action,) = plan_merges([task], {task.ref: red}, now=0.0, reruns=other_head)
+    assert (action.kind, action.check_id) == ("rerun", 9)
+
+    status = pull(1, checks={"ci": RED})  # a commit status: no check run to re-run
+    (failed,) = plan_merges([task], {task.ref: status}, now=0.0)
+    assert failed.kind == "fail"
+    assert "twice" not in failed.reason
+
+
+def test_a_re_run_check_that_passes_is_a_flake_and_merges() -> None:
+    task = review(1)
+    green = pull(1, checks={"ci": GREEN, "lint": RED}, check_ids={"ci": 8, "lint": 3})
+    reruns = {(REPO, "sha1", "ci"): 7, (REPO, "sha1", "lint"): 3, (REPO, "sha0", "x"): 1}
+    assert flaky_checks(REPO, green, reruns) == ("ci",)
+    assert plan_merges([task], {task.ref: green}, now=0.0, reruns=reruns)[0].kind == "merge"

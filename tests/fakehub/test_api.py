@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fakehub.server import FakeHub
 from tests.fakehub.conftest import FULL, ORG, REPO, SECRET, make_world
-from tests.harness import Receiver, World, git
+from tests.harness import Receiver, World, flaky_ci, git
 
 FAIL = [sys.executable, "-c", "import sys; print('boom'); sys.exit(1)"]
 PASS = [sys.executable, "-c", "print('ok')"]
@@ -232,6 +232,38 @@ def test_merge_refused_while_required_check_failing(
     assert hub.events("merge_refused")[-1]["status"] == 405
     run = hub.state.runs_for(w.repo, sha)[0]
     assert "boom" in run.output["text"]
+
+
+def test_rerequest_runs_a_flaky_ci_check_again_on_the_same_head(
+    hub: FakeHub, receiver: Receiver, tmp_path: Path
+) -> None:
+    w = make_world(hub, receiver, tmp_path, ci_command=flaky_ci(tmp_path / "marks"))
+    number, sha = _open_pr(w, "sf/flaky", {"f.py": "f = 1\n"})
+    assert _wait_ci(w, sha) == "failure"
+    (first,) = hub.state.runs_for(w.repo, sha)
+    with w.client() as bot:
+        r = bot.post(f"/repos/{FULL}/check-runs/{first.id}/rerequest")
+        assert (r.status_code, r.json()) == (201, {})
+        again = w.wait_event(
+            lambda e: (
+                e["type"] == "check_completed" and e["sha"] == sha and e["conclusion"] != "failure"
+            )
+        )
+        assert again["conclusion"] == "success"
+        listed = bot.get(f"/repos/{FULL}/commits/{sha}/check-runs").json()["check_runs"]
+    assert [(c["name"], c["conclusion"]) for c in listed] == [("ci", "success")]
+    assert listed[0]["id"] != first.id
+    (asked,) = hub.events("check_rerequested")
+    assert (asked["id"], asked["sha"], asked["by"]) == (first.id, sha, "stoneforge")
+    new = listed[0]["id"]
+    hook = receiver.wait_for(  # the re-run sends check_run webhooks as CI does
+        lambda h: (
+            h.event == "check_run"
+            and h.payload["action"] == "completed"
+            and h.payload["check_run"]["id"] == new
+        )
+    )
+    assert hook.payload["check_run"]["conclusion"] == "success"
 
 
 def test_merge_with_stale_sha_is_409(ci_world: World) -> None:

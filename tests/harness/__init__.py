@@ -12,7 +12,15 @@ signals (the bot's own store, another process's view); on timeout it says what i
 """
 
 from tests.harness.bot import RUNNER_TOKEN, InProcessBot, free_port, healthy
-from tests.harness.build import CI, ROOT, SECRET, app_manifest, build_world, open_world
+from tests.harness.build import (
+    CI,
+    ROOT,
+    SECRET,
+    app_manifest,
+    build_world,
+    flaky_ci,
+    open_world,
+)
 from tests.harness.git import git, write_files
 from tests.harness.receiver import Hook, Receiver
 from tests.harness.waiting import Changes, WaitTimeout, hub_changes, wait_until
@@ -31,6 +39,7 @@ __all__ = [
     "World",
     "app_manifest",
     "build_world",
+    "flaky_ci",
     "free_port",
     "healthy",
     "git",

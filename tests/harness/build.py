@@ -23,6 +23,28 @@ SECRET = "pipeline-secret"
 CI = [sys.executable, "-c", "import os, sys; sys.exit(1 if os.path.exists('RED') else 0)"]
 
 
+def flaky_ci(markers: Path, *, fails: int = 1, gate: Path | None = None) -> list[str]:
+    """A CI command that fails its first ``fails`` runs on each commit and passes after
+    (counted in files under ``markers``): a flaky check, for re-run tests. With ``gate``, every
+    run after the first holds until that file exists (the test opens it when it is ready)."""
+    markers.mkdir(parents=True, exist_ok=True)
+    hold = (
+        ""
+        if gate is None
+        else (
+            f"g = pathlib.Path({str(gate)!r}); t = time.monotonic() + 60\n"
+            "while n and not g.exists() and time.monotonic() < t: time.sleep(0.05)\n"
+        )
+    )
+    code = (
+        "import os, pathlib, sys, time\n"
+        f"m = pathlib.Path({str(markers)!r}) / os.environ['GITHUB_SHA']\n"
+        "n = int(m.read_text()) if m.exists() else 0\nm.write_text(str(n + 1))\n"
+        f"{hold}print('run', n + 1)\nsys.exit(1 if n < {fails} else 0)\n"
+    )
+    return [sys.executable, "-c", code]
+
+
 def app_manifest() -> tuple[list[str], dict[str, str]]:
     """The events and permissions ``app.yml`` registers the App with."""
     manifest = yaml.safe_load((ROOT / "app.yml").read_text())

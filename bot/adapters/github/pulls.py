@@ -145,10 +145,12 @@ class PullCalls(AdapterBase):
         data = (await self._call(gh.rest.pulls.async_get(owner, name, number))).json()
         head = data["head"]["sha"]
         checks: dict[str, tuple[str, str | None]] = {}
+        check_ids: dict[str, int] = {}
         runs = await self._call(gh.rest.checks.async_list_for_ref(owner, name, head, per_page=100))
         # Newest run per name wins (GitHub lists newest first).
         for run in runs.json().get("check_runs", []):
             checks.setdefault(run["name"], (run["status"], run.get("conclusion")))
+            check_ids.setdefault(run["name"], int(run["id"]))
         status = await self._call(
             gh.rest.repos.async_get_combined_status_for_ref(owner, name, head)
         )
@@ -171,6 +173,7 @@ class PullCalls(AdapterBase):
             checks=checks,
             required=tuple(dict.fromkeys(required + extra_required)),
             merge_sha=data.get("merge_commit_sha") if data.get("merged") else None,
+            check_ids=check_ids,
         )
 
     async def merge(
@@ -230,6 +233,22 @@ class PullCalls(AdapterBase):
             )
         except GitHubError as exc:
             if exc.status == 422:
+                return False
+            raise
+        return True
+
+    async def rerun_check(self, installation_id: int, repo: str, check_run_id: int) -> bool:
+        """Ask GitHub to run a check run again on the same head (``check_run.rerequested``
+        goes to the App that made it). ``False`` when GitHub will not: the run is not
+        rerequestable (422), belongs to another App (403; a GitHub Actions job is re-run
+        through the Actions API instead), or is gone (404)."""
+        owner, name = repo.split("/", 1)
+        try:
+            await self._call(
+                self._gh(installation_id).rest.checks.async_rerequest_run(owner, name, check_run_id)
+            )
+        except GitHubError as exc:
+            if exc.status in (403, 404, 422):
                 return False
             raise
         return True
