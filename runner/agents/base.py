@@ -46,6 +46,8 @@ class RunRequest:
     extra_env: dict[str, str] = field(default_factory=dict)
     #: directories outside ``workdir`` the agent may write to (a plan job's plan file)
     extra_dirs: list[Path] = field(default_factory=list)
+    #: files the agent is to write, for a CLI that edits only the files it is given (aider)
+    edit_files: list[Path] = field(default_factory=list)
 
 
 @dataclass
