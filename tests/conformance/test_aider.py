@@ -280,7 +280,6 @@ async def test_no_sessions_a_second_run_starts_afresh(
     assert "The answer is 42." not in said
 
 
-
 async def test_a_plan_job_writes_its_plan_inside_the_worktree_under_stoneforge(
     aider: Aider, served: list[ChatCompletionsServer], tmp_path: Path
 ) -> None:
@@ -299,7 +298,8 @@ async def test_a_plan_job_writes_its_plan_inside_the_worktree_under_stoneforge(
 
     run = await aider.run(server, "Write the plan.", edit_files=[plan_file])
 
-    assert (run.result.outcome, run.result.reason) == (Outcome.COMPLETED, "success"), run.result.detail
+    result = run.result
+    assert (result.outcome, result.reason) == (Outcome.COMPLETED, "success"), result.detail
     assert not AiderAdapter.writes_outside_workdir
     assert isinstance(validate_plan(plan_file.read_text()), Plan)
     assert aider.status() == ""  # ignored: nothing of it shows in git

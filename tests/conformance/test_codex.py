@@ -9,12 +9,14 @@ retries are set to none (`request_max_retries`/`stream_max_retries`), so a 429 i
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.core.plan import Plan, validate_plan
 from runner.agents.base import Outcome, RunRequest
 from runner.agents.codex import PROVIDER, CodexAdapter
 from runner.agents.pricing import estimate
@@ -326,10 +328,6 @@ async def test_a_plan_job_writes_its_plan_outside_the_worktree_through_add_dir(
     # A plan job's file lives outside the worktree (runner/planning.py): the adapter makes its
     # folder a writable root of the sandbox with --add-dir. The temp dirs, writable by default
     # (and holding tmp_path), are taken out here so that only --add-dir lets the write through.
-    import json
-
-    from bot.core.plan import Plan, validate_plan
-
     folder = tmp_path / "plans" / "job-1"
     folder.mkdir(parents=True)
     plan_file = folder / "plan.json"
@@ -346,7 +344,8 @@ async def test_a_plan_job_writes_its_plan_outside_the_worktree_through_add_dir(
                                "CODEX_API_KEY": "k", "STONEFORGE_PLAN_FILE": str(plan_file)},
                           extra_dirs=[folder])  # fmt: skip
 
-    assert (run.result.outcome, run.result.reason) == (Outcome.COMPLETED, "success"), run.result.detail
+    result = run.result
+    assert (result.outcome, result.reason) == (Outcome.COMPLETED, "success"), result.detail
     assert "Process exited with code 0" in outputs(server.requests[1])[0]
     assert isinstance(validate_plan(plan_file.read_text()), Plan)
     assert not any(p.name == "plan.json" for p in codex.workdir.rglob("*"))

@@ -296,6 +296,7 @@ async def test_a_plan_job_writes_its_plan_outside_the_worktree_through_add_dir(
 
     run = await copilot.run(server, "Write the plan.", extra_dirs=[folder])
 
-    assert (run.result.outcome, run.result.reason) == (Outcome.COMPLETED, "success"), run.result.detail
+    result = run.result
+    assert (result.outcome, result.reason) == (Outcome.COMPLETED, "success"), result.detail
     assert isinstance(validate_plan(plan_file.read_text()), Plan)
     assert not any(p.name == "plan.json" for p in copilot.workdir.rglob("*"))

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from runner.agents import pricing
 from bot.core.plan import Plan, validate_plan
+from runner.agents import pricing
 from runner.agents.base import Outcome, RunRequest
 from runner.agents.gemini import DEFAULT_MODEL, GeminiAdapter
 from tests.conformance.clis import require, versions
@@ -399,6 +399,7 @@ async def test_a_plan_job_writes_its_plan_outside_the_worktree_through_include_d
     with Rig(tmp_path, turns) as rig:
         run = await rig.run(rig.request("Write the plan.", extra_dirs=[folder]))
 
-    assert (run.result.outcome, run.result.reason) == (Outcome.COMPLETED, "success"), run.result.detail
+    result = run.result
+    assert (result.outcome, result.reason) == (Outcome.COMPLETED, "success"), result.detail
     assert isinstance(validate_plan(plan_file.read_text()), Plan)
     assert not any(p.name == "plan.json" for p in rig.workdir.rglob("*"))
