@@ -37,8 +37,8 @@ def test_codex_makes_each_folder_a_writable_root_of_its_sandbox(tmp_path: Path) 
     assert argv.index("--add-dir") < argv.index("resume")  # exec's, not the sub-command's
     # Only the workspace-write sandbox has writable roots; none without folders.
     for permissions in ("read_only", "full_unattended"):
-        argv = CodexAdapter(binary="codex").build(request(tmp_path, permissions, extra_dirs=DIRS))
-        assert "--add-dir" not in argv.argv
+        other = request(tmp_path, permissions, extra_dirs=DIRS)  # type: ignore[arg-type]
+        assert "--add-dir" not in CodexAdapter(binary="codex").build(other).argv
     assert "--add-dir" not in CodexAdapter(binary="codex").build(request(tmp_path)).argv
 
 
