@@ -8,8 +8,11 @@ Per job:
    whatever the agent changes is discarded with the worktree when the job ends.
 2. The plan file lives outside the worktree, in a folder of its own per job under the runner's
    work directory (``<work_dir>/plans/<job>/plan.json``); the prompt names it, and so does
-   ``STONEFORGE_PLAN_FILE`` in the agent's environment. An agent that can be told which
-   folders it may write (claude's ``--add-dir``) is told this one.
+   ``STONEFORGE_PLAN_FILE`` in the agent's environment. The adapter gets the folder in
+   ``RunRequest.extra_dirs`` and tells its CLI it may write there (docs/agents.md, "Plan
+   jobs"). An adapter whose CLI cannot write outside its worktree (``writes_outside_workdir =
+   False``: aider) gets ``.stoneforge/plan.json`` in the worktree instead, in
+   ``RunRequest.edit_files``; nothing of the worktree is committed, and it is discarded.
 3. The planning prompt (``runner.prompt.build_plan_prompt``), and the agent's run through the
    task jobs' machinery (``runner.tries``: the supervisor, transcripts, usage accounting,
    budgets, rate-limit pauses).
@@ -45,6 +48,7 @@ from runner.agents.base import Outcome, Result
 from runner.bot_client import BotClient
 from runner.git import GitError, RepoMirror
 from runner.job import (
+    SCRATCH_DIR,
     Control,
     JobState,
     Verdict,
@@ -79,11 +83,20 @@ class PlanRead:
 def read_plan(path: Path) -> PlanRead:
     """The plan file at ``path``, checked (see the module doc); never raises."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return PlanRead(None, [f"no plan file was written at {path}"])
+    except OSError as exc:  # the folder is a symlink (ELOOP) or no folder
+        return PlanRead(None, [f"the plan file {path} cannot be read ({exc.strerror})"])
+    try:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(path.name, flags, dir_fd=folder)
     except FileNotFoundError:
         return PlanRead(None, [f"no plan file was written at {path}"])
     except OSError as exc:  # a symlink (ELOOP), a permission error
         return PlanRead(None, [f"the plan file {path} cannot be read ({exc.strerror})"])
+    finally:
+        os.close(folder)
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
             return PlanRead(None, [f"the plan file {path} is not a regular file"])
@@ -110,11 +123,17 @@ def tracked_files(worktree: Path) -> list[str]:
 class PlanWorkspace:
     worktree: Path
     base_sha: str
-    folder: Path  # the plan file's folder, outside the worktree
+    folder: Path  # the plan file's folder: outside the worktree, or its `.stoneforge/`
+    inside: bool = False  # the folder is the worktree's (an agent that writes only there)
 
     @property
     def plan_file(self) -> Path:
         return self.folder / PLAN_FILE_NAME
+
+    @property
+    def extra_dirs(self) -> list[Path]:
+        """The folders outside the worktree the agent may write to."""
+        return [] if self.inside else [self.folder]
 
 
 class Planner:
@@ -147,7 +166,8 @@ class Planner:
         except ValueError as exc:
             return failed(job, "unknown_agent", str(exc))
         try:
-            space = await asyncio.to_thread(self._prepare, job, ctl)
+            inside = not getattr(adapter, "writes_outside_workdir", True)
+            space = await asyncio.to_thread(self._prepare, job, ctl, inside)
         except (GitError, OSError, ValueError) as exc:
             return failed(job, "git_error", str(exc))
         except asyncio.CancelledError:
@@ -170,9 +190,9 @@ class Planner:
         finally:
             await asyncio.to_thread(self._discard, space, job.job_id)
 
-    def _prepare(self, job: PlanJob, ctl: Control) -> PlanWorkspace:
+    def _prepare(self, job: PlanJob, ctl: Control, inside: bool = False) -> PlanWorkspace:
         """A worktree of the pool at the job's base, detached and branchless, and an empty
-        private folder for the plan file."""
+        private folder for the plan file (``inside``: the worktree's ``.stoneforge/``)."""
         key = uuid.uuid4().hex[:8]
         branch = f"stoneforge/plan-{job.plan_id}-{key}"  # local only, deleted at once
         prepared = self.workspaces.prepare(
@@ -185,15 +205,20 @@ class Planner:
         if job.base_sha and job.base_sha != sha and mirror.has_commit(job.base_sha):
             sha = job.base_sha  # the base moved since the bot dispatched: plan what it saw
         folder = self.work_dir / "plans" / f"{slug(job.job_id)}-{key}"
+        if inside:
+            folder = Path(prepared.path) / SCRATCH_DIR
         try:
             mirror.detach_worktree(prepared.path, sha)
             mirror.delete_branch(branch)
+            # Whatever the base holds there goes (a `.stoneforge` symlink, a plan.json).
+            if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                folder.unlink()
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(mode=0o700, parents=True)
         except (GitError, OSError):
             self.workspaces.release(prepared.path, keep_warm=False)
             raise
-        return PlanWorkspace(Path(prepared.path), sha, folder)
+        return PlanWorkspace(Path(prepared.path), sha, folder, inside)
 
     def _discard(self, space: PlanWorkspace, job_id: str) -> None:
         """The agent's edits go with the worktree (never kept warm), the plan with its folder."""
@@ -227,7 +252,8 @@ class Planner:
             followup = build_plan_followup(errors, space.plan_file) if errors else None
             result = await self.tries.attempt(
                 worker, j, adapter, job.agent, number, ctl, prompt=prompt, followup=followup,
-                extra_env={PLAN_FILE_ENV: str(space.plan_file)}, extra_dirs=[space.folder],
+                extra_env={PLAN_FILE_ENV: str(space.plan_file)}, extra_dirs=space.extra_dirs,
+                edit_files=[space.plan_file] if space.inside else [],
             )  # fmt: skip
             read = await asyncio.to_thread(read_plan, space.plan_file)
             verdict = judge(result, read, ctl)

@@ -318,8 +318,9 @@ def build_plan_prompt(
         "You are the director. Break the epic below into a plan: small tasks, each one issue "
         "and one pull request, with the dependencies between them, that other coding agents "
         "will implement in parallel. Read the repository as much as you need; change nothing. "
-        "Write the plan as JSON to this file (outside the repository; its path is also in the "
-        "environment variable `STONEFORGE_PLAN_FILE`):\n\n" + PLAN_FILE_LINE.format(path=plan_file)
+        f"Write the plan as JSON to this file ({_plan_file_place(worktree, plan_file)}; its "
+        "path is also in the environment variable `STONEFORGE_PLAN_FILE`):\n\n"
+        + PLAN_FILE_LINE.format(path=plan_file)
     )
     if body := clean_markdown(job.body):
         parts.append(f"## The epic\n\n{body}")
@@ -342,6 +343,14 @@ def build_plan_prompt(
         parts.append(plan_errors_section(errors, plan_file))
     parts.append(PLAN_RULES)
     return "\n\n".join(parts) + "\n"
+
+
+def _plan_file_place(worktree: Path, plan_file: Path) -> str:
+    """Where the plan file is: outside the repository, or (an agent that writes only in its
+    worktree) in the worktree's scratch folder, which is never committed."""
+    if plan_file.is_relative_to(worktree):
+        return "in the checkout's scratch folder, never committed: the one file you may write"
+    return "outside the repository"
 
 
 def build_plan_followup(errors: Sequence[str], plan_file: Path) -> str:

@@ -176,6 +176,7 @@ class AgentTries:
         followup: str | None,
         extra_env: Mapping[str, str] | None = None,
         extra_dirs: Sequence[Path] = (),
+        edit_files: Sequence[Path] = (),
     ) -> Result:
         """One try. A retry (``followup``: the news since the last try) resumes the last run's
         session with only ``followup`` as its prompt when the agent can; if that resume fails at
@@ -184,7 +185,8 @@ class AgentTries:
         last = j.results[-1] if j.results else None
         session = last.session_id if followup and last and adapter.can_resume() else None
         run = functools.partial(self.run_once, worker, j, adapter, agent, number=number,
-                                ctl=ctl, extra_env=extra_env, extra_dirs=extra_dirs)  # fmt: skip
+                                ctl=ctl, extra_env=extra_env, extra_dirs=extra_dirs,
+                                edit_files=edit_files)  # fmt: skip
         if session:
             result = await run(followup or "", resume=session)
             if not resume_failed(result) or ctl.interrupt.is_set():
@@ -206,6 +208,7 @@ class AgentTries:
         resume: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         extra_dirs: Sequence[Path] = (),
+        edit_files: Sequence[Path] = (),
     ) -> Result:
         """One agent run; its usage is recorded as what this run spent (runner.usage)."""
         timeouts = j.job.timeouts
@@ -219,6 +222,7 @@ class AgentTries:
             resume_session=resume,
             extra_env=dict(extra_env or {}),
             extra_dirs=list(extra_dirs),
+            edit_files=list(edit_files),
         )
         started = time.monotonic()
         result = await run_agent(

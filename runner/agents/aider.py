@@ -62,6 +62,9 @@ FIXED_FLAGS = [
     "--no-fancy-input",
     "--no-auto-commits",
     "--no-gitignore",
+    # A git-ignored file named with --file (a plan job's `.stoneforge/plan.json`) is skipped
+    # without this; an ignored file the reply names is refused all the same.
+    "--add-gitignore-files",
     "--no-check-update",
     "--no-show-release-notes",
     "--analytics-disable",
@@ -98,6 +101,11 @@ class AiderAdapter:
     cumulative_usage = False  # never resumed; `Cost: ... session` is this process's
     credential_env = CREDENTIAL_ENV
     bin_env = BIN_ENV
+    # Aider edits only files under its repository ("... is not in the subpath of ..."): a plan
+    # job gives it a plan file in the worktree's `.stoneforge/` instead (runner/planning.py), in
+    # `edit_files`: a git-ignored file (`.stoneforge/` is, in the pool's repositories) it edits
+    # only when named on the command line, with --add-gitignore-files.
+    writes_outside_workdir = False
 
     def __init__(self, binary: str | None = None) -> None:
         self.binary = binary or os.environ.get(BIN_ENV, "aider")
@@ -126,6 +134,8 @@ class AiderAdapter:
         argv += ["--input-history-file", str(run_dir / "input.history")]
         argv += ["--llm-history-file", str(run_dir / "llm.history")]
         argv += ["--model-settings-file", str(run_dir / "model-settings.yml")]
+        for file in req.edit_files:  # in the chat from the start: aider may create and edit it
+            argv += ["--file", str(file)]
         if req.permissions == "read_only":
             argv.append("--dry-run")
         if req.model:

@@ -46,6 +46,8 @@ class RunRequest:
     extra_env: dict[str, str] = field(default_factory=dict)
     #: directories outside ``workdir`` the agent may write to (a plan job's plan file)
     extra_dirs: list[Path] = field(default_factory=list)
+    #: files the agent is to write, for a CLI that edits only the files it is given (aider)
+    edit_files: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -153,6 +155,9 @@ class AgentAdapter(Protocol):
     # Whose price list prices the tokens when the CLI reports no cost (None: by the model's
     # name, runner.agents.pricing.provider_of).
     provider: str | None
+    # Optional, True when absent: ``writes_outside_workdir = False`` says the CLI cannot write
+    # outside its working directory, even to ``extra_dirs`` (aider): a plan job then gives it
+    # its plan file inside the worktree, in ``edit_files`` (runner.planning).
 
     @property
     def credential_env(self) -> tuple[str, ...]:

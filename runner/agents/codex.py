@@ -92,6 +92,10 @@ class CodexAdapter:
             argv.append("--dangerously-bypass-approvals-and-sandbox")
         else:
             argv += ["-s", SANDBOX[req.permissions]]
+        if req.permissions == "workspace_write":
+            # Writable roots of the sandbox beside the worktree (a plan job's plan folder).
+            for folder in req.extra_dirs:
+                argv += ["--add-dir", str(folder)]
         argv += ["-c", 'approval_policy="never"', "-C", str(req.workdir)]
         argv += _overrides({**QUIET, **self._provider(req), **self.config})
         if req.model:

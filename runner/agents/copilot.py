@@ -107,6 +107,8 @@ class CopilotAdapter:
         self._run_dir = run_dir
         argv = [self.binary, *FIXED_FLAGS, *PERMISSIONS[req.permissions]]
         argv += ["--usage-output-file", str(run_dir / "usage.json")]
+        for folder in req.extra_dirs:  # paths allowed beside the cwd (a plan job's folder)
+            argv += ["--add-dir", str(folder)]
         if req.model:
             argv += ["--model", req.model]
         if req.resume_session:

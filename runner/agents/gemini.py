@@ -113,6 +113,8 @@ class GeminiAdapter:
         argv = [self.binary, "-p", "", "--output-format", "stream-json", "--skip-trust"]
         argv += ["--approval-mode", APPROVAL[req.permissions]]
         argv += ["-m", req.model or DEFAULT_MODEL]
+        for folder in req.extra_dirs:  # workspace roots beside the cwd (a plan job's folder)
+            argv += ["--include-directories", str(folder)]
         if req.resume_session:
             argv += ["--resume", req.resume_session]
         elif req.session_id:

@@ -101,7 +101,7 @@ class OpenCodeAdapter:
         names = (*CREDENTIAL_ENV, *PASSED_ENV)
         env = {name: os.environ[name] for name in names if os.environ.get(name)}
         env.update(QUIET_ENV)
-        env["OPENCODE_PERMISSION"] = json.dumps(PERMISSIONS[req.permissions])
+        env["OPENCODE_PERMISSION"] = json.dumps(permission(req))
         env.update(req.extra_env)
         prompt = prompt_with_system(req)  # `instructions` in the config takes file paths only
         return Invocation(
@@ -118,6 +118,20 @@ class OpenCodeAdapter:
 
     def can_resume(self) -> bool:
         return True
+
+
+def permission(req: RunRequest) -> dict[str, Any]:
+    """``OPENCODE_PERMISSION`` for ``req``: under ``workspace_write`` the paths outside the
+    worktree stay denied but those under ``req.extra_dirs`` (a plan job's folder). The tools
+    ask for ``<the path's folder>/*``; the last rule that matches wins."""
+    rules = dict(PERMISSIONS[req.permissions])
+    if req.permissions == "workspace_write" and req.extra_dirs:
+        outside: dict[str, str] = {"*": "deny"}
+        for folder in req.extra_dirs:
+            outside[str(folder)] = "allow"
+            outside[f"{folder}/*"] = "allow"
+        rules["external_directory"] = outside
+    return rules
 
 
 class OpenCodeStreamParser(StreamParser):

@@ -12,6 +12,7 @@ loop is fixed (8 retries over about a minute); the one test that lets it run out
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import Any
 
 import pytest
 
+from bot.core.plan import Plan, validate_plan
 from runner.agents.aider import AiderAdapter
 from runner.agents.base import Outcome, RunRequest
+from runner.job import exclude_scratch
 from tests.conformance.harness import Run, git_workdir, run_cli, watched
 from tests.models import netwatch
 from tests.models.openai_chat import ChatCompletionsServer
@@ -275,3 +278,29 @@ async def test_no_sessions_a_second_run_starts_afresh(
     assert "What did I ask?" in said
     assert "6 times 7" not in said
     assert "The answer is 42." not in said
+
+
+async def test_a_plan_job_writes_its_plan_inside_the_worktree_under_stoneforge(
+    aider: Aider, served: list[ChatCompletionsServer], tmp_path: Path
+) -> None:
+    # Aider edits only files under its repository: a file outside is refused ("is not in the
+    # subpath of"). So its adapter says it cannot (writes_outside_workdir), and a plan job gives
+    # it `.stoneforge/plan.json` in the worktree (runner/planning.py), in `edit_files`. The
+    # pool's repositories keep `.stoneforge/` out of git (info/exclude), and aider refuses an
+    # edit of an ignored file its reply names: it edits it when given it as --file
+    # (with --add-gitignore-files).
+    exclude_scratch(aider.workdir)
+    plan_file = aider.workdir / ".stoneforge" / "plan.json"
+    plan_file.parent.mkdir()
+    plan = {"summary": "two steps", "tasks": [{"title": "a"}, {"title": "b", "blockers": [0]}]}
+    text = "Writing the plan.\n\n" + diff_edit(str(plan_file), "", json.dumps(plan) + "\n")
+    server = serve(served, reply(Say(text)))
+
+    run = await aider.run(server, "Write the plan.", edit_files=[plan_file])
+
+    result = run.result
+    assert (result.outcome, result.reason) == (Outcome.COMPLETED, "success"), result.detail
+    assert not AiderAdapter.writes_outside_workdir
+    assert isinstance(validate_plan(plan_file.read_text()), Plan)
+    assert aider.status() == ""  # ignored: nothing of it shows in git
+    assert len(server.requests) == 1

@@ -9,12 +9,14 @@ retries are set to none (`request_max_retries`/`stream_max_retries`), so a 429 i
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.core.plan import Plan, validate_plan
 from runner.agents.base import Outcome, RunRequest
 from runner.agents.codex import PROVIDER, CodexAdapter
 from runner.agents.pricing import estimate
@@ -78,6 +80,7 @@ class Codex:
         *,
         env: dict[str, str] | None = None,
         stall_timeout_s: float = 30.0,
+        config: dict[str, object] | None = None,
         **request: Any,
     ) -> Run:
         extra_env = env or {"STONEFORGE_CODEX_BASE_URL": f"{server.url}/v1", "CODEX_API_KEY": "k"}
@@ -85,7 +88,7 @@ class Codex:
             task_id="t", prompt=prompt, workdir=self.workdir, model=MODEL, extra_env=extra_env,
             **request,
         )  # fmt: skip
-        adapter = CodexAdapter(str(self.binary), config=NO_RETRIES)
+        adapter = CodexAdapter(str(self.binary), config={**NO_RETRIES, **(config or {})})
         return await run_cli(
             adapter,
             req,
@@ -317,3 +320,32 @@ async def test_500_with_retries_off_is_a_crash(codex: Codex, served: list[Respon
     assert (run.result.outcome, run.result.reason) == (Outcome.FAILED, "crash")
     assert "high demand" in (run.result.detail or "")
     assert run.strays == []
+
+
+async def test_a_plan_job_writes_its_plan_outside_the_worktree_through_add_dir(
+    codex: Codex, served: list[ResponsesServer], tmp_path: Path
+) -> None:
+    # A plan job's file lives outside the worktree (runner/planning.py): the adapter makes its
+    # folder a writable root of the sandbox with --add-dir. The temp dirs, writable by default
+    # (and holding tmp_path), are taken out here so that only --add-dir lets the write through.
+    folder = tmp_path / "plans" / "job-1"
+    folder.mkdir(parents=True)
+    plan_file = folder / "plan.json"
+    plan = {"summary": "two steps", "tasks": [{"title": "a"}, {"title": "b", "blockers": [0]}]}
+    write = f"cat > {plan_file} <<'JSON'\n{json.dumps(plan)}\nJSON\n"
+    server = serve(served, reply(Shell(write)), reply(Say("The plan is written.")))
+    no_tmp = {
+        "sandbox_workspace_write.exclude_slash_tmp": True,
+        "sandbox_workspace_write.exclude_tmpdir_env_var": True,
+    }
+
+    run = await codex.run(server, "Write the plan.", config=no_tmp,
+                          env={"STONEFORGE_CODEX_BASE_URL": f"{server.url}/v1",
+                               "CODEX_API_KEY": "k", "STONEFORGE_PLAN_FILE": str(plan_file)},
+                          extra_dirs=[folder])  # fmt: skip
+
+    result = run.result
+    assert (result.outcome, result.reason) == (Outcome.COMPLETED, "success"), result.detail
+    assert "Process exited with code 0" in outputs(server.requests[1])[0]
+    assert isinstance(validate_plan(plan_file.read_text()), Plan)
+    assert not any(p.name == "plan.json" for p in codex.workdir.rglob("*"))

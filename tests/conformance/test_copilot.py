@@ -12,12 +12,14 @@ rate-limit test keeps them fast with `retry-after: 1`.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.core.plan import Plan, validate_plan
 from runner.agents.base import Outcome, RunRequest
 from runner.agents.copilot import CopilotAdapter
 from runner.agents.pricing import estimate
@@ -276,3 +278,25 @@ async def test_resume_of_an_unknown_session_fails_at_once(
     assert (result.outcome, result.reason) == (Outcome.FAILED, "resume_failed"), result.detail
     assert server.requests == []
     assert run.strays == []
+
+
+async def test_a_plan_job_writes_its_plan_outside_the_worktree_through_add_dir(
+    copilot: Copilot, served: list[ChatCompletionsServer], tmp_path: Path
+) -> None:
+    # A plan job's file lives outside the worktree (runner/planning.py): the adapter allows its
+    # folder with --add-dir, without which the path check refuses it (the temp dir it allows
+    # is the run's private TMPDIR, not tmp_path's).
+    folder = tmp_path / "plans" / "job-1"
+    folder.mkdir(parents=True)
+    plan_file = folder / "plan.json"
+    plan = {"summary": "two steps", "tasks": [{"title": "a"}, {"title": "b", "blockers": [0]}]}
+    server = serve(
+        served, reply(Write(str(plan_file), json.dumps(plan))), reply(Say("The plan is written."))
+    )
+
+    run = await copilot.run(server, "Write the plan.", extra_dirs=[folder])
+
+    result = run.result
+    assert (result.outcome, result.reason) == (Outcome.COMPLETED, "success"), result.detail
+    assert isinstance(validate_plan(plan_file.read_text()), Plan)
+    assert not any(p.name == "plan.json" for p in copilot.workdir.rglob("*"))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bot.core.plan import Plan, validate_plan
 from runner.agents import pricing
 from runner.agents.base import Outcome, RunRequest
 from runner.agents.gemini import DEFAULT_MODEL, GeminiAdapter
@@ -379,3 +380,26 @@ async def test_resume_of_an_unknown_session_is_resume_failed(tmp_path: Path) -> 
         assert (result.outcome, result.reason) == (Outcome.FAILED, "resume_failed"), result.detail
         assert result.exit_code == 42
         assert message in (result.detail or "")
+
+
+async def test_a_plan_job_writes_its_plan_outside_the_worktree_through_include_directories(
+    tmp_path: Path,
+) -> None:
+    # A plan job's file lives outside the worktree (runner/planning.py): the adapter adds its
+    # folder to the workspace with --include-directories, without which write_file refuses a
+    # path outside the workspace.
+    folder = tmp_path / "plans" / "job-1"
+    folder.mkdir(parents=True)
+    plan_file = folder / "plan.json"
+    plan = {"summary": "two steps", "tasks": [{"title": "a"}, {"title": "b", "blockers": [0]}]}
+    turns = [
+        reply(Write(str(plan_file), json.dumps(plan))),
+        reply(Say("The plan is written.")),
+    ]
+    with Rig(tmp_path, turns) as rig:
+        run = await rig.run(rig.request("Write the plan.", extra_dirs=[folder]))
+
+    result = run.result
+    assert (result.outcome, result.reason) == (Outcome.COMPLETED, "success"), result.detail
+    assert isinstance(validate_plan(plan_file.read_text()), Plan)
+    assert not any(p.name == "plan.json" for p in rig.workdir.rglob("*"))

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bot.core.plan import Plan, validate_plan
 from runner.agents.base import Outcome, RunRequest
 from runner.agents.opencode import OpenCodeAdapter
 from tests.conformance.harness import Run, git_workdir, run_cli, watched
@@ -336,3 +337,29 @@ async def test_resume_of_an_unknown_session_fails_at_once(
     assert result.exit_code == 1
     assert server.requests == []
     assert run.strays == []
+
+
+async def test_a_plan_job_writes_its_plan_outside_the_worktree_through_its_permissions(
+    opencode: OpenCode, served: list[ChatCompletionsServer], tmp_path: Path
+) -> None:
+    # A plan job's file lives outside the worktree (runner/planning.py). workspace_write denies
+    # `external_directory`; the adapter allows the plan folder's paths in that rule, without
+    # which the write tool refuses the file.
+    folder = tmp_path / "plans" / "job-1"
+    folder.mkdir(parents=True)
+    plan_file = folder / "plan.json"
+    plan = {"summary": "two steps", "tasks": [{"title": "a"}, {"title": "b", "blockers": [0]}]}
+    beside = tmp_path / "plans" / "beside.json"  # outside the allowed folder: still denied
+    server = serve(
+        served,
+        reply(Write(str(plan_file), json.dumps(plan)), Write(str(beside), "{}")),
+        reply(Say("The plan is written.")),
+    )
+
+    run = await opencode.run(server, "Write the plan.", extra_dirs=[folder])
+
+    result = run.result
+    assert (result.outcome, result.reason) == (Outcome.COMPLETED, "success"), result.detail
+    assert isinstance(validate_plan(plan_file.read_text()), Plan)
+    assert not any(p.name == "plan.json" for p in opencode.workdir.rglob("*"))
+    assert not beside.exists()

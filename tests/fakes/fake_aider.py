@@ -49,6 +49,7 @@ BOOL_FLAGS = {
     "--no-fancy-input",
     "--no-auto-commits",
     "--no-gitignore",
+    "--add-gitignore-files",
     "--no-check-update",
     "--no-show-release-notes",
     "--analytics-disable",
