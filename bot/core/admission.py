@@ -20,7 +20,8 @@ matches is its reason:
 File-aware scheduling: an admitted task whose expected ``files`` overlap those of a task
 already running in its repository would likely conflict with it at merge, so it goes after
 every admitted task that does not overlap (in dispatch order otherwise). Overlapping tasks then
-run together only when nothing else is ready to keep the workers busy.
+run together only when nothing else is ready to keep the workers busy. A repository turns it
+off with ``scheduling.file_aware: false``; its tasks then keep plain dispatch order.
 
 Pure: the caller passes the tasks, the ready set, each repository's configuration, what
 each repository spent today (only those with a daily budget need it) and the paused
@@ -159,14 +160,18 @@ def admit(
             admitted.append(ref)
         else:
             held[ref] = hold
-    return Admission(_files_apart(admitted, by_ref, running), held)
+    return Admission(_files_apart(admitted, by_ref, running, config), held)
 
 
 def _files_apart(
-    admitted: list[IssueRef], by_ref: Mapping[IssueRef, Task], running: Sequence[Task]
+    admitted: list[IssueRef],
+    by_ref: Mapping[IssueRef, Task],
+    running: Sequence[Task],
+    config: Callable[[str], RepoConfig],
 ) -> tuple[IssueRef, ...]:
-    """``admitted`` with the tasks whose files overlap a running task's (same repository)
-    moved after all the others, each group in its own order."""
+    """``admitted`` with the tasks whose files overlap a running task's (same repository, one
+    with ``scheduling.file_aware`` on) moved after all the others, each group in its own
+    order."""
     busy: dict[str, set[str]] = {}
     for task in running:
         busy.setdefault(task.repo, set()).update(task.files)
@@ -176,7 +181,11 @@ def _files_apart(
     overlapping: list[IssueRef] = []
     for ref in admitted:
         taken = busy.get(ref.repo, set())
-        hit = any(_same_path(mine, theirs) for mine in by_ref[ref].files for theirs in taken)
+        hit = (
+            bool(taken)
+            and config(ref.repo).scheduling.file_aware
+            and any(_same_path(mine, theirs) for mine in by_ref[ref].files for theirs in taken)
+        )
         (overlapping if hit else clear).append(ref)
     return (*clear, *overlapping)
 
