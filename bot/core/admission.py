@@ -17,10 +17,14 @@ matches is its reason:
 6. its installation runs ``concurrency.per_installation`` tasks already -> ``InstallationFull``
 7. its repository's daily budget is spent -> ``DayBudgetSpent``
 
-File-aware scheduling: an admitted task whose expected ``files`` overlap those of a task
-already running in its repository would likely conflict with it at merge, so it goes after
-every admitted task that does not overlap (in dispatch order otherwise). Overlapping tasks then
-run together only when nothing else is ready to keep the workers busy.
+File-aware scheduling: an admitted task whose expected ``files`` overlap those of a task in
+flight in its repository (running, or in review: its pull request is open and not merged) would
+likely conflict with it at merge, so it goes after every admitted task that does not overlap
+(in dispatch order otherwise). Overlapping tasks then run together only when nothing else is
+ready to keep the workers busy. An admitted task counts too for the ones after it: several
+workers that wake together take from one list, so two tasks of that list that share a file are
+not put side by side at its head. A repository turns it off with ``scheduling.file_aware:
+false``; its tasks then keep plain dispatch order.
 
 Pure: the caller passes the tasks, the ready set, each repository's configuration, what
 each repository spent today (only those with a daily budget need it) and the paused
@@ -159,25 +163,35 @@ def admit(
             admitted.append(ref)
         else:
             held[ref] = hold
-    return Admission(_files_apart(admitted, by_ref, running), held)
+    in_flight = [t for t in tasks if t.state in (TaskState.RUNNING, TaskState.IN_REVIEW)]
+    return Admission(_files_apart(admitted, by_ref, in_flight, config), held)
 
 
 def _files_apart(
-    admitted: list[IssueRef], by_ref: Mapping[IssueRef, Task], running: Sequence[Task]
+    admitted: list[IssueRef],
+    by_ref: Mapping[IssueRef, Task],
+    in_flight: Sequence[Task],
+    config: Callable[[str], RepoConfig],
 ) -> tuple[IssueRef, ...]:
-    """``admitted`` with the tasks whose files overlap a running task's (same repository)
-    moved after all the others, each group in its own order."""
-    busy: dict[str, set[str]] = {}
-    for task in running:
-        busy.setdefault(task.repo, set()).update(task.files)
-    if not any(busy.values()):
-        return tuple(admitted)
+    """``admitted`` with each task whose files overlap those of a task in flight, or of a task
+    kept before it, moved after all the others (per repository, for those with
+    ``scheduling.file_aware`` on); each group in its own order."""
+    taken: dict[str, set[str]] = {}
+    for task in in_flight:
+        taken.setdefault(task.repo, set()).update(task.files)
     clear: list[IssueRef] = []
     overlapping: list[IssueRef] = []
     for ref in admitted:
-        taken = busy.get(ref.repo, set())
-        hit = any(_same_path(mine, theirs) for mine in by_ref[ref].files for theirs in taken)
-        (overlapping if hit else clear).append(ref)
+        files = by_ref[ref].files
+        if not files or not config(ref.repo).scheduling.file_aware:
+            clear.append(ref)
+            continue
+        busy = taken.setdefault(ref.repo, set())
+        if any(_same_path(mine, theirs) for mine in files for theirs in busy):
+            overlapping.append(ref)
+        else:
+            clear.append(ref)
+            busy.update(files)
     return (*clear, *overlapping)
 
 

@@ -38,6 +38,7 @@ from bot.core.config_keys import (
     Concurrency,
     MergeConfig,
     RepoConfig,
+    Scheduling,
     Timeouts,
 )
 
@@ -66,6 +67,7 @@ __all__ = [
     "ConfigError",
     "MergeConfig",
     "RepoConfig",
+    "Scheduling",
     "Timeouts",
     "config_schema",
     "parse_repo_config",

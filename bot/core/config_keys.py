@@ -112,6 +112,17 @@ class Bots(_Section):
     )
 
 
+class Scheduling(_Section):
+    """How ready tasks are ordered when they are handed out."""
+
+    file_aware: bool = Field(
+        True,
+        description="Run a task whose expected files overlap those of a running task only "
+        "when no other ready task can keep the workers busy (they would likely conflict at "
+        "merge); false ignores the files.",
+    )
+
+
 DEFAULT_PRIORITY_LABELS: dict[str, int] = {f"priority: p{n}": n for n in range(5)}
 
 
@@ -140,6 +151,7 @@ class RepoConfig(_Section):
     budget: Budget = Field(Budget())
     commands: Commands = Field(Commands())
     bots: Bots = Field(Bots())
+    scheduling: Scheduling = Field(Scheduling())
     max_attempts: int = Field(
         3,
         ge=1,

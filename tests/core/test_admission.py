@@ -20,7 +20,7 @@ from bot.core.admission import (
     admit,
 )
 from bot.core.config import AgentChoice, RepoConfig
-from bot.core.config_keys import Budget, Concurrency
+from bot.core.config_keys import Budget, Concurrency, Scheduling
 from bot.core.model import IssueRef, Task, TaskState
 
 NOW = 1_000.0
@@ -191,3 +191,40 @@ def test_files_running_in_another_repository_do_not_count() -> None:
         task("o/a", 3, files=("lib.py",)),
     ]
     assert run(tasks).admitted == (IssueRef("o/a", 2), IssueRef("o/a", 3))
+
+
+def test_a_repository_that_turns_file_aware_scheduling_off_keeps_dispatch_order() -> None:
+    off = DEFAULT.model_copy(update={"scheduling": Scheduling(file_aware=False)})
+    tasks = [
+        _running("o/a", 1, "src/app.py"),
+        task("o/a", 2, files=("src/app.py",)),
+        task("o/a", 3, files=("lib.py",)),
+        _running("o/b", 4, "src/app.py"),
+        task("o/b", 5, files=("src/app.py",)),
+        task("o/b", 6, files=("lib.py",)),
+    ]
+    assert run(tasks, {"o/a": off}).admitted == tuple(
+        IssueRef(repo, n) for repo, n in (("o/a", 2), ("o/a", 3), ("o/b", 6), ("o/b", 5))
+    ), "o/a keeps its order; o/b, on by default, still moves its overlapping task last"
+
+
+def test_a_task_in_review_counts_as_in_flight_until_its_pull_request_merges() -> None:
+    tasks = [
+        task("o/a", 1, state=TaskState.IN_REVIEW, files=("src/app.py",)),
+        task("o/a", 2, files=("src/app.py",)),
+        task("o/a", 3, files=("lib.py",)),
+        task("o/a", 4, state=TaskState.MERGED, files=("lib.py",)),
+    ]
+    assert run(tasks).admitted == (IssueRef("o/a", 3), IssueRef("o/a", 2))
+
+
+def test_admitted_tasks_that_share_a_file_are_spread_apart_when_nothing_runs() -> None:
+    # Workers that wake together take the head of one list: two of a group must not be there.
+    tasks = [
+        task("o/a", 1, files=("areas/a.txt",)),
+        task("o/a", 2, files=("areas/a.txt",)),
+        task("o/a", 3, files=("areas/",)),  # a directory over a.txt
+        task("o/a", 4, files=("areas/b.txt",)),
+        task("o/a", 5, files=("solo.txt",)),
+    ]
+    assert run(tasks).admitted == tuple(IssueRef("o/a", n) for n in (1, 4, 5, 2, 3))
