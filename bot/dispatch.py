@@ -68,6 +68,12 @@ class PlanJobs(Protocol):
 
     async def plan_context(self, inst: int, task: Task, body: str = "") -> PlanContext | None: ...
 
+    @property
+    def approving(self) -> frozenset[str]:
+        """Plans whose tasks ``/stoneforge approve`` is making now: none of them is handed out
+        until all are made (file-aware scheduling needs to see them all at once)."""
+        ...
+
 
 def restarting(task: Task) -> bool:
     """The task was restarted (relabeled, or its branch conflicts with the base): its next job
@@ -168,6 +174,10 @@ class Dispatcher:
             spent_today=spent,
             paused_repos=paused,
         )
+        approving = self.plans.approving if self.plans is not None else frozenset()
+        if approving:
+            plan_of = {t.ref: t.plan_id for t in tasks}
+            return [ref for ref in admission.admitted if plan_of.get(ref) not in approving]
         return list(admission.admitted)
 
     async def claim(

@@ -12,6 +12,7 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from bot.adapters.github import GitHubError, IssueInfo
@@ -96,16 +97,24 @@ class IssueSync:
         return await self.github.permission(inst, repo, login) in WRITE_PERMISSIONS
 
     async def sync_issue(
-        self, inst: int, ref: IssueRef, *, relabeled: bool = False, labeled_by: str | None = None
+        self,
+        inst: int,
+        ref: IssueRef,
+        *,
+        relabeled: bool = False,
+        labeled_by: str | None = None,
+        planned: Mapping[str, Any] | None = None,
     ) -> None:
-        """Re-read one issue from GitHub and bring its task up to date."""
+        """Re-read one issue from GitHub and bring its task up to date. ``planned``: the
+        director's fields of a plan's task (plan id, index, files, priority), set with the task
+        itself, so no claim ever sees it without them."""
         # Intake and reconciliation may look at the same issue at once: one at a time. The
         # lock goes when nobody holds or waits for it (every issue event passes here).
         lock, users = self._sync_locks.get(ref, (asyncio.Lock(), 0))
         self._sync_locks[ref] = (lock, users + 1)
         try:
             async with lock:
-                await self._sync_issue(inst, ref, relabeled, labeled_by)
+                await self._sync_issue(inst, ref, relabeled, labeled_by, planned)
         finally:
             lock, users = self._sync_locks[ref]
             if users == 1:
@@ -114,7 +123,12 @@ class IssueSync:
                 self._sync_locks[ref] = (lock, users - 1)
 
     async def _sync_issue(
-        self, inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None
+        self,
+        inst: int,
+        ref: IssueRef,
+        relabeled: bool,
+        labeled_by: str | None,
+        planned: Mapping[str, Any] | None = None,
     ) -> None:
         task, issue, native = await self._read(inst, ref, trigger=labeled_by is not None)
         if issue is None or issue.is_pull:
@@ -139,6 +153,8 @@ class IssueSync:
                 log.info("trigger_unverified", extra={"actor": actor[0] if actor else None})
                 return
             fields["labeled_by"] = actor[0]
+        if planned:
+            fields.update(planned)
         created = False
         if task is None:
             task = Task(

@@ -25,6 +25,7 @@ import functools
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 from bot.core.lifecycle import CancelCause, Cancelled
@@ -67,7 +68,13 @@ class Syncer(Protocol):
     """``bot.issue_sync.IssueSync``: an issue becomes a task."""
 
     async def sync_issue(
-        self, inst: int, ref: IssueRef, *, relabeled: bool = False, labeled_by: str | None = None
+        self,
+        inst: int,
+        ref: IssueRef,
+        *,
+        relabeled: bool = False,
+        labeled_by: str | None = None,
+        planned: Mapping[str, Any] | None = None,
     ) -> None: ...
 
 
@@ -97,6 +104,7 @@ class Director:
         self.sync = sync
         self.signals = signals
         self.clock = clock
+        self._approving: set[str] = set()
         self.progress = PlanProgress(
             github, store, repos, public_url=public_url, delay_s=redraw_delay_s, clock=clock
         )
@@ -175,31 +183,37 @@ class Director:
         trigger = self.repos.config(plan.repo).trigger_label
         have = {t.number for t in await asyncio.to_thread(self.store.tasks_of_plan, plan.plan_id)}
         made = 0
-        for index, row in sorted((await self.progress.filed(plan)).items()):
-            if row.closed or row.number is None or index >= len(model.tasks):
-                continue
-            if row.number in have:
-                continue
-            planned, ref = model.tasks[index], IssueRef(plan.repo, row.number)
-            inst = plan.installation_id
-            await self.github.remove_label(inst, ref, DRAFT_LABEL)
-            await self.github.add_labels(inst, ref, [trigger])
-            await self.sync.sync_issue(inst, ref, relabeled=True, labeled_by=by)
-            if await asyncio.to_thread(self.store.get_task, ref) is not None:
-                await asyncio.to_thread(
-                    functools.partial(
-                        self.store.update_task,
-                        ref,
-                        plan_id=plan.plan_id,
-                        planned_index=index,
-                        files=planned.files,
-                        priority=planned.priority,
-                    )
-                )
+        # Held from claims until every task is made, each with its plan fields: a claim that
+        # saw the first task alone would not know which files the others touch.
+        self._approving.add(plan.plan_id)
+        try:
+            for index, row in sorted((await self.progress.filed(plan)).items()):
+                if row.closed or row.number is None or index >= len(model.tasks):
+                    continue
+                if row.number in have:
+                    continue
+                planned, ref = model.tasks[index], IssueRef(plan.repo, row.number)
+                inst = plan.installation_id
+                await self.github.remove_label(inst, ref, DRAFT_LABEL)
+                await self.github.add_labels(inst, ref, [trigger])
+                fields = {
+                    "plan_id": plan.plan_id,
+                    "planned_index": index,
+                    "files": planned.files,
+                    "priority": planned.priority,
+                }
+                await self.sync.sync_issue(inst, ref, relabeled=True, labeled_by=by, planned=fields)
                 made += 1
+        finally:
+            self._approving.discard(plan.plan_id)
         self.signals.ready_changed.set()
         await self.progress.redraw(plan.plan_id)
         return made
+
+    @property
+    def approving(self) -> frozenset[str]:
+        """Plans whose tasks ``approve`` is making now (the dispatcher holds them back)."""
+        return frozenset(self._approving)
 
     async def finish_approvals(self) -> int:
         """Approved plans whose every filed issue is not yet a task (the bot stopped in the

@@ -60,7 +60,9 @@ async def test_syncs_of_one_issue_run_one_at_a_time_and_leave_no_lock_behind(
     running: dict[IssueRef, int] = {}
     most: dict[IssueRef, int] = {}
 
-    async def sync_issue(inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None) -> None:
+    async def sync_issue(
+        inst: int, ref: IssueRef, relabeled: bool, labeled_by: str | None, planned: object
+    ) -> None:
         running[ref] = running.get(ref, 0) + 1
         most[ref] = max(most.get(ref, 0), running[ref])
         await asyncio.sleep(0.01)
