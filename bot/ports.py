@@ -169,6 +169,19 @@ class PullPort(Protocol):
 
     async def delete_branch(self, installation_id: int, repo: str, branch: str) -> None: ...
 
+    async def write_check(
+        self,
+        installation_id: int,
+        repo: str,
+        head_sha: str,
+        *,
+        name: str,
+        conclusion: str | None,
+        title: str,
+        summary: str,
+        run_id: int | None = None,
+    ) -> int: ...
+
 
 class TokenPort(Protocol):
     """Installation tokens for one repository (the prefetcher's read-only ones, the jobs')."""

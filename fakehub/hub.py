@@ -18,6 +18,7 @@ import re
 import time
 from typing import Any
 
+from fakehub import rulesets
 from fakehub.auth import ApiError
 from fakehub.gitstore import ZERO_SHA, Identity, MergeConflict
 from fakehub.hub_checks import HubChecks
@@ -47,13 +48,15 @@ class Hub(HubChecks):
             return False, "dirty", "Pull Request is not mergeable"
         protection = repo.protection.get(pull.base_ref)
         states = self.state.check_states(repo, pull.head_sha)
-        if (
-            protection
-            and protection.strict
-            and not self.store.is_ancestor(repo.full_name, base, pull.head_sha)
-        ):
+        # Classic protection and rulesets add up: the most restrictive version of each applies.
+        contexts = list(protection.contexts if protection else ())
+        contexts += [
+            c for c in rulesets.required_contexts(repo, pull.base_ref) if c not in contexts
+        ]
+        strict = bool(protection and protection.strict) or rulesets.strict(repo, pull.base_ref)
+        if strict and not self.store.is_ancestor(repo.full_name, base, pull.head_sha):
             return True, "behind", "Head branch is out of date. Review and try the merge again."
-        for context in protection.contexts if protection else []:
+        for context in contexts:
             state = states.get(context)
             if state is None:
                 return True, "blocked", f'Required status check "{context}" is expected.'

@@ -56,6 +56,9 @@ ActionKind = Literal[
 ]
 VERDICT_STATES = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
 CHECKS_PENDING = "waiting for required check"  # how a wait for running checks is worded
+#: The check run the steward writes on each agent pull request's head (its state and reason);
+#: never waited on, even when a branch rule lists it.
+STEWARD_CHECK = "stoneforge"
 
 
 class WaitFor(StrEnum):
@@ -136,12 +139,33 @@ def check_verdict(pull: PullSnapshot) -> tuple[str, str]:
     """
     pending = ""
     for name in pull.required:
+        if name == STEWARD_CHECK:
+            continue
         status, conclusion = pull.checks.get(name, ("missing", None))
         if status != "completed":
             pending = pending or name
         elif conclusion not in GREEN_CONCLUSIONS:
             return "red", name
     return ("pending", pending) if pending else ("green", "")
+
+
+def check_words(action: StewardAction) -> tuple[str | None, str]:
+    """The ``STEWARD_CHECK`` run for an action: its conclusion (None: still in progress) and
+    its title, the steward's state and reason in words. A merge the steward makes is reported
+    by the caller once GitHub accepted it."""
+    match action.kind:
+        case "mark_merged":
+            return "success", action.reason
+        case "fail":
+            return "failure", action.reason
+        case "merge":
+            return None, f"merging: {action.reason}"
+        case "update_branch":
+            return None, f"updating the branch: {action.reason}"
+        case "revise" | "redispatch":
+            return None, f"{action.reason}; back to an agent"
+        case _:
+            return None, action.reason
 
 
 def blocking_reviews(reviews: Sequence[Review]) -> tuple[Review, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Literal
 
@@ -113,10 +114,23 @@ class PullCalls(AdapterBase):
     async def required_checks(
         self, installation_id: int, repo: str, branch: str
     ) -> tuple[str, ...]:
+        """The status checks ``branch`` requires: classic branch protection's and every active
+        ruleset's, together (GitHub applies all of them). Cached for a minute."""
         key = (repo, branch)
         cached = self._required_cache.get(key)
         if cached and cached[0] > time.monotonic():
             return cached[1]
+        classic, rules = await asyncio.gather(
+            self._protected_checks(installation_id, repo, branch),
+            self._ruleset_checks(installation_id, repo, branch),
+        )
+        required = tuple(dict.fromkeys(classic + rules))
+        self._required_cache[key] = (time.monotonic() + 60, required)
+        return required
+
+    async def _protected_checks(
+        self, installation_id: int, repo: str, branch: str
+    ) -> tuple[str, ...]:
         owner, name = repo.split("/", 1)
         try:
             resp = await self._call(
@@ -124,17 +138,36 @@ class PullCalls(AdapterBase):
                     owner, name, branch
                 )
             )
-            data = resp.json()
-            names = [c["context"] for c in data.get("checks") or ()] or list(
-                data.get("contexts") or ()
-            )
-            required = tuple(dict.fromkeys(names))
         except GitHubError as exc:
-            if exc.status != 404:
+            if exc.status != 404:  # not protected
                 raise
-            required = ()
-        self._required_cache[key] = (time.monotonic() + 60, required)
-        return required
+            return ()
+        data = resp.json()
+        names = [c["context"] for c in data.get("checks") or ()] or list(data.get("contexts") or ())
+        return tuple(names)
+
+    async def _ruleset_checks(
+        self, installation_id: int, repo: str, branch: str
+    ) -> tuple[str, ...]:
+        """The contexts of the ``required_status_checks`` rules active on ``branch``."""
+        owner, name = repo.split("/", 1)
+        gh = self._gh(installation_id)
+        try:
+            rules = await self._pages(
+                lambda page: gh.rest.repos.async_get_branch_rules(
+                    owner, name, branch, per_page=100, page=page
+                )
+            )
+        except GitHubError as exc:
+            if exc.status != 404:  # rulesets unavailable here (an older GitHub Enterprise)
+                raise
+            return ()
+        names: list[str] = []
+        for rule in rules:
+            if rule.get("type") == "required_status_checks":
+                params = rule.get("parameters") or {}
+                names += [str(c["context"]) for c in params.get("required_status_checks") or ()]
+        return tuple(names)
 
     async def pull(
         self, installation_id: int, repo: str, number: int, extra_required: tuple[str, ...] = ()
