@@ -6,7 +6,15 @@ from typing import Any
 import pytest
 
 from bot.core.model import IssueRef, Task, TaskState
-from bot.core.steward import PullSnapshot, Review, StewardAction, check_verdict, plan_merges
+from bot.core.steward import (
+    STEWARD_CHECK,
+    PullSnapshot,
+    Review,
+    StewardAction,
+    check_verdict,
+    check_words,
+    plan_merges,
+)
 
 REPO = "octo/demo"
 GREEN = ("completed", "success")
@@ -111,6 +119,25 @@ def test_missing_or_unfinished_required_checks_wait(checks: dict) -> None:
     action = plan_one(review(1), pull(1, checks=checks, mergeable_state="blocked"))
     assert action.kind == "wait"
     assert "'ci'" in action.reason
+
+
+def test_the_stewards_own_check_is_never_waited_on_even_when_required() -> None:
+    checks = {"ci": GREEN, STEWARD_CHECK: ("in_progress", None)}
+    snapshot = pull(1, checks=checks, required=("ci", STEWARD_CHECK))
+    assert check_verdict(snapshot) == ("green", "")
+    assert plan_one(review(1), snapshot).kind == "merge"
+
+
+def test_the_stewards_check_tells_its_state_and_reason() -> None:
+    waiting = plan_one(review(1), pull(1, checks={}))
+    merged = plan_one(review(1), pull(1, merged=True))
+    failed = plan_one(review(1), pull(1, checks={"ci": ("completed", "failure")}))
+    assert check_words(waiting) == (None, "waiting for required check 'ci'")
+    assert check_words(merged) == ("success", "pull request #101 was merged")
+    assert check_words(failed) == ("failure", "required check 'ci' concluded failure")
+    merging = plan_one(review(1), pull(1))
+    assert check_words(merging)[0] is None
+    assert check_words(merging)[1].startswith("merging: ")
 
 
 def test_red_wins_over_pending() -> None:

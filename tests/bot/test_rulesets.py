@@ -1,0 +1,79 @@
+"""The steward honours a required check that only a repository ruleset declares, and tells
+on the pull request's head, in its ``stoneforge`` check, what it waits for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fakehub.records import CheckRun
+from tests.harness import World, open_world
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with open_world(tmp_path, bot=True) as w:  # no CI, no classic branch protection
+        yield w
+
+
+def _steward_check(world: World, sha: str) -> CheckRun | None:
+    runs = [r for r in world.hub.state.runs_for(world.repo, sha) if r.name == "stoneforge"]
+    assert len(runs) <= 1, "one stoneforge check per head, updated in place"
+    return runs[0] if runs else None
+
+
+@pytest.mark.slow
+def test_a_check_required_only_by_a_ruleset_is_waited_for_then_merged(world: World) -> None:
+    with world.api() as lead:
+        lead.post(
+            f"/repos/{world.repo.full_name}/rulesets",
+            json={
+                "name": "gate",
+                "target": "branch",
+                "enforcement": "active",
+                "conditions": {"ref_name": {"include": ["~DEFAULT_BRANCH"], "exclude": []}},
+                "rules": [
+                    {
+                        "type": "required_status_checks",
+                        "parameters": {
+                            "strict_required_status_checks_policy": False,
+                            "required_status_checks": [{"context": "gate"}],
+                        },
+                    }
+                ],
+            },
+        ).raise_for_status()
+    issue = world.file_labeled("Add the greeting")
+    job = world.wait_until(lambda: world.claim(wait_s=1), what="the task handed out")
+    world.work(job, {"greeting.txt": "hi\n"})
+    task = world.wait_until(lambda: world.tasks()[issue].get("pr") and world.tasks()[issue])
+    sha = world.wait_until(lambda: world.tasks()[issue]["head_sha"], what="the head")
+
+    waiting = world.wait_until(
+        lambda: (run := _steward_check(world, sha)) and "'gate'" in run.output["title"] and run,
+        what="the stoneforge check naming the ruleset's check",
+    )
+    assert waiting.status == "in_progress"
+    assert waiting.output["title"] == "waiting for required check 'gate'"
+    assert world.tasks()[issue]["state"] == "in_review"
+    assert world.hub.events("merge") == []
+
+    with world.api() as lead:
+        lead.post(
+            f"/repos/{world.repo.full_name}/statuses/{sha}",
+            json={"state": "success", "context": "gate"},
+        ).raise_for_status()
+    world.wait_until(lambda: world.tasks()[issue]["state"] == "merged", what="merged")
+    (merge,) = [e for e in world.hub.events("merge") if e["pr"] == task["pr"]]
+    assert merge["checks"]["gate"] == "success"
+    done = world.wait_until(
+        lambda: (run := _steward_check(world, sha)) and run.status == "completed" and run,
+        what="the stoneforge check completed",
+    )
+    assert (done.id, done.conclusion, done.output["title"]) == (
+        waiting.id,
+        "success",
+        "merged into main",
+    )
