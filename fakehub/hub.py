@@ -64,9 +64,30 @@ class Hub(HubChecks):
                 return True, "blocked", f'Required status check "{context}" is in progress.'
             if state not in ("success", "neutral", "skipped"):
                 return True, "blocked", f'Required status check "{context}" is failing.'
+        needed = rulesets.required_approvals(repo, pull.base_ref)
+        if needed and self._approvals(issue) < needed:
+            return (
+                True,
+                "blocked",
+                "At least 1 approving review is required by reviewers with write access.",
+            )  # noqa: E501
         if any(s in ("failure", "error", "timed_out", "cancelled") for s in states.values()):
             return True, "unstable", None
         return True, "clean", None
+
+    def _approvals(self, issue: Issue) -> int:
+        """People with write access whose latest verdict approves (an App's never counts)."""
+        verdicts: dict[str, tuple[User, str]] = {}
+        for review in self.state.reviews_for(issue):
+            if review.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
+                verdicts[review.user.login.lower()] = (review.user, review.state)
+        return sum(
+            1
+            for user, state in verdicts.values()
+            if state == "APPROVED"
+            and user.type == "User"
+            and self.state.permission(issue.repo, user) in ("write", "maintain", "admin")
+        )
 
     def pull_json(self, issue: Issue, *, stats: bool = True) -> dict[str, Any]:
         assert issue.pull is not None

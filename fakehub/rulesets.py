@@ -51,3 +51,15 @@ def strict(repo: Repo, branch: str) -> bool:
         for _, rule in branch_rules(repo, branch)
         if rule.get("type") == "required_status_checks"
     )
+
+
+def required_approvals(repo: Repo, branch: str) -> int:
+    """The approving reviews the ``pull_request`` rules on ``branch`` require (the most)."""
+    return max(
+        (
+            int((rule.get("parameters") or {}).get("required_approving_review_count") or 0)
+            for _, rule in branch_rules(repo, branch)
+            if rule.get("type") == "pull_request"
+        ),
+        default=0,
+    )

@@ -16,7 +16,8 @@ returns one ``StewardAction`` per task. The rules, first match wins:
 8. ``dirty`` (conflicts) -> ``redispatch``: the task goes back to an agent on a fresh base
 9. ``behind`` -> ``update_branch`` guarded by the head SHA
 10. a required check missing or not completed -> ``wait``
-11. ``clean``, or ``unstable``/``has_hooks`` (required checks are green by now) -> merge candidate;
+11. fewer people approve (their latest verdict) than a branch rule requires -> ``wait``
+12. ``clean``, or ``unstable``/``has_hooks`` (required checks are green by now) -> merge candidate;
    anything else (``blocked``: e.g. a review is required; ``draft``) -> ``wait``
 
 Reviews count only from people with write access (and allowed bots); the snapshot leaves out
@@ -71,6 +72,7 @@ class WaitFor(StrEnum):
     MERGE_AHEAD = "merge_ahead"  # ready, queued behind another merge on its base
     FRONT = "front"  # behind its base; updated when it reaches the front of the queue
     MERGEABLE_STATE = "mergeable_state"  # not mergeable yet (blocked, draft, ...)
+    APPROVALS = "approvals"  # a branch rule requires more approving reviews
 
 
 FRONT_PATIENCE_S = 30 * 60  # a front waiting this long for its checks lets the next one update
@@ -117,6 +119,8 @@ class PullSnapshot:
     required: tuple[str, ...] = ()
     merge_sha: str | None = None  # set once merged: the commit the merge made on the base
     reviews: tuple[Review, ...] = ()  # by writers only, oldest first
+    # approving reviews a ruleset's ``pull_request`` rule requires on the base branch
+    required_approvals: int = 0
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,16 @@ def blocking_reviews(reviews: Sequence[Review]) -> tuple[Review, ...]:
             verdicts[review.author.lower()] = review
     found = (r for r in verdicts.values() if r.state == "CHANGES_REQUESTED")
     return tuple(sorted(found, key=lambda r: r.id))
+
+
+def approving_people(reviews: Sequence[Review]) -> int:
+    """How many people (not Apps: GitHub never counts an App's approval toward required
+    reviews) have "approved" as their verdict."""
+    verdicts: dict[str, str] = {}
+    for review in sorted(reviews, key=lambda r: r.id):
+        if review.state in VERDICT_STATES and review.author_type == "User":
+            verdicts[review.author.lower()] = review.state
+    return sum(1 for state in verdicts.values() if state == "APPROVED")
 
 
 def review_feedback(reviews: Sequence[Review], comments: Sequence[ReviewComment]) -> list[str]:
@@ -340,6 +354,14 @@ def _decide(
         )
     if verdict == "pending":
         return _wait(task, pull, WaitFor.CHECKS, f"{CHECKS_PENDING} {check!r}")
+    approvals = approving_people(pull.reviews)
+    if approvals < pull.required_approvals:
+        return _wait(
+            task,
+            pull,
+            WaitFor.APPROVALS,
+            f"waiting for approving reviews: {approvals} of {pull.required_approvals}",
+        )
     if state in MERGEABLE_STATES:
         return StewardAction("merge", ref, pr, sha, f"required checks green and state {state}")
     return _wait(task, pull, WaitFor.MERGEABLE_STATE, f"not mergeable yet (state {state})")

@@ -1,5 +1,5 @@
-"""The steward honours a required check that only a repository ruleset declares, and tells
-on the pull request's head, in its ``stoneforge`` check, what it waits for."""
+"""The steward honours a required check and a required approval that only a repository ruleset
+declares, and tells on the pull request's head, in its ``stoneforge`` check, what it waits for."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _steward_check(world: World, sha: str) -> CheckRun | None:
 
 
 @pytest.mark.slow
-def test_a_check_required_only_by_a_ruleset_is_waited_for_then_merged(world: World) -> None:
+def test_a_check_and_a_review_required_only_by_a_ruleset_are_waited_for(world: World) -> None:
     with world.api() as lead:
         lead.post(
             f"/repos/{world.repo.full_name}/rulesets",
@@ -41,7 +41,8 @@ def test_a_check_required_only_by_a_ruleset_is_waited_for_then_merged(world: Wor
                             "strict_required_status_checks_policy": False,
                             "required_status_checks": [{"context": "gate"}],
                         },
-                    }
+                    },
+                    {"type": "pull_request", "parameters": {"required_approving_review_count": 1}},
                 ],
             },
         ).raise_for_status()
@@ -64,6 +65,16 @@ def test_a_check_required_only_by_a_ruleset_is_waited_for_then_merged(world: Wor
         lead.post(
             f"/repos/{world.repo.full_name}/statuses/{sha}",
             json={"state": "success", "context": "gate"},
+        ).raise_for_status()
+    approvals = world.wait_until(
+        lambda: (run := _steward_check(world, sha)) and "approving" in run.output["title"] and run,
+        what="the stoneforge check waiting for an approval",
+    )
+    assert approvals.output["title"] == "waiting for approving reviews: 0 of 1"
+    assert world.hub.events("merge") == []
+    with world.api() as lead:
+        lead.post(
+            f"/repos/{world.repo.full_name}/pulls/{task['pr']}/reviews", json={"event": "APPROVE"}
         ).raise_for_status()
     world.wait_until(lambda: world.tasks()[issue]["state"] == "merged", what="merged")
     (merge,) = [e for e in world.hub.events("merge") if e["pr"] == task["pr"]]

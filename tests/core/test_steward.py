@@ -140,6 +140,23 @@ def test_the_stewards_check_tells_its_state_and_reason() -> None:
     assert check_words(merging)[1].startswith("merging: ")
 
 
+def test_a_rule_requiring_approvals_waits_for_enough_people_to_approve() -> None:
+    bot = Review(1, "helper[bot]", "APPROVED", author_type="Bot")
+    changed_mind = [Review(2, "ann", "APPROVED"), Review(3, "ann", "CHANGES_REQUESTED")]
+    ann_again = Review(4, "ann", "APPROVED")
+    for reviews, kind in (
+        ((bot,), "wait"),  # an App's approval never counts
+        ((bot, *changed_mind, Review(5, "bob", "APPROVED")), "await_review"),
+        ((bot, *changed_mind, ann_again, Review(5, "ann", "COMMENTED")), "wait"),
+        ((*changed_mind, ann_again, Review(6, "bob", "APPROVED")), "merge"),
+    ):
+        task = review(1, review_id=3)
+        action = plan_one(task, pull(1, required_approvals=2, reviews=reviews))
+        assert action.kind == kind, reviews
+        if kind == "wait":
+            assert action.reason.startswith("waiting for approving reviews: ")
+
+
 def test_red_wins_over_pending() -> None:
     snapshot = pull(
         1, checks={"a": ("in_progress", None), "b": ("completed", "failure")}, required=("a", "b")

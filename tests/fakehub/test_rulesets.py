@@ -91,3 +91,28 @@ def test_a_rulesets_required_check_holds_the_merge_until_green(world: World) -> 
         assert bot.get(f"/repos/{FULL}/pulls/{number}").json()["mergeable_state"] == "clean"
         merged = bot.put(f"/repos/{FULL}/pulls/{number}/merge", json={"sha": sha})
     assert merged.status_code == 200, merged.text
+
+
+def test_a_pull_request_rule_holds_the_merge_until_a_writer_approves(world: World) -> None:
+    rule = {"type": "pull_request", "parameters": {"required_approving_review_count": 1}}
+    body = {**_ruleset("reviews", []), "rules": [rule]}
+    world.hub.create_user("guest")
+    guest = world.hub.state.user("guest")
+    assert guest is not None
+    with world.api() as lead:
+        lead.post(f"/repos/{FULL}/rulesets", json=body).raise_for_status()
+    work = world.clone("reviewed")
+    world.push_branch(work, "sf/reviewed", {"y.py": "y = 1\n"}, "work")
+    with world.client() as bot:
+        number = bot.post(
+            f"/repos/{FULL}/pulls", json={"title": "t", "head": "sf/reviewed", "base": "main"}
+        ).json()["number"]
+    reviews = f"/repos/{FULL}/pulls/{number}/reviews"
+    with world.api(guest.token) as api:  # not a writer: does not count
+        api.post(reviews, json={"event": "APPROVE"}).raise_for_status()
+    with world.client() as bot:
+        assert bot.get(f"/repos/{FULL}/pulls/{number}").json()["mergeable_state"] == "blocked"
+    with world.api() as lead:
+        lead.post(reviews, json={"event": "APPROVE"}).raise_for_status()
+    with world.client() as bot:
+        assert bot.get(f"/repos/{FULL}/pulls/{number}").json()["mergeable_state"] == "clean"
