@@ -242,6 +242,8 @@ class Steward:
         if last is not None and last[0] == sha and last[2:] == (conclusion, title):
             return
         summary = f"{task.ref}, pull request #{pr}: {title}"
+        if last is not None and last[0] != sha and last[2] is None:
+            await self._supersede(task, pr, last[0], last[1], sha)
         try:
             run_id = await self.github.write_check(
                 task.installation_id or 0,
@@ -278,6 +280,24 @@ class Steward:
                 functools.partial(self.store.update_task, task.ref, head_sha=pull.head_sha)
             )
         return pull
+
+    async def _supersede(self, task: Task, pr: int, old: str, run_id: int, sha: str) -> None:
+        """Complete the check left in progress on a pull request's former head (neutral: that
+        commit was never judged), so no old commit shows a check running forever."""
+        title = f"superseded: the head of pull request #{pr} moved to {sha[:7]}"
+        try:
+            await self.github.write_check(
+                task.installation_id or 0,
+                task.repo,
+                old,
+                name=STEWARD_CHECK,
+                conclusion="neutral",
+                title=title,
+                summary=f"{task.ref}: {title}",
+                run_id=run_id,
+            )
+        except GitHubError as exc:
+            log.warning("steward_check_failed %s: %s", task.ref, exc)
 
     async def _execute(self, action: StewardAction, pull: PullSnapshot | None) -> None:
         task = await asyncio.to_thread(self.store.get_task, action.task)

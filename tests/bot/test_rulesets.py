@@ -14,7 +14,8 @@ from tests.harness import World, open_world
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    with open_world(tmp_path, bot=True) as w:  # no CI, no classic branch protection
+    # no CI, no classic branch protection; snapshots re-read each second (the base moves)
+    with open_world(tmp_path, bot=True, bot_env={"steward_refresh_s": 1.0}) as w:
         yield w
 
 
@@ -38,7 +39,7 @@ def test_a_check_and_a_review_required_only_by_a_ruleset_are_waited_for(world: W
                     {
                         "type": "required_status_checks",
                         "parameters": {
-                            "strict_required_status_checks_policy": False,
+                            "strict_required_status_checks_policy": True,
                             "required_status_checks": [{"context": "gate"}],
                         },
                     },
@@ -60,6 +61,26 @@ def test_a_check_and_a_review_required_only_by_a_ruleset_are_waited_for(world: W
     assert waiting.output["title"] == "waiting for required check 'gate'"
     assert world.tasks()[issue]["state"] == "in_review"
     assert world.hub.events("merge") == []
+
+    # The base moves: the rule is strict, so the steward brings the branch up to date, and the
+    # check on the former head is completed as superseded.
+    world.push_main({"NOTES.md": "a maintainer's change\n"})
+    sha = world.wait_until(
+        lambda: (head := world.tasks()[issue]["head_sha"]) != waiting.head_sha and head,
+        what="the branch updated",
+    )
+    old = world.wait_until(
+        lambda: (run := _steward_check(world, waiting.head_sha)) and run.conclusion and run,
+        what="the check on the former head completed",
+    )
+    assert (old.conclusion, old.output["title"]) == (
+        "neutral",
+        f"superseded: the head of pull request #{task['pr']} moved to {sha[:7]}",
+    )
+    world.wait_until(
+        lambda: (run := _steward_check(world, sha)) and "'gate'" in run.output["title"],
+        what="the stoneforge check on the new head",
+    )
 
     with world.api() as lead:
         lead.post(
@@ -84,7 +105,7 @@ def test_a_check_and_a_review_required_only_by_a_ruleset_are_waited_for(world: W
         what="the stoneforge check completed",
     )
     assert (done.id, done.conclusion, done.output["title"]) == (
-        waiting.id,
+        approvals.id,
         "success",
         "merged into main",
     )
