@@ -172,6 +172,18 @@ class PullPort(Protocol):
     async def rerun_check(self, installation_id: int, repo: str, check_run_id: int) -> bool: ...
 
     async def reply(self, installation_id: int, ref: IssueRef, body: str) -> int: ...
+    async def write_check(
+        self,
+        installation_id: int,
+        repo: str,
+        head_sha: str,
+        *,
+        name: str,
+        conclusion: str | None,
+        title: str,
+        summary: str,
+        run_id: int | None = None,
+    ) -> int: ...
 
 
 class TokenPort(Protocol):

@@ -33,11 +33,13 @@ from bot.adapters.github import GitHubError
 from bot.core.lifecycle import Failed
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import (
+    STEWARD_CHECK,
     PullSnapshot,
     Review,
     StewardAction,
     blocking_reviews,
     check_verdict,
+    check_words,
     flaky_checks,
     plan_merges,
     review_feedback,
@@ -121,6 +123,8 @@ class Steward:
         # (task, head sha) -> when its required checks were first seen pending
         self._pending: dict[tuple[IssueRef, str], float] = {}
         self._caught_up = time.time()  # deliveries processed before this are not looked at
+        # (repo, pr) -> (head sha, run id, conclusion, title) of the last ``stoneforge`` check
+        self._checks: dict[tuple[str, int], tuple[str, int, str | None, str]] = {}
         self._caught_up_at = 0.0  # monotonic time of the last look
 
     async def run_forever(self) -> None:
@@ -228,7 +232,41 @@ class Steward:
             if action.kind != "wait" and _cached(action, pulls, fresh):
                 self.signals.steward_wake.set()  # still moving after three looks: next pass
                 continue
+            if (held := in_review.get(action.task)) is not None and action.pr and action.sha:
+                conclusion, title = check_words(action)
+                await self._report(held, action.pr, action.sha, conclusion, title)
             await self._execute(action, pulls.get(action.task))
+        live = {t.pr_number for t in in_review.values()}
+        self._checks = {k: v for k, v in self._checks.items() if k[0] != repo or k[1] in live}
+
+    async def _report(
+        self, task: Task, pr: int, sha: str, conclusion: str | None, title: str
+    ) -> None:
+        """Write the ``stoneforge`` check on the pull request's head when its state or reason
+        changed (never once per pass). A failure to write it is logged: the check informs
+        people, and the steward never waits on it."""
+        key = (task.repo, pr)
+        last = self._checks.get(key)
+        if last is not None and last[0] == sha and last[2:] == (conclusion, title):
+            return
+        summary = f"{task.ref}, pull request #{pr}: {title}"
+        if last is not None and last[0] != sha and last[2] is None:
+            await self._supersede(task, pr, last[0], last[1], sha)
+        try:
+            run_id = await self.github.write_check(
+                task.installation_id or 0,
+                task.repo,
+                sha,
+                name=STEWARD_CHECK,
+                conclusion=conclusion,
+                title=title,
+                summary=summary,
+                run_id=last[1] if last is not None and last[0] == sha else None,
+            )
+        except GitHubError as exc:
+            log.warning("steward_check_failed %s: %s", task.ref, exc)
+            return
+        self._checks[key] = (sha, run_id, conclusion, title)
 
     async def _read(self, task: Task) -> PullSnapshot | None:
         """A fresh snapshot of the task's pull request, with its reviews; kept in self.pulls."""
@@ -250,6 +288,24 @@ class Steward:
                 functools.partial(self.store.update_task, task.ref, head_sha=pull.head_sha)
             )
         return pull
+
+    async def _supersede(self, task: Task, pr: int, old: str, run_id: int, sha: str) -> None:
+        """Complete the check left in progress on a pull request's former head (neutral: that
+        commit was never judged), so no old commit shows a check running forever."""
+        title = f"superseded: the head of pull request #{pr} moved to {sha[:7]}"
+        try:
+            await self.github.write_check(
+                task.installation_id or 0,
+                task.repo,
+                old,
+                name=STEWARD_CHECK,
+                conclusion="neutral",
+                title=title,
+                summary=f"{task.ref}: {title}",
+                run_id=run_id,
+            )
+        except GitHubError as exc:
+            log.warning("steward_check_failed %s: %s", task.ref, exc)
 
     async def _execute(self, action: StewardAction, pull: PullSnapshot | None) -> None:
         task = await asyncio.to_thread(self.store.get_task, action.task)
@@ -313,6 +369,9 @@ class Steward:
             log.info("merge_refused %s: %s %s", task.ref, outcome.status, outcome.message)
             return
         log.info("merged", extra={"repo": task.repo, "issue": task.number, "pr": pr})
+        await self._report(
+            task, pr, sha, "success", f"merged into {pull.base_ref if pull else 'its base'}"
+        )
         self.views.merging.discard(task.ref)
         if self.metrics:
             self.metrics.merges.inc(outcome="merged")

@@ -18,6 +18,7 @@ import re
 import time
 from typing import Any
 
+from fakehub import rulesets
 from fakehub.auth import ApiError
 from fakehub.gitstore import ZERO_SHA, Identity, MergeConflict
 from fakehub.hub_checks import HubChecks
@@ -47,13 +48,15 @@ class Hub(HubChecks):
             return False, "dirty", "Pull Request is not mergeable"
         protection = repo.protection.get(pull.base_ref)
         states = self.state.check_states(repo, pull.head_sha)
-        if (
-            protection
-            and protection.strict
-            and not self.store.is_ancestor(repo.full_name, base, pull.head_sha)
-        ):
+        # Classic protection and rulesets add up: the most restrictive version of each applies.
+        contexts = list(protection.contexts if protection else ())
+        contexts += [
+            c for c in rulesets.required_contexts(repo, pull.base_ref) if c not in contexts
+        ]
+        strict = bool(protection and protection.strict) or rulesets.strict(repo, pull.base_ref)
+        if strict and not self.store.is_ancestor(repo.full_name, base, pull.head_sha):
             return True, "behind", "Head branch is out of date. Review and try the merge again."
-        for context in protection.contexts if protection else []:
+        for context in contexts:
             state = states.get(context)
             if state is None:
                 return True, "blocked", f'Required status check "{context}" is expected.'
@@ -61,9 +64,30 @@ class Hub(HubChecks):
                 return True, "blocked", f'Required status check "{context}" is in progress.'
             if state not in ("success", "neutral", "skipped"):
                 return True, "blocked", f'Required status check "{context}" is failing.'
+        needed = rulesets.required_approvals(repo, pull.base_ref)
+        if needed and self._approvals(issue) < needed:
+            return (
+                True,
+                "blocked",
+                "At least 1 approving review is required by reviewers with write access.",
+            )  # noqa: E501
         if any(s in ("failure", "error", "timed_out", "cancelled") for s in states.values()):
             return True, "unstable", None
         return True, "clean", None
+
+    def _approvals(self, issue: Issue) -> int:
+        """People with write access whose latest verdict approves (an App's never counts)."""
+        verdicts: dict[str, tuple[User, str]] = {}
+        for review in self.state.reviews_for(issue):
+            if review.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
+                verdicts[review.user.login.lower()] = (review.user, review.state)
+        return sum(
+            1
+            for user, state in verdicts.values()
+            if state == "APPROVED"
+            and user.type == "User"
+            and self.state.permission(issue.repo, user) in ("write", "maintain", "admin")
+        )
 
     def pull_json(self, issue: Issue, *, stats: bool = True) -> dict[str, Any]:
         assert issue.pull is not None

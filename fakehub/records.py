@@ -84,6 +84,22 @@ class Protection:
 
 
 @dataclass(eq=False)
+class Ruleset:
+    """A repository ruleset targeting branches: ``include``/``exclude`` are its
+    ``conditions.ref_name`` patterns (``~DEFAULT_BRANCH``, ``~ALL``, ``refs/heads/<glob>``);
+    ``rules`` are GitHub's rule objects, ``{type, parameters?}``."""
+
+    id: int
+    name: str
+    enforcement: str  # "active" | "evaluate" | "disabled"
+    include: list[str]
+    exclude: list[str]
+    rules: list[dict[str, Any]]
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass(eq=False)
 class Label:
     id: int
     name: str
@@ -244,6 +260,7 @@ class Repo:
     private: bool = False
     description: str | None = None
     protection: dict[str, Protection] = field(default_factory=dict)
+    rulesets: list[Ruleset] = field(default_factory=list)
     ci_command: list[str] | None = None
     collaborators: dict[str, str] = field(default_factory=dict)  # login -> permission
     labels: dict[str, Label] = field(default_factory=dict)  # lower-cased name -> label

@@ -19,7 +19,8 @@ returns one ``StewardAction`` per task. The rules, first match wins:
 8. ``dirty`` (conflicts) -> ``redispatch``: the task goes back to an agent on a fresh base
 9. ``behind`` -> ``update_branch`` guarded by the head SHA
 10. a required check missing or not completed -> ``wait``
-11. ``clean``, or ``unstable``/``has_hooks`` (required checks are green by now) -> merge candidate;
+11. fewer people approve (their latest verdict) than a branch rule requires -> ``wait``
+12. ``clean``, or ``unstable``/``has_hooks`` (required checks are green by now) -> merge candidate;
    anything else (``blocked``: e.g. a review is required; ``draft``) -> ``wait``
 
 Reviews count only from people with write access (and allowed bots); the snapshot leaves out
@@ -71,6 +72,9 @@ ActionKind = Literal[
 ]
 VERDICT_STATES = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
 CHECKS_PENDING = "waiting for required check"  # how a wait for running checks is worded
+#: The check run the steward writes on each agent pull request's head (its state and reason);
+#: never waited on, even when a branch rule lists it.
+STEWARD_CHECK = "stoneforge"
 
 
 class WaitFor(StrEnum):
@@ -84,6 +88,7 @@ class WaitFor(StrEnum):
     FRONT = "front"  # behind its base; updated when it reaches the front of the queue
     MERGEABLE_STATE = "mergeable_state"  # not mergeable yet (blocked, draft, ...)
     RERUN = "rerun"  # a red required check was re-run; its new run has not reported yet
+    APPROVALS = "approvals"  # a branch rule requires more approving reviews
 
 
 FRONT_PATIENCE_S = 30 * 60  # a front waiting this long for its checks lets the next one update
@@ -135,6 +140,8 @@ class PullSnapshot:
     reviews: tuple[Review, ...] = ()  # by writers only, oldest first
     # check run name -> id of its newest run on the head (commit statuses have none)
     check_ids: Mapping[str, int] = field(default_factory=dict)
+    # approving reviews a ruleset's ``pull_request`` rule requires on the base branch
+    required_approvals: int = 0
 
 
 @dataclass(frozen=True)
@@ -159,12 +166,33 @@ def check_verdict(pull: PullSnapshot) -> tuple[str, str]:
     """
     pending = ""
     for name in pull.required:
+        if name == STEWARD_CHECK:
+            continue
         status, conclusion = pull.checks.get(name, ("missing", None))
         if status != "completed":
             pending = pending or name
         elif conclusion not in GREEN_CONCLUSIONS:
             return "red", name
     return ("pending", pending) if pending else ("green", "")
+
+
+def check_words(action: StewardAction) -> tuple[str | None, str]:
+    """The ``STEWARD_CHECK`` run for an action: its conclusion (None: still in progress) and
+    its title, the steward's state and reason in words. A merge the steward makes is reported
+    by the caller once GitHub accepted it."""
+    match action.kind:
+        case "mark_merged":
+            return "success", action.reason
+        case "fail":
+            return "failure", action.reason
+        case "merge":
+            return None, f"merging: {action.reason}"
+        case "update_branch":
+            return None, f"updating the branch: {action.reason}"
+        case "revise" | "redispatch":
+            return None, f"{action.reason}; back to an agent"
+        case _:
+            return None, action.reason
 
 
 def blocking_reviews(reviews: Sequence[Review]) -> tuple[Review, ...]:
@@ -175,6 +203,16 @@ def blocking_reviews(reviews: Sequence[Review]) -> tuple[Review, ...]:
             verdicts[review.author.lower()] = review
     found = (r for r in verdicts.values() if r.state == "CHANGES_REQUESTED")
     return tuple(sorted(found, key=lambda r: r.id))
+
+
+def approving_people(reviews: Sequence[Review]) -> int:
+    """How many people (not Apps: GitHub never counts an App's approval toward required
+    reviews) have "approved" as their verdict."""
+    verdicts: dict[str, str] = {}
+    for review in sorted(reviews, key=lambda r: r.id):
+        if review.state in VERDICT_STATES and review.author_type == "User":
+            verdicts[review.author.lower()] = review.state
+    return sum(1 for state in verdicts.values() if state == "APPROVED")
 
 
 def review_feedback(reviews: Sequence[Review], comments: Sequence[ReviewComment]) -> list[str]:
@@ -382,6 +420,14 @@ def _decide(
         )
     if verdict == "pending":
         return _wait(task, pull, WaitFor.CHECKS, f"{CHECKS_PENDING} {check!r}")
+    approvals = approving_people(pull.reviews)
+    if approvals < pull.required_approvals:
+        return _wait(
+            task,
+            pull,
+            WaitFor.APPROVALS,
+            f"waiting for approving reviews: {approvals} of {pull.required_approvals}",
+        )
     if state in MERGEABLE_STATES:
         return StewardAction("merge", ref, pr, sha, f"required checks green and state {state}")
     return _wait(task, pull, WaitFor.MERGEABLE_STATE, f"not mergeable yet (state {state})")

@@ -20,6 +20,7 @@ from fakehub.rest import (
     pulls,
     repos,
     reviews,
+    rulesets,
 )
 from fakehub.rest.context import Handler
 from fakehub.rest.endpoint import ApiFaults, make_endpoint
@@ -31,6 +32,7 @@ def routes(hub: Hub, faults: ApiFaults) -> list[Route]:
     table: list[tuple[str, list[str], Handler]] = [
         *apps.TABLE,
         *repos.TABLE,
+        *rulesets.TABLE,
         *comments.TABLE,
         *issues.TABLE,
         *dependencies.TABLE,

@@ -112,6 +112,21 @@ class FakeGitHub:
     ) -> None:
         self.calls.append(("report_check", (repo, name, conclusion)))
 
+    async def write_check(
+        self,
+        installation_id: int,
+        repo: str,
+        head_sha: str,
+        *,
+        name: str,
+        conclusion: str | None,
+        title: str,
+        summary: str,
+        run_id: int | None = None,
+    ) -> int:
+        self.calls.append(("write_check", (repo, head_sha, name, conclusion, title)))
+        return run_id or len(self.calls)
+
     async def permission(self, installation_id: int, repo: str, login: str) -> str:
         return self.perms.get(login, "none")
 

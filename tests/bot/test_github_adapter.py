@@ -24,7 +24,8 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[FakeHub, GitHubAdapter, i
         hub.set_permission("octo/app", "lead", "admin")
         app = hub.create_app(
             slug="sf", webhook_url=None, webhook_secret="s", events=[],
-            permissions={"issues": "write", "contents": "read", "pull_requests": "write"},
+            permissions={"issues": "write", "contents": "read", "pull_requests": "write",
+                         "administration": "read", "checks": "write"},
         )  # fmt: skip
         inst = hub.install_app(app.id, "octo", ["app"])
         gh = GitHubAdapter(app_id=app.id, private_key=app.private_key_pem, base_url=hub.api_url)
@@ -85,6 +86,54 @@ async def test_branch_sha_reads_the_ref_also_for_a_branch_with_slashes(
     with pytest.raises(GitHubError) as info:
         await gh.branch_sha(inst, "octo/app", "nope")
     assert info.value.status == 404
+
+
+async def test_required_checks_join_classic_protection_and_active_rulesets(
+    world: tuple[FakeHub, GitHubAdapter, int, str],
+) -> None:
+    hub, gh, inst, token = world
+    assert await gh.required_checks(inst, "octo/app", "release") == ()  # neither: nothing
+    hub.protect("octo/app", "main", ["ci"])
+    rule = {
+        "type": "required_status_checks",
+        "parameters": {
+            "strict_required_status_checks_policy": False,
+            "required_status_checks": [{"context": "lint"}, {"context": "ci"}],
+        },
+    }
+    with _api(hub, token) as api:
+        for name, enforcement in (("gate", "active"), ("trial", "evaluate")):
+            api.post(
+                "/repos/octo/app/rulesets",
+                json={
+                    "name": name,
+                    "enforcement": enforcement,
+                    "conditions": {"ref_name": {"include": ["refs/heads/main"], "exclude": []}},
+                    "rules": [rule if name == "gate" else {**rule, "parameters": {
+                        **rule["parameters"], "required_status_checks": [{"context": "slow"}]}}],
+                },
+            ).raise_for_status()  # fmt: skip
+    assert await gh.required_checks(inst, "octo/app", "main") == ("ci", "lint")
+
+
+async def test_a_check_run_is_created_then_updated_in_place(
+    world: tuple[FakeHub, GitHubAdapter, int, str],
+) -> None:
+    hub, gh, inst, _ = world
+    sha = hub.git.ref_sha("octo/app", "main")
+    assert sha
+    run_id = await gh.write_check(
+        inst, "octo/app", sha, name="stoneforge", conclusion=None, title="waiting", summary="s"
+    )
+    again = await gh.write_check(
+        inst, "octo/app", sha, name="stoneforge", conclusion="success", title="merged",
+        summary="s", run_id=run_id,
+    )  # fmt: skip
+    runs = hub.state.runs_for(hub.state.repo("octo", "app"), sha)
+    assert again == run_id
+    assert [(r.name, r.status, r.conclusion, r.output["title"]) for r in runs] == [
+        ("stoneforge", "completed", "success", "merged")
+    ]
 
 
 async def test_status_comment_is_edited_by_its_remembered_id_and_remade_if_deleted(

@@ -7,11 +7,13 @@ import pytest
 
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import (
+    STEWARD_CHECK,
     PullSnapshot,
     Review,
     StewardAction,
     WaitFor,
     check_verdict,
+    check_words,
     flaky_checks,
     plan_merges,
 )
@@ -119,6 +121,42 @@ def test_missing_or_unfinished_required_checks_wait(checks: dict) -> None:
     action = plan_one(review(1), pull(1, checks=checks, mergeable_state="blocked"))
     assert action.kind == "wait"
     assert "'ci'" in action.reason
+
+
+def test_the_stewards_own_check_is_never_waited_on_even_when_required() -> None:
+    checks = {"ci": GREEN, STEWARD_CHECK: ("in_progress", None)}
+    snapshot = pull(1, checks=checks, required=("ci", STEWARD_CHECK))
+    assert check_verdict(snapshot) == ("green", "")
+    assert plan_one(review(1), snapshot).kind == "merge"
+
+
+def test_the_stewards_check_tells_its_state_and_reason() -> None:
+    waiting = plan_one(review(1), pull(1, checks={}))
+    merged = plan_one(review(1), pull(1, merged=True))
+    failed = plan_one(review(1), pull(1, checks={"ci": ("completed", "failure")}))
+    assert check_words(waiting) == (None, "waiting for required check 'ci'")
+    assert check_words(merged) == ("success", "pull request #101 was merged")
+    assert check_words(failed) == ("failure", "required check 'ci' concluded failure")
+    merging = plan_one(review(1), pull(1))
+    assert check_words(merging)[0] is None
+    assert check_words(merging)[1].startswith("merging: ")
+
+
+def test_a_rule_requiring_approvals_waits_for_enough_people_to_approve() -> None:
+    bot = Review(1, "helper[bot]", "APPROVED", author_type="Bot")
+    changed_mind = [Review(2, "ann", "APPROVED"), Review(3, "ann", "CHANGES_REQUESTED")]
+    ann_again = Review(4, "ann", "APPROVED")
+    for reviews, kind in (
+        ((bot,), "wait"),  # an App's approval never counts
+        ((bot, *changed_mind, Review(5, "bob", "APPROVED")), "await_review"),
+        ((bot, *changed_mind, ann_again, Review(5, "ann", "COMMENTED")), "wait"),
+        ((*changed_mind, ann_again, Review(6, "bob", "APPROVED")), "merge"),
+    ):
+        task = review(1, review_id=3)
+        action = plan_one(task, pull(1, required_approvals=2, reviews=reviews))
+        assert action.kind == kind, reviews
+        if kind == "wait":
+            assert action.reason.startswith("waiting for approving reviews: ")
 
 
 def test_red_wins_over_pending() -> None:

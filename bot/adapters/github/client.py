@@ -151,6 +151,8 @@ class AdapterBase:
         self._clients: dict[int, GitHub[Any]] = {}
         self._repo_cache: dict[str, RepoInfo] = {}
         self._required_cache: dict[tuple[str, str], tuple[float, tuple[str, ...]]] = {}
+        # (repo, branch) -> approving reviews its rulesets require (refreshed with the above)
+        self._approvals_cache: dict[tuple[str, str], int] = {}
         self._perm_cache: dict[tuple[str, str], tuple[float, str]] = {}
         # (repo, issue, marker) -> id of our comment carrying that marker (saves a listing)
         self._comment_ids: dict[tuple[str, int, str], int] = {}

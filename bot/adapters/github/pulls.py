@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Literal
 
@@ -113,10 +114,30 @@ class PullCalls(AdapterBase):
     async def required_checks(
         self, installation_id: int, repo: str, branch: str
     ) -> tuple[str, ...]:
+        """The status checks ``branch`` requires: classic branch protection's and every active
+        ruleset's, together (GitHub applies all of them). Cached for a minute."""
         key = (repo, branch)
         cached = self._required_cache.get(key)
         if cached and cached[0] > time.monotonic():
             return cached[1]
+        classic, (rules, approvals) = await asyncio.gather(
+            self._protected_checks(installation_id, repo, branch),
+            self._ruleset_rules(installation_id, repo, branch),
+        )
+        required = tuple(dict.fromkeys(classic + rules))
+        self._required_cache[key] = (time.monotonic() + 60, required)
+        self._approvals_cache[key] = approvals
+        return required
+
+    async def required_approvals(self, installation_id: int, repo: str, branch: str) -> int:
+        """The approving reviews the rulesets on ``branch`` require (0: none); read and cached
+        with ``required_checks``. Classic protection's are left to GitHub's ``blocked``."""
+        await self.required_checks(installation_id, repo, branch)
+        return self._approvals_cache.get((repo, branch), 0)
+
+    async def _protected_checks(
+        self, installation_id: int, repo: str, branch: str
+    ) -> tuple[str, ...]:
         owner, name = repo.split("/", 1)
         try:
             resp = await self._call(
@@ -124,17 +145,41 @@ class PullCalls(AdapterBase):
                     owner, name, branch
                 )
             )
-            data = resp.json()
-            names = [c["context"] for c in data.get("checks") or ()] or list(
-                data.get("contexts") or ()
-            )
-            required = tuple(dict.fromkeys(names))
         except GitHubError as exc:
-            if exc.status != 404:
+            if exc.status != 404:  # not protected
                 raise
-            required = ()
-        self._required_cache[key] = (time.monotonic() + 60, required)
-        return required
+            return ()
+        data = resp.json()
+        names = [c["context"] for c in data.get("checks") or ()] or list(data.get("contexts") or ())
+        return tuple(names)
+
+    async def _ruleset_rules(
+        self, installation_id: int, repo: str, branch: str
+    ) -> tuple[tuple[str, ...], int]:
+        """The contexts of the ``required_status_checks`` rules active on ``branch``, and the
+        most approving reviews a ``pull_request`` rule there requires."""
+        owner, name = repo.split("/", 1)
+        gh = self._gh(installation_id)
+        try:
+            rules = await self._pages(
+                lambda page: gh.rest.repos.async_get_branch_rules(
+                    owner, name, branch, per_page=100, page=page
+                )
+            )
+        except GitHubError as exc:
+            if exc.status != 404:  # rulesets unavailable here (an older GitHub Enterprise)
+                raise
+            return (), 0
+        names: list[str] = []
+        approvals = 0
+        for rule in rules:
+            params = rule.get("parameters") or {}
+            if rule.get("type") == "required_status_checks":
+                names += [str(c["context"]) for c in params.get("required_status_checks") or ()]
+            elif rule.get("type") == "pull_request":
+                count = int(params.get("required_approving_review_count") or 0)
+                approvals = max(approvals, count)  # the most restrictive applies
+        return tuple(names), approvals
 
     async def pull(
         self, installation_id: int, repo: str, number: int, extra_required: tuple[str, ...] = ()
@@ -161,6 +206,7 @@ class PullCalls(AdapterBase):
             checks.setdefault(item["context"], ("completed" if done else "in_progress", conclusion))
         base = data["base"]["ref"]
         required = await self.required_checks(installation_id, repo, base)
+        approvals = await self.required_approvals(installation_id, repo, base)
         return PullSnapshot(
             number=number,
             state=data["state"],
@@ -174,6 +220,7 @@ class PullCalls(AdapterBase):
             required=tuple(dict.fromkeys(required + extra_required)),
             merge_sha=data.get("merge_commit_sha") if data.get("merged") else None,
             check_ids=check_ids,
+            required_approvals=approvals,
         )
 
     async def merge(

@@ -120,6 +120,44 @@ class RepoCalls(AdapterBase):
             )
         )
 
+    async def write_check(
+        self,
+        installation_id: int,
+        repo: str,
+        head_sha: str,
+        *,
+        name: str,
+        conclusion: str | None,
+        title: str,
+        summary: str,
+        run_id: int | None = None,
+    ) -> int:
+        """Create a check run on ``head_sha``, or update run ``run_id``; its id.
+
+        ``conclusion`` None keeps it in progress. A run created again after a restart is
+        harmless: GitHub shows the newest run of a name in the App's check suite.
+        """
+        owner, name_ = repo.split("/", 1)
+        checks = self._gh(installation_id).rest.checks
+        state: dict[str, Any] = (
+            {"status": "in_progress"}
+            if conclusion is None
+            else {"status": "completed", "conclusion": conclusion}
+        )
+        output = {"title": title[:200], "summary": summary[:65000]}
+        if run_id is not None:
+            try:
+                # (the body is built as a dict: its status decides which overload applies)
+                body = {**state, "output": output}
+                await self._call(checks.async_update(owner, name_, run_id, data=body))  # type: ignore[call-overload]
+                return run_id
+            except GitHubError as exc:
+                if exc.status != 404:  # gone: create it again
+                    raise
+        body = {"name": name, "head_sha": head_sha, **state, "output": output}
+        resp = await self._call(checks.async_create(owner, name_, data=body))  # type: ignore[call-overload]
+        return int(resp.json()["id"])
+
     # --- GitHub Actions ---------------------------------------------------------------------
     async def dispatch_workflow(
         self, installation_id: int, repo: str, workflow: str, ref: str, inputs: dict[str, str]
