@@ -39,6 +39,7 @@ from bot.core.config_keys import (
     MergeConfig,
     RepoConfig,
     Scheduling,
+    Steward,
     Timeouts,
 )
 
@@ -68,6 +69,7 @@ __all__ = [
     "MergeConfig",
     "RepoConfig",
     "Scheduling",
+    "Steward",
     "Timeouts",
     "config_schema",
     "parse_repo_config",

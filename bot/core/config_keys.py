@@ -123,6 +123,18 @@ class Scheduling(_Section):
     )
 
 
+class Steward(_Section):
+    """How the steward keeps people told about pull requests it holds back."""
+
+    wait_timeout_minutes: float = Field(
+        120,
+        gt=0,
+        le=10080,
+        description="A pull request waiting this long for the same thing (a check, a blocker, "
+        "a review, ...) gets one comment saying what it waits for.",
+    )
+
+
 DEFAULT_PRIORITY_LABELS: dict[str, int] = {f"priority: p{n}": n for n in range(5)}
 
 
@@ -152,6 +164,7 @@ class RepoConfig(_Section):
     commands: Commands = Field(Commands())
     bots: Bots = Field(Bots())
     scheduling: Scheduling = Field(Scheduling())
+    steward: Steward = Field(Steward())
     max_attempts: int = Field(
         3,
         ge=1,

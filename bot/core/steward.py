@@ -155,7 +155,8 @@ class StewardAction:
     #: ``revise``, ``redispatch``, ``await_review``, ``fail``: the task's typed reason
     why: Reason | None = None
     wait: WaitFor | None = None  # ``wait``: what for
-    check: str | None = None  # ``rerun``: the check's name
+    check: str | None = None  # ``rerun``, and a ``wait`` for ``CHECKS``/``RERUN``: the check's name
+    blockers: tuple[IssueRef, ...] = ()  # a ``wait`` for ``BLOCKERS``: those not merged yet
     check_id: int | None = None  # ``rerun``: the check run to run again
 
 
@@ -379,6 +380,7 @@ def _decide(
                 pull,
                 WaitFor.RERUN,
                 f"required check {check!r} failed; waiting for its re-run",
+                check=check,
             )
         if rerun_id is not None:
             why = f"required check {check!r} concluded {outcome} twice (again after its re-run)"
@@ -391,7 +393,11 @@ def _decide(
     if blockers:
         names = ", ".join(str(b) for b in blockers)
         return _wait(
-            task, pull, WaitFor.BLOCKERS, f"waiting for blocker(s) to merge first: {names}"
+            task,
+            pull,
+            WaitFor.BLOCKERS,
+            f"waiting for blocker(s) to merge first: {names}",
+            blockers=tuple(blockers),
         )
     if blocking:
         who = ", ".join(f"@{r.author}" for r in blocking)
@@ -419,7 +425,7 @@ def _decide(
             "update_branch", ref, pr, sha, f"pull request #{pr} is behind {pull.base_ref}"
         )
     if verdict == "pending":
-        return _wait(task, pull, WaitFor.CHECKS, f"{CHECKS_PENDING} {check!r}")
+        return _wait(task, pull, WaitFor.CHECKS, f"{CHECKS_PENDING} {check!r}", check=check)
     approvals = approving_people(pull.reviews)
     if approvals < pull.required_approvals:
         return _wait(
@@ -433,5 +439,22 @@ def _decide(
     return _wait(task, pull, WaitFor.MERGEABLE_STATE, f"not mergeable yet (state {state})")
 
 
-def _wait(task: Task, pull: PullSnapshot, wait: WaitFor, reason: str) -> StewardAction:
-    return StewardAction("wait", task.ref, pull.number, pull.head_sha, reason, wait=wait)
+def _wait(
+    task: Task,
+    pull: PullSnapshot,
+    wait: WaitFor,
+    reason: str,
+    *,
+    check: str | None = None,
+    blockers: tuple[IssueRef, ...] = (),
+) -> StewardAction:
+    return StewardAction(
+        "wait",
+        task.ref,
+        pull.number,
+        pull.head_sha,
+        reason,
+        wait=wait,
+        check=check,
+        blockers=blockers,
+    )
