@@ -23,6 +23,7 @@ from bot.adapters.github.records import (
 from bot.core.config import RepoConfig
 from bot.core.graph import GraphReport
 from bot.core.lifecycle import Reason
+from bot.core.liveness import Waiting
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import PullSnapshot, Review, ReviewComment
 from bot.store.records import ClaimedJob, Delivery, JobOwner, NewDelivery, TranscriptRecord
@@ -416,6 +417,10 @@ class StewardStore(TaskStore, Protocol):
     def reruns(self, repo: str, head_shas: Collection[str]) -> dict[tuple[str, str, str], int]: ...
 
     def take_flake(self, repo: str, head_sha: str, name: str) -> bool: ...
+
+    def waits(self, repo: str) -> dict[int, Waiting]: ...
+
+    def put_waits(self, repo: str, waits: Mapping[int, Waiting]) -> None: ...
 
 
 # --- the task views --------------------------------------------------------------------------

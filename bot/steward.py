@@ -31,6 +31,7 @@ from typing import Protocol
 
 from bot.adapters.github import GitHubError
 from bot.core.lifecycle import Failed
+from bot.core.liveness import Waiting, follow_wait, wait_notice
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import (
     STEWARD_CHECK,
@@ -236,8 +237,49 @@ class Steward:
                 conclusion, title = check_words(action)
                 await self._report(held, action.pr, action.sha, conclusion, title)
             await self._execute(action, pulls.get(action.task))
+        await self._tell_waits(repo, in_review, actions, now)
         live = {t.pr_number for t in in_review.values()}
         self._checks = {k: v for k, v in self._checks.items() if k[0] != repo or k[1] in live}
+
+    async def _tell_waits(
+        self,
+        repo: str,
+        in_review: Mapping[IssueRef, Task],
+        actions: tuple[StewardAction, ...],
+        now: float,
+    ) -> None:
+        """Nothing waits silently: a pull request waiting for the same thing past
+        ``steward.wait_timeout_minutes`` gets one comment saying what for
+        (``bot.core.liveness``). Each task's wait is kept in the store, and written as told
+        before the comment is posted, so a restart or another replica never tells it twice."""
+        timeout_s = self.repos.config(repo).steward.wait_timeout_minutes * 60
+        held = await asyncio.to_thread(self.store.waits, repo)
+        kept: dict[int, Waiting] = {}
+        tell: list[tuple[Task, StewardAction, Waiting]] = []
+        for action in actions:
+            task = in_review.get(action.task)
+            if task is None:
+                continue
+            waiting, now_tell = follow_wait(
+                action, held.get(task.number), now=now, timeout_s=timeout_s
+            )
+            if waiting is not None:
+                kept[task.number] = waiting
+                if now_tell and task.pr_number:
+                    tell.append((task, action, waiting))
+        if kept != held:
+            await asyncio.to_thread(self.store.put_waits, repo, kept)
+        for task, action, waiting in tell:
+            body = wait_notice(
+                action, now - waiting.since, key=waiting.key, labeler=task.labeled_by
+            )
+            log.info("wait_told %s wait=%s", task.ref, waiting.key)
+            try:
+                await self.github.reply(
+                    task.installation_id or 0, IssueRef(repo, task.pr_number or 0), body
+                )
+            except GitHubError as exc:
+                log.warning("wait_comment_failed %s: %s", task.ref, exc)
 
     async def _report(
         self, task: Task, pr: int, sha: str, conclusion: str | None, title: str

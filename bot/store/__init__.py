@@ -53,6 +53,7 @@ from bot.store.records import (
 from bot.store.reruns import RerunRows
 from bot.store.runners import RunnerRows
 from bot.store.tables import TASK_FIELDS, costs, metadata, repos, tasks
+from bot.store.waits import WaitRows
 from bot.store.working_set import WorkingSet, WorkingSetRows
 
 __all__ = [
@@ -79,6 +80,7 @@ class Store(
     PlanTaskRows,
     CommandRows,
     RerunRows,
+    WaitRows,
 ):
     """Deliveries and tasks. ``url`` is any SQLAlchemy URL; SQLite and PostgreSQL are tested."""
 

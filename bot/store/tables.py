@@ -215,5 +215,15 @@ check_reruns = sa.Table(  # the steward's re-runs of red required checks: once p
     sa.Column("flaky", sa.Boolean, nullable=False, server_default=sa.false()),  # recorded
 )
 
+steward_waits = sa.Table(  # each task's current wait in review (bot.core.liveness.Waiting)
+    "steward_waits",
+    metadata,
+    sa.Column("repo", sa.String(200), primary_key=True),
+    sa.Column("issue", sa.Integer, primary_key=True),
+    sa.Column("wait_key", sa.Text, nullable=False),
+    sa.Column("since", sa.Double, nullable=False),
+    sa.Column("told", sa.Boolean, nullable=False, server_default=sa.false()),  # commented
+)
+
 #: Task fields, each stored in the ``tasks`` column of the same name.
 TASK_FIELDS = tuple(f.name for f in dataclasses.fields(Task))
