@@ -1,12 +1,18 @@
 """The bot against fakehub, with the runner's side played by the test over HTTP and real git.
 
 Covers dependency gating (a task is handed out only once its blockers merged), the steward
-(merges with green required checks; never merges red), and webhook-driven task intake.
+(merges with green required checks; never merges red; says what a long wait waits for), and
+webhook-driven task intake.
 """
 
 from __future__ import annotations
 
-from tests.harness import World, wait_until
+from pathlib import Path
+
+import pytest
+
+from bot.core.liveness import WAIT_MARKER
+from tests.harness import World, open_world, wait_until
 
 
 def test_blocked_task_waits_for_its_blocker_to_merge_and_red_is_never_merged(world: World) -> None:
@@ -68,3 +74,33 @@ def test_a_pull_request_with_a_failing_required_check_is_never_merged(world: Wor
         ]
 
     assert wait_until(lambda: "stoneforge:needs-human" in labels_added(), what="failure label")
+
+
+@pytest.mark.slow
+def test_a_pull_request_waiting_past_the_timeout_is_told_once_what_it_waits_for(
+    tmp_path: Path,
+) -> None:
+    with open_world(tmp_path, bot=True, required=["ci"]) as world:  # no CI: `ci` never reports
+        assert world.bot is not None
+        repos = world.bot.app.state.bot.repos
+        world.push_main(
+            {".github/stoneforge.yml": "version: 1\nsteward:\n  wait_timeout_minutes: 0.05\n"}
+        )
+        world.wait_until(
+            lambda: repos.config(world.repo.full_name).steward.wait_timeout_minutes == 0.05,
+            what="the configuration loaded",
+        )
+        issue = world.file_labeled("Wait for CI")
+        job = wait_until(lambda: world.claim(wait_s=1), what="the task to be handed out")
+        world.work(job, {"wait.txt": "waiting\n"})
+        pr = world.wait_until(lambda: world.tasks()[issue]["pr"], what="the pull request")
+
+        def told() -> list[str]:
+            return [c for c in world.comments(pr) if c.startswith(WAIT_MARKER)]
+
+        first = world.wait_until(told, what="a comment saying what the pull request waits for")
+        assert f"@{world.maintainer.login}: this pull request has waited" in first[0]
+        assert "for required check `ci` to report." in first[0]
+        world.quiet(quiet_s=2.0)  # several steward passes (every 0.5 s) see the same wait
+        assert told() == first, "one comment per wait"
+        assert world.tasks()[issue]["state"] == "in_review"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bot.core.lifecycle import ChangesRequested
+from bot.core.liveness import Waiting
 from bot.core.model import IssueRef, Task, TaskState
 from bot.store import Delivery, RepoRecord, Store, TranscriptRecord
 
@@ -602,5 +603,25 @@ def test_a_check_is_re_run_once_per_head_and_its_flake_recorded_once(store_url: 
         assert again.take_flake("o/r", "sha1", "ci")
         assert not again.take_flake("o/r", "sha1", "ci")
         assert not again.take_flake("o/r", "sha3", "ci"), "never re-run: no flake"
+    finally:
+        again.close()
+
+
+def test_waits_outlive_a_restart_and_are_replaced_per_repository(store_url: str) -> None:
+    first = Store(store_url)
+    try:
+        first.put_waits("o/r", {1: Waiting("checks:ci", 5.0), 2: Waiting("front", 6.0, True)})
+        first.put_waits("o/other", {1: Waiting("rerun:ci", 7.0)})
+    finally:
+        first.close()
+    again = Store(store_url)  # a restarted bot keeps the clocks and what it told
+    try:
+        assert again.waits("o/r") == {
+            1: Waiting("checks:ci", 5.0),
+            2: Waiting("front", 6.0, told=True),
+        }
+        again.put_waits("o/r", {2: Waiting("front", 6.0, True)})  # 1 waits no more
+        assert again.waits("o/r") == {2: Waiting("front", 6.0, told=True)}
+        assert again.waits("o/other") == {1: Waiting("rerun:ci", 7.0)}
     finally:
         again.close()
