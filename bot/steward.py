@@ -14,6 +14,8 @@ the task back to queued (its agent gets the feedback and pushes to the same pull
 the pull request is not merged until that reviewer approves or the review is dismissed. A red
 required check is re-run once per head (``check_reruns`` in the store) before the task fails; one
 that passes on its re-run is recorded as flaky on the pull request and in ``/metrics``.
+Nothing waits silently: a pull request waiting for the same thing past
+``steward.wait_timeout_minutes`` is told once what it waits for (``steward_waits`` in the store).
 """
 
 from __future__ import annotations
