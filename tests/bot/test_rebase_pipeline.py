@@ -73,3 +73,36 @@ def test_a_conflicting_pull_request_is_rebased_and_on_a_conflict_redone_from_the
         lambda: world.tasks()[issue["number"]]["state"] == "merged", what="the task merged"
     )
     assert [e for e in world.hub.events("merge") if e["pr"] == rebase["pull_number"]]
+
+
+@pytest.mark.slow
+def test_a_branch_with_someone_elses_commit_is_never_rewritten(world: World) -> None:
+    issue = world.file("Greet in the shared file")
+    world.label(issue["number"])
+    job = world.wait_until(lambda: world.claim(wait_s=1), what="the task to be handed out")
+    checkout = commit_as_the_app(world, job, {"shared.txt": "hello from the task\n"})
+    write_files(checkout, {"notes.txt": "a person's fix\n"})
+    git(checkout, "add", "-A")
+    git(checkout, "commit", "-qm", "a person's commit")  # author "Agent": not the App
+    world.push_main({"shared.txt": "hello from main\n"})
+    head = push_and_report(job, checkout, world)
+
+    rebase = world.wait_until(lambda: world.claim(wait_s=1), what="a rebase job")
+    parsed = RebaseJob.model_validate(rebase)
+    mirror = RepoMirror(world.tmp / "runner", parsed.repo, parsed.clone_url)
+    result = asyncio.run(run_rebase(parsed, mirror, world.tmp / "runner", Control()))
+    assert isinstance(result, FailedResult)
+    assert result.reason.value == "branch_moved"
+    answer = world.report(rebase, result.model_dump(mode="json", exclude={"branch"}))
+    assert answer.status_code == 200, answer.text
+
+    pr = rebase["pull_number"]
+    said = world.wait_until(
+        lambda: [c for c in world.comments(pr) if "did not rebase it" in c], what="a comment"
+    )
+    assert "by Agent" in said[0]
+    world.settle()
+    task = world.tasks()[issue["number"]]
+    assert (task["state"], task["head_sha"]) == ("in_review", head)
+    assert world.claim(wait_s=1) is None, "no second rebase of the same head"
+    assert world.hub.events("merge") == []
