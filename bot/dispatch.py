@@ -4,7 +4,8 @@ A claim takes the graph's ready set in dispatch order (priority, then the work w
 task, then age), drops what a concurrency limit or a daily budget holds back, and claims the
 first candidate atomically in the store (``SKIP LOCKED`` on PostgreSQL), so several bot replicas
 never hand out the same task twice. The issue is re-read from GitHub before the job is built: an
-``ImplementJob``, or a ``ReviseJob`` when a review sent the task back (``bot.core.protocol``),
+``ImplementJob``, a ``ReviseJob`` when a review sent the task back, or a ``RebaseJob`` when the
+steward asked for a rebase (``bot.core.protocol``),
 with a new job id and a claim secret for the claiming runner only (``bot.job_claims``, which
 also answers the job's heartbeats and result).
 """
@@ -23,7 +24,7 @@ from bot.background import Background
 from bot.core import lifecycle
 from bot.core.admission import Claimant, admit
 from bot.core.admission import blocked_agents as _blocked
-from bot.core.lifecycle import CancelCause, Cancelled, LeaseExpired, fresh_base
+from bot.core.lifecycle import CancelCause, Cancelled, LeaseExpired, Rebasing, fresh_base
 from bot.core.model import (
     IssueRef,
     Task,
@@ -40,6 +41,7 @@ from bot.core.protocol import (
     PlanContext,
     PlanJob,
     Prefetch,
+    RebaseJob,
     ReviseJob,
     Timeouts,
 )
@@ -345,6 +347,13 @@ class Dispatcher:
             "comments": comments,
             "handoff_notes": notes,
         }
+        if isinstance(task.reason, Rebasing):  # the steward's: git replays the branch, no agent
+            keep = set(RebaseJob.model_fields) - {"kind", "expected_head", "pull_number"}
+            return RebaseJob(
+                **{k: v for k, v in fields.items() if k in keep},
+                expected_head=task.reason.head,
+                pull_number=task.reason.pr,
+            )
         if self.plans is not None:  # a plan's task (by its plan id, or its issue's marker)
             fields["plan"] = await self.plans.plan_context(inst, task, issue.body)
         if feedback:  # a review sent the task back: revise the same branch and pull request

@@ -15,7 +15,10 @@ names the task's branch, and has revoked its token). One case per outcome:
   task be dispatched again because its lease ran out meanwhile. A task in review without a
   pull request (the bot stopped before opening it, or GitHub refused) gets it from
   ``open_pending``, which the job side runs periodically.
-- ``failed``: the task fails with the reason, labeled for a person who is mentioned.
+- ``failed``: the task fails with the reason, labeled for a person who is mentioned; but a rebase
+  job's ``rebase_conflict`` sends the task back to an agent on a fresh base (``Conflicted``),
+  and its ``branch_moved`` is said on the pull request, the task waiting in review
+  (``BranchHeld``: the steward never rewrites that head).
 
 Every state change goes through the lifecycle with its typed reason (``RateLimited``,
 ``HandedOff``, ``Failed``; none for a completed job): the task's ``detail`` is only that
@@ -33,11 +36,12 @@ from typing import Any, assert_never
 
 from bot import transcripts
 from bot.adapters.github import GitHubError
-from bot.core.lifecycle import Failed, HandedOff, RateLimited
+from bot.core.lifecycle import BranchHeld, Conflicted, Failed, HandedOff, RateLimited, Rebasing
 from bot.core.model import IssueRef, Task, TaskState, budget_left
 from bot.core.protocol import (
     CompletedResult,
     FailedResult,
+    FailureReason,
     HandoffResult,
     JobResult,
     PlannedResult,
@@ -91,6 +95,10 @@ class Results:
                 await self._rate_limited(task, result, totals)
             case HandoffResult():
                 await self._handoff(task, result, totals)
+            case FailedResult(reason=FailureReason.REBASE_CONFLICT):
+                await self._rebase_conflict(task, totals)
+            case FailedResult(reason=FailureReason.BRANCH_MOVED):
+                await self._branch_held(task, result, totals)
             case FailedResult():
                 detail = (result.detail or "")[:DETAIL_LIMIT]
                 why = f"{result.reason.value}: {detail}".strip(": ")
@@ -143,6 +151,47 @@ class Results:
         await self.needs_human(
             task, f"{config.max_attempts} attempts used; last one ended with {reason}", totals
         )
+
+    async def _rebase_conflict(self, task: Task, totals: Mapping[str, Any]) -> None:
+        """A rebase job met conflicts: the task goes back to an agent on a fresh base (the
+        rebase job's attempt is given back: the agent's run is the attempt)."""
+        rebasing = task.reason if isinstance(task.reason, Rebasing) else None
+        pr = rebasing.pr if rebasing else task.pr_number or 0
+        if rebasing is not None:
+            base = rebasing.base
+        else:
+            base = (await self.github.repo(task.installation_id or 0, task.repo)).default_branch
+        await self.views.transition(
+            task,
+            TaskState.QUEUED,
+            Conflicted(pr, base),
+            worker=None,
+            attempt=max(0, task.attempt - 1),
+            **totals,
+        )
+
+    async def _branch_held(
+        self, task: Task, result: FailedResult, totals: Mapping[str, Any]
+    ) -> None:
+        """A rebase job would not rewrite the branch (a commit the App did not make, or it
+        moved): say so on the pull request; the task waits in review for its people."""
+        rebasing = task.reason if isinstance(task.reason, Rebasing) else None
+        pr = rebasing.pr if rebasing else task.pr_number
+        head = rebasing.head if rebasing else task.head_sha or ""
+        why = (result.detail or "its branch moved").strip()[:DETAIL_LIMIT]
+        await self.views.transition(
+            task, TaskState.IN_REVIEW, BranchHeld(pr or 0, head, why.splitlines()[0]), **totals
+        )
+        if pr and task.installation_id:
+            await self.github.upsert_comment(
+                task.installation_id,
+                IssueRef(task.repo, pr),
+                "<!-- stoneforge:branch-held -->",
+                f"This pull request conflicts with its base, and Stoneforge did not rebase it: "
+                f"{why}\n\nStoneforge rewrites only branches whose every commit it made. "
+                "Resolve the conflicts on the branch; the steward goes on from the new head.",
+            )
+        self.signals.steward_wake.set()
 
     async def _completed(
         self, task: Task, result: CompletedResult, totals: Mapping[str, Any]

@@ -11,7 +11,9 @@ requests (``bot.pull_cache``) do not outlive what another replica heard.
 State machine per task (``docs/architecture.md``):
 in_review -> (update branch -> checks)* -> merged; a writer's "changes requested" review sends
 the task back to queued (its agent gets the feedback and pushes to the same pull request), and
-the pull request is not merged until that reviewer approves or the review is dismissed. A red
+the pull request is not merged until that reviewer approves or the review is dismissed. A pull
+request that conflicts with its base is rebased by a rebase job (``bot.dispatch``), whose
+conflicts send the task back to an agent on a fresh base (``bot.results``). A red
 required check is re-run once per head (``check_reruns`` in the store) before the task fails; one
 that passes on its re-run is recorded as flaky on the pull request and in ``/metrics``.
 Nothing waits silently: a pull request waiting for the same thing past
@@ -40,6 +42,7 @@ from bot.core.steward import (
     PullSnapshot,
     Review,
     StewardAction,
+    WaitFor,
     blocking_reviews,
     check_verdict,
     check_words,
@@ -355,7 +358,11 @@ class Steward:
         task = await asyncio.to_thread(self.store.get_task, action.task)
         if task is None or task.installation_id is None:
             return
-        if task.state is TaskState.IN_REVIEW and action.kind in ("wait", "update_branch", "merge"):
+        if (
+            task.state is TaskState.IN_REVIEW
+            and action.kind in ("wait", "update_branch", "merge")
+            and action.wait is not WaitFor.HELD  # its reason says why it waits
+        ):
             if task.reason is not None or task.detail is not None:
                 # no longer waiting for a re-review: say so
                 await self.views.set_state(task, TaskState.IN_REVIEW, detail=None)
@@ -381,6 +388,14 @@ class Steward:
                 worker=None,
                 review_id=action.review_id,
                 attempt=max(0, task.attempt - 1),
+            )
+        elif action.kind == "rebase" and task.state is TaskState.IN_REVIEW:
+            # A rebase job (git, no agent) on the same branch, pushed against this head; like
+            # a review round, not an attempt of the agent's.
+            log.info("rebase_requested %s head=%s", task.ref, action.sha)
+            self.views.merging.discard(task.ref)
+            await self.views.transition(
+                task, TaskState.QUEUED, action.why, worker=None, attempt=max(0, task.attempt - 1)
             )
         elif action.kind == "redispatch" and task.state is TaskState.IN_REVIEW:
             self.views.merging.discard(task.ref)

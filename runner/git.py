@@ -294,6 +294,61 @@ class RepoMirror:
             args.insert(1, "--force")
         _run(args, worktree, env=_auth_env(self.clone_url, token), secrets=[token])
 
+    def add_detached_worktree(self, path: Path, ref: str) -> Path:
+        """A clean worktree at ``path`` with a detached HEAD at ``ref`` (e.g.
+        ``refs/remotes/origin/<branch>``): no local branch, so no other worktree's is taken."""
+        path = Path(path).absolute()
+        with self._lock:
+            self._drop_worktree(path)
+            if not self._has_ref(ref):
+                raise GitError(f"{self.full_name}: no {ref} (fetch first?)")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._git("worktree", "add", "--quiet", "--detach", str(path), ref)
+        return path
+
+    def foreign_commits(self, base: str, head: str, *, author_name: str) -> list[str]:
+        """The commits of ``base..head`` (merges aside: a rebase drops them) whose author is
+        not ``author_name``, as ``<short sha> <author> <subject>``."""
+        out = self._git("log", "--no-merges", "--format=%h%x00%an%x00%s", f"{base}..{head}")
+        found = []
+        for line in out.stdout.splitlines():
+            sha, name, subject = (line.split("\0") + ["", ""])[:3]
+            if name != author_name:
+                found.append(f"{sha} by {name}: {subject}")
+        return found
+
+    def rebase(
+        self, worktree: Path, onto: str, *, committer_name: str, committer_email: str
+    ) -> list[str]:
+        """Rebase the worktree's HEAD onto ``onto``; the conflicted files (the rebase is then
+        aborted and the worktree left as it was), or [] when it applied cleanly."""
+        identity = {"GIT_COMMITTER_NAME": committer_name, "GIT_COMMITTER_EMAIL": committer_email}
+        proc = _run(["rebase", "--no-autostash", onto], worktree, env=identity, ok=(0, 1))
+        if proc.returncode == 0:
+            return []
+        files = _run(["diff", "--name-only", "--diff-filter=U"], worktree).stdout.split()
+        _run(["rebase", "--abort"], worktree)
+        if not files:  # not a conflict: a failure git itself explains
+            raise GitError(f"git rebase {onto} failed in {worktree}: {proc.stderr.strip()[-2000:]}")
+        return sorted(files)
+
+    def push_with_lease(self, worktree: Path, branch: str, token: str, expected: str) -> bool:
+        """Force-push HEAD to ``refs/heads/<branch>`` only if it is still at ``expected``
+        (``--force-with-lease``); False when origin refused because the branch moved."""
+        ref = f"refs/heads/{branch}"
+        args = ["push", "--quiet", "--no-verify", "--porcelain",
+                f"--force-with-lease={ref}:{expected}", "origin", f"HEAD:{ref}"]  # fmt: skip
+        env = _auth_env(self.clone_url, token)
+        proc = _run(args, worktree, env=env, secrets=[token], ok=(0, 1))
+        if proc.returncode == 0:
+            return True
+        said = proc.stdout + proc.stderr
+        if "stale info" in said or "fetch first" in said or "rejected" in said:
+            return False
+        raise GitError(
+            _scrub(f"git push {ref} failed in {worktree}: {said.strip()[-2000:]}", [token])
+        )
+
     def remove_worktree(self, path: Path) -> None:
         with self._lock:
             self._drop_worktree(Path(path).absolute())

@@ -6,7 +6,8 @@ the repository's setup command), build the prompt, run the agent while heartbeat
 its prompt (resuming its session when the CLI can), then commit and force-push the task branch
 and post the result. An agent that runs out of room, or asks for a handoff, has its work in
 progress pushed and its note reported. Tokens and cost are recorded per run, as the run's own
-spend (runner.usage). A plan job (the director's) goes to ``runner.planning`` instead.
+spend (runner.usage). A plan job (the director's) goes to ``runner.planning`` instead, and a
+rebase job (the steward's) to ``runner.rebase``.
 
 Every failure becomes a result; a worker never dies, and the worktree is always released. The
 only jobs that end without a result are those the bot cancelled or no longer counts as this
@@ -30,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from bot.core.protocol import ClaimRequest, Job, JobResult, PlanJob, Prefetch
+from bot.core.protocol import ClaimRequest, Job, JobResult, PlanJob, Prefetch, RebaseJob
 from runner.agents import get_adapter, known_agents
 from runner.bot_client import Beat, BotClient, ClaimError
 from runner.git import GitError, RepoMirror
@@ -46,6 +47,7 @@ from runner.job import (
 )
 from runner.planning import Planner
 from runner.process import KilledBy, reap_orphans
+from runner.rebase import run_rebase
 from runner.tries import AgentTries
 from runner.workspace import Workspaces
 
@@ -286,6 +288,15 @@ class Runner:
     async def _execute(self, worker: str, job: Job, ctl: Control) -> JobResult | None:
         if isinstance(job, PlanJob):  # the director's: a read-only worktree, a plan file
             return await self.planner.run(worker, job, ctl, self._bot)
+        if isinstance(job, RebaseJob):  # the steward's: git only, no agent
+            return await run_rebase(
+                job,
+                self._mirror(job.repo, job.clone_url),
+                self.work_dir,
+                ctl,
+                test_timeout_s=self.test_timeout_s,
+                stall_timeout_s=self.stall_timeout_s,
+            )
         return await self._execute_task(worker, job, ctl)
 
     async def _execute_task(self, worker: str, job: TaskJob, ctl: Control) -> JobResult | None:

@@ -9,9 +9,12 @@ The states (``bot.core.model.TaskState``) and the README's diagram:
    (the job could not be built and the claim was given back)
 4. running -> failed / in_review -> failed / queued -> failed: ``Failed(reason, detail)``
 5. in_review -> queued: ``ChangesRequested(reviewer, review_id)`` (same branch, the review as
-   feedback) or ``Conflicted(pr, base)`` (again from a fresh base)
+   feedback), ``Rebasing(pr, base, head)`` (a rebase job, no agent: the branch onto the
+   current base) or ``Conflicted(pr, base)`` (again from a fresh base); running -> queued:
+   ``Conflicted`` too (the rebase job met conflicts)
 6. in_review -> in_review: ``AwaitingReview(reviewers, on_head)``, or no reason (waiting
-   cleared)
+   cleared); running -> in_review: ``BranchHeld(pr, head)`` (a rebase job found commits the
+   App did not make, or the branch moved: it is left to its people)
 7. in_review -> merged: no reason
 8. queued / running -> cancelled: ``Cancelled(cause)``; queued / running / in_review ->
    cancelled: ``CancelledBy(by)``, a writer's ``/stoneforge cancel``
@@ -56,6 +59,28 @@ class Conflicted:
     pr: int
     base: str
     kind: Literal["conflicted"] = "conflicted"
+
+
+@dataclass(frozen=True)
+class Rebasing:
+    """Its pull request conflicts with the base: a rebase job (git, no agent) replays the
+    branch onto the current base, pushing against ``head`` (the head the steward saw)."""
+
+    pr: int
+    base: str
+    head: str
+    kind: Literal["rebasing"] = "rebasing"
+
+
+@dataclass(frozen=True)
+class BranchHeld:
+    """A rebase job found commits on the branch the App did not make, or the branch moved
+    from ``head``: the steward never rewrites it and waits for its people."""
+
+    pr: int
+    head: str
+    why: str = ""
+    kind: Literal["branch_held"] = "branch_held"
 
 
 @dataclass(frozen=True)
@@ -128,6 +153,8 @@ class CancelledBy:
 Reason = (
     Restarted
     | Conflicted
+    | Rebasing
+    | BranchHeld
     | LeaseExpired
     | ChangesRequested
     | AwaitingReview
@@ -142,6 +169,8 @@ Reason = (
 _KINDS: dict[str, type[Reason]] = {
     "restarted": Restarted,
     "conflicted": Conflicted,
+    "rebasing": Rebasing,
+    "branch_held": BranchHeld,
     "lease_expired": LeaseExpired,
     "changes_requested": ChangesRequested,
     "awaiting_review": AwaitingReview,
@@ -159,12 +188,12 @@ M, F, C = TaskState.MERGED, TaskState.FAILED, TaskState.CANCELLED
 #: (from, to) -> the reasons that allow it (``None``: the change needs no reason).
 ALLOWED: dict[tuple[TaskState, TaskState], tuple[type[Reason] | None, ...]] = {
     (Q, R): (None,),
-    (R, V): (None,),
-    (R, Q): (LeaseExpired, RateLimited, HandedOff, DispatchRetry, None),
+    (R, V): (None, BranchHeld),
+    (R, Q): (LeaseExpired, RateLimited, HandedOff, DispatchRetry, Conflicted, None),
     (R, F): (Failed,),
     (V, F): (Failed,),
     (Q, F): (Failed,),
-    (V, Q): (ChangesRequested, Conflicted),
+    (V, Q): (ChangesRequested, Conflicted, Rebasing),
     (V, V): (AwaitingReview, None),
     (V, M): (None,),
     (Q, C): (Cancelled, CancelledBy),

@@ -9,9 +9,10 @@ Messages (``docs/architecture.md``, "bot <-> runner protocol"):
 
 - ``ClaimRequest`` -> ``ClaimAnswer`` (``POST /runner/claim``): a ``Job`` or a ``Prefetch``.
 - ``Job``: a discriminated union on ``kind``. ``implement`` (a task's agent run), ``revise``
-  (the same branch again, with a review's feedback) and ``plan`` (the director: break an epic
-  into a plan, ``bot.core.plan``) exist now; ``JobKind`` reserves the kinds the steward adds
-  (``rebase``, ``resolve_conflicts``, ``fix_checks``, ``review``).
+  (the same branch again, with a review's feedback), ``plan`` (the director: break an epic
+  into a plan, ``bot.core.plan``) and ``rebase`` (the steward's: rebase a conflicting branch
+  onto its base with git, no agent) exist now; ``JobKind`` reserves the kinds the steward adds
+  (``resolve_conflicts``, ``fix_checks``, ``review``).
 - ``Heartbeat``, ``TranscriptUpload`` and ``JobResult`` are posted to
   ``/runner/jobs/{job_id}/...`` with the job's claim secret in the ``CLAIM_SECRET_HEADER``
   header: a job belongs to the runner that claimed it.
@@ -83,8 +84,8 @@ class JobKind(StrEnum):
     IMPLEMENT = "implement"
     REVISE = "revise"
     PLAN = "plan"
-    # Reserved for the steward (not dispatched yet):
     REBASE = "rebase"
+    # Reserved for the steward (not dispatched yet):
     RESOLVE_CONFLICTS = "resolve_conflicts"
     FIX_CHECKS = "fix_checks"
     REVIEW = "review"
@@ -226,8 +227,32 @@ class PlanJob(_JobCommon):
         return False
 
 
-Job = Annotated[ImplementJob | ReviseJob | PlanJob, Field(discriminator="kind")]
-JOB: TypeAdapter[ImplementJob | ReviseJob | PlanJob] = TypeAdapter(Job)
+Sha = Annotated[str, Field(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")]
+
+
+class RebaseJob(_JobCommon):
+    """The steward's: the task's pull request conflicts with its base. Rebase ``branch`` onto
+    ``origin/<base>`` with git in a worktree (no agent), run the test command, and push with
+    ``--force-with-lease=<branch>:<expected_head>``. A conflict is reported as
+    ``FailureReason.REBASE_CONFLICT`` (the conflicted files in ``detail``); a branch with a
+    commit the App did not make, or one that moved since ``expected_head``, is never rewritten:
+    ``FailureReason.BRANCH_MOVED``."""
+
+    kind: Literal[JobKind.REBASE] = JobKind.REBASE
+    branch: str = Field(min_length=1)
+    #: the head the bot last saw: the lease the push is made against
+    expected_head: Sha
+    pull_number: int | None = Field(None, ge=1)
+    commands: Commands = Commands()
+    attempt: int = Field(1, ge=1)
+
+    @property
+    def continues_branch(self) -> bool:
+        return True
+
+
+Job = Annotated[ImplementJob | ReviseJob | PlanJob | RebaseJob, Field(discriminator="kind")]
+JOB: TypeAdapter[ImplementJob | ReviseJob | PlanJob | RebaseJob] = TypeAdapter(Job)
 
 
 class ClaimAnswer(_Sent):
@@ -330,6 +355,11 @@ class FailureReason(StrEnum):
     SPAWN_FAILED = "spawn_failed"
     SCRIPT_ERROR = "script_error"
     RUNNER_ERROR = "runner_error"
+    #: a rebase job met conflicts (the files in ``detail``): an agent has to redo the work
+    REBASE_CONFLICT = "rebase_conflict"
+    #: a rebase job found the branch not the App's alone, or moved since the bot saw it: it
+    #: was not rewritten (``detail`` says which)
+    BRANCH_MOVED = "branch_moved"
     #: an adapter's reason this protocol does not name (its words are in ``detail``)
     OTHER = "other"
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from bot.core.lifecycle import (
     AwaitingReview,
+    BranchHeld,
     CancelCause,
     Cancelled,
     CancelledBy,
@@ -43,6 +44,7 @@ from bot.core.lifecycle import (
     LeaseExpired,
     RateLimited,
     Reason,
+    Rebasing,
     Restarted,
 )
 from bot.core.model import IssueRef, Task, TaskState
@@ -179,6 +181,10 @@ def describe_reason(reason: Reason) -> str:
             return "restart: relabeled"
         case Conflicted(pr=pr, base=base):
             return f"restart: pull request #{pr} conflicts with {base}"
+        case Rebasing(pr=pr, base=base):
+            return f"pull request #{pr} conflicts with {base}: rebasing it"
+        case BranchHeld(pr=pr, why=why):
+            return f"pull request #{pr} not rebased: {why or 'its branch moved'}"
         case LeaseExpired():
             return "lease expired"
         case ChangesRequested(reviewer=reviewer):

@@ -16,7 +16,10 @@ returns one ``StewardAction`` per task. The rules, first match wins:
 6. a writer's latest review still requests changes (the agent already had it) ->
    ``await_review``: never merged until that reviewer approves or the review is dismissed
 7. GitHub has not computed mergeability (``mergeable is None`` or ``unknown``) -> ``wait``
-8. ``dirty`` (conflicts) -> ``redispatch``: the task goes back to an agent on a fresh base
+8. ``dirty`` (conflicts) -> ``rebase``: a rebase job (git, no agent) replays the branch onto
+   the current base and pushes with a lease on this head; its conflicts send the task back to
+   an agent on a fresh base. A branch a rebase job refused to rewrite on this head (a commit
+   the App did not make: ``BranchHeld``) -> ``wait`` for its people
 9. ``behind`` -> ``update_branch`` guarded by the head SHA
 10. a required check missing or not completed -> ``wait``
 11. fewer people approve (their latest verdict) than a branch rule requires -> ``wait``
@@ -53,7 +56,14 @@ from enum import StrEnum
 from typing import Literal
 
 from bot.core.graph import analyse
-from bot.core.lifecycle import AwaitingReview, ChangesRequested, Conflicted, Failed, Reason
+from bot.core.lifecycle import (
+    AwaitingReview,
+    BranchHeld,
+    ChangesRequested,
+    Failed,
+    Reason,
+    Rebasing,
+)
 from bot.core.model import IssueRef, Task, TaskState
 
 GREEN_CONCLUSIONS = frozenset({"success", "neutral", "skipped"})
@@ -65,6 +75,7 @@ ActionKind = Literal[
     "wait",
     "await_review",
     "redispatch",
+    "rebase",
     "revise",
     "fail",
     "mark_merged",
@@ -89,6 +100,7 @@ class WaitFor(StrEnum):
     MERGEABLE_STATE = "mergeable_state"  # not mergeable yet (blocked, draft, ...)
     RERUN = "rerun"  # a red required check was re-run; its new run has not reported yet
     APPROVALS = "approvals"  # a branch rule requires more approving reviews
+    HELD = "held"  # conflicts, on a branch with commits the App did not make: not rewritten
 
 
 FRONT_PATIENCE_S = 30 * 60  # a front waiting this long for its checks lets the next one update
@@ -192,6 +204,9 @@ def check_words(action: StewardAction) -> tuple[str | None, str]:
             return None, f"updating the branch: {action.reason}"
         case "revise" | "redispatch":
             return None, f"{action.reason}; back to an agent"
+        case "rebase":
+            base = action.why.base if isinstance(action.why, Rebasing) else "its base"
+            return None, f"{action.reason}; rebasing onto {base}"
         case _:
             return None, action.reason
 
@@ -412,13 +427,22 @@ def _decide(
     if pull.mergeable is None or state == "unknown":
         return _wait(task, pull, WaitFor.MERGEABILITY, "GitHub is still computing mergeability")
     if state == "dirty" or pull.mergeable is False:
+        held = task.reason
+        if isinstance(held, BranchHeld) and held.head == sha:
+            return _wait(
+                task,
+                pull,
+                WaitFor.HELD,
+                f"pull request #{pr} conflicts with {pull.base_ref}, and its branch has commits"
+                " the App did not make: not rewritten; resolve the conflicts on the branch",
+            )
         return StewardAction(
-            "redispatch",
+            "rebase",
             ref,
             pr,
             sha,
             f"pull request #{pr} conflicts with {pull.base_ref}",
-            why=Conflicted(pr, pull.base_ref),
+            why=Rebasing(pr, pull.base_ref, sha),
         )
     if state == "behind":
         return StewardAction(

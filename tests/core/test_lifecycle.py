@@ -7,6 +7,7 @@ import pytest
 from bot.core.lifecycle import (
     ALLOWED,
     AwaitingReview,
+    BranchHeld,
     CancelCause,
     Cancelled,
     CancelledBy,
@@ -19,6 +20,7 @@ from bot.core.lifecycle import (
     LeaseExpired,
     RateLimited,
     Reason,
+    Rebasing,
     Restarted,
     fresh_base,
     reason_from_json,
@@ -34,6 +36,8 @@ M, F, C = TaskState.MERGED, TaskState.FAILED, TaskState.CANCELLED
 EVERY_REASON: list[Reason] = [
     Restarted("lead"),
     Conflicted(7, "main"),
+    Rebasing(7, "main", "a" * 40),
+    BranchHeld(7, "a" * 40, "a commit by @sam"),
     LeaseExpired(),
     ChangesRequested("rita", 50),
     AwaitingReview(("rita", "sam"), on_head=True),
@@ -58,6 +62,9 @@ EVERY_REASON: list[Reason] = [
         (R, F, Failed("tests_failed")),
         (V, Q, ChangesRequested("rita", 50)),
         (V, Q, Conflicted(7, "main")),
+        (V, Q, Rebasing(7, "main", "a" * 40)),
+        (R, Q, Conflicted(7, "main")),
+        (R, V, BranchHeld(7, "a" * 40)),
         (V, V, AwaitingReview(("rita",))),
         (V, M, None),
         (V, F, Failed("closed without merging", pr=7)),
@@ -124,6 +131,8 @@ def test_reasons_in_words() -> None:
     assert words == [
         "restart: relabeled",
         "restart: pull request #7 conflicts with main",
+        "pull request #7 conflicts with main: rebasing it",
+        "pull request #7 not rebased: a commit by @sam",
         "lease expired",
         "changes requested by @rita",
         "changes requested by @rita, @sam on the current head",

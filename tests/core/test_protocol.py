@@ -30,6 +30,7 @@ from bot.core.protocol import (
     JobResult,
     PlanJob,
     RateLimitedResult,
+    RebaseJob,
     Refusal,
     Registered,
     Registration,
@@ -129,7 +130,7 @@ def test_the_docs_show_every_message_and_outcome() -> None:
         for name, body in EXAMPLES
         if name in ("Job", "ClaimAnswer") and json.loads(body).get("job", {}) is not None
     }
-    assert {"implement", "revise", "plan"} <= kinds
+    assert {"implement", "revise", "plan", "rebase"} <= kinds
 
 
 # --- the unions -------------------------------------------------------------------------------
@@ -141,7 +142,12 @@ def test_jobs_discriminate_on_kind() -> None:
     assert type(revise) is ReviseJob
     assert revise.continues_branch
     with pytest.raises(ValidationError, match="union_tag_invalid|does not match"):
-        JOB.validate_python(job_fields(kind="rebase"))  # reserved, not dispatched yet
+        JOB.validate_python(job_fields(kind="fix_checks"))  # reserved, not dispatched yet
+    with pytest.raises(ValidationError, match="expected_head"):
+        JOB.validate_python(job_fields(kind="rebase"))
+    rebase = JOB.validate_python(job_fields(kind="rebase", expected_head="a" * 40))
+    assert type(rebase) is RebaseJob
+    assert rebase.continues_branch
     with pytest.raises(ValidationError, match="plan_id"):
         JOB.validate_python(job_fields(kind="plan"))
     plan = JOB.validate_python(

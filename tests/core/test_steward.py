@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from bot.core.lifecycle import BranchHeld, Rebasing
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import (
     STEWARD_CHECK,
@@ -167,9 +168,25 @@ def test_red_wins_over_pending() -> None:
     assert plan_one(review(1), snapshot).kind == "fail"
 
 
-def test_dirty_redispatches() -> None:
+def test_dirty_sends_a_rebase_against_the_head_it_saw() -> None:
     action = plan_one(review(1), pull(1, mergeable=False, mergeable_state="dirty"))
-    assert action.kind == "redispatch"
+    assert (action.kind, action.sha) == ("rebase", "sha1")
+    assert action.why == Rebasing(101, "main", "sha1")
+    assert check_words(action) == (
+        None,
+        "pull request #101 conflicts with main; rebasing onto main",
+    )
+
+
+def test_a_branch_held_on_this_head_waits_and_a_new_head_is_rebased_again() -> None:
+    held = review(1, reason=BranchHeld(101, "sha1", "a commit by @sam"))
+    dirty = pull(1, mergeable=False, mergeable_state="dirty")
+    action = plan_one(held, dirty)
+    assert (action.kind, action.wait) == ("wait", WaitFor.HELD)
+    assert "not rewritten" in action.reason
+    moved = plan_one(held, replace(dirty, head_sha="sha2"))
+    assert moved.kind == "rebase"
+    assert moved.why == Rebasing(101, "main", "sha2")
 
 
 def test_behind_updates_the_branch_guarded_by_head_sha() -> None:
