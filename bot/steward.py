@@ -38,12 +38,12 @@ from bot.core.lifecycle import Failed
 from bot.core.liveness import Waiting, follow_wait, wait_notice
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import (
-    STEWARD_CHECK,
     PullSnapshot,
     Review,
     StewardAction,
     WaitFor,
     blocking_reviews,
+    check_state,
     check_verdict,
     check_words,
     flaky_checks,
@@ -55,6 +55,7 @@ from bot.ports import PullPort, StewardStore
 from bot.pull_cache import NOTED_EVENTS, PullCache
 from bot.repos import Repos
 from bot.signals import Signals
+from bot.steward_check import StewardChecks
 from bot.views import TaskViews
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class Steward:
         self._pending: dict[tuple[IssueRef, str], float] = {}
         self._caught_up = time.time()  # deliveries processed before this are not looked at
         # (repo, pr) -> (head sha, run id, conclusion, title) of the last ``stoneforge`` check
-        self._checks: dict[tuple[str, int], tuple[str, int, str | None, str]] = {}
+        self.checks = StewardChecks(github)  # the ``stoneforge`` check on each head
         self._caught_up_at = 0.0  # monotonic time of the last look
 
     async def run_forever(self) -> None:
@@ -240,11 +241,13 @@ class Steward:
                 continue
             if (held := in_review.get(action.task)) is not None and action.pr and action.sha:
                 conclusion, title = check_words(action)
-                await self._report(held, action.pr, action.sha, conclusion, title)
+                await self._report(
+                    held, action.pr, action.sha, conclusion, title, check_state(action)
+                )
             await self._execute(action, pulls.get(action.task))
         await self._tell_waits(repo, in_review, actions, now)
         live = {t.pr_number for t in in_review.values()}
-        self._checks = {k: v for k, v in self._checks.items() if k[0] != repo or k[1] in live}
+        self.checks.forget(repo, live)
 
     async def _tell_waits(
         self,
@@ -287,33 +290,17 @@ class Steward:
                 log.warning("wait_comment_failed %s: %s", task.ref, exc)
 
     async def _report(
-        self, task: Task, pr: int, sha: str, conclusion: str | None, title: str
+        self,
+        task: Task,
+        pr: int,
+        sha: str,
+        conclusion: str | None,
+        title: str,
+        state: object = None,
     ) -> None:
-        """Write the ``stoneforge`` check on the pull request's head when its state or reason
-        changed (never once per pass). A failure to write it is logged: the check informs
-        people, and the steward never waits on it."""
-        key = (task.repo, pr)
-        last = self._checks.get(key)
-        if last is not None and last[0] == sha and last[2:] == (conclusion, title):
-            return
-        summary = f"{task.ref}, pull request #{pr}: {title}"
-        if last is not None and last[0] != sha and last[2] is None:
-            await self._supersede(task, pr, last[0], last[1], sha)
-        try:
-            run_id = await self.github.write_check(
-                task.installation_id or 0,
-                task.repo,
-                sha,
-                name=STEWARD_CHECK,
-                conclusion=conclusion,
-                title=title,
-                summary=summary,
-                run_id=last[1] if last is not None and last[0] == sha else None,
-            )
-        except GitHubError as exc:
-            log.warning("steward_check_failed %s: %s", task.ref, exc)
-            return
-        self._checks[key] = (sha, run_id, conclusion, title)
+        """Show the steward's state on the pull request's head (``bot.steward_check``: written
+        in the background, only when it changed in substance)."""
+        self.checks.want(task, pr, sha, conclusion, title, (conclusion, state or title))
 
     async def _read(self, task: Task) -> PullSnapshot | None:
         """A fresh snapshot of the task's pull request, with its reviews; kept in self.pulls."""
@@ -335,24 +322,6 @@ class Steward:
                 functools.partial(self.store.update_task, task.ref, head_sha=pull.head_sha)
             )
         return pull
-
-    async def _supersede(self, task: Task, pr: int, old: str, run_id: int, sha: str) -> None:
-        """Complete the check left in progress on a pull request's former head (neutral: that
-        commit was never judged), so no old commit shows a check running forever."""
-        title = f"superseded: the head of pull request #{pr} moved to {sha[:7]}"
-        try:
-            await self.github.write_check(
-                task.installation_id or 0,
-                task.repo,
-                old,
-                name=STEWARD_CHECK,
-                conclusion="neutral",
-                title=title,
-                summary=f"{task.ref}: {title}",
-                run_id=run_id,
-            )
-        except GitHubError as exc:
-            log.warning("steward_check_failed %s: %s", task.ref, exc)
 
     async def _execute(self, action: StewardAction, pull: PullSnapshot | None) -> None:
         task = await asyncio.to_thread(self.store.get_task, action.task)

@@ -211,6 +211,14 @@ def check_words(action: StewardAction) -> tuple[str | None, str]:
             return None, action.reason
 
 
+def check_state(action: StewardAction) -> tuple[object, ...]:
+    """What the ``STEWARD_CHECK`` run shows in substance for ``action``: its kind, what it
+    waits for, which check, and its typed reason; not its words, which change with every merge
+    ahead of it (a queue position). The run is rewritten only when this changes."""
+    why = type(action.why).__name__ if action.why is not None else None
+    return (action.kind, action.wait, action.check, why)
+
+
 def blocking_reviews(reviews: Sequence[Review]) -> tuple[Review, ...]:
     """The reviews whose author's verdict is "changes requested", oldest first."""
     verdicts: dict[str, Review] = {}
