@@ -192,7 +192,8 @@ def describe_reason(reason: Reason) -> str:
             return f"changes requested by @{reviewer}"
         case ChecksFailed(pr=pr, round=rnd, checks=checks):
             names = ", ".join(repr(c) for c in checks)
-            return f"pull request #{pr}: required check {names} still red; fix round {rnd}"
+            word = "check" if len(checks) == 1 else "checks"
+            return f"pull request #{pr}: required {word} {names} red; agent fix round {rnd}"
         case AwaitingReview(reviewers=reviewers, on_head=on_head):
             who = ", ".join(f"@{r}" for r in reviewers)
             if on_head:

@@ -217,7 +217,7 @@ def failure_text(
     head = f"{name}: {conclusion or 'no conclusion'}"
     parts = [head] + [p.strip() for p in (title, summary) if p.strip() and p.strip() != name]
     body = "\n".join(parts)
-    room = max(0, FAILURE_CAP - len(body))
+    room = max(0, FAILURE_CAP - len(body) - 1)
     text = text.strip()
     if len(text) > room:
         text = "..." + text[len(text) - room + 3 :] if room > 3 else ""
