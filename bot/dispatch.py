@@ -4,8 +4,9 @@ A claim takes the graph's ready set in dispatch order (priority, then the work w
 task, then age), drops what a concurrency limit or a daily budget holds back, and claims the
 first candidate atomically in the store (``SKIP LOCKED`` on PostgreSQL), so several bot replicas
 never hand out the same task twice. The issue is re-read from GitHub before the job is built: an
-``ImplementJob``, a ``ReviseJob`` when a review sent the task back, or a ``RebaseJob`` when the
-steward asked for a rebase (``bot.core.protocol``),
+``ImplementJob``, a ``ReviseJob`` when a review sent the task back, a ``FixChecksJob`` when its
+required checks stayed red, or a ``RebaseJob`` when the steward asked for a rebase
+(``bot.core.protocol``),
 with a new job id and a claim secret for the claiming runner only (``bot.job_claims``, which
 also answers the job's heartbeats and result).
 """
@@ -24,7 +25,14 @@ from bot.background import Background
 from bot.core import lifecycle
 from bot.core.admission import Claimant, admit
 from bot.core.admission import blocked_agents as _blocked
-from bot.core.lifecycle import CancelCause, Cancelled, LeaseExpired, Rebasing, fresh_base
+from bot.core.lifecycle import (
+    CancelCause,
+    Cancelled,
+    ChecksFailed,
+    LeaseExpired,
+    Rebasing,
+    fresh_base,
+)
 from bot.core.model import (
     IssueRef,
     Task,
@@ -35,6 +43,7 @@ from bot.core.model import (
 from bot.core.protocol import (
     AgentChoice,
     Commands,
+    FixChecksJob,
     ImplementJob,
     IssueComment,
     Job,
@@ -356,6 +365,14 @@ class Dispatcher:
             )
         if self.plans is not None:  # a plan's task (by its plan id, or its issue's marker)
             fields["plan"] = await self.plans.plan_context(inst, task, issue.body)
+        if isinstance(task.reason, ChecksFailed) and task.reason.failures:
+            # the steward's: required checks stayed red; fix the same branch, given their output
+            return FixChecksJob(
+                **fields,
+                pull_number=task.pr_number,
+                check_failures=task.reason.failures,
+                round=task.reason.round,
+            )
         if feedback:  # a review sent the task back: revise the same branch and pull request
             return ReviseJob(
                 **fields,

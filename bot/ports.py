@@ -172,6 +172,10 @@ class PullPort(Protocol):
 
     async def rerun_check(self, installation_id: int, repo: str, check_run_id: int) -> bool: ...
 
+    async def check_failures(
+        self, installation_id: int, repo: str, sha: str, names: tuple[str, ...]
+    ) -> tuple[str, ...]: ...
+
     async def reply(self, installation_id: int, ref: IssueRef, body: str) -> int: ...
     async def write_check(
         self,

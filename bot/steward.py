@@ -14,8 +14,10 @@ the task back to queued (its agent gets the feedback and pushes to the same pull
 the pull request is not merged until that reviewer approves or the review is dismissed. A pull
 request that conflicts with its base is rebased by a rebase job (``bot.dispatch``), whose
 conflicts send the task back to an agent on a fresh base (``bot.results``). A red
-required check is re-run once per head (``check_reruns`` in the store) before the task fails; one
-that passes on its re-run is recorded as flaky on the pull request and in ``/metrics``.
+required check is re-run once per head (``check_reruns`` in the store); one that passes on its
+re-run is recorded as flaky on the pull request and in ``/metrics``. One still red after it goes
+back to the agent with the check's output (a fix_checks job on the same branch), at most
+``steward.fix_attempts`` rounds (``fix_rounds`` on the task); then the task fails quoting it.
 Nothing waits silently: a pull request waiting for the same thing past
 ``steward.wait_timeout_minutes`` is told once what it waits for (``steward_waits`` in the store).
 """
@@ -34,7 +36,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from bot.adapters.github import GitHubError
-from bot.core.lifecycle import Failed
+from bot.core.lifecycle import ChecksFailed, Failed
 from bot.core.liveness import Waiting, follow_wait, wait_notice
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import (
@@ -223,8 +225,11 @@ class Steward:
         reruns = await asyncio.to_thread(self.store.reruns, repo, heads)
         if reruns:
             await self._record_flakes(repo, in_review, pulls, reruns)
+        fixes = {t.repo: self.repos.config(t.repo).steward.fix_attempts for t in tasks}
         for _ in range(3):
-            actions = plan_merges(tasks, pulls, now=now, pending_since=since, reruns=reruns)
+            actions = plan_merges(
+                tasks, pulls, now=now, pending_since=since, reruns=reruns, fix_attempts=fixes
+            )
             # Waiting may rest on a remembered snapshot; doing anything else needs a fresh one.
             stale = {a.task for a in actions if a.kind != "wait" and _cached(a, pulls, fresh)}
             if not stale:
@@ -358,6 +363,8 @@ class Steward:
                 review_id=action.review_id,
                 attempt=max(0, task.attempt - 1),
             )
+        elif action.kind == "fix_checks" and task.state is TaskState.IN_REVIEW:
+            await self._fix_checks(task, action)
         elif action.kind == "rebase" and task.state is TaskState.IN_REVIEW:
             # A rebase job (git, no agent) on the same branch, pushed against this head; like
             # a review round, not an attempt of the agent's.
@@ -379,7 +386,42 @@ class Steward:
             self.views.merging.discard(task.ref)
             if self.metrics:
                 self.metrics.merges.inc(outcome="failed")
-            await self.views.transition(task, TaskState.FAILED, action.why)
+            why = action.why
+            if action.check and action.sha and isinstance(why, Failed):
+                quoted = await self._failures(task, action.sha, (action.check,))
+                if quoted:  # the last failure, for the human who takes over
+                    why = Failed(f"{why.reason}:\n\n{_quote(quoted[0])}", why.pr)
+            await self.views.transition(task, TaskState.FAILED, why)
+
+    async def _failures(self, task: Task, sha: str, names: tuple[str, ...]) -> tuple[str, ...]:
+        """The red checks' output on ``sha`` (empty when GitHub cannot be read)."""
+        try:
+            return await self.github.check_failures(
+                task.installation_id or 0, task.repo, sha, names
+            )
+        except GitHubError as exc:
+            log.warning("check_output_failed %s: %s", task.ref, exc)
+            return ()
+
+    async def _fix_checks(self, task: Task, action: StewardAction) -> None:
+        """Back to the agent on the same branch and pull request, with the red checks' output
+        (a fix_checks job); a fix round, not a failed attempt: the attempt is refunded. The
+        round is counted on the task as it goes back, so a restart never gives one more."""
+        why = action.why
+        if not isinstance(why, ChecksFailed) or action.sha is None:
+            return
+        failures = await self._failures(task, action.sha, why.checks)
+        why = dataclasses.replace(why, failures=failures or (action.reason,))
+        log.info("fix_checks %s round=%s checks=%s", task.ref, why.round, ",".join(why.checks))
+        self.views.merging.discard(task.ref)
+        await self.views.transition(
+            task,
+            TaskState.QUEUED,
+            why,
+            worker=None,
+            fix_rounds=why.round,
+            attempt=max(0, task.attempt - 1),
+        )
 
     async def _merge(self, task: Task, pr: int, sha: str, pull: PullSnapshot | None) -> None:
         """Merge the pull request at exactly ``sha`` (GitHub refuses if its head moved)."""
@@ -476,6 +518,10 @@ class Steward:
             self.pulls.forget(task.repo, pull=pr)
             log.info("branch_updated %s", task.ref)
         await self.views.refresh_views()
+
+
+def _quote(text: str) -> str:
+    return "\n".join(f"> {line}" if line else ">" for line in text.splitlines())
 
 
 def _cached(

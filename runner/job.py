@@ -22,6 +22,7 @@ from bot.core.protocol import (
     COST_NOTE_MAX,
     CompletedResult,
     FailedResult,
+    FixChecksJob,
     HandoffResult,
     ImplementJob,
     Job,
@@ -51,8 +52,8 @@ REASON_LIMIT = 200
 NO_CHANGES = "You made no changes to the working tree, but the task needs changes."
 
 #: a job that works on a task's branch (a plan job has none: ``runner.planning``)
-TaskJob = ImplementJob | ReviseJob
-J = TypeVar("J", bound=ImplementJob | ReviseJob | PlanJob)
+TaskJob = ImplementJob | ReviseJob | FixChecksJob
+J = TypeVar("J", bound=ImplementJob | ReviseJob | FixChecksJob | PlanJob)
 
 
 @dataclass

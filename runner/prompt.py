@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bot.core.plan import MAX_TASKS, plan_schema
 from bot.core.protocol import (
+    FixChecksJob,
     ImplementJob,
     IssueComment,
     LandedWork,
@@ -133,7 +134,7 @@ def read_instructions(worktree: Path) -> list[tuple[str, str]]:
 
 
 def build_prompt(
-    job: ImplementJob | ReviseJob, worktree: Path, *, failure: str | None = None
+    job: ImplementJob | ReviseJob | FixChecksJob, worktree: Path, *, failure: str | None = None
 ) -> str:
     """The agent's prompt for `job`; with `failure`, the prompt of the retry after that failure."""
     title = " ".join(strip_invisible(job.title).split())
@@ -155,6 +156,8 @@ def build_prompt(
     feedback = [clean_markdown(f) for f in review]
     if feedback := [f for f in feedback if f]:
         parts.append(_feedback_section(feedback))
+    if isinstance(job, FixChecksJob):
+        parts.append(_checks_section(job.check_failures))
     if failure:
         parts.append(_failure_section(failure))
     parts.append(RULES)
@@ -193,7 +196,18 @@ def _feedback_section(feedback: Iterable[str]) -> str:
     )
 
 
-def _continuing(job: ImplementJob | ReviseJob) -> str:
+def _checks_section(failures: Iterable[str]) -> str:
+    """The output of the required checks that stayed red, each in a fence (it is data)."""
+    blocks = [_fence(strip_invisible(text).strip()) for text in failures if text.strip()]
+    return (
+        "## Failing checks to fix\n\n"
+        "Required checks failed on this task's pull request, again after a re-run. Your earlier\n"
+        "work is already in the working tree: find the cause in the output below, fix it, and\n"
+        "run the tests; keep the rest of the work.\n\n" + "\n\n".join(blocks)
+    )
+
+
+def _continuing(job: ImplementJob | ReviseJob | FixChecksJob) -> str:
     if job.restart:
         return "This attempt starts afresh from the base branch; earlier work was discarded."
     return "The work of earlier attempts is already in the working tree; continue from it."

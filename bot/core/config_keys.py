@@ -133,6 +133,13 @@ class Steward(_Section):
         description="A pull request waiting this long for the same thing (a check, a blocker, "
         "a review, ...) gets one comment saying what it waits for.",
     )
+    fix_attempts: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Rounds an agent gets to fix a required check that stays red after its "
+        "re-run (it is given the check's output) before the task fails for a human.",
+    )
 
 
 DEFAULT_PRIORITY_LABELS: dict[str, int] = {f"priority: p{n}": n for n in range(5)}

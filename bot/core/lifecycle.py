@@ -100,6 +100,20 @@ class ChangesRequested:
 
 
 @dataclass(frozen=True)
+class ChecksFailed:
+    """Required checks stayed red on ``head`` after their re-run: the agent fixes the same
+    pull request (round ``round`` of ``steward.fix_attempts``), given ``failures``, each
+    failing check's name, conclusion and output (``bot.core.steward.failure_text``)."""
+
+    pr: int
+    head: str
+    round: int
+    checks: tuple[str, ...]
+    failures: tuple[str, ...] = ()
+    kind: Literal["checks_failed"] = "checks_failed"
+
+
+@dataclass(frozen=True)
 class AwaitingReview:
     """The agent revised it; the reviewers' "changes requested" still stands."""
 
@@ -157,6 +171,7 @@ Reason = (
     | BranchHeld
     | LeaseExpired
     | ChangesRequested
+    | ChecksFailed
     | AwaitingReview
     | RateLimited
     | HandedOff
@@ -173,6 +188,7 @@ _KINDS: dict[str, type[Reason]] = {
     "branch_held": BranchHeld,
     "lease_expired": LeaseExpired,
     "changes_requested": ChangesRequested,
+    "checks_failed": ChecksFailed,
     "awaiting_review": AwaitingReview,
     "rate_limited": RateLimited,
     "handed_off": HandedOff,
@@ -193,7 +209,7 @@ ALLOWED: dict[tuple[TaskState, TaskState], tuple[type[Reason] | None, ...]] = {
     (R, F): (Failed,),
     (V, F): (Failed,),
     (Q, F): (Failed,),
-    (V, Q): (ChangesRequested, Conflicted, Rebasing),
+    (V, Q): (ChangesRequested, ChecksFailed, Conflicted, Rebasing),
     (V, V): (AwaitingReview, None),
     (V, M): (None,),
     (Q, C): (Cancelled, CancelledBy),
@@ -247,6 +263,9 @@ def reason_from_json(text: str | None) -> Reason | None:
         values = {k: v for k, v in data.items() if k in names}
         if cls is AwaitingReview:
             values["reviewers"] = tuple(values.get("reviewers", ()))
+        if cls is ChecksFailed:
+            values["checks"] = tuple(values.get("checks", ()))
+            values["failures"] = tuple(values.get("failures", ()))
         if cls is Cancelled:
             values["cause"] = CancelCause(values["cause"])
         return cls(**values)

@@ -99,6 +99,8 @@ class Task:
     runs_on: tuple[str, ...] = ()
     # The newest "changes requested" review already handed to an agent (GitHub review id).
     review_id: int | None = None
+    # Rounds an agent was sent back to fix red required checks (``steward.fix_attempts``).
+    fix_rounds: int = 0
     # Why it last changed state, typed (``bot.core.lifecycle``): what the shell acts on.
     reason: Reason | None = None
     # The director's plan the task belongs to (``bot.core.plan``), and its index there.

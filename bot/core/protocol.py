@@ -9,10 +9,11 @@ Messages (``docs/architecture.md``, "bot <-> runner protocol"):
 
 - ``ClaimRequest`` -> ``ClaimAnswer`` (``POST /runner/claim``): a ``Job`` or a ``Prefetch``.
 - ``Job``: a discriminated union on ``kind``. ``implement`` (a task's agent run), ``revise``
-  (the same branch again, with a review's feedback), ``plan`` (the director: break an epic
+  (the same branch again, with a review's feedback), ``fix_checks`` (the same branch again,
+  with the output of required checks that stayed red), ``plan`` (the director: break an epic
   into a plan, ``bot.core.plan``) and ``rebase`` (the steward's: rebase a conflicting branch
   onto its base with git, no agent) exist now; ``JobKind`` reserves the kinds the steward adds
-  (``resolve_conflicts``, ``fix_checks``, ``review``).
+  (``resolve_conflicts``, ``review``).
 - ``Heartbeat``, ``TranscriptUpload`` and ``JobResult`` are posted to
   ``/runner/jobs/{job_id}/...`` with the job's claim secret in the ``CLAIM_SECRET_HEADER``
   header: a job belongs to the runner that claimed it.
@@ -85,9 +86,9 @@ class JobKind(StrEnum):
     REVISE = "revise"
     PLAN = "plan"
     REBASE = "rebase"
+    FIX_CHECKS = "fix_checks"
     # Reserved for the steward (not dispatched yet):
     RESOLVE_CONFLICTS = "resolve_conflicts"
-    FIX_CHECKS = "fix_checks"
     REVIEW = "review"
 
 
@@ -207,6 +208,24 @@ class ReviseJob(_JobBase):
         return not self.restart
 
 
+class FixChecksJob(_JobBase):
+    """The steward's: required checks on the task's pull request stayed red after their
+    re-run. Fix the same branch, given each failing check's output, test, and push."""
+
+    kind: Literal[JobKind.FIX_CHECKS] = JobKind.FIX_CHECKS
+    pull_number: int | None = Field(None, ge=1)
+    #: each red check: ``name: conclusion``, then its output's title, summary and text (capped)
+    check_failures: tuple[Annotated[str, Field(max_length=8000)], ...] = Field(
+        min_length=1, max_length=20
+    )
+    #: the fix round (1 for the first), of ``steward.fix_attempts``
+    round: int = Field(1, ge=1)
+
+    @property
+    def continues_branch(self) -> bool:
+        return not self.restart
+
+
 class PlanJob(_JobCommon):
     """The director: read the repository (a read-only worktree of ``base``) and the epic issue
     (``issue``, ``title``, ``body``, ``comments``), and write a plan (``bot.core.plan``,
@@ -251,8 +270,10 @@ class RebaseJob(_JobCommon):
         return True
 
 
-Job = Annotated[ImplementJob | ReviseJob | PlanJob | RebaseJob, Field(discriminator="kind")]
-JOB: TypeAdapter[ImplementJob | ReviseJob | PlanJob | RebaseJob] = TypeAdapter(Job)
+Job = Annotated[
+    ImplementJob | ReviseJob | FixChecksJob | PlanJob | RebaseJob, Field(discriminator="kind")
+]
+JOB: TypeAdapter[ImplementJob | ReviseJob | FixChecksJob | PlanJob | RebaseJob] = TypeAdapter(Job)
 
 
 class ClaimAnswer(_Sent):

@@ -37,6 +37,7 @@ from bot.core.lifecycle import (
     Cancelled,
     CancelledBy,
     ChangesRequested,
+    ChecksFailed,
     Conflicted,
     DispatchRetry,
     Failed,
@@ -189,6 +190,10 @@ def describe_reason(reason: Reason) -> str:
             return "lease expired"
         case ChangesRequested(reviewer=reviewer):
             return f"changes requested by @{reviewer}"
+        case ChecksFailed(pr=pr, round=rnd, checks=checks):
+            names = ", ".join(repr(c) for c in checks)
+            word = "check" if len(checks) == 1 else "checks"
+            return f"pull request #{pr}: required {word} {names} red; agent fix round {rnd}"
         case AwaitingReview(reviewers=reviewers, on_head=on_head):
             who = ", ".join(f"@{r}" for r in reviewers)
             if on_head:

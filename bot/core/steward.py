@@ -11,7 +11,9 @@ returns one ``StewardAction`` per task. The rules, first match wins:
    on a base it is behind -> ``update_branch`` (test again on the current base); a check run
    not yet re-run on this head -> ``rerun`` (once: it may be a flake); the run that was re-run
    still the newest -> ``wait`` for its re-run; red again after its re-run, or a commit status
-   (which cannot be re-run) -> ``fail`` (never merge red)
+   (which cannot be re-run) -> ``fix_checks`` while the task's fix rounds (``task.fix_rounds``)
+   are fewer than ``steward.fix_attempts``: the task goes back to its agent on the same branch
+   with the red checks' output; after that -> ``fail`` (never merge red)
 5. a blocker that is a task has not merged -> ``wait`` (dependency order)
 6. a writer's latest review still requests changes (the agent already had it) ->
    ``await_review``: never merged until that reviewer approves or the review is dismissed
@@ -60,6 +62,7 @@ from bot.core.lifecycle import (
     AwaitingReview,
     BranchHeld,
     ChangesRequested,
+    ChecksFailed,
     Failed,
     Reason,
     Rebasing,
@@ -80,6 +83,7 @@ ActionKind = Literal[
     "fail",
     "mark_merged",
     "rerun",
+    "fix_checks",
 ]
 VERDICT_STATES = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
 CHECKS_PENDING = "waiting for required check"  # how a wait for running checks is worded
@@ -102,6 +106,9 @@ class WaitFor(StrEnum):
     APPROVALS = "approvals"  # a branch rule requires more approving reviews
     HELD = "held"  # conflicts, on a branch with commits the App did not make: not rewritten
 
+
+FIX_ATTEMPTS = 2  # ``steward.fix_attempts`` by default
+FAILURE_CAP = 4000  # characters of one check's output an agent (or a failure) is given
 
 FRONT_PATIENCE_S = 30 * 60  # a front waiting this long for its checks lets the next one update
 
@@ -167,7 +174,8 @@ class StewardAction:
     #: ``revise``, ``redispatch``, ``await_review``, ``fail``: the task's typed reason
     why: Reason | None = None
     wait: WaitFor | None = None  # ``wait``: what for
-    check: str | None = None  # ``rerun``, and a ``wait`` for ``CHECKS``/``RERUN``: the check's name
+    #: ``rerun``, ``fail`` for a red check, and a ``wait`` for ``CHECKS``/``RERUN``: the check
+    check: str | None = None
     blockers: tuple[IssueRef, ...] = ()  # a ``wait`` for ``BLOCKERS``: those not merged yet
     check_id: int | None = None  # ``rerun``: the check run to run again
 
@@ -189,6 +197,33 @@ def check_verdict(pull: PullSnapshot) -> tuple[str, str]:
     return ("pending", pending) if pending else ("green", "")
 
 
+def red_checks(pull: PullSnapshot) -> tuple[str, ...]:
+    """The required checks that completed red, in the order they are required."""
+    return tuple(
+        name
+        for name in pull.required
+        if name != STEWARD_CHECK
+        and pull.checks.get(name, ("missing", None))[0] == "completed"
+        and pull.checks[name][1] not in GREEN_CONCLUSIONS
+    )
+
+
+def failure_text(
+    name: str, conclusion: str | None, title: str = "", summary: str = "", text: str = ""
+) -> str:
+    """One red check as an agent (or a person) is given it: its name and conclusion, then its
+    output's title, summary and text, the text cut to its last ``FAILURE_CAP`` characters (a
+    test run's failures are at its end)."""
+    head = f"{name}: {conclusion or 'no conclusion'}"
+    parts = [head] + [p.strip() for p in (title, summary) if p.strip() and p.strip() != name]
+    body = "\n".join(parts)
+    room = max(0, FAILURE_CAP - len(body) - 1)
+    text = text.strip()
+    if len(text) > room:
+        text = "..." + text[len(text) - room + 3 :] if room > 3 else ""
+    return f"{body}\n{text}" if text else body
+
+
 def check_words(action: StewardAction) -> tuple[str | None, str]:
     """The ``STEWARD_CHECK`` run for an action: its conclusion (None: still in progress) and
     its title, the steward's state and reason in words. A merge the steward makes is reported
@@ -202,7 +237,7 @@ def check_words(action: StewardAction) -> tuple[str | None, str]:
             return None, f"merging: {action.reason}"
         case "update_branch":
             return None, f"updating the branch: {action.reason}"
-        case "revise" | "redispatch":
+        case "revise" | "redispatch" | "fix_checks":
             return None, f"{action.reason}; back to an agent"
         case "rebase":
             base = action.why.base if isinstance(action.why, Rebasing) else "its base"
@@ -260,13 +295,16 @@ def plan_merges(
     now: float,
     pending_since: Mapping[IssueRef, float] | None = None,
     reruns: Mapping[RerunKey, int] | None = None,
+    fix_attempts: Mapping[str, int] | None = None,
 ) -> tuple[StewardAction, ...]:
     """One action per task in review, in dispatch order.
 
     ``pending_since``: when the steward first saw each pull request's current head with its
     required checks pending (see ``FRONT_PATIENCE_S``). ``reruns``: the check runs already
-    re-run (rule 4).
+    re-run (rule 4). ``fix_attempts``: ``steward.fix_attempts`` per repository (default
+    ``FIX_ATTEMPTS``).
     """
+    fixes = fix_attempts or {}
     since = pending_since or {}
     rerun = reruns or {}
     by_ref = {task.ref: task for task in tasks}
@@ -280,7 +318,7 @@ def plan_merges(
     front: dict[tuple[str, str], StewardAction] = {}  # (repo, base) -> first in line
     actions: list[StewardAction] = []
     for task, pull in decided:
-        action = _decide(task, pull, by_ref, rerun)
+        action = _decide(task, pull, by_ref, rerun, fixes.get(task.repo, FIX_ATTEMPTS))
         if action.kind == "merge" and pull is not None:
             key = (task.repo, pull.base_ref)
             first = merging.get(key)
@@ -342,6 +380,7 @@ def _decide(
     pull: PullSnapshot | None,
     by_ref: Mapping[IssueRef, Task],
     reruns: Mapping[RerunKey, int],
+    fix_attempts: int = FIX_ATTEMPTS,
 ) -> StewardAction:
     ref = task.ref
     if pull is None:
@@ -409,7 +448,20 @@ def _decide(
             why = f"required check {check!r} concluded {outcome} twice (again after its re-run)"
         else:
             why = f"required check {check!r} concluded {outcome}"
-        return StewardAction("fail", ref, pr, sha, why, why=Failed(why, pr))
+        if task.fix_rounds < fix_attempts:
+            rnd = task.fix_rounds + 1
+            return StewardAction(
+                "fix_checks",
+                ref,
+                pr,
+                sha,
+                f"{why}; fix round {rnd} of {fix_attempts}",
+                check=check,
+                why=ChecksFailed(pr, sha, rnd, red_checks(pull)),
+            )
+        if fix_attempts:
+            why = f"{why}, after {task.fix_rounds} fix round(s)"
+        return StewardAction("fail", ref, pr, sha, why, why=Failed(why, pr), check=check)
     blockers = [
         b for b in task.blocked_by if b in by_ref and by_ref[b].state is not TaskState.MERGED
     ]

@@ -72,6 +72,8 @@ tasks = sa.Table(
     sa.Column("planned_index", sa.Integer),
     sa.Column("files", sa.Text, nullable=False, server_default="[]"),  # JSON list of paths
     sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    # rounds an agent was sent back to fix red required checks
+    sa.Column("fix_rounds", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_tasks_state", "state"),
     sa.Index("ix_tasks_state_merged_at", "state", "merged_at"),  # the working set
     sa.Index("ix_tasks_plan", "plan_id"),

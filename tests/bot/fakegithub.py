@@ -232,6 +232,11 @@ class FakeGitHub:
         self.calls.append(("rerun_check", (repo, check_run_id)))
         return False
 
+    async def check_failures(
+        self, installation_id: int, repo: str, sha: str, names: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        return tuple(f"{name}: failure" for name in names)
+
 
 def _conforms(fake: FakeGitHub) -> GitHubPort:
     return fake  # mypy: the fake is a GitHubPort

@@ -67,6 +67,14 @@ def test_a_check_red_twice_fails_the_task_and_a_restarted_bot_does_not_re_run_it
     gate = tmp_path / "gate"
     ci = flaky_ci(tmp_path / "marks", fails=2, gate=gate)
     with open_world(tmp_path, bot=True, ci_command=ci, required=["ci"]) as world:
+        assert world.bot is not None
+        repos = world.bot.app.state.bot.repos
+        # no fix rounds: red after its re-run fails at once (tests/bot/test_fix_checks.py)
+        world.push_main({".github/stoneforge.yml": "version: 1\nsteward:\n  fix_attempts: 0\n"})
+        world.wait_until(
+            lambda: repos.config(world.repo.full_name).steward.fix_attempts == 0,
+            what="the configuration loaded",
+        )
         issue = _open_pull(world, "Red twice")
         number = issue["number"]
         world.wait_until(lambda: _rerequests(world) or None, what="the red check re-run")

@@ -59,6 +59,10 @@ def test_a_pull_request_with_a_failing_required_check_is_never_merged(world: Wor
     world.label(issue["number"])
     job = wait_until(lambda: world.claim(wait_s=1), what="the task to be handed out")
     world.work(job, {"RED": "this makes CI fail\n"})
+    for n in (1, 2):  # steward.fix_attempts: the agent's fixes leave it red
+        fix = wait_until(lambda: world.claim(wait_s=1), what=f"fix_checks round {n}")
+        assert (fix["kind"], fix["round"]) == ("fix_checks", n)
+        world.work(fix, {"RED": f"still red after fix {n}\n"}, from_branch=True)
     failed = wait_until(
         lambda: world.tasks()[issue["number"]]["state"] == "failed", what="task failed"
     )

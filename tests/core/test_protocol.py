@@ -22,6 +22,7 @@ from bot.core.protocol import (
     CompletedResult,
     FailedResult,
     FailureReason,
+    FixChecksJob,
     HandoffReason,
     HandoffResult,
     Heartbeat,
@@ -142,7 +143,12 @@ def test_jobs_discriminate_on_kind() -> None:
     assert type(revise) is ReviseJob
     assert revise.continues_branch
     with pytest.raises(ValidationError, match="union_tag_invalid|does not match"):
-        JOB.validate_python(job_fields(kind="fix_checks"))  # reserved, not dispatched yet
+        JOB.validate_python(job_fields(kind="review"))  # reserved, not dispatched yet
+    with pytest.raises(ValidationError, match="check_failures"):
+        JOB.validate_python(job_fields(kind="fix_checks"))
+    fix = JOB.validate_python(job_fields(kind="fix_checks", check_failures=["ci: failure"]))
+    assert type(fix) is FixChecksJob
+    assert fix.continues_branch
     with pytest.raises(ValidationError, match="expected_head"):
         JOB.validate_python(job_fields(kind="rebase"))
     rebase = JOB.validate_python(job_fields(kind="rebase", expected_head="a" * 40))

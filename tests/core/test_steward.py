@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from bot.core.lifecycle import BranchHeld, Rebasing
+from bot.core.lifecycle import BranchHeld, ChecksFailed, Failed, Rebasing
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import (
     STEWARD_CHECK,
@@ -15,6 +15,7 @@ from bot.core.steward import (
     WaitFor,
     check_verdict,
     check_words,
+    failure_text,
     flaky_checks,
     plan_merges,
 )
@@ -103,8 +104,8 @@ def test_never_merge_red(conclusion: str | None, mergeable_state: str) -> None:
     )
     action = plan_one(review(1), snapshot)
     assert action.kind != "merge"
-    # Red while behind is tested again on the current base first; otherwise the task fails.
-    assert action.kind == ("update_branch" if mergeable_state == "behind" else "fail")
+    # Red while behind is tested again on the current base first; otherwise its agent fixes it.
+    assert action.kind == ("update_branch" if mergeable_state == "behind" else "fix_checks")
     assert "'ci'" in action.reason
 
 
@@ -134,10 +135,18 @@ def test_the_stewards_own_check_is_never_waited_on_even_when_required() -> None:
 def test_the_stewards_check_tells_its_state_and_reason() -> None:
     waiting = plan_one(review(1), pull(1, checks={}))
     merged = plan_one(review(1), pull(1, merged=True))
-    failed = plan_one(review(1), pull(1, checks={"ci": ("completed", "failure")}))
+    red = pull(1, checks={"ci": ("completed", "failure")})
+    fixing, failed = plan_one(review(1), red), plan_one(review(1, fix_rounds=2), red)
     assert check_words(waiting) == (None, "waiting for required check 'ci'")
     assert check_words(merged) == ("success", "pull request #101 was merged")
-    assert check_words(failed) == ("failure", "required check 'ci' concluded failure")
+    assert check_words(fixing) == (
+        None,
+        "required check 'ci' concluded failure; fix round 1 of 2; back to an agent",
+    )
+    assert check_words(failed) == (
+        "failure",
+        "required check 'ci' concluded failure, after 2 fix round(s)",
+    )
     merging = plan_one(review(1), pull(1))
     assert check_words(merging)[0] is None
     assert check_words(merging)[1].startswith("merging: ")
@@ -165,7 +174,7 @@ def test_red_wins_over_pending() -> None:
         1, checks={"a": ("in_progress", None), "b": ("completed", "failure")}, required=("a", "b")
     )
     assert check_verdict(snapshot) == ("red", "b")
-    assert plan_one(review(1), snapshot).kind == "fail"
+    assert plan_one(review(1), snapshot).kind == "fix_checks"
 
 
 def test_dirty_sends_a_rebase_against_the_head_it_saw() -> None:
@@ -362,7 +371,7 @@ def test_red_on_an_outdated_base_is_tested_again_before_failing() -> None:
     assert behind.kind == "update_branch"
     assert "outdated base" in behind.reason
     (current,) = plan_merges([task], {task.ref: pull("blocked")}, now=0.0)
-    assert current.kind == "fail", "red while up to date is a real failure"
+    assert current.kind == "fix_checks", "red while up to date is a real failure"
 
 
 def test_a_front_whose_checks_never_come_stops_holding_the_queue() -> None:
@@ -395,9 +404,13 @@ def test_a_red_check_run_is_re_run_once_before_the_task_fails() -> None:
 
     again = replace(red, check_ids={"ci": 8})
     (second,) = plan_merges([task], {task.ref: again}, now=0.0, reruns=reruns)
-    assert second.kind == "fail"
+    assert second.kind == "fix_checks"
     assert "twice" in second.reason
     assert flaky_checks(REPO, again, reruns) == ()
+    spent = replace(task, fix_rounds=2)
+    (failed,) = plan_merges([spent], {task.ref: again}, now=0.0, reruns=reruns)
+    assert (failed.kind, failed.check) == ("fail", "ci")
+    assert "twice" in failed.reason
 
 
 def test_a_re_run_is_per_head_and_a_commit_status_is_never_re_run() -> None:
@@ -408,7 +421,9 @@ def test_a_re_run_is_per_head_and_a_commit_status_is_never_re_run() -> None:
     assert (action.kind, action.check_id) == ("rerun", 9)
 
     status = pull(1, checks={"ci": RED})  # a commit status: no check run to re-run
-    (failed,) = plan_merges([task], {task.ref: status}, now=0.0)
+    (fixing,) = plan_merges([task], {task.ref: status}, now=0.0)
+    assert fixing.kind == "fix_checks"
+    (failed,) = plan_merges([task], {task.ref: status}, now=0.0, fix_attempts={REPO: 0})
     assert failed.kind == "fail"
     assert "twice" not in failed.reason
 
@@ -419,3 +434,47 @@ def test_a_re_run_check_that_passes_is_a_flake_and_merges() -> None:
     reruns = {(REPO, "sha1", "ci"): 7, (REPO, "sha1", "lint"): 3, (REPO, "sha0", "x"): 1}
     assert flaky_checks(REPO, green, reruns) == ("ci",)
     assert plan_merges([task], {task.ref: green}, now=0.0, reruns=reruns)[0].kind == "merge"
+
+
+def test_a_check_red_after_its_re_run_goes_back_to_the_agent_for_fix_attempts_rounds() -> None:
+    snapshot = pull(
+        1,
+        checks={"ci": RED, "lint": ("completed", "timed_out"), "docs": GREEN},
+        check_ids={"ci": 8, "lint": 4},
+        required=("lint", "docs", "ci"),
+    )
+    reruns = {(REPO, "sha1", "lint"): 3}  # lint was re-run (now run 4) and is red again
+    rounds = []
+    for done in range(4):
+        task = review(1, fix_rounds=done)
+        (action,) = plan_merges(
+            [task], {task.ref: snapshot}, now=0.0, reruns=reruns, fix_attempts={REPO: 3}
+        )
+        rounds.append(action.kind)
+        if action.kind == "fix_checks":
+            # every red required check goes to the agent, the round counted from the task's
+            assert action.why == ChecksFailed(101, "sha1", done + 1, ("lint", "ci"))
+            assert f"fix round {done + 1} of 3" in action.reason
+        else:
+            assert isinstance(action.why, Failed)
+            assert action.why.reason.endswith("after 3 fix round(s)")
+    assert rounds == ["fix_checks", "fix_checks", "fix_checks", "fail"]
+    # the steward.fix_attempts of the task's own repository
+    (other,) = plan_merges(
+        [review(1, fix_rounds=2)],
+        {ref(1): snapshot},
+        now=0.0,
+        reruns=reruns,
+        fix_attempts={"octo/other": 5},
+    )
+    assert other.kind == "fail"
+
+
+def test_failure_text_keeps_the_end_of_a_long_output() -> None:
+    short = failure_text("ci", "failure", "ci failed", "1 failed in 0.2s", "FAILED test_x")
+    assert short == "ci: failure\nci failed\n1 failed in 0.2s\nFAILED test_x"
+    assert failure_text("ci", None, "ci") == "ci: no conclusion"
+    long = failure_text("ci", "failure", "", "", "x" * 10_000 + "THE END")
+    assert len(long) <= 4000
+    assert long.endswith("THE END")
+    assert "\n..." in long

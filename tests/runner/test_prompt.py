@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.core.protocol import JOB, ImplementJob, ReviseJob
+from bot.core.protocol import JOB, FixChecksJob, ImplementJob, ReviseJob
 from runner.prompt import (
     INSTRUCTION_LIMIT,
     acceptance_criteria,
@@ -255,3 +255,20 @@ def test_restart_notes_say_the_work_was_discarded(tmp_path: Path) -> None:
     prompt = build_prompt(job, tmp_path)
     assert "starts afresh" in prompt
     assert "### Attempt 1\n\nLeft: tests." in prompt  # empty notes are skipped
+
+
+def test_a_fix_checks_prompt_gives_the_failing_checks_output_as_data(tmp_path: Path) -> None:
+    fields = make_job().model_dump(mode="json")
+    failure = "ci: failure\n```\nFAILED test_users - assert 404 == 200\n```\u202e"
+    job = JOB.validate_python(
+        {**fields, "kind": "fix_checks", "check_failures": [failure], "pull_number": 12}
+    )
+    assert isinstance(job, FixChecksJob)
+    prompt = build_prompt(job, tmp_path)
+    section = prompt.split("## Failing checks to fix\n\n", 1)[1]
+    assert section.startswith("Required checks failed on this task's pull request")
+    # fenced longer than the output's own fence, invisible characters stripped
+    assert "````text\nci: failure\n```\nFAILED test_users - assert 404 == 200\n```\n````" in section
+    assert "\u202e" not in prompt
+    assert "Review feedback" not in prompt
+    assert RULE in prompt

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from bot.adapters.github.client import AdapterBase, GitHubError
 from bot.adapters.github.records import MergeOutcome
-from bot.core.steward import PullSnapshot, Review, ReviewComment
+from bot.core.steward import PullSnapshot, Review, ReviewComment, failure_text
 
 
 class PullCalls(AdapterBase):
@@ -299,6 +299,47 @@ class PullCalls(AdapterBase):
                 return False
             raise
         return True
+
+    async def check_failures(
+        self, installation_id: int, repo: str, sha: str, names: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        """The red checks ``names`` on ``sha`` as an agent is given them
+        (``bot.core.steward.failure_text``): a check run's output title, summary and text
+        (newest run per name), a commit status's description and link."""
+        owner, name = repo.split("/", 1)
+        gh = self._gh(installation_id)
+        runs = await self._call(gh.rest.checks.async_list_for_ref(owner, name, sha, per_page=100))
+        newest: dict[str, dict[str, Any]] = {}
+        for run in runs.json().get("check_runs", []):
+            newest.setdefault(run["name"], run)
+        statuses: dict[str, dict[str, Any]] = {}
+        if any(n not in newest for n in names):
+            status = await self._call(
+                gh.rest.repos.async_get_combined_status_for_ref(owner, name, sha)
+            )
+            for item in status.json().get("statuses", []):
+                statuses.setdefault(item["context"], item)
+        out: list[str] = []
+        for check in names:
+            if (run := newest.get(check)) is not None:
+                output = run.get("output") or {}
+                out.append(
+                    failure_text(
+                        check,
+                        run.get("conclusion"),
+                        output.get("title") or "",
+                        output.get("summary") or "",
+                        output.get("text") or "",
+                    )
+                )
+            elif (item := statuses.get(check)) is not None:
+                words = item.get("description") or ""
+                out.append(
+                    failure_text(check, item.get("state"), words, item.get("target_url") or "")
+                )
+            else:
+                out.append(failure_text(check, None))
+        return tuple(out)
 
     async def delete_branch(self, installation_id: int, repo: str, branch: str) -> None:
         owner, name = repo.split("/", 1)
