@@ -28,6 +28,7 @@ from bot.core.protocol import (
     JobResult,
     PlanJob,
     RateLimitedResult,
+    ResolveConflictsJob,
     ReviseJob,
     TryOutcome,
     TryRecord,
@@ -52,7 +53,7 @@ NO_CHANGES = "You made no changes to the working tree, but the task needs change
 
 #: a job that works on a task's branch (a plan job has none: ``runner.planning``)
 TaskJob = ImplementJob | ReviseJob
-J = TypeVar("J", bound=ImplementJob | ReviseJob | PlanJob)
+J = TypeVar("J", bound=ImplementJob | ReviseJob | PlanJob | ResolveConflictsJob)
 
 
 @dataclass
