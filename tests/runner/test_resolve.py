@@ -5,8 +5,13 @@ pushed with the lease; markers left behind are refused and nothing is pushed."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import pytest
+
+import runner.agents
+from runner.agents.base import Invocation, RunRequest
+from runner.agents.script import ScriptAdapter
 from runner.loop import Runner
 from runner.resolve import markers_left
 from tests.harness.runner_bot import TOKEN, Bot, job, run_until
@@ -16,24 +21,39 @@ BRANCH = "stoneforge/5-task"
 JOB_ID = "octo/demo#5@4"
 
 
-def conflicted(origin: Path, tmp_path: Path) -> tuple[Path, str]:
-    """A clone whose task branch (the App's) and main (someone else's) rewrite the same line of
-    README.md, and the two commits on main that touched it, one of them not README.md's."""
+class RecordingAdapter(ScriptAdapter):
+    """The script agent, keeping each prompt it is given."""
+
+    name = "recording"
+    prompts: ClassVar[list[str]] = []
+
+    def build(self, req: RunRequest) -> Invocation:
+        self.prompts.append(req.prompt)
+        return super().build(req)
+
+
+def conflicted(origin: Path, tmp_path: Path, commits: int = 1) -> tuple[Path, str]:
+    """A clone whose task branch (the App's, ``commits`` commits) and main (someone else's)
+    rewrite the same line of README.md; main also changed app/auth.py."""
     clone = tmp_path / "clone"
     sh(tmp_path, "clone", "--quiet", str(origin), str(clone))
     sh(clone, "checkout", "--quiet", "-b", BRANCH)
     head = commit(clone, BRANCH, "README.md", "# demo, with the task's line\n")
+    for n in range(2, commits + 1):
+        head = commit(clone, BRANCH, "README.md", f"# demo, with the task's line {n}\n")
     commit(clone, "main", "app/auth.py", "SECRET = 'new'\n", author=("Rita", "r@x"))
     commit(clone, "main", "README.md", "# demo, with the base's line\n", author=("Rita", "r@x"))
     return clone, head
 
 
-def resolve_job(origin: Path, head: str, content: str, test: str | None = None) -> dict[str, Any]:
+def resolve_job(
+    origin: Path, head: str, content: str, test: str | None = None, agent: str = "script"
+) -> dict[str, Any]:
     script = {"edits": [{"path": "README.md", "write": content}], "summary": "resolved"}
     return job(
         origin, 5, script, kind="resolve_conflicts", job_id=JOB_ID, branch=BRANCH,
         expected_head=head, pull_number=12, conflicts=["README.md"], round=1,
-        commands={"test": test},
+        commands={"test": test}, agent={"name": agent, "model": None},
     )  # fmt: skip
 
 
@@ -42,13 +62,16 @@ def make_runner(url: str, tmp_path: Path) -> Runner:
                   claim_wait_s=1, retry_base_s=0.05)  # fmt: skip
 
 
-async def test_the_agent_resolves_a_real_conflict_and_the_rebased_head_is_pushed(
-    bot: tuple[Bot, str], origin: Path, tmp_path: Path
+async def test_the_agent_resolves_each_stop_and_the_rebased_head_is_pushed(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setitem(runner.agents._FACTORIES, "recording", RecordingAdapter)
+    monkeypatch.setattr(RecordingAdapter, "prompts", [])
     fake, url = bot
-    clone, head = conflicted(origin, tmp_path)
+    clone, head = conflicted(origin, tmp_path, commits=2)  # the rebase stops twice
     resolved = "# demo, with the base's line and the task's line\n"
-    fake.jobs = [resolve_job(origin, head, resolved, test="grep -q new app/auth.py")]
+    test = "grep -q new app/auth.py"
+    fake.jobs = [resolve_job(origin, head, resolved, test=test, agent="recording")]
     await run_until(make_runner(url, tmp_path), fake, 1)
 
     result = fake.results[JOB_ID]
@@ -60,7 +83,18 @@ async def test_the_agent_resolves_a_real_conflict_and_the_rebased_head_is_pushed
     assert sh(clone, "show", f"{pushed}:README.md") + "\n" == resolved
     assert sh(clone, "log", "-1", "--format=%an %cn", pushed) == "stoneforge[bot] stoneforge[bot]"
     assert "README.md" in result["summary"]
-    assert [(t["try"], t["outcome"]) for t in result["attempt_log"]] == [(1, "completed")]
+    tries = [(t["try"], t["outcome"]) for t in result["attempt_log"]]
+    assert tries == [(1, "completed"), (2, "completed")]
+    # The second stop's commit is empty once resolved the same way: skipped, not pushed.
+    assert sh(clone, "rev-list", "--count", f"origin/main..{pushed}") == "1"
+    # The agent saw the markers, the task's diff, and main's commit that touched the file.
+    first = RecordingAdapter.prompts[0]
+    assert "<<<<<<< " in first
+    assert ">>>>>>> " in first
+    assert "+# demo, with the task's line" in first
+    commits = first.split("that touched these files", 1)[1].split("##", 1)[0]
+    assert "edit README.md" in commits
+    assert "edit app/auth.py" not in commits
     assert not list((tmp_path / "work" / "resolve").glob("*"))  # the worktree is gone
 
 
