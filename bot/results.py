@@ -4,7 +4,9 @@
 checked that the job is the task's running job, that the caller claimed it, and that the result
 names the task's branch, and has revoked its token). One case per outcome:
 
-- ``rate_limited``: back to the queue until the provider's reset; the attempt is given back.
+- ``rate_limited``: back to the queue until the provider's reset; the attempt is given back. A
+  resolve_conflicts job rate limited, or stopped by its runner's shutdown (a handoff), is
+  queued as the same resolution (``Resolving``).
 - ``handoff``: the note is posted on the issue; the task is queued for a fresh agent, or, after
   ``max_attempts``, handed to a person.
 - ``completed`` (always with a pushed head): the task goes to review with its head at once,
@@ -113,6 +115,11 @@ class Results:
         match result:
             case RateLimitedResult():
                 await self._rate_limited(task, result, totals)
+            case HandoffResult() if isinstance(task.reason, Resolving):  # the runner stopped
+                await self.views.transition(  # nothing was pushed: the same resolution again
+                    task, TaskState.QUEUED, task.reason, worker=None,
+                    attempt=max(0, task.attempt - 1), **totals,
+                )  # fmt: skip
             case HandoffResult():
                 await self._handoff(task, result, totals)
             case FailedResult(reason=FailureReason.REBASE_CONFLICT | FailureReason.RESOLVE_FAILED):
@@ -137,10 +144,12 @@ class Results:
         retry_at = result.retry_at or now + 900
         agent = result.agent
         limits = {a: until for a, until in task.rate_limits if until > now} | {agent: retry_at}
+        # A resolution waits for its agent as a resolution (the rate limit holds it back).
+        resolving = task.reason if isinstance(task.reason, Resolving) else None
         await self.views.transition(
             task,
             TaskState.QUEUED,
-            RateLimited(agent, retry_at),
+            resolving or RateLimited(agent, retry_at),
             worker=None,
             rate_limits=tuple(sorted(limits.items())),  # another agent may take it meanwhile
             attempt=max(0, task.attempt - 1),  # not the agent's fault: the attempt is refunded

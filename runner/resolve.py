@@ -31,7 +31,7 @@ from typing import Any
 
 from bot.core.protocol import CompletedResult, JobResult, ResolveConflictsJob
 from runner.agents import get_adapter
-from runner.agents.base import Outcome
+from runner.agents.base import Outcome, Result
 from runner.bot_client import BotClient
 from runner.git import GitError, RepoMirror
 from runner.job import (
@@ -158,7 +158,7 @@ async def _resolve(
         result = await tries.attempt(
             worker, j, adapter, job.agent, stop, ctl, prompt=prompt, followup=None
         )
-        verdict = await asyncio.to_thread(_judge, result.outcome, result, worktree, files, ctl)
+        verdict = await asyncio.to_thread(judge, result, worktree, files, ctl)
         j.log_try(stop, verdict, result)
         if bot is not None:
             await tries.send_transcripts(j, verdict, bot)
@@ -204,10 +204,9 @@ async def _resolve(
     return CompletedResult(branch=job.branch, head_sha=new_head, **facts)
 
 
-def _judge(
-    outcome: Outcome, result: Any, worktree: Path, files: list[str], ctl: Control
-) -> Verdict:
+def judge(result: Result, worktree: Path, files: list[str], ctl: Control) -> Verdict:
     """What one stop's agent run amounts to: ``completed`` when no marker is left."""
+    outcome = result.outcome
     if ctl.cancelled:
         return Verdict("cancelled", "cancelled")
     if ctl.interrupt.is_set():

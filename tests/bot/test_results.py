@@ -430,3 +430,26 @@ def test_conflicts_go_to_two_resolutions_a_fresh_run_two_more_then_a_person(
         assert "app/api.py, README.md" in github.comments[-1][1]
     finally:
         store.close()
+
+
+def test_a_resolution_rate_limited_or_stopped_is_queued_as_the_same_resolution(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
+    views = _Views(store)
+    results = Results(_GitHub(), store, _Configs(), views, Signals(), public_url="",
+                      clock=lambda: 1000.0)  # fmt: skip
+    resolving = Resolving(12, "main", "a" * 40, ("README.md",), 2)
+    task = Task(repo="octo/app", number=7, title="t", state=TaskState.RUNNING, attempt=2,
+                branch="stoneforge/7-t", installation_id=1, reason=resolving)  # fmt: skip
+    store.upsert_task(task)
+    limited = RateLimitedResult(agent="claude", retry_at=4600.0)
+    stopped = HandoffResult(reason=HandoffReason.RUNNER_SHUTDOWN)
+    try:
+        for result in (limited, stopped):
+            asyncio.run(results.apply(task, result))
+            to, reason, fields = views.changes[-1]
+            assert (to, reason, fields["attempt"]) == (TaskState.QUEUED, resolving, 1)
+        assert views.changes[0][2]["rate_limits"] == (("claude", 4600.0),)
+    finally:
+        store.close()
