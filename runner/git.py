@@ -355,9 +355,15 @@ class RepoMirror:
         return sorted(files)
 
     def stage(self, worktree: Path, files: Sequence[str]) -> list[str]:
-        """``git add`` the files (a deleted one too); the files still unmerged after it."""
+        """``git add`` the files (a deleted one too); the files still unmerged after it. When
+        none is, whatever else changed in the worktree is discarded: only the resolution of
+        ``files`` goes into the commit."""
         _run(["add", "--all", "--", *files], worktree)
-        return _run(["diff", "--name-only", "--diff-filter=U"], worktree).stdout.split()
+        unmerged = _run(["diff", "--name-only", "--diff-filter=U"], worktree).stdout.split()
+        if not unmerged:
+            _run(["checkout", "--", "."], worktree)
+            _run(["clean", "-fdq"], worktree)
+        return unmerged
 
     def log_touching(self, base: str, head: str, files: Sequence[str], limit: int = 30) -> str:
         """``<short sha> <subject>`` of the commits of ``base..head`` that touched ``files``."""

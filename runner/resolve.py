@@ -115,8 +115,13 @@ async def run_resolve(
         diff = await asyncio.to_thread(mirror.diff_since_fork, base, branch)
         worktree = await asyncio.to_thread(mirror.add_detached_worktree, path, branch)
         j = JobState(job, worktree, job.expected_head, mirror)
+        seen: set[str] = set(job.conflicts)
         async with tries.job_home(j):
-            return await _resolve(worker, j, adapter, base, diff, tries, ctl, bot)
+            try:
+                return await _resolve(worker, j, adapter, base, diff, tries, ctl, bot, seen)
+            except GitError as exc:  # mid-rebase: a resolution git would not take
+                detail = "\n".join(sorted(seen)) + f"\n\n{exc}"
+                return failed(job, "resolve_failed", detail, **j.facts())
     except GitError as exc:
         return failed(job, "git_error", str(exc))
     finally:
@@ -135,11 +140,12 @@ async def _resolve(
     tries: AgentTries,
     ctl: Control,
     bot: BotClient | None,
+    seen: set[str],
 ) -> JobResult | None:
     job, mirror, worktree = j.job, j.mirror, j.worktree
     who = {"committer_name": AUTHOR_NAME, "committer_email": AUTHOR_EMAIL}
     files = await asyncio.to_thread(mirror.rebase_step, worktree, base, **who)
-    seen: set[str] = set()
+    seen.clear()
     for stop in range(1, MAX_STOPS + 1):
         if not files:
             break
@@ -199,7 +205,8 @@ async def _resolve(
     if not pushed:
         return failed(job, "branch_moved", f"the branch moved from {job.expected_head}")
     log.info("resolved job=%s %s -> %s files=%s", job.job_id, job.expected_head, new_head, seen)
-    summary = f"Rebased onto {job.base}; the agent resolved " + ", ".join(sorted(seen)) + "."
+    summary = f"Rebased onto {job.base}"
+    summary += f"; the agent resolved {', '.join(sorted(seen))}." if seen else "."
     facts = j.facts() | {"summary": summary}
     return CompletedResult(branch=job.branch, head_sha=new_head, **facts)
 

@@ -49,7 +49,8 @@ def conflicted(origin: Path, tmp_path: Path, commits: int = 1) -> tuple[Path, st
 def resolve_job(
     origin: Path, head: str, content: str, test: str | None = None, agent: str = "script"
 ) -> dict[str, Any]:
-    script = {"edits": [{"path": "README.md", "write": content}], "summary": "resolved"}
+    edits = [{"path": "README.md", "write": content}, {"path": "stray.txt", "write": "x\n"}]
+    script = {"edits": edits, "summary": "resolved"}
     return job(
         origin, 5, script, kind="resolve_conflicts", job_id=JOB_ID, branch=BRANCH,
         expected_head=head, pull_number=12, conflicts=["README.md"], round=1,
@@ -81,6 +82,7 @@ async def test_the_agent_resolves_each_stop_and_the_rebased_head_is_pushed(
     sh(clone, "fetch", "--quiet", "origin")
     assert sh(clone, "rev-parse", f"{pushed}~1") == sh(clone, "rev-parse", "origin/main")
     assert sh(clone, "show", f"{pushed}:README.md") + "\n" == resolved
+    assert "stray.txt" not in sh(clone, "ls-tree", "--name-only", pushed)  # only the resolution
     assert sh(clone, "log", "-1", "--format=%an %cn", pushed) == "stoneforge[bot] stoneforge[bot]"
     assert "README.md" in result["summary"]
     tries = [(t["try"], t["outcome"]) for t in result["attempt_log"]]
