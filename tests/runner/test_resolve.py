@@ -49,7 +49,8 @@ def conflicted(origin: Path, tmp_path: Path, commits: int = 1) -> tuple[Path, st
 def resolve_job(
     origin: Path, head: str, content: str, test: str | None = None, agent: str = "script"
 ) -> dict[str, Any]:
-    edits = [{"path": "README.md", "write": content}, {"path": "stray.txt", "write": "x\n"}]
+    edits = [{"path": "README.md", "write": content}, {"path": "stray.txt", "write": "x\n"},
+             {"path": ".gitignore", "write": "everything\n"}]  # fmt: skip
     script = {"edits": edits, "summary": "resolved"}
     return job(
         origin, 5, script, kind="resolve_conflicts", job_id=JOB_ID, branch=BRANCH,
@@ -82,7 +83,9 @@ async def test_the_agent_resolves_each_stop_and_the_rebased_head_is_pushed(
     sh(clone, "fetch", "--quiet", "origin")
     assert sh(clone, "rev-parse", f"{pushed}~1") == sh(clone, "rev-parse", "origin/main")
     assert sh(clone, "show", f"{pushed}:README.md") + "\n" == resolved
-    assert "stray.txt" not in sh(clone, "ls-tree", "--name-only", pushed)  # only the resolution
+    # Only the resolution goes in: the agent's other edits are discarded.
+    assert "stray.txt" not in sh(clone, "ls-tree", "--name-only", pushed)
+    assert sh(clone, "show", f"{pushed}:.gitignore") == "build/"
     assert sh(clone, "log", "-1", "--format=%an %cn", pushed) == "stoneforge[bot] stoneforge[bot]"
     assert "README.md" in result["summary"]
     tries = [(t["try"], t["outcome"]) for t in result["attempt_log"]]
