@@ -5,10 +5,10 @@ task, then age), drops what a concurrency limit or a daily budget holds back, an
 first candidate atomically in the store (``SKIP LOCKED`` on PostgreSQL), so several bot replicas
 never hand out the same task twice. The issue is re-read from GitHub before the job is built: an
 ``ImplementJob``, a ``ReviseJob`` when a review sent the task back, a ``FixChecksJob`` when its
-required checks stayed red, or a ``RebaseJob`` when the steward asked for a rebase
-(``bot.core.protocol``),
-with a new job id and a claim secret for the claiming runner only (``bot.job_claims``, which
-also answers the job's heartbeats and result).
+required checks stayed red, a ``RebaseJob`` when the steward asked for a rebase, or a
+``ResolveConflictsJob`` when that rebase met conflicts (``bot.core.protocol``), with a new job
+id and a claim secret for the claiming runner only (``bot.job_claims``, which also answers the
+job's heartbeats and result).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from bot.core.lifecycle import (
     ChecksFailed,
     LeaseExpired,
     Rebasing,
+    Resolving,
     fresh_base,
 )
 from bot.core.model import (
@@ -51,6 +52,7 @@ from bot.core.protocol import (
     PlanJob,
     Prefetch,
     RebaseJob,
+    ResolveConflictsJob,
     ReviseJob,
     Timeouts,
 )
@@ -362,6 +364,15 @@ class Dispatcher:
                 **{k: v for k, v in fields.items() if k in keep},
                 expected_head=task.reason.head,
                 pull_number=task.reason.pr,
+            )
+        if isinstance(task.reason, Resolving):  # the steward's: an agent resolves mid-rebase
+            keep = set(ResolveConflictsJob.model_fields) - {"kind", "expected_head", "pull_number"}
+            return ResolveConflictsJob(
+                **{k: v for k, v in fields.items() if k in keep},
+                expected_head=task.reason.head,
+                pull_number=task.reason.pr,
+                conflicts=task.reason.files,
+                round=task.reason.round,
             )
         if self.plans is not None:  # a plan's task (by its plan id, or its issue's marker)
             fields["plan"] = await self.plans.plan_context(inst, task, issue.body)

@@ -4,7 +4,9 @@
 checked that the job is the task's running job, that the caller claimed it, and that the result
 names the task's branch, and has revoked its token). One case per outcome:
 
-- ``rate_limited``: back to the queue until the provider's reset; the attempt is given back.
+- ``rate_limited``: back to the queue until the provider's reset; the attempt is given back. A
+  resolve_conflicts job rate limited, or stopped by its runner's shutdown (a handoff), is
+  queued as the same resolution (``Resolving``).
 - ``handoff``: the note is posted on the issue; the task is queued for a fresh agent, or, after
   ``max_attempts``, handed to a person.
 - ``completed`` (always with a pushed head): the task goes to review with its head at once,
@@ -16,7 +18,9 @@ names the task's branch, and has revoked its token). One case per outcome:
   pull request (the bot stopped before opening it, or GitHub refused) gets it from
   ``open_pending``, which the job side runs periodically.
 - ``failed``: the task fails with the reason, labeled for a person who is mentioned; but a rebase
-  job's ``rebase_conflict`` sends the task back to an agent on a fresh base (``Conflicted``),
+  job's ``rebase_conflict`` (or a resolve job's ``resolve_failed``) queues a resolve_conflicts
+  job (``Resolving``), or after two failed resolutions sends the task back to an agent on a
+  fresh base (``Conflicted``), and after two more to a person with the files listed;
   and its ``branch_moved`` is said on the pull request, the task waiting in review
   (``BranchHeld``: the steward never rewrites that head).
 
@@ -36,7 +40,15 @@ from typing import Any, assert_never
 
 from bot import transcripts
 from bot.adapters.github import GitHubError
-from bot.core.lifecycle import BranchHeld, Conflicted, Failed, HandedOff, RateLimited, Rebasing
+from bot.core.lifecycle import (
+    BranchHeld,
+    Conflicted,
+    Failed,
+    HandedOff,
+    RateLimited,
+    Rebasing,
+    Resolving,
+)
 from bot.core.model import IssueRef, Task, TaskState, budget_left
 from bot.core.protocol import (
     CompletedResult,
@@ -56,6 +68,16 @@ log = logging.getLogger(__name__)
 
 HANDOFF_MARKER = "<!-- stoneforge:handoff -->"
 DETAIL_LIMIT = 2000  # characters of a failure's detail kept with the task
+RESOLVE_ROUNDS = 2  # failed resolutions before a fresh agent run (and twice that: a person)
+
+
+def conflict_files(detail: str | None) -> tuple[str, ...]:
+    """The files a ``rebase_conflict`` or ``resolve_failed`` result names: the lines of its
+    detail's first paragraph, when each is one path (a detail in words names none)."""
+    lines = (detail or "").strip().split("\n\n", 1)[0].splitlines()
+    if not lines or any(not line or line != line.strip() or " " in line for line in lines):
+        return ()
+    return tuple(lines[:100])
 
 
 class Results:
@@ -93,10 +115,15 @@ class Results:
         match result:
             case RateLimitedResult():
                 await self._rate_limited(task, result, totals)
+            case HandoffResult() if isinstance(task.reason, Resolving):  # the runner stopped
+                await self.views.transition(  # nothing was pushed: the same resolution again
+                    task, TaskState.QUEUED, task.reason, worker=None,
+                    attempt=max(0, task.attempt - 1), **totals,
+                )  # fmt: skip
             case HandoffResult():
                 await self._handoff(task, result, totals)
-            case FailedResult(reason=FailureReason.REBASE_CONFLICT):
-                await self._rebase_conflict(task, totals)
+            case FailedResult(reason=FailureReason.REBASE_CONFLICT | FailureReason.RESOLVE_FAILED):
+                await self._rebase_conflict(task, result, totals)
             case FailedResult(reason=FailureReason.BRANCH_MOVED):
                 await self._branch_held(task, result, totals)
             case FailedResult():
@@ -117,10 +144,12 @@ class Results:
         retry_at = result.retry_at or now + 900
         agent = result.agent
         limits = {a: until for a, until in task.rate_limits if until > now} | {agent: retry_at}
+        # A resolution waits for its agent as a resolution (the rate limit holds it back).
+        resolving = task.reason if isinstance(task.reason, Resolving) else None
         await self.views.transition(
             task,
             TaskState.QUEUED,
-            RateLimited(agent, retry_at),
+            resolving or RateLimited(agent, retry_at),
             worker=None,
             rate_limits=tuple(sorted(limits.items())),  # another agent may take it meanwhile
             attempt=max(0, task.attempt - 1),  # not the agent's fault: the attempt is refunded
@@ -152,30 +181,45 @@ class Results:
             task, f"{config.max_attempts} attempts used; last one ended with {reason}", totals
         )
 
-    async def _rebase_conflict(self, task: Task, totals: Mapping[str, Any]) -> None:
-        """A rebase job met conflicts: the task goes back to an agent on a fresh base (the
-        rebase job's attempt is given back: the agent's run is the attempt)."""
-        rebasing = task.reason if isinstance(task.reason, Rebasing) else None
-        pr = rebasing.pr if rebasing else task.pr_number or 0
-        if rebasing is not None:
-            base = rebasing.base
+    async def _rebase_conflict(
+        self, task: Task, result: FailedResult, totals: Mapping[str, Any]
+    ) -> None:
+        """A rebase met conflicts, or an agent did not resolve them (the rebase or resolve job's
+        attempt is given back either way). The files go to a resolve_conflicts job
+        (``Resolving``) while fewer than two resolutions failed; after two, the task goes back to
+        an agent on a fresh base (``Conflicted``); after two more (that fresh run's pull
+        request conflicted too), to a person, with the files listed. A conflict whose files
+        are not known (the tests failed after a clean rebase) goes to the fresh agent run."""
+        prior = task.reason if isinstance(task.reason, Rebasing | Resolving) else None
+        pr = prior.pr if prior else task.pr_number or 0
+        if prior is not None:
+            base = prior.base
         else:
             base = (await self.github.repo(task.installation_id or 0, task.repo)).default_branch
-        await self.views.transition(
-            task,
-            TaskState.QUEUED,
-            Conflicted(pr, base),
-            worker=None,
-            attempt=max(0, task.attempt - 1),
-            **totals,
-        )
+        failed_now = result.reason is FailureReason.RESOLVE_FAILED
+        failures = task.resolve_failures + failed_now
+        files = conflict_files(result.detail)
+        if failed_now and isinstance(prior, Resolving):
+            files = files or prior.files
+        refund = {"attempt": max(0, task.attempt - 1), "resolve_failures": failures}
+        if failures >= 2 * RESOLVE_ROUNDS:
+            listed = ", ".join(files) or "unknown files"
+            why = f"the conflicts with {base} were not resolved ({failures} tries): {listed}"
+            await self.needs_human(task, why, {**totals, "resolve_failures": 0})
+            return
+        head = prior.head if prior else task.head_sha
+        if (failed_now and failures == RESOLVE_ROUNDS) or not files or not head:
+            reason: Conflicted | Resolving = Conflicted(pr, base)
+        else:
+            reason = Resolving(pr, base, head, files, failures % RESOLVE_ROUNDS + 1)
+        await self.views.transition(task, TaskState.QUEUED, reason, worker=None, **refund, **totals)
 
     async def _branch_held(
         self, task: Task, result: FailedResult, totals: Mapping[str, Any]
     ) -> None:
         """A rebase job would not rewrite the branch (a commit the App did not make, or it
         moved): say so on the pull request; the task waits in review for its people."""
-        rebasing = task.reason if isinstance(task.reason, Rebasing) else None
+        rebasing = task.reason if isinstance(task.reason, Rebasing | Resolving) else None
         pr = rebasing.pr if rebasing else task.pr_number
         head = rebasing.head if rebasing else task.head_sha or ""
         why = (result.detail or "its branch moved").strip()[:DETAIL_LIMIT]

@@ -332,6 +332,49 @@ class RepoMirror:
             raise GitError(f"git rebase {onto} failed in {worktree}: {proc.stderr.strip()[-2000:]}")
         return sorted(files)
 
+    def rebase_step(
+        self, worktree: Path, onto: str | None, *, committer_name: str, committer_email: str
+    ) -> list[str]:
+        """Start a rebase of the worktree's HEAD onto ``onto``, or (``onto`` None) continue the
+        one under way; it stops at a conflict and is left there (unlike ``rebase``): the
+        conflicted files, or [] when the rebase is done. A commit the resolution left empty is
+        skipped."""
+        identity = {"GIT_COMMITTER_NAME": committer_name, "GIT_COMMITTER_EMAIL": committer_email}
+        if onto is not None:
+            args = ["rebase", "--no-autostash", onto]
+        elif not _run(["diff", "--cached", "--quiet"], worktree, ok=(0, 1)).returncode:
+            args = ["rebase", "--skip"]
+        else:
+            args = ["-c", "core.editor=true", "rebase", "--continue"]
+        proc = _run(args, worktree, env=identity, ok=(0, 1))
+        if proc.returncode == 0:
+            return []
+        files = _run(["diff", "--name-only", "--diff-filter=U"], worktree).stdout.split()
+        if not files:  # not a conflict: a failure git itself explains
+            raise GitError(f"git {' '.join(args)} failed in {worktree}: {proc.stderr[-2000:]}")
+        return sorted(files)
+
+    def stage(self, worktree: Path, files: Sequence[str]) -> list[str]:
+        """``git add`` the files (a deleted one too); the files still unmerged after it. When
+        none is, whatever else changed in the worktree is discarded: only the resolution of
+        ``files`` goes into the commit."""
+        _run(["add", "--all", "--", *files], worktree)
+        unmerged = _run(["diff", "--name-only", "--diff-filter=U"], worktree).stdout.split()
+        if not unmerged:
+            _run(["checkout", "--", "."], worktree)
+            _run(["clean", "-fdq"], worktree)
+        return unmerged
+
+    def log_touching(self, base: str, head: str, files: Sequence[str], limit: int = 30) -> str:
+        """``<short sha> <subject>`` of the commits of ``base..head`` that touched ``files``."""
+        args = ["log", "--no-merges", f"-{limit}", "--format=%h %s", f"{base}..{head}", "--"]
+        return self._git(*args, *files).stdout.strip()
+
+    def diff_since_fork(self, base: str, head: str, limit: int = 40_000) -> str:
+        """What ``head`` changed since it forked from ``base`` (``git diff base...head``)."""
+        out = self._git("diff", f"{base}...{head}").stdout
+        return out if len(out) <= limit else out[:limit] + "\n[... trimmed]"
+
     def push_with_lease(self, worktree: Path, branch: str, token: str, expected: str) -> bool:
         """Force-push HEAD to ``refs/heads/<branch>`` only if it is still at ``expected``
         (``--force-with-lease``); False when origin refused because the branch moved."""

@@ -29,6 +29,7 @@ from bot.core.protocol import (
     JobResult,
     PlanJob,
     RateLimitedResult,
+    ResolveConflictsJob,
     ReviseJob,
     TryOutcome,
     TryRecord,
@@ -53,7 +54,7 @@ NO_CHANGES = "You made no changes to the working tree, but the task needs change
 
 #: a job that works on a task's branch (a plan job has none: ``runner.planning``)
 TaskJob = ImplementJob | ReviseJob | FixChecksJob
-J = TypeVar("J", bound=ImplementJob | ReviseJob | FixChecksJob | PlanJob)
+J = TypeVar("J", bound=ImplementJob | ReviseJob | FixChecksJob | PlanJob | ResolveConflictsJob)
 
 
 @dataclass

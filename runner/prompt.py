@@ -27,6 +27,7 @@ from bot.core.protocol import (
     LandedWork,
     PlanContext,
     PlanJob,
+    ResolveConflictsJob,
     ReviseJob,
 )
 
@@ -388,3 +389,50 @@ def _file_tree(files: Sequence[str]) -> str:
     tail = f"\n[... {more} more paths not shown]" if more > 0 else ""
     count = f"{len(files)} tracked paths" + (f", the first {len(shown)} shown" if more > 0 else "")
     return f"## Repository files ({count})\n\n" + _fence("\n".join(shown) + tail)
+
+
+RESOLVE_RULES = """\
+## Rules
+
+- The repository is in the middle of a `git rebase`: do not commit, abort, continue or skip it, \
+and do not push. The runner continues the rebase when you are done.
+- In each conflicted file, resolve every conflict (the lines between `<<<<<<<`, `=======` and \
+`>>>>>>>`) so that both the base's change and this task's change hold, then remove the \
+markers and `git add` the file. Change nothing else."""
+
+
+def build_resolve_prompt(
+    job: ResolveConflictsJob,
+    worktree: Path,
+    conflicted: Sequence[tuple[str, str]],
+    diff: str,
+    base_commits: str,
+) -> str:
+    """The prompt of one stop of a resolve_conflicts job: the conflicted files with their
+    markers, the task's issue and diff, and the base's commits that touched those files."""
+    title = " ".join(strip_invisible(job.title).split())
+    body = clean_markdown(job.body)
+    parts = [f"# Resolve the conflicts of #{job.issue}: {title}" if title else
+             f"# Resolve the conflicts of task #{job.issue}"]  # fmt: skip
+    parts.append(
+        f"Repository: {job.repo}. This task's branch `{job.branch}` is being rebased onto "
+        f"`{job.base}`, and git stopped at conflicts in: "
+        + ", ".join(f"`{name}`" for name, _ in conflicted)
+        + "."
+    )
+    for name, text in conflicted:
+        parts.append(f"## `{name}` (with the conflict markers)\n\n{_fence(text)}")
+    parts.append(f"## The task (issue #{job.issue})\n\n{body}" if body else "## The task")
+    parts += _comments(job.comments)
+    if base_commits.strip():
+        parts.append(
+            f"## Commits on `{job.base}` that touched these files (their subjects name their "
+            f"pull requests)\n\n{_fence(strip_invisible(base_commits))}"
+        )
+    if diff.strip():
+        parts.append(f"## What this task changed (its diff against `{job.base}`)\n\n"
+                     + _fence(diff, "diff"))  # fmt: skip
+    for name, text in read_instructions(worktree):
+        parts.append(f"## Repository instructions ({name})\n\n{text}")
+    parts.append(RESOLVE_RULES)
+    return "\n\n".join(parts) + "\n"

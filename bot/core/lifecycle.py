@@ -11,7 +11,9 @@ The states (``bot.core.model.TaskState``) and the README's diagram:
 5. in_review -> queued: ``ChangesRequested(reviewer, review_id)`` (same branch, the review as
    feedback), ``Rebasing(pr, base, head)`` (a rebase job, no agent: the branch onto the
    current base) or ``Conflicted(pr, base)`` (again from a fresh base); running -> queued:
-   ``Conflicted`` too (the rebase job met conflicts)
+   ``Conflicted`` too (the rebase job met conflicts, or two resolutions failed), and
+   ``Resolving(pr, base, head, files, round)`` (a resolve_conflicts job: an agent resolves the
+   conflicts the rebase met)
 6. in_review -> in_review: ``AwaitingReview(reviewers, on_head)``, or no reason (waiting
    cleared); running -> in_review: ``BranchHeld(pr, head)`` (a rebase job found commits the
    App did not make, or the branch moved: it is left to its people)
@@ -70,6 +72,19 @@ class Rebasing:
     base: str
     head: str
     kind: Literal["rebasing"] = "rebasing"
+
+
+@dataclass(frozen=True)
+class Resolving:
+    """A rebase met conflicts in ``files``: a resolve_conflicts job has an agent resolve them
+    mid-rebase, pushing against ``head``; ``round`` counts the task's resolutions (1, 2)."""
+
+    pr: int
+    base: str
+    head: str
+    files: tuple[str, ...] = ()
+    round: int = 1
+    kind: Literal["resolving"] = "resolving"
 
 
 @dataclass(frozen=True)
@@ -168,6 +183,7 @@ Reason = (
     Restarted
     | Conflicted
     | Rebasing
+    | Resolving
     | BranchHeld
     | LeaseExpired
     | ChangesRequested
@@ -185,6 +201,7 @@ _KINDS: dict[str, type[Reason]] = {
     "restarted": Restarted,
     "conflicted": Conflicted,
     "rebasing": Rebasing,
+    "resolving": Resolving,
     "branch_held": BranchHeld,
     "lease_expired": LeaseExpired,
     "changes_requested": ChangesRequested,
@@ -205,7 +222,7 @@ M, F, C = TaskState.MERGED, TaskState.FAILED, TaskState.CANCELLED
 ALLOWED: dict[tuple[TaskState, TaskState], tuple[type[Reason] | None, ...]] = {
     (Q, R): (None,),
     (R, V): (None, BranchHeld),
-    (R, Q): (LeaseExpired, RateLimited, HandedOff, DispatchRetry, Conflicted, None),
+    (R, Q): (LeaseExpired, RateLimited, HandedOff, DispatchRetry, Conflicted, Resolving, None),
     (R, F): (Failed,),
     (V, F): (Failed,),
     (Q, F): (Failed,),
@@ -266,6 +283,8 @@ def reason_from_json(text: str | None) -> Reason | None:
         if cls is ChecksFailed:
             values["checks"] = tuple(values.get("checks", ()))
             values["failures"] = tuple(values.get("failures", ()))
+        if cls is Resolving:
+            values["files"] = tuple(values.get("files", ()))
         if cls is Cancelled:
             values["cause"] = CancelCause(values["cause"])
         return cls(**values)

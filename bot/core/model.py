@@ -110,6 +110,9 @@ class Task:
     files: tuple[str, ...] = ()
     # Held by ``/stoneforge pause`` (on the task, or on its plan): never dispatched while set.
     paused: bool = False
+    # Resolutions of conflicts (resolve_conflicts jobs) that failed: after two, a fresh agent
+    # run; after four, a person.
+    resolve_failures: int = 0
 
     def __post_init__(self) -> None:
         # Normalise once here so every reader can rely on it: a tuple of IssueRef without

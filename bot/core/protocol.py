@@ -11,9 +11,10 @@ Messages (``docs/architecture.md``, "bot <-> runner protocol"):
 - ``Job``: a discriminated union on ``kind``. ``implement`` (a task's agent run), ``revise``
   (the same branch again, with a review's feedback), ``fix_checks`` (the same branch again,
   with the output of required checks that stayed red), ``plan`` (the director: break an epic
-  into a plan, ``bot.core.plan``) and ``rebase`` (the steward's: rebase a conflicting branch
-  onto its base with git, no agent) exist now; ``JobKind`` reserves the kinds the steward adds
-  (``resolve_conflicts``, ``review``).
+  into a plan, ``bot.core.plan``), ``rebase`` (the steward's: rebase a conflicting branch
+  onto its base with git, no agent) and ``resolve_conflicts`` (the steward's, after a rebase
+  met conflicts: an agent resolves them mid-rebase) exist now; ``JobKind`` reserves the kind
+  the steward adds next (``review``).
 - ``Heartbeat``, ``TranscriptUpload`` and ``JobResult`` are posted to
   ``/runner/jobs/{job_id}/...`` with the job's claim secret in the ``CLAIM_SECRET_HEADER``
   header: a job belongs to the runner that claimed it.
@@ -87,8 +88,8 @@ class JobKind(StrEnum):
     PLAN = "plan"
     REBASE = "rebase"
     FIX_CHECKS = "fix_checks"
-    # Reserved for the steward (not dispatched yet):
     RESOLVE_CONFLICTS = "resolve_conflicts"
+    # Reserved for the steward (not dispatched yet):
     REVIEW = "review"
 
 
@@ -270,10 +271,36 @@ class RebaseJob(_JobCommon):
         return True
 
 
-Job = Annotated[
-    ImplementJob | ReviseJob | FixChecksJob | PlanJob | RebaseJob, Field(discriminator="kind")
-]
-JOB: TypeAdapter[ImplementJob | ReviseJob | FixChecksJob | PlanJob | RebaseJob] = TypeAdapter(Job)
+class ResolveConflictsJob(_JobCommon):
+    """The steward's, after a rebase job met conflicts: rebase ``branch`` onto
+    ``origin/<base>`` again, and at each stop an agent resolves the conflicted files in the
+    worktree (its prompt: the files with their markers, the issue, the task's diff, and the
+    base's commits that touched them). The runner checks that no conflict marker is left,
+    continues the rebase, runs the test command, and pushes with
+    ``--force-with-lease=<branch>:<expected_head>``. Not resolved (markers left, the agent
+    failed, the tests failed): ``FailureReason.RESOLVE_FAILED`` with the files in ``detail``;
+    a branch that moved: ``FailureReason.BRANCH_MOVED``."""
+
+    kind: Literal[JobKind.RESOLVE_CONFLICTS] = JobKind.RESOLVE_CONFLICTS
+    branch: str = Field(min_length=1)
+    #: the head the bot last saw: the lease the push is made against
+    expected_head: Sha
+    pull_number: int | None = Field(None, ge=1)
+    commands: Commands = Commands()
+    attempt: int = Field(1, ge=1)
+    #: the files the rebase job found conflicted (the runner finds each stop's own)
+    conflicts: tuple[str, ...] = Field((), max_length=500)
+    #: the resolution round of this task (1, then 2; after two a fresh agent run)
+    round: int = Field(1, ge=1)
+
+    @property
+    def continues_branch(self) -> bool:
+        return True
+
+
+AnyJob = ImplementJob | ReviseJob | FixChecksJob | PlanJob | RebaseJob | ResolveConflictsJob
+Job = Annotated[AnyJob, Field(discriminator="kind")]
+JOB: TypeAdapter[AnyJob] = TypeAdapter(Job)
 
 
 class ClaimAnswer(_Sent):
@@ -381,6 +408,9 @@ class FailureReason(StrEnum):
     #: a rebase job found the branch not the App's alone, or moved since the bot saw it: it
     #: was not rewritten (``detail`` says which)
     BRANCH_MOVED = "branch_moved"
+    #: a resolve_conflicts job's agent did not resolve the conflicts (markers left, the agent
+    #: failed, or the tests failed after the rebase): the files in ``detail``
+    RESOLVE_FAILED = "resolve_failed"
     #: an adapter's reason this protocol does not name (its words are in ``detail``)
     OTHER = "other"
 

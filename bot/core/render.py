@@ -46,6 +46,7 @@ from bot.core.lifecycle import (
     RateLimited,
     Reason,
     Rebasing,
+    Resolving,
     Restarted,
 )
 from bot.core.model import IssueRef, Task, TaskState
@@ -184,6 +185,9 @@ def describe_reason(reason: Reason) -> str:
             return f"restart: pull request #{pr} conflicts with {base}"
         case Rebasing(pr=pr, base=base):
             return f"pull request #{pr} conflicts with {base}: rebasing it"
+        case Resolving(pr=pr, base=base, files=files, round=round_):
+            what = ", ".join(files[:5]) + (" ..." if len(files) > 5 else "")
+            return f"pull request #{pr} conflicts with {base} in {what}: resolving (round {round_})"
         case BranchHeld(pr=pr, why=why):
             return f"pull request #{pr} not rebased: {why or 'its branch moved'}"
         case LeaseExpired():

@@ -66,6 +66,8 @@ tasks = sa.Table(
     sa.Column("job_owner", sa.String(200)),
     sa.Column("job_secret_hash", sa.String(64)),
     sa.Column("review_rounds", sa.Integer, nullable=False, server_default="0"),
+    # resolve_conflicts jobs that failed (``Task.resolve_failures``)
+    sa.Column("resolve_failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("revised_review_id", sa.BigInteger),  # the review the last round answered
     sa.Column("reason", sa.Text),  # JSON of bot.core.lifecycle's typed reason
     sa.Column("plan_id", sa.String(64)),  # the director's plan it belongs to

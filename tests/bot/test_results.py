@@ -13,7 +13,15 @@ from bot.adapters.github import RepoInfo
 from bot.core import lifecycle
 from bot.core.config import RepoConfig
 from bot.core.graph import GraphReport
-from bot.core.lifecycle import Failed, HandedOff, RateLimited, Reason
+from bot.core.lifecycle import (
+    Conflicted,
+    Failed,
+    HandedOff,
+    RateLimited,
+    Reason,
+    Rebasing,
+    Resolving,
+)
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.protocol import (
     CompletedResult,
@@ -374,5 +382,74 @@ def test_a_task_in_review_without_its_pull_request_gets_it(tmp_path: Path) -> No
         assert asyncio.run(twice()) == (1, 0)
         assert github.opened == [("stoneforge/8-t", "main")]
         assert store.get_task(IssueRef("octo/app", 8)).pr_number == 12  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+def test_conflicts_go_to_two_resolutions_a_fresh_run_two_more_then_a_person(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
+    views, github = _Views(store), _GitHub()
+    results = Results(github, store, _Configs(), views, Signals(), public_url="", clock=time.time)
+    head, files = "a" * 40, ("app/api.py", "README.md")
+    rebasing = Rebasing(12, "main", head)
+    task = Task(repo="octo/app", number=7, title="t", state=TaskState.RUNNING, attempt=1,
+                branch="stoneforge/7-t", installation_id=1, labeled_by="lead", pr_number=12,
+                head_sha=head, reason=rebasing)  # fmt: skip
+    store.upsert_task(task)
+    conflict = FailedResult(reason=FailureReason.REBASE_CONFLICT, detail="app/api.py\nREADME.md")
+    unresolved = FailedResult(
+        reason=FailureReason.RESOLVE_FAILED, detail="app/api.py\nREADME.md\n\nmarkers_left: x"
+    )
+    steps: list[tuple[JobResult, Reason | None]] = [
+        (conflict, Resolving(12, "main", head, files, 1)),
+        (unresolved, Resolving(12, "main", head, files, 2)),
+        (unresolved, Conflicted(12, "main")),  # two failed: a fresh agent run
+        (conflict, Resolving(12, "main", head, files, 1)),  # its pull request conflicts too
+        (unresolved, Resolving(12, "main", head, files, 2)),
+    ]
+    try:
+        for result, expected in steps:
+            running = store.get_task(task.ref)
+            assert running is not None
+            asyncio.run(results.apply(running, result))
+            to, reason, _ = views.changes[-1]
+            assert (to, reason) == (TaskState.QUEUED, expected)
+            reason = rebasing if isinstance(expected, Conflicted) else expected
+            store.update_task(task.ref, state=TaskState.RUNNING, reason=reason)
+        last = store.get_task(task.ref)
+        assert last is not None
+        assert last.resolve_failures == 3
+        asyncio.run(results.apply(last, unresolved))
+        to, reason, fields = views.changes[-1]
+        assert to == TaskState.FAILED
+        assert isinstance(reason, Failed)
+        assert "not resolved (4 tries): app/api.py, README.md" in reason.reason
+        assert fields["resolve_failures"] == 0, "a restart starts counting again"
+        assert "app/api.py, README.md" in github.comments[-1][1]
+    finally:
+        store.close()
+
+
+def test_a_resolution_rate_limited_or_stopped_is_queued_as_the_same_resolution(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'bot.db'}")
+    views = _Views(store)
+    results = Results(_GitHub(), store, _Configs(), views, Signals(), public_url="",
+                      clock=lambda: 1000.0)  # fmt: skip
+    resolving = Resolving(12, "main", "a" * 40, ("README.md",), 2)
+    task = Task(repo="octo/app", number=7, title="t", state=TaskState.RUNNING, attempt=2,
+                branch="stoneforge/7-t", installation_id=1, reason=resolving)  # fmt: skip
+    store.upsert_task(task)
+    limited = RateLimitedResult(agent="claude", retry_at=4600.0)
+    stopped = HandoffResult(reason=HandoffReason.RUNNER_SHUTDOWN)
+    try:
+        for result in (limited, stopped):
+            asyncio.run(results.apply(task, result))
+            to, reason, fields = views.changes[-1]
+            assert (to, reason, fields["attempt"]) == (TaskState.QUEUED, resolving, 1)
+        assert views.changes[0][2]["rate_limits"] == (("claude", 4600.0),)
     finally:
         store.close()

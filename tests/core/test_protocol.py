@@ -35,6 +35,7 @@ from bot.core.protocol import (
     Refusal,
     Registered,
     Registration,
+    ResolveConflictsJob,
     ReviseJob,
     TranscriptUpload,
     TryRecord,
@@ -131,7 +132,7 @@ def test_the_docs_show_every_message_and_outcome() -> None:
         for name, body in EXAMPLES
         if name in ("Job", "ClaimAnswer") and json.loads(body).get("job", {}) is not None
     }
-    assert {"implement", "revise", "plan", "rebase"} <= kinds
+    assert {"implement", "revise", "plan", "rebase", "resolve_conflicts"} <= kinds
 
 
 # --- the unions -------------------------------------------------------------------------------
@@ -154,6 +155,11 @@ def test_jobs_discriminate_on_kind() -> None:
     rebase = JOB.validate_python(job_fields(kind="rebase", expected_head="a" * 40))
     assert type(rebase) is RebaseJob
     assert rebase.continues_branch
+    resolve = JOB.validate_python(
+        job_fields(kind="resolve_conflicts", expected_head="a" * 40, conflicts=["a.py"], round=2)
+    )
+    assert type(resolve) is ResolveConflictsJob
+    assert (resolve.conflicts, resolve.round, resolve.continues_branch) == (("a.py",), 2, True)
     with pytest.raises(ValidationError, match="plan_id"):
         JOB.validate_python(job_fields(kind="plan"))
     plan = JOB.validate_python(
