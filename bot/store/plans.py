@@ -100,27 +100,36 @@ class PlanRows(StoreBase):
 
     def request_plan(self, record: PlanRecord) -> PlanRecord | None:
         """Store a new plan request, unless the epic has a plan being made (that one is
-        returned instead, and nothing is stored). One writer at a time decides."""
-        making = [s.value for s in IN_THE_MAKING]
-        with self._write() as conn:
-            busy = (
-                conn.execute(
-                    sa.select(plans)
-                    .where(
-                        plans.c.repo == record.repo,
-                        plans.c.epic == record.epic,
-                        plans.c.state.in_(making),
-                    )
-                    .with_for_update()
-                )
-                .mappings()
-                .first()
-            )
-            if busy is not None:
-                return _record(busy)
-            values = _row({name: getattr(record, name) for name in _FIELDS})
-            conn.execute(plans.insert().values(values))
+        returned instead, and nothing is stored).
+
+        SQLite runs one writer at a time, so the look and the insert decide together there.
+        On PostgreSQL a ``SELECT ... FOR UPDATE`` that finds no row locks nothing: two
+        replicas could both see none and both insert. The unique index ``ux_plans_making``
+        (one plan being made per epic) refuses the second insert, which then returns the
+        first one's plan like any other busy epic."""
+        busy = self._making(record.repo, record.epic)
+        if busy is not None:
+            return busy
+        values = _row({name: getattr(record, name) for name in _FIELDS})
+        try:
+            with self._write() as conn:
+                conn.execute(plans.insert().values(values))
+        except sa.exc.IntegrityError:
+            raced = self._making(record.repo, record.epic)
+            if raced is None:
+                raise
+            return raced
         return None
+
+    def _making(self, repo: str, epic: int) -> PlanRecord | None:
+        """The epic's plan being made (requested, planning or filing), if any."""
+        making = [s.value for s in IN_THE_MAKING]
+        query = sa.select(plans).where(
+            plans.c.repo == repo, plans.c.epic == epic, plans.c.state.in_(making)
+        )
+        with self._read() as conn:
+            found = conn.execute(query).mappings().first()
+        return None if found is None else _record(found)
 
     def get_plan(self, plan_id: str) -> PlanRecord | None:
         with self._read() as conn:

@@ -181,6 +181,15 @@ plans = sa.Table(  # the director's plans (bot/director/), one per /stoneforge p
     sa.Column("lease_until", sa.Double),
     sa.Index("ix_plans_epic", "repo", "epic"),
     sa.Index("ix_plans_state", "state"),
+    # one plan being made per epic, whatever replica asks (bot/store/plans.py request_plan)
+    sa.Index(
+        "ux_plans_making",
+        "repo",
+        "epic",
+        unique=True,
+        postgresql_where=sa.text("state IN ('requested', 'planning', 'filing')"),
+        sqlite_where=sa.text("state IN ('requested', 'planning', 'filing')"),
+    ),
 )
 
 plan_tasks = sa.Table(  # each task of a plan, and the issue filed for it

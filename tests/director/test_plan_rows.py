@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from bot.core.model import IssueRef
 from bot.director.jobs import parse_plan_job_id, plan_job_id, plan_refusal
 from bot.signature import token_hash
 from bot.store import Store
 from bot.store.plans import PlanRecord, PlanState
+from tests.harness.postgres import postgres_schema
 
 
 def record(plan_id: str, epic: int = 1, now: float = 100.0) -> PlanRecord:
@@ -63,3 +67,35 @@ def test_plan_job_ids_round_trip_and_refuse_what_is_not_the_running_job() -> Non
     refused = plan_refusal(plan_job_id("octo/app", 3, "ab-cd", 1), running, "shared", "s" * 20)
     assert refused is not None
     assert refused.status == 409
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        made = Store(f"sqlite:///{tmp_path / 'bot.db'}")
+        yield made
+        made.close()
+        return
+    with postgres_schema() as url:
+        made = Store(url)
+        yield made
+        made.close()
+
+
+def test_two_replicas_that_both_saw_no_plan_being_made_start_only_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race on PostgreSQL: both replicas looked before either inserted. The second look
+    # is made to miss the first plan; the database's unique index still refuses a second
+    # plan in the making, and the caller gets the first one back.
+    assert store.request_plan(record("a")) is None
+    looks = iter([None])
+    real = store._making
+    monkeypatch.setattr(store, "_making", lambda repo, epic: next(looks, real(repo, epic)))
+    busy = store.request_plan(record("b", now=101.0))
+    assert busy is not None
+    assert busy.plan_id == "a"
+    assert store.get_plan("b") is None
+    # once the first is no longer being made, a new plan may start
+    store.update_plan("a", state=PlanState.DRAFTED)
+    assert store.request_plan(record("c", now=102.0)) is None
