@@ -25,13 +25,32 @@ import asyncio
 import logging
 from pathlib import Path
 
-from bot.core.protocol import CompletedResult, JobResult, RebaseJob
+from bot.core.protocol import CompletedResult, JobResult, RebaseJob, ResolveConflictsJob
 from runner.git import GitError, RepoMirror
 from runner.job import AUTHOR_EMAIL, AUTHOR_NAME, Control, failed, run_shell, slug
 
 log = logging.getLogger(__name__)
 
 NOT_OURS = "commits on the branch the App did not make"
+
+
+async def fetch_ours(mirror: RepoMirror, job: RebaseJob | ResolveConflictsJob) -> JobResult | None:
+    """Fetch the base and the branch into the mirror, and refuse to rewrite the branch unless
+    it is still at the head the bot saw and every commit on it since the base is the App's
+    (None: go on). Shared by the rebase and the resolve jobs."""
+    branch, base = f"refs/remotes/origin/{job.branch}", f"refs/remotes/origin/{job.base}"
+    try:
+        await asyncio.to_thread(mirror.fetch, job.token, branch=job.base, want=job.base_sha)
+        await asyncio.to_thread(mirror.fetch, job.token, branch=job.branch)
+    except GitError as exc:
+        return failed(job, "git_error", str(exc))
+    head = await asyncio.to_thread(mirror.remote_sha, job.branch)
+    if head != job.expected_head:
+        return failed(job, "branch_moved", f"the branch is at {head}, not {job.expected_head}")
+    foreign = await asyncio.to_thread(mirror.foreign_commits, base, branch, author_name=AUTHOR_NAME)
+    if foreign:
+        return failed(job, "branch_moved", f"{NOT_OURS}:\n" + "\n".join(foreign[:20]))
+    return None
 
 
 async def run_rebase(
@@ -46,17 +65,8 @@ async def run_rebase(
     """Rebase ``job.branch`` onto ``job.base`` and push it with a lease (see the module doc).
     None when the bot took the job back meanwhile."""
     branch, base = f"refs/remotes/origin/{job.branch}", f"refs/remotes/origin/{job.base}"
-    try:
-        await asyncio.to_thread(mirror.fetch, job.token, branch=job.base, want=job.base_sha)
-        await asyncio.to_thread(mirror.fetch, job.token, branch=job.branch)
-    except GitError as exc:
-        return failed(job, "git_error", str(exc))
-    head = await asyncio.to_thread(mirror.remote_sha, job.branch)
-    if head != job.expected_head:
-        return failed(job, "branch_moved", f"the branch is at {head}, not {job.expected_head}")
-    foreign = await asyncio.to_thread(mirror.foreign_commits, base, branch, author_name=AUTHOR_NAME)
-    if foreign:
-        return failed(job, "branch_moved", f"{NOT_OURS}:\n" + "\n".join(foreign[:20]))
+    if (refused := await fetch_ours(mirror, job)) is not None:
+        return refused
     path = work_dir / "rebase" / slug(job.job_id)
     try:
         worktree = await asyncio.to_thread(mirror.add_detached_worktree, path, branch)

@@ -47,7 +47,7 @@ from runner.job import (
     slug,
 )
 from runner.prompt import build_resolve_prompt
-from runner.rebase import NOT_OURS
+from runner.rebase import fetch_ours
 from runner.tries import AgentTries
 
 log = logging.getLogger(__name__)
@@ -99,17 +99,8 @@ async def run_resolve(
         adapter = get_adapter(tries.agent_override or job.agent.name)
     except ValueError as exc:
         return failed(job, "unknown_agent", str(exc))
-    try:
-        await asyncio.to_thread(mirror.fetch, job.token, branch=job.base, want=job.base_sha)
-        await asyncio.to_thread(mirror.fetch, job.token, branch=job.branch)
-    except GitError as exc:
-        return failed(job, "git_error", str(exc))
-    head = await asyncio.to_thread(mirror.remote_sha, job.branch)
-    if head != job.expected_head:
-        return failed(job, "branch_moved", f"the branch is at {head}, not {job.expected_head}")
-    foreign = await asyncio.to_thread(mirror.foreign_commits, base, branch, author_name=AUTHOR_NAME)
-    if foreign:
-        return failed(job, "branch_moved", f"{NOT_OURS}:\n" + "\n".join(foreign[:20]))
+    if (refused := await fetch_ours(mirror, job)) is not None:
+        return refused
     path = work_dir / "resolve" / slug(job.job_id)
     try:
         diff = await asyncio.to_thread(mirror.diff_since_fork, base, branch)
