@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.adapters.github import MergeOutcome
+from bot.core.lifecycle import ChecksFailed
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import PullSnapshot, Review
 from bot.pull_cache import PullCache
@@ -254,7 +255,10 @@ def test_the_steward_reads_each_waiting_pull_request_once_and_acts_only_on_fresh
         await stew.pass_repo(REPO)
         assert github.reads.count(2) == 2, "read fresh before acting"
         assert [n for n, _ in github.merged] == [1], "the fresh read was red: never merged"
-        assert bot.store.get_task(IssueRef(REPO, 2)).state is TaskState.FAILED
+        # red: back to its agent to fix the checks (steward.fix_attempts), never merged
+        sent_back = bot.store.get_task(IssueRef(REPO, 2))
+        assert sent_back.state is TaskState.QUEUED
+        assert isinstance(sent_back.reason, ChecksFailed)
         await bot.reporter.idle()
 
     asyncio.run(run())
