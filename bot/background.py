@@ -3,7 +3,8 @@
 ``Background.spawn(coro)`` runs ``coro`` as a task kept until it ends (so it is not collected
 mid-flight, and shutdown can cancel what is left: ``running()``). A ``GitHubError`` is logged
 as a warning (GitHub said no; periodic work such as reconciliation repairs it), anything else
-with its traceback. The dispatcher and the director's plan jobs share it.
+with its traceback. The dispatcher, the director's plan jobs and the opening of pull requests
+(``bot/results.py``) share it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Background:
         self.name = name  # in the log lines: "<name>_call_failed", "<name>_call_crashed"
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def spawn(self, coro: Awaitable[None]) -> None:
+    def spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         async def run() -> None:
             try:
                 await coro
@@ -34,6 +35,7 @@ class Background:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def running(self) -> set[asyncio.Task[None]]:
         return {t for t in self._tasks if not t.done()}

@@ -31,6 +31,7 @@ from bot.store.working_set import WorkingSet
 
 __all__ = [
     "AppPort",
+    "CheckPort",
     "Clock",
     "CommandStore",
     "Configs",
@@ -136,7 +137,27 @@ class AppPort(Protocol):
     async def redeliver(self, delivery_id: int) -> None: ...
 
 
-class PullPort(Protocol):
+class CheckPort(Protocol):
+    """The steward's own check run on a pull request's head (``bot/steward_check.py``)."""
+
+    async def write_check(
+        self,
+        installation_id: int,
+        repo: str,
+        head_sha: str,
+        *,
+        name: str,
+        conclusion: str | None,
+        title: str,
+        summary: str,
+        run_id: int | None = None,
+    ) -> int:
+        """Create a check run on ``head_sha`` (or update run ``run_id``); its id. In progress
+        while ``conclusion`` is None."""
+        ...
+
+
+class PullPort(CheckPort, Protocol):
     """What the steward reads and does: pull requests, reviews, merges, branch updates."""
 
     async def repo(self, installation_id: int, repo: str) -> RepoInfo: ...
@@ -177,18 +198,6 @@ class PullPort(Protocol):
     ) -> tuple[str, ...]: ...
 
     async def reply(self, installation_id: int, ref: IssueRef, body: str) -> int: ...
-    async def write_check(
-        self,
-        installation_id: int,
-        repo: str,
-        head_sha: str,
-        *,
-        name: str,
-        conclusion: str | None,
-        title: str,
-        summary: str,
-        run_id: int | None = None,
-    ) -> int: ...
 
 
 class TokenPort(Protocol):

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from collections.abc import Mapping
 from typing import Any, assert_never
 
 from bot import transcripts
 from bot.adapters.github import GitHubError
+from bot.background import Background
 from bot.core.lifecycle import (
     BranchHeld,
     Conflicted,
@@ -63,8 +63,6 @@ from bot.core.render_text import format_cost
 from bot.ports import Clock, Configs, ResultPort, ResultStore, Transitions
 from bot.signals import Signals
 from bot.views import today
-
-log = logging.getLogger(__name__)
 
 HANDOFF_MARKER = "<!-- stoneforge:handoff -->"
 DETAIL_LIMIT = 2000  # characters of a failure's detail kept with the task
@@ -103,6 +101,7 @@ class Results:
         self.clock = clock
         #: pull requests being opened in the background, by task
         self._publishing: dict[IssueRef, asyncio.Task[None]] = {}
+        self._work = Background("pull_request")
 
     async def apply(self, task: Task, result: JobResult) -> None:
         cost = result.usage.cost_usd
@@ -260,21 +259,13 @@ class Results:
         self._publish_soon(moved, result.branch, body)
 
     def _publish_soon(self, task: Task, branch: str, body: str) -> None:
-        """Open (or rewrite) ``task``'s pull request in the background, once at a time."""
+        """Open (or rewrite) ``task``'s pull request in the background, once at a time (a
+        refusal is logged; ``open_pending`` tries again)."""
         if task.ref in self._publishing:
             return
-
-        async def run() -> None:
-            try:
-                await self._publish(task, branch, body)
-            except GitHubError as exc:  # open_pending tries again
-                log.warning("pull_request_not_opened: %s", exc, extra={"repo": task.repo})
-            except Exception:  # noqa: BLE001 - background work must not vanish silently
-                log.exception("pull_request_crashed")
-            finally:
-                self._publishing.pop(task.ref, None)
-
-        self._publishing[task.ref] = asyncio.get_running_loop().create_task(run())
+        job = self._work.spawn(self._publish(task, branch, body))
+        self._publishing[task.ref] = job
+        job.add_done_callback(lambda _: self._publishing.pop(task.ref, None))
 
     async def _publish(self, task: Task, branch: str, body: str) -> None:
         number = await self._open_or_update_pull(task, branch, body)

@@ -301,11 +301,11 @@ class Steward:
         sha: str,
         conclusion: str | None,
         title: str,
-        state: object = None,
+        state: tuple[object, ...],
     ) -> None:
         """Show the steward's state on the pull request's head (``bot.steward_check``: written
         in the background, only when it changed in substance)."""
-        self.checks.want(task, pr, sha, conclusion, title, (conclusion, state or title))
+        self.checks.want(task, pr, sha, conclusion, title, (conclusion, state))
 
     async def _read(self, task: Task) -> PullSnapshot | None:
         """A fresh snapshot of the task's pull request, with its reviews; kept in self.pulls."""
@@ -439,9 +439,8 @@ class Steward:
             log.info("merge_refused %s: %s %s", task.ref, outcome.status, outcome.message)
             return
         log.info("merged", extra={"repo": task.repo, "issue": task.number, "pr": pr})
-        await self._report(
-            task, pr, sha, "success", f"merged into {pull.base_ref if pull else 'its base'}"
-        )
+        merged_into = f"merged into {pull.base_ref if pull else 'its base'}"
+        await self._report(task, pr, sha, "success", merged_into, ("merged",))
         self.views.merging.discard(task.ref)
         if self.metrics:
             self.metrics.merges.inc(outcome="merged")

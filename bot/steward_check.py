@@ -17,28 +17,13 @@ import asyncio
 import logging
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Protocol
 
 from bot.adapters.github import GitHubError
 from bot.core.model import Task
 from bot.core.steward import STEWARD_CHECK
+from bot.ports import CheckPort
 
 log = logging.getLogger(__name__)
-
-
-class CheckWriter(Protocol):
-    async def write_check(
-        self,
-        installation_id: int,
-        repo: str,
-        head_sha: str,
-        *,
-        name: str,
-        conclusion: str | None,
-        title: str,
-        summary: str,
-        run_id: int | None = None,
-    ) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +45,7 @@ class _Shown:
 
 
 class StewardChecks:
-    def __init__(self, github: CheckWriter) -> None:
+    def __init__(self, github: CheckPort) -> None:
         self.github = github
         self._shown: dict[tuple[str, int], _Shown] = {}
         self._wished: dict[tuple[str, int], _Wish] = {}
