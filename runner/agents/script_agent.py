@@ -137,7 +137,7 @@ def parse_script(prompt: str) -> dict[str, Any]:
         raise ScriptError("'edits' must be a list of objects")
     if not isinstance(script.get("summary", ""), str):
         raise ScriptError("'summary' must be a string")
-    return script
+    return dict(script)
 
 
 def resolve(root: Path, rel: object) -> Path:
