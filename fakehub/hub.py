@@ -20,9 +20,13 @@ from typing import Any
 
 from fakehub import rulesets
 from fakehub.auth import ApiError
-from fakehub.gitstore import ZERO_SHA, Identity, MergeConflict
+from fakehub.ci import CIRunner
+from fakehub.delivery import WebhookSender
+from fakehub.gitstore import ZERO_SHA, GitStore, Identity, MergeConflict
 from fakehub.hub_checks import HubChecks
-from fakehub.records import App, Issue, PullInfo, Repo, User
+from fakehub.merge_queue import QUEUE_MESSAGE, MergeQueue
+from fakehub.records import App, CheckRun, Issue, PullInfo, Repo, Status, User
+from fakehub.state import State
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,24 @@ CLOSING = re.compile(
 
 class Hub(HubChecks):
     """Pull requests, merges and pushes, over :class:`~fakehub.hub_checks.HubChecks` (checks,
-    statuses, CI) and :class:`~fakehub.hub_events.HubEvents` (the pieces and ``emit``)."""
+    statuses, CI) and :class:`~fakehub.hub_events.HubEvents` (the pieces and ``emit``); the
+    merge queue is ``fakehub.merge_queue``."""
+
+    def __init__(
+        self, state: State, store: GitStore, sender: WebhookSender, ci: CIRunner, url: str
+    ) -> None:
+        super().__init__(state, store, sender, ci, url)
+        self.queue = MergeQueue(self)
+
+    def on_check_completed(self, run: CheckRun) -> None:
+        super().on_check_completed(run)
+        self.queue.on_checks(run.repo, run.head_sha)
+
+    def add_status(self, repo: Repo, sha: str, user: User, body: dict[str, Any]) -> Status:
+        status = super().add_status(repo, sha, user, body)
+        if status.state != "pending":
+            self.queue.on_checks(repo, sha)
+        return status
 
     # -- pull requests ---------------------------------------------------------------------
     def merge_state(self, issue: Issue) -> tuple[bool | None, str, str | None]:
@@ -208,6 +229,8 @@ class Hub(HubChecks):
         with self.store.lock(repo.full_name), self.state.lock:
             if issue.state != "open":
                 self._refuse(issue, 405, "Pull Request is not mergeable")
+            if self.queue.requires(repo, pull.base_ref):
+                self._refuse(issue, 405, QUEUE_MESSAGE)
             if sha and sha != pull.head_sha:
                 self._refuse(
                     issue, 409, "Head branch was modified. Review and try the merge again."
@@ -331,6 +354,7 @@ class Hub(HubChecks):
             pr.updated_at = time.time()
             self.emit_pull(pr, "synchronize", user, before=old, after=after)
             self.run_ci(repo, after, branch)
+            self.queue.on_head_moved(pr)
 
     def on_git_push(
         self, full_name: str, updates: list[tuple[str, str, str]], password: str | None

@@ -118,6 +118,7 @@ class FakeHub:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._git_app.state.git_http.notifier.shutdown(wait=True)
+        self.hub.queue.shutdown()
         self.ci.shutdown()
         self.sender.close()
 
