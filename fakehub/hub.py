@@ -18,7 +18,7 @@ import re
 import time
 from typing import Any
 
-from fakehub import rulesets
+from fakehub import codeowners, rulesets
 from fakehub.auth import ApiError
 from fakehub.ci import CIRunner
 from fakehub.delivery import WebhookSender
@@ -92,23 +92,49 @@ class Hub(HubChecks):
                 "blocked",
                 "At least 1 approving review is required by reviewers with write access.",
             )  # noqa: E501
+        owners = self._code_owners_missing(issue, base)
+        if owners:
+            who = " or ".join(f"@{o}" for o in owners)
+            return True, "blocked", f"Waiting on code owner review from {who}."
         if any(s in ("failure", "error", "timed_out", "cancelled") for s in states.values()):
             return True, "unstable", None
         return True, "clean", None
 
+    def _code_owners_missing(self, issue: Issue, base: str) -> list[str]:
+        """The owners of a changed file none of whom approved, when a rule on the base requires
+        code owners' review (``fakehub.codeowners``); [] otherwise."""
+        assert issue.pull is not None
+        repo, pull = issue.repo, issue.pull
+        if not rulesets.code_owner_review(repo, pull.base_ref):
+            return []
+        for location in codeowners.LOCATIONS:
+            raw = self.store.read_file(repo.full_name, base, location)
+            if raw is not None:
+                paths = [
+                    f["filename"]
+                    for f in self.store.changed_files(repo.full_name, base, pull.head_sha)
+                ]
+                return codeowners.unapproved(
+                    raw.decode(errors="replace"), paths, self._approvers(issue)
+                )
+        return []
+
     def _approvals(self, issue: Issue) -> int:
+        return len(self._approvers(issue))
+
+    def _approvers(self, issue: Issue) -> set[str]:
         """People with write access whose latest verdict approves (an App's never counts)."""
         verdicts: dict[str, tuple[User, str]] = {}
         for review in self.state.reviews_for(issue):
             if review.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
                 verdicts[review.user.login.lower()] = (review.user, review.state)
-        return sum(
-            1
-            for user, state in verdicts.values()
+        return {
+            login
+            for login, (user, state) in verdicts.items()
             if state == "APPROVED"
             and user.type == "User"
             and self.state.permission(issue.repo, user) in ("write", "maintain", "admin")
-        )
+        }
 
     def pull_json(self, issue: Issue, *, stats: bool = True) -> dict[str, Any]:
         assert issue.pull is not None
