@@ -37,21 +37,53 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from fakehub import rulesets
 from fakehub.auth import ApiError
-from fakehub.gitstore import ZERO_SHA, Identity, MergeConflict, RefMoved
+from fakehub.gitstore import ZERO_SHA, GitStore, Identity, MergeConflict, RefMoved
 from fakehub.records import Issue, Repo, User
-
-if TYPE_CHECKING:
-    from fakehub.hub import Hub
+from fakehub.state import State
 
 log = logging.getLogger(__name__)
 
 QUEUE_MESSAGE = "Repository rule violations found\n\nChanges must be made through the merge queue"
 GREEN = ("success", "neutral", "skipped")
 QUEUE_BOT = "github-merge-queue[bot]"
+
+
+class Hub(Protocol):
+    """What the queue uses of :class:`fakehub.hub.Hub` (which holds the queue)."""
+
+    state: State
+    store: GitStore
+
+    def merge(
+        self,
+        issue: Issue,
+        user: User,
+        *,
+        sha: str | None,
+        method: str,
+        title: str | None,
+        message: str | None,
+    ) -> str: ...
+
+    def merge_state(self, issue: Issue) -> tuple[bool | None, str, str | None]: ...
+
+    def emit(self, repo: Repo, event: str, body: dict[str, Any], sender: User) -> None: ...
+
+    def emit_pull(self, issue: Issue, action: str, sender: User, **extra: Any) -> None: ...
+
+    def close_referenced(self, pr: Issue, user: User) -> None: ...
+
+    def on_branch_moved(
+        self, repo: Repo, ref: str, before: str, after: str, user: User
+    ) -> None: ...
+
+    def run_ci(self, repo: Repo, sha: str, branch: str | None) -> None: ...
+
+    def simple_commit(self, repo: Repo, sha: str) -> dict[str, Any]: ...
 
 
 @dataclass(eq=False)
