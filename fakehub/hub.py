@@ -105,7 +105,9 @@ class Hub(HubChecks):
         code owners' review (``fakehub.codeowners``); [] otherwise."""
         assert issue.pull is not None
         repo, pull = issue.repo, issue.pull
-        if not rulesets.code_owner_review(repo, pull.base_ref):
+        protection = repo.protection.get(pull.base_ref)
+        classic = bool(protection and protection.code_owner_reviews)
+        if not classic and not rulesets.code_owner_review(repo, pull.base_ref):
             return []
         for location in codeowners.LOCATIONS:
             raw = self.store.read_file(repo.full_name, base, location)

@@ -122,10 +122,13 @@ class PullCalls(AdapterBase):
         cached = self._required_cache.get(key)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        classic, (rules, approvals, flags) = await asyncio.gather(
+        classic, (rules, approvals, flags), owners = await asyncio.gather(
             self._protected_checks(installation_id, repo, branch),
             self._ruleset_rules(installation_id, repo, branch),
+            self._protected_code_owners(installation_id, repo, branch),
         )
+        if owners:
+            flags |= {"code_owner_review"}
         required = tuple(dict.fromkeys(classic + rules))
         self._required_cache[key] = (time.monotonic() + 60, required)
         self._approvals_cache[key] = approvals
@@ -143,6 +146,22 @@ class PullCalls(AdapterBase):
         ``merge_queue`` and ``code_owner_review``; read and cached with ``required_checks``."""
         await self.required_checks(installation_id, repo, branch)
         return self._rule_flags.get((repo, branch), frozenset())
+
+    async def _protected_code_owners(self, installation_id: int, repo: str, branch: str) -> bool:
+        """Whether classic protection's required reviews include code owners' (404: no
+        required reviews, or the branch is not protected)."""
+        owner, name = repo.split("/", 1)
+        try:
+            resp = await self._call(
+                self._gh(installation_id).rest.repos.async_get_pull_request_review_protection(
+                    owner, name, branch
+                )
+            )
+        except GitHubError as exc:
+            if exc.status != 404:
+                raise
+            return False
+        return bool(resp.json().get("require_code_owner_reviews"))
 
     async def _protected_checks(
         self, installation_id: int, repo: str, branch: str
