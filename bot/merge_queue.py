@@ -119,6 +119,7 @@ class QueueSteward:
         self.views = views
         self.signals = signals
         self.metrics = metrics
+        self._read: set[str] = set()  # merge groups whose checks were read
 
     async def notes(
         self, in_review: Mapping[IssueRef, Task], pulls: Mapping[IssueRef, PullSnapshot]
@@ -131,15 +132,19 @@ class QueueSteward:
             note = self.signals.queue.get(ref.repo, pull.number)
             if task is None or note is None or not pull.merge_queue:
                 continue
-            if note.state == "dequeued" and note.group_sha and not note.red:
+            group = note.group_sha
+            if note.state == "dequeued" and group and not note.red and group not in self._read:
                 if note.reason in ("", "CI_FAILURE", "CI_TIMEOUT"):
                     try:
                         checks = await self.github.checks_on(
-                            task.installation_id or 0, ref.repo, note.group_sha
+                            task.installation_id or 0, ref.repo, group
                         )
                     except GitHubError as exc:
                         log.warning("group_checks_failed %s: %s", ref, exc)
                     else:
+                        if len(self._read) >= _MAX_KEPT:
+                            self._read.clear()
+                        self._read.add(group)  # once per group, red or not
                         red = red_checks(dataclasses.replace(pull, checks=checks))
                         self.signals.queue.red(ref.repo, pull.number, red)
                         note = self.signals.queue.get(ref.repo, pull.number) or note
