@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal, Protocol
 
+from bot.adapters.github.gate import EnqueueOutcome
 from bot.adapters.github.records import (
     Comment,
     IssueInfo,
@@ -188,6 +189,14 @@ class PullPort(CheckPort, Protocol):
     async def update_branch(
         self, installation_id: int, repo: str, number: int, sha: str
     ) -> bool: ...
+
+    async def enqueue(
+        self, installation_id: int, repo: str, number: int, sha: str
+    ) -> EnqueueOutcome: ...
+
+    async def checks_on(
+        self, installation_id: int, repo: str, sha: str
+    ) -> Mapping[str, tuple[str, str | None]]: ...
 
     async def delete_branch(self, installation_id: int, repo: str, branch: str) -> None: ...
 

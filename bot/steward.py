@@ -20,6 +20,9 @@ back to the agent with the check's output (a fix_checks job on the same branch),
 ``steward.fix_attempts`` rounds (``fix_rounds`` on the task); then the task fails quoting it.
 Nothing waits silently: a pull request waiting for the same thing past
 ``steward.wait_timeout_minutes`` is told once what it waits for (``steward_waits`` in the store).
+A base that requires GitHub's merge queue gets the same gate, then an enqueue instead of a merge
+(``bot.core.merge_queue``; what the queue said is kept in ``bot.merge_queue``); the queue
+lands it, and a red merge group goes back to the agent like a red check.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Protocol
 from bot.adapters.github import GitHubError
 from bot.core.lifecycle import ChecksFailed, Failed
 from bot.core.liveness import Waiting, follow_wait, wait_notice
+from bot.core.merge_queue import plan_queue
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import (
     PullSnapshot,
@@ -49,9 +53,10 @@ from bot.core.steward import (
     check_verdict,
     check_words,
     flaky_checks,
-    plan_merges,
     review_feedback,
 )
+from bot.events import parse_event
+from bot.merge_queue import QueueSteward
 from bot.metrics import BotMetrics
 from bot.ports import PullPort, StewardStore
 from bot.pull_cache import NOTED_EVENTS, PullCache
@@ -61,6 +66,9 @@ from bot.steward_check import StewardChecks
 from bot.views import TaskViews
 
 log = logging.getLogger(__name__)
+
+#: the deliveries caught up with from other replicas: the pull cache's, and the merge queue's
+CAUGHT_UP_EVENTS = (*NOTED_EVENTS, "merge_group")
 
 #: How far another replica's clock may lag ours and its deliveries still be caught up with
 #: (beyond it, a snapshot lives until ``steward_refresh_s``).
@@ -134,6 +142,7 @@ class Steward:
         self._caught_up = time.time()  # deliveries processed before this are not looked at
         # (repo, pr) -> (head sha, run id, conclusion, title) of the last ``stoneforge`` check
         self.checks = StewardChecks(github)  # the ``stoneforge`` check on each head
+        self.queue = QueueSteward(github, pulls, repos, views, signals, metrics)
         self._caught_up_at = 0.0  # monotonic time of the last look
 
     async def run_forever(self) -> None:
@@ -180,7 +189,7 @@ class Steward:
         self._caught_up_at = now
         store, pulls = self.store, self.pulls
         rows = await asyncio.to_thread(
-            store.processed_since, self._caught_up - CLOCK_SKEW_S, NOTED_EVENTS
+            store.processed_since, self._caught_up - CLOCK_SKEW_S, CAUGHT_UP_EVENTS
         )
         unseen = [(guid, event) for guid, event, _ in rows if not pulls.seen(guid)]
         if unseen:
@@ -192,6 +201,7 @@ class Steward:
                     payload = None
                 if isinstance(payload, dict):
                     pulls.note(event, payload, guid)
+                    self.signals.queue.note(parse_event(event, payload))
         if rows:
             self._caught_up = max(self._caught_up, rows[-1][2])
 
@@ -226,9 +236,16 @@ class Steward:
         if reruns:
             await self._record_flakes(repo, in_review, pulls, reruns)
         fixes = {t.repo: self.repos.config(t.repo).steward.fix_attempts for t in tasks}
+        notes = await self.queue.notes(in_review, pulls)
         for _ in range(3):
-            actions = plan_merges(
-                tasks, pulls, now=now, pending_since=since, reruns=reruns, fix_attempts=fixes
+            actions = plan_queue(
+                tasks,
+                pulls,
+                notes,
+                now=now,
+                pending_since=since,
+                reruns=reruns,
+                fix_attempts=fixes,
             )
             # Waiting may rest on a remembered snapshot; doing anything else needs a fresh one.
             stale = {a.task for a in actions if a.kind != "wait" and _cached(a, pulls, fresh)}
@@ -334,7 +351,7 @@ class Steward:
             return
         if (
             task.state is TaskState.IN_REVIEW
-            and action.kind in ("wait", "update_branch", "merge")
+            and action.kind in ("wait", "update_branch", "merge", "enqueue")
             and action.wait is not WaitFor.HELD  # its reason says why it waits
         ):
             if task.reason is not None or task.detail is not None:
@@ -342,6 +359,8 @@ class Steward:
                 await self.views.set_state(task, TaskState.IN_REVIEW, detail=None)
         if action.kind == "merge" and action.pr and action.sha:
             await self._merge(task, action.pr, action.sha, pull)
+        elif action.kind == "enqueue" and action.pr and action.sha:
+            await self.queue.enqueue(task, action.pr, action.sha)
         elif action.kind == "update_branch" and action.pr and action.sha:
             await self._update_branch(task, action.pr, action.sha)
         elif action.kind == "rerun" and task.state is TaskState.IN_REVIEW:
@@ -382,6 +401,8 @@ class Steward:
             await self.views.set_state(
                 task, TaskState.MERGED, merged_at=time.time(), merge_sha=merge_sha
             )
+            if pull is not None and pull.merge_queue and task.state is TaskState.IN_REVIEW:
+                await self.queue.landed(task, pull)
         elif action.kind == "fail" and task.state is TaskState.IN_REVIEW:
             self.views.merging.discard(task.ref)
             if self.metrics:
@@ -410,7 +431,11 @@ class Steward:
         why = action.why
         if not isinstance(why, ChecksFailed) or action.sha is None:
             return
-        failures = await self._failures(task, action.sha, why.checks)
+        note = self.signals.queue.get(task.repo, why.pr)
+        on = action.sha
+        if note is not None and note.head_sha == action.sha and note.group_sha:
+            on = note.group_sha  # a red merge group: its checks' output, not the head's
+        failures = await self._failures(task, on, why.checks)
         why = dataclasses.replace(why, failures=failures or (action.reason,))
         log.info("fix_checks %s round=%s checks=%s", task.ref, why.round, ",".join(why.checks))
         self.views.merging.discard(task.ref)

@@ -24,7 +24,9 @@ returns one ``StewardAction`` per task. The rules, first match wins:
    the App did not make: ``BranchHeld``) -> ``wait`` for its people
 9. ``behind`` -> ``update_branch`` guarded by the head SHA
 10. a required check missing or not completed -> ``wait``
-11. fewer people approve (their latest verdict) than a branch rule requires -> ``wait``
+11. fewer people approve (their latest verdict) than a branch rule requires -> ``wait``; a
+   rule requires code owners' review and a changed file a user owns has no owner's approval
+   (``bot.core.codeowners``) -> ``wait``
 12. ``clean``, or ``unstable``/``has_hooks`` (required checks are green by now) -> merge candidate;
    anything else (``blocked``: e.g. a review is required; ``draft``) -> ``wait``
 
@@ -57,6 +59,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from bot.core.codeowners import OwnerRule, awaiting_owners
 from bot.core.graph import analyse
 from bot.core.lifecycle import (
     AwaitingReview,
@@ -84,6 +87,7 @@ ActionKind = Literal[
     "mark_merged",
     "rerun",
     "fix_checks",
+    "enqueue",  # a base that requires GitHub's merge queue (``bot.core.merge_queue``)
 ]
 VERDICT_STATES = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
 CHECKS_PENDING = "waiting for required check"  # how a wait for running checks is worded
@@ -105,6 +109,9 @@ class WaitFor(StrEnum):
     RERUN = "rerun"  # a red required check was re-run; its new run has not reported yet
     APPROVALS = "approvals"  # a branch rule requires more approving reviews
     HELD = "held"  # conflicts, on a branch with commits the App did not make: not rewritten
+    CODE_OWNERS = "code_owners"  # a changed file waits for its code owner's approval
+    QUEUED = "queued"  # in GitHub's merge queue (``bot.core.merge_queue``)
+    DEQUEUED = "dequeued"  # taken out of GitHub's merge queue, not by a red group
 
 
 FIX_ATTEMPTS = 2  # ``steward.fix_attempts`` by default
@@ -161,6 +168,10 @@ class PullSnapshot:
     check_ids: Mapping[str, int] = field(default_factory=dict)
     # approving reviews a ruleset's ``pull_request`` rule requires on the base branch
     required_approvals: int = 0
+    merge_queue: bool = False  # the base requires GitHub's merge queue (a ruleset's rule)
+    #: the base's CODEOWNERS rules when a branch rule requires code owners' review, else None
+    code_owners: tuple[OwnerRule, ...] | None = None
+    files: tuple[str, ...] = ()  # the changed paths (read only when ``code_owners`` is set)
 
 
 @dataclass(frozen=True)
@@ -235,6 +246,8 @@ def check_words(action: StewardAction) -> tuple[str | None, str]:
             return "failure", action.reason
         case "merge":
             return None, f"merging: {action.reason}"
+        case "enqueue":
+            return None, f"adding it to GitHub's merge queue: {action.reason}"
         case "update_branch":
             return None, f"updating the branch: {action.reason}"
         case "revise" | "redispatch" | "fix_checks":
@@ -267,11 +280,16 @@ def blocking_reviews(reviews: Sequence[Review]) -> tuple[Review, ...]:
 def approving_people(reviews: Sequence[Review]) -> int:
     """How many people (not Apps: GitHub never counts an App's approval toward required
     reviews) have "approved" as their verdict."""
+    return len(approvers(reviews))
+
+
+def approvers(reviews: Sequence[Review]) -> frozenset[str]:
+    """The people (lower-case logins, no Apps) whose verdict is "approved"."""
     verdicts: dict[str, str] = {}
     for review in sorted(reviews, key=lambda r: r.id):
         if review.state in VERDICT_STATES and review.author_type == "User":
             verdicts[review.author.lower()] = review.state
-    return sum(1 for state in verdicts.values() if state == "APPROVED")
+    return frozenset(who for who, state in verdicts.items() if state == "APPROVED")
 
 
 def review_feedback(reviews: Sequence[Review], comments: Sequence[ReviewComment]) -> list[str]:
@@ -518,6 +536,18 @@ def _decide(
             WaitFor.APPROVALS,
             f"waiting for approving reviews: {approvals} of {pull.required_approvals}",
         )
+    if pull.code_owners is not None:
+        waiting = awaiting_owners(pull.code_owners, pull.files, approvers(pull.reviews))
+        if waiting:
+            path, owners = waiting[0]
+            more = f" and {len(waiting) - 1} more file(s)" if len(waiting) > 1 else ""
+            who = " or ".join(f"@{o}" for o in owners)
+            return _wait(
+                task,
+                pull,
+                WaitFor.CODE_OWNERS,
+                f"waiting for a code owner's approval: {path}{more} ({who})",
+            )
     if state in MERGEABLE_STATES:
         return StewardAction("merge", ref, pr, sha, f"required checks green and state {state}")
     return _wait(task, pull, WaitFor.MERGEABLE_STATE, f"not mergeable yet (state {state})")
