@@ -284,7 +284,7 @@ class Runner:
             return None
         assert report is not None
         report = scrub_report(report, job.token)
-        if report.outcome not in ("completed", "planned"):
+        if report.outcome not in ("completed", "planned", "reviewed"):
             outcome, reason = report.outcome, str(report.reason)
             log.warning("job_%s worker=%s job=%s reason=%s", outcome, worker, job_id, reason)
             self._emit(f"job_{outcome}", worker, job_id, reason=reason, detail=report.detail)
