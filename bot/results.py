@@ -24,6 +24,13 @@ names the task's branch, and has revoked its token). One case per outcome:
   and its ``branch_moved`` is said on the pull request, the task waiting in review
   (``BranchHeld``: the steward never rewrites that head).
 
+A review job's result (the task's reason is ``Reviewing``) is handled apart: a verdict is posted
+as the App's pull request review on the reviewed head (line comments GitHub cannot place go in
+the body), and the task goes back to review, where the steward reads it; a rate limit or a
+runner's shutdown queues the same review again; anything else means no review was given: said on
+the pull request, and the task goes back to review too (``review.required`` then decides whether
+it may merge without: ``bot.core.agent_review``).
+
 Every state change goes through the lifecycle with its typed reason (``RateLimited``,
 ``HandedOff``, ``Failed``; none for a completed job): the task's ``detail`` is only that
 reason in words.
@@ -48,6 +55,7 @@ from bot.core.lifecycle import (
     RateLimited,
     Rebasing,
     Resolving,
+    Reviewing,
 )
 from bot.core.model import IssueRef, Task, TaskState, budget_left
 from bot.core.protocol import (
@@ -58,6 +66,7 @@ from bot.core.protocol import (
     JobResult,
     PlannedResult,
     RateLimitedResult,
+    ReviewedResult,
 )
 from bot.core.render_text import format_cost
 from bot.ports import Clock, Configs, ResultPort, ResultStore, Transitions
@@ -111,10 +120,15 @@ class Results:
             "agent_seconds": (task.agent_seconds or 0.0) + result.agent_seconds,
             "cost_usd": (task.cost_usd or 0.0) + (cost or 0.0) if (cost or task.cost_usd) else None,
         }
+        if isinstance(task.reason, Reviewing) and not isinstance(
+            result, RateLimitedResult | HandoffResult
+        ):
+            await self._reviewed(task, task.reason, result, totals)
+            return
         match result:
             case RateLimitedResult():
                 await self._rate_limited(task, result, totals)
-            case HandoffResult() if isinstance(task.reason, Resolving):  # the runner stopped
+            case HandoffResult() if isinstance(task.reason, Resolving | Reviewing):  # stopped
                 await self.views.transition(  # nothing was pushed: the same resolution again
                     task, TaskState.QUEUED, task.reason, worker=None,
                     attempt=max(0, task.attempt - 1), **totals,
@@ -131,8 +145,9 @@ class Results:
                 await self.needs_human(task, why, totals)
             case CompletedResult():
                 await self._completed(task, result, totals)
-            case PlannedResult():  # the runner API sends plan jobs' results to the director
-                await self.needs_human(task, "the runner answered a task's job with a plan", totals)
+            case PlannedResult() | ReviewedResult():  # a plan's goes to the director
+                why = f"the runner answered a task's job with a {result.outcome} result"
+                await self.needs_human(task, why, totals)
             case _:
                 assert_never(result)
 
@@ -144,7 +159,7 @@ class Results:
         agent = result.agent
         limits = {a: until for a, until in task.rate_limits if until > now} | {agent: retry_at}
         # A resolution waits for its agent as a resolution (the rate limit holds it back).
-        resolving = task.reason if isinstance(task.reason, Resolving) else None
+        resolving = task.reason if isinstance(task.reason, Resolving | Reviewing) else None
         await self.views.transition(
             task,
             TaskState.QUEUED,
@@ -212,6 +227,66 @@ class Results:
         else:
             reason = Resolving(pr, base, head, files, failures % RESOLVE_ROUNDS + 1)
         await self.views.transition(task, TaskState.QUEUED, reason, worker=None, **refund, **totals)
+
+    async def _reviewed(
+        self, task: Task, reviewing: Reviewing, result: JobResult, totals: Mapping[str, Any]
+    ) -> None:
+        """A review job ended: post its verdict as the App's review of the head it reviewed,
+        or say on the pull request that none was given; back to review either way (the
+        steward reads the verdict from GitHub)."""
+        why = ""
+        if isinstance(result, ReviewedResult) and result.head_sha == reviewing.head:
+            if not await self._post_review(task, reviewing, result):
+                why = "GitHub refused the review"
+        elif isinstance(result, ReviewedResult):
+            why = f"its verdict names another head, {result.head_sha[:12]}"
+        else:
+            word = result.reason.value if isinstance(result, FailedResult) else result.outcome
+            why = f"{word}: {(result.detail or '').strip()[:DETAIL_LIMIT]}".strip(": ")
+        await self.views.transition(
+            task, TaskState.IN_REVIEW, None, attempt=max(0, task.attempt - 1), **totals
+        )
+        config = self.repos.config(task.repo).review
+        if why and task.installation_id:
+            then = (
+                "It waits for a person's approval, or a new head."
+                if config is not None and config.required
+                else "The review is not required: the steward goes on without it."
+            )
+            await self.github.upsert_comment(
+                task.installation_id,
+                IssueRef(task.repo, reviewing.pr),
+                f"<!-- stoneforge:review-not-given-{reviewing.head[:12]} -->",
+                f"The review agent did not review {reviewing.head[:12]}: {why}\n\n{then}",
+            )
+        self.signals.steward_wake.set()
+
+    async def _post_review(self, task: Task, reviewing: Reviewing, result: ReviewedResult) -> bool:
+        """The verdict as the App's review; comments GitHub will not place go in the body."""
+        inst = task.installation_id or 0
+        lines = tuple((c.path, c.line, c.body) for c in result.comments)
+        body = result.body.strip() or (
+            "Approved by the review agent." if result.event == "APPROVE" else "Changes requested."
+        )
+        for attempt in (lines, ()) if lines else ((),):
+            text = body
+            if lines and not attempt:
+                text += "\n\n" + "\n".join(f"- `{p}:{n}`: {b}" for p, n, b in lines)
+            try:
+                await self.github.submit_review(
+                    inst,
+                    task.repo,
+                    reviewing.pr,
+                    commit_id=reviewing.head,
+                    event=result.event,
+                    body=text,
+                    comments=attempt,
+                )
+                return True
+            except GitHubError as exc:
+                if exc.status != 422 or not attempt:
+                    return False
+        return False
 
     async def _branch_held(
         self, task: Task, result: FailedResult, totals: Mapping[str, Any]

@@ -28,11 +28,12 @@ to a required human review, it does not replace one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.core.lifecycle import ChangesRequested, Failed, Reviewing
 from bot.core.model import Task
-from bot.core.steward import VERDICT_STATES, PullSnapshot, StewardAction, WaitFor
+from bot.core.steward import VERDICT_STATES, PullSnapshot, Review, StewardAction, WaitFor
 
 QUOTE_CAP = 3000  # characters of the last review quoted when a task fails
 
@@ -88,6 +89,16 @@ def decide_agent_review(
             f"the review agent gave no verdict on {sha[:12]}; waiting for a person's approval",
         )
     return StewardAction("review", ref, pr, sha, f"reviewing ({of})", why=Reviewing(pr, sha, rnd))
+
+
+def agent_verdict(reviews: Sequence[Review], login: str | None, head: str) -> Review | None:
+    """The App's (``login``) latest verdict among ``reviews`` if it is on ``head``: its review
+    agent's approval, change request or dismissed review of the current head."""
+    if not login:
+        return None
+    mine = [r for r in reviews if r.author == login and r.state in VERDICT_STATES]
+    latest = max(mine, key=lambda r: r.id, default=None)
+    return latest if latest is not None and latest.commit_id == head else None
 
 
 def person_approved(pull: PullSnapshot, *, after: int | None) -> bool:

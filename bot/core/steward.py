@@ -526,8 +526,8 @@ def _decide(
         )
     if verdict == "pending":
         return _wait(task, pull, WaitFor.CHECKS, f"{CHECKS_PENDING} {check!r}", check=check)
-    if gate is not None and (held := gate(task, pull)) is not None:
-        return held
+    if gate is not None and (gated := gate(task, pull)) is not None:
+        return gated
     approvals = approving_people(pull.reviews)
     if approvals < pull.required_approvals:
         return _wait(
