@@ -47,6 +47,7 @@ from typing import Any, assert_never
 from bot import transcripts
 from bot.adapters.github import GitHubError
 from bot.background import Background
+from bot.core.agent_review import verdict_marker
 from bot.core.lifecycle import (
     BranchHeld,
     Conflicted,
@@ -262,12 +263,17 @@ class Results:
         self.signals.steward_wake.set()
 
     async def _post_review(self, task: Task, reviewing: Reviewing, result: ReviewedResult) -> bool:
-        """The verdict as the App's review; comments GitHub will not place go in the body."""
+        """The verdict as the App's review of the head it reviewed. GitHub refuses an approval
+        or a change request by the pull request's author, the App: it is a ``COMMENT`` review
+        whose body starts with its verdict's marker (``bot.core.agent_review``), with the line
+        comments; those GitHub will not place go in the body instead."""
         inst = task.installation_id or 0
         lines = tuple((c.path, c.line, c.body) for c in result.comments)
-        body = result.body.strip() or (
-            "Approved by the review agent." if result.event == "APPROVE" else "Changes requested."
+        said = "approves" if result.event == "APPROVE" else "requests changes"
+        head = (
+            f"{verdict_marker(result.event)}\n**The review agent {said}** (round {reviewing.round})"
         )
+        body = head + (f"\n\n{result.body.strip()}" if result.body.strip() else "")
         for attempt in (lines, ()) if lines else ((),):
             text = body
             if lines and not attempt:
@@ -278,7 +284,7 @@ class Results:
                     task.repo,
                     reviewing.pr,
                     commit_id=reviewing.head,
-                    event=result.event,
+                    event="COMMENT",
                     body=text,
                     comments=attempt,
                 )

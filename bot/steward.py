@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from bot.adapters.github import GitHubError
-from bot.core.agent_review import ReviewPolicy, agent_verdict, decide_agent_review
+from bot.core.agent_review import ReviewPolicy, agent_verdict, as_verdict, decide_agent_review
 from bot.core.lifecycle import ChecksFailed, Failed
 from bot.core.liveness import Waiting, follow_wait, wait_notice
 from bot.core.model import IssueRef, Task, TaskState
@@ -122,7 +122,7 @@ async def feedback_for(
         github.reviews(inst, repo, number), github.review_comments(inst, repo, number)
     )
     people = await writer_reviews(github, writers, inst, repo, number, everyone)
-    agent = [r for r in everyone if r.id == answering and r not in people]
+    agent = [as_verdict(r) for r in everyone if r.id == answering and r not in people]
     reviews = tuple(sorted((*people, *agent), key=lambda r: r.id))
     newest = max((r.id for r in blocking_reviews(reviews)), default=None)
     return review_feedback(reviews, comments), newest

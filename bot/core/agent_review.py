@@ -21,6 +21,11 @@ match wins:
    required -> go on (a review that could not be given does not hold the merge back)
 5. otherwise -> ``review``: a review job for this head, round ``agent_review_rounds + 1``
 
+GitHub refuses an approval or a change request by a pull request's author, and the App opens
+every agent pull request: the verdict is posted as a ``COMMENT`` review (with its line
+comments) whose body starts with ``verdict_marker(event)``; ``as_verdict`` reads it back as the
+verdict it is. A real ``APPROVED`` or ``CHANGES_REQUESTED`` review by the App counts as well.
+
 An approval by the App never counts toward the approvals a branch rule requires
 (``bot.core.steward.approving_people`` counts people only), as on GitHub: the review agent adds
 to a required human review, it does not replace one.
@@ -28,6 +33,8 @@ to a required human review, it does not replace one.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +43,24 @@ from bot.core.model import Task
 from bot.core.steward import VERDICT_STATES, PullSnapshot, Review, StewardAction, WaitFor
 
 QUOTE_CAP = 3000  # characters of the last review quoted when a task fails
+#: a review event -> the state of a review that gives it
+EVENT_STATES = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED"}
+_MARKED = re.compile(r"\A<!-- stoneforge:review-verdict (APPROVE|REQUEST_CHANGES) -->\n*")
+
+
+def verdict_marker(event: str) -> str:
+    """The first line of the App's review that gives ``event`` as a ``COMMENT`` review."""
+    return f"<!-- stoneforge:review-verdict {event} -->"
+
+
+def as_verdict(review: Review) -> Review:
+    """The App's ``review`` as the verdict it gives: a ``COMMENTED`` review marked with
+    ``verdict_marker`` gets the marked state, and its body without the marker."""
+    marked = _MARKED.match(review.body) if review.state == "COMMENTED" else None
+    if marked is None:
+        return review
+    state = EVENT_STATES[marked.group(1)]
+    return dataclasses.replace(review, state=state, body=review.body[marked.end() :])
 
 
 @dataclass(frozen=True)
@@ -96,7 +121,9 @@ def agent_verdict(reviews: Sequence[Review], login: str | None, head: str) -> Re
     agent's approval, change request or dismissed review of the current head."""
     if not login:
         return None
-    mine = [r for r in reviews if r.author == login and r.state in VERDICT_STATES]
+    mine = [
+        v for r in reviews if r.author == login and (v := as_verdict(r)).state in VERDICT_STATES
+    ]
     latest = max(mine, key=lambda r: r.id, default=None)
     return latest if latest is not None and latest.commit_id == head else None
 

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from bot.core.agent_review import ReviewPolicy, decide_agent_review
+from bot.core.agent_review import (
+    ReviewPolicy,
+    agent_verdict,
+    as_verdict,
+    decide_agent_review,
+    verdict_marker,
+)
 from bot.core.lifecycle import ChangesRequested, Failed, Reviewing
 from bot.core.model import Task
 from bot.core.steward import PullSnapshot, Review, StewardAction, WaitFor, check_words, plan_merges
@@ -150,3 +156,20 @@ def test_a_dismissed_agent_review_is_no_verdict() -> None:
     snapshot = pull(1, agent_review=app(7, "DISMISSED"))
     assert plan(task, snapshot).kind == "merge"
     assert plan(task, snapshot, required=True).kind == "wait"
+
+
+def test_the_apps_comment_review_marked_with_a_verdict_is_that_verdict() -> None:
+    body = verdict_marker("REQUEST_CHANGES") + "\n**The review agent requests changes**\n\nFix it."
+    reviews = [
+        app(3, "APPROVED", commit="sha0"),
+        Review(7, APP, "COMMENTED", body, commit_id="sha1", author_type="Bot"),
+        Review(8, APP, "COMMENTED", "A plain remark.", commit_id="sha1", author_type="Bot"),
+        person(9, "APPROVED"),
+    ]
+    found = agent_verdict(reviews, APP, "sha1")
+    assert found is not None
+    assert (found.id, found.state) == (7, "CHANGES_REQUESTED")
+    assert found.body == "**The review agent requests changes**\n\nFix it."
+    assert agent_verdict(reviews, APP, "sha2") is None, "the latest verdict is on another head"
+    assert agent_verdict(reviews, None, "sha1") is None
+    assert as_verdict(person(9, "APPROVED")) == person(9, "APPROVED")
