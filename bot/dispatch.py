@@ -488,4 +488,6 @@ class Dispatcher:
                 if task.state == TaskState.RUNNING:
                     log.warning("lease_expired", extra={"repo": task.repo, "issue": task.number})
                     self._revoke(task.ref)
-                    await self.views.transition(task, TaskState.QUEUED, LeaseExpired(), worker=None)
+                    # A review job's runner vanished: the same review again (its head is kept).
+                    why = task.reason if isinstance(task.reason, Reviewing) else LeaseExpired()
+                    await self.views.transition(task, TaskState.QUEUED, why, worker=None)

@@ -244,9 +244,7 @@ class Results:
         else:
             word = result.reason.value if isinstance(result, FailedResult) else result.outcome
             why = f"{word}: {(result.detail or '').strip()[:DETAIL_LIMIT]}".strip(": ")
-        await self.views.transition(
-            task, TaskState.IN_REVIEW, None, attempt=max(0, task.attempt - 1), **totals
-        )
+        await self.views.transition(task, TaskState.IN_REVIEW, None, **totals)
         config = self.repos.config(task.repo).review
         if why and task.installation_id:
             then = (

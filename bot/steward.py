@@ -46,6 +46,7 @@ from bot.core.lifecycle import ChecksFailed, Failed
 from bot.core.liveness import Waiting, follow_wait, wait_notice
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import (
+    VERDICT_STATES,
     Gate,
     PullSnapshot,
     Review,
@@ -122,7 +123,13 @@ async def feedback_for(
         github.reviews(inst, repo, number), github.review_comments(inst, repo, number)
     )
     people = await writer_reviews(github, writers, inst, repo, number, everyone)
-    agent = [as_verdict(r) for r in everyone if r.id == answering and r not in people]
+    asked = next((r for r in everyone if r.id == answering and r not in people), None)
+    agent = [as_verdict(asked)] if asked is not None else []
+    if asked is not None and any(  # the App's later verdict (an approval) replaces it
+        r.author == asked.author and r.id > asked.id and as_verdict(r).state in VERDICT_STATES
+        for r in everyone
+    ):
+        agent = []
     reviews = tuple(sorted((*people, *agent), key=lambda r: r.id))
     newest = max((r.id for r in blocking_reviews(reviews)), default=None)
     return review_feedback(reviews, comments), newest

@@ -90,7 +90,8 @@ def test_a_verdict_is_posted_as_the_apps_marked_comment_review(tmp_path: Path) -
     assert found is not None
     assert found.state == "CHANGES_REQUESTED"
     ((to, reason, fields),) = views.changes
-    assert (to, reason, fields["attempt"]) == (TaskState.IN_REVIEW, None, 1)
+    assert (to, reason) == (TaskState.IN_REVIEW, None)
+    assert "attempt" not in fields, "the steward gave the attempt back as it sent the review"
     assert github.comments == []
     assert signals.steward_wake.is_set()
 
@@ -135,3 +136,21 @@ def test_a_failed_review_is_said_and_the_task_goes_back_to_review(tmp_path: Path
     assert marker == f"<!-- stoneforge:review-not-given-{HEAD[:12]} -->"
     assert "did not review aaaaaaaaaaaa: crash: the CLI died" in body
     assert "waits for a person's approval" in body  # required
+
+
+def test_the_reviewed_head_and_rounds_survive_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    store = Store(url)
+    task = Task(repo="octo/app", number=7, title="t", state=TaskState.IN_REVIEW)
+    store.upsert_task(task)
+    store.update_task(task.ref, agent_review_head=HEAD, agent_review_rounds=1, reason=REVIEWING)
+    store.close()
+    again = Store(url)
+    try:
+        kept = again.get_task(task.ref)
+        assert kept is not None
+        assert (kept.agent_review_head, kept.agent_review_rounds, kept.reason) == (
+            HEAD, 1, REVIEWING,
+        )  # fmt: skip
+    finally:
+        again.close()
