@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.core.admission import agent_for
 from bot.core.agent_review import (
     ReviewPolicy,
     agent_verdict,
@@ -17,6 +18,7 @@ from bot.core.agent_review import (
     decide_agent_review,
     verdict_marker,
 )
+from bot.core.config import RepoConfig
 from bot.core.lifecycle import ChangesRequested, Failed, Reviewing
 from bot.core.model import Task
 from bot.core.steward import PullSnapshot, Review, StewardAction, WaitFor, check_words, plan_merges
@@ -173,3 +175,18 @@ def test_the_apps_comment_review_marked_with_a_verdict_is_that_verdict() -> None
     assert agent_verdict(reviews, APP, "sha2") is None, "the latest verdict is on another head"
     assert agent_verdict(reviews, None, "sha1") is None
     assert as_verdict(person(9, "APPROVED")) == person(9, "APPROVED")
+
+
+def test_a_review_job_goes_only_to_a_runner_that_can_run_the_review_agent() -> None:
+    config = RepoConfig.model_validate(
+        {
+            "agent": {"name": "claude"},
+            "review": {"agent": "codex"},
+            "fallback_agent": {"name": "gemini"},
+        }
+    )
+    reviewing = review(1, agent="claude", reason=Reviewing(101, "sha1", 1))
+    assert agent_for(reviewing, config, frozenset(), 0.0) == "codex"
+    assert agent_for(reviewing, config, frozenset({"claude"}), 0.0) == "codex"
+    assert agent_for(reviewing, config, frozenset({"codex"}), 0.0) is None, "no fallback"
+    assert agent_for(review(1, agent="claude"), config, frozenset(), 0.0) == "claude"
