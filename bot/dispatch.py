@@ -306,7 +306,8 @@ class Dispatcher:
             self.github.issue(inst, task.ref),
             self.github.branch_sha(inst, task.repo, repo.default_branch),
             self._conversation(inst, task),
-            self.github.repo_token(inst, task.repo),
+            # a review job pushes nothing: its token reads the repository only
+            self.github.repo_token(inst, task.repo, write=not isinstance(task.reason, Reviewing)),
             self._review_feedback(inst, task),
         )
         self._revoke(task.ref)  # a token of an earlier job that was never revoked

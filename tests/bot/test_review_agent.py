@@ -2,14 +2,23 @@
 configured, the steward sends a review job for the green head before merging; the review
 agent's "changes requested", with a line comment, is posted as the App's review and goes back to
 the task's agent as a revise job; the revised head is reviewed in round 2, approved, and only
-then merged. Checked from fakehub's own records."""
+then merged. The review jobs run on the runner's own code (``runner.review``: fetched from
+fakehub with the job's read-only token, the script agent writing each round's verdict); the rest
+of the runner is the test. Checked from fakehub's own records."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
 
+from bot.core.protocol import ReviewedResult, ReviewJob
+from runner.git import RepoMirror
+from runner.job import Control
+from runner.review import run_review
+from runner.tries import AgentTries
 from tests.harness import World
 
 pytestmark = pytest.mark.slow
@@ -30,6 +39,38 @@ def _steward_check(world: World, sha: str) -> str | None:
     return next((r["output"]["title"] for r in runs if r["name"] == "stoneforge"), None)
 
 
+VERDICTS = {
+    "rounds": [
+        {
+            "event": "REQUEST_CHANGES",
+            "body": "The issue asks for Hello.",
+            "comments": [{"path": "greeting.txt", "line": 1, "body": "Say Hello."}],
+        },
+        {"event": "APPROVE", "body": "Says Hello now."},
+    ]
+}
+ISSUE = (
+    f"Greet the user.\n\n- [ ] says Hello\n\n```stoneforge-review\n{json.dumps(VERDICTS)}\n```\n"
+)
+
+
+def _review(world: World, claimed: dict[str, Any]) -> ReviewedResult:
+    """Run the claimed review job as a runner does, and report its result."""
+    job = ReviewJob.model_validate(claimed)
+    work = world.tmp / "runner"
+    tries = AgentTries(
+        work_dir=work, agent_override=None, agent_timeout_s=60, stall_timeout_s=60,
+        test_timeout_s=60, rate_limit_pause_s=60, logs_kept=5, runner_token="r" * 16,
+        pause=lambda agent, until: None, emit=lambda *a, **k: None,
+    )  # fmt: skip
+    mirror = RepoMirror(work, job.repo, job.clone_url)
+    result = asyncio.run(run_review("w0", job, mirror, work, tries, Control(), None))
+    assert isinstance(result, ReviewedResult), result
+    answer = world.report(claimed, result.model_dump(mode="json", exclude={"branch"}))
+    assert answer.status_code == 200, answer.text
+    return result
+
+
 def _claim(world: World, kind: str) -> dict[str, Any]:
     job = world.wait_until(lambda: world.claim(wait_s=1), what=f"a {kind} job")
     assert job["kind"] == kind, job
@@ -42,7 +83,7 @@ def test_changes_requested_by_the_review_agent_are_revised_then_approved_and_mer
     assert world.bot is not None
     app_login = world.bot.app.state.bot.bot_login
     _configure(world)
-    number = world.file_labeled("Add the greeting", "Greet the user.\n\n- [ ] says Hello")
+    number = world.file_labeled("Add the greeting", ISSUE)
     world.work(_claim(world, "implement"), {"greeting.txt": "hi\n"})
 
     first = _claim(world, "review")
@@ -58,12 +99,8 @@ def test_changes_requested_by_the_review_agent_are_revised_then_approved_and_mer
         lambda: _steward_check(world, first["head"]) == "reviewing (round 1 of 2)",
         what="the stoneforge check to say so",
     )
-    changes = {
-        "outcome": "reviewed", "reason": "success", "head_sha": first["head"],
-        "event": "REQUEST_CHANGES", "body": "The issue asks for Hello.",
-        "comments": [{"path": "greeting.txt", "line": 1, "body": "Say Hello."}],
-    }  # fmt: skip
-    assert world.report(first, changes).status_code == 200
+    changes = _review(world, first)
+    assert (changes.event, changes.head_sha) == ("REQUEST_CHANGES", first["head"])
 
     revise = _claim(world, "revise")
     assert revise["review_feedback"][0].startswith(f"@{app_login}: ")
@@ -76,9 +113,8 @@ def test_changes_requested_by_the_review_agent_are_revised_then_approved_and_mer
     assert (second["head"], second["round"]) == (revised, 2)
     assert revised != first["head"]
     assert world.hub.events("merge") == [], "not merged before the approval"
-    approve = {"outcome": "reviewed", "reason": "success", "head_sha": revised,
-               "event": "APPROVE", "body": "Says Hello now."}  # fmt: skip
-    assert world.report(second, approve).status_code == 200
+    approve = _review(world, second)
+    assert (approve.event, approve.head_sha) == ("APPROVE", revised)
 
     world.wait_until(lambda: world.tasks()[number]["state"] == "merged", what="merged")
     # fakehub's records: both reviews by the App (a Bot), the first with its line comment
