@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.github import GitHubError
-from bot.core.agent_review import agent_verdict
+from bot.core.agent_review import agent_verdict, verdict_marker
 from bot.core.config import RepoConfig
 from bot.core.lifecycle import Reviewing
 from bot.core.model import Task, TaskState
@@ -27,9 +27,10 @@ from bot.core.protocol import (
     ReviewedResult,
     ReviewLine,
 )
-from bot.core.steward import Review
+from bot.core.steward import Review, ReviewComment
 from bot.results import Results
 from bot.signals import Signals
+from bot.steward import feedback_for
 from bot.store import Store
 from tests.bot.test_results import _GitHub, _Views
 
@@ -154,3 +155,36 @@ def test_the_reviewed_head_and_rounds_survive_a_restart(tmp_path: Path) -> None:
         )  # fmt: skip
     finally:
         again.close()
+
+
+class _Reviews:
+    """What ``feedback_for`` reads: every review of the pull request, its inline comments, and
+    whose reviews count (people with write access: lead)."""
+
+    def __init__(self, reviews: list[Review]) -> None:
+        self.all = reviews
+
+    async def reviews(self, installation_id: int, repo: str, number: int) -> list[Review]:
+        return self.all
+
+    async def review_comments(self, installation_id: int, repo: str, number: int) -> list[Any]:
+        return [ReviewComment(1, 7, APP, "a.py", 3, "here")]
+
+    async def is_writer(self, inst: int, repo: str, login: str, kind: str = "User") -> bool:
+        return login == "lead"
+
+
+APP = "app[bot]"
+
+
+def test_the_review_agents_change_request_is_the_revisions_feedback_until_it_approves() -> None:
+    asked = Review(7, APP, "COMMENTED", verdict_marker("REQUEST_CHANGES") + "\nPage it.", HEAD,
+                   "Bot")  # fmt: skip
+    drive_by = Review(8, "sam", "CHANGES_REQUESTED", "No.", HEAD)
+    github = _Reviews([asked, drive_by])
+    feedback, newest = asyncio.run(feedback_for(github, github, 1, "octo/app", 12, answering=7))  # type: ignore[arg-type]
+    assert feedback == [f"@{APP}: Page it.", "a.py:3: here"]
+    assert newest == 7
+    github.all.append(Review(9, APP, "COMMENTED", verdict_marker("APPROVE") + "\nOK.", "b" * 40))
+    feedback, _ = asyncio.run(feedback_for(github, github, 1, "octo/app", 12, answering=7))  # type: ignore[arg-type]
+    assert feedback == [], "its later approval replaces it"
