@@ -47,7 +47,6 @@ from typing import Any, assert_never
 from bot import transcripts
 from bot.adapters.github import GitHubError
 from bot.background import Background
-from bot.core.agent_review import verdict_marker
 from bot.core.lifecycle import (
     BranchHeld,
     Conflicted,
@@ -71,6 +70,7 @@ from bot.core.protocol import (
 )
 from bot.core.render_text import format_cost
 from bot.ports import Clock, Configs, ResultPort, ResultStore, Transitions
+from bot.review_results import ReviewResults
 from bot.signals import Signals
 from bot.views import today
 
@@ -112,6 +112,8 @@ class Results:
         #: pull requests being opened in the background, by task
         self._publishing: dict[IssueRef, asyncio.Task[None]] = {}
         self._work = Background("pull_request")
+        #: what a review job's result does (``bot.review_results``)
+        self.reviews = ReviewResults(github, repos, views, signals)
 
     async def apply(self, task: Task, result: JobResult) -> None:
         cost = result.usage.cost_usd
@@ -124,7 +126,7 @@ class Results:
         if isinstance(task.reason, Reviewing) and not isinstance(
             result, RateLimitedResult | HandoffResult
         ):
-            await self._reviewed(task, task.reason, result, totals)
+            await self.reviews.done(task, task.reason, result, totals)
             return
         match result:
             case RateLimitedResult():
@@ -228,69 +230,6 @@ class Results:
         else:
             reason = Resolving(pr, base, head, files, failures % RESOLVE_ROUNDS + 1)
         await self.views.transition(task, TaskState.QUEUED, reason, worker=None, **refund, **totals)
-
-    async def _reviewed(
-        self, task: Task, reviewing: Reviewing, result: JobResult, totals: Mapping[str, Any]
-    ) -> None:
-        """A review job ended: post its verdict as the App's review of the head it reviewed,
-        or say on the pull request that none was given; back to review either way (the
-        steward reads the verdict from GitHub)."""
-        why = ""
-        if isinstance(result, ReviewedResult) and result.head_sha == reviewing.head:
-            if not await self._post_review(task, reviewing, result):
-                why = "GitHub refused the review"
-        elif isinstance(result, ReviewedResult):
-            why = f"its verdict names another head, {result.head_sha[:12]}"
-        else:
-            word = result.reason.value if isinstance(result, FailedResult) else result.outcome
-            why = f"{word}: {(result.detail or '').strip()[:DETAIL_LIMIT]}".strip(": ")
-        await self.views.transition(task, TaskState.IN_REVIEW, None, **totals)
-        config = self.repos.config(task.repo).review
-        if why and task.installation_id:
-            then = (
-                "It waits for a person's approval, or a new head."
-                if config is not None and config.required
-                else "The review is not required: the steward goes on without it."
-            )
-            await self.github.upsert_comment(
-                task.installation_id,
-                IssueRef(task.repo, reviewing.pr),
-                f"<!-- stoneforge:review-not-given-{reviewing.head[:12]} -->",
-                f"The review agent did not review {reviewing.head[:12]}: {why}\n\n{then}",
-            )
-        self.signals.steward_wake.set()
-
-    async def _post_review(self, task: Task, reviewing: Reviewing, result: ReviewedResult) -> bool:
-        """The verdict as the App's review of the head it reviewed. GitHub refuses an approval
-        or a change request by the pull request's author, the App: it is a ``COMMENT`` review
-        whose body starts with its verdict's marker (``bot.core.agent_review``), with the line
-        comments; those GitHub will not place go in the body instead."""
-        inst = task.installation_id or 0
-        lines = tuple((c.path, c.line, c.body) for c in result.comments)
-        said = "approves" if result.event == "APPROVE" else "requests changes"
-        head = (
-            f"{verdict_marker(result.event)}\n**The review agent {said}** (round {reviewing.round})"
-        )
-        body = head + (f"\n\n{result.body.strip()}" if result.body.strip() else "")
-        for attempt in (lines, ()) if lines else ((),):
-            text = body
-            if lines and not attempt:
-                text += "\n\n" + "\n".join(f"- `{p}:{n}`: {b}" for p, n, b in lines)
-            try:
-                await self.github.submit_review(
-                    inst,
-                    task.repo,
-                    reviewing.pr,
-                    commit_id=reviewing.head,
-                    event="COMMENT",
-                    body=text,
-                    comments=attempt,
-                )
-                return True
-            except GitHubError as exc:
-                if exc.status != 422 or not attempt:
-                    return False
-        return False
 
     async def _branch_held(
         self, task: Task, result: FailedResult, totals: Mapping[str, Any]
