@@ -62,6 +62,7 @@ from bot.core.protocol import (
     CompletedResult,
     FailedResult,
     FailureReason,
+    HandoffReason,
     HandoffResult,
     JobResult,
     PlannedResult,
@@ -183,6 +184,12 @@ class Results:
             f"**Handoff after attempt {task.attempt}** ({reason})\n\n{HANDOFF_MARKER}\n{note}",
         )
         config = self.repos.config(task.repo)
+        if result.reason is HandoffReason.STALLED:
+            # The runner nudged the silent agent once already; a person looks now.
+            branch = f" (its work so far is on `{result.branch}`)" if result.branch else ""
+            why = f"the agent went silent past the stall timeout after a nudge{branch}"
+            await self.needs_human(task, why, totals)
+            return
         per_task = config.budget.per_task_usd
         if budget_left(per_task, totals["cost_usd"], task.cost_at_restart_usd) == 0.0:
             since = (totals["cost_usd"] or 0.0) - (task.cost_at_restart_usd or 0.0)

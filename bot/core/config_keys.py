@@ -74,7 +74,10 @@ class Timeouts(_Section):
         10,
         ge=1,
         le=1440,
-        description="A running task without a heartbeat for this long is requeued.",
+        description=(
+            "A running task without a heartbeat for this long is requeued; an agent silent"
+            " this long is stopped and nudged once, and silent again goes to a person."
+        ),
     )
 
 

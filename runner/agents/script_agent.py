@@ -8,6 +8,13 @@ JSON lines: `{"type":"start"}`, `{"type":"edit","path":...}` per edit, then
 `{"type":"result","status":"success","summary":...}` (exit 0) or
 `{"type":"result","status":"error","message":...}` (exit 1).
 
+Two steward rounds: a prompt with failing checks to fix (``## Failing checks to fix``) runs the
+script's ``fix`` script when it has one (the change that makes the checks pass); a prompt to
+resolve conflicts (``# Resolve the conflicts of``) runs the script's ``resolve`` script when it has
+one, and otherwise resolves each conflicted file it names by keeping both sides: the base's lines
+first, then this task's lines the base does not have (as a careful agent would for two changes
+that each add lines).
+
 A planning prompt (a plan job's: ``$STONEFORGE_PLAN_FILE`` is set, or the prompt names its
 ``Plan file:``) holds the epic, whose one fenced block with info string `stoneforge-plan` is the
 plan to write (JSON, `schema/plan.schema.json`): the agent writes it to the plan file and reports
@@ -63,6 +70,61 @@ class ScriptError(Exception):
 
 
 REVIEW_HEADING = "## Review feedback to address"
+CHECKS_HEADING = "## Failing checks to fix"  # runner.prompt's, for a fix_checks job
+RESOLVE_TITLE = "# Resolve the conflicts of"  # runner.prompt.build_resolve_prompt's first line
+CONFLICTED = re.compile(r"^## `(?P<name>[^`\n]+)` \(with the conflict markers\)$", re.MULTILINE)
+
+
+def resolve_both(text: str) -> str:
+    """``text`` without conflict markers: each conflict becomes the first side's lines, then
+    the second side's lines the first does not have (a diff3 base section is dropped)."""
+    out: list[str] = []
+    ours: list[str] = []
+    theirs: list[str] = []
+    where = ""  # "", "ours", "base", "theirs"
+    for line in text.splitlines(keepends=True):
+        if line.startswith("<<<<<<<") and not where:
+            where, ours, theirs = "ours", [], []
+        elif line.startswith("|||||||") and where == "ours":
+            where = "base"
+        elif line.startswith("=======") and where in ("ours", "base"):
+            where = "theirs"
+        elif line.startswith(">>>>>>>") and where == "theirs":
+            out += ours + [x for x in theirs if x not in ours]
+            where = ""
+        elif where == "ours":
+            ours.append(line)
+        elif where == "theirs":
+            theirs.append(line)
+        elif not where:
+            out.append(line)
+    if where:
+        raise ScriptError("a conflict without its closing marker")
+    return "".join(out)
+
+
+def resolve_conflicts(prompt: str, root: Path) -> list[str]:
+    """Resolve every file the resolve prompt names (relative to ``root``); their names."""
+    names = CONFLICTED.findall(prompt)
+    if not names:
+        raise ScriptError("a resolve prompt that names no conflicted file")
+    for name in names:
+        target = resolve(root, name)
+        target.write_text(resolve_both(target.read_text(encoding="utf-8")), encoding="utf-8")
+    return names
+
+
+def _resolve_script(prompt: str) -> dict[str, Any] | None:
+    """The ``resolve`` script of the task's one script block, if it has one."""
+    blocks = FENCE.findall(prompt)
+    if len(blocks) != 1:
+        return None
+    try:
+        script = json.loads(blocks[0][1])
+    except ValueError:
+        return None
+    found = script.get("resolve") if isinstance(script, dict) else None
+    return found if isinstance(found, dict) else None
 
 
 def parse_script(prompt: str) -> dict[str, Any]:
@@ -77,6 +139,10 @@ def parse_script(prompt: str) -> dict[str, Any]:
         raise ScriptError(f"stoneforge-script block is not valid JSON: {exc}") from None
     if not isinstance(script, dict):
         raise ScriptError("stoneforge-script block must hold a JSON object")
+    if CHECKS_HEADING in prompt and isinstance(script.get("fix"), dict):
+        script = script["fix"]  # the change that makes the red checks pass
+    elif prompt.lstrip().startswith(RESOLVE_TITLE) and isinstance(script.get("resolve"), dict):
+        script = script["resolve"]  # the resolution, written out
     sleep = script.get("sleep", 0)
     if isinstance(sleep, bool) or not isinstance(sleep, int | float) or sleep < 0:
         raise ScriptError("'sleep' must be a non-negative number")
@@ -85,7 +151,7 @@ def parse_script(prompt: str) -> dict[str, Any]:
         raise ScriptError("'edits' must be a list of objects")
     if not isinstance(script.get("summary", ""), str):
         raise ScriptError("'summary' must be a string")
-    return script
+    return dict(script)
 
 
 def resolve(root: Path, rel: object) -> Path:
@@ -228,6 +294,16 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         emit(type="edit", path=str(target), kind="write")
         emit(type="result", status="success", summary=summary)
+        return 0
+    if prompt.lstrip().startswith(RESOLVE_TITLE) and _resolve_script(prompt) is None:
+        try:
+            names = resolve_conflicts(prompt, Path.cwd().resolve())
+        except (ScriptError, OSError) as exc:
+            emit(type="result", status="error", message=str(exc))
+            return 1
+        for name in names:
+            emit(type="edit", path=name, kind="resolve")
+        emit(type="result", status="success", summary="Resolved the conflicts, keeping both.")
         return 0
     try:
         script = parse_script(prompt)
