@@ -21,8 +21,8 @@ back to the agent with the check's output (a fix_checks job on the same branch),
 With ``review`` configured (``bot.core.agent_review``), a head that could otherwise merge is
 first reviewed by an agent: the task goes to a review job (``Reviewing``; the head is kept on the
 task, ``agent_review_head``, so it is never reviewed twice), whose verdict the bot posts as the
-App's pull request review (``bot.results``); the review agent's "changes requested" go back to
-the task's agent as a person's do, counted on the task (``agent_review_rounds``).
+App's pull request review (``bot.review_results``); the review agent's "changes requested" go
+back to the task's agent as a person's do, counted on the task (``agent_review_rounds``).
 Nothing waits silently: a pull request waiting for the same thing past
 ``steward.wait_timeout_minutes`` is told once what it waits for (``steward_waits`` in the store).
 """
