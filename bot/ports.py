@@ -253,6 +253,18 @@ class ResultPort(Protocol):
         self, installation_id: int, repo: str, number: int, *, body: str
     ) -> None: ...
 
+    async def submit_review(
+        self,
+        installation_id: int,
+        repo: str,
+        number: int,
+        *,
+        commit_id: str,
+        event: Literal["APPROVE", "REQUEST_CHANGES", "COMMENT"],
+        body: str,
+        comments: Sequence[tuple[str, int, str]] = (),
+    ) -> int: ...
+
 
 class WorkflowPort(Protocol):
     """What the Actions backend does: start a workflow run, give its job a fresh token."""

@@ -37,6 +37,7 @@ from bot.core.lifecycle import ChecksFailed, Failed
 from bot.core.model import IssueRef, Task
 from bot.core.steward import (
     FIX_ATTEMPTS,
+    Gate,
     PullSnapshot,
     RerunKey,
     StewardAction,
@@ -85,11 +86,19 @@ def plan_queue(
     pending_since: Mapping[IssueRef, float] | None = None,
     reruns: Mapping[RerunKey, int] | None = None,
     fix_attempts: Mapping[str, int] | None = None,
+    gate: Gate | None = None,
 ) -> tuple[StewardAction, ...]:
-    """``plan_merges`` with the merge queue's rules (see the module docstring)."""
+    """``plan_merges`` with the merge queue's rules (see the module docstring); ``gate`` is
+    passed on to it (the review agent's rule)."""
     seen = {ref: _up_to_date(pull) for ref, pull in pulls.items()}
     actions = plan_merges(
-        tasks, seen, now=now, pending_since=pending_since, reruns=reruns, fix_attempts=fix_attempts
+        tasks,
+        seen,
+        now=now,
+        pending_since=pending_since,
+        reruns=reruns,
+        fix_attempts=fix_attempts,
+        gate=gate,
     )
     by_ref = {task.ref: task for task in tasks}
     fixes = fix_attempts or {}

@@ -20,6 +20,11 @@ A planning prompt (a plan job's: ``$STONEFORGE_PLAN_FILE`` is set, or the prompt
 plan to write (JSON, `schema/plan.schema.json`): the agent writes it to the plan file and reports
 success. With `"invalid_first": true` at its top level, the first try writes a plan with a
 dependency cycle instead, and the real one once the prompt lists the errors of the last plan.
+
+A review prompt (a review job's: ``$STONEFORGE_REVIEW_FILE`` is set, or the prompt names its
+``Review file:``) holds the issue, whose one fenced block with info string `stoneforge-review`
+is the verdict to write (JSON: `{"event", "body", "comments"}`), or `{"rounds": [verdict, ...]}`:
+the verdict of the prompt's `Review round: N`, the last one for any later round.
 """
 
 from __future__ import annotations
@@ -49,6 +54,15 @@ PLAN_FILE_LINE = re.compile(r"^Plan file: `(?P<path>[^`\n]+)`$", re.MULTILINE)
 PLAN_ERRORS_HEADING = "## Your plan was not valid"
 PLAN_FILE_ENV = "STONEFORGE_PLAN_FILE"
 PLAN_CONTROL_KEYS = ("invalid_first",)
+REVIEW_FENCE = re.compile(
+    r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*stoneforge-review[ \t]*\n"
+    r"(?P<body>.*?)\n[ \t]*(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+# runner.prompt_review.REVIEW_FILE_LINE and REVIEW_ROUND_LINE, runner.review.REVIEW_FILE_ENV
+REVIEW_FILE_LINE = re.compile(r"^Review file: `(?P<path>[^`\n]+)`$", re.MULTILINE)
+REVIEW_ROUND_LINE = re.compile(r"^Review round: (?P<round>\d+) of \d+", re.MULTILINE)
+REVIEW_FILE_ENV = "STONEFORGE_REVIEW_FILE"
 
 
 class ScriptError(Exception):
@@ -212,6 +226,35 @@ def write_plan(prompt: str, target: Path) -> str:
     return f"Wrote {kind} of {len(plan['tasks'])} tasks to {target}."
 
 
+def review_file(prompt: str) -> Path | None:
+    """Where a review prompt wants its verdict; None for any other prompt."""
+    if os.environ.get(REVIEW_FILE_ENV):
+        return Path(os.environ[REVIEW_FILE_ENV])
+    named = REVIEW_FILE_LINE.findall(prompt)
+    return Path(named[-1]) if named else None
+
+
+def write_review(prompt: str, target: Path) -> str:
+    """Write the verdict of the prompt's `stoneforge-review` block (for its round) to
+    ``target``; the run's summary."""
+    blocks = REVIEW_FENCE.findall(prompt)
+    if len(blocks) != 1:
+        raise ScriptError(f"expected one stoneforge-review block, found {len(blocks)}")
+    try:
+        review = json.loads(blocks[0][1])
+    except ValueError as exc:
+        raise ScriptError(f"stoneforge-review block is not valid JSON: {exc}") from None
+    rounds = review.get("rounds") if isinstance(review, dict) else None
+    if isinstance(rounds, list) and rounds:
+        found = REVIEW_ROUND_LINE.search(prompt)
+        index = int(found.group("round")) - 1 if found else 0
+        review = rounds[min(max(index, 0), len(rounds) - 1)]
+    if not isinstance(review, dict):
+        raise ScriptError("stoneforge-review block must hold a JSON object (a verdict)")
+    target.write_text(json.dumps(review, indent=1) + "\n")
+    return f"Wrote the verdict {review.get('event')!r} to {target}."
+
+
 def with_cycle(plan: dict[str, Any]) -> dict[str, Any]:
     """``plan`` with its first two tasks blocking each other (one task: blocking itself)."""
     tasks = [dict(task) if isinstance(task, dict) else task for task in plan["tasks"]]
@@ -232,6 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     emit(type="start")
     prompt = sys.stdin.read()
+    verdict = review_file(prompt)
+    if verdict is not None:
+        try:
+            summary = write_review(prompt, verdict)
+        except (ScriptError, OSError) as exc:
+            emit(type="result", status="error", message=str(exc))
+            return 1
+        emit(type="edit", path=str(verdict), kind="write")
+        emit(type="result", status="success", summary=summary)
+        return 0
     target = plan_file(prompt)
     if target is not None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from bot.adapters.github.client import AdapterBase, GitHubError
@@ -85,6 +86,31 @@ class PullCalls(AdapterBase):
                 )
             )
         return found
+
+    async def submit_review(
+        self,
+        installation_id: int,
+        repo: str,
+        number: int,
+        *,
+        commit_id: str,
+        event: Literal["APPROVE", "REQUEST_CHANGES", "COMMENT"],
+        body: str,
+        comments: Sequence[tuple[str, int, str]] = (),
+    ) -> int:
+        """Submit a review as the App on ``commit_id`` (``comments``: ``(path, line, body)``
+        on the right side of the diff); its id. GitHub answers 422 when a line is not part of
+        the diff."""
+        owner, name = repo.split("/", 1)
+        data: dict[str, Any] = {"commit_id": commit_id, "event": event, "body": body}
+        if comments:
+            data["comments"] = [
+                {"path": path, "line": line, "side": "RIGHT", "body": text}
+                for path, line, text in comments
+            ]
+        pulls = self._gh(installation_id).rest.pulls
+        resp = await self._call(pulls.async_create_review(owner, name, number, data=data))  # type: ignore[call-overload]
+        return int(resp.json()["id"])
 
     async def review_comments(
         self, installation_id: int, repo: str, number: int
