@@ -489,6 +489,9 @@ class Dispatcher:
                 if task.state == TaskState.RUNNING:
                     log.warning("lease_expired", extra={"repo": task.repo, "issue": task.number})
                     self._revoke(task.ref)
-                    # A review job's runner vanished: the same review again (its head is kept).
-                    why = task.reason if isinstance(task.reason, Reviewing) else LeaseExpired()
+                    # A steward's job whose runner vanished is sent again as the same job (a
+                    # review, rebase, resolution or fix round keeps its reason and its head);
+                    # an agent's implementation starts another attempt.
+                    kept = Reviewing | Rebasing | Resolving | ChecksFailed
+                    why = task.reason if isinstance(task.reason, kept) else LeaseExpired()
                     await self.views.transition(task, TaskState.QUEUED, why, worker=None)

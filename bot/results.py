@@ -76,6 +76,8 @@ from bot.signals import Signals
 from bot.views import today
 
 HANDOFF_MARKER = "<!-- stoneforge:handoff -->"
+#: how runner.rebase.fetch_ours words a branch that only moved (no commit of anyone else)
+MOVED_PREFIX = "the branch is at "
 DETAIL_LIMIT = 2000  # characters of a failure's detail kept with the task
 RESOLVE_ROUNDS = 2  # failed resolutions before a fresh agent run (and twice that: a person)
 
@@ -247,6 +249,12 @@ class Results:
         pr = rebasing.pr if rebasing else task.pr_number
         head = rebasing.head if rebasing else task.head_sha or ""
         why = (result.detail or "its branch moved").strip()[:DETAIL_LIMIT]
+        if why.startswith(MOVED_PREFIX):
+            # Only moved (its commits still all the App's): most likely this job's own earlier
+            # run pushed before its runner vanished. Back to review, unsaid: the steward reads
+            # the new head, and a rebase of it would see any commit the App did not make.
+            await self.views.transition(task, TaskState.IN_REVIEW, None, **totals)
+            return
         await self.views.transition(
             task, TaskState.IN_REVIEW, BranchHeld(pr or 0, head, why.splitlines()[0]), **totals
         )
