@@ -184,11 +184,13 @@ class WebhookSender:
                     self._busy += 1
                     return [job] if late is None else [job, late]
                 if self._late is not None:  # nothing came after it: send it after a quiet spell
-                    if self._closed or (not self._cond.wait(REORDER_FLUSH_S) and not self._queue):
-                        late, self._late = self._late, None
-                        self._busy += 1
-                        return [late]
-                    continue
+                    if not self._closed and (self._cond.wait(REORDER_FLUSH_S) or self._queue):
+                        continue
+                    late, self._late = self._late, None
+                    if late is None:  # another worker sent it meanwhile
+                        continue
+                    self._busy += 1
+                    return [late]
                 if self._closed:
                     return None
                 if self._held:  # a partly filled window: flush it after a quiet spell
