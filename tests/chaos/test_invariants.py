@@ -70,7 +70,7 @@ def test_a_double_merge() -> None:
     # The same issue's work landed twice: through a second pull request, cited twice on main.
     events = [*good_events(), opened(14), check("h14", "success"), merge(14, "h14", "m14")]
     history = [("root", "initial"), ("m11", "Task 1 (#11)"), ("m12", "Task 2 (#12)"),
-               ("m13", "Task 3 (#13)"), ("m14", "Task 1 again (#14)"), ("x", "Redo (#11)")]  # fmt: skip
+               ("m13", "Task 3 (#13)"), ("m14", "Again (#14)"), ("x", "Redo (#11)")]  # fmt: skip
     bad = record(events, closes={11: 1, 12: 2, 13: 3, 14: 1}, history=history)
     assert double_merges(bad) == ["issue #1 merged through [11, 14]",
                                   "2 commits on main cite pull request #11"]  # fmt: skip

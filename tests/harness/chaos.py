@@ -8,11 +8,11 @@ webhook faults (drops, duplicates, reordering) and REST faults (5xx, secondary r
 processes' timing is not seeded, so a replay reproduces the faults and the schedule, not every
 interleaving).
 
-The sprint (:func:`chaos_sprint`): two pairs of tasks that rewrite the same line of one file each
-(filed first, so both of a pair run at once and the second to merge conflicts: the steward's
-rebase and resolve jobs, the script agent keeping both sides), one task whose first CI run fails
-(a flaky check: the steward re-runs it), and the rest each writing a file of its own, some
-blocked by earlier ones (half by GitHub's issue dependencies, half by "Blocked by #N" in the body).
+The sprint (:func:`chaos_sprint`): two pairs of tasks that rewrite the same line of one file
+each (the most urgent, so both of a pair run at once and the second to merge conflicts: the
+steward's rebase and resolve jobs, the script agent keeping both sides), one task whose first CI
+run fails (a flaky check: the steward re-runs it), and the rest each writing a file of its own,
+some blocked by earlier ones (half by GitHub's issue dependencies, half by "Blocked by #N").
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -55,6 +56,7 @@ class ChaosTask:
     native: tuple[int, ...] = ()  # blockers (indexes) linked as GitHub issue dependencies
     text: tuple[int, ...] = ()  # blockers (indexes) named "Blocked by #N" in the body
     kind: str = "plain"  # "pair", "flaky" or "plain"
+    labels: tuple[str, ...] = ("agent-ready",)
 
     @property
     def blockers(self) -> tuple[int, ...]:
@@ -79,7 +81,9 @@ def chaos_sprint(rng: random.Random, size: int = 30) -> list[ChaosTask]:
                       "edits": [{"path": pair_path(pair), "write": text}],
                       "summary": f"Rewrote line 2 of {pair_path(pair)}"}  # fmt: skip
             title = f"Rewrite line 2 of pair {pair} ({'ab'[side]})"
-            tasks.append(ChaosTask(len(tasks), title, script, kind="pair"))
+            # The most urgent priority: both of a pair start in the first wave, together.
+            labels = ("agent-ready", "priority: p0")
+            tasks.append(ChaosTask(len(tasks), title, script, kind="pair", labels=labels))
     flaky = {"sleep": 1.0, "edits": [{"path": "flaky.txt", "write": "flaky\n"}],
              "summary": "Added flaky.txt"}  # fmt: skip
     tasks.append(
@@ -196,7 +200,15 @@ class ChaosRun:
                     api.post(path, json={"issue_id": ids[blocker]}).raise_for_status()
             for task in self.tasks:
                 path = f"/repos/{FULL}/issues/{self.numbers[task.index]}/labels"
-                api.post(path, json={"labels": ["agent-ready"]}).raise_for_status()
+                api.post(path, json={"labels": list(task.labels)}).raise_for_status()
+
+    def resolved(self) -> set[int]:
+        """Issues whose conflicts a resolve job resolved and pushed (the runners' own logs)."""
+        found = set()
+        for log in self.pipe.work.glob("runner*.log"):
+            for match in re.finditer(r"resolved job=\S+#(\d+)@", log.read_text(errors="replace")):
+                found.add(int(match.group(1)))
+        return found
 
     def record(self) -> HubRecord:
         return record_of(self.pipe.hub, FULL)
