@@ -5,7 +5,8 @@ Faults: 20 % of webhook deliveries dropped, 10 % duplicated, 10 % reordered; 5 %
 answered 502/503 and 2 % with a secondary rate limit and ``retry-after``. The sprint
 (``tests.harness.chaos``) has two pairs of tasks that rewrite the same line (the second of each
 pair conflicts once the first merged: the steward's rebase job, then a resolve job in which the
-script agent keeps both sides) and one flaky check (red on its first run: the steward re-runs it).
+script agent keeps both sides) and one flaky check (red on its first run: the steward re-runs it,
+or updates the branch when it is behind).
 
 The invariants are judged from fakehub's own record (``tests.harness.invariants``): its event
 log and the base branch's git history, not the bot's view. The seed is printed; set
@@ -69,6 +70,8 @@ def test_a_sprint_under_chaos_merges_every_task_once_in_order(tmp_path: Path) ->
         pipe.stop()
         events = pipe.hub.events() if hasattr(pipe, "hub") else []
         (tmp_path / "fakehub-events.json").write_text(json.dumps(events, indent=1, default=str))
+        kills = [vars(k) for k in run.done]
+        (tmp_path / "chaos.json").write_text(json.dumps({"seed": seed, "kills": kills}))
     where = f"(seed {seed}, logs in {tmp_path})"
 
     assert violations(record, run.blockers) == [], where
@@ -101,12 +104,9 @@ def test_a_sprint_under_chaos_merges_every_task_once_in_order(tmp_path: Path) ->
             assert lines == f"pair {pair}\n{theirs}\nend\n", (lines, where)
     assert conflicted >= 1, f"no pair conflicted: the resolve path was not exercised {where}"
 
-    # The flaky check was re-run once on its head and merged green.
-    flaky = next(t for t in tasks if t.kind == "flaky")
-    pr = next(p for p, i in record.closes.items() if i == run.numbers[flaky.index])
-    head = next(e["head_sha"] for e in record.merges() if e["pr"] == pr)
-    runs = [e["conclusion"] for e in record.events
-            if e["type"] == "check_completed" and e["sha"] == head]  # fmt: skip
-    assert runs[:2] == ["failure", "success"], (runs, where)
-    reruns = [e for e in record.events if e["type"] == "check_rerequested" and e["sha"] == head]
-    assert len(reruns) == 1, (reruns, where)
+    # The flaky check failed once (on the flaky task's first head) and the task still merged
+    # green; no check was ever re-run twice on one head.
+    assert (tmp_path / "ci" / "flaked").exists(), where
+    reruns = Counter((e["sha"], e["name"]) for e in record.events
+                     if e["type"] == "check_rerequested")  # fmt: skip
+    assert all(n == 1 for n in reruns.values()), (reruns, where)
