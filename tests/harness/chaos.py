@@ -32,8 +32,9 @@ import httpx
 
 from demo.pipeline import Pipeline
 from demo.sample import FULL, script_block
-from tests.harness.invariants import HubRecord, record_of
+from tests.harness.invariants import HubRecord, closes_of, record_of
 from tests.harness.kill import kill_bot, kill_runner_and_orphans
+from tests.harness.waiting import hub_changes
 
 SEED_ENV = "STONEFORGE_CHAOS_SEED"
 PAIRS = 2  # pairs of tasks that rewrite the same line
@@ -215,8 +216,8 @@ class ChaosRun:
 
     def merged(self) -> bool:
         """Every issue of the sprint closed by a merged pull request, by fakehub's record."""
-        record = self.record()
-        issues = {record.closes.get(e["pr"]) for e in record.merges()}
+        closes = closes_of(self.pipe.hub, FULL)
+        issues = {closes.get(e["pr"]) for e in self.pipe.hub.events("merge")}
         return set(self.numbers.values()) <= issues
 
     def run(self, timeout_s: float) -> None:
@@ -225,6 +226,7 @@ class ChaosRun:
         pending = list(self.schedule)
         down: list[tuple[float, Kill]] = []  # (restart at, kill)
         last_view = 0.0
+        changes = hub_changes(self.pipe.hub)
         while True:
             now = time.monotonic() - started
             while pending and pending[0].at_s <= now:
@@ -235,6 +237,7 @@ class ChaosRun:
                 down.remove(entry)
                 self._restart(entry[1])
             if not pending and not down and self.merged():
+                self._settle()
                 return
             if now - last_view > 2.0:
                 last_view = now
@@ -243,11 +246,18 @@ class ChaosRun:
                 raise AssertionError(
                     f"the sprint did not merge in {timeout_s:g} s: {self.status()}"
                 )
-            self.pipe.hub.state.logged.acquire()
-            try:
-                self.pipe.hub.state.logged.wait(0.2)
-            finally:
-                self.pipe.hub.state.logged.release()
+            changes.wait(changes.count(), 0.2)
+
+    def _settle(self, quiet_s: float = 2.0, limit_s: float = 10.0) -> None:
+        """Give late effects (a second pull request, a second merge) time to show in the record:
+        until fakehub's log was quiet for ``quiet_s``, at most ``limit_s``."""
+        changes = hub_changes(self.pipe.hub)
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            seen = changes.count()
+            changes.wait(seen, quiet_s)
+            if changes.count() == seen:
+                return
 
     def _kill(self, kill: Kill) -> None:
         n = sum(1 for k in self.done if k.target == kill.target) + 1

@@ -58,15 +58,7 @@ def record_of(hub: FakeHub, full_name: str) -> HubRecord:
     """The record of ``full_name`` on a running (or stopped) ``hub``, base = default branch."""
     repo = hub.state.repo(full_name)
     assert repo is not None, full_name
-    closes = {}
-    with hub.state.lock:
-        issues = list(repo.issues.values())
-    for issue in issues:
-        if issue.pull is not None:
-            linked = [int(m.group(2)) for m in CLOSING.finditer(issue.body or "")
-                      if m.group(1) in (None, full_name)]  # fmt: skip
-            if linked:
-                closes[issue.number] = linked[0]
+    closes = closes_of(hub, full_name)
     base = repo.default_branch
     protection = repo.protection.get(base)
     out = subprocess.run(
@@ -78,6 +70,21 @@ def record_of(hub: FakeHub, full_name: str) -> HubRecord:
     repo_events = tuple(e for e in hub.events() if e.get("repo") in (None, full_name))
     required = frozenset(protection.contexts if protection else ())
     return HubRecord(repo_events, closes, history, required, base)
+
+
+def closes_of(hub: FakeHub, full_name: str) -> dict[int, int]:
+    """Pull request number -> the issue its body closes ("Closes #N"), as GitHub links them."""
+    repo = hub.state.repo(full_name)
+    assert repo is not None, full_name
+    with hub.state.lock:
+        pulls = [(i.number, i.body or "") for i in repo.issues.values() if i.pull is not None]
+    closes = {}
+    for number, body in pulls:
+        linked = [int(m.group(2)) for m in CLOSING.finditer(body)
+                  if m.group(1) in (None, full_name)]  # fmt: skip
+        if linked:
+            closes[number] = linked[0]
+    return closes
 
 
 def _issue_of(record: HubRecord, pr: int) -> int | None:
