@@ -92,11 +92,11 @@ def test_a_sprint_under_chaos_merges_every_task_once_in_order(tmp_path: Path) ->
     resolved = run.resolved()
     conflicted = 0
     for pair in range(PAIRS):
-        sides = [t for t in tasks if t.kind == "pair" and pair_path(pair) in json.dumps(t.script)]
+        sides = [t for t in tasks if t.pair is not None and t.pair[0] == pair]
         first, second = sorted(sides, key=lambda t: merged_at[run.numbers[t.index]])
         show = ["git", "--git-dir", git_dir, "show", f"main:{pair_path(pair)}"]
         lines = subprocess.run(show, capture_output=True, text=True, check=True).stdout
-        ours, theirs = (pair_line(pair, "ab".index(t.title[-2])) for t in (first, second))
+        ours, theirs = (pair_line(*t.pair) for t in (first, second) if t.pair)
         if run.numbers[second.index] in resolved:
             conflicted += 1
             assert lines == f"pair {pair}\n{ours}\n{theirs}\nend\n", (lines, where)

@@ -58,6 +58,7 @@ class ChaosTask:
     text: tuple[int, ...] = ()  # blockers (indexes) named "Blocked by #N" in the body
     kind: str = "plain"  # "pair", "flaky" or "plain"
     labels: tuple[str, ...] = ("agent-ready",)
+    pair: tuple[int, int] | None = None  # a pair's (number, side): 0 for its "a", 1 for "b"
 
     @property
     def blockers(self) -> tuple[int, ...]:
@@ -84,7 +85,9 @@ def chaos_sprint(rng: random.Random, size: int = 30) -> list[ChaosTask]:
             title = f"Rewrite line 2 of pair {pair} ({'ab'[side]})"
             # The most urgent priority: both of a pair start in the first wave, together.
             labels = ("agent-ready", "priority: p0")
-            tasks.append(ChaosTask(len(tasks), title, script, kind="pair", labels=labels))
+            tasks.append(
+                ChaosTask(len(tasks), title, script, kind="pair", labels=labels, pair=(pair, side))
+            )
     flaky = {"sleep": 1.0, "edits": [{"path": "flaky.txt", "write": "flaky\n"}],
              "summary": "Added flaky.txt"}  # fmt: skip
     tasks.append(
