@@ -10,7 +10,8 @@ interleaving).
 
 The sprint (:func:`chaos_sprint`): two pairs of tasks that rewrite the same line of one file
 each (the most urgent, so both of a pair run at once and the second to merge conflicts: the
-steward's rebase and resolve jobs, the script agent keeping both sides), one task whose first CI
+steward's rebase and resolve jobs, the script agent keeping both sides, as it does for a resolve
+prompt when the task's script has no ``resolve`` of its own), one task whose first CI
 run fails (a flaky check: the steward re-runs it), and the rest each writing a file of its own,
 some blocked by earlier ones (half by GitHub's issue dependencies, half by "Blocked by #N").
 """
@@ -79,7 +80,7 @@ def chaos_sprint(rng: random.Random, size: int = 30) -> list[ChaosTask]:
     for pair in range(PAIRS):
         for side in (0, 1):
             text = f"pair {pair}\n{pair_line(pair, side)}\nend\n"
-            script = {"sleep": PAIR_SLEEP_S[side], "resolve": "keep_both",
+            script = {"sleep": PAIR_SLEEP_S[side],
                       "edits": [{"path": pair_path(pair), "write": text}],
                       "summary": f"Rewrote line 2 of {pair_path(pair)}"}  # fmt: skip
             title = f"Rewrite line 2 of pair {pair} ({'ab'[side]})"
