@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import logging
+import math
 import secrets
 import time
 import uuid
@@ -32,6 +34,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import TypeAdapter
 
 from bot import transcripts
+from bot.adapters.github import GitHubError
 from bot.core.protocol import (
     CLAIM_SECRET_HEADER,
     PROTOCOL_VERSION,
@@ -51,6 +54,8 @@ from bot.settings import BotSettings
 from bot.signature import bearer_token, token_hash
 from bot.store import RunnerRecord, Store
 from bot.wire import parse_body, refuse
+
+log = logging.getLogger(__name__)
 
 _CLAIM: TypeAdapter[ClaimRequest] = TypeAdapter(ClaimRequest)
 _REGISTRATION: TypeAdapter[Registration] = TypeAdapter(Registration)
@@ -151,15 +156,20 @@ def runner_router(settings: BotSettings) -> APIRouter:
         # work meant for others by sending more); the shared-token runner states its own.
         labels = who.labels if who.labels is not None else body.labels
         dispatcher: Dispatcher = request.app.state.dispatcher
-        found = await dispatcher.claim(
-            who.name or body.runner,
-            body.worker,
-            body.wait_s,
-            frozenset(body.unavailable_agents),
-            labels=frozenset(labels),
-            prefetch=body.prefetch,
-            owner=who.owner,
-        )
+        try:
+            found = await dispatcher.claim(
+                who.name or body.runner,
+                body.worker,
+                body.wait_s,
+                frozenset(body.unavailable_agents),
+                labels=frozenset(labels),
+                prefetch=body.prefetch,
+                owner=who.owner,
+            )
+        except GitHubError as exc:  # GitHub refused a read the job needs; the task was given back
+            log.warning("claim_unavailable: %s", exc)
+            wait = str(max(1, math.ceil(exc.retry_after or 1)))
+            return Response(status_code=503, headers={"Retry-After": wait})
         if found is None:
             return Response(status_code=204)
         if isinstance(found, Prefetch):

@@ -93,6 +93,8 @@ class Pipeline:
     proc_names: list[str] = field(default_factory=list)  # log name of each of `procs`
     _runner_argv: list[str] = field(default_factory=list, init=False, repr=False)
     _runner_env: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _bot_argv: list[str] = field(default_factory=list, init=False, repr=False)
+    _bot_env: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def start(self) -> None:
         self.hub = FakeHub(self.work / "fakehub", faults=self.webhook_faults)
@@ -137,11 +139,9 @@ class Pipeline:
             "STONEFORGE_STEWARD_INTERVAL_S": "1",
             **(self.extra_env or {}),
         }
-        self._spawn(
-            "bot",
-            [*STONEFORGE, "bot", "--port", str(bot_port), "--log-level", "info"],
-            env,
-        )
+        self._bot_argv = [*STONEFORGE, "bot", "--port", str(bot_port), "--log-level", "info"]
+        self._bot_env = env
+        self._spawn("bot", self._bot_argv, env)
         _wait_http(f"{self.bot_url}/healthz", timeout=30)
         runner_env = {
             **_clean_env(),
@@ -189,13 +189,23 @@ class Pipeline:
         The old process must be gone already (the caller killed it); its log is kept, the new
         one writes ``{log_name}.log``.
         """
-        old = self.procs[1]
-        if old.poll() is None:
-            raise RuntimeError("the runner is still running; stop or kill it first")
-        self._spawn(log_name, self._runner_argv, self._runner_env, new_session=self.runner_session)
-        self.procs[1] = self.procs.pop()
-        self.proc_names[1] = self.proc_names.pop()
-        return self.procs[1]
+        argv, env = self._runner_argv, self._runner_env
+        return self._respawn(1, log_name, argv, env, new_session=self.runner_session)
+
+    def restart_bot(self, log_name: str = "bot-restarted") -> subprocess.Popen[bytes]:
+        """Start a fresh first bot (same port, settings and database) in place of the old one,
+        which must be gone already; its log is kept, the new one writes ``{log_name}.log``."""
+        return self._respawn(0, log_name, self._bot_argv, self._bot_env)
+
+    def _respawn(
+        self, index: int, log_name: str, argv: list[str], env: dict[str, str], **kw: bool
+    ) -> subprocess.Popen[bytes]:
+        if self.procs[index].poll() is None:
+            raise RuntimeError(f"the {self.proc_names[index]} is still running; kill it first")
+        self._spawn(log_name, argv, env, **kw)
+        self.procs[index] = self.procs.pop()
+        self.proc_names[index] = self.proc_names.pop()
+        return self.procs[index]
 
     def _spawn(
         self, name: str, argv: list[str], env: dict[str, str], *, new_session: bool = False

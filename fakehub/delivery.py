@@ -45,6 +45,8 @@ class Faults:
     drop_rate: float = 0.0
     duplicate_rate: float = 0.0
     reorder_window: int = 0
+    #: the share of deliveries held back and sent after the next one (reordered one by one)
+    reorder_rate: float = 0.0
     seed: int | None = None
 
 
@@ -96,6 +98,7 @@ class WebhookSender:
         self._cond = threading.Condition()
         self._queue: deque[_Job] = deque()
         self._held: list[_Job] = []
+        self._late: _Job | None = None  # held back by ``reorder_rate``: goes after the next one
         self._busy = 0  # deliveries (or reordered batches) being sent now
         self._closed = False
         self._records: list[DeliveryRecord] = []
@@ -144,7 +147,7 @@ class WebhookSender:
     def wait_idle(self, timeout: float = 10) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._queue or self._held or self._busy:
+            while self._queue or self._held or self._late or self._busy:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -173,8 +176,21 @@ class WebhookSender:
                     self._busy += 1
                     return batch
                 if self._queue:
+                    job = self._queue.popleft()
+                    if self._late is None and self._rng.random() < self.faults.reorder_rate:
+                        self._late = job  # sent right after the next delivery
+                        continue
+                    late, self._late = self._late, None
                     self._busy += 1
-                    return [self._queue.popleft()]
+                    return [job] if late is None else [job, late]
+                if self._late is not None:  # nothing came after it: send it after a quiet spell
+                    if not self._closed and (self._cond.wait(REORDER_FLUSH_S) or self._queue):
+                        continue
+                    late, self._late = self._late, None
+                    if late is None:  # another worker sent it meanwhile
+                        continue
+                    self._busy += 1
+                    return [late]
                 if self._closed:
                     return None
                 if self._held:  # a partly filled window: flush it after a quiet spell

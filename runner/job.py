@@ -312,6 +312,23 @@ def worktree_changed(worktree: Path, base_sha: str) -> bool:
     return worktree_git(worktree, "rev-parse", "HEAD").strip() != base_sha
 
 
+def carries_work(j: JobState[Any]) -> bool:
+    """Whether the job continues a branch that already holds an earlier attempt's finished
+    work: its head (``j.base_sha``) is ahead of ``origin/<base>`` and is not a handoff's
+    work in progress. A runner killed after it pushed but before the bot heard of it leaves
+    such a branch; an agent that then finds nothing left to do has not failed."""
+    job = j.job
+    if not getattr(job, "continues_branch", False) or not getattr(job, "base", ""):
+        return False
+    try:
+        ahead = worktree_git(j.worktree, "rev-list", "--count",
+                             f"refs/remotes/origin/{job.base}..{j.base_sha}")  # fmt: skip
+        message = worktree_git(j.worktree, "log", "-1", "--format=%B", j.base_sha)
+    except GitError:
+        return False
+    return int(ahead.strip() or 0) > 0 and "Stoneforge-Handoff:" not in message
+
+
 def diff_stat(worktree: Path, base_sha: str) -> str:
     return worktree_git(worktree, "diff", "--stat", base_sha, "HEAD")
 

@@ -37,6 +37,7 @@ from runner.job import (
     TaskJob,
     UnsentTranscript,
     Verdict,
+    carries_work,
     clip,
     commit_work,
     completed,
@@ -357,7 +358,7 @@ class AgentTries:
                 why = "silent past the stall timeout again after a nudge"
                 return Verdict("failed", "stalled", why)
             return Verdict("failed", *failure_reason(result))
-        if not changed:
+        if not changed and not await asyncio.to_thread(carries_work, j):
             return Verdict("retry", "no_changes", NO_CHANGES)
         test = j.job.commands.test
         if not test:
@@ -393,6 +394,10 @@ class AgentTries:
                 detail = "the agent made no changes, also when asked again"
             return failed(j.job, verdict.reason, detail, **j.facts())
         sha = await asyncio.to_thread(commit_work, j, "")
+        if sha is None and await asyncio.to_thread(carries_work, j):
+            log.info("nothing_to_add job=%s branch=%s sha=%s", j.job.job_id, j.job.branch,
+                     j.base_sha)  # fmt: skip
+            return completed(j.job, j.base_sha, **j.facts())  # the earlier attempt's work
         if sha is None:  # the check above saw changes; only a race empties them
             return failed(j.job, "no_changes", NO_CHANGES, **j.facts())
         await asyncio.to_thread(j.mirror.push, j.worktree, j.job.branch, j.job.token,

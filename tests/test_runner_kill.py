@@ -14,9 +14,7 @@ runners' own logs for "which jobs started".
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -27,6 +25,7 @@ import pytest
 from demo.pipeline import FULL, Pipeline
 from demo.sample import SPRINT
 from tests.harness import wait_until
+from tests.harness.kill import kill_runner_and_orphans, pids_working_in
 from tests.harness.sprint import assert_merged_in_dependency_order, jobs_started, wait_merged
 
 pytestmark = pytest.mark.slow
@@ -60,45 +59,6 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
-
-
-def pids_working_in(root: Path) -> list[int]:
-    """Live processes whose current directory is inside ``root`` (agents, git, tests)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = Path(os.readlink(entry / "cwd"))
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and cwd.is_relative_to(root):
-            found.append(int(entry.name))
-    return found
-
-
-def kill_runner_and_orphans(pipe: Pipeline) -> int:
-    """SIGKILL the runner's process group, then every process still working in its work dir.
-
-    Returns how many such orphans there were (agents run in their own sessions).
-    """
-    proc = pipe.runner_proc
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-    root = (pipe.work / "runner").resolve()
-    orphans = pids_working_in(root)
-    for pid in orphans:
-        try:
-            pgid = os.getpgid(pid)
-            if pgid != os.getpgrp():
-                os.killpg(pgid, signal.SIGKILL)
-            else:
-                os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    wait_until(lambda: not pids_working_in(root), 10, "no process left in the runner's work dir")
-    return len(orphans)
 
 
 def test_runner_sigkilled_mid_task_still_merges_every_task_once(tmp_path: Path) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -36,7 +35,7 @@ from bot.core.model import IssueRef, Task, TaskState
 from bot.store.base import lock_key, make_engine
 from bot.store.commands import CommandRows
 from bot.store.deliveries import DeliveryRows
-from bot.store.locks import LOCK_LEASE_S, StewardLocks
+from bot.store.locks import LOCK_LEASE_S, StewardLocks, lock_owner
 from bot.store.plans import PlanRows, PlanTaskRows
 from bot.store.records import (
     ClaimedJob,
@@ -88,7 +87,7 @@ class Store(
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
-        self.owner = uuid.uuid4().hex  # identifies this Store's SQLite lock rows
+        self.owner = lock_owner()  # identifies this Store's SQLite lock rows
         self.lock_lease_s = lock_lease_s
         self._lock_engine = None
         self._lock_engine_guard = threading.Lock()

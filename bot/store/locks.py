@@ -1,16 +1,22 @@
 """Steward locks: one writer per (repository, base branch) across bot processes.
 
 PostgreSQL: a session advisory lock on its own connection pool, keyed by schema and name.
-SQLite: a leased row in ``locks``, renewed by a thread while held, taken over once it ran out.
+SQLite: a leased row in ``locks``, renewed by a thread while held, taken over once it ran out,
+or at once when its owner was a process of this machine that is gone (a SQLite file is local, so
+its holders share one machine: a bot killed with SIGKILL and restarted must not wait out the lease
+of its own dead self before it stewards again).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from uuid import uuid4
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
@@ -23,6 +29,30 @@ log = logging.getLogger(__name__)
 
 #: How long a SQLite steward lock lasts without renewal (the holder renews it every third).
 LOCK_LEASE_S = 60.0
+
+
+def lock_owner() -> str:
+    """A lock owner's name: ``<host>:<pid>:<random>`` (64 characters at most)."""
+    return f"{socket.gethostname()[:36]}:{os.getpid()}:{uuid4().hex[:16]}"
+
+
+def owner_is_gone(owner: str) -> bool:
+    """Whether ``owner`` (:func:`lock_owner`) was a process of this machine that no longer
+    runs. An owner of another machine, or in another form, is never judged gone."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname()[:36] or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # this process: another Store of ours holds it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
 
 
 class StewardLocks(StoreBase):
@@ -106,7 +136,19 @@ class StewardLocks(StoreBase):
             where=locks.c.expires_at < now,
         ).returning(locks.c.key)
         with self._write() as conn:
-            return conn.execute(take).first() is not None
+            if conn.execute(take).first() is not None:
+                return True
+            holder = conn.execute(sa.select(locks.c.owner).where(locks.c.key == name)).scalar()
+            if holder is None or not owner_is_gone(holder):
+                return False
+            log.warning("lock_taken_from_dead_owner", extra={"lock": name, "holder": holder})
+            taken = conn.execute(
+                locks.update()
+                .where(locks.c.key == name, locks.c.owner == holder)
+                .values(owner=self.owner, expires_at=now + self.lock_lease_s)
+                .returning(locks.c.key)
+            ).first()
+            return taken is not None
 
     def _renew_lease(self, name: str, stop: threading.Event) -> None:
         while not stop.wait(self.lock_lease_s / 3):

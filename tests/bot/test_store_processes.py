@@ -157,9 +157,11 @@ def test_a_crashed_lock_holder_loses_its_lock(store_url: str, spawn: list[Child]
         holder.kill()
         killed_at = time.monotonic()
         if store.dialect == "sqlite":
-            # The row outlives the process until its (renewed) 1 s lease runs out.
+            # The row outlives the process, but its owner was a process of this machine that is
+            # gone: taken over at once, without waiting out its lease (a bot killed and
+            # restarted stewards again at once).
             with store.steward_lock(REPO, "main") as held:
-                assert held is False
+                assert held is True
         deadline = killed_at + 5.0
         while True:
             with store.steward_lock(REPO, "main") as held:

@@ -185,6 +185,19 @@ def test_reorder_window_shuffles(receiver: Receiver) -> None:
         sender.close()
 
 
+def test_reorder_rate_sends_a_held_delivery_after_the_next(receiver: Receiver) -> None:
+    sender = WebhookSender(Faults(reorder_rate=1.0, seed=1), workers=1)
+    try:
+        guids = [sender.send(receiver.url, SECRET, "push", {"i": i}) for i in range(4)]
+        assert sender.wait_idle(5)
+        assert receiver.guids() == [guids[1], guids[0], guids[3], guids[2]]
+        late = sender.send(receiver.url, SECRET, "push", {"i": 99})  # held, then flushed alone
+        assert sender.wait_idle(5)
+        assert receiver.guids()[-1] == late
+    finally:
+        sender.close()
+
+
 def test_latency_delays_delivery(receiver: Receiver) -> None:
     sender = WebhookSender(Faults(latency_s=0.3))
     try:

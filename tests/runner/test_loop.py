@@ -230,6 +230,29 @@ async def test_retry_continues_from_pushed_branch_unless_restart(
     assert git("show", "stoneforge/8-task:a.txt", cwd=origin) == "two\n"
 
 
+async def test_a_retry_that_finds_its_work_already_pushed_completes_with_that_head(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path
+) -> None:
+    """The runner that pushed attempt 1 died before the bot heard of it: attempt 2 continues
+    the branch, and an agent that finds the work done (writes the same file) has not failed."""
+    fake, url = bot
+    same = {"edits": [{"path": "a.txt", "write": "one\n"}]}
+    fake.jobs = [job(origin, 8, same)]
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1)
+    await run_until(runner, fake, 1)
+    pushed = remote_branch(origin, "stoneforge/8-task")
+
+    fake.jobs = [job(origin, 8, same, job_id="octo/demo#8@2", attempt=2)]
+    await run_until(runner, fake, 2)
+    result = fake.results["octo/demo#8@2"]
+    assert (result["outcome"], result["head_sha"]) == ("completed", pushed), result
+    assert remote_branch(origin, "stoneforge/8-task") == pushed
+    # From the base (a restart), the same nothing is still no change at all.
+    fake.jobs = [job(origin, 11, {"edits": []}, job_id="octo/demo#11@2", attempt=2)]
+    await run_until(runner, fake, 3)
+    assert fake.results["octo/demo#11@2"]["reason"] == "no_changes"
+
+
 def prompts(record: Path) -> list[str]:
     return record.read_text().split("\n=====\n")[:-1]
 
