@@ -32,7 +32,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from bot.adapters.github import GitHubError
@@ -57,6 +57,7 @@ from bot.ports import PullPort, StewardStore
 from bot.pull_cache import NOTED_EVENTS, PullCache
 from bot.repos import Repos
 from bot.signals import Signals
+from bot.stacks import Stacks
 from bot.steward_check import StewardChecks
 from bot.views import TaskViews
 
@@ -134,6 +135,7 @@ class Steward:
         self._caught_up = time.time()  # deliveries processed before this are not looked at
         # (repo, pr) -> (head sha, run id, conclusion, title) of the last ``stoneforge`` check
         self.checks = StewardChecks(github)  # the ``stoneforge`` check on each head
+        self.stacks = Stacks(github, pulls, views)  # stacked pull requests (bot.stacks)
         self._caught_up_at = 0.0  # monotonic time of the last look
 
     async def run_forever(self) -> None:
@@ -203,6 +205,8 @@ class Steward:
 
     async def _pass(self, repo: str) -> None:
         tasks = (await self.views.working_set()).tasks  # blockers may be in other repos
+        if await self.stacks.send_back(repo, tasks):
+            tasks = (await self.views.working_set()).tasks
         pulls: dict[IssueRef, PullSnapshot] = {}
         fresh: set[IssueRef] = set()  # read in this pass; the rest come from bot.pulls
         in_review = {t.ref: t for t in await self._in_review(repo)}
@@ -226,9 +230,16 @@ class Steward:
         if reruns:
             await self._record_flakes(repo, in_review, pulls, reruns)
         fixes = {t.repo: self.repos.config(t.repo).steward.fix_attempts for t in tasks}
+        bases = await self._bases(repo, in_review.values())
         for _ in range(3):
             actions = plan_merges(
-                tasks, pulls, now=now, pending_since=since, reruns=reruns, fix_attempts=fixes
+                tasks,
+                pulls,
+                now=now,
+                pending_since=since,
+                reruns=reruns,
+                fix_attempts=fixes,
+                bases=bases,
             )
             # Waiting may rest on a remembered snapshot; doing anything else needs a fresh one.
             stale = {a.task for a in actions if a.kind != "wait" and _cached(a, pulls, fresh)}
@@ -253,6 +264,16 @@ class Steward:
         await self._tell_waits(repo, in_review, actions, now)
         live = {t.pr_number for t in in_review.values()}
         self.checks.forget(repo, live)
+
+    async def _bases(self, repo: str, tasks: Iterable[Task]) -> dict[str, str]:
+        """``repo``'s base branch, for the steward's rule 2 (empty when unknown)."""
+        for task in tasks:
+            try:
+                info = await self.github.repo(task.installation_id or 0, repo)
+            except GitHubError:
+                return {}
+            return {repo: info.default_branch}
+        return {}
 
     async def _tell_waits(
         self,
@@ -344,6 +365,8 @@ class Steward:
             await self._merge(task, action.pr, action.sha, pull)
         elif action.kind == "update_branch" and action.pr and action.sha:
             await self._update_branch(task, action.pr, action.sha)
+        elif action.kind == "retarget" and task.state is TaskState.IN_REVIEW:
+            await self.stacks.retarget(task, action)
         elif action.kind == "rerun" and task.state is TaskState.IN_REVIEW:
             await self._rerun(task, action)
         elif action.kind == "await_review" and task.state is TaskState.IN_REVIEW:

@@ -13,7 +13,8 @@ The states (``bot.core.model.TaskState``) and the README's diagram:
    current base) or ``Conflicted(pr, base)`` (again from a fresh base); running -> queued:
    ``Conflicted`` too (the rebase job met conflicts, or two resolutions failed), and
    ``Resolving(pr, base, head, files, round)`` (a resolve_conflicts job: an agent resolves the
-   conflicts the rebase met)
+   conflicts the rebase met); in_review -> queued: ``Unstacked(pr, blocker, why)`` (stacked on
+   a blocker's branch that was rewritten or rejected: again from a fresh base)
 6. in_review -> in_review: ``AwaitingReview(reviewers, on_head)``, or no reason (waiting
    cleared); running -> in_review: ``BranchHeld(pr, head)`` (a rebase job found commits the
    App did not make, or the branch moved: it is left to its people)
@@ -85,6 +86,19 @@ class Resolving:
     files: tuple[str, ...] = ()
     round: int = 1
     kind: Literal["resolving"] = "resolving"
+
+
+@dataclass(frozen=True)
+class Unstacked:
+    """It was stacked on blocker ``blocker``'s branch (``scheduling.dispatch: stacked``), and
+    that branch was rewritten (``why="rewritten"``: the commit it started on is no longer in
+    it) or the blocker rejected (``"rejected"``: failed, cancelled, its pull request closed):
+    its work is redone from a fresh base."""
+
+    pr: int | None
+    blocker: int
+    why: Literal["rewritten", "rejected"]
+    kind: Literal["unstacked"] = "unstacked"
 
 
 @dataclass(frozen=True)
@@ -184,6 +198,7 @@ Reason = (
     | Conflicted
     | Rebasing
     | Resolving
+    | Unstacked
     | BranchHeld
     | LeaseExpired
     | ChangesRequested
@@ -202,6 +217,7 @@ _KINDS: dict[str, type[Reason]] = {
     "conflicted": Conflicted,
     "rebasing": Rebasing,
     "resolving": Resolving,
+    "unstacked": Unstacked,
     "branch_held": BranchHeld,
     "lease_expired": LeaseExpired,
     "changes_requested": ChangesRequested,
@@ -226,7 +242,7 @@ ALLOWED: dict[tuple[TaskState, TaskState], tuple[type[Reason] | None, ...]] = {
     (R, F): (Failed,),
     (V, F): (Failed,),
     (Q, F): (Failed,),
-    (V, Q): (ChangesRequested, ChecksFailed, Conflicted, Rebasing),
+    (V, Q): (ChangesRequested, ChecksFailed, Conflicted, Rebasing, Unstacked),
     (V, V): (AwaitingReview, None),
     (V, M): (None,),
     (Q, C): (Cancelled, CancelledBy),
@@ -243,7 +259,7 @@ class IllegalTransition(ValueError):
 
 def fresh_base(reason: Reason | None) -> bool:
     """Whether the next job starts from the base rather than the task's pushed branch."""
-    return isinstance(reason, Restarted | Conflicted)
+    return isinstance(reason, Restarted | Conflicted | Unstacked)
 
 
 def check(current: TaskState, to: TaskState, reason: Reason | None) -> None:

@@ -113,6 +113,10 @@ class Task:
     # Resolutions of conflicts (resolve_conflicts jobs) that failed: after two, a fresh agent
     # run; after four, a person.
     resolve_failures: int = 0
+    # ``scheduling.dispatch: stacked``: the blocker (an issue number in the same repository)
+    # whose branch its work started on, and that branch's head then; None from the base.
+    stacked_on: int | None = None
+    stacked_sha: str | None = None
 
     def __post_init__(self) -> None:
         # Normalise once here so every reader can rely on it: a tuple of IssueRef without

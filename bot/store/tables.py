@@ -76,6 +76,9 @@ tasks = sa.Table(
     sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
     # rounds an agent was sent back to fix red required checks
     sa.Column("fix_rounds", sa.Integer, nullable=False, server_default="0"),
+    # ``Task.stacked_on`` and ``Task.stacked_sha`` (scheduling.dispatch: stacked)
+    sa.Column("stacked_on", sa.Integer),
+    sa.Column("stacked_sha", sa.String(64)),
     sa.Index("ix_tasks_state", "state"),
     sa.Index("ix_tasks_state_merged_at", "state", "merged_at"),  # the working set
     sa.Index("ix_tasks_plan", "plan_id"),

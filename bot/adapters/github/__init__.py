@@ -5,9 +5,9 @@ type, URL or header leaves this package. HTTP failures are classified here once
 (:class:`GitHubError` with ``status``), so nothing else inspects status codes.
 
 The adapter is one class composed of one part per GitHub area: ``client`` (auth, transport,
-errors, pagination), ``apps`` (App JWT calls), ``repos``, ``issues``, ``pulls``, ``filing``
-(a plan's issues and links) and ``comments`` (comment commands' reaction and reply); the values
-it returns are in ``records``.
+errors, pagination), ``apps`` (App JWT calls), ``repos``, ``issues``, ``pulls``, ``stacks``
+(stacked pull requests), ``filing`` (a plan's issues and links) and ``comments`` (comment
+commands' reaction and reply); the values it returns are in ``records``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from bot.adapters.github.records import (
     RepoInfo,
 )
 from bot.adapters.github.repos import RepoCalls
+from bot.adapters.github.stacks import StackCalls
 
 __all__ = [
     "Comment",
@@ -41,5 +42,7 @@ __all__ = [
 ]
 
 
-class GitHubAdapter(AppCalls, RepoCalls, IssueCalls, PullCalls, FilingCalls, CommentCalls):
+class GitHubAdapter(
+    AppCalls, RepoCalls, IssueCalls, PullCalls, StackCalls, FilingCalls, CommentCalls
+):
     """GitHub through githubkit with App authentication and a configurable base URL."""
