@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 #: (beyond it, a snapshot lives until ``steward_refresh_s``).
 CLOCK_SKEW_S = 5.0
 CATCH_UP_EVERY_S = 1.0
+READS_AT_ONCE = 8  # pull request snapshots read at once in a pass (each a few calls)
 
 
 class Writers(Protocol):
@@ -210,11 +211,15 @@ class Steward:
         pulls: dict[IssueRef, PullSnapshot] = {}
         fresh: set[IssueRef] = set()  # read in this pass; the rest come from bot.pulls
         in_review = {t.ref: t for t in await self._in_review(repo)}
+        unread: list[Task] = []
         for task in in_review.values():
             cached = self.pulls.get(repo, task.pr_number or 0)
             if cached is not None and cached.head_sha == task.head_sha:
                 pulls[task.ref] = cached  # nothing said it changed (a runner's push does)
-            elif (pull := await self._read(task)) is not None:
+            else:
+                unread.append(task)
+        for task, pull in zip(unread, await self._read_all(unread), strict=True):
+            if pull is not None:
                 pulls[task.ref] = pull
                 fresh.add(task.ref)
         now = time.time()
@@ -245,12 +250,13 @@ class Steward:
             stale = {a.task for a in actions if a.kind != "wait" and _cached(a, pulls, fresh)}
             if not stale:
                 break
-            for ref in stale:
-                if (pull := await self._read(in_review[ref])) is None:
-                    pulls.pop(ref)
+            again = [in_review[ref] for ref in stale]
+            for task, pull in zip(again, await self._read_all(again), strict=True):
+                if pull is None:
+                    pulls.pop(task.ref)
                 else:
-                    pulls[ref] = pull
-                    fresh.add(ref)
+                    pulls[task.ref] = pull
+                    fresh.add(task.ref)
         for action in actions:
             if action.kind != "wait" and _cached(action, pulls, fresh):
                 self.signals.steward_wake.set()  # still moving after three looks: next pass
@@ -327,6 +333,16 @@ class Steward:
         """Show the steward's state on the pull request's head (``bot.steward_check``: written
         in the background, only when it changed in substance)."""
         self.checks.want(task, pr, sha, conclusion, title, (conclusion, state))
+
+    async def _read_all(self, tasks: list[Task]) -> list[PullSnapshot | None]:
+        """``_read`` of each of ``tasks``, at most ``READS_AT_ONCE`` at a time."""
+        limit = asyncio.Semaphore(READS_AT_ONCE)
+
+        async def one(task: Task) -> PullSnapshot | None:
+            async with limit:
+                return await self._read(task)
+
+        return list(await asyncio.gather(*(one(task) for task in tasks)))
 
     async def _read(self, task: Task) -> PullSnapshot | None:
         """A fresh snapshot of the task's pull request, with its reviews; kept in self.pulls."""
