@@ -42,7 +42,7 @@ every merge waits for a branch update and a CI run behind the one before, so 50 
 50 CI cycles in a row whatever the dispatch does; the lower bound leaves that queue out
 (``bench/merge.py`` measures it). Each run also reports its profile: merge latency (last push
 to merge), dispatch latency (last blocker merged, or blocker pushed when stacked, to dispatch)
-and the workers' idle share.
+and the workers' idle share (no task job between its start and its result).
 """
 
 from __future__ import annotations
@@ -177,13 +177,11 @@ def _measure(
     makespan = last - first
     bound = lower_bound(nodes, k, args.ci_s)
     conflicted = sum(1 for t in tasks if len(started.get(int(t["issue"]), ())) > 1)
-    busy = 0.0  # worker-seconds from a dispatch to the push that ends its job
+    busy = _busy(pipe.work / "runner.log")
     merge_lat, dispatch_lat = [], []
     for t in tasks:
         issue, branch = int(t["issue"]), str(t["branch"])
         own = sorted(pushes.get(branch, ()))
-        for begin in started.get(issue, ()):
-            busy += min((p for p in own if p > begin), default=begin) - begin
         if issue in merged_at and own:
             merge_lat.append(merged_at[issue] - max(p for p in own if p < merged_at[issue]))
         blockers = [issue_of[b] for b in node_of[issue].blockers]
@@ -211,6 +209,22 @@ def _measure(
             "idle_share": round(1 - busy / (k * makespan), 3) if makespan > 0 else None,
         },
     }
+
+
+def _busy(runner_log: Path) -> float:
+    """Worker-seconds spent on task jobs: each job's start (worktree made) to its result sent."""
+    begun: dict[str, float] = {}
+    busy = 0.0
+    for rec in _log(runner_log):
+        words = str(rec.get("event", "")).split()
+        job = next((w.removeprefix("job=") for w in words if w.startswith("job=")), None)
+        if job is None or "@plan-" in job:
+            continue
+        if words[0] == "job_started":
+            begun[job] = _epoch(rec["ts"])
+        elif words[0] == "result_sent" and job in begun:
+            busy += _epoch(rec["ts"]) - begun.pop(job)
+    return busy
 
 
 def _branch(tasks: list[dict[str, Any]], issue: int) -> str:

@@ -47,8 +47,13 @@ def make_graph(
 
 
 def repo_files(nodes: list[Node]) -> dict[str, str]:
-    """The files the shared tasks append to, as they are on ``main`` at the start."""
-    return {n.path: f"{n.path}: one line per task.\n" for n in nodes if n.shared}
+    """The files the shared tasks append to, as they are on ``main`` at the start, and a
+    ``.gitattributes`` that merges them with git's ``union`` driver: two appends in flight at
+    once still conflict where GitHub computes mergeability, so the steward sends a rebase job,
+    whose git rebase then keeps both lines (the ``script`` agent cannot resolve conflict
+    markers; without it a task that conflicts twice goes to a person and the run stops)."""
+    files = {n.path: f"{n.path}: one line per task.\n" for n in nodes if n.shared}
+    return {**files, ".gitattributes": "areas/*.txt merge=union\n"}
 
 
 def critical_path(nodes: list[Node], merge_s: float) -> float:
