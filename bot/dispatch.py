@@ -15,6 +15,7 @@ job's heartbeats and result).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import time
@@ -22,6 +23,7 @@ from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from bot.actions_backend import ActionsBackend
+from bot.adapters.github import GitHubError
 from bot.background import Background
 from bot.core import lifecycle
 from bot.core.admission import Claimant, admit
@@ -59,6 +61,7 @@ from bot.core.protocol import (
     ReviseJob,
     Timeouts,
 )
+from bot.core.stacking import StackBase, stack_base, stacked_blocker, stacked_ready
 from bot.issue_sync import WRITE_PERMISSIONS
 from bot.job_claims import JobReports, ResultHandler, job_id, new_claim_secret
 from bot.metrics import BotMetrics
@@ -175,15 +178,16 @@ class Dispatcher:
         """
         now = self.clock()
         tasks, report = await self.views.graph()
+        ready = stacked_ready(tasks, report, self._stacked)
         spent: dict[str, float] = {}
-        for repo in sorted({ref.repo for ref in report.ready}):
+        for repo in sorted({ref.repo for ref in ready}):
             if self.repos.config(repo).budget.per_day_usd is not None:
                 spent[repo] = await asyncio.to_thread(self.store.cost, repo, today(now))
         claimant = Claimant(backend=backend, labels=labels, unavailable=unavailable)
-        paused = await asyncio.to_thread(self.store.paused_repos) if report.ready else frozenset()
+        paused = await asyncio.to_thread(self.store.paused_repos) if ready else frozenset()
         admission = admit(
             tasks,
-            report.ready,
+            ready,
             self.repos.config,
             claimant,
             now=now,
@@ -195,6 +199,39 @@ class Dispatcher:
             plan_of = {t.ref: t.plan_id for t in tasks}
             return [ref for ref in admission.admitted if plan_of.get(ref) not in approving]
         return list(admission.admitted)
+
+    def _stacked(self, repo: str) -> bool:
+        return self.repos.config(repo).scheduling.dispatch == "stacked"
+
+    async def _stack(self, task: Task, fresh: bool) -> tuple[StackBase | None, str | None]:
+        """For ``scheduling.dispatch: stacked`` (``bot.core.stacking``): the blocker branch a
+        task starting afresh builds on (None: the base), and the base its job works against
+        (its blocker's branch while it is stacked on an unmerged blocker; None: the base).
+        A fresh start keeps where it started on the task."""
+        if not self._stacked(task.repo) or not task.blocked_by:
+            return None, None
+        found = await asyncio.to_thread(lambda: [self.store.get_task(b) for b in task.blocked_by])
+        by_ref = {t.ref: t for t in found if t is not None}
+        if fresh:
+            stack = stack_base(task, by_ref)
+            if stack is not None:  # where the runner will find it, not where we last saw it
+                inst = task.installation_id or 0
+                try:
+                    head = await self.github.branch_sha(inst, task.repo, stack.branch)
+                    stack = dataclasses.replace(stack, head=head)
+                except GitHubError:  # gone (merged and deleted just now): from the base
+                    stack = None
+            await asyncio.to_thread(
+                functools.partial(
+                    self.store.update_task,
+                    task.ref,
+                    stacked_on=stack.blocker if stack else None,
+                    stacked_sha=stack.head if stack else None,
+                )
+            )
+            return stack, stack.branch if stack else None
+        blocker = stacked_blocker(task, by_ref)
+        return None, blocker.branch if blocker is not None else None
 
     async def claim(
         self,
@@ -320,6 +357,9 @@ class Dispatcher:
             # record it, or the steward would send the task back once more for it (and it is
             # this round's: a later claim of the same round does not count another).
             await asyncio.to_thread(self.store.answer_review, task.ref, newest_review)
+        fresh = restarting(task) or task.attempt <= 1
+        fresh = fresh and not isinstance(task.reason, Rebasing | Resolving | ChecksFailed)
+        stack, stack_branch = await self._stack(task, fresh and not feedback)
         branch = task.branch or branch_name(task.number, issue.title)
         if task.branch is None:  # a result must name this branch: keep it with the task
             await asyncio.to_thread(
@@ -345,8 +385,9 @@ class Dispatcher:
             "max_attempts": config.max_attempts,
             "restart": restarting(task),
             "branch": branch,
-            "base": repo.default_branch,
-            "base_sha": base_sha,  # lets a runner whose mirror is current skip its fetch
+            "base": stack_branch or repo.default_branch,
+            # lets a runner whose mirror is current skip its fetch
+            "base_sha": stack.head if stack else base_sha if stack_branch is None else None,
             "clone_url": repo.clone_url,
             "token": token,
             "lease_s": self.lease_s,

@@ -70,6 +70,7 @@ from bot.core.protocol import (
     ReviewedResult,
 )
 from bot.core.render_text import format_cost
+from bot.core.stacking import wanted_base
 from bot.ports import Clock, Configs, ResultPort, ResultStore, Transitions
 from bot.review_results import ReviewResults
 from bot.signals import Signals
@@ -310,6 +311,7 @@ class Results:
                 functools.partial(self.store.update_task, task.ref, pr_number=number)
             )
             await self.views.refresh_views()
+            self.signals.ready_changed.set()  # a task stacked on it may start now
         self.signals.steward_wake.set()
 
     async def open_pending(self) -> int:
@@ -356,7 +358,7 @@ class Results:
                     inst,
                     task.repo,
                     head=head,
-                    base=repo.default_branch,
+                    base=await self._base_for(task, repo.default_branch),
                     title=task.title,
                     body=body,
                 )
@@ -368,6 +370,15 @@ class Results:
         if current != body:
             await github.update_pull(inst, task.repo, number, body=body)
         return number
+
+    async def _base_for(self, task: Task, default: str) -> str:
+        """A stacked task's pull request is based on its blocker's branch while that blocker
+        has not merged (``bot.core.stacking.wanted_base``); any other on ``default``."""
+        if task.stacked_on is None:
+            return default
+        blocker = await asyncio.to_thread(self.store.get_task, IssueRef(task.repo, task.stacked_on))
+        by_ref = {blocker.ref: blocker} if blocker is not None else {}
+        return wanted_base(task, by_ref, default)
 
     async def needs_human(self, task: Task, why: str, totals: Mapping[str, Any]) -> None:
         """Give up on a task: label it for a person and mention who handed it to us."""

@@ -40,7 +40,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from bot.adapters.github import GitHubError
@@ -70,6 +70,7 @@ from bot.ports import PullPort, StewardStore
 from bot.pull_cache import NOTED_EVENTS, PullCache
 from bot.repos import Repos
 from bot.signals import Identity, Signals
+from bot.stacks import Stacks
 from bot.steward_check import StewardChecks
 from bot.views import TaskViews
 
@@ -82,6 +83,7 @@ CAUGHT_UP_EVENTS = (*NOTED_EVENTS, "merge_group")
 #: (beyond it, a snapshot lives until ``steward_refresh_s``).
 CLOCK_SKEW_S = 5.0
 CATCH_UP_EVERY_S = 1.0
+READS_AT_ONCE = 8  # pull request snapshots read at once in a pass (each a few calls)
 
 
 class Writers(Protocol):
@@ -176,6 +178,7 @@ class Steward:
         # (repo, pr) -> (head sha, run id, conclusion, title) of the last ``stoneforge`` check
         self.checks = StewardChecks(github)  # the ``stoneforge`` check on each head
         self.queue = QueueSteward(github, pulls, repos, views, signals, metrics)
+        self.stacks = Stacks(github, pulls, views)  # stacked pull requests (bot.stacks)
         self._caught_up_at = 0.0  # monotonic time of the last look
 
     async def run_forever(self) -> None:
@@ -246,14 +249,20 @@ class Steward:
 
     async def _pass(self, repo: str) -> None:
         tasks = (await self.views.working_set()).tasks  # blockers may be in other repos
+        if await self.stacks.send_back(repo, tasks):
+            tasks = (await self.views.working_set()).tasks
         pulls: dict[IssueRef, PullSnapshot] = {}
         fresh: set[IssueRef] = set()  # read in this pass; the rest come from bot.pulls
         in_review = {t.ref: t for t in await self._in_review(repo)}
+        unread: list[Task] = []
         for task in in_review.values():
             cached = self.pulls.get(repo, task.pr_number or 0)
             if cached is not None and cached.head_sha == task.head_sha:
                 pulls[task.ref] = cached  # nothing said it changed (a runner's push does)
-            elif (pull := await self._read(task)) is not None:
+            else:
+                unread.append(task)
+        for task, pull in zip(unread, await self._read_all(unread), strict=True):
+            if pull is not None:
                 pulls[task.ref] = pull
                 fresh.add(task.ref)
         now = time.time()
@@ -271,6 +280,7 @@ class Steward:
         fixes = {t.repo: self.repos.config(t.repo).steward.fix_attempts for t in tasks}
         notes = await self.queue.notes(in_review, pulls)
         gate = self._review_gate(repo)
+        bases = await self._bases(repo, in_review.values())
         for _ in range(3):
             actions = plan_queue(
                 tasks,
@@ -281,17 +291,19 @@ class Steward:
                 reruns=reruns,
                 fix_attempts=fixes,
                 gate=gate,
+                bases=bases,
             )
             # Waiting may rest on a remembered snapshot; doing anything else needs a fresh one.
             stale = {a.task for a in actions if a.kind != "wait" and _cached(a, pulls, fresh)}
             if not stale:
                 break
-            for ref in stale:
-                if (pull := await self._read(in_review[ref])) is None:
-                    pulls.pop(ref)
+            again = [in_review[ref] for ref in stale]
+            for task, pull in zip(again, await self._read_all(again), strict=True):
+                if pull is None:
+                    pulls.pop(task.ref)
                 else:
-                    pulls[ref] = pull
-                    fresh.add(ref)
+                    pulls[task.ref] = pull
+                    fresh.add(task.ref)
         for action in actions:
             if action.kind != "wait" and _cached(action, pulls, fresh):
                 self.signals.steward_wake.set()  # still moving after three looks: next pass
@@ -314,6 +326,16 @@ class Steward:
             return None
         policy = ReviewPolicy(required=review.required, max_rounds=review.max_rounds)
         return lambda task, pull: decide_agent_review(task, pull, policy)
+
+    async def _bases(self, repo: str, tasks: Iterable[Task]) -> dict[str, str]:
+        """``repo``'s base branch, for the steward's rule 2 (empty when unknown)."""
+        for task in tasks:
+            try:
+                info = await self.github.repo(task.installation_id or 0, repo)
+            except GitHubError:
+                return {}
+            return {repo: info.default_branch}
+        return {}
 
     async def _tell_waits(
         self,
@@ -368,6 +390,16 @@ class Steward:
         in the background, only when it changed in substance)."""
         self.checks.want(task, pr, sha, conclusion, title, (conclusion, state))
 
+    async def _read_all(self, tasks: list[Task]) -> list[PullSnapshot | None]:
+        """``_read`` of each of ``tasks``, at most ``READS_AT_ONCE`` at a time."""
+        limit = asyncio.Semaphore(READS_AT_ONCE)
+
+        async def one(task: Task) -> PullSnapshot | None:
+            async with limit:
+                return await self._read(task)
+
+        return list(await asyncio.gather(*(one(task) for task in tasks)))
+
     async def _read(self, task: Task) -> PullSnapshot | None:
         """A fresh snapshot of the task's pull request, with its reviews; kept in self.pulls."""
         repo, inst, number = task.repo, task.installation_id or 0, task.pr_number or 0
@@ -409,6 +441,8 @@ class Steward:
             await self.queue.enqueue(task, action.pr, action.sha)
         elif action.kind == "update_branch" and action.pr and action.sha:
             await self._update_branch(task, action.pr, action.sha)
+        elif action.kind == "retarget" and task.state is TaskState.IN_REVIEW:
+            await self.stacks.retarget(task, action)
         elif action.kind == "rerun" and task.state is TaskState.IN_REVIEW:
             await self._rerun(task, action)
         elif action.kind == "await_review" and task.state is TaskState.IN_REVIEW:

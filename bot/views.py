@@ -251,6 +251,7 @@ class TaskViews:
                 "plan_id": task.plan_id,
                 "planned_index": task.planned_index,
                 "paused": task.paused,
+                "stacked_on": task.stacked_on,
             }
             for task in tasks
         ]

@@ -90,6 +90,7 @@ class Pipeline:
     repo_files: dict[str, str] | None = None  # added to (or replacing) the sample repository's
     ci: bool = True  # False: no CI runs, so pull requests wait for "ci" forever (benchmarks)
     ci_command: list[str] | None = None  # replaces the sample's test command (benchmarks)
+    strict: bool = True  # main requires pull requests to be up to date (False: benchmarks)
     proc_names: list[str] = field(default_factory=list)  # log name of each of `procs`
     _runner_argv: list[str] = field(default_factory=list, init=False, repr=False)
     _runner_env: dict[str, str] = field(default_factory=dict, init=False, repr=False)
@@ -120,6 +121,7 @@ class Pipeline:
             {**SAMPLE_REPO, **(self.repo_files or {})},
             ci_command=list(self.ci_command or CI_COMMAND) if self.ci else None,
             required_checks=["ci"],
+            strict=self.strict,
         )
         self.hub.set_permission(FULL, MAINTAINER, "admin")
         self.hub.install_app(app.id, OWNER, [REPO])

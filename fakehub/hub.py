@@ -374,6 +374,7 @@ class Hub(HubChecks):
         self.emit(repo, "push", self.push_body(repo, ref, before, after, user), user)
         branch = ref.removeprefix("refs/heads/")
         if after == ZERO_SHA:
+            self.retarget_dependents(repo, branch, before, user)
             return
         pr = self.state.open_pull_for_head(repo, branch)
         if pr is not None and pr.pull is not None and pr.pull.head_sha != after:
@@ -383,6 +384,28 @@ class Hub(HubChecks):
             self.emit_pull(pr, "synchronize", user, before=old, after=after)
             self.run_ci(repo, after, branch)
             self.queue.on_head_moved(pr)
+
+    def retarget_dependents(self, repo: Repo, branch: str, before: str, user: User) -> None:
+        """GitHub, when a branch is deleted: open pull requests based on it move to the base of
+        the merged pull request whose head it was ("automatic retargeting"); with no such
+        merge they are closed."""
+        merged = [
+            i
+            for i in repo.issues.values()
+            if i.pull is not None and i.pull.merged and i.pull.head_ref == branch
+        ]
+        for issue in self.state.open_pulls(repo):
+            assert issue.pull is not None
+            if issue.pull.base_ref != branch:
+                continue
+            if not merged:
+                self.set_pull_state(issue, "closed", user)
+                continue
+            base = merged[-1].pull.base_ref if merged[-1].pull else repo.default_branch
+            changes = {"base": {"ref": {"from": branch}, "sha": {"from": before}}}
+            issue.pull.base_ref = base
+            issue.updated_at = time.time()
+            self.emit_pull(issue, "edited", user, changes=changes)
 
     def on_git_push(
         self, full_name: str, updates: list[tuple[str, str, str]], password: str | None

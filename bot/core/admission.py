@@ -24,7 +24,8 @@ likely conflict with it at merge, so it goes after every admitted task that does
 ready to keep the workers busy. An admitted task counts too for the ones after it: several
 workers that wake together take from one list, so two tasks of that list that share a file are
 not put side by side at its head. A repository turns it off with ``scheduling.file_aware:
-false``; its tasks then keep plain dispatch order.
+false``; its tasks then keep plain dispatch order. ``scheduling.order: fifo`` makes that order
+the order the tasks were labeled (a baseline for ``bench/sprint.py``).
 
 Pure: the caller passes the tasks, the ready set, each repository's configuration, what
 each repository spent today (only those with a daily budget need it) and the paused
@@ -155,7 +156,7 @@ def admit(
     by_ref = {t.ref: t for t in tasks}
     admitted: list[IssueRef] = []
     held: dict[IssueRef, Hold] = {}
-    for ref in ready:
+    for ref in _fifo(ready, by_ref, config):
         task = by_ref[ref]
         hold: Hold | None
         if task.paused or task.repo in paused_repos:
@@ -168,6 +169,18 @@ def admit(
             held[ref] = hold
     in_flight = [t for t in tasks if t.state in (TaskState.RUNNING, TaskState.IN_REVIEW)]
     return Admission(_files_apart(admitted, by_ref, in_flight, config), held)
+
+
+def _fifo(
+    ready: Sequence[IssueRef], by_ref: Mapping[IssueRef, Task], config: Callable[[str], RepoConfig]
+) -> Sequence[IssueRef]:
+    """``ready`` with the tasks of repositories whose ``scheduling.order`` is ``fifo`` put in
+    the order they were labeled (``created_at``), in the places those tasks held."""
+    fifo = [ref for ref in ready if config(ref.repo).scheduling.order == "fifo"]
+    if not fifo:
+        return ready
+    queue = iter(sorted(fifo, key=lambda ref: (by_ref[ref].created_at, ref.repo, ref.number)))
+    return [next(queue) if config(ref.repo).scheduling.order == "fifo" else ref for ref in ready]
 
 
 def _files_apart(

@@ -124,6 +124,18 @@ class Scheduling(_Section):
         "when no other ready task can keep the workers busy (they would likely conflict at "
         "merge); false ignores the files.",
     )
+    dispatch: Literal["after_merge", "stacked"] = Field(
+        "after_merge",
+        description="When a task blocked by another task starts: `after_merge`, once its "
+        "blockers merged; `stacked`, as soon as its one unmerged blocker's agent has pushed "
+        "(that blocker in review), on top of the blocker's branch, with its pull request "
+        "based on that branch and retargeted to the base when the blocker merges.",
+    )
+    order: Literal["critical_path", "fifo"] = Field(
+        "critical_path",
+        description="Order of ready tasks: `critical_path`, by priority, then the work "
+        "waiting behind each, then age; `fifo`, by age alone (a baseline to compare with).",
+    )
 
 
 class Steward(_Section):

@@ -16,6 +16,8 @@ The states (``bot.core.model.TaskState``) and the README's diagram:
    conflicts the rebase met); in_review -> queued: ``Reviewing(pr, head, round)`` (a review
    job: the review agent reviews ``head``), and running -> queued with it again (the review
    job was rate limited, or its runner shut down)
+   conflicts the rebase met); in_review -> queued: ``Unstacked(pr, blocker, why)`` (stacked on
+   a blocker's branch that was rewritten or rejected: again from a fresh base)
 6. in_review -> in_review: ``AwaitingReview(reviewers, on_head)``, or no reason (waiting
    cleared); running -> in_review: ``BranchHeld(pr, head)`` (a rebase job found commits the
    App did not make, or the branch moved: it is left to its people)
@@ -98,6 +100,19 @@ class Reviewing:
     head: str
     round: int = 1
     kind: Literal["reviewing"] = "reviewing"
+
+
+@dataclass(frozen=True)
+class Unstacked:
+    """It was stacked on blocker ``blocker``'s branch (``scheduling.dispatch: stacked``), and
+    that branch was rewritten (``why="rewritten"``: the commit it started on is no longer in
+    it) or the blocker rejected (``"rejected"``: failed, cancelled, its pull request closed):
+    its work is redone from a fresh base."""
+
+    pr: int | None
+    blocker: int
+    why: Literal["rewritten", "rejected"]
+    kind: Literal["unstacked"] = "unstacked"
 
 
 @dataclass(frozen=True)
@@ -198,6 +213,7 @@ Reason = (
     | Rebasing
     | Resolving
     | Reviewing
+    | Unstacked
     | BranchHeld
     | LeaseExpired
     | ChangesRequested
@@ -217,6 +233,7 @@ _KINDS: dict[str, type[Reason]] = {
     "rebasing": Rebasing,
     "resolving": Resolving,
     "reviewing": Reviewing,
+    "unstacked": Unstacked,
     "branch_held": BranchHeld,
     "lease_expired": LeaseExpired,
     "changes_requested": ChangesRequested,
@@ -252,7 +269,7 @@ ALLOWED: dict[tuple[TaskState, TaskState], tuple[type[Reason] | None, ...]] = {
     (R, F): (Failed,),
     (V, F): (Failed,),
     (Q, F): (Failed,),
-    (V, Q): (ChangesRequested, ChecksFailed, Conflicted, Rebasing, Reviewing),
+    (V, Q): (ChangesRequested, ChecksFailed, Conflicted, Rebasing, Reviewing, Unstacked),
     (V, V): (AwaitingReview, None),
     (V, M): (None,),
     (Q, C): (Cancelled, CancelledBy),
@@ -269,7 +286,7 @@ class IllegalTransition(ValueError):
 
 def fresh_base(reason: Reason | None) -> bool:
     """Whether the next job starts from the base rather than the task's pushed branch."""
-    return isinstance(reason, Restarted | Conflicted)
+    return isinstance(reason, Restarted | Conflicted | Unstacked)
 
 
 def check(current: TaskState, to: TaskState, reason: Reason | None) -> None:

@@ -87,9 +87,11 @@ def plan_queue(
     reruns: Mapping[RerunKey, int] | None = None,
     fix_attempts: Mapping[str, int] | None = None,
     gate: Gate | None = None,
+    bases: Mapping[str, str] | None = None,
 ) -> tuple[StewardAction, ...]:
     """``plan_merges`` with the merge queue's rules (see the module docstring); ``gate`` is
-    passed on to it (the review agent's rule)."""
+    passed on to it (the review agent's rule), and ``bases`` (each repository's base branch, for
+    stacked pull requests)."""
     seen = {ref: _up_to_date(pull) for ref, pull in pulls.items()}
     actions = plan_merges(
         tasks,
@@ -99,6 +101,7 @@ def plan_queue(
         reruns=reruns,
         fix_attempts=fix_attempts,
         gate=gate,
+        bases=bases,
     )
     by_ref = {task.ref: task for task in tasks}
     fixes = fix_attempts or {}

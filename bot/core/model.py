@@ -117,6 +117,10 @@ class Task:
     # twice; and how many of the review agent's requests for changes went back to the agent.
     agent_review_head: str | None = None
     agent_review_rounds: int = 0
+    # ``scheduling.dispatch: stacked``: the blocker (an issue number in the same repository)
+    # whose branch its work started on, and that branch's head then; None from the base.
+    stacked_on: int | None = None
+    stacked_sha: str | None = None
 
     def __post_init__(self) -> None:
         # Normalise once here so every reader can rely on it: a tuple of IssueRef without

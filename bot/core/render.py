@@ -49,6 +49,7 @@ from bot.core.lifecycle import (
     Resolving,
     Restarted,
     Reviewing,
+    Unstacked,
 )
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.render_text import (
@@ -186,6 +187,10 @@ def describe_reason(reason: Reason) -> str:
             return f"restart: pull request #{pr} conflicts with {base}"
         case Rebasing(pr=pr, base=base):
             return f"pull request #{pr} conflicts with {base}: rebasing it"
+        case Unstacked(blocker=blocker, why="rewritten"):
+            return f"restart: the branch of #{blocker} it was stacked on was rewritten"
+        case Unstacked(blocker=blocker):
+            return f"restart: #{blocker}, whose branch it was stacked on, was rejected"
         case Resolving(pr=pr, base=base, files=files, round=round_):
             what = ", ".join(files[:5]) + (" ..." if len(files) > 5 else "")
             return f"pull request #{pr} conflicts with {base} in {what}: resolving (round {round_})"

@@ -4,7 +4,11 @@
 returns one ``StewardAction`` per task. The rules, first match wins:
 
 1. no snapshot -> ``wait``
-2. pull request merged -> ``mark_merged``; closed without merging -> ``fail``
+2. pull request merged -> ``mark_merged``; closed without merging -> ``fail``; its base is
+   not the one it wants (``bot.core.stacking.wanted_base``: a stacked task's blocker's branch
+   until that blocker merged, else the repository's base branch, known from ``bases``) ->
+   ``retarget`` to it. A pull request is never merged into a branch other than the
+   repository's base branch (rule 12)
 3. a writer's latest review requests changes and is newer than the one the agent was given
    (``task.review_id``) -> ``revise``: the task goes back to its agent with the feedback
 4. a required check completed with a conclusion other than success/neutral/skipped (red):
@@ -75,6 +79,7 @@ from bot.core.lifecycle import (
     Rebasing,
 )
 from bot.core.model import IssueRef, Task, TaskState
+from bot.core.stacking import wanted_base
 
 GREEN_CONCLUSIONS = frozenset({"success", "neutral", "skipped"})
 MERGEABLE_STATES = frozenset({"clean", "unstable", "has_hooks"})
@@ -93,6 +98,7 @@ ActionKind = Literal[
     "fix_checks",
     "enqueue",  # a base that requires GitHub's merge queue (``bot.core.merge_queue``)
     "review",
+    "retarget",
 ]
 VERDICT_STATES = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
 CHECKS_PENDING = "waiting for required check"  # how a wait for running checks is worded
@@ -197,6 +203,7 @@ class StewardAction:
     check: str | None = None
     blockers: tuple[IssueRef, ...] = ()  # a ``wait`` for ``BLOCKERS``: those not merged yet
     check_id: int | None = None  # ``rerun``: the check run to run again
+    base: str | None = None  # ``retarget``: the base branch the pull request gets
 
 
 def check_verdict(pull: PullSnapshot) -> tuple[str, str]:
@@ -329,13 +336,15 @@ def plan_merges(
     reruns: Mapping[RerunKey, int] | None = None,
     fix_attempts: Mapping[str, int] | None = None,
     gate: Gate | None = None,
+    bases: Mapping[str, str] | None = None,
 ) -> tuple[StewardAction, ...]:
     """One action per task in review, in dispatch order.
 
     ``pending_since``: when the steward first saw each pull request's current head with its
     required checks pending (see ``FRONT_PATIENCE_S``). ``reruns``: the check runs already
     re-run (rule 4). ``fix_attempts``: ``steward.fix_attempts`` per repository (default
-    ``FIX_ATTEMPTS``). ``gate``: rule 10a (``bot.core.agent_review``).
+    ``FIX_ATTEMPTS``). ``gate``: rule 10a (``bot.core.agent_review``). ``bases``: each
+    repository's base (default) branch (rule 2).
     """
     fixes = fix_attempts or {}
     since = pending_since or {}
@@ -352,6 +361,8 @@ def plan_merges(
     actions: list[StewardAction] = []
     for task, pull in decided:
         action = _decide(task, pull, by_ref, rerun, fixes.get(task.repo, FIX_ATTEMPTS), gate)
+        if bases and pull is not None and task.repo in bases:
+            action = _on_base(action, task, pull, by_ref, bases[task.repo])
         if action.kind == "merge" and pull is not None:
             key = (task.repo, pull.base_ref)
             first = merging.get(key)
@@ -383,6 +394,32 @@ def plan_merges(
                 f" (now pull request #{ahead.pr}, {ahead.task})",
             )
     return tuple(actions)
+
+
+def _on_base(
+    action: StewardAction,
+    task: Task,
+    pull: PullSnapshot,
+    by_ref: Mapping[IssueRef, Task],
+    default: str,
+) -> StewardAction:
+    """Rule 2's base: ``retarget`` an open pull request based elsewhere than it wants, and
+    never ``merge`` into a branch that is not ``default`` (rule 12)."""
+    if action.kind in ("mark_merged", "fail") or pull.state != "open":
+        return action
+    want = wanted_base(task, by_ref, default)
+    if pull.base_ref != want:
+        return StewardAction(
+            "retarget",
+            task.ref,
+            pull.number,
+            pull.head_sha,
+            f"pull request #{pull.number} is based on {pull.base_ref}; retargeting it to {want}",
+            base=want,
+        )
+    if action.kind == "merge" and pull.base_ref != default:
+        return _wait(task, pull, WaitFor.BLOCKERS, f"stacked on {pull.base_ref}: merged after it")
+    return action
 
 
 def _in_line(action: StewardAction) -> bool:

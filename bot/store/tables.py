@@ -79,6 +79,9 @@ tasks = sa.Table(
     # the head the review agent was last sent to review, and its rounds sent back to the agent
     sa.Column("agent_review_head", sa.String(64)),
     sa.Column("agent_review_rounds", sa.Integer, nullable=False, server_default="0"),
+    # ``Task.stacked_on`` and ``Task.stacked_sha`` (scheduling.dispatch: stacked)
+    sa.Column("stacked_on", sa.Integer),
+    sa.Column("stacked_sha", sa.String(64)),
     sa.Index("ix_tasks_state", "state"),
     sa.Index("ix_tasks_state_merged_at", "state", "merged_at"),  # the working set
     sa.Index("ix_tasks_plan", "plan_id"),

@@ -8,6 +8,7 @@ import hashlib
 from typing import Any
 
 from fakehub.auth import ApiError, not_found
+from fakehub.gitobjects import GitStoreError
 from fakehub.records import Repo
 from fakehub.rest.context import Ctx, Result
 from fakehub.state import PERMISSION_LEVELS
@@ -168,6 +169,50 @@ def delete_ref(ctx: Ctx) -> Result:
     return 204, None
 
 
+def compare(ctx: Ctx) -> Result:
+    """``GET /repos/{o}/{r}/compare/{base}...{head}``: how two commits (or branches) relate.
+    Only the comparison's summary (status, ahead_by, behind_by, total_commits, the commits'
+    shas), not its commit list or files."""
+    repo = ctx.repo("contents")
+    base_name, sep, head_name = ctx.params["basehead"].partition("...")
+    store = ctx.hub.store
+    base = store.ref_sha(repo.full_name, base_name) or base_name
+    head = store.ref_sha(repo.full_name, head_name) or head_name
+    try:
+        ahead = store.count_commits(repo.full_name, base, head)
+        behind = store.count_commits(repo.full_name, head, base)
+    except GitStoreError:  # an unknown commit or name (NotFound is one)
+        raise not_found() from None
+    if not sep:
+        raise not_found()
+    status = (
+        "identical"
+        if not ahead and not behind
+        else "ahead"
+        if not behind
+        else "behind"
+        if not ahead
+        else "diverged"
+    )
+    api = f"{ctx.hub.payloads.api}/repos/{repo.full_name}"
+    html = f"{ctx.hub.url}/{repo.full_name}/compare/{base_name}...{head_name}"
+    return 200, {
+        "url": f"{api}/compare/{base_name}...{head_name}",
+        "html_url": html,
+        "permalink_url": html,
+        "diff_url": f"{html}.diff",
+        "patch_url": f"{html}.patch",
+        "status": status,
+        "ahead_by": ahead,
+        "behind_by": behind,
+        "total_commits": ahead,
+        "base_commit": {"sha": base},
+        "merge_base_commit": {"sha": ""},
+        "commits": [],
+        "files": [],
+    }
+
+
 def get_contents(ctx: Ctx) -> Result:
     repo = ctx.repo("contents")
     path = ctx.params["path"].strip("/")
@@ -238,5 +283,6 @@ TABLE: list[tuple[str, list[str], Any]] = [
     (_R + "/git/ref/heads/{branch:path}", ["GET"], get_ref),
     (_R + "/git/refs/heads/{branch:path}", ["DELETE"], delete_ref),
     (_R + "/contents/{path:path}", ["GET"], get_contents),
+    (_R + "/compare/{basehead:path}", ["GET"], compare),
     (_R + "/collaborators/{username}/permission", ["GET"], get_collaborator_permission),
 ]

@@ -228,6 +228,13 @@ class FakeGitHub:
     async def delete_branch(self, installation_id: int, repo: str, branch: str) -> None:
         self.calls.append(("delete_branch", (repo, branch)))
 
+    async def retarget_pull(self, installation_id: int, repo: str, number: int, base: str) -> bool:
+        self.calls.append(("retarget_pull", (repo, number, base)))
+        return True
+
+    async def contains(self, installation_id: int, repo: str, commit: str, head: str) -> bool:
+        return commit == head
+
     async def rerun_check(self, installation_id: int, repo: str, check_run_id: int) -> bool:
         self.calls.append(("rerun_check", (repo, check_run_id)))
         return False

@@ -184,6 +184,12 @@ class _PullsGitHub(FakeGitHub):
     async def delete_branch(self, inst: int, repo: str, branch: str) -> None:
         return None
 
+    async def retarget_pull(self, inst: int, repo: str, number: int, base: str) -> bool:
+        return True
+
+    async def contains(self, inst: int, repo: str, commit: str, head: str) -> bool:
+        return True
+
 
 @pytest.fixture
 def steward(tmp_path: Path) -> Any:

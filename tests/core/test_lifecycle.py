@@ -25,6 +25,7 @@ from bot.core.lifecycle import (
     Resolving,
     Restarted,
     Reviewing,
+    Unstacked,
     fresh_base,
     reason_from_json,
     reason_to_json,
@@ -42,6 +43,7 @@ EVERY_REASON: list[Reason] = [
     Rebasing(7, "main", "a" * 40),
     Resolving(7, "main", "a" * 40, ("app/api.py", "README.md"), 2),
     Reviewing(7, "a" * 40, 2),
+    Unstacked(8, 7, "rewritten"),
     BranchHeld(7, "a" * 40, "a commit by @sam"),
     LeaseExpired(),
     ChangesRequested("rita", 50),
@@ -115,8 +117,9 @@ def test_every_reason_allows_some_transition() -> None:
     assert used == {type(r) for r in EVERY_REASON}
 
 
-def test_only_a_restart_or_a_conflict_starts_again_from_the_base() -> None:
-    assert [type(r) for r in EVERY_REASON if fresh_base(r)] == [Restarted, Conflicted]
+def test_only_a_restart_a_conflict_or_an_unstacking_starts_again_from_the_base() -> None:
+    fresh = [type(r) for r in EVERY_REASON if fresh_base(r)]
+    assert fresh == [Restarted, Conflicted, Unstacked]
     assert fresh_base(None) is False
 
 
@@ -141,6 +144,7 @@ def test_reasons_in_words() -> None:
         "pull request #7 conflicts with main: rebasing it",
         "pull request #7 conflicts with main in app/api.py, README.md: resolving (round 2)",
         "pull request #7: the review agent reviews aaaaaaaaaaaa (round 2)",
+        "restart: the branch of #7 it was stacked on was rewritten",
         "pull request #7 not rebased: a commit by @sam",
         "lease expired",
         "changes requested by @rita",
@@ -154,6 +158,10 @@ def test_reasons_in_words() -> None:
         "cancelled by @lead (/stoneforge cancel)",
     ]
     assert describe_reason(AwaitingReview(("rita",))) == "waiting for a re-review from @rita"
+    assert (
+        describe_reason(Unstacked(8, 7, "rejected"))
+        == "restart: #7, whose branch it was stacked on, was rejected"
+    )
     assert describe_reason(Cancelled(CancelCause.UNTRIGGERED)) == "label removed or issue closed"
     assert (
         describe_reason(Restarted("lead", via="command")) == "restart: /stoneforge retry by @lead"

@@ -414,3 +414,40 @@ def test_admin_http_mirrors_the_facade(hub: FakeHub) -> None:
         faults = c.put("/_fakehub/faults", json={"api": {"latency_s": 0.0}}).json()
         assert faults["api"]["latency_s"] == 0.0
         assert c.get("/_fakehub/events").status_code == 200
+
+
+def test_deleting_a_merged_branch_retargets_the_pulls_based_on_it(
+    world: World, receiver: Receiver
+) -> None:
+    """GitHub's automatic retargeting: a pull request based on a branch whose own pull request
+    merged moves to that pull request's base when the branch is deleted; one based on a branch
+    deleted unmerged is closed. And the compare that tells a stacked branch from a rewrite."""
+    work = world.clone()
+    lower = world.push_branch(work, "sf/lower", {"a.txt": "a\n"}, "lower")
+    upper = world.push_branch(work, "sf/upper", {"b.txt": "b\n"}, "upper")  # on top of lower
+    git(work, "checkout", "-q", "main")
+    world.push_branch(work, "sf/side", {"c.txt": "c\n"}, "side")
+    world.push_branch(work, "sf/on-side", {"d.txt": "d\n"}, "on side")
+    with world.client() as bot:
+        new = f"/repos/{FULL}/pulls"
+        low = bot.post(new, json={"title": "L", "head": "sf/lower", "base": "main"}).json()
+        up = bot.post(new, json={"title": "U", "head": "sf/upper", "base": "sf/lower"}).json()
+        side = bot.post(new, json={"title": "S", "head": "sf/on-side", "base": "sf/side"}).json()
+        compare = bot.get(f"/repos/{FULL}/compare/{lower}...sf/upper").json()
+        assert (compare["status"], compare["ahead_by"], compare["behind_by"]) == ("ahead", 1, 0)
+        assert bot.get(f"/repos/{FULL}/compare/{upper}...{lower}").json()["status"] == "behind"
+        assert bot.get(f"/repos/{FULL}/compare/{lower}...nope").status_code == 404
+        assert bot.put(f"/repos/{FULL}/pulls/{low['number']}/merge").status_code == 200
+        assert bot.delete(f"/repos/{FULL}/git/refs/heads/sf/lower").status_code == 204
+        assert bot.delete(f"/repos/{FULL}/git/refs/heads/sf/side").status_code == 204
+        moved = bot.get(f"/repos/{FULL}/pulls/{up['number']}").json()
+        assert (moved["state"], moved["base"]["ref"]) == ("open", "main")
+        assert bot.get(f"/repos/{FULL}/pulls/{side['number']}").json()["state"] == "closed"
+    edited = receiver.wait_for(
+        lambda h: (
+            h.event == "pull_request"
+            and h.payload["action"] == "edited"
+            and h.payload["number"] == up["number"]
+        )
+    )
+    assert edited.payload["changes"]["base"]["ref"]["from"] == "sf/lower"

@@ -6,7 +6,8 @@ type, URL or header leaves this package. HTTP failures are classified here once
 
 The adapter is one class composed of one part per GitHub area: ``client`` (auth, transport,
 errors, pagination), ``apps`` (App JWT calls), ``repos``, ``issues``, ``pulls``, ``gate`` (the
-merge queue, code owners), ``filing`` (a plan's issues and links) and ``comments`` (comment
+merge queue, code owners), ``stacks`` (stacked pull requests), ``filing`` (a plan's issues and
+links) and ``comments`` (comment
 commands' reaction and reply); the values it returns are in ``records``.
 """
 
@@ -28,6 +29,7 @@ from bot.adapters.github.records import (
     RepoInfo,
 )
 from bot.adapters.github.repos import RepoCalls
+from bot.adapters.github.stacks import StackCalls
 
 __all__ = [
     "Comment",
@@ -44,6 +46,6 @@ __all__ = [
 
 
 class GitHubAdapter(
-    AppCalls, RepoCalls, IssueCalls, PullCalls, QueueCalls, FilingCalls, CommentCalls
+    AppCalls, RepoCalls, IssueCalls, PullCalls, QueueCalls, StackCalls, FilingCalls, CommentCalls
 ):
     """GitHub through githubkit with App authentication and a configurable base URL."""

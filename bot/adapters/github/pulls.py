@@ -248,26 +248,26 @@ class PullCalls(AdapterBase):
         owner, name = repo.split("/", 1)
         gh = self._gh(installation_id)
         data = (await self._call(gh.rest.pulls.async_get(owner, name, number))).json()
-        head = data["head"]["sha"]
+        head, base = data["head"]["sha"], data["base"]["ref"]
         checks: dict[str, tuple[str, str | None]] = {}
         check_ids: dict[str, int] = {}
-        runs = await self._call(gh.rest.checks.async_list_for_ref(owner, name, head, per_page=100))
+        # The rest depends only on the head and the base: asked at once (a merge waits on it).
+        runs, status, required, approvals, flags = await asyncio.gather(
+            self._call(gh.rest.checks.async_list_for_ref(owner, name, head, per_page=100)),
+            self._call(gh.rest.repos.async_get_combined_status_for_ref(owner, name, head)),
+            self.required_checks(installation_id, repo, base),
+            self.required_approvals(installation_id, repo, base),
+            self.rule_flags(installation_id, repo, base),
+        )
         # Newest run per name wins (GitHub lists newest first).
         for run in runs.json().get("check_runs", []):
             checks.setdefault(run["name"], (run["status"], run.get("conclusion")))
             check_ids.setdefault(run["name"], int(run["id"]))
-        status = await self._call(
-            gh.rest.repos.async_get_combined_status_for_ref(owner, name, head)
-        )
         for item in status.json().get("statuses", []):
             state = item["state"]
             done = state != "pending"
             conclusion = {"success": "success", "failure": "failure", "error": "failure"}.get(state)
             checks.setdefault(item["context"], ("completed" if done else "in_progress", conclusion))
-        base = data["base"]["ref"]
-        required = await self.required_checks(installation_id, repo, base)
-        approvals = await self.required_approvals(installation_id, repo, base)
-        flags = await self.rule_flags(installation_id, repo, base)
         owners: tuple[OwnerRule, ...] | None = None
         files: tuple[str, ...] = ()
         if "code_owner_review" in flags:
