@@ -300,6 +300,9 @@ class Runner:
     async def _execute(self, worker: str, job: Job, ctl: Control) -> JobResult | None:
         if isinstance(job, PlanJob):  # the director's: a read-only worktree, a plan file
             return await self.planner.run(worker, job, ctl, self._bot)
+        if isinstance(job, RebaseJob | ResolveConflictsJob | ReviewJob):
+            log.info("job_started worker=%s job=%s branch=%s kind=%s", worker, job.job_id,
+                     job.branch, job.kind.value)  # fmt: skip
         if isinstance(job, RebaseJob):  # the steward's: git only, no agent
             return await run_rebase(
                 job,
@@ -343,7 +346,8 @@ class Runner:
             ctl.interrupt.set()  # the thread is not cancelled with us: its setup command is
             raise
         worktree = Path(prepared.path)
-        log.info("job_started worker=%s job=%s branch=%s", worker, job.job_id, branch)
+        log.info("job_started worker=%s job=%s branch=%s kind=%s", worker, job.job_id, branch,
+                 job.kind.value)  # fmt: skip
         self._emit("job_started", worker, job.job_id, repo=repo, issue=job.issue,
                    branch=branch, attempt=job.attempt, worktree=str(worktree))  # fmt: skip
         report: JobResult | None = None

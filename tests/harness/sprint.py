@@ -76,14 +76,22 @@ def assert_merged_in_dependency_order(
             assert merges[pr_of[issue]]["at"] > blocker_merged, (issue, number)
 
 
-def jobs_started(work: Path) -> Counter[str]:
-    """The runners' own record: jobs started per task, from their logs.
+#: every kind of job a task's runner starts (bot.core.protocol.JobKind, but plan)
+ALL_KINDS = ("implement", "revise", "fix_checks", "rebase", "resolve_conflicts", "review")
+
+
+def jobs_started(work: Path, kinds: tuple[str, ...] = ("implement",)) -> Counter[str]:
+    """The runners' own record: agent jobs of ``kinds`` started per task, from their logs (by
+    default the implementations: a steward's round, such as a fix_checks job after red CI, is
+    not a second dispatch of the task).
 
     A second dispatch can leave no trace on fakehub (the "running" label is already there, an
     identical commit pushes nothing, a second pull request for the head is refused).
     """
+    pattern = r"job_started worker=\S+ job=(\S+) branch=\S+ kind=(\w+)"
     return Counter(
         match.group(1).rsplit("@", 1)[0]
         for log in work.glob("runner*.log")
-        for match in re.finditer(r"job_started worker=\S+ job=(\S+)", log.read_text())
+        for match in re.finditer(pattern, log.read_text())
+        if match.group(2) in kinds
     )
