@@ -22,6 +22,7 @@ from fakehub import rulesets
 from fakehub.auth import ApiError
 from fakehub.gitstore import ZERO_SHA, Identity, MergeConflict
 from fakehub.hub_checks import HubChecks
+from fakehub.hub_landing import merge_by_push, runs_ci_on_push
 from fakehub.records import App, Issue, PullInfo, Repo, User
 
 log = logging.getLogger(__name__)
@@ -324,12 +325,15 @@ class Hub(HubChecks):
         branch = ref.removeprefix("refs/heads/")
         if after == ZERO_SHA:
             return
+        merge_by_push(self, repo, branch, before, after, user)
         pr = self.state.open_pull_for_head(repo, branch)
         if pr is not None and pr.pull is not None and pr.pull.head_sha != after:
             old = pr.pull.head_sha
             pr.pull.head_sha = after
             pr.updated_at = time.time()
             self.emit_pull(pr, "synchronize", user, before=old, after=after)
+            self.run_ci(repo, after, branch)
+        elif pr is None and runs_ci_on_push(repo, branch):
             self.run_ci(repo, after, branch)
 
     def on_git_push(
