@@ -53,10 +53,11 @@ from bot.core.steward import (
     review_feedback,
 )
 from bot.metrics import BotMetrics
-from bot.ports import PullPort, StewardStore
+from bot.ports import PullPort, QueuePort, StewardStore
 from bot.pull_cache import NOTED_EVENTS, PullCache
 from bot.repos import Repos
 from bot.signals import Signals
+from bot.speculation import Speculation
 from bot.steward_check import StewardChecks
 from bot.views import TaskViews
 
@@ -107,7 +108,7 @@ async def feedback_for(
 class Steward:
     def __init__(
         self,
-        github: PullPort,
+        github: QueuePort,
         store: StewardStore,
         pulls: PullCache,
         repos: Repos,
@@ -134,6 +135,10 @@ class Steward:
         self._caught_up = time.time()  # deliveries processed before this are not looked at
         # (repo, pr) -> (head sha, run id, conclusion, title) of the last ``stoneforge`` check
         self.checks = StewardChecks(github)  # the ``stoneforge`` check on each head
+        # merge.mode speculative: the merge queue's candidates (bot.speculation)
+        self.speculation = Speculation(
+            github, pulls, repos, views, signals, self.checks, metrics=metrics
+        )
         self._caught_up_at = 0.0  # monotonic time of the last look
 
     async def run_forever(self) -> None:
@@ -240,7 +245,10 @@ class Steward:
                 else:
                     pulls[ref] = pull
                     fresh.add(ref)
+        speculative = self.repos.config(repo).merge.mode == "speculative"
         for action in actions:
+            if speculative and _queued(action, pulls.get(action.task)):
+                continue  # the merge queue's (bot.speculation)
             if action.kind != "wait" and _cached(action, pulls, fresh):
                 self.signals.steward_wake.set()  # still moving after three looks: next pass
                 continue
@@ -250,6 +258,11 @@ class Steward:
                     held, action.pr, action.sha, conclusion, title, check_state(action)
                 )
             await self._execute(action, pulls.get(action.task))
+        if speculative:
+            in_review = {t.ref: t for t in await self._in_review(repo)}  # after the actions
+            await self.speculation.run(
+                repo, tasks, in_review, pulls, now=now, reruns=reruns, fix_attempts=fixes
+            )
         await self._tell_waits(repo, in_review, actions, now)
         live = {t.pr_number for t in in_review.values()}
         self.checks.forget(repo, live)
@@ -521,6 +534,16 @@ class Steward:
 
 def _quote(text: str) -> str:
     return "\n".join(f"> {line}" if line else ">" for line in text.splitlines())
+
+
+def _queued(action: StewardAction, pull: PullSnapshot | None) -> bool:
+    """In speculative mode, what the merge queue does instead of the serial steward: merging,
+    bringing a branch up to date (a candidate merges the current base), and saying so."""
+    if action.kind == "merge":
+        return True
+    if action.kind == "update_branch":
+        return pull is None or check_verdict(pull)[0] != "red"  # red: tested again first
+    return action.kind == "wait" and action.wait in (WaitFor.MERGE_AHEAD, WaitFor.FRONT)
 
 
 def _cached(

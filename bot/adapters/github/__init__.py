@@ -6,7 +6,8 @@ type, URL or header leaves this package. HTTP failures are classified here once
 
 The adapter is one class composed of one part per GitHub area: ``client`` (auth, transport,
 errors, pagination), ``apps`` (App JWT calls), ``repos``, ``issues``, ``pulls``, ``filing``
-(a plan's issues and links) and ``comments`` (comment commands' reaction and reply); the values
+(a plan's issues and links), ``comments`` (comment commands' reaction and reply) and
+``gitdata`` (refs and merge commits: the speculative merge queue); the values
 it returns are in ``records``.
 """
 
@@ -16,6 +17,7 @@ from bot.adapters.github.apps import AppCalls
 from bot.adapters.github.client import GitHubError
 from bot.adapters.github.comments import CommentCalls
 from bot.adapters.github.filing import FilingCalls
+from bot.adapters.github.gitdata import GitCalls, MergeConflict
 from bot.adapters.github.issues import IssueCalls, issue_repo
 from bot.adapters.github.pacing import WriteBudget
 from bot.adapters.github.pulls import PullCalls
@@ -34,6 +36,7 @@ __all__ = [
     "GitHubError",
     "IssueInfo",
     "LabelApplication",
+    "MergeConflict",
     "MergeOutcome",
     "RepoInfo",
     "WriteBudget",
@@ -41,5 +44,7 @@ __all__ = [
 ]
 
 
-class GitHubAdapter(AppCalls, RepoCalls, IssueCalls, PullCalls, FilingCalls, CommentCalls):
+class GitHubAdapter(
+    AppCalls, RepoCalls, IssueCalls, PullCalls, FilingCalls, CommentCalls, GitCalls
+):
     """GitHub through githubkit with App authentication and a configurable base URL."""

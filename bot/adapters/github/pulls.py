@@ -189,21 +189,7 @@ class PullCalls(AdapterBase):
         gh = self._gh(installation_id)
         data = (await self._call(gh.rest.pulls.async_get(owner, name, number))).json()
         head = data["head"]["sha"]
-        checks: dict[str, tuple[str, str | None]] = {}
-        check_ids: dict[str, int] = {}
-        runs = await self._call(gh.rest.checks.async_list_for_ref(owner, name, head, per_page=100))
-        # Newest run per name wins (GitHub lists newest first).
-        for run in runs.json().get("check_runs", []):
-            checks.setdefault(run["name"], (run["status"], run.get("conclusion")))
-            check_ids.setdefault(run["name"], int(run["id"]))
-        status = await self._call(
-            gh.rest.repos.async_get_combined_status_for_ref(owner, name, head)
-        )
-        for item in status.json().get("statuses", []):
-            state = item["state"]
-            done = state != "pending"
-            conclusion = {"success": "success", "failure": "failure", "error": "failure"}.get(state)
-            checks.setdefault(item["context"], ("completed" if done else "in_progress", conclusion))
+        checks, check_ids = await self.commit_checks(installation_id, repo, head)
         base = data["base"]["ref"]
         required = await self.required_checks(installation_id, repo, base)
         approvals = await self.required_approvals(installation_id, repo, base)
@@ -222,6 +208,28 @@ class PullCalls(AdapterBase):
             check_ids=check_ids,
             required_approvals=approvals,
         )
+
+    async def commit_checks(
+        self, installation_id: int, repo: str, sha: str
+    ) -> tuple[dict[str, tuple[str, str | None]], dict[str, int]]:
+        """The checks on a commit: name -> (status, conclusion) of the newest check run or
+        commit status of that name, and name -> the newest check run's id."""
+        owner, name = repo.split("/", 1)
+        gh = self._gh(installation_id)
+        checks: dict[str, tuple[str, str | None]] = {}
+        check_ids: dict[str, int] = {}
+        runs = await self._call(gh.rest.checks.async_list_for_ref(owner, name, sha, per_page=100))
+        # Newest run per name wins (GitHub lists newest first).
+        for run in runs.json().get("check_runs", []):
+            checks.setdefault(run["name"], (run["status"], run.get("conclusion")))
+            check_ids.setdefault(run["name"], int(run["id"]))
+        status = await self._call(gh.rest.repos.async_get_combined_status_for_ref(owner, name, sha))
+        for item in status.json().get("statuses", []):
+            state = item["state"]
+            done = state != "pending"
+            conclusion = {"success": "success", "failure": "failure", "error": "failure"}.get(state)
+            checks.setdefault(item["context"], ("completed" if done else "in_progress", conclusion))
+        return checks, check_ids
 
     async def merge(
         self,
