@@ -16,20 +16,31 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from fakehub.gitstore import ZERO_SHA
+from fakehub.gitstore import ZERO_SHA, GitStore
 from fakehub.records import Issue, Repo, User
+from fakehub.state import State
 
-if TYPE_CHECKING:
-    from fakehub.hub import Hub
+
+class PullEvents(Protocol):
+    """What of :class:`~fakehub.hub.Hub` a merge by push uses."""
+
+    state: State
+    store: GitStore
+
+    def emit_pull(self, issue: Issue, action: str, sender: User, **extra: Any) -> None: ...
+
+    def close_referenced(self, pr: Issue, user: User) -> None: ...
 
 
 def runs_ci_on_push(repo: Repo, branch: str) -> bool:
     return any(fnmatch.fnmatchcase(branch, pattern) for pattern in repo.ci_push)
 
 
-def merge_by_push(hub: Hub, repo: Repo, branch: str, before: str, after: str, user: User) -> None:
+def merge_by_push(
+    hub: PullEvents, repo: Repo, branch: str, before: str, after: str, user: User
+) -> None:
     """Mark merged every open pull request into ``branch`` whose head the push brought in."""
     if before == ZERO_SHA or after == ZERO_SHA:
         return
