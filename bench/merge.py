@@ -77,6 +77,9 @@ CI_SCRIPT = (
 )
 
 
+_SKIPPED: dict[str, Any] = {"ratio_to_model": None, "merges_per_T": float("nan")}
+
+
 def failing(prs: int, rate: float, seed: int) -> set[int]:
     """Indexes (0-based, in dispatch order) of the pull requests that fail in the queue."""
     count = round(prs * rate)
@@ -191,6 +194,7 @@ def _measure(
     moves = [e for e in events if e["type"] == "push" and e["ref"] == "refs/heads/main"]
     moves = [e for e in moves if e["at"] >= t0]
     runs = [e for e in events if e["type"] == "check_completed" and e["at"] >= t0]
+    runs = [e for e in runs if e["name"] == "ci" and "seconds" in e]
     merged = [n for n in numbers if tasks[n]["state"] == "merged"]
     wrongly = [n for i, n in enumerate(numbers) if (i in bad) == (tasks[n]["state"] == "merged")]
     elapsed = max(e["at"] for e in moves) - t0 if moves else float("nan")
@@ -199,6 +203,8 @@ def _measure(
     k = args.k if mode == "speculative" else 1
     model = (1 - p) / ci_t if k == 1 else (1 - p) * (1 - (1 - p) ** k) / (p * ci_t)
     measured = len(merged) / elapsed
+    if args.timeline:
+        _print_timeline(events, t0)
     return {
         "mode": mode,
         "k": k,
@@ -215,6 +221,23 @@ def _measure(
         "model_merges_per_T": round(model * ci_t, 3),
         "ratio_to_model": round(measured / model, 3),
     }
+
+
+def _print_timeline(events: list[dict[str, Any]], t0: float) -> None:
+    """The queue's moves after ``t0``, for reading where the time goes (``--timeline``)."""
+    for e in events:
+        if e["at"] < t0:
+            continue
+        if e["type"] == "push":
+            what = f"push {e['ref'].removeprefix('refs/heads/')} {e['after'][:7]}"
+        elif e["type"] == "check_completed" and e.get("name") == "ci":
+            what = f"ci {e['conclusion']} {e['sha'][:7]} ({e.get('seconds')} s)"
+        elif e["type"] in ("merge", "merged_by_push", "branch_updated"):
+            what = f"{e['type']} #{e.get('pr')}"
+        else:
+            continue
+        clock = time.strftime("%H:%M:%S", time.gmtime(e["at"])) + f"{e['at'] % 1:.3f}"[1:]
+        print(f"{e['at'] - t0:8.2f}  {clock}  {what}", file=sys.stderr)
 
 
 def machine() -> dict[str, Any]:
@@ -245,11 +268,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seed", type=int, default=13, help="chooses the failing ones")
     parser.add_argument("--timeout", type=float, default=600.0, help="per run, in seconds")
     parser.add_argument("--keep", action="store_true", help="keep the work directories")
+    parser.add_argument("--timeline", action="store_true", help="print each run's moves")
+    parser.add_argument(
+        "--modes", default="serial,speculative", help="which runs (for looking at one)"
+    )
     args = parser.parse_args(argv)
     host = machine()
     bad = failing(args.prs, args.fail_rate, args.seed)
-    serial = run_once("serial", args, bad)
-    speculative = run_once("speculative", args, bad)
+    modes = args.modes.split(",")
+    serial = run_once("serial", args, bad) if "serial" in modes else _SKIPPED
+    speculative = run_once("speculative", args, bad) if "speculative" in modes else _SKIPPED
     result = {
         "serial_ratio_to_model": serial["ratio_to_model"],
         "speculative_ratio_to_model": speculative["ratio_to_model"],

@@ -8,8 +8,9 @@ what to do, and does it through GitHub's REST API (``bot.adapters.github.gitdata
 does:
 
 - build: a candidate is a merge commit made by GitHub (``POST /merges``) into a scratch branch
-  set to the commit it builds on (the base's tip or the candidate ahead), then given its own
-  branch ``stoneforge/queue/{base}/{n}``, whose push runs CI on it;
+  set to the commit the batch builds on (the base's tip or the last candidate kept), so each
+  merge lands on the one before; each is then given its own branch
+  ``stoneforge/queue/{base}/{n}``, whose push runs CI on it;
 - land: the base is moved to the last green candidate's commit with a non-forced ref update (a
   fast-forward: exactly the tested commit lands, and GitHub marks every pull request whose head
   it contains merged). A refused update (the base moved) drops the batch; it is built again;
@@ -26,10 +27,11 @@ process did not see tested green on the base it moves).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 
 from bot.adapters.github import GitHubError, MergeConflict
 from bot.core.lifecycle import ChecksFailed, Failed
@@ -86,6 +88,7 @@ class Speculation:
         # (repository, base) -> (the base tip, pull requests whose merge conflicted on it)
         self._conflicts: dict[BatchKey, tuple[str, set[IssueRef]]] = {}
         self._numbers = itertools.count(int(time.time()) % 1_000_000)
+        self._cleanups: set[asyncio.Future[None]] = set()
 
     async def run(
         self,
@@ -129,13 +132,17 @@ class Speculation:
         pulls: Mapping[IssueRef, PullSnapshot],
     ) -> None:
         repo, base = key
-        base_sha = await self.github.branch_sha(inst, repo, base)
+        started = time.monotonic()
         batch = self.batches.get(key, ())
         required = self._required.get(key, ())
-        verdicts: dict[str, CandidateCI] = {}
-        for cand in batch:
-            found, ids = await self.github.commit_checks(inst, repo, cand.sha)
-            verdicts[cand.sha] = candidate_ci(found, ids, required)
+        base_sha, answers = await asyncio.gather(
+            self.github.branch_sha(inst, repo, base),
+            asyncio.gather(*(self.github.commit_checks(inst, repo, c.sha) for c in batch)),
+        )
+        verdicts = {
+            c.sha: candidate_ci(found, ids, required)
+            for c, (found, ids) in zip(batch, answers, strict=True)
+        }
         tip, conflicted = self._conflicts.get(key, (base_sha, set()))
         if tip != base_sha:
             conflicted = set()  # the base moved: worth another try
@@ -143,27 +150,47 @@ class Speculation:
         decision = plan_speculation(
             batch, base_sha, line, verdicts, k=k, exclude=frozenset(conflicted)
         )
+        read = time.monotonic()
         for reason in decision.reasons:
             log.info("speculation %s %s: %s", repo, base, reason)
-        if decision.land and not await self._land(key, inst, decision.land, in_review, pulls):
-            await self._delete(inst, repo, [c.branch for c in batch])
+        # Landing and building at once: the new candidates build on the tested commit the base
+        # moves to, not on the base's ref, and start CI the sooner. A refused landing (the base
+        # moved) discards them with the rest of the batch.
+        landing = asyncio.ensure_future(
+            self._land(key, inst, decision.land, in_review, pulls) if decision.land else _true()
+        )
+        try:
+            built = await self._build(key, inst, decision, in_review, pulls, conflicted)
+        finally:
+            landed = await landing
+        building = time.monotonic()
+        if not landed:
+            await self._delete(inst, repo, [c.branch for c in (*batch, *built)])
             self.batches[key] = ()
             self.signals.steward_wake.set()
             return
+        self._background(
+            self._delete(inst, repo, [c.branch for c in (*decision.land, *decision.drop)])
+        )
+        later: list[Awaitable[object]] = []  # what no CI waits for: after the builds
         if decision.rerun is not None and decision.rerun_check_id is not None:
-            await self.github.rerun_check(inst, repo, decision.rerun_check_id)
+            later.append(self.github.rerun_check(inst, repo, decision.rerun_check_id))
         if decision.eject is not None and (task := in_review.get(decision.eject.entry.task)):
-            await self._eject(task, decision.eject, decision.eject_check)
-        gone = [c.branch for c in (*decision.land, *decision.drop)]
-        await self._delete(inst, repo, gone)
-        built = await self._build(key, inst, decision, in_review, pulls, conflicted)
-        landed = decision.land[-1].sha if decision.land else base_sha
-        self._conflicts[key] = (landed, conflicted)
+            later.append(self._eject(task, decision.eject, decision.eject_check))
+        await asyncio.gather(*later)
+        landed_on = decision.land[-1].sha if decision.land else base_sha
+        self._conflicts[key] = (landed_on, conflicted)
         batch = (*decision.keep, *built)
         self.batches[key] = batch
         if not batch:
             await self._delete(inst, repo, [f"{SCRATCH_PREFIX}/{base}"])
         self._show(key, batch, line, in_review, verdicts)
+        if decision.land or decision.build or decision.drop:
+            log.info(
+                "speculation_pass %s %s read_ms=%d build_ms=%d total_ms=%d landed=%d built=%d",
+                repo, base, (read - started) * 1000, (building - read) * 1000,
+                (time.monotonic() - started) * 1000, len(decision.land), len(built),
+            )  # fmt: skip
 
     async def _land(
         self,
@@ -173,7 +200,8 @@ class Speculation:
         in_review: Mapping[IssueRef, Task],
         pulls: Mapping[IssueRef, PullSnapshot],
     ) -> bool:
-        """Fast-forward the base to the last green candidate: its pull requests are merged."""
+        """Fast-forward the base to the last green candidate: its pull requests are merged.
+        Their head branches are deleted in the background."""
         repo, base = key
         tip = land[-1].sha
         if not await self.github.fast_forward(inst, repo, base, tip):
@@ -182,6 +210,8 @@ class Speculation:
         log.info("speculation_landed %s %s at %s: %s", repo, base, tip,
                  ",".join(f"#{c.entry.pr}" for c in land))  # fmt: skip
         config = self.repos.config(repo)
+        merged: list[Awaitable[object]] = []
+        heads: list[str] = []
         for cand in land:
             task = in_review.get(cand.entry.task)
             self.pulls.forget(repo, pull=cand.entry.pr)
@@ -194,12 +224,15 @@ class Speculation:
             self.views.merging.discard(task.ref)
             if self.metrics:
                 self.metrics.merges.inc(outcome="merged")
-            await self.views.set_state(
-                task, TaskState.MERGED, merged_at=time.time(), merge_sha=cand.sha
+            merged.append(
+                self.views.set_state(
+                    task, TaskState.MERGED, merged_at=time.time(), merge_sha=cand.sha
+                )
             )
-            pull = pulls.get(task.ref)
-            if pull is not None and config.merge.delete_branch:
-                await self.github.delete_branch(inst, repo, pull.head_ref)
+            if (pull := pulls.get(task.ref)) is not None and config.merge.delete_branch:
+                heads.append(pull.head_ref)
+        await asyncio.gather(*merged)
+        self._background(self._delete(inst, repo, heads))
         default = (await self.github.repo(inst, repo)).default_branch
         if base == default:
             self.signals.note_base(repo, inst, tip)
@@ -253,35 +286,51 @@ class Speculation:
         GitHub, its own branch pointed at the merge (CI runs on it)."""
         repo, base = key
         scratch = f"{SCRATCH_PREFIX}/{base}"
-        parent, built = decision.build_on, []
-        for entry in decision.build:
-            task = in_review.get(entry.task)
-            pull = pulls.get(entry.task)
-            title = task.title if task else f"#{entry.pr}"
-            head_ref = pull.head_ref if pull else entry.head_sha
-            message = f"Merge pull request #{entry.pr} from {head_ref}\n\n{title}"
-            await self.github.set_branch(inst, repo, scratch, parent)
-            try:
-                sha = await self.github.merge_into(inst, repo, scratch, entry.head_sha, message)
-            except MergeConflict:
-                log.info("speculation_conflict %s #%s on %s", repo, entry.pr, parent[:12])
-                conflicted.add(entry.task)  # not tried again until the base moves
-                continue
-            sha = sha or parent  # the head is in the parent already
-            branch = f"{QUEUE_PREFIX}/{base}/{next(self._numbers)}"
-            await self.github.set_branch(inst, repo, branch, sha)
-            built.append(Candidate(entry, parent, sha, branch))
-            if task is not None:
-                self.views.merging.add(task.ref)
-            parent = sha
+        parent, built = decision.build_on, list[Candidate]()
+        if not decision.build:
+            return built
+        await self.github.set_branch(inst, repo, scratch, parent)
+        pointed: list[Awaitable[None]] = []  # each candidate's branch, set while merging on
+        try:
+            for entry in decision.build:
+                task = in_review.get(entry.task)
+                pull = pulls.get(entry.task)
+                title = task.title if task else f"#{entry.pr}"
+                head_ref = pull.head_ref if pull else entry.head_sha
+                message = f"Merge pull request #{entry.pr} from {head_ref}\n\n{title}"
+                try:  # the scratch branch moves to the merge: the next one builds on it
+                    sha = await self.github.merge_into(inst, repo, scratch, entry.head_sha, message)
+                except MergeConflict:
+                    log.info("speculation_conflict %s #%s on %s", repo, entry.pr, parent[:12])
+                    conflicted.add(entry.task)  # not tried again until the base moves
+                    continue
+                sha = sha or parent  # the head is in the parent already
+                branch = f"{QUEUE_PREFIX}/{base}/{next(self._numbers)}"
+                pointed.append(
+                    asyncio.ensure_future(self.github.set_branch(inst, repo, branch, sha))
+                )
+                built.append(Candidate(entry, parent, sha, branch))
+                if task is not None:
+                    self.views.merging.add(task.ref)
+                parent = sha
+        finally:
+            await asyncio.gather(*pointed)
         return built
 
+    def _background(self, work: Coroutine[object, object, None]) -> None:
+        """Clean-up nothing waits for (branches deleted): off the pass, kept until done."""
+        task = asyncio.ensure_future(work)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
     async def _delete(self, inst: int, repo: str, branches: Sequence[str]) -> None:
-        for branch in branches:
+        async def one(branch: str) -> None:
             try:
                 await self.github.delete_branch(inst, repo, branch)
             except GitHubError as exc:
                 log.warning("speculation_delete_failed %s %s: %s", repo, branch, exc)
+
+        await asyncio.gather(*(one(b) for b in branches))
 
     def _show(
         self,
@@ -312,3 +361,7 @@ class Speculation:
                 title = f"in the merge queue on {base}: {ahead} ahead of it"
                 state = ("queued",)
             self.checks.want(task, entry.pr, entry.head_sha, None, title, state)
+
+
+async def _true() -> bool:
+    return True

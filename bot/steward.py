@@ -207,6 +207,7 @@ class Steward:
         return [t for t in tasks if t.pr_number and t.installation_id]
 
     async def _pass(self, repo: str) -> None:
+        started = time.monotonic()
         tasks = (await self.views.working_set()).tasks  # blockers may be in other repos
         pulls: dict[IssueRef, PullSnapshot] = {}
         fresh: set[IssueRef] = set()  # read in this pass; the rest come from bot.pulls
@@ -246,6 +247,11 @@ class Steward:
                     pulls[ref] = pull
                     fresh.add(ref)
         speculative = self.repos.config(repo).merge.mode == "speculative"
+        if speculative:  # first: landing and building start CI; the rest can wait
+            log.debug("speculation_due %s after %d ms", repo, (time.monotonic() - started) * 1000)
+            await self.speculation.run(
+                repo, tasks, in_review, pulls, now=now, reruns=reruns, fix_attempts=fixes
+            )
         for action in actions:
             if speculative and _queued(action, pulls.get(action.task)):
                 continue  # the merge queue's (bot.speculation)
@@ -258,11 +264,6 @@ class Steward:
                     held, action.pr, action.sha, conclusion, title, check_state(action)
                 )
             await self._execute(action, pulls.get(action.task))
-        if speculative:
-            in_review = {t.ref: t for t in await self._in_review(repo)}  # after the actions
-            await self.speculation.run(
-                repo, tasks, in_review, pulls, now=now, reruns=reruns, fix_attempts=fixes
-            )
         await self._tell_waits(repo, in_review, actions, now)
         live = {t.pr_number for t in in_review.values()}
         self.checks.forget(repo, live)
