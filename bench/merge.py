@@ -41,6 +41,7 @@ the raw numbers of each run and the machine.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import os
 import platform
@@ -56,6 +57,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bot.core.model import IssueRef  # noqa: E402
+from bot.core.speculation import Candidate, CandidateCI, Entry, plan_speculation  # noqa: E402
 from demo.pipeline import FULL, Pipeline  # noqa: E402
 from demo.sample import script_block  # noqa: E402
 
@@ -203,6 +206,11 @@ def _measure(
     k = args.k if mode == "speculative" else 1
     model = (1 - p) / ci_t if k == 1 else (1 - p) * (1 - (1 - p) ** k) / (p * ci_t)
     measured = len(merged) / elapsed
+    first = moves[0] if moves else None
+    settled = len(merged) - (_landed_by(events, first) if first else 0)
+    window = t0 + elapsed - first["at"] if first else 0.0
+    steady = settled / window if window > 0 else float("nan")
+    best = ideal(len(numbers), bad, k)
     if args.timeline:
         _print_timeline(events, t0)
     return {
@@ -220,7 +228,24 @@ def _measure(
         "merges_per_T": round(measured * ci_t, 3),
         "model_merges_per_T": round(model * ci_t, 3),
         "ratio_to_model": round(measured / model, 3),
+        # between the first landing and the last: the queue's fill left out
+        "steady_merges_per_T": round(steady * ci_t, 3),
+        "steady_ratio_to_model": round(steady / model, 3),
+        # this finite queue with no overhead at all (R = 0): what the model's T' leaves
+        "ideal_merges_per_T": round(best, 3),
+        "ratio_to_ideal": round(measured * ci_t / best, 3),
     }
+
+
+def _landed_by(events: list[dict[str, Any]], landing: dict[str, Any]) -> int:
+    """Pull requests the base's move ``landing`` merged."""
+    sha = landing["after"]
+    return sum(
+        1
+        for e in events
+        if (e["type"] == "merge" and e["merge_sha"] == sha)
+        or (e["type"] == "merged_by_push" and e["pushed"] == sha)
+    )
 
 
 def _print_timeline(events: list[dict[str, Any]], t0: float) -> None:
@@ -238,6 +263,42 @@ def _print_timeline(events: list[dict[str, Any]], t0: float) -> None:
             continue
         clock = time.strftime("%H:%M:%S", time.gmtime(e["at"])) + f"{e['at'] % 1:.3f}"[1:]
         print(f"{e['at'] - t0:8.2f}  {clock}  {what}", file=sys.stderr)
+
+
+def ideal(prs: int, bad: set[int], k: int) -> float:
+    """Merges per T of this very queue with no overhead at all (``R = 0``): the pure
+    ``bot.core.speculation`` decisions driven with every CI run taking exactly T, so a finite
+    queue's fill and drain are counted as the run counts them (the model assumes an endless
+    queue). Serial (``k = 1``) merges its first pull request untested, as the run does."""
+    queue = [Entry(IssueRef("o/r", i), i, f"h{i}") for i in range(prs)]
+    contents: dict[str, frozenset[int]] = {"base": frozenset()}
+    base, batch, now, made, merged, last = "base", [], 0.0, 0, 0, 0.0
+    verdicts: dict[str, CandidateCI] = {}
+    done: list[tuple[float, str]] = []
+    while queue or batch:
+        decision = plan_speculation(batch, base, queue, verdicts, k=k)
+        if decision.land:
+            base, merged, last = decision.land[-1].sha, merged + len(decision.land), now
+        out = {c.entry.task for c in decision.land}
+        out |= {decision.eject.entry.task} if decision.eject else set()
+        queue = [e for e in queue if e.task not in out]
+        batch, parent = list(decision.keep), decision.build_on
+        for entry in decision.build:
+            made += 1
+            sha = f"c{made}"
+            contents[sha] = contents[parent] | {entry.task.number}
+            batch.append(Candidate(entry, parent, sha, sha))
+            # serial: the first is up to date and green already; it merges at once
+            heapq.heappush(done, (now if k == 1 and made == 1 else now + 1.0, sha))
+            parent = sha
+        live = {c.sha for c in batch}
+        while done:
+            now, sha = heapq.heappop(done)
+            if sha in live:
+                red = bool(contents[sha] & bad) and len(contents[sha]) > 1
+                verdicts[sha] = CandidateCI("red", "ci") if red else CandidateCI("green")
+                break
+    return merged / last if last else float("nan")
 
 
 def machine() -> dict[str, Any]:

@@ -218,7 +218,7 @@ class QueuePort(PullPort, Protocol):
 
     async def merge_into(
         self, installation_id: int, repo: str, branch: str, head: str, message: str
-    ) -> str | None: ...
+    ) -> tuple[str, str] | None: ...
 
 
 class TokenPort(Protocol):

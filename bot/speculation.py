@@ -89,6 +89,7 @@ class Speculation:
         self._conflicts: dict[BatchKey, tuple[str, set[IssueRef]]] = {}
         self._numbers = itertools.count(int(time.time()) % 1_000_000)
         self._cleanups: set[asyncio.Future[None]] = set()
+        self._scratch: dict[BatchKey, str] = {}  # where each scratch branch was left
 
     async def run(
         self,
@@ -184,6 +185,7 @@ class Speculation:
         self.batches[key] = batch
         if not batch:
             await self._delete(inst, repo, [f"{SCRATCH_PREFIX}/{base}"])
+            self._scratch.pop(key, None)
         self._show(key, batch, line, in_review, verdicts)
         if decision.land or decision.build or decision.drop:
             log.info(
@@ -289,7 +291,9 @@ class Speculation:
         parent, built = decision.build_on, list[Candidate]()
         if not decision.build:
             return built
-        await self.github.set_branch(inst, repo, scratch, parent)
+        if self._scratch.get(key) != parent:  # else it is there from the last build
+            await self.github.set_branch(inst, repo, scratch, parent)
+            self._scratch[key] = parent
         pointed: list[Awaitable[None]] = []  # each candidate's branch, set while merging on
         try:
             for entry in decision.build:
@@ -299,12 +303,12 @@ class Speculation:
                 head_ref = pull.head_ref if pull else entry.head_sha
                 message = f"Merge pull request #{entry.pr} from {head_ref}\n\n{title}"
                 try:  # the scratch branch moves to the merge: the next one builds on it
-                    sha = await self.github.merge_into(inst, repo, scratch, entry.head_sha, message)
+                    merged = await self._merge(key, inst, scratch, parent, entry.head_sha, message)
                 except MergeConflict:
                     log.info("speculation_conflict %s #%s on %s", repo, entry.pr, parent[:12])
                     conflicted.add(entry.task)  # not tried again until the base moves
                     continue
-                sha = sha or parent  # the head is in the parent already
+                sha = merged or parent  # None: the head is in the parent already
                 branch = f"{QUEUE_PREFIX}/{base}/{next(self._numbers)}"
                 pointed.append(
                     asyncio.ensure_future(self.github.set_branch(inst, repo, branch, sha))
@@ -316,6 +320,28 @@ class Speculation:
         finally:
             await asyncio.gather(*pointed)
         return built
+
+    async def _merge(
+        self, key: BatchKey, inst: int, scratch: str, parent: str, head: str, message: str
+    ) -> str | None:
+        """Merge ``head`` into the scratch branch, which must be at ``parent``: a merge GitHub
+        made on anything else (someone moved the branch) is made again on ``parent``."""
+        repo = key[0]
+        for _ in range(2):
+            try:
+                made = await self.github.merge_into(inst, repo, scratch, head, message)
+            except (MergeConflict, GitHubError):
+                self._scratch.pop(key, None)  # not known any more
+                raise
+            if made is None:
+                return None
+            sha, onto = made
+            if onto == parent:
+                self._scratch[key] = sha
+                return sha
+            log.warning("speculation_scratch_moved %s %s: at %s", repo, scratch, onto[:12])
+            await self.github.set_branch(inst, repo, scratch, parent)
+        raise GitHubError(0, f"{scratch} keeps moving: no candidate built on {parent[:12]}")
 
     def _background(self, work: Coroutine[object, object, None]) -> None:
         """Clean-up nothing waits for (branches deleted): off the pass, kept until done."""

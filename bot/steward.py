@@ -232,12 +232,20 @@ class Steward:
         if reruns:
             await self._record_flakes(repo, in_review, pulls, reruns)
         fixes = {t.repo: self.repos.config(t.repo).steward.fix_attempts for t in tasks}
+        speculative = self.repos.config(repo).merge.mode == "speculative"
         for _ in range(3):
             actions = plan_merges(
                 tasks, pulls, now=now, pending_since=since, reruns=reruns, fix_attempts=fixes
             )
-            # Waiting may rest on a remembered snapshot; doing anything else needs a fresh one.
-            stale = {a.task for a in actions if a.kind != "wait" and _cached(a, pulls, fresh)}
+            # Waiting may rest on a remembered snapshot; doing anything else needs a fresh one
+            # (what the merge queue does instead rests on the candidates' own CI).
+            stale = {
+                a.task
+                for a in actions
+                if a.kind != "wait"
+                and _cached(a, pulls, fresh)
+                and not (speculative and _queued(a, pulls.get(a.task)))
+            }
             if not stale:
                 break
             for ref in stale:
@@ -246,7 +254,6 @@ class Steward:
                 else:
                     pulls[ref] = pull
                     fresh.add(ref)
-        speculative = self.repos.config(repo).merge.mode == "speculative"
         if speculative:  # first: landing and building start CI; the rest can wait
             log.debug("speculation_due %s after %d ms", repo, (time.monotonic() - started) * 1000)
             await self.speculation.run(

@@ -242,7 +242,7 @@ class FakeGitHub:
 
     async def merge_into(
         self, installation_id: int, repo: str, branch: str, head: str, message: str
-    ) -> str | None:
+    ) -> tuple[str, str] | None:
         self.calls.append(("merge_into", (repo, branch, head)))
         return None
 

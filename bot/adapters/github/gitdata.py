@@ -56,9 +56,10 @@ class GitCalls(AdapterBase):
 
     async def merge_into(
         self, installation_id: int, repo: str, branch: str, head: str, message: str
-    ) -> str | None:
-        """Merge ``head`` into ``branch`` with a merge commit: the branch's new tip, or None
-        when it contains ``head`` already (204); ``MergeConflict`` on 409."""
+    ) -> tuple[str, str] | None:
+        """Merge ``head`` into ``branch`` with a merge commit: the branch's new tip and its
+        first parent (the tip it merged into), or None when the branch contains ``head``
+        already (204); ``MergeConflict`` on 409."""
         owner, name = repo.split("/", 1)
         try:
             answer = await self._call(
@@ -72,4 +73,5 @@ class GitCalls(AdapterBase):
             raise
         if answer.status_code == 204:
             return None
-        return str(answer.json()["sha"])
+        data = answer.json()
+        return str(data["sha"]), str(data["parents"][0]["sha"])
