@@ -151,11 +151,13 @@ def test_three_prs_tested_together_the_red_middle_one_is_taken_out_and_the_rest_
         runs = [e for e in events if e["type"] == "check_completed" and e["sha"] in red]
         assert any(sum(1 for r in runs if r["sha"] == sha) == 2 for sha in red), "re-run once"
         world.wait_until(
-            lambda: not [
-                b
-                for b in world.hub.store.branches(full)
-                if b.startswith(("stoneforge/queue/", "stoneforge/scratch/"))
-            ],
+            lambda: (
+                not [
+                    b
+                    for b in world.hub.store.branches(full)
+                    if b.startswith(("stoneforge/queue/", "stoneforge/scratch/"))
+                ]
+            ),
             what="candidate and scratch branches deleted after use",
         )
         main = world.hub.store.ref_sha(full, "main")
