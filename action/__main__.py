@@ -37,7 +37,7 @@ from runner.loop import Runner
 
 log = logging.getLogger("action")
 
-SUCCESS_OUTCOMES = frozenset({"completed", "handoff", "planned"})
+SUCCESS_OUTCOMES = frozenset({"completed", "handoff", "planned", "reviewed"})
 CLAIM_ATTEMPTS = 5
 SUMMARY_LIMIT = 60_000  # characters of agent text; the whole summary stays far below 1 MiB
 
@@ -189,7 +189,9 @@ def summary_markdown(job: Job, report: JobResult | None, ctx: RunContext) -> str
     repo, issue = job.repo, job.issue
     outcome = report.outcome if report is not None else "cancelled"
     reason = str(report.reason) if report is not None else "the bot took the job back"
-    icon = "✅" if outcome in ("completed", "planned") else "↪️" if outcome == "handoff" else "❌"
+    icon = "↪️" if outcome == "handoff" else "❌"
+    if outcome in ("completed", "planned", "reviewed"):
+        icon = "✅"
     usage = report.usage if report is not None else None
     head = _head(report)
     rows = [

@@ -6,7 +6,8 @@ first candidate atomically in the store (``SKIP LOCKED`` on PostgreSQL), so seve
 never hand out the same task twice. The issue is re-read from GitHub before the job is built: an
 ``ImplementJob``, a ``ReviseJob`` when a review sent the task back, a ``FixChecksJob`` when its
 required checks stayed red, a ``RebaseJob`` when the steward asked for a rebase, or a
-``ResolveConflictsJob`` when that rebase met conflicts (``bot.core.protocol``), with a new job
+``ResolveConflictsJob`` when that rebase met conflicts, or a ``ReviewJob`` when the steward asked
+the review agent for a review (``bot.core.protocol``), with a new job
 id and a claim secret for the claiming runner only (``bot.job_claims``, which also answers the
 job's heartbeats and result).
 """
@@ -32,6 +33,7 @@ from bot.core.lifecycle import (
     LeaseExpired,
     Rebasing,
     Resolving,
+    Reviewing,
     fresh_base,
 )
 from bot.core.model import (
@@ -53,6 +55,7 @@ from bot.core.protocol import (
     Prefetch,
     RebaseJob,
     ResolveConflictsJob,
+    ReviewJob,
     ReviseJob,
     Timeouts,
 )
@@ -303,7 +306,8 @@ class Dispatcher:
             self.github.issue(inst, task.ref),
             self.github.branch_sha(inst, task.repo, repo.default_branch),
             self._conversation(inst, task),
-            self.github.repo_token(inst, task.repo),
+            # a review job pushes nothing: its token reads the repository only
+            self.github.repo_token(inst, task.repo, write=not isinstance(task.reason, Reviewing)),
             self._review_feedback(inst, task),
         )
         self._revoke(task.ref)  # a token of an earlier job that was never revoked
@@ -374,6 +378,19 @@ class Dispatcher:
                 conflicts=task.reason.files,
                 round=task.reason.round,
             )
+        if isinstance(task.reason, Reviewing):  # the steward's: the review agent reviews a head
+            review = config.review
+            keep = set(ReviewJob.model_fields) - {"kind", "head", "pull_number", "agent"}
+            return ReviewJob(
+                **{k: v for k, v in fields.items() if k in keep},
+                agent=AgentChoice(name=review.agent, model=review.model)
+                if review
+                else fields["agent"],
+                head=task.reason.head,
+                pull_number=task.reason.pr,
+                round=task.reason.round,
+                max_rounds=review.max_rounds if review else task.reason.round,
+            )
         if self.plans is not None:  # a plan's task (by its plan id, or its issue's marker)
             fields["plan"] = await self.plans.plan_context(inst, task, issue.body)
         if isinstance(task.reason, ChecksFailed) and task.reason.failures:
@@ -404,7 +421,7 @@ class Dispatcher:
         if task.pr_number is None or task.review_id is None:
             return [], None
         feedback, newest = await feedback_for(
-            self.github, self.writers, inst, task.repo, task.pr_number
+            self.github, self.writers, inst, task.repo, task.pr_number, answering=task.review_id
         )
         if not feedback:  # approved or dismissed since it was queued: keep the pushed work
             feedback = [
@@ -472,4 +489,6 @@ class Dispatcher:
                 if task.state == TaskState.RUNNING:
                     log.warning("lease_expired", extra={"repo": task.repo, "issue": task.number})
                     self._revoke(task.ref)
-                    await self.views.transition(task, TaskState.QUEUED, LeaseExpired(), worker=None)
+                    # A review job's runner vanished: the same review again (its head is kept).
+                    why = task.reason if isinstance(task.reason, Reviewing) else LeaseExpired()
+                    await self.views.transition(task, TaskState.QUEUED, why, worker=None)

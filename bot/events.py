@@ -243,6 +243,7 @@ class _PullFields(Envelope):
 
 class PullRequestEvent(_PullFields):
     number: Lenient[int] = None
+    reason: Lenient[str] = None  # ``dequeued``: why it left the merge queue (``CI_FAILURE``, ...)
 
     @property
     def pull_number(self) -> int | None:
@@ -288,6 +289,24 @@ class StatusEvent(Envelope):
     @property
     def head_sha(self) -> str | None:
         return self.sha
+
+
+class MergeGroup(_Model):
+    head_sha: Lenient[str] = None
+    head_ref: Lenient[str] = None  # "refs/heads/gh-readonly-queue/{base}/pr-{n}-{sha}"
+    base_ref: Lenient[str] = None
+
+
+class MergeGroupEvent(Envelope):
+    """``checks_requested`` (a group was built) or ``destroyed`` (``reason``: merged,
+    invalidated, dequeued)."""
+
+    merge_group: Lenient[MergeGroup] = None
+    reason: Lenient[str] = None
+
+    @property
+    def head_sha(self) -> str | None:
+        return self.merge_group.head_sha if self.merge_group else None
 
 
 class PushRepository(Repository):
@@ -347,6 +366,7 @@ MODELS: dict[str, type[Envelope]] = {
     "check_suite": CheckSuiteEvent,
     "status": StatusEvent,
     "push": PushEvent,
+    "merge_group": MergeGroupEvent,
     "installation": InstallationEvent,
     "installation_repositories": InstallationRepositoriesEvent,
 }

@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal, Protocol
 
+from bot.adapters.github.gate import EnqueueOutcome
 from bot.adapters.github.records import (
     Comment,
     IssueInfo,
@@ -189,6 +190,14 @@ class PullPort(CheckPort, Protocol):
         self, installation_id: int, repo: str, number: int, sha: str
     ) -> bool: ...
 
+    async def enqueue(
+        self, installation_id: int, repo: str, number: int, sha: str
+    ) -> EnqueueOutcome: ...
+
+    async def checks_on(
+        self, installation_id: int, repo: str, sha: str
+    ) -> Mapping[str, tuple[str, str | None]]: ...
+
     async def delete_branch(self, installation_id: int, repo: str, branch: str) -> None: ...
 
     async def rerun_check(self, installation_id: int, repo: str, check_run_id: int) -> bool: ...
@@ -264,6 +273,18 @@ class ResultPort(Protocol):
     async def update_pull(
         self, installation_id: int, repo: str, number: int, *, body: str
     ) -> None: ...
+
+    async def submit_review(
+        self,
+        installation_id: int,
+        repo: str,
+        number: int,
+        *,
+        commit_id: str,
+        event: Literal["APPROVE", "REQUEST_CHANGES", "COMMENT"],
+        body: str,
+        comments: Sequence[tuple[str, int, str]] = (),
+    ) -> int: ...
 
 
 class WorkflowPort(Protocol):

@@ -24,6 +24,13 @@ names the task's branch, and has revoked its token). One case per outcome:
   and its ``branch_moved`` is said on the pull request, the task waiting in review
   (``BranchHeld``: the steward never rewrites that head).
 
+A review job's result (the task's reason is ``Reviewing``) is handled apart: a verdict is posted
+as the App's pull request review on the reviewed head (line comments GitHub cannot place go in
+the body), and the task goes back to review, where the steward reads it; a rate limit or a
+runner's shutdown queues the same review again; anything else means no review was given: said on
+the pull request, and the task goes back to review too (``review.required`` then decides whether
+it may merge without: ``bot.core.agent_review``).
+
 Every state change goes through the lifecycle with its typed reason (``RateLimited``,
 ``HandedOff``, ``Failed``; none for a completed job): the task's ``detail`` is only that
 reason in words.
@@ -48,19 +55,23 @@ from bot.core.lifecycle import (
     RateLimited,
     Rebasing,
     Resolving,
+    Reviewing,
 )
 from bot.core.model import IssueRef, Task, TaskState, budget_left
 from bot.core.protocol import (
     CompletedResult,
     FailedResult,
     FailureReason,
+    HandoffReason,
     HandoffResult,
     JobResult,
     PlannedResult,
     RateLimitedResult,
+    ReviewedResult,
 )
 from bot.core.render_text import format_cost
 from bot.ports import Clock, Configs, ResultPort, ResultStore, Transitions
+from bot.review_results import ReviewResults
 from bot.signals import Signals
 from bot.views import today
 
@@ -102,6 +113,8 @@ class Results:
         #: pull requests being opened in the background, by task
         self._publishing: dict[IssueRef, asyncio.Task[None]] = {}
         self._work = Background("pull_request")
+        #: what a review job's result does (``bot.review_results``)
+        self.reviews = ReviewResults(github, repos, views, signals)
 
     async def apply(self, task: Task, result: JobResult) -> None:
         cost = result.usage.cost_usd
@@ -111,10 +124,15 @@ class Results:
             "agent_seconds": (task.agent_seconds or 0.0) + result.agent_seconds,
             "cost_usd": (task.cost_usd or 0.0) + (cost or 0.0) if (cost or task.cost_usd) else None,
         }
+        if isinstance(task.reason, Reviewing) and not isinstance(
+            result, RateLimitedResult | HandoffResult
+        ):
+            await self.reviews.done(task, task.reason, result, totals)
+            return
         match result:
             case RateLimitedResult():
                 await self._rate_limited(task, result, totals)
-            case HandoffResult() if isinstance(task.reason, Resolving):  # the runner stopped
+            case HandoffResult() if isinstance(task.reason, Resolving | Reviewing):  # stopped
                 await self.views.transition(  # nothing was pushed: the same resolution again
                     task, TaskState.QUEUED, task.reason, worker=None,
                     attempt=max(0, task.attempt - 1), **totals,
@@ -131,8 +149,9 @@ class Results:
                 await self.needs_human(task, why, totals)
             case CompletedResult():
                 await self._completed(task, result, totals)
-            case PlannedResult():  # the runner API sends plan jobs' results to the director
-                await self.needs_human(task, "the runner answered a task's job with a plan", totals)
+            case PlannedResult() | ReviewedResult():  # a plan's goes to the director
+                why = f"the runner answered a task's job with a {result.outcome} result"
+                await self.needs_human(task, why, totals)
             case _:
                 assert_never(result)
 
@@ -144,7 +163,7 @@ class Results:
         agent = result.agent
         limits = {a: until for a, until in task.rate_limits if until > now} | {agent: retry_at}
         # A resolution waits for its agent as a resolution (the rate limit holds it back).
-        resolving = task.reason if isinstance(task.reason, Resolving) else None
+        resolving = task.reason if isinstance(task.reason, Resolving | Reviewing) else None
         await self.views.transition(
             task,
             TaskState.QUEUED,
@@ -165,6 +184,12 @@ class Results:
             f"**Handoff after attempt {task.attempt}** ({reason})\n\n{HANDOFF_MARKER}\n{note}",
         )
         config = self.repos.config(task.repo)
+        if result.reason is HandoffReason.STALLED:
+            # The runner nudged the silent agent once already; a person looks now.
+            branch = f" (its work so far is on `{result.branch}`)" if result.branch else ""
+            why = f"the agent went silent past the stall timeout after a nudge{branch}"
+            await self.needs_human(task, why, totals)
+            return
         per_task = config.budget.per_task_usd
         if budget_left(per_task, totals["cost_usd"], task.cost_at_restart_usd) == 0.0:
             since = (totals["cost_usd"] or 0.0) - (task.cost_at_restart_usd or 0.0)

@@ -131,6 +131,7 @@ class Bot:
             self.sync,
             interval_s=settings.steward_interval_s,
             metrics=metrics,
+            identity=self.identity,
         )
 
     # --- the names other parts reach through the root ----------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from bot.merge_queue import QueueNotes
+
 
 @dataclass
 class Identity:
@@ -27,6 +29,8 @@ class Signals:
     steward_wake: asyncio.Event = field(default_factory=asyncio.Event)
     #: repo -> (installation, sha): its default branch's tip, as last seen moving
     bases: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: what GitHub's merge queue said of each pull request (``merge_group`` and ``dequeued``)
+    queue: QueueNotes = field(default_factory=QueueNotes)
 
     def note_base(self, repo: str, inst: int, sha: str) -> None:
         """The default branch of ``repo`` moved to ``sha`` (a push, or our own merge)."""

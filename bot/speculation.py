@@ -45,7 +45,7 @@ from bot.core.speculation import (
     plan_speculation,
     ready_queue,
 )
-from bot.core.steward import PullSnapshot, RerunKey
+from bot.core.steward import Gate, PullSnapshot, RerunKey
 from bot.metrics import BotMetrics
 from bot.ports import QueuePort
 from bot.pull_cache import PullCache
@@ -101,12 +101,14 @@ class Speculation:
         now: float,
         reruns: Mapping[RerunKey, int],
         fix_attempts: Mapping[str, int],
+        gate: Gate | None = None,
     ) -> None:
-        """One look at every base of ``repo`` with a queue or a batch."""
+        """One look at every base of ``repo`` with a queue or a batch (``gate``: the review
+        agent's rule, as the serial plan applies it)."""
         queues = {
             key: line
             for key, line in ready_queue(
-                tasks, pulls, now=now, reruns=reruns, fix_attempts=fix_attempts
+                tasks, pulls, now=now, reruns=reruns, fix_attempts=fix_attempts, gate=gate
             ).items()
             if key[0] == repo
         }

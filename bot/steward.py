@@ -18,8 +18,16 @@ required check is re-run once per head (``check_reruns`` in the store); one that
 re-run is recorded as flaky on the pull request and in ``/metrics``. One still red after it goes
 back to the agent with the check's output (a fix_checks job on the same branch), at most
 ``steward.fix_attempts`` rounds (``fix_rounds`` on the task); then the task fails quoting it.
+With ``review`` configured (``bot.core.agent_review``), a head that could otherwise merge is
+first reviewed by an agent: the task goes to a review job (``Reviewing``; the head is kept on the
+task, ``agent_review_head``, so it is never reviewed twice), whose verdict the bot posts as the
+App's pull request review (``bot.review_results``); the review agent's "changes requested" go
+back to the task's agent as a person's do, counted on the task (``agent_review_rounds``).
 Nothing waits silently: a pull request waiting for the same thing past
 ``steward.wait_timeout_minutes`` is told once what it waits for (``steward_waits`` in the store).
+A base that requires GitHub's merge queue gets the same gate, then an enqueue instead of a merge
+(``bot.core.merge_queue``; what the queue said is kept in ``bot.merge_queue``); the queue
+lands it, and a red merge group goes back to the agent like a red check.
 """
 
 from __future__ import annotations
@@ -36,10 +44,14 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from bot.adapters.github import GitHubError
+from bot.core.agent_review import ReviewPolicy, agent_verdict, as_verdict, decide_agent_review
 from bot.core.lifecycle import ChecksFailed, Failed
 from bot.core.liveness import Waiting, follow_wait, wait_notice
+from bot.core.merge_queue import plan_queue
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import (
+    VERDICT_STATES,
+    Gate,
     PullSnapshot,
     Review,
     StewardAction,
@@ -49,19 +61,23 @@ from bot.core.steward import (
     check_verdict,
     check_words,
     flaky_checks,
-    plan_merges,
     review_feedback,
 )
+from bot.events import parse_event
+from bot.merge_queue import QueueSteward
 from bot.metrics import BotMetrics
 from bot.ports import PullPort, QueuePort, StewardStore
 from bot.pull_cache import NOTED_EVENTS, PullCache
 from bot.repos import Repos
-from bot.signals import Signals
+from bot.signals import Identity, Signals
 from bot.speculation import Speculation
 from bot.steward_check import StewardChecks
 from bot.views import TaskViews
 
 log = logging.getLogger(__name__)
+
+#: the deliveries caught up with from other replicas: the pull cache's, and the merge queue's
+CAUGHT_UP_EVENTS = (*NOTED_EVENTS, "merge_group")
 
 #: How far another replica's clock may lag ours and its deliveries still be caught up with
 #: (beyond it, a snapshot lives until ``steward_refresh_s``).
@@ -76,14 +92,21 @@ class Writers(Protocol):
 
 
 async def writer_reviews(
-    github: PullPort, writers: Writers, inst: int, repo: str, number: int
+    github: PullPort,
+    writers: Writers,
+    inst: int,
+    repo: str,
+    number: int,
+    reviews: list[Review] | None = None,
 ) -> tuple[Review, ...]:
-    """The pull request's reviews by people with write access (and allowed bots), oldest first.
+    """The pull request's reviews by people with write access (and allowed bots), oldest first
+    (``reviews``: all of them, when already read).
 
     Everyone else's reviews, and the App's own, are left out: like issue comments, a review
     is public input, and only collaborators may steer the agent or hold up a merge.
     """
-    reviews = await github.reviews(inst, repo, number)
+    if reviews is None:
+        reviews = await github.reviews(inst, repo, number)
     counts: dict[str, bool] = {}
     for review in reviews:
         if review.author not in counts:
@@ -94,13 +117,29 @@ async def writer_reviews(
 
 
 async def feedback_for(
-    github: PullPort, writers: Writers, inst: int, repo: str, number: int
+    github: PullPort,
+    writers: Writers,
+    inst: int,
+    repo: str,
+    number: int,
+    *,
+    answering: int | None = None,
 ) -> tuple[list[str], int | None]:
-    """The job's ``review_feedback`` for a pull request, and the newest review it holds."""
-    reviews, comments = await asyncio.gather(
-        writer_reviews(github, writers, inst, repo, number),
-        github.review_comments(inst, repo, number),
+    """The job's ``review_feedback`` for a pull request, and the newest review it holds.
+    ``answering``: the review that sent the task back, counted even when it is the App's own
+    (its review agent's "changes requested")."""
+    everyone, comments = await asyncio.gather(
+        github.reviews(inst, repo, number), github.review_comments(inst, repo, number)
     )
+    people = await writer_reviews(github, writers, inst, repo, number, everyone)
+    asked = next((r for r in everyone if r.id == answering and r not in people), None)
+    agent = [as_verdict(asked)] if asked is not None else []
+    if asked is not None and any(  # the App's later verdict (an approval) replaces it
+        r.author == asked.author and r.id > asked.id and as_verdict(r).state in VERDICT_STATES
+        for r in everyone
+    ):
+        agent = []
+    reviews = tuple(sorted((*people, *agent), key=lambda r: r.id))
     newest = max((r.id for r in blocking_reviews(reviews)), default=None)
     return review_feedback(reviews, comments), newest
 
@@ -118,8 +157,10 @@ class Steward:
         *,
         interval_s: float,
         metrics: BotMetrics | None = None,
+        identity: Identity | None = None,
     ) -> None:
         self.github = github
+        self.identity = identity or Identity()  # the App's login: its review agent's reviews
         self.store = store
         self.pulls = pulls
         self.repos = repos
@@ -135,6 +176,7 @@ class Steward:
         self._caught_up = time.time()  # deliveries processed before this are not looked at
         # (repo, pr) -> (head sha, run id, conclusion, title) of the last ``stoneforge`` check
         self.checks = StewardChecks(github)  # the ``stoneforge`` check on each head
+        self.queue = QueueSteward(github, pulls, repos, views, signals, metrics)
         # merge.mode speculative: the merge queue's candidates (bot.speculation)
         self.speculation = Speculation(
             github, pulls, repos, views, signals, self.checks, metrics=metrics
@@ -185,7 +227,7 @@ class Steward:
         self._caught_up_at = now
         store, pulls = self.store, self.pulls
         rows = await asyncio.to_thread(
-            store.processed_since, self._caught_up - CLOCK_SKEW_S, NOTED_EVENTS
+            store.processed_since, self._caught_up - CLOCK_SKEW_S, CAUGHT_UP_EVENTS
         )
         unseen = [(guid, event) for guid, event, _ in rows if not pulls.seen(guid)]
         if unseen:
@@ -197,6 +239,7 @@ class Steward:
                     payload = None
                 if isinstance(payload, dict):
                     pulls.note(event, payload, guid)
+                    self.signals.queue.note(parse_event(event, payload))
         if rows:
             self._caught_up = max(self._caught_up, rows[-1][2])
 
@@ -232,10 +275,19 @@ class Steward:
         if reruns:
             await self._record_flakes(repo, in_review, pulls, reruns)
         fixes = {t.repo: self.repos.config(t.repo).steward.fix_attempts for t in tasks}
+        notes = await self.queue.notes(in_review, pulls)
+        gate = self._review_gate(repo)
         speculative = self.repos.config(repo).merge.mode == "speculative"
         for _ in range(3):
-            actions = plan_merges(
-                tasks, pulls, now=now, pending_since=since, reruns=reruns, fix_attempts=fixes
+            actions = plan_queue(
+                tasks,
+                pulls,
+                notes,
+                now=now,
+                pending_since=since,
+                reruns=reruns,
+                fix_attempts=fixes,
+                gate=gate,
             )
             # Waiting may rest on a remembered snapshot; doing anything else needs a fresh one
             # (what the merge queue does instead rests on the candidates' own CI).
@@ -257,7 +309,7 @@ class Steward:
         if speculative:  # first: landing and building start CI; the rest can wait
             log.debug("speculation_due %s after %d ms", repo, (time.monotonic() - started) * 1000)
             await self.speculation.run(
-                repo, tasks, in_review, pulls, now=now, reruns=reruns, fix_attempts=fixes
+                repo, tasks, in_review, pulls, now=now, reruns=reruns, fix_attempts=fixes, gate=gate
             )
         for action in actions:
             if speculative and _queued(action, pulls.get(action.task)):
@@ -274,6 +326,15 @@ class Steward:
         await self._tell_waits(repo, in_review, actions, now)
         live = {t.pr_number for t in in_review.values()}
         self.checks.forget(repo, live)
+
+    def _review_gate(self, repo: str) -> Gate | None:
+        """Rule 10a of the steward for ``repo`` (``bot.core.agent_review``); None without
+        ``review`` in its configuration."""
+        review = self.repos.config(repo).review
+        if review is None:
+            return None
+        policy = ReviewPolicy(required=review.required, max_rounds=review.max_rounds)
+        return lambda task, pull: decide_agent_review(task, pull, policy)
 
     async def _tell_waits(
         self,
@@ -334,14 +395,16 @@ class Steward:
         required = tuple(self.repos.config(repo).merge.required_checks)
         started = self.pulls.epoch()
         try:
-            pull, reviews = await asyncio.gather(
+            pull, everyone = await asyncio.gather(
                 self.github.pull(inst, repo, number, required),
-                writer_reviews(self.github, self.writers, inst, repo, number),
+                self.github.reviews(inst, repo, number),
             )
+            reviews = await writer_reviews(self.github, self.writers, inst, repo, number, everyone)
         except GitHubError as exc:
             log.warning("pull_snapshot_failed %s: %s", task.ref, exc)
             return None
-        pull = dataclasses.replace(pull, reviews=reviews)
+        mine = agent_verdict(everyone, self.identity.login, pull.head_sha)
+        pull = dataclasses.replace(pull, reviews=reviews, agent_review=mine)
         self.pulls.put(repo, pull, started)
         if pull.head_sha != task.head_sha:  # e.g. after "update branch"
             await asyncio.to_thread(
@@ -355,7 +418,7 @@ class Steward:
             return
         if (
             task.state is TaskState.IN_REVIEW
-            and action.kind in ("wait", "update_branch", "merge")
+            and action.kind in ("wait", "update_branch", "merge", "enqueue")
             and action.wait is not WaitFor.HELD  # its reason says why it waits
         ):
             if task.reason is not None or task.detail is not None:
@@ -363,6 +426,8 @@ class Steward:
                 await self.views.set_state(task, TaskState.IN_REVIEW, detail=None)
         if action.kind == "merge" and action.pr and action.sha:
             await self._merge(task, action.pr, action.sha, pull)
+        elif action.kind == "enqueue" and action.pr and action.sha:
+            await self.queue.enqueue(task, action.pr, action.sha)
         elif action.kind == "update_branch" and action.pr and action.sha:
             await self._update_branch(task, action.pr, action.sha)
         elif action.kind == "rerun" and task.state is TaskState.IN_REVIEW:
@@ -373,8 +438,12 @@ class Steward:
                 await self.views.transition(task, TaskState.IN_REVIEW, action.why)
         elif action.kind == "revise" and task.state is TaskState.IN_REVIEW:
             # Back to the agent, on the same branch and pull request, with the feedback.
-            # Not a failed attempt: like a rate limit, the attempt is refunded.
+            # Not a failed attempt: like a rate limit, the attempt is refunded. The review
+            # agent's request counts a round, as it goes back (a restart never gives one more).
             log.info("changes_requested %s review=%s", task.ref, action.review_id)
+            verdict = pull.agent_review if pull is not None else None
+            agents = verdict is not None and verdict.id == action.review_id
+            rounds = task.agent_review_rounds + 1 if agents else task.agent_review_rounds
             self.views.merging.discard(task.ref)
             await self.views.transition(
                 task,
@@ -383,6 +452,20 @@ class Steward:
                 worker=None,
                 review_id=action.review_id,
                 attempt=max(0, task.attempt - 1),
+                agent_review_rounds=rounds,
+            )
+        elif action.kind == "review" and task.state is TaskState.IN_REVIEW:
+            # A review job for this head: kept on the task as it goes, so it is never sent
+            # twice for one head; not an attempt of the task's agent.
+            log.info("review_requested %s head=%s", task.ref, action.sha)
+            self.views.merging.discard(task.ref)
+            await self.views.transition(
+                task,
+                TaskState.QUEUED,
+                action.why,
+                worker=None,
+                attempt=max(0, task.attempt - 1),
+                agent_review_head=action.sha,
             )
         elif action.kind == "fix_checks" and task.state is TaskState.IN_REVIEW:
             await self._fix_checks(task, action)
@@ -403,6 +486,8 @@ class Steward:
             await self.views.set_state(
                 task, TaskState.MERGED, merged_at=time.time(), merge_sha=merge_sha
             )
+            if pull is not None and pull.merge_queue and task.state is TaskState.IN_REVIEW:
+                await self.queue.landed(task, pull)
         elif action.kind == "fail" and task.state is TaskState.IN_REVIEW:
             self.views.merging.discard(task.ref)
             if self.metrics:
@@ -431,7 +516,11 @@ class Steward:
         why = action.why
         if not isinstance(why, ChecksFailed) or action.sha is None:
             return
-        failures = await self._failures(task, action.sha, why.checks)
+        note = self.signals.queue.get(task.repo, why.pr)
+        on = action.sha
+        if note is not None and note.head_sha == action.sha and note.group_sha:
+            on = note.group_sha  # a red merge group: its checks' output, not the head's
+        failures = await self._failures(task, on, why.checks)
         why = dataclasses.replace(why, failures=failures or (action.reason,))
         log.info("fix_checks %s round=%s checks=%s", task.ref, why.round, ",".join(why.checks))
         self.views.merging.discard(task.ref)

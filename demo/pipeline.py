@@ -42,6 +42,7 @@ APP_EVENTS = [
     "check_suite",
     "status",
     "push",
+    "merge_group",  # GitHub's merge queue, where a base requires it
 ]
 APP_PERMISSIONS = {
     "issues": "write",
@@ -51,6 +52,7 @@ APP_PERMISSIONS = {
     "statuses": "read",
     "metadata": "read",
     "administration": "read",
+    "merge_queues": "read",  # receives merge_group where a base requires GitHub's merge queue
     "actions": "write",  # dispatches the agent workflow when a repository uses `backend: actions`
 }
 

@@ -102,11 +102,16 @@ class Narrator:
             key = (task["state"], int(task.get("attempt") or 0), task.get("dispatched_at"))
             if self.seen.get(task["issue"]) == key:
                 continue
+            if task["state"] == "in_review" and not task.get("pr"):
+                continue  # its pull request is being opened: said once it has a number
             self.seen[task["issue"]] = key
             name = f"#{task['issue']} {task['title']}"
             worker = (task.get("worker") or "").rsplit("/", 1)[-1]
             if task["state"] == "running":
-                out.append(f"{stamp} [yellow]dispatched[/] {name} -> worker {worker}")
+                why = f": {task['detail']}" if task.get("pr") and task.get("detail") else ""
+                if task.get("pr"):
+                    self.prs_seen.add(task["pr"])  # a steward's round: its pull request exists
+                out.append(f"{stamp} [yellow]dispatched[/] {name} -> worker {worker}{why}")
             elif task["state"] == "in_review":
                 agent = float(task.get("agent_seconds") or 0)
                 verb = "updated" if task["pr"] in self.prs_seen else "opened"
@@ -115,8 +120,9 @@ class Narrator:
                     f"{stamp} [cyan]pull request #{task['pr']}[/] {verb} for {name} "
                     f"(agent {agent:.1f} s on {worker})"
                 )
-            elif task["state"] == "queued" and (task.get("detail") or "").startswith("changes"):
-                out.append(f"{stamp} [magenta]back to its agent[/] {name}: {task['detail']}")
+            elif task["state"] == "queued" and task.get("pr"):
+                # The steward sent it back: a review, a conflict to rebase or resolve, red checks.
+                out.append(f"{stamp} [magenta]steward[/] {name}: {task.get('detail') or ''}")
             elif task["state"] in ("failed", "cancelled"):
                 out.append(f"{stamp} [red]{task['state']}[/] {name}: {task.get('detail') or ''}")
         events = self.pipe.hub.events()
@@ -124,7 +130,7 @@ class Narrator:
             kind = event["type"]
             if kind == "branch_updated":
                 self.pr_of_sha[event["head_sha"]] = event["pr"]
-            if kind == "check_completed":
+            if kind == "check_completed" and event["name"] != "stoneforge":  # (the steward's)
                 pr = self.pr_of_sha.get(event["sha"]) or next(
                     (p for p, t in by_pr.items() if t.get("head_sha") == event["sha"]), None
                 )

@@ -404,6 +404,22 @@ class GitStore:
             self._move(full_name, base_branch, new, old)
             return new
 
+    def merge_commit(
+        self, full_name: str, base_sha: str, head_sha: str, *, message: str, committer: Identity
+    ) -> str:
+        """A merge commit of ``base_sha`` and ``head_sha`` (parents in that order), on no
+        branch; MergeConflict when they conflict (a merge queue's group, say)."""
+        with self.lock(full_name):
+            base, head = self._commit(full_name, base_sha), self._commit(full_name, head_sha)
+            tree = self._merge_tree(full_name, base, head)
+            env = identity_env(committer, committer)
+            return self._commit_tree(full_name, tree, [base, head], message, env)
+
+    def fast_forward(self, full_name: str, branch: str, new: str, old: str) -> None:
+        """Move ``branch`` from exactly ``old`` to ``new``; RefMoved if it is not at ``old``."""
+        with self.lock(full_name):
+            self._move(full_name, branch, self._commit(full_name, new), old)
+
     def _replay(self, full_name: str, onto: str, head: str, committer: Identity) -> str:
         """Cherry-pick every non-merge commit of ``head`` missing from ``onto``, in order.
 

@@ -18,12 +18,16 @@ import re
 import time
 from typing import Any
 
-from fakehub import rulesets
+from fakehub import codeowners, rulesets
 from fakehub.auth import ApiError
-from fakehub.gitstore import ZERO_SHA, Identity, MergeConflict
+from fakehub.ci import CIRunner
+from fakehub.delivery import WebhookSender
+from fakehub.gitstore import ZERO_SHA, GitStore, Identity, MergeConflict
 from fakehub.hub_checks import HubChecks
 from fakehub.hub_landing import merge_by_push, runs_ci_on_push
-from fakehub.records import App, Issue, PullInfo, Repo, User
+from fakehub.merge_queue import QUEUE_MESSAGE, MergeQueue
+from fakehub.records import App, CheckRun, Issue, PullInfo, Repo, Status, User
+from fakehub.state import State
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,24 @@ CLOSING = re.compile(
 
 class Hub(HubChecks):
     """Pull requests, merges and pushes, over :class:`~fakehub.hub_checks.HubChecks` (checks,
-    statuses, CI) and :class:`~fakehub.hub_events.HubEvents` (the pieces and ``emit``)."""
+    statuses, CI) and :class:`~fakehub.hub_events.HubEvents` (the pieces and ``emit``); the
+    merge queue is ``fakehub.merge_queue``."""
+
+    def __init__(
+        self, state: State, store: GitStore, sender: WebhookSender, ci: CIRunner, url: str
+    ) -> None:
+        super().__init__(state, store, sender, ci, url)
+        self.queue = MergeQueue(self)
+
+    def on_check_completed(self, run: CheckRun) -> None:
+        super().on_check_completed(run)
+        self.queue.on_checks(run.repo, run.head_sha)
+
+    def add_status(self, repo: Repo, sha: str, user: User, body: dict[str, Any]) -> Status:
+        status = super().add_status(repo, sha, user, body)
+        if status.state != "pending":
+            self.queue.on_checks(repo, sha)
+        return status
 
     # -- pull requests ---------------------------------------------------------------------
     def merge_state(self, issue: Issue) -> tuple[bool | None, str, str | None]:
@@ -72,23 +93,51 @@ class Hub(HubChecks):
                 "blocked",
                 "At least 1 approving review is required by reviewers with write access.",
             )  # noqa: E501
+        owners = self._code_owners_missing(issue, base)
+        if owners:
+            who = " or ".join(f"@{o}" for o in owners)
+            return True, "blocked", f"Waiting on code owner review from {who}."
         if any(s in ("failure", "error", "timed_out", "cancelled") for s in states.values()):
             return True, "unstable", None
         return True, "clean", None
 
+    def _code_owners_missing(self, issue: Issue, base: str) -> list[str]:
+        """The owners of a changed file none of whom approved, when a rule on the base requires
+        code owners' review (``fakehub.codeowners``); [] otherwise."""
+        assert issue.pull is not None
+        repo, pull = issue.repo, issue.pull
+        protection = repo.protection.get(pull.base_ref)
+        classic = bool(protection and protection.code_owner_reviews)
+        if not classic and not rulesets.code_owner_review(repo, pull.base_ref):
+            return []
+        for location in codeowners.LOCATIONS:
+            raw = self.store.read_file(repo.full_name, base, location)
+            if raw is not None:
+                paths = [
+                    f["filename"]
+                    for f in self.store.changed_files(repo.full_name, base, pull.head_sha)
+                ]
+                return codeowners.unapproved(
+                    raw.decode(errors="replace"), paths, self._approvers(issue)
+                )
+        return []
+
     def _approvals(self, issue: Issue) -> int:
+        return len(self._approvers(issue))
+
+    def _approvers(self, issue: Issue) -> set[str]:
         """People with write access whose latest verdict approves (an App's never counts)."""
         verdicts: dict[str, tuple[User, str]] = {}
         for review in self.state.reviews_for(issue):
             if review.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
                 verdicts[review.user.login.lower()] = (review.user, review.state)
-        return sum(
-            1
-            for user, state in verdicts.values()
+        return {
+            login
+            for login, (user, state) in verdicts.items()
             if state == "APPROVED"
             and user.type == "User"
             and self.state.permission(issue.repo, user) in ("write", "maintain", "admin")
-        )
+        }
 
     def pull_json(self, issue: Issue, *, stats: bool = True) -> dict[str, Any]:
         assert issue.pull is not None
@@ -209,6 +258,8 @@ class Hub(HubChecks):
         with self.store.lock(repo.full_name), self.state.lock:
             if issue.state != "open":
                 self._refuse(issue, 405, "Pull Request is not mergeable")
+            if self.queue.requires(repo, pull.base_ref):
+                self._refuse(issue, 405, QUEUE_MESSAGE)
             if sha and sha != pull.head_sha:
                 self._refuse(
                     issue, 409, "Head branch was modified. Review and try the merge again."
@@ -333,6 +384,7 @@ class Hub(HubChecks):
             pr.updated_at = time.time()
             self.emit_pull(pr, "synchronize", user, before=old, after=after)
             self.run_ci(repo, after, branch)
+            self.queue.on_head_moved(pr)
         elif pr is None and runs_ci_on_push(repo, branch):
             self.run_ci(repo, after, branch)
 

@@ -156,6 +156,24 @@ class HubChecks(HubEvents):
         run = self.create_check_run(
             repo, app, name="ci", head_sha=sha, output={"title": "ci", "summary": "Queued"}
         )
+        self._ci_into(run)
+
+    def rerun_actions_job(self, run: CheckRun, run_id: int) -> CheckRun:
+        """A failed GitHub Actions job of workflow run ``run_id`` run again
+        (``rerun-failed-jobs``): a new check run of the same name on the same head, by the same
+        App, completed by the repository's CI command when it has one (else left queued for a
+        test playing the Actions runner)."""
+        new = self.create_check_run(run.repo, run.app, name=run.name, head_sha=run.head_sha)
+        base = f"{self.url}/{run.repo.full_name}/actions/runs/{run_id}"
+        new.details_url = f"{base}/job/{new.id}"
+        if run.repo.ci_command:
+            self._ci_into(new)
+        return new
+
+    def _ci_into(self, run: CheckRun) -> None:
+        """Run the repository's CI command on ``run``'s head; its result completes ``run``."""
+        repo, sha = run.repo, run.head_sha
+        assert repo.ci_command is not None
 
         def done(result: CIResult) -> None:
             tail = result.output[-OUTPUT_TAIL:]

@@ -81,6 +81,7 @@ class InstallationToken:
 class Protection:
     contexts: list[str]
     strict: bool
+    code_owner_reviews: bool = False  # required_pull_request_reviews.require_code_owner_reviews
 
 
 @dataclass(eq=False)

@@ -63,3 +63,21 @@ def required_approvals(repo: Repo, branch: str) -> int:
         ),
         default=0,
     )
+
+
+def merge_queue(repo: Repo, branch: str) -> dict[str, Any] | None:
+    """The parameters of the ``merge_queue`` rule on ``branch`` (its first, if several), or
+    None when no active ruleset requires GitHub's merge queue there."""
+    for _, rule in branch_rules(repo, branch):
+        if rule.get("type") == "merge_queue":
+            return dict(rule.get("parameters") or {})
+    return None
+
+
+def code_owner_review(repo: Repo, branch: str) -> bool:
+    """Whether a ``pull_request`` rule on ``branch`` requires a code owner's approval."""
+    return any(
+        (rule.get("parameters") or {}).get("require_code_owner_review")
+        for _, rule in branch_rules(repo, branch)
+        if rule.get("type") == "pull_request"
+    )

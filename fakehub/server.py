@@ -119,6 +119,7 @@ class FakeHub:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._git_app.state.git_http.notifier.shutdown(wait=True)
+        self.hub.queue.shutdown()
         self.ci.shutdown()
         self.sender.close()
 
@@ -190,10 +191,16 @@ class FakeHub:
         return repo
 
     def protect(
-        self, full_name: str, branch: str, contexts: list[str], strict: bool = True
+        self,
+        full_name: str,
+        branch: str,
+        contexts: list[str],
+        strict: bool = True,
+        *,
+        code_owner_reviews: bool = False,
     ) -> None:
         repo = self._repo(full_name)
-        repo.protection[branch] = Protection(list(contexts), strict)
+        repo.protection[branch] = Protection(list(contexts), strict, code_owner_reviews)
 
     def install_app(self, app_id: int, account: str, repos: list[str]) -> int:
         app = self.state.apps[app_id]

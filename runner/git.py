@@ -375,6 +375,15 @@ class RepoMirror:
         out = self._git("diff", f"{base}...{head}").stdout
         return out if len(out) <= limit else out[:limit] + "\n[... trimmed]"
 
+    def changed_files(self, base: str, head: str) -> list[str]:
+        """The paths ``head`` changed since it forked from ``base`` (``git diff --name-only
+        base...head``)."""
+        return [
+            p
+            for p in self._git("diff", "--name-only", "-z", f"{base}...{head}").stdout.split("\0")
+            if p
+        ]
+
     def push_with_lease(self, worktree: Path, branch: str, token: str, expected: str) -> bool:
         """Force-push HEAD to ``refs/heads/<branch>`` only if it is still at ``expected``
         (``--force-with-lease``); False when origin refused because the branch moved."""

@@ -30,6 +30,7 @@ from bot.core.protocol import (
     PlanJob,
     RateLimitedResult,
     ResolveConflictsJob,
+    ReviewJob,
     ReviseJob,
     TryOutcome,
     TryRecord,
@@ -54,7 +55,9 @@ NO_CHANGES = "You made no changes to the working tree, but the task needs change
 
 #: a job that works on a task's branch (a plan job has none: ``runner.planning``)
 TaskJob = ImplementJob | ReviseJob | FixChecksJob
-J = TypeVar("J", bound=ImplementJob | ReviseJob | FixChecksJob | PlanJob | ResolveConflictsJob)
+J = TypeVar(
+    "J", bound=ImplementJob | ReviseJob | FixChecksJob | PlanJob | ResolveConflictsJob | ReviewJob
+)
 
 
 @dataclass

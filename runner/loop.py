@@ -7,7 +7,8 @@ its prompt (resuming its session when the CLI can), then commit and force-push t
 and post the result. An agent that runs out of room, or asks for a handoff, has its work in
 progress pushed and its note reported. Tokens and cost are recorded per run, as the run's own
 spend (runner.usage). A plan job (the director's) goes to ``runner.planning`` instead, and a
-rebase job (the steward's) to ``runner.rebase``, a resolve_conflicts job to ``runner.resolve``.
+rebase job (the steward's) to ``runner.rebase``, a resolve_conflicts job to ``runner.resolve``,
+a review job to ``runner.review``.
 
 Every failure becomes a result; a worker never dies, and the worktree is always released. The
 only jobs that end without a result are those the bot cancelled or no longer counts as this
@@ -39,6 +40,7 @@ from bot.core.protocol import (
     Prefetch,
     RebaseJob,
     ResolveConflictsJob,
+    ReviewJob,
 )
 from runner.agents import get_adapter, known_agents
 from runner.bot_client import Beat, BotClient, ClaimError
@@ -57,6 +59,7 @@ from runner.planning import Planner
 from runner.process import KilledBy, reap_orphans
 from runner.rebase import run_rebase
 from runner.resolve import run_resolve
+from runner.review import run_review
 from runner.tries import AgentTries
 from runner.workspace import Workspaces
 
@@ -284,7 +287,7 @@ class Runner:
             return None
         assert report is not None
         report = scrub_report(report, job.token)
-        if report.outcome not in ("completed", "planned"):
+        if report.outcome not in ("completed", "planned", "reviewed"):
             outcome, reason = report.outcome, str(report.reason)
             log.warning("job_%s worker=%s job=%s reason=%s", outcome, worker, job_id, reason)
             self._emit(f"job_{outcome}", worker, job_id, reason=reason, detail=report.detail)
@@ -309,6 +312,9 @@ class Runner:
         if isinstance(job, ResolveConflictsJob):  # the steward's: an agent, mid-rebase
             mirror = self._mirror(job.repo, job.clone_url)
             return await run_resolve(worker, job, mirror, self.work_dir, self.tries, ctl, self._bot)
+        if isinstance(job, ReviewJob):  # the steward's: an agent reviews a head, pushes nothing
+            mirror = self._mirror(job.repo, job.clone_url)
+            return await run_review(worker, job, mirror, self.work_dir, self.tries, ctl, self._bot)
         return await self._execute_task(worker, job, ctl)
 
     async def _execute_task(self, worker: str, job: TaskJob, ctl: Control) -> JobResult | None:

@@ -80,29 +80,38 @@ class PlanRead:
     errors: list[str] = field(default_factory=list)
 
 
-def read_plan(path: Path) -> PlanRead:
-    """The plan file at ``path``, checked (see the module doc); never raises."""
+def read_bounded(path: Path, limit: int, what: str) -> tuple[bytes | None, str | None]:
+    """The bytes of the agent's file ``path`` (a regular file of at most ``limit`` bytes,
+    never read through a symlink), or None and what is wrong (``what``: "plan file")."""
     try:
         folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except FileNotFoundError:
-        return PlanRead(None, [f"no plan file was written at {path}"])
+        return None, f"no {what} was written at {path}"
     except OSError as exc:  # the folder is a symlink (ELOOP) or no folder
-        return PlanRead(None, [f"the plan file {path} cannot be read ({exc.strerror})"])
+        return None, f"the {what} {path} cannot be read ({exc.strerror})"
     try:
         flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0)
         fd = os.open(path.name, flags, dir_fd=folder)
     except FileNotFoundError:
-        return PlanRead(None, [f"no plan file was written at {path}"])
+        return None, f"no {what} was written at {path}"
     except OSError as exc:  # a symlink (ELOOP), a permission error
-        return PlanRead(None, [f"the plan file {path} cannot be read ({exc.strerror})"])
+        return None, f"the {what} {path} cannot be read ({exc.strerror})"
     finally:
         os.close(folder)
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return PlanRead(None, [f"the plan file {path} is not a regular file"])
-        data = fh.read(PLAN_MAX_BYTES + 1)
-    if len(data) > PLAN_MAX_BYTES:
-        return PlanRead(None, [f"the plan file is larger than {PLAN_MAX_BYTES} bytes"])
+            return None, f"the {what} {path} is not a regular file"
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        return None, f"the {what} is larger than {limit} bytes"
+    return data, None
+
+
+def read_plan(path: Path) -> PlanRead:
+    """The plan file at ``path``, checked (see the module doc); never raises."""
+    data, error = read_bounded(path, PLAN_MAX_BYTES, "plan file")
+    if data is None:
+        return PlanRead(None, [error or "no plan file"])
     try:
         raw = json.loads(data.decode("utf-8"))
     except ValueError as exc:

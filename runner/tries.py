@@ -59,6 +59,24 @@ from runner.usage import reported
 
 log = logging.getLogger(__name__)
 
+MAX_TRIES = 2  # a second try only after one that completed without passing (a nudge is extra)
+
+
+def _stalled(result: Result, ctl: Control) -> bool:
+    """Was the agent killed for silence (not cancelled, not stopping)?"""
+    stopped = ctl.cancelled or ctl.stopping or ctl.interrupt.is_set()
+    return result.outcome is not Outcome.COMPLETED and result.reason == "stalled" and not stopped
+
+
+def nudge_text(stall_s: float) -> str:
+    """What a stalled agent is told when its session is resumed: the one nudge."""
+    minutes = max(1, round(stall_s / 60))
+    return (
+        f"You produced no output for {minutes} minute(s) and were stopped. Your changes so far "
+        "are still in the working tree. Carry on with the task, keeping your output flowing; if "
+        f"you are stuck, write what you found and what is left to `{HANDOFF_FILE}` and stop."
+    )
+
 
 Emit = Callable[..., None]  # (kind, worker, job_id, **fields): a progress event
 
@@ -141,7 +159,10 @@ class AgentTries:
         bot: BotClient | None,
     ) -> JobResult | None:
         failure: str | None = None
-        for number in (1, 2):
+        nudged = False
+        number = 0
+        while number < MAX_TRIES:
+            number += 1
             if ctl.stopping or ctl.cancelled:
                 return await self._handoff(j, "runner_shutdown", ctl)
             if self.budget_left(j) == 0.0:
@@ -153,11 +174,24 @@ class AgentTries:
             followup = build_followup(failure) if failure else None
             result = await self.attempt(worker, j, adapter, agent, number, ctl,
                                         prompt=prompt, followup=followup)  # fmt: skip
-            verdict = await self._judge(j, result, ctl)
+            if _stalled(result, ctl) and not nudged:
+                # Silent past the stall timeout: one nudge, resuming the session (an extra
+                # try, not one of the two). A second stall ends the job (``_judge``).
+                nudged = True
+                stall = j.job.timeouts.stall_s or self.stall_timeout_s
+                verdict = Verdict("retry", "stalled", nudge_text(stall))
+                j.log_try(number, verdict, result)
+                if bot is not None:
+                    await self.send_transcripts(j, verdict, bot)
+                log.info("agent_nudged job=%s try=%d", j.job.job_id, number)
+                failure = verdict.detail
+                number -= 1
+                continue
+            verdict = await self._judge(j, result, ctl, nudged=nudged)
             j.log_try(number, verdict, result)
             if bot is not None:
                 await self.send_transcripts(j, verdict, bot)
-            if verdict.outcome == "retry" and number == 1:
+            if verdict.outcome == "retry" and number < MAX_TRIES:
                 failure = verdict.detail
                 continue
             return await self._finish(worker, j, verdict, agent_name, ctl)
@@ -298,8 +332,12 @@ class AgentTries:
                 secrets=(j.job.token, j.job.claim_secret, self._token),
             )  # fmt: skip
 
-    async def _judge(self, j: JobState[TaskJob], result: Result, ctl: Control) -> Verdict:
-        """What one try amounts to; `retry` is a completed try that did not pass."""
+    async def _judge(
+        self, j: JobState[TaskJob], result: Result, ctl: Control, *, nudged: bool = False
+    ) -> Verdict:
+        """What one try amounts to; `retry` is a completed try that did not pass. A try that
+        stalled again after its nudge (``nudged``) ends the job: its work, if any, is handed
+        off as ``stalled``, which the bot gives to a person."""
         if ctl.cancelled:
             return Verdict("cancelled", "cancelled")
         if ctl.interrupt.is_set():
@@ -315,6 +353,9 @@ class AgentTries:
         if result.outcome is not Outcome.COMPLETED:
             if result.reason == "stalled" and changed:
                 return Verdict("handoff", "stalled")
+            if result.reason == "stalled" and nudged:
+                why = "silent past the stall timeout again after a nudge"
+                return Verdict("failed", "stalled", why)
             return Verdict("failed", *failure_reason(result))
         if not changed:
             return Verdict("retry", "no_changes", NO_CHANGES)

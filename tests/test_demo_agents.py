@@ -142,12 +142,16 @@ def test_demo_chain_merges_with_each_agent_fake(cli: str, tmp_path: Path) -> Non
     assert code == 0, logs
 
     # The fake itself ran once per task, plus once more for each task the maintainer's review
-    # sent back (the demo requests changes on one pull request), with the adapter's argv.
+    # sent back (the demo requests changes on one pull request) and for each whose first push
+    # failed CI (the steward sends the failure back: the logging task), with the adapter's argv.
     runs = [json.loads(p.read_text()) for p in argv_dir.iterdir()]
     reviewed = [item for item in sprint if item.review]
-    assert len(runs) == len(CHAIN) + len(reviewed), runs
+    fixed = [item for item in sprint if "fix" in item.script]
+    assert len(runs) == len(CHAIN) + len(reviewed) + len(fixed), runs
     revisions = [run for run in runs if "## Review feedback to address" in run["prompt"]]
     assert len(revisions) == len(reviewed)
+    fixes = [run for run in runs if "## Failing checks to fix" in run["prompt"]]
+    assert len(fixes) == len(fixed)
     assert all("stoneforge-script" in run["prompt"] for run in runs)
 
     events = json.loads((work / "fakehub-events.json").read_text())
@@ -164,6 +168,8 @@ def test_demo_chain_merges_with_each_agent_fake(cli: str, tmp_path: Path) -> Non
     for item in sprint:
         for edit in item.script["edits"]:
             final[edit["path"]] = edit.get("write", "")  # "": changed in place, not written
+        for edit in item.script.get("fix", {}).get("edits", []):  # then fixed, CI was red
+            final[edit["path"]] = edit.get("write", "")
         if item.review:  # then changed again, as the review asked
             for edit in parse_script(item.review)["edits"]:
                 final[edit["path"]] = edit.get("write", "")

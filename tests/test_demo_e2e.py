@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from demo.run import run_demo
-from demo.sample import SPRINT
+from demo.sample import CONFLICTING, SPRINT
 
 pytestmark = pytest.mark.slow
 
@@ -87,6 +87,59 @@ def test_demo_merges_every_task_in_dependency_order(tmp_path: Path) -> None:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "def retry_after(self, key: str) -> float:" in landed
+
+    # The conflict scene: two tasks add their line to the changelog at the same place. The one
+    # merged second conflicted; the steward rebased it and an agent resolved the conflict on
+    # the same pull request (no fresh run, no person), keeping both lines.
+    ((a, b, path),) = CONFLICTING
+    first, second = sorted((a, b), key=lambda key: merges[pr_of[number_of(tasks, key)]]["at"])
+    later = number_of(tasks, second)
+    first_merged = merges[pr_of[number_of(tasks, first)]]["at"]
+    assert [e for e in pushes_to(events, later) if e["at"] > first_merged], "a rebased push"
+    assert len([e for e in events if e["type"] == "pr_opened" and e["pr"] == pr_of[later]]) == 1
+    changelog = show(bare, f"main:{path}")
+    for key in (a, b):
+        entry = next(line for line in added(key, path))
+        assert changelog.count(entry) == 1, (key, changelog)
+
+    # The red check scene: the logging task's first push failed CI; the steward re-ran it once,
+    # then sent it back to its agent with the output, which fixed it on the same pull request.
+    fixed = number_of(tasks, "logging")
+    heads = {e["after"] for e in pushes_to(events, fixed)}
+    red = [e for e in events if e["type"] == "check_completed" and e["sha"] in heads
+           and e["name"] == "ci" and e["conclusion"] == "failure"]  # fmt: skip
+    assert red
+    assert [e for e in events if e["type"] == "check_rerequested" and e["sha"] in heads]
+    assert [e for e in pushes_to(events, fixed) if e["at"] > red[0]["at"]], "the fix was pushed"
+    assert merges[pr_of[fixed]]["checks"]["ci"] == "success"
+    assert "(client %s)" in show(bare, "main:app/api.py")
+
+
+def number_of(tasks: dict[int, dict[str, object]], key: str) -> int:
+    title = next(issue.title for issue in SPRINT if issue.key == key)
+    return next(i for i, t in tasks.items() if t["title"] == title)
+
+
+def pushes_to(events: list[dict[str, object]], issue: int) -> list[dict[str, object]]:
+    prefix = f"refs/heads/stoneforge/{issue}-"
+    return [e for e in events if e["type"] == "push" and str(e["ref"]).startswith(prefix)]
+
+
+def added(key: str, path: str) -> list[str]:
+    """The changelog lines a sprint issue's script adds."""
+    (issue,) = [i for i in SPRINT if i.key == key]
+    out = []
+    for edit in issue.script["edits"]:
+        if edit["path"] == path and "replace" in edit:
+            old, new = edit["replace"]
+            out += [x for x in new.splitlines() if x.strip() and x not in old]
+    return out
+
+
+def show(bare: Path, spec: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(bare), "show", spec], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_demo_timeout_writes_the_report_so_far_and_fails(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.core.config import RepoConfig
+from bot.core.lifecycle import Reviewing
 from bot.core.model import IssueRef, Task, TaskState, limited_agents
 
 
@@ -131,6 +132,8 @@ def agent_for(
     """The agent to run ``task`` with on a runner that cannot run ``unavailable`` now
     (None: none may take it here and now)."""
     blocked = blocked_agents(task, unavailable, now)
+    if isinstance(task.reason, Reviewing) and config.review is not None:  # a review job's
+        return None if config.review.agent in blocked else config.review.agent
     return config.agent_to_run(task.agent or config.agent.name, blocked)
 
 

@@ -83,7 +83,10 @@ class Timeouts(_Section):
         10,
         ge=1,
         le=1440,
-        description="A running task without a heartbeat for this long is requeued.",
+        description=(
+            "A running task without a heartbeat for this long is requeued; an agent silent"
+            " this long is stopped and nudged once, and silent again goes to a person."
+        ),
     )
 
 
@@ -151,6 +154,29 @@ class Steward(_Section):
     )
 
 
+class AgentReview(_Section):
+    """Review by an agent: before the steward merges an agent's pull request, a review agent
+    reads its diff against the issue and posts a pull request review as the App."""
+
+    agent: AgentName = Field(description="The agent that reviews (as for `agent.name`).")
+    model: Text | None = Field(
+        None, description="Model passed to the review agent; null uses the agent's default."
+    )
+    required: bool = Field(
+        False,
+        description="True: never merge without the review agent's approval of the current "
+        "head (or a person's later approval); false: a review the agent could not give does "
+        "not hold the merge back.",
+    )
+    max_rounds: int = Field(
+        2,
+        ge=1,
+        le=10,
+        description="Reviews of a task's pull request that may request changes; the last "
+        "round's request for changes fails the task for a human, quoting the review.",
+    )
+
+
 DEFAULT_PRIORITY_LABELS: dict[str, int] = {f"priority: p{n}": n for n in range(5)}
 
 
@@ -181,6 +207,9 @@ class RepoConfig(_Section):
     bots: Bots = Field(Bots())
     scheduling: Scheduling = Field(Scheduling())
     steward: Steward = Field(Steward())
+    review: AgentReview | None = Field(
+        None, description="Review by an agent before merging; absent or null: none."
+    )
     max_attempts: int = Field(
         3,
         ge=1,

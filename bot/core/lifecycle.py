@@ -13,7 +13,9 @@ The states (``bot.core.model.TaskState``) and the README's diagram:
    current base) or ``Conflicted(pr, base)`` (again from a fresh base); running -> queued:
    ``Conflicted`` too (the rebase job met conflicts, or two resolutions failed), and
    ``Resolving(pr, base, head, files, round)`` (a resolve_conflicts job: an agent resolves the
-   conflicts the rebase met)
+   conflicts the rebase met); in_review -> queued: ``Reviewing(pr, head, round)`` (a review
+   job: the review agent reviews ``head``), and running -> queued with it again (the review
+   job was rate limited, or its runner shut down)
 6. in_review -> in_review: ``AwaitingReview(reviewers, on_head)``, or no reason (waiting
    cleared); running -> in_review: ``BranchHeld(pr, head)`` (a rebase job found commits the
    App did not make, or the branch moved: it is left to its people)
@@ -85,6 +87,17 @@ class Resolving:
     files: tuple[str, ...] = ()
     round: int = 1
     kind: Literal["resolving"] = "resolving"
+
+
+@dataclass(frozen=True)
+class Reviewing:
+    """A review job: the review agent (``review`` in the configuration) reviews ``head`` of
+    pull request ``pr``; ``round`` counts its reviews that may request changes (1, 2, ...)."""
+
+    pr: int
+    head: str
+    round: int = 1
+    kind: Literal["reviewing"] = "reviewing"
 
 
 @dataclass(frozen=True)
@@ -184,6 +197,7 @@ Reason = (
     | Conflicted
     | Rebasing
     | Resolving
+    | Reviewing
     | BranchHeld
     | LeaseExpired
     | ChangesRequested
@@ -202,6 +216,7 @@ _KINDS: dict[str, type[Reason]] = {
     "conflicted": Conflicted,
     "rebasing": Rebasing,
     "resolving": Resolving,
+    "reviewing": Reviewing,
     "branch_held": BranchHeld,
     "lease_expired": LeaseExpired,
     "changes_requested": ChangesRequested,
@@ -222,11 +237,20 @@ M, F, C = TaskState.MERGED, TaskState.FAILED, TaskState.CANCELLED
 ALLOWED: dict[tuple[TaskState, TaskState], tuple[type[Reason] | None, ...]] = {
     (Q, R): (None,),
     (R, V): (None, BranchHeld),
-    (R, Q): (LeaseExpired, RateLimited, HandedOff, DispatchRetry, Conflicted, Resolving, None),
+    (R, Q): (
+        LeaseExpired,
+        RateLimited,
+        HandedOff,
+        DispatchRetry,
+        Conflicted,
+        Resolving,
+        Reviewing,
+        None,
+    ),
     (R, F): (Failed,),
     (V, F): (Failed,),
     (Q, F): (Failed,),
-    (V, Q): (ChangesRequested, ChecksFailed, Conflicted, Rebasing),
+    (V, Q): (ChangesRequested, ChecksFailed, Conflicted, Rebasing, Reviewing),
     (V, V): (AwaitingReview, None),
     (V, M): (None,),
     (Q, C): (Cancelled, CancelledBy),

@@ -114,5 +114,7 @@ def _waits_for(action: StewardAction) -> str:
             return "to reach the front of the merge queue (it is behind its base)"
         case WaitFor.APPROVALS:
             return "for the approving reviews a branch rule requires"
+        case WaitFor.AGENT_REVIEW:
+            return "for the review agent's requested changes, or a person's approval"
         case _:
             return "for GitHub to report it mergeable"

@@ -113,6 +113,10 @@ class Task:
     # Resolutions of conflicts (resolve_conflicts jobs) that failed: after two, a fresh agent
     # run; after four, a person.
     resolve_failures: int = 0
+    # The head a review job was last sent for (``review`` in the configuration): never reviewed
+    # twice; and how many of the review agent's requests for changes went back to the agent.
+    agent_review_head: str | None = None
+    agent_review_rounds: int = 0
 
     def __post_init__(self) -> None:
         # Normalise once here so every reader can rely on it: a tuple of IssueRef without

@@ -13,14 +13,15 @@ Messages (``docs/architecture.md``, "bot <-> runner protocol"):
   with the output of required checks that stayed red), ``plan`` (the director: break an epic
   into a plan, ``bot.core.plan``), ``rebase`` (the steward's: rebase a conflicting branch
   onto its base with git, no agent) and ``resolve_conflicts`` (the steward's, after a rebase
-  met conflicts: an agent resolves them mid-rebase) exist now; ``JobKind`` reserves the kind
-  the steward adds next (``review``).
+  met conflicts: an agent resolves them mid-rebase) and ``review`` (the steward's, before
+  merging on a repository with ``review`` configured: an agent reviews the pull request's head
+  and writes a verdict, answered by a ``reviewed`` result).
 - ``Heartbeat``, ``TranscriptUpload`` and ``JobResult`` are posted to
   ``/runner/jobs/{job_id}/...`` with the job's claim secret in the ``CLAIM_SECRET_HEADER``
   header: a job belongs to the runner that claimed it.
 - ``JobResult``: a discriminated union on ``outcome`` (``completed``, ``handoff``,
-  ``rate_limited``, ``failed``, and ``planned`` for a plan job); each reason is an enum, never
-  free text.
+  ``rate_limited``, ``failed``, ``planned`` for a plan job and ``reviewed`` for a review
+  job); each reason is an enum, never free text.
 
 Models the bot receives forbid unknown keys (a typo is a 422 naming the key, not a silent
 default); models the runner receives ignore them (a newer bot may add fields). Numbers are
@@ -89,7 +90,6 @@ class JobKind(StrEnum):
     REBASE = "rebase"
     FIX_CHECKS = "fix_checks"
     RESOLVE_CONFLICTS = "resolve_conflicts"
-    # Reserved for the steward (not dispatched yet):
     REVIEW = "review"
 
 
@@ -298,7 +298,32 @@ class ResolveConflictsJob(_JobCommon):
         return True
 
 
-AnyJob = ImplementJob | ReviseJob | FixChecksJob | PlanJob | RebaseJob | ResolveConflictsJob
+class ReviewJob(_JobCommon):
+    """The steward's, before it merges a pull request on a repository with ``review``
+    configured: check out ``head`` of ``branch`` in a worktree (nothing is pushed), and have
+    the review agent (``agent``) read the diff against ``base`` with the issue (``title``,
+    ``body``: its acceptance criteria) and write its verdict to the file the runner names
+    (``REVIEW_EVENTS``, a body, line comments on the changed files). Answered by a
+    ``ReviewedResult``, which the bot posts as a pull request review as the App."""
+
+    kind: Literal[JobKind.REVIEW] = JobKind.REVIEW
+    branch: str = Field(min_length=1)
+    #: the head to review (the review is posted on it; a branch that moved is not reviewed)
+    head: Sha
+    pull_number: int = Field(ge=1)
+    #: this review's round, of ``max_rounds`` (``review.max_rounds``)
+    round: int = Field(1, ge=1)
+    max_rounds: int = Field(2, ge=1)
+    attempt: int = Field(1, ge=1)
+
+    @property
+    def continues_branch(self) -> bool:
+        return True
+
+
+AnyJob = (
+    ImplementJob | ReviseJob | FixChecksJob | PlanJob | RebaseJob | ResolveConflictsJob | ReviewJob
+)
 Job = Annotated[AnyJob, Field(discriminator="kind")]
 JOB: TypeAdapter[AnyJob] = TypeAdapter(Job)
 
@@ -477,13 +502,42 @@ class PlannedResult(_ResultBase):
     errors: tuple[Annotated[str, Field(max_length=2_000)], ...] = Field((), max_length=200)
 
 
-JobResult = Annotated[
-    CompletedResult | HandoffResult | RateLimitedResult | FailedResult | PlannedResult,
-    Field(discriminator="outcome"),
-]
-RESULT: TypeAdapter[
-    CompletedResult | HandoffResult | RateLimitedResult | FailedResult | PlannedResult
-] = TypeAdapter(JobResult)
+#: a review's verdict: approve, or request changes (GitHub's ``event`` of a review)
+REVIEW_EVENTS = ("APPROVE", "REQUEST_CHANGES")
+REVIEW_BODY_MAX = 60_000  # GitHub refuses a review body past 65,536 characters
+REVIEW_COMMENTS_MAX = 50
+
+
+class ReviewLine(_Received):
+    """A line comment of a review: ``line`` of ``path`` as the head has it (the right side of
+    the diff)."""
+
+    path: Annotated[str, Field(min_length=1, max_length=1000)]
+    line: int = Field(ge=1)
+    body: Annotated[str, Field(min_length=1, max_length=10_000)]
+
+
+class ReviewedResult(_ResultBase):
+    """A review job's agent wrote its verdict on ``head_sha`` (the runner checked it)."""
+
+    outcome: Literal["reviewed"] = "reviewed"
+    reason: Literal["success"] = "success"
+    head_sha: Sha
+    event: Literal["APPROVE", "REQUEST_CHANGES"]
+    body: str = Field("", max_length=REVIEW_BODY_MAX)
+    comments: tuple[ReviewLine, ...] = Field((), max_length=REVIEW_COMMENTS_MAX)
+
+
+AnyResult = (
+    CompletedResult
+    | HandoffResult
+    | RateLimitedResult
+    | FailedResult
+    | PlannedResult
+    | ReviewedResult
+)
+JobResult = Annotated[AnyResult, Field(discriminator="outcome")]
+RESULT: TypeAdapter[AnyResult] = TypeAdapter(JobResult)
 
 
 class ActionsClaim(_Received):

@@ -48,6 +48,7 @@ from bot.core.lifecycle import (
     Rebasing,
     Resolving,
     Restarted,
+    Reviewing,
 )
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.render_text import (
@@ -188,6 +189,8 @@ def describe_reason(reason: Reason) -> str:
         case Resolving(pr=pr, base=base, files=files, round=round_):
             what = ", ".join(files[:5]) + (" ..." if len(files) > 5 else "")
             return f"pull request #{pr} conflicts with {base} in {what}: resolving (round {round_})"
+        case Reviewing(pr=pr, head=head, round=round_):
+            return f"pull request #{pr}: the review agent reviews {head[:12]} (round {round_})"
         case BranchHeld(pr=pr, why=why):
             return f"pull request #{pr} not rebased: {why or 'its branch moved'}"
         case LeaseExpired():

@@ -45,6 +45,7 @@ from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import (
     GREEN_CONCLUSIONS,
     STEWARD_CHECK,
+    Gate,
     PullSnapshot,
     RerunKey,
     WaitFor,
@@ -133,10 +134,12 @@ def ready_queue(
     now: float,
     reruns: Mapping[RerunKey, int] | None = None,
     fix_attempts: Mapping[str, int] | None = None,
+    gate: Gate | None = None,
 ) -> dict[tuple[str, str], tuple[Entry, ...]]:
     """The pull requests in line, per (repository, base), in dispatch order (see the module's
-    docstring): ready by the serial steward's rules once being behind and blockers in review
-    no longer count."""
+    docstring): ready by the serial steward's rules (``gate``: the review agent's, passed on)
+    once being behind and blockers in review no longer count. A base that requires GitHub's
+    own merge queue is left to it (``bot.core.merge_queue``)."""
     in_review = {t.ref for t in tasks if t.state is TaskState.IN_REVIEW}
     relaxed = [
         dataclasses.replace(t, blocked_by=tuple(b for b in t.blocked_by if b not in in_review))
@@ -150,13 +153,17 @@ def ready_queue(
         else p
         for ref, p in pulls.items()
     }
-    actions = plan_merges(relaxed, level, now=now, reruns=reruns, fix_attempts=fix_attempts)
+    actions = plan_merges(
+        relaxed, level, now=now, reruns=reruns, fix_attempts=fix_attempts, gate=gate
+    )
     by_ref = {t.ref: t for t in tasks}
     out: dict[tuple[str, str], list[Entry]] = {}
     for action in actions:
         if not (action.kind == "merge" or action.wait is WaitFor.MERGE_AHEAD):
             continue
         pull, task = pulls[action.task], by_ref[action.task]
+        if pull.merge_queue:
+            continue
         after = tuple(b for b in task.blocked_by if b in in_review)
         entry = Entry(action.task, pull.number, pull.head_sha, after)
         out.setdefault((action.task.repo, pull.base_ref), []).append(entry)

@@ -24,12 +24,18 @@ returns one ``StewardAction`` per task. The rules, first match wins:
    the App did not make: ``BranchHeld``) -> ``wait`` for its people
 9. ``behind`` -> ``update_branch`` guarded by the head SHA
 10. a required check missing or not completed -> ``wait``
-11. fewer people approve (their latest verdict) than a branch rule requires -> ``wait``
+10a. ``review`` configured: the review agent's part (``bot.core.agent_review``, the ``gate``
+   passed in): a review job for this head, a revision its "changes requested" asks for, a
+   task failed after its last round, or a wait for a person
+11. fewer people approve (their latest verdict) than a branch rule requires -> ``wait``; a
+   rule requires code owners' review and a changed file a user owns has no owner's approval
+   (``bot.core.codeowners``) -> ``wait``
 12. ``clean``, or ``unstable``/``has_hooks`` (required checks are green by now) -> merge candidate;
    anything else (``blocked``: e.g. a review is required; ``draft``) -> ``wait``
 
 Reviews count only from people with write access (and allowed bots); the snapshot leaves out
-everyone else's, and the bot's own. A reviewer's verdict is their latest review that approves,
+everyone else's, and the bot's own (its review agent's latest verdict on the head is
+``agent_review``, apart). A reviewer's verdict is their latest review that approves,
 requests changes or was dismissed; a plain comment review leaves it as it was (as on GitHub).
 
 At most one ``merge`` per (repository, base branch) per plan, because a merge moves the base
@@ -52,11 +58,12 @@ one head). A re-run check that is green on that head is a flake: ``flaky_checks`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from bot.core.codeowners import OwnerRule, awaiting_owners
 from bot.core.graph import analyse
 from bot.core.lifecycle import (
     AwaitingReview,
@@ -84,6 +91,8 @@ ActionKind = Literal[
     "mark_merged",
     "rerun",
     "fix_checks",
+    "enqueue",  # a base that requires GitHub's merge queue (``bot.core.merge_queue``)
+    "review",
 ]
 VERDICT_STATES = frozenset({"APPROVED", "CHANGES_REQUESTED", "DISMISSED"})
 CHECKS_PENDING = "waiting for required check"  # how a wait for running checks is worded
@@ -105,6 +114,10 @@ class WaitFor(StrEnum):
     RERUN = "rerun"  # a red required check was re-run; its new run has not reported yet
     APPROVALS = "approvals"  # a branch rule requires more approving reviews
     HELD = "held"  # conflicts, on a branch with commits the App did not make: not rewritten
+    CODE_OWNERS = "code_owners"  # a changed file waits for its code owner's approval
+    QUEUED = "queued"  # in GitHub's merge queue (``bot.core.merge_queue``)
+    DEQUEUED = "dequeued"  # taken out of GitHub's merge queue, not by a red group
+    AGENT_REVIEW = "agent_review"  # the review agent's revision, or a person's approval
 
 
 FIX_ATTEMPTS = 2  # ``steward.fix_attempts`` by default
@@ -161,6 +174,12 @@ class PullSnapshot:
     check_ids: Mapping[str, int] = field(default_factory=dict)
     # approving reviews a ruleset's ``pull_request`` rule requires on the base branch
     required_approvals: int = 0
+    merge_queue: bool = False  # the base requires GitHub's merge queue (a ruleset's rule)
+    #: the base's CODEOWNERS rules when a branch rule requires code owners' review, else None
+    code_owners: tuple[OwnerRule, ...] | None = None
+    files: tuple[str, ...] = ()  # the changed paths (read only when ``code_owners`` is set)
+    #: the App's own latest verdict (its review agent's) on ``head_sha``; None: none
+    agent_review: Review | None = None
 
 
 @dataclass(frozen=True)
@@ -235,8 +254,12 @@ def check_words(action: StewardAction) -> tuple[str | None, str]:
             return "failure", action.reason
         case "merge":
             return None, f"merging: {action.reason}"
+        case "enqueue":
+            return None, f"adding it to GitHub's merge queue: {action.reason}"
         case "update_branch":
             return None, f"updating the branch: {action.reason}"
+        case "review":
+            return None, action.reason
         case "revise" | "redispatch" | "fix_checks":
             return None, f"{action.reason}; back to an agent"
         case "rebase":
@@ -267,11 +290,16 @@ def blocking_reviews(reviews: Sequence[Review]) -> tuple[Review, ...]:
 def approving_people(reviews: Sequence[Review]) -> int:
     """How many people (not Apps: GitHub never counts an App's approval toward required
     reviews) have "approved" as their verdict."""
+    return len(approvers(reviews))
+
+
+def approvers(reviews: Sequence[Review]) -> frozenset[str]:
+    """The people (lower-case logins, no Apps) whose verdict is "approved"."""
     verdicts: dict[str, str] = {}
     for review in sorted(reviews, key=lambda r: r.id):
         if review.state in VERDICT_STATES and review.author_type == "User":
             verdicts[review.author.lower()] = review.state
-    return sum(1 for state in verdicts.values() if state == "APPROVED")
+    return frozenset(who for who, state in verdicts.items() if state == "APPROVED")
 
 
 def review_feedback(reviews: Sequence[Review], comments: Sequence[ReviewComment]) -> list[str]:
@@ -288,6 +316,10 @@ def review_feedback(reviews: Sequence[Review], comments: Sequence[ReviewComment]
     return out
 
 
+#: rule 10a: what holds a pull request that would otherwise merge (None: nothing)
+Gate = Callable[[Task, PullSnapshot], StewardAction | None]
+
+
 def plan_merges(
     tasks: Sequence[Task],
     pulls: Mapping[IssueRef, PullSnapshot],
@@ -296,13 +328,14 @@ def plan_merges(
     pending_since: Mapping[IssueRef, float] | None = None,
     reruns: Mapping[RerunKey, int] | None = None,
     fix_attempts: Mapping[str, int] | None = None,
+    gate: Gate | None = None,
 ) -> tuple[StewardAction, ...]:
     """One action per task in review, in dispatch order.
 
     ``pending_since``: when the steward first saw each pull request's current head with its
     required checks pending (see ``FRONT_PATIENCE_S``). ``reruns``: the check runs already
     re-run (rule 4). ``fix_attempts``: ``steward.fix_attempts`` per repository (default
-    ``FIX_ATTEMPTS``).
+    ``FIX_ATTEMPTS``). ``gate``: rule 10a (``bot.core.agent_review``).
     """
     fixes = fix_attempts or {}
     since = pending_since or {}
@@ -318,7 +351,7 @@ def plan_merges(
     front: dict[tuple[str, str], StewardAction] = {}  # (repo, base) -> first in line
     actions: list[StewardAction] = []
     for task, pull in decided:
-        action = _decide(task, pull, by_ref, rerun, fixes.get(task.repo, FIX_ATTEMPTS))
+        action = _decide(task, pull, by_ref, rerun, fixes.get(task.repo, FIX_ATTEMPTS), gate)
         if action.kind == "merge" and pull is not None:
             key = (task.repo, pull.base_ref)
             first = merging.get(key)
@@ -381,6 +414,7 @@ def _decide(
     by_ref: Mapping[IssueRef, Task],
     reruns: Mapping[RerunKey, int],
     fix_attempts: int = FIX_ATTEMPTS,
+    gate: Gate | None = None,
 ) -> StewardAction:
     ref = task.ref
     if pull is None:
@@ -510,6 +544,8 @@ def _decide(
         )
     if verdict == "pending":
         return _wait(task, pull, WaitFor.CHECKS, f"{CHECKS_PENDING} {check!r}", check=check)
+    if gate is not None and (gated := gate(task, pull)) is not None:
+        return gated
     approvals = approving_people(pull.reviews)
     if approvals < pull.required_approvals:
         return _wait(
@@ -518,6 +554,18 @@ def _decide(
             WaitFor.APPROVALS,
             f"waiting for approving reviews: {approvals} of {pull.required_approvals}",
         )
+    if pull.code_owners is not None:
+        waiting = awaiting_owners(pull.code_owners, pull.files, approvers(pull.reviews))
+        if waiting:
+            path, owners = waiting[0]
+            more = f" and {len(waiting) - 1} more file(s)" if len(waiting) > 1 else ""
+            who = " or ".join(f"@{o}" for o in owners)
+            return _wait(
+                task,
+                pull,
+                WaitFor.CODE_OWNERS,
+                f"waiting for a code owner's approval: {path}{more} ({who})",
+            )
     if state in MERGEABLE_STATES:
         return StewardAction("merge", ref, pr, sha, f"required checks green and state {state}")
     return _wait(task, pull, WaitFor.MERGEABLE_STATE, f"not mergeable yet (state {state})")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.handlers import comments, dependencies, installation, issues, pulls, push
+from bot.handlers import comments, dependencies, installation, issues, merge_queue, pulls, push
 from bot.handlers.routing import Deps, Route, Router
 
 ROUTES: tuple[Route[Any], ...] = (
@@ -16,6 +16,7 @@ ROUTES: tuple[Route[Any], ...] = (
     *comments.ROUTES,
     *dependencies.ROUTES,
     *pulls.ROUTES,
+    *merge_queue.ROUTES,
     *push.ROUTES,
     *installation.ROUTES,
 )

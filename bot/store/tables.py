@@ -76,6 +76,9 @@ tasks = sa.Table(
     sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
     # rounds an agent was sent back to fix red required checks
     sa.Column("fix_rounds", sa.Integer, nullable=False, server_default="0"),
+    # the head the review agent was last sent to review, and its rounds sent back to the agent
+    sa.Column("agent_review_head", sa.String(64)),
+    sa.Column("agent_review_rounds", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_tasks_state", "state"),
     sa.Index("ix_tasks_state_merged_at", "state", "merged_at"),  # the working set
     sa.Index("ix_tasks_plan", "plan_id"),

@@ -9,7 +9,10 @@ files beside this module.
   demo's script agent runs (``sleep``, ``summary``, ``edits``; see docs/architecture.md, "The
   script agent"); the Markdown after it is the prose a maintainer would write. A ``write`` edit
   takes the whole file from ``sprint/NN-KEY/<path>``; ``replace`` (``old``, ``new``) and
-  ``append`` (``text``) carry their text in the front matter.
+  ``append`` (``text``) carry their text in the front matter. ``fix`` (``sleep``, ``summary``,
+  ``edits``), when present, is what the agent changes once CI failed on its first push: the
+  script agent runs it for the steward's fix_checks job (the demo's red check, fixed on the
+  same branch).
 - ``sprint/NN-KEY.review.md``, when present, is the review the maintainer submits on that
   issue's first pull request: prose, and the change it asks for in the same front matter.
 - ``plan/epic.md`` is ``PLAN_EPIC``, the epic of ``stoneforge demo --plan``: its front matter
@@ -26,7 +29,9 @@ Design rules the sprint keeps (tests/demo/test_sample.py proves them with real g
   whatever order its independent siblings merged in; `write` is only used for files no
   independent task touches; `append` only for files with a single editor.
 - Independent tasks that share a file (`app/api.py`) edit regions far apart, so git's 3-way
-  merge ("Update branch") combines them cleanly in either order.
+  merge ("Update branch") combines them cleanly in either order; except ``CONFLICTING``: two
+  tasks that each add their line to the changelog at the same place, a real conflict the
+  steward's rebase meets and the agent resolves (keeping both lines).
 - After any set of merged tasks closed under "blocked by", the repository's tests pass.
 """
 
@@ -44,6 +49,7 @@ import yaml
 
 __all__ = [
     "CI_COMMAND",
+    "CONFLICTING",
     "FULL",
     "OWNER",
     "PLAN_EPIC",
@@ -62,6 +68,8 @@ OWNER, REPO = "octo", "demo"  # where the demo creates the sample repository
 FULL = f"{OWNER}/{REPO}"
 HERE = Path(__file__).resolve().parent
 SCRIPT_INFO_STRING = "stoneforge-script"
+#: The independent tasks that add lines at the same place of a file (the demo's conflict scene).
+CONFLICTING: tuple[tuple[str, str, str], ...] = (("jwt", "fix-tests", "CHANGELOG.md"),)
 PLAN_INFO_STRING = "stoneforge-plan"
 
 # -B: no .pyc files, so fast successive checkouts never run stale bytecode.
@@ -83,7 +91,7 @@ _SCRIPT_BLOCK = re.compile(
     r"^```" + SCRIPT_INFO_STRING + r"\n(.*?)\n```$", re.DOTALL | re.MULTILINE
 )
 _ISSUE_FILE = re.compile(r"^(\d+)-([a-z0-9-]+)\.md$")
-_ISSUE_KEYS = {"title", "labels", "blocked_by", "sleep", "summary", "edits"}
+_ISSUE_KEYS = {"title", "labels", "blocked_by", "sleep", "summary", "edits", "fix"}
 _REVIEW_KEYS = {"sleep", "summary", "edits"}
 _BLOCKER_KEYS = {"text", "native"}
 _EPIC_KEYS = {"title", "labels", "summary", "notes", "tasks"}
@@ -202,11 +210,17 @@ def _front_matter(path: Path, allowed: set[str]) -> tuple[dict[str, Any], str]:
 
 
 def _script(meta: dict[str, Any], files: Path, path: Path) -> dict[str, Any]:
-    return {
+    script = {
         "sleep": float(meta["sleep"]),
         "edits": [_edit(edit, files, path) for edit in meta["edits"]],
         "summary": str(meta["summary"]).strip(),
     }
+    fix = meta.get("fix")
+    if fix is not None:  # what the agent changes when CI went red on its first push
+        if not isinstance(fix, dict) or set(fix) != _REVIEW_KEYS:
+            raise ValueError(f"{path}: fix takes exactly {sorted(_REVIEW_KEYS)}")
+        script["fix"] = _script(fix, files, path)
+    return script
 
 
 def _edit(edit: dict[str, Any], files: Path, path: Path) -> dict[str, Any]:

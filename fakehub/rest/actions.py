@@ -1,4 +1,4 @@
-"""GitHub Actions routes: ``workflow_dispatch`` only.
+"""GitHub Actions routes: ``workflow_dispatch``, and re-running a workflow run's failed jobs.
 
 fakehub runs no workflows. A dispatch is validated as GitHub does (the workflow file must exist
 on ``ref`` and declare ``on: workflow_dispatch``; inputs must be declared and the required ones
@@ -129,7 +129,40 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+def rerun_failed_jobs(ctx: Ctx) -> Result:
+    """``POST .../actions/runs/{run_id}/rerun-failed-jobs``. fakehub has no workflow runs: a
+    run is the check runs of the ``github-actions`` App whose details URL points at
+    ``.../actions/runs/{run_id}/``; each failed one (newest per name) is run again
+    (:meth:`fakehub.hub.Hub.rerun_actions_job`) and recorded as ``rerun_failed_jobs``."""
+    repo = ctx.repo("actions", "write")
+    run_id = ctx.int_param("run_id")
+    marker = f"/actions/runs/{run_id}/"
+    with ctx.state.lock:
+        jobs = [
+            r
+            for r in ctx.state.check_runs.values()
+            if r.repo is repo and r.app.slug == "github-actions" and marker in (r.details_url or "")
+        ]
+    if not jobs:
+        raise not_found()
+    newest: dict[str, Any] = {}
+    for job in sorted(jobs, key=lambda r: r.id):
+        newest[job.name] = job
+    failed = [
+        r
+        for r in newest.values()
+        if r.status == "completed" and r.conclusion not in ("success", "neutral", "skipped")
+    ]
+    ctx.state.record(
+        "rerun_failed_jobs", repo=repo.full_name, run_id=run_id, jobs=[r.name for r in failed]
+    )
+    for job in failed:
+        ctx.hub.rerun_actions_job(job, run_id)
+    return 201, {}
+
+
 _R = "/repos/{owner}/{repo}"
 TABLE: list[tuple[str, list[str], Any]] = [
     (_R + "/actions/workflows/{workflow_id}/dispatches", ["POST"], create_workflow_dispatch),
+    (_R + "/actions/runs/{run_id}/rerun-failed-jobs", ["POST"], rerun_failed_jobs),
 ]

@@ -179,6 +179,7 @@ def list_files(ctx: Ctx) -> Result:
 def merge_pull(ctx: Ctx) -> Result:
     repo = ctx.repo("contents", "write")
     issue = find_pull(ctx, repo)
+    ctx.state.record("merge_requested", repo=repo.full_name, pr=issue.number)
     method = ctx.field("merge_method", str) or "merge"
     sha = ctx.hub.merge(
         issue,

@@ -123,6 +123,24 @@ def get_required_checks(ctx: Ctx) -> Result:
     }
 
 
+def get_required_reviews(ctx: Ctx) -> Result:
+    """Classic protection's required pull request reviews (only the code-owner flag is
+    modelled: enabled when it is set)."""
+    repo = ctx.repo("administration")
+    name = ctx.params["branch"]
+    prot = repo.protection.get(name)
+    if prot is None or not prot.code_owner_reviews:
+        raise ApiError(404, "Required pull request reviews not enabled")
+    api = f"{ctx.hub.payloads.api}/repos/{repo.full_name}/branches/{name}/protection"
+    return 200, {
+        "url": f"{api}/required_pull_request_reviews",
+        "dismiss_stale_reviews": False,
+        "require_code_owner_reviews": True,
+        "required_approving_review_count": 1,
+        "require_last_push_approval": False,
+    }
+
+
 def get_ref(ctx: Ctx) -> Result:
     repo = ctx.repo("contents")
     name = ctx.params["branch"]
@@ -210,6 +228,11 @@ TABLE: list[tuple[str, list[str], Any]] = [
         _R + "/branches/{branch:path}/protection/required_status_checks",
         ["GET"],
         get_required_checks,
+    ),
+    (
+        _R + "/branches/{branch:path}/protection/required_pull_request_reviews",
+        ["GET"],
+        get_required_reviews,
     ),
     (_R + "/branches/{branch:path}", ["GET"], get_branch),
     (_R + "/git/ref/heads/{branch:path}", ["GET"], get_ref),

@@ -121,6 +121,9 @@ def test_fixtures_cover_every_event_and_action_we_handle() -> None:
         ("check_suite", "completed"),
         ("status", "status"),
         ("push", "push"),
+        ("merge_group", "checks_requested"),
+        ("merge_group", "destroyed"),
+        ("pull_request", "dequeued"),
         ("installation", "created"),
         ("installation", "deleted"),
         ("installation_repositories", "added"),
@@ -210,6 +213,11 @@ def test_fixture_parses_with_the_fields_the_bot_uses(path: Path) -> None:
         assert info.head_sha == payload["after"]
         assert info.head_sha is not None
         assert len(info.head_sha) == 40
+    elif event == "merge_group":
+        group = payload["merge_group"]
+        assert info.head_sha == group["head_sha"]
+        assert group["head_ref"].endswith(f"/pr-{2}-{HEAD}")
+        assert info.reason == payload.get("reason")
     elif event not in ("pull_request", "pull_request_review"):
         assert info.head_sha is None
 

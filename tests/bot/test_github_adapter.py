@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from bot.adapters.github import GitHubAdapter, GitHubError
+from bot.adapters.github.gate import code_owner_rules
 from bot.core.model import IssueRef
 from fakehub.server import FakeHub
 
@@ -195,3 +196,23 @@ async def test_a_reply_is_a_new_comment_and_the_eyes_reaction_is_made_once(
     assert bodies == ["/stoneforge status", "one", "two"]
     with pytest.raises(ValueError, match="not a GitHub reaction"):
         await gh.react_to_comment(inst, "octo/app", comment_id, "thumbs")
+
+
+async def test_rule_flags_name_a_merge_queue_and_code_owner_reviews_from_either_source(
+    world: tuple[FakeHub, GitHubAdapter, int, str],
+) -> None:
+    hub, gh, inst, token = world
+    hub.protect("octo/app", "main", [], code_owner_reviews=True)  # classic protection
+    with _api(hub, token) as api:
+        api.post(
+            "/repos/octo/app/rulesets",
+            json={
+                "name": "queue",
+                "enforcement": "active",
+                "conditions": {"ref_name": {"include": ["~ALL"], "exclude": []}},
+                "rules": [{"type": "merge_queue", "parameters": {"merge_method": "MERGE"}}],
+            },
+        ).raise_for_status()
+    assert await gh.rule_flags(inst, "octo/app", "main") == {"merge_queue", "code_owner_review"}
+    assert await gh.rule_flags(inst, "octo/app", "other") == {"merge_queue"}
+    assert await code_owner_rules(gh, inst, "octo/app", "main") == ()  # no CODEOWNERS file

@@ -97,8 +97,9 @@ def test_a_conflict_goes_to_resolution_twice_and_only_then_to_a_fresh_agent_run(
 def test_an_agent_resolves_the_conflict_and_the_rebased_pull_request_merges(
     world: World,
 ) -> None:
-    resolved = "hello from main\nand the task\n"
-    script = {"edits": [{"path": "shared.txt", "write": resolved}], "summary": "merged both"}
+    # The script agent, given no resolution, keeps both sides (the base's line first).
+    resolved = "hello from main\nhello from the task\n"
+    script = {"edits": [{"path": "shared.txt", "write": "hello from the task\n"}], "summary": "hi"}
     body = f"Greet.\n\n```stoneforge-script\n{json.dumps(script)}\n```\n"
     number, rebase = conflicting_pull(world, body)
 

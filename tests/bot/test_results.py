@@ -93,6 +93,20 @@ def test_after_max_attempts_a_human_is_asked_and_the_labeler_mentioned(world: Wo
     assert world.claim() is None
 
 
+def test_an_agent_stalled_after_its_nudge_goes_to_a_person_at_once(world: World) -> None:
+    """The runner nudged the silent agent once; a handoff for stalling again is not another
+    attempt: the labeler is asked, with the branch holding the work so far."""
+    issue = _labeled_task(world, "Quiet task")
+    job = wait_until(lambda: world.claim(wait_s=1), what="first attempt")
+    world.report(job, {"outcome": "handoff", "reason": "stalled", "note": "half done"})
+    wait_until(lambda: world.tasks()[issue["number"]]["state"] == "failed", what="failed")
+    wait_until(lambda: "stoneforge:needs-human" in world.labels(issue["number"]), what="label")
+    asked = [c for c in world.comments(issue["number"]) if "@lead" in c]
+    assert asked
+    assert "silent past the stall timeout after a nudge" in asked[0]
+    assert world.claim() is None, "no second attempt"
+
+
 def test_a_rate_limited_task_waits_for_the_reset_and_keeps_its_attempt(world: World) -> None:
     issue = _labeled_task(world, "Hit the quota")
     job = wait_until(lambda: world.claim(wait_s=1), what="dispatch")

@@ -36,6 +36,7 @@ from bot.core.protocol import (
     Registered,
     Registration,
     ResolveConflictsJob,
+    ReviewJob,
     ReviseJob,
     TranscriptUpload,
     TryRecord,
@@ -126,13 +127,13 @@ def test_every_documented_example_is_a_valid_message(name: str, body: str) -> No
 def test_the_docs_show_every_message_and_outcome() -> None:
     assert {name for name, _ in EXAMPLES} == set(MESSAGES)
     outcomes = {json.loads(body)["outcome"] for name, body in EXAMPLES if name == "JobResult"}
-    assert outcomes == {"completed", "handoff", "rate_limited", "failed", "planned"}
+    assert outcomes == {"completed", "handoff", "rate_limited", "failed", "planned", "reviewed"}
     kinds = {
         json.loads(body).get("job", json.loads(body)).get("kind")
         for name, body in EXAMPLES
         if name in ("Job", "ClaimAnswer") and json.loads(body).get("job", {}) is not None
     }
-    assert {"implement", "revise", "plan", "rebase", "resolve_conflicts"} <= kinds
+    assert {"implement", "revise", "plan", "rebase", "resolve_conflicts", "review"} <= kinds
 
 
 # --- the unions -------------------------------------------------------------------------------
@@ -143,8 +144,11 @@ def test_jobs_discriminate_on_kind() -> None:
     revise = JOB.validate_python(job_fields(kind="revise", review_feedback=["@a: fix"]))
     assert type(revise) is ReviseJob
     assert revise.continues_branch
-    with pytest.raises(ValidationError, match="union_tag_invalid|does not match"):
-        JOB.validate_python(job_fields(kind="review"))  # reserved, not dispatched yet
+    with pytest.raises(ValidationError, match="head"):
+        JOB.validate_python(job_fields(kind="review", pull_number=3))
+    sha = "a" * 40
+    reviewing = JOB.validate_python(job_fields(kind="review", head=sha, pull_number=3, round=2))
+    assert (type(reviewing), reviewing.round, reviewing.max_rounds) == (ReviewJob, 2, 2)
     with pytest.raises(ValidationError, match="check_failures"):
         JOB.validate_python(job_fields(kind="fix_checks"))
     fix = JOB.validate_python(job_fields(kind="fix_checks", check_failures=["ci: failure"]))

@@ -22,6 +22,7 @@ import pytest
 from bot.core.refs import parse_blockers
 from demo.sample import (
     CI_COMMAND,
+    CONFLICTING,
     HERE,
     SAMPLE_REPO,
     SPRINT,
@@ -30,6 +31,7 @@ from demo.sample import (
     load_sprint,
     script_block,
 )
+from runner.agents.script_agent import resolve_both
 
 REQUIRED_TITLES = {
     "Refactor auth module to use JWT",
@@ -118,19 +120,39 @@ def merge_states() -> list[set[str]]:
 
 
 def scripts_of(key: str) -> list[dict[str, Any]]:
-    """What lands for an issue: its script, then the one its review asks for (the demo)."""
+    """What lands for an issue: its script, its fix once CI went red, then the one its review
+    asks for (the demo)."""
     issue = BY_KEY[key]
-    return [parse_script(text) for text in (issue.body, issue.review) if text]
+    script = parse_script(issue.body)
+    fix = [script["fix"]] if "fix" in script else []
+    return [script, *fix, *(parse_script(issue.review) for _ in [0] if issue.review)]
 
 
 def tree_after(merged: Iterable[str]) -> Files:
+    """The tree once ``merged`` landed, in filing order (or in the order given, when it is a
+    list: two CONFLICTING tasks' lines land in their merge order)."""
     files = dict(SAMPLE_REPO)
-    wanted = set(merged)
-    for key in ORDER:
-        if key in wanted:
-            for script in scripts_of(key):
-                files = apply_edits(files, script)
+    keys = merged if isinstance(merged, list) else [k for k in ORDER if k in set(merged)]
+    for key in keys:
+        for script in scripts_of(key):
+            files = apply_edits(files, script)
     return files
+
+
+def added_lines(key: str, path: str) -> list[str]:
+    """The non-blank lines ``key``'s scripts add to ``path`` by their replace edits."""
+    out = []
+    for script in scripts_of(key):
+        for edit in script["edits"]:
+            if edit["path"] == path and "replace" in edit:
+                old, new = edit["replace"]
+                added = [x for x in new.splitlines(keepends=True) if x not in old and x.strip()]
+                out += added
+    return out
+
+
+def conflicting(a: str, b: str) -> bool:
+    return any({a, b} == {x, y} for x, y, _ in CONFLICTING)
 
 
 def touched(key: str) -> set[str]:
@@ -196,14 +218,41 @@ def open_branch(repo: Path, key: str) -> str:
     return branch
 
 
-def merge_branch(repo: Path, branch: str, *, update_first: bool) -> None:
-    """Merge a PR branch with --no-ff; "Update branch" (main into head, re-test) when behind."""
+def merge_branch(repo: Path, branch: str, *, update_first: bool) -> bool:
+    """Merge a PR branch with --no-ff; "Update branch" (main into head, re-test) when behind.
+    A branch that conflicts with main is rebased onto it as the steward's rebase job does, and
+    its conflicts resolved as the script agent does (both sides, main's first). Whether it
+    conflicted."""
+    conflicted = False
     if update_first:
         git(repo, "checkout", "-q", branch)
-        git(repo, "merge", "-q", "--no-ff", "-m", f"Merge main into {branch}", "main")
+        merged = subprocess.run(
+            ["git", "merge", "-q", "--no-ff", "-m", f"Merge main into {branch}", "main"],
+            cwd=repo, env=GIT_ENV, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        if merged.returncode != 0:
+            conflicted = True
+            git(repo, "merge", "--abort")
+            rebase_resolving(repo)
         assert_ci_passes(repo, f"on {branch} after updating it")
         git(repo, "checkout", "-q", "main")
     git(repo, "merge", "-q", "--no-ff", "-m", f"Merge {branch}", branch)
+    return conflicted
+
+
+def rebase_resolving(repo: Path) -> None:
+    """``git rebase main`` on the checked-out branch, each stop resolved with both sides."""
+    step = subprocess.run(["git", "rebase", "main"], cwd=repo, env=GIT_ENV,
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    while step.returncode != 0:
+        files = git(repo, "diff", "--name-only", "--diff-filter=U").split()
+        assert files, step.stdout + step.stderr
+        for name in files:
+            (repo / name).write_text(resolve_both((repo / name).read_text(encoding="utf-8")))
+            git(repo, "add", name)
+        step = subprocess.run(["git", "-c", "core.editor=true", "rebase", "--continue"],
+                              cwd=repo, env=GIT_ENV, capture_output=True, text=True,
+                              timeout=30, check=False)  # fmt: skip
 
 
 def head_tree(repo: Path) -> str:
@@ -388,7 +437,11 @@ def test_body_must_name_its_text_blockers() -> None:
 def test_independent_tasks_edit_one_file_in_separate_regions() -> None:
     pairs = same_file_pairs()
     assert pairs, "two independent tasks must edit the same file"
+    for a, b, path in CONFLICTING:
+        assert (a, b, path) in pairs or (b, a, path) in pairs, "a conflict is independent tasks'"
     for a, b, path in pairs:
+        if conflicting(a, b):
+            continue
         base = tree_after(ancestors(a) | ancestors(b))
         regions = []
         for key in (a, b):
@@ -450,6 +503,7 @@ def test_sprint_merges_cleanly_batch_by_batch(tmp_path: Path, order: str) -> Non
     assert_ci_passes(repo, "on the initial commit")
     merged: list[str] = []
     batches = 0
+    conflicts = 0
     while len(merged) < len(ORDER):
         ready = [k for k in ORDER if k not in merged and blockers(k) <= set(merged)]
         assert ready, "the graph has no cycle, so something is ready"
@@ -457,26 +511,57 @@ def test_sprint_merges_cleanly_batch_by_batch(tmp_path: Path, order: str) -> Non
             ready.reverse()
         branches = {key: open_branch(repo, key) for key in ready}
         for position, key in enumerate(ready):
-            merge_branch(repo, branches[key], update_first=position > 0)
+            conflicts += merge_branch(repo, branches[key], update_first=position > 0)
             merged.append(key)
         assert_ci_passes(repo, f"on main after batch {batches}")
         batches += 1
     assert batches >= 4
     assert "expected failures" not in run_ci(repo).stderr
     assert git(repo, "status", "--porcelain") == ""
-    final = {path: (repo / path).read_text(encoding="utf-8") for path in tree_after(ORDER)}
-    assert final == tree_after(ORDER)
+    assert conflicts == len(CONFLICTING), "the conflict scene happens whatever the order"
+    final = {path: (repo / path).read_text(encoding="utf-8") for path in tree_after(merged)}
+    expected = tree_after(merged)
+    for a, b, path in CONFLICTING:  # resolved: both tasks' lines, once each, in merge order
+        landed = final.pop(path)
+        del expected[path]
+        lines = [line for key in merged if key in (a, b) for line in added_lines(key, path)]
+        assert [landed.count(line) for line in lines] == [1] * len(lines), landed
+        assert sorted(landed.index(x) for x in lines) == [landed.index(x) for x in lines]
+    assert final == expected
 
 
 @pytest.mark.slow
 def test_independent_same_file_pairs_merge_in_either_order(tmp_path: Path) -> None:
-    for index, (a, b, _path) in enumerate(same_file_pairs()):
+    """Separate regions merge cleanly and alike in either order; a CONFLICTING pair really
+    conflicts, in either order, and resolved with both sides it holds both tasks' lines."""
+    for index, (a, b, path) in enumerate(same_file_pairs()):
         trees = []
         for first, second in ((a, b), (b, a)):
             repo = init_repo(tmp_path / f"{index}-{first}", tree_after(ancestors(a) | ancestors(b)))
             branches = {key: open_branch(repo, key) for key in (first, second)}
             merge_branch(repo, branches[first], update_first=False)
-            merge_branch(repo, branches[second], update_first=True)
+            conflicted = merge_branch(repo, branches[second], update_first=True)
+            assert conflicted == conflicting(a, b), (first, second)
             assert_ci_passes(repo, f"after merging {first} then {second}")
             trees.append(head_tree(repo))
-        assert trees[0] == trees[1]
+            if conflicting(a, b):  # resolved: both tasks' lines, once each, main's first
+                landed = (repo / path).read_text(encoding="utf-8")
+                lines = added_lines(first, path) + added_lines(second, path)
+                assert [landed.count(line) for line in lines] == [1] * len(lines), landed
+                assert sorted(landed.index(x) for x in lines) == [landed.index(x) for x in lines]
+        assert (trees[0] == trees[1]) != conflicting(a, b)
+
+
+def test_the_red_check_scene_fails_ci_first_and_its_fix_passes(tmp_path: Path) -> None:
+    """The demo's red check: the logging task's first push fails the sample's CI; the fix the
+    agent makes for the steward's fix_checks job passes it."""
+    fixed = [key for key in ORDER if "fix" in parse_script(BY_KEY[key].body)]
+    assert fixed == ["logging"]
+    before = tree_after(ancestors("logging"))
+    first = apply_edits(before, parse_script(BY_KEY["logging"].body))
+    write_tree(tmp_path / "red", first)
+    red = run_ci(tmp_path / "red")
+    assert red.returncode != 0
+    assert "client 10.1.2.3" in red.stderr
+    write_tree(tmp_path / "green", tree_after(ancestors("logging") | {"logging"}))
+    assert_ci_passes(tmp_path / "green", "after the fix")

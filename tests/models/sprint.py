@@ -14,18 +14,31 @@ history already holds the first run's tool result. So the playbook remembers how
 results the conversation had when it handed out a script's edits: a later call with more results
 is the one after the edits ran; a call with no more (a fresh try of the same task, say) gets the
 edits again.
+
+A resolve_conflicts prompt (the steward's, after a rebase met conflicts) is answered the same
+way with a program that resolves each file it names as the script agent does: both sides, the
+base's lines first (``script_agent.resolve_both``); a fix_checks prompt gets the script's ``fix``
+(``parse_script`` picks it).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import inspect
 import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.agents.script_agent import ScriptError, parse_script
+from runner.agents import script_agent
+from runner.agents.script_agent import (
+    CONFLICTED,
+    RESOLVE_TITLE,
+    ScriptError,
+    _resolve_script,
+    parse_script,
+)
 from tests.models.scenario import Dialect, Say, Shell, Turn, reply
 
 # Runs with the agent's own python3, in its working directory; edits as script_agent applies them.
@@ -49,6 +62,26 @@ for edit in json.loads(EDITS):
 """
 
 
+RESOLVE = (
+    inspect.getsource(script_agent.ScriptError)
+    + inspect.getsource(script_agent.resolve_both)
+    + """
+import pathlib
+for name in NAMES:
+    path = pathlib.Path(name)
+    path.write_text(resolve_both(path.read_text()))
+    print("resolved", path)
+"""
+)
+
+
+def resolve_command(names: list[str]) -> str:
+    """A shell command that resolves the conflicts in ``names`` as the script agent does."""
+    program = f"NAMES = {json.dumps(names)}\n{RESOLVE}"
+    encoded = base64.b64encode(program.encode()).decode()
+    return f"python3 -c \"import base64; exec(base64.b64decode('{encoded}'))\""
+
+
 def apply_command(edits: list[dict[str, Any]]) -> str:
     """A shell command that applies ``edits`` with python3 (no quoting trouble: base64)."""
     program = f"EDITS = {json.dumps(json.dumps(edits))}\n{APPLY}"
@@ -68,6 +101,8 @@ class SprintPlaybook:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def next_turn(self, prompt: str = "", round: int = 0) -> Turn:
+        if prompt.lstrip().startswith(RESOLVE_TITLE) and _resolve_script(prompt) is None:
+            return self._resolve(prompt, round)
         try:
             script = parse_script(prompt)
         except ScriptError:
@@ -84,3 +119,15 @@ class SprintPlaybook:
             self.applied.append(summary)
         edits = list(script.get("edits") or [])
         return reply(Say("Applying the change."), Shell(apply_command(edits)))
+
+    def _resolve(self, prompt: str, round: int) -> Turn:
+        names = CONFLICTED.findall(prompt)
+        summary = "Resolved the conflicts in " + ", ".join(names) + ", keeping both changes."
+        key = "resolve:" + hashlib.sha256(prompt.encode()).hexdigest()
+        with self._lock:
+            if key in self._issued and round > self._issued[key]:
+                self.summaries.append(summary)
+                return reply(Say(summary))
+            self._issued[key] = round
+            self.applied.append(summary)
+        return reply(Say("Resolving the conflicts."), Shell(resolve_command(names)))

@@ -663,3 +663,51 @@ async def test_a_prefetch_hint_fetches_the_moved_base_and_the_next_job_skips_its
     assert fake.results["octo/demo#5@1"]["outcome"] == "completed"
     assert INSTALLATION_TOKEN not in caplog.text
     assert _state_for(mirror).started.get("main") == 1, "only the prefetch fetched main"
+
+
+async def test_a_silent_agent_is_nudged_once_and_then_finishes(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, fake_agent: None
+) -> None:
+    fake, url = bot
+    record = tmp_path / "prompts.txt"
+    fake.jobs = [planned(origin, 30, record, first=[{"sleep": 30}],
+                         retry=[write("done.txt", "yes\n")])]  # fmt: skip
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1,
+                    stall_timeout_s=0.5)  # fmt: skip
+    await run_until(runner, fake, 1)
+
+    result = fake.results["octo/demo#30@1"]
+    assert result["outcome"] == "completed", result
+    assert git("show", "stoneforge/30-task:done.txt", cwd=origin) == "yes\n"
+    # The nudge is an extra try: the agent still had its retry after it.
+    assert [(t["try"], t["outcome"], t["reason"]) for t in result["attempt_log"]] == [
+        (1, "failed", "stalled"),
+        (1, "completed", "success"),
+    ]
+    nudge = prompts(record)[1]
+    assert "no output for 1 minute(s)" in nudge
+    assert ".stoneforge" in nudge or "handoff" in nudge.lower()
+
+
+@pytest.mark.parametrize("changes", [False, True])
+async def test_an_agent_silent_again_after_its_nudge_ends_the_job(
+    bot: tuple[Bot, str], origin: Path, tmp_path: Path, fake_agent: None, changes: bool
+) -> None:
+    fake, url = bot
+    record = tmp_path / "prompts.txt"
+    first = [write("half.txt", "wip\n")] if changes else []
+    fake.jobs = [planned(origin, 31, record, first=[*first, {"sleep": 30}],
+                         retry=[{"sleep": 30}])]  # fmt: skip
+    runner = Runner(url, TOKEN, workers=1, work_dir=tmp_path / "work", claim_wait_s=1,
+                    stall_timeout_s=0.5)  # fmt: skip
+    await run_until(runner, fake, 1)
+
+    result = fake.results["octo/demo#31@1"]
+    assert len(prompts(record)) == 2, "one nudge, then no third run"
+    if changes:  # the work so far is pushed with the handoff, for the person who takes over
+        assert (result["outcome"], result["reason"]) == ("handoff", "stalled")
+        assert git("show", "stoneforge/31-task:half.txt", cwd=origin) == "wip\n"
+    else:
+        assert (result["outcome"], result["reason"]) == ("failed", "stalled")
+        assert "after a nudge" in result["detail"]
+        assert not remote_branch(origin, "stoneforge/31-task")

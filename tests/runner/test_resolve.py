@@ -51,7 +51,13 @@ def resolve_job(
 ) -> dict[str, Any]:
     edits = [{"path": "README.md", "write": content}, {"path": "stray.txt", "write": "x\n"},
              {"path": ".gitignore", "write": "everything\n"}]  # fmt: skip
-    script = {"edits": edits, "summary": "resolved"}
+    # The script agent's ``resolve`` script: the resolution written out (without one it keeps
+    # both sides).
+    script = {
+        "edits": [],
+        "summary": "the task",
+        "resolve": {"edits": edits, "summary": "resolved"},
+    }
     return job(
         origin, 5, script, kind="resolve_conflicts", job_id=JOB_ID, branch=BRANCH,
         expected_head=head, pull_number=12, conflicts=["README.md"], round=1,

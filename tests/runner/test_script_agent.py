@@ -168,3 +168,39 @@ async def test_worktree_runner_package_is_not_imported(tmp_path: Path) -> None:
     req = RunRequest("t", prompt({"edits": [], "summary": "ok"}), tmp_path)
     result = await run_agent(ScriptAdapter(), req, timeout_s=30, stall_timeout_s=30)
     assert result.outcome is Outcome.COMPLETED
+
+
+def test_resolve_both_keeps_the_base_then_the_task_lines() -> None:
+    from runner.agents.script_agent import resolve_both
+
+    text = (
+        "head\n<<<<<<< HEAD\n- base entry\n- shared\n||||||| parent\n- old\n=======\n"
+        "- task entry\n- shared\n>>>>>>> 1234 (task)\ntail\n"
+    )
+    assert resolve_both(text) == "head\n- base entry\n- shared\n- task entry\ntail\n"
+
+
+def test_a_resolve_prompt_resolves_the_named_files_and_a_fix_prompt_runs_the_fix(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "NOTES.md").write_text("<<<<<<< HEAD\na\n=======\nb\n>>>>>>> x\n")
+    (tmp_path / "other.md").write_text("<<<<<<< HEAD\nleft alone\n=======\n>>>>>>> x\n")
+    fix = {"edits": [{"path": "f.txt", "write": "fixed\n"}], "summary": "fixed"}
+    script = {"edits": [{"path": "f.txt", "write": "first\n"}], "summary": "s", "fix": fix}
+    resolve_prompt = (
+        "# Resolve the conflicts of #3: Notes\n\nconflicts in `NOTES.md`.\n\n"
+        "## `NOTES.md` (with the conflict markers)\n\n```text\n...\n```\n\n"
+        + prompt(script, "## The task (issue #3)\n\n")
+    )
+    code, lines = agent(tmp_path, resolve_prompt)
+    assert code == 0, lines
+    assert (tmp_path / "NOTES.md").read_text() == "a\nb\n"
+    assert "<<<<<<<" in (tmp_path / "other.md").read_text(), "only the files it was given"
+    assert not (tmp_path / "f.txt").exists(), "a resolution does not run the task's script"
+
+    code, lines = agent(tmp_path, prompt(script) + "\n## Failing checks to fix\n\n- ci: failure\n")
+    assert code == 0, lines
+    assert (tmp_path / "f.txt").read_text() == "fixed\n"
+    assert lines[-1]["summary"] == "fixed"
+    code, _ = agent(tmp_path, prompt(script))
+    assert (tmp_path / "f.txt").read_text() == "first\n"

@@ -5,10 +5,10 @@ type, URL or header leaves this package. HTTP failures are classified here once
 (:class:`GitHubError` with ``status``), so nothing else inspects status codes.
 
 The adapter is one class composed of one part per GitHub area: ``client`` (auth, transport,
-errors, pagination), ``apps`` (App JWT calls), ``repos``, ``issues``, ``pulls``, ``filing``
-(a plan's issues and links), ``comments`` (comment commands' reaction and reply) and
-``gitdata`` (refs and merge commits: the speculative merge queue); the values
-it returns are in ``records``.
+errors, pagination), ``apps`` (App JWT calls), ``repos``, ``issues``, ``pulls``, ``gate`` (the
+merge queue, code owners), ``filing`` (a plan's issues and links), ``comments`` (comment
+commands' reaction and reply) and ``gitdata`` (refs and merge commits: the speculative merge
+queue); the values it returns are in ``records``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from bot.adapters.github.apps import AppCalls
 from bot.adapters.github.client import GitHubError
 from bot.adapters.github.comments import CommentCalls
 from bot.adapters.github.filing import FilingCalls
+from bot.adapters.github.gate import EnqueueOutcome, QueueCalls
 from bot.adapters.github.gitdata import GitCalls, MergeConflict
 from bot.adapters.github.issues import IssueCalls, issue_repo
 from bot.adapters.github.pacing import WriteBudget
@@ -32,6 +33,7 @@ from bot.adapters.github.repos import RepoCalls
 
 __all__ = [
     "Comment",
+    "EnqueueOutcome",
     "GitHubAdapter",
     "GitHubError",
     "IssueInfo",
@@ -45,6 +47,6 @@ __all__ = [
 
 
 class GitHubAdapter(
-    AppCalls, RepoCalls, IssueCalls, PullCalls, FilingCalls, CommentCalls, GitCalls
+    AppCalls, RepoCalls, IssueCalls, PullCalls, QueueCalls, FilingCalls, CommentCalls, GitCalls
 ):
     """GitHub through githubkit with App authentication and a configurable base URL."""

@@ -31,6 +31,7 @@ from githubkit.retry import RetryOption
 
 from bot.adapters.github.pacing import PacedTransport, WriteBudget
 from bot.adapters.github.records import RepoInfo
+from bot.core.codeowners import OwnerRule
 
 
 class _SharedTransport(httpx.AsyncHTTPTransport):
@@ -153,6 +154,10 @@ class AdapterBase:
         self._required_cache: dict[tuple[str, str], tuple[float, tuple[str, ...]]] = {}
         # (repo, branch) -> approving reviews its rulesets require (refreshed with the above)
         self._approvals_cache: dict[tuple[str, str], int] = {}
+        # (repo, branch) -> the other rules that matter: "merge_queue", "code_owner_review"
+        self._rule_flags: dict[tuple[str, str], frozenset[str]] = {}
+        # (repo, branch) -> (expiry, its CODEOWNERS rules) (``gate.code_owner_rules``)
+        self._owners_cache: dict[tuple[str, str], tuple[float, tuple[OwnerRule, ...]]] = {}
         self._perm_cache: dict[tuple[str, str], tuple[float, str]] = {}
         # (repo, issue, marker) -> id of our comment carrying that marker (saves a listing)
         self._comment_ids: dict[tuple[str, int, str], int] = {}

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from bot.adapters.github.client import AdapterBase, GitHubError
+from bot.adapters.github.gate import actions_run_id, changed_files, code_owner_rules
 from bot.adapters.github.records import MergeOutcome
+from bot.core.codeowners import OwnerRule
 from bot.core.steward import PullSnapshot, Review, ReviewComment, failure_text
 
 
@@ -84,6 +87,31 @@ class PullCalls(AdapterBase):
             )
         return found
 
+    async def submit_review(
+        self,
+        installation_id: int,
+        repo: str,
+        number: int,
+        *,
+        commit_id: str,
+        event: Literal["APPROVE", "REQUEST_CHANGES", "COMMENT"],
+        body: str,
+        comments: Sequence[tuple[str, int, str]] = (),
+    ) -> int:
+        """Submit a review as the App on ``commit_id`` (``comments``: ``(path, line, body)``
+        on the right side of the diff); its id. GitHub answers 422 when a line is not part of
+        the diff."""
+        owner, name = repo.split("/", 1)
+        data: dict[str, Any] = {"commit_id": commit_id, "event": event, "body": body}
+        if comments:
+            data["comments"] = [
+                {"path": path, "line": line, "side": "RIGHT", "body": text}
+                for path, line, text in comments
+            ]
+        pulls = self._gh(installation_id).rest.pulls
+        resp = await self._call(pulls.async_create_review(owner, name, number, data=data))  # type: ignore[call-overload]
+        return int(resp.json()["id"])
+
     async def review_comments(
         self, installation_id: int, repo: str, number: int
     ) -> list[ReviewComment]:
@@ -120,13 +148,17 @@ class PullCalls(AdapterBase):
         cached = self._required_cache.get(key)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        classic, (rules, approvals) = await asyncio.gather(
+        classic, (rules, approvals, flags), owners = await asyncio.gather(
             self._protected_checks(installation_id, repo, branch),
             self._ruleset_rules(installation_id, repo, branch),
+            self._protected_code_owners(installation_id, repo, branch),
         )
+        if owners:
+            flags |= {"code_owner_review"}
         required = tuple(dict.fromkeys(classic + rules))
         self._required_cache[key] = (time.monotonic() + 60, required)
         self._approvals_cache[key] = approvals
+        self._rule_flags[key] = flags
         return required
 
     async def required_approvals(self, installation_id: int, repo: str, branch: str) -> int:
@@ -134,6 +166,28 @@ class PullCalls(AdapterBase):
         with ``required_checks``. Classic protection's are left to GitHub's ``blocked``."""
         await self.required_checks(installation_id, repo, branch)
         return self._approvals_cache.get((repo, branch), 0)
+
+    async def rule_flags(self, installation_id: int, repo: str, branch: str) -> frozenset[str]:
+        """The rules on ``branch`` the gate honours beyond checks and approvals:
+        ``merge_queue`` and ``code_owner_review``; read and cached with ``required_checks``."""
+        await self.required_checks(installation_id, repo, branch)
+        return self._rule_flags.get((repo, branch), frozenset())
+
+    async def _protected_code_owners(self, installation_id: int, repo: str, branch: str) -> bool:
+        """Whether classic protection's required reviews include code owners' (404: no
+        required reviews, or the branch is not protected)."""
+        owner, name = repo.split("/", 1)
+        try:
+            resp = await self._call(
+                self._gh(installation_id).rest.repos.async_get_pull_request_review_protection(
+                    owner, name, branch
+                )
+            )
+        except GitHubError as exc:
+            if exc.status != 404:
+                raise
+            return False
+        return bool(resp.json().get("require_code_owner_reviews"))
 
     async def _protected_checks(
         self, installation_id: int, repo: str, branch: str
@@ -155,9 +209,10 @@ class PullCalls(AdapterBase):
 
     async def _ruleset_rules(
         self, installation_id: int, repo: str, branch: str
-    ) -> tuple[tuple[str, ...], int]:
-        """The contexts of the ``required_status_checks`` rules active on ``branch``, and the
-        most approving reviews a ``pull_request`` rule there requires."""
+    ) -> tuple[tuple[str, ...], int, frozenset[str]]:
+        """The contexts of the ``required_status_checks`` rules active on ``branch``, the
+        most approving reviews a ``pull_request`` rule there requires, and its flags
+        (``rule_flags``)."""
         owner, name = repo.split("/", 1)
         gh = self._gh(installation_id)
         try:
@@ -169,9 +224,10 @@ class PullCalls(AdapterBase):
         except GitHubError as exc:
             if exc.status != 404:  # rulesets unavailable here (an older GitHub Enterprise)
                 raise
-            return (), 0
+            return (), 0, frozenset()
         names: list[str] = []
         approvals = 0
+        flags: set[str] = set()
         for rule in rules:
             params = rule.get("parameters") or {}
             if rule.get("type") == "required_status_checks":
@@ -179,7 +235,11 @@ class PullCalls(AdapterBase):
             elif rule.get("type") == "pull_request":
                 count = int(params.get("required_approving_review_count") or 0)
                 approvals = max(approvals, count)  # the most restrictive applies
-        return tuple(names), approvals
+                if params.get("require_code_owner_review"):
+                    flags.add("code_owner_review")
+            elif rule.get("type") == "merge_queue":
+                flags.add("merge_queue")
+        return tuple(names), approvals, frozenset(flags)
 
     async def pull(
         self, installation_id: int, repo: str, number: int, extra_required: tuple[str, ...] = ()
@@ -193,6 +253,14 @@ class PullCalls(AdapterBase):
         base = data["base"]["ref"]
         required = await self.required_checks(installation_id, repo, base)
         approvals = await self.required_approvals(installation_id, repo, base)
+        flags = await self.rule_flags(installation_id, repo, base)
+        owners: tuple[OwnerRule, ...] | None = None
+        files: tuple[str, ...] = ()
+        if "code_owner_review" in flags:
+            owners, files = await asyncio.gather(
+                code_owner_rules(self, installation_id, repo, base),
+                changed_files(self, installation_id, repo, number),
+            )
         return PullSnapshot(
             number=number,
             state=data["state"],
@@ -207,6 +275,9 @@ class PullCalls(AdapterBase):
             merge_sha=data.get("merge_commit_sha") if data.get("merged") else None,
             check_ids=check_ids,
             required_approvals=approvals,
+            merge_queue="merge_queue" in flags,
+            code_owners=owners,
+            files=files,
         )
 
     async def commit_checks(
@@ -293,15 +364,21 @@ class PullCalls(AdapterBase):
         return True
 
     async def rerun_check(self, installation_id: int, repo: str, check_run_id: int) -> bool:
-        """Ask GitHub to run a check run again on the same head (``check_run.rerequested``
-        goes to the App that made it). ``False`` when GitHub will not: the run is not
-        rerequestable (422), belongs to another App (403; a GitHub Actions job is re-run
-        through the Actions API instead), or is gone (404)."""
+        """Ask GitHub to run a check run again on the same head: a GitHub Actions job by
+        re-running its workflow run's failed jobs (``rerun-failed-jobs``), any other App's run
+        by rerequesting it (``check_run.rerequested`` goes to the App that made it). ``False``
+        when GitHub will not: not rerequestable (422), another App's (403), or gone (404)."""
         owner, name = repo.split("/", 1)
+        gh = self._gh(installation_id)
         try:
-            await self._call(
-                self._gh(installation_id).rest.checks.async_rerequest_run(owner, name, check_run_id)
-            )
+            run = (await self._call(gh.rest.checks.async_get(owner, name, check_run_id))).json()
+            run_id = actions_run_id(run)
+            if run_id is not None:
+                await self._call(
+                    gh.rest.actions.async_re_run_workflow_failed_jobs(owner, name, run_id)
+                )
+                return True
+            await self._call(gh.rest.checks.async_rerequest_run(owner, name, check_run_id))
         except GitHubError as exc:
             if exc.status in (403, 404, 422):
                 return False
