@@ -215,6 +215,27 @@ class PullPort(CheckPort, Protocol):
     async def reply(self, installation_id: int, ref: IssueRef, body: str) -> int: ...
 
 
+class QueuePort(PullPort, Protocol):
+    """What the speculative merge queue adds (``bot.speculation``): a branch's tip, the checks
+    on a commit, branches set, fast-forwarded and merged into (``bot.adapters.github.gitdata``)."""
+
+    async def branch_sha(self, installation_id: int, repo: str, branch: str) -> str: ...
+
+    async def commit_checks(
+        self, installation_id: int, repo: str, sha: str
+    ) -> tuple[dict[str, tuple[str, str | None]], dict[str, int]]: ...
+
+    async def set_branch(self, installation_id: int, repo: str, branch: str, sha: str) -> None: ...
+
+    async def fast_forward(
+        self, installation_id: int, repo: str, branch: str, sha: str
+    ) -> bool: ...
+
+    async def merge_into(
+        self, installation_id: int, repo: str, branch: str, head: str, message: str
+    ) -> tuple[str, str] | None: ...
+
+
 class TokenPort(Protocol):
     """Installation tokens for one repository (the prefetcher's read-only ones, the jobs')."""
 
@@ -347,6 +368,7 @@ class GitHubPort(
     CommandPort,
     FilingPort,
     PlanPort,
+    QueuePort,
     Protocol,
 ):
     """Every GitHub verb the bot uses (``bot.adapters.github.GitHubAdapter``)."""

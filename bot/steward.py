@@ -66,10 +66,11 @@ from bot.core.steward import (
 from bot.events import parse_event
 from bot.merge_queue import QueueSteward
 from bot.metrics import BotMetrics
-from bot.ports import PullPort, StewardStore
+from bot.ports import PullPort, QueuePort, StewardStore
 from bot.pull_cache import NOTED_EVENTS, PullCache
 from bot.repos import Repos
 from bot.signals import Identity, Signals
+from bot.speculation import Speculation
 from bot.stacks import Stacks
 from bot.steward_check import StewardChecks
 from bot.views import TaskViews
@@ -148,7 +149,7 @@ async def feedback_for(
 class Steward:
     def __init__(
         self,
-        github: PullPort,
+        github: QueuePort,
         store: StewardStore,
         pulls: PullCache,
         repos: Repos,
@@ -179,6 +180,10 @@ class Steward:
         self.checks = StewardChecks(github)  # the ``stoneforge`` check on each head
         self.queue = QueueSteward(github, pulls, repos, views, signals, metrics)
         self.stacks = Stacks(github, pulls, views)  # stacked pull requests (bot.stacks)
+        # merge.mode speculative: the merge queue's candidates (bot.speculation)
+        self.speculation = Speculation(
+            github, pulls, repos, views, signals, self.checks, metrics=metrics
+        )
         self._caught_up_at = 0.0  # monotonic time of the last look
 
     async def run_forever(self) -> None:
@@ -248,6 +253,7 @@ class Steward:
         return [t for t in tasks if t.pr_number and t.installation_id]
 
     async def _pass(self, repo: str) -> None:
+        started = time.monotonic()
         tasks = (await self.views.working_set()).tasks  # blockers may be in other repos
         if await self.stacks.send_back(repo, tasks):
             tasks = (await self.views.working_set()).tasks
@@ -281,6 +287,7 @@ class Steward:
         notes = await self.queue.notes(in_review, pulls)
         gate = self._review_gate(repo)
         bases = await self._bases(repo, in_review.values())
+        speculative = self.repos.config(repo).merge.mode == "speculative"
         for _ in range(3):
             actions = plan_queue(
                 tasks,
@@ -293,8 +300,15 @@ class Steward:
                 gate=gate,
                 bases=bases,
             )
-            # Waiting may rest on a remembered snapshot; doing anything else needs a fresh one.
-            stale = {a.task for a in actions if a.kind != "wait" and _cached(a, pulls, fresh)}
+            # Waiting may rest on a remembered snapshot; doing anything else needs a fresh one
+            # (what the merge queue does instead rests on the candidates' own CI).
+            stale = {
+                a.task
+                for a in actions
+                if a.kind != "wait"
+                and _cached(a, pulls, fresh)
+                and not (speculative and _queued(a, pulls.get(a.task)))
+            }
             if not stale:
                 break
             again = [in_review[ref] for ref in stale]
@@ -304,7 +318,14 @@ class Steward:
                 else:
                     pulls[task.ref] = pull
                     fresh.add(task.ref)
+        if speculative:  # first: landing and building start CI; the rest can wait
+            log.debug("speculation_due %s after %d ms", repo, (time.monotonic() - started) * 1000)
+            await self.speculation.run(
+                repo, tasks, in_review, pulls, now=now, reruns=reruns, fix_attempts=fixes, gate=gate
+            )
         for action in actions:
+            if speculative and _queued(action, pulls.get(action.task)):
+                continue  # the merge queue's (bot.speculation)
             if action.kind != "wait" and _cached(action, pulls, fresh):
                 self.signals.steward_wake.set()  # still moving after three looks: next pass
                 continue
@@ -644,6 +665,16 @@ class Steward:
 
 def _quote(text: str) -> str:
     return "\n".join(f"> {line}" if line else ">" for line in text.splitlines())
+
+
+def _queued(action: StewardAction, pull: PullSnapshot | None) -> bool:
+    """In speculative mode, what the merge queue does instead of the serial steward: merging,
+    bringing a branch up to date (a candidate merges the current base), and saying so."""
+    if action.kind == "merge":
+        return True
+    if action.kind == "update_branch":
+        return pull is None or check_verdict(pull)[0] != "red"  # red: tested again first
+    return action.kind == "wait" and action.wait in (WaitFor.MERGE_AHEAD, WaitFor.FRONT)
 
 
 def _cached(

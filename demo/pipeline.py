@@ -91,6 +91,7 @@ class Pipeline:
     ci: bool = True  # False: no CI runs, so pull requests wait for "ci" forever (benchmarks)
     ci_command: list[str] | None = None  # replaces the sample's test command (benchmarks)
     strict: bool = True  # main requires pull requests to be up to date (False: benchmarks)
+    ci_workers: int = 2  # fakehub's CI runs at once (bench/merge.py tests candidates together)
     proc_names: list[str] = field(default_factory=list)  # log name of each of `procs`
     _runner_argv: list[str] = field(default_factory=list, init=False, repr=False)
     _runner_env: dict[str, str] = field(default_factory=dict, init=False, repr=False)
@@ -98,7 +99,9 @@ class Pipeline:
     _bot_env: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def start(self) -> None:
-        self.hub = FakeHub(self.work / "fakehub", faults=self.webhook_faults)
+        self.hub = FakeHub(
+            self.work / "fakehub", faults=self.webhook_faults, ci_workers=self.ci_workers
+        )
         self.hub.start()
         secret = secrets.token_hex(16)
         bot_ports = [free_port() for _ in range(max(1, self.bots))]

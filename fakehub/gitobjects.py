@@ -24,6 +24,10 @@ class RefMoved(GitStoreError):
     """The branch moved between reading it and updating it (a concurrent push won)."""
 
 
+class NotFastForward(RefMoved):
+    """A non-forced ref update whose new commit does not contain the branch's tip."""
+
+
 class MergeConflict(GitStoreError):
     """The three-way merge has conflicts; ``paths`` lists them when known."""
 

@@ -23,6 +23,7 @@ from fakehub.gitobjects import (
     GitStoreError,
     Identity,
     MergeConflict,
+    NotFastForward,
     NotFound,
     RefMoved,
     checked_rev,
@@ -39,6 +40,7 @@ __all__ = [
     "GitStoreError",
     "Identity",
     "MergeConflict",
+    "NotFastForward",
     "NotFound",
     "RefMoved",
     "git_env",
@@ -255,6 +257,29 @@ class GitStore:
             self._git(full_name, "update-ref", "-d", self._branch_ref(branch), old)
             return True
 
+    def create_branch(self, full_name: str, branch: str, sha: str) -> None:
+        """A new branch at ``sha``; ``RefMoved`` when it exists already."""
+        with self.lock(full_name):
+            self._move(full_name, branch, self._commit(full_name, sha), None)
+
+    def move_branch(self, full_name: str, branch: str, sha: str, *, force: bool) -> str:
+        """Move an existing branch to ``sha`` (the Git refs API's update); its old tip. Not
+        forced, the move must be a fast-forward (``NotFastForward``)."""
+        with self.lock(full_name):
+            old = self.ref_sha(full_name, branch)
+            if old is None:
+                raise NotFound(f"no branch {branch!r} in {full_name}")
+            new = self._commit(full_name, sha)
+            if not force and not self.is_ancestor(full_name, old, new):
+                raise NotFastForward(f"{full_name}:{branch} {old[:12]} is not in {new[:12]}")
+            self._move(full_name, branch, new, old)
+            return old
+
+    def first_parents(self, full_name: str, since: str, until: str) -> list[str]:
+        """The commits on ``until``'s first-parent line after ``since``, oldest first."""
+        out = self._out(full_name, "rev-list", "--first-parent", "--reverse", until, f"^{since}")
+        return out.split()
+
     # -- history ----------------------------------------------------------------------------
 
     def commit_info(self, full_name: str, sha: str) -> CommitInfo:
@@ -438,6 +463,24 @@ class GitStore:
                 full_name, tree, [head, base], text, identity_env(committer, committer)
             )
             self._move(full_name, head_branch, new, head)
+            return new
+
+    def merge_into(
+        self, full_name: str, branch: str, head_sha: str, *, message: str, committer: Identity
+    ) -> str | None:
+        """Merge ``head_sha`` into ``branch`` with a merge commit (the Merges API); the new tip,
+        or None when the branch contains it already. ``MergeConflict`` on conflicts."""
+        with self.lock(full_name):
+            old = self.ref_sha(full_name, branch)
+            if old is None:
+                raise NotFound(f"no branch {branch!r} in {full_name}")
+            head = self._commit(full_name, head_sha)
+            if self.is_ancestor(full_name, head, old):
+                return None
+            tree = self._merge_tree(full_name, old, head)
+            env = identity_env(committer, committer)
+            new = self._commit_tree(full_name, tree, [old, head], message, env)
+            self._move(full_name, branch, new, old)
             return new
 
     # -- contents ---------------------------------------------------------------------------

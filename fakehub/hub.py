@@ -24,6 +24,7 @@ from fakehub.ci import CIRunner
 from fakehub.delivery import WebhookSender
 from fakehub.gitstore import ZERO_SHA, GitStore, Identity, MergeConflict
 from fakehub.hub_checks import HubChecks
+from fakehub.hub_landing import merge_by_push, runs_ci_on_push
 from fakehub.merge_queue import QUEUE_MESSAGE, MergeQueue
 from fakehub.records import App, CheckRun, Issue, PullInfo, Repo, Status, User
 from fakehub.state import State
@@ -376,6 +377,7 @@ class Hub(HubChecks):
         if after == ZERO_SHA:
             self.retarget_dependents(repo, branch, before, user)
             return
+        merge_by_push(self, repo, branch, before, after, user)
         pr = self.state.open_pull_for_head(repo, branch)
         if pr is not None and pr.pull is not None and pr.pull.head_sha != after:
             old = pr.pull.head_sha
@@ -384,6 +386,8 @@ class Hub(HubChecks):
             self.emit_pull(pr, "synchronize", user, before=old, after=after)
             self.run_ci(repo, after, branch)
             self.queue.on_head_moved(pr)
+        elif pr is None and runs_ci_on_push(repo, branch):
+            self.run_ci(repo, after, branch)
 
     def retarget_dependents(self, repo: Repo, branch: str, before: str, user: User) -> None:
         """GitHub, when a branch is deleted: open pull requests based on it move to the base of

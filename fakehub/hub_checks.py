@@ -150,6 +150,9 @@ class HubChecks(HubEvents):
         if not repo.ci_command:
             return
         app = self.ci_app
+        if repo.ci_reports == "status":
+            self._run_ci_status(repo, sha, app)
+            return
         run = self.create_check_run(
             repo, app, name="ci", head_sha=sha, output={"title": "ci", "summary": "Queued"}
         )
@@ -190,6 +193,28 @@ class HubChecks(HubEvents):
 
         run.status = "in_progress"
         run.started_at = time.time()
+        self.ci.submit(repo.full_name, sha, list(repo.ci_command), done)
+
+    def _run_ci_status(self, repo: Repo, sha: str, app: App) -> None:
+        """CI that reports a ``ci`` commit status: pending, then success or failure."""
+        self.add_status(repo, sha, app.bot, {"state": "pending", "context": "ci"})
+
+        def done(result: CIResult) -> None:
+            state = "success" if result.conclusion == "success" else "failure"
+            words = f"CI {'passed' if state == 'success' else 'failed'} in {result.seconds:.1f}s"
+            self.add_status(
+                repo, sha, app.bot, {"state": state, "context": "ci", "description": words}
+            )
+            self.state.record(
+                "check_completed",
+                repo=repo.full_name,
+                sha=sha,
+                name="ci",
+                conclusion=state,
+                seconds=result.seconds,
+            )
+
+        assert repo.ci_command is not None
         self.ci.submit(repo.full_name, sha, list(repo.ci_command), done)
 
     def rerequest_check_run(self, run: CheckRun, app: App) -> None:

@@ -263,6 +263,11 @@ class Repo:
     protection: dict[str, Protection] = field(default_factory=dict)
     rulesets: list[Ruleset] = field(default_factory=list)
     ci_command: list[str] | None = None
+    # Branches (fnmatch patterns) whose pushes run CI too, as a workflow's ``on: push``.
+    ci_push: list[str] = field(default_factory=list)
+    # How CI reports: a ``ci`` check run (GitHub Actions, a CI App) or a ``ci`` commit status
+    # (an external CI through the Statuses API; it cannot be re-run through the Checks API).
+    ci_reports: str = "check_run"
     collaborators: dict[str, str] = field(default_factory=dict)  # login -> permission
     labels: dict[str, Label] = field(default_factory=dict)  # lower-cased name -> label
     issues: dict[int, Issue] = field(default_factory=dict)  # number -> issue or pull

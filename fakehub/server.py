@@ -39,6 +39,7 @@ class FakeHub:
         host: str = "127.0.0.1",
         port: int = 0,
         faults: Faults | None = None,
+        ci_workers: int = 2,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -47,7 +48,7 @@ class FakeHub:
         self.state = State()
         self.git = GitStore(self.root / "repos")
         self.sender = WebhookSender(faults)
-        self.ci = CIRunner(self.git, self.root / "ci")
+        self.ci = CIRunner(self.git, self.root / "ci", max_workers=ci_workers)
         self.faults = ApiFaults()
         self.hub = Hub(self.state, self.git, self.sender, self.ci, self.url)
         self.app = self._build_app()

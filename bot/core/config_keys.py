@@ -62,6 +62,15 @@ class MergeConfig(_Section):
         [], description="Check names that must succeed, beyond branch protection's own."
     )
     delete_branch: bool = Field(True, description="Delete the task branch after merging.")
+    mode: Literal["serial", "speculative"] = Field(
+        "serial",
+        description="serial: one pull request at a time, brought up to date, tested, merged. "
+        "speculative: up to `speculation` pull requests at the front of the queue are tested "
+        "together, each merged on top of the ones ahead, and land as tested.",
+    )
+    speculation: int = Field(
+        4, ge=1, le=16, description="Pull requests tested at once in speculative mode."
+    )
 
 
 class Timeouts(_Section):

@@ -16,6 +16,7 @@ from fakehub.rest import (
     checks,
     comments,
     dependencies,
+    gitdata,
     issues,
     merge_queue,
     pulls,
@@ -33,6 +34,7 @@ def routes(hub: Hub, faults: ApiFaults) -> list[Route]:
     table: list[tuple[str, list[str], Handler]] = [
         *apps.TABLE,
         *repos.TABLE,
+        *gitdata.TABLE,
         *rulesets.TABLE,
         *comments.TABLE,
         *issues.TABLE,

@@ -235,6 +235,24 @@ class FakeGitHub:
     async def contains(self, installation_id: int, repo: str, commit: str, head: str) -> bool:
         return commit == head
 
+    async def commit_checks(
+        self, installation_id: int, repo: str, sha: str
+    ) -> tuple[dict[str, tuple[str, str | None]], dict[str, int]]:
+        return {}, {}
+
+    async def set_branch(self, installation_id: int, repo: str, branch: str, sha: str) -> None:
+        self.calls.append(("set_branch", (repo, branch, sha)))
+
+    async def fast_forward(self, installation_id: int, repo: str, branch: str, sha: str) -> bool:
+        self.calls.append(("fast_forward", (repo, branch, sha)))
+        return True
+
+    async def merge_into(
+        self, installation_id: int, repo: str, branch: str, head: str, message: str
+    ) -> tuple[str, str] | None:
+        self.calls.append(("merge_into", (repo, branch, head)))
+        return None
+
     async def rerun_check(self, installation_id: int, repo: str, check_run_id: int) -> bool:
         self.calls.append(("rerun_check", (repo, check_run_id)))
         return False

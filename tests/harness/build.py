@@ -107,13 +107,14 @@ def open_world(
 ) -> Iterator[World]:
     """A fakehub of its own and a :func:`build_world` on it; with ``bot``, the bot in-process
     (SQLite in ``tmp``, runner token :data:`RUNNER_TOKEN`, ``bot_env`` as extra settings,
-    ``public_url``: its own URL) receiving the App's webhooks. Everything stops on exit."""
+    ``public_url``: its own URL; ``ci_workers``: CI runs at once, default 2) receiving the
+    App's webhooks. Everything stops on exit."""
     sock: socket.socket | None = None
     if bot:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         options["webhook_url"] = f"http://127.0.0.1:{sock.getsockname()[1]}/webhooks/github"
-    hub = FakeHub(tmp / "hub")
+    hub = FakeHub(tmp / "hub", ci_workers=int(options.pop("ci_workers", 2)))
     hub.start()
     try:
         world = build_world(hub, tmp, **options)

@@ -7,8 +7,8 @@ type, URL or header leaves this package. HTTP failures are classified here once
 The adapter is one class composed of one part per GitHub area: ``client`` (auth, transport,
 errors, pagination), ``apps`` (App JWT calls), ``repos``, ``issues``, ``pulls``, ``gate`` (the
 merge queue, code owners), ``stacks`` (stacked pull requests), ``filing`` (a plan's issues and
-links) and ``comments`` (comment
-commands' reaction and reply); the values it returns are in ``records``.
+links), ``comments`` (comment commands' reaction and reply) and ``gitdata`` (refs and merge
+commits: the speculative merge queue); the values it returns are in ``records``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from bot.adapters.github.client import GitHubError
 from bot.adapters.github.comments import CommentCalls
 from bot.adapters.github.filing import FilingCalls
 from bot.adapters.github.gate import EnqueueOutcome, QueueCalls
+from bot.adapters.github.gitdata import GitCalls, MergeConflict
 from bot.adapters.github.issues import IssueCalls, issue_repo
 from bot.adapters.github.pacing import WriteBudget
 from bot.adapters.github.pulls import PullCalls
@@ -38,6 +39,7 @@ __all__ = [
     "GitHubError",
     "IssueInfo",
     "LabelApplication",
+    "MergeConflict",
     "MergeOutcome",
     "RepoInfo",
     "WriteBudget",
@@ -46,6 +48,14 @@ __all__ = [
 
 
 class GitHubAdapter(
-    AppCalls, RepoCalls, IssueCalls, PullCalls, QueueCalls, StackCalls, FilingCalls, CommentCalls
+    AppCalls,
+    RepoCalls,
+    IssueCalls,
+    PullCalls,
+    QueueCalls,
+    StackCalls,
+    FilingCalls,
+    CommentCalls,
+    GitCalls,
 ):
     """GitHub through githubkit with App authentication and a configurable base URL."""

@@ -249,25 +249,13 @@ class PullCalls(AdapterBase):
         gh = self._gh(installation_id)
         data = (await self._call(gh.rest.pulls.async_get(owner, name, number))).json()
         head, base = data["head"]["sha"], data["base"]["ref"]
-        checks: dict[str, tuple[str, str | None]] = {}
-        check_ids: dict[str, int] = {}
         # The rest depends only on the head and the base: asked at once (a merge waits on it).
-        runs, status, required, approvals, flags = await asyncio.gather(
-            self._call(gh.rest.checks.async_list_for_ref(owner, name, head, per_page=100)),
-            self._call(gh.rest.repos.async_get_combined_status_for_ref(owner, name, head)),
+        (checks, check_ids), required, approvals, flags = await asyncio.gather(
+            self.commit_checks(installation_id, repo, head),
             self.required_checks(installation_id, repo, base),
             self.required_approvals(installation_id, repo, base),
             self.rule_flags(installation_id, repo, base),
         )
-        # Newest run per name wins (GitHub lists newest first).
-        for run in runs.json().get("check_runs", []):
-            checks.setdefault(run["name"], (run["status"], run.get("conclusion")))
-            check_ids.setdefault(run["name"], int(run["id"]))
-        for item in status.json().get("statuses", []):
-            state = item["state"]
-            done = state != "pending"
-            conclusion = {"success": "success", "failure": "failure", "error": "failure"}.get(state)
-            checks.setdefault(item["context"], ("completed" if done else "in_progress", conclusion))
         owners: tuple[OwnerRule, ...] | None = None
         files: tuple[str, ...] = ()
         if "code_owner_review" in flags:
@@ -293,6 +281,30 @@ class PullCalls(AdapterBase):
             code_owners=owners,
             files=files,
         )
+
+    async def commit_checks(
+        self, installation_id: int, repo: str, sha: str
+    ) -> tuple[dict[str, tuple[str, str | None]], dict[str, int]]:
+        """The checks on a commit: name -> (status, conclusion) of the newest check run or
+        commit status of that name, and name -> the newest check run's id."""
+        owner, name = repo.split("/", 1)
+        gh = self._gh(installation_id)
+        checks: dict[str, tuple[str, str | None]] = {}
+        check_ids: dict[str, int] = {}
+        runs, status = await asyncio.gather(
+            self._call(gh.rest.checks.async_list_for_ref(owner, name, sha, per_page=100)),
+            self._call(gh.rest.repos.async_get_combined_status_for_ref(owner, name, sha)),
+        )
+        # Newest run per name wins (GitHub lists newest first).
+        for run in runs.json().get("check_runs", []):
+            checks.setdefault(run["name"], (run["status"], run.get("conclusion")))
+            check_ids.setdefault(run["name"], int(run["id"]))
+        for item in status.json().get("statuses", []):
+            state = item["state"]
+            done = state != "pending"
+            conclusion = {"success": "success", "failure": "failure", "error": "failure"}.get(state)
+            checks.setdefault(item["context"], ("completed" if done else "in_progress", conclusion))
+        return checks, check_ids
 
     async def merge(
         self,
