@@ -225,6 +225,14 @@ def demo(
             help="start from one epic: /stoneforge plan, then /stoneforge approve, then the plan",
         ),
     ] = False,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--only",
+            help="run only these sprint issues (comma-separated keys, e.g. logging,jwt) and"
+            " what they are blocked by",
+        ),
+    ] = None,
 ) -> None:
     """Show the whole pipeline on this machine: fakehub, the bot, a runner, a sprint of issues.
 
@@ -254,6 +262,14 @@ def demo(
             runner_env=agent_env(agent, os.environ),
         )
         raise typer.Exit(code)
+    from demo.sample import SPRINT, sprint_subset
+
+    try:
+        sprint = sprint_subset(SPRINT, only.split(",")) if only else SPRINT
+    except KeyError as exc:
+        keys = ", ".join(item.key for item in SPRINT)
+        typer.echo(f"stoneforge demo --only: no sprint issue {exc} (the keys: {keys})", err=True)
+        raise typer.Exit(2) from None
     code = run_demo(
         workers=workers,
         report=report,
@@ -261,6 +277,7 @@ def demo(
         agent=agent,
         work_dir=work_dir,
         runner_env=agent_env(agent, os.environ),
+        sprint=sprint,
     )
     raise typer.Exit(code)
 

@@ -62,6 +62,7 @@ __all__ = [
     "load_repo",
     "load_sprint",
     "script_block",
+    "sprint_subset",
 ]
 
 OWNER, REPO = "octo", "demo"  # where the demo creates the sample repository
@@ -282,6 +283,22 @@ def load_plan_epic(root: Path) -> PlanEpic:
             "tasks": tasks}  # fmt: skip
     return PlanEpic(title=str(meta["title"]), labels=tuple(meta.get("labels") or ()),
                     prose=prose, plan=plan, keys=keys)  # fmt: skip
+
+
+def sprint_subset(sprint: tuple[SprintIssue, ...], keys: list[str]) -> tuple[SprintIssue, ...]:
+    """The issues named by ``keys`` and everything they are blocked by, in filing order;
+    KeyError names a key the sprint does not have."""
+    by_key = {item.key: item for item in sprint}
+    wanted: set[str] = set()
+    todo = [key.strip() for key in keys if key.strip()]
+    while todo:
+        key = todo.pop()
+        if key not in by_key:
+            raise KeyError(key)
+        if key not in wanted:
+            wanted.add(key)
+            todo += by_key[key].blocked_by
+    return tuple(item for item in sprint if item.key in wanted)
 
 
 SAMPLE_REPO: dict[str, str] = load_repo(HERE / "repo")

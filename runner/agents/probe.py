@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 from runner.agents.base import ProbeInfo
 
-PROBE_TIMEOUT_S = 10.0
+PROBE_TIMEOUT_S = 30.0  # opencode (node, then its own binary) can take 10 s and more to start
 VERSION_RE = re.compile(r"\d+(?:\.\d+)+")
 CLAUSE_RE = re.compile(r"^(>=|<=|==|>|<)\s*(\d+(?:\.\d+)*)$")
 OPS: dict[str, Callable[[tuple[int, ...], tuple[int, ...]], bool]] = {

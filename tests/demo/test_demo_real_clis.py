@@ -1,11 +1,13 @@
-"""`stoneforge demo --agent CLI` with the real, pinned CLI: the whole sprint, every task merged.
+"""`stoneforge demo --agent CLI` with the real, pinned CLI: the sprint's scenes (``--only``: a
+review round, a red check fixed, a conflict resolved, and their blockers), every task merged.
 
 The command line runs as its own process, with an environment made from scratch: the variables a
 user of that CLI would export (its key and base URL, which the adapter declares), its executable
 override, and an unrelated secret. The model behind the CLI is a scripted server on loopback
 playing ``tests.models.sprint.SprintPlaybook``: each task's first call is answered with the CLI's
 shell tool applying the issue's ``stoneforge-script`` edits (or the reviewer's, on the revision
-the demo's review asks for), the next with the script's summary. The runner commits and pushes,
+the demo's review asks for, the script's fix for red checks, a keep-both resolution of the
+conflicted files), the next with the script's summary. The runner commits and pushes,
 the bot opens the pull requests, fakehub's CI runs the sample's tests and the steward merges.
 
 The executable override is a launcher written here: it records the environment the CLI was given,
@@ -36,7 +38,7 @@ from typing import Any
 
 import pytest
 
-from demo.sample import SPRINT
+from demo.sample import SPRINT, sprint_subset
 from runner.agents import known_agents
 from runner.agents.script_agent import parse_script
 from tests.conformance.clis import require
@@ -51,6 +53,11 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-demo-sprint-key"  # what the user exports; the server must see it
 UNRELATED = {"AWS_SECRET_ACCESS_KEY": "aws-secret-never-passed", "GH_TOKEN": "ghp_never_passed"}
 DEMO_TIMEOUT_S = 240
+
+#: The sprint's scenes and what they are blocked by (``stoneforge demo --only``): a maintainer's
+#: review (ratelimit), a red check fixed (logging), and a conflict resolved (jwt, fix-tests).
+SCENE_KEYS = ("logging", "jwt", "fix-tests")
+SCENES = sprint_subset(SPRINT, list(SCENE_KEYS))
 
 
 def no_tools(body: dict[str, Any]) -> str | None:
@@ -177,7 +184,7 @@ def read_env(path: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("cli", sorted(TARGETS))
-def test_the_demo_merges_the_whole_sprint_with_the_real_cli(cli: str, tmp_path: Path) -> None:
+def test_the_demo_merges_the_sprint_s_scenes_with_the_real_cli(cli: str, tmp_path: Path) -> None:
     target = TARGETS[cli]
     cls = server_class(cli, target)
     binary = require(cli)
@@ -199,6 +206,7 @@ def test_the_demo_merges_the_whole_sprint_with_the_real_cli(cli: str, tmp_path: 
             f"STONEFORGE_{cli.upper()}_BIN": str(bin_override),
         }
         argv = ["demo", "--agent", cli, "--workers", "3", "--work-dir", str(work)]
+        argv += ["--only", ",".join(SCENE_KEYS)]
         argv += ["--report", str(report), "--timeout", str(DEMO_TIMEOUT_S)]
         started = time.monotonic()
         done = subprocess.run(
@@ -216,7 +224,7 @@ def test_the_demo_merges_the_whole_sprint_with_the_real_cli(cli: str, tmp_path: 
 
     # Every task merged green, never before its blockers (fakehub's own record).
     tasks = {t["issue"]: t for t in json.loads(report.read_text())["tasks"]}
-    assert len(tasks) == len(SPRINT)
+    assert len(tasks) == len(SCENES)
     events = json.loads((work / "fakehub-events.json").read_text())
     merges = {e["pr"]: e for e in events if e["type"] == "merge"}
     assert sorted(merges) == sorted(t["pr"] for t in tasks.values())
@@ -226,13 +234,16 @@ def test_the_demo_merges_the_whole_sprint_with_the_real_cli(cli: str, tmp_path: 
             assert merges[task["pr"]]["at"] > merges[tasks[blocker]["pr"]]["at"]
 
     # The CLI did the work: each script's edits handed out and the run ended with its summary,
-    # the reviewed task twice (its revision carries the reviewer's script).
-    reviewed = [item for item in SPRINT if item.review]
-    summaries = {str(item.script.get("summary")) for item in SPRINT}
+    # the reviewed task twice (its revision carries the reviewer's script), the task whose first
+    # push failed CI twice (its fix), and the conflict resolved through the CLI's shell.
+    reviewed = [item for item in SCENES if item.review]
+    summaries = {str(item.script.get("summary")) for item in SCENES}
     summaries |= {str(parse_script(item.review or "").get("summary")) for item in reviewed}
+    summaries |= {str(item.script["fix"]["summary"]) for item in SCENES if "fix" in item.script}
     assert summaries <= set(playbook.summaries), summaries - set(playbook.summaries)
+    assert any(said.startswith("Resolved the conflicts in") for said in playbook.summaries)
     assert "def retry_after(" in main_file(work, "app/ratelimit.py")
-    for item in SPRINT:
+    for item in SCENES:
         for edit in item.script["edits"]:
             assert main_file(work, edit["path"]), edit["path"]
 
@@ -242,7 +253,7 @@ def test_the_demo_merges_the_whole_sprint_with_the_real_cli(cli: str, tmp_path: 
     # The CLI saw its key, and no other secret of the caller. (Other exported variables may stop
     # at the adapter: codex's turns a base URL into command-line settings.)
     seen = [read_env(p) for p in record.iterdir()]
-    assert len(seen) >= len(SPRINT) + len(reviewed)
+    assert len(seen) >= len(SCENES) + len(reviewed)
     keys = [name for name, value in target.exported(server.url).items() if value == KEY]
     for agent_env in seen:
         assert [agent_env.get(name) for name in keys] == [KEY] * len(keys)

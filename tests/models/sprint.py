@@ -101,7 +101,7 @@ class SprintPlaybook:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def next_turn(self, prompt: str = "", round: int = 0) -> Turn:
-        if prompt.lstrip().startswith(RESOLVE_TITLE) and _resolve_script(prompt) is None:
+        if RESOLVE_TITLE in prompt and _resolve_script(prompt) is None:
             return self._resolve(prompt, round)
         try:
             script = parse_script(prompt)
