@@ -219,7 +219,10 @@ def test_the_demo_merges_the_sprint_s_scenes_with_the_real_cli(cli: str, tmp_pat
         )
         took = time.monotonic() - started
     logs = "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(work.glob("*.log")))
-    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-2000:]}\n{logs}"
+    said = (
+        f"playbook applied {playbook.applied}, said {playbook.summaries}, strays {playbook.strays}"
+    )
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-2000:]}\n{said}\n{logs}"
     print(f"{cli}: the sprint merged in {took:.1f} s")  # the wall time, for -s / the CI log
 
     # Every task merged green, never before its blockers (fakehub's own record).
