@@ -70,9 +70,9 @@ from bot.prefetch import Prefetcher
 from bot.results import HANDOFF_MARKER
 from bot.signals import Identity, Signals
 from bot.signature import token_hash
-from bot.steward import Writers, feedback_for
 from bot.store import ClaimedJob
 from bot.views import today
+from bot.writer_reviews import Writers, feedback_for
 
 log = logging.getLogger(__name__)
 

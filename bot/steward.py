@@ -41,39 +41,35 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import Protocol
 
 from bot.adapters.github import GitHubError
-from bot.core.agent_review import ReviewPolicy, agent_verdict, as_verdict, decide_agent_review
-from bot.core.lifecycle import ChecksFailed, Failed
-from bot.core.liveness import Waiting, follow_wait, wait_notice
+from bot.core.agent_review import ReviewPolicy, agent_verdict, decide_agent_review
+from bot.core.lifecycle import Failed
 from bot.core.merge_queue import plan_queue
 from bot.core.model import IssueRef, Task, TaskState
 from bot.core.steward import (
-    VERDICT_STATES,
     Gate,
     PullSnapshot,
-    Review,
     StewardAction,
     WaitFor,
-    blocking_reviews,
     check_state,
     check_verdict,
     check_words,
-    flaky_checks,
-    review_feedback,
 )
 from bot.events import parse_event
 from bot.merge_queue import QueueSteward
 from bot.metrics import BotMetrics
-from bot.ports import PullPort, QueuePort, StewardStore
+from bot.ports import QueuePort, StewardStore
 from bot.pull_cache import NOTED_EVENTS, PullCache
+from bot.red_checks import RedChecks
 from bot.repos import Repos
 from bot.signals import Identity, Signals
 from bot.speculation import Speculation
 from bot.stacks import Stacks
 from bot.steward_check import StewardChecks
 from bot.views import TaskViews
+from bot.wait_notices import WaitNotices
+from bot.writer_reviews import Writers, writer_reviews
 
 log = logging.getLogger(__name__)
 
@@ -85,65 +81,6 @@ CAUGHT_UP_EVENTS = (*NOTED_EVENTS, "merge_group")
 CLOCK_SKEW_S = 5.0
 CATCH_UP_EVERY_S = 1.0
 READS_AT_ONCE = 8  # pull request snapshots read at once in a pass (each a few calls)
-
-
-class Writers(Protocol):
-    """Whose reviews count (``bot.issue_sync.IssueSync.is_writer``)."""
-
-    async def is_writer(self, inst: int, repo: str, login: str, kind: str = "User") -> bool: ...
-
-
-async def writer_reviews(
-    github: PullPort,
-    writers: Writers,
-    inst: int,
-    repo: str,
-    number: int,
-    reviews: list[Review] | None = None,
-) -> tuple[Review, ...]:
-    """The pull request's reviews by people with write access (and allowed bots), oldest first
-    (``reviews``: all of them, when already read).
-
-    Everyone else's reviews, and the App's own, are left out: like issue comments, a review
-    is public input, and only collaborators may steer the agent or hold up a merge.
-    """
-    if reviews is None:
-        reviews = await github.reviews(inst, repo, number)
-    counts: dict[str, bool] = {}
-    for review in reviews:
-        if review.author not in counts:
-            counts[review.author] = await writers.is_writer(
-                inst, repo, review.author, review.author_type
-            )
-    return tuple(r for r in reviews if counts[r.author])
-
-
-async def feedback_for(
-    github: PullPort,
-    writers: Writers,
-    inst: int,
-    repo: str,
-    number: int,
-    *,
-    answering: int | None = None,
-) -> tuple[list[str], int | None]:
-    """The job's ``review_feedback`` for a pull request, and the newest review it holds.
-    ``answering``: the review that sent the task back, counted even when it is the App's own
-    (its review agent's "changes requested")."""
-    everyone, comments = await asyncio.gather(
-        github.reviews(inst, repo, number), github.review_comments(inst, repo, number)
-    )
-    people = await writer_reviews(github, writers, inst, repo, number, everyone)
-    asked = next((r for r in everyone if r.id == answering and r not in people), None)
-    agent = [as_verdict(asked)] if asked is not None else []
-    if asked is not None and any(  # the App's later verdict (an approval) replaces it
-        r.author == asked.author and r.id > asked.id and as_verdict(r).state in VERDICT_STATES
-        for r in everyone
-    ):
-        agent = []
-    reviews = tuple(sorted((*people, *agent), key=lambda r: r.id))
-    newest = max((r.id for r in blocking_reviews(reviews)), default=None)
-    return review_feedback(reviews, comments), newest
 
 
 class Steward:
@@ -185,6 +122,9 @@ class Steward:
             github, pulls, repos, views, signals, self.checks, metrics=metrics
         )
         self._caught_up_at = 0.0  # monotonic time of the last look
+        # red required checks: re-run once, flakes recorded, fix rounds (bot.red_checks)
+        self.red = RedChecks(github, store, pulls, views, signals, metrics)
+        self.waits = WaitNotices(github, store, repos)  # nothing waits silently
 
     async def run_forever(self) -> None:
         while True:
@@ -282,7 +222,7 @@ class Steward:
         heads = {pull.head_sha for pull in pulls.values()}
         reruns = await asyncio.to_thread(self.store.reruns, repo, heads)
         if reruns:
-            await self._record_flakes(repo, in_review, pulls, reruns)
+            await self.red.record_flakes(repo, in_review, pulls, reruns)
         fixes = {t.repo: self.repos.config(t.repo).steward.fix_attempts for t in tasks}
         notes = await self.queue.notes(in_review, pulls)
         gate = self._review_gate(repo)
@@ -335,7 +275,7 @@ class Steward:
                     held, action.pr, action.sha, conclusion, title, check_state(action)
                 )
             await self._execute(action, pulls.get(action.task))
-        await self._tell_waits(repo, in_review, actions, now)
+        await self.waits.tell(repo, in_review, actions, now)
         live = {t.pr_number for t in in_review.values()}
         self.checks.forget(repo, live)
 
@@ -357,46 +297,6 @@ class Steward:
                 return {}
             return {repo: info.default_branch}
         return {}
-
-    async def _tell_waits(
-        self,
-        repo: str,
-        in_review: Mapping[IssueRef, Task],
-        actions: tuple[StewardAction, ...],
-        now: float,
-    ) -> None:
-        """Nothing waits silently: a pull request waiting for the same thing past
-        ``steward.wait_timeout_minutes`` gets one comment saying what for
-        (``bot.core.liveness``). Each task's wait is kept in the store, and written as told
-        before the comment is posted, so a restart or another replica never tells it twice."""
-        timeout_s = self.repos.config(repo).steward.wait_timeout_minutes * 60
-        held = await asyncio.to_thread(self.store.waits, repo)
-        kept: dict[int, Waiting] = {}
-        tell: list[tuple[Task, StewardAction, Waiting]] = []
-        for action in actions:
-            task = in_review.get(action.task)
-            if task is None:
-                continue
-            waiting, now_tell = follow_wait(
-                action, held.get(task.number), now=now, timeout_s=timeout_s
-            )
-            if waiting is not None:
-                kept[task.number] = waiting
-                if now_tell and task.pr_number:
-                    tell.append((task, action, waiting))
-        if kept != held:
-            await asyncio.to_thread(self.store.put_waits, repo, kept)
-        for task, action, waiting in tell:
-            body = wait_notice(
-                action, now - waiting.since, key=waiting.key, labeler=task.labeled_by
-            )
-            log.info("wait_told %s wait=%s", task.ref, waiting.key)
-            try:
-                await self.github.reply(
-                    task.installation_id or 0, IssueRef(repo, task.pr_number or 0), body
-                )
-            except GitHubError as exc:
-                log.warning("wait_comment_failed %s: %s", task.ref, exc)
 
     async def _report(
         self,
@@ -465,7 +365,7 @@ class Steward:
         elif action.kind == "retarget" and task.state is TaskState.IN_REVIEW:
             await self.stacks.retarget(task, action)
         elif action.kind == "rerun" and task.state is TaskState.IN_REVIEW:
-            await self._rerun(task, action)
+            await self.red.rerun(task, action)
         elif action.kind == "await_review" and task.state is TaskState.IN_REVIEW:
             self.views.merging.discard(task.ref)
             if task.reason != action.why:  # shown in the status comment
@@ -502,7 +402,7 @@ class Steward:
                 agent_review_head=action.sha,
             )
         elif action.kind == "fix_checks" and task.state is TaskState.IN_REVIEW:
-            await self._fix_checks(task, action)
+            await self.red.fix(task, action)
         elif action.kind == "rebase" and task.state is TaskState.IN_REVIEW:
             # A rebase job (git, no agent) on the same branch, pushed against this head; like
             # a review round, not an attempt of the agent's.
@@ -528,44 +428,10 @@ class Steward:
                 self.metrics.merges.inc(outcome="failed")
             why = action.why
             if action.check and action.sha and isinstance(why, Failed):
-                quoted = await self._failures(task, action.sha, (action.check,))
+                quoted = await self.red.failures(task, action.sha, (action.check,))
                 if quoted:  # the last failure, for the human who takes over
                     why = Failed(f"{why.reason}:\n\n{_quote(quoted[0])}", why.pr)
             await self.views.transition(task, TaskState.FAILED, why)
-
-    async def _failures(self, task: Task, sha: str, names: tuple[str, ...]) -> tuple[str, ...]:
-        """The red checks' output on ``sha`` (empty when GitHub cannot be read)."""
-        try:
-            return await self.github.check_failures(
-                task.installation_id or 0, task.repo, sha, names
-            )
-        except GitHubError as exc:
-            log.warning("check_output_failed %s: %s", task.ref, exc)
-            return ()
-
-    async def _fix_checks(self, task: Task, action: StewardAction) -> None:
-        """Back to the agent on the same branch and pull request, with the red checks' output
-        (a fix_checks job); a fix round, not a failed attempt: the attempt is refunded. The
-        round is counted on the task as it goes back, so a restart never gives one more."""
-        why = action.why
-        if not isinstance(why, ChecksFailed) or action.sha is None:
-            return
-        note = self.signals.queue.get(task.repo, why.pr)
-        on = action.sha
-        if note is not None and note.head_sha == action.sha and note.group_sha:
-            on = note.group_sha  # a red merge group: its checks' output, not the head's
-        failures = await self._failures(task, on, why.checks)
-        why = dataclasses.replace(why, failures=failures or (action.reason,))
-        log.info("fix_checks %s round=%s checks=%s", task.ref, why.round, ",".join(why.checks))
-        self.views.merging.discard(task.ref)
-        await self.views.transition(
-            task,
-            TaskState.QUEUED,
-            why,
-            worker=None,
-            fix_rounds=why.round,
-            attempt=max(0, task.attempt - 1),
-        )
 
     async def _merge(self, task: Task, pr: int, sha: str, pull: PullSnapshot | None) -> None:
         """Merge the pull request at exactly ``sha`` (GitHub refuses if its head moved)."""
@@ -597,58 +463,6 @@ class Steward:
         if pull and config.merge.delete_branch:
             await self.github.delete_branch(inst, task.repo, pull.head_ref)
         self.signals.steward_wake.set()  # the base moved: the next in line is updated
-
-    async def _rerun(self, task: Task, action: StewardAction) -> None:
-        """Run a red required check again, once per head: recorded before GitHub is asked,
-        so a restarted (or another) steward never asks twice. A check GitHub will not re-run
-        fails the task as a red check always did."""
-        if action.check is None or action.check_id is None or action.sha is None:
-            return
-        taken = await asyncio.to_thread(
-            self.store.take_rerun, task.repo, action.sha, action.check, action.check_id, time.time()
-        )
-        if not taken:
-            return  # asked already; the next pass reads the record
-        inst = task.installation_id or 0
-        log.info("check_rerun %s check=%s id=%s", task.ref, action.check, action.check_id)
-        if await self.github.rerun_check(inst, task.repo, action.check_id):
-            self.pulls.forget(task.repo, sha=action.sha)
-            return
-        why = f"required check {action.check!r} failed, and GitHub would not run it again"
-        self.views.merging.discard(task.ref)
-        if self.metrics:
-            self.metrics.merges.inc(outcome="failed")
-        await self.views.transition(task, TaskState.FAILED, Failed(why, action.pr))
-
-    async def _record_flakes(
-        self,
-        repo: str,
-        in_review: Mapping[IssueRef, Task],
-        pulls: Mapping[IssueRef, PullSnapshot],
-        reruns: Mapping[tuple[str, str, str], int],
-    ) -> None:
-        """A re-run check now green on the same head was a flake: say so on the pull request
-        and count it, once (the store's record is the once)."""
-        for ref, pull in pulls.items():
-            task = in_review.get(ref)
-            if task is None:
-                continue
-            for name in flaky_checks(repo, pull, reruns):
-                if not await asyncio.to_thread(self.store.take_flake, repo, pull.head_sha, name):
-                    continue
-                log.info("flaky_check %s check=%s sha=%s", ref, name, pull.head_sha)
-                if self.metrics:
-                    self.metrics.flaky_checks.inc()
-                body = (
-                    f"Check `{name}` failed once and passed on its re-run on "
-                    f"{pull.head_sha[:12]}: recorded as flaky."
-                )
-                try:
-                    await self.github.reply(
-                        task.installation_id or 0, IssueRef(repo, pull.number), body
-                    )
-                except GitHubError as exc:
-                    log.warning("flaky_comment_failed %s: %s", ref, exc)
 
     async def _update_branch(self, task: Task, pr: int, sha: str) -> None:
         """Bring the base into the pull request (once per head it is asked for)."""

@@ -30,8 +30,8 @@ from bot.core.protocol import (
 from bot.core.steward import Review, ReviewComment
 from bot.results import Results
 from bot.signals import Signals
-from bot.steward import feedback_for
 from bot.store import Store
+from bot.writer_reviews import feedback_for
 from tests.bot.test_results import _GitHub, _Views
 
 HEAD = "a" * 40
