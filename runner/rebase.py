@@ -25,7 +25,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from bot.core.protocol import CompletedResult, JobResult, RebaseJob, ResolveConflictsJob
+from bot.core.protocol import CompletedResult, JobResult, RebaseJob, ResolveConflictsJob, ReviewJob
 from runner.git import GitError, RepoMirror
 from runner.job import AUTHOR_EMAIL, AUTHOR_NAME, Control, failed, run_shell, slug
 
@@ -34,19 +34,30 @@ log = logging.getLogger(__name__)
 NOT_OURS = "commits on the branch the App did not make"
 
 
-async def fetch_ours(mirror: RepoMirror, job: RebaseJob | ResolveConflictsJob) -> JobResult | None:
-    """Fetch the base and the branch into the mirror, and refuse to rewrite the branch unless
-    it is still at the head the bot saw and every commit on it since the base is the App's
-    (None: go on). Shared by the rebase and the resolve jobs."""
-    branch, base = f"refs/remotes/origin/{job.branch}", f"refs/remotes/origin/{job.base}"
+StewardJob = RebaseJob | ResolveConflictsJob | ReviewJob  # the steward's jobs, on a task's branch
+
+
+async def fetch_at(mirror: RepoMirror, job: StewardJob, expected: str) -> JobResult | None:
+    """Fetch the base and the branch into the mirror; a failure unless the branch is still at
+    ``expected``, the head the bot saw (None: go on). Shared by the steward's jobs."""
     try:
         await asyncio.to_thread(mirror.fetch, job.token, branch=job.base, want=job.base_sha)
         await asyncio.to_thread(mirror.fetch, job.token, branch=job.branch)
     except GitError as exc:
         return failed(job, "git_error", str(exc))
     head = await asyncio.to_thread(mirror.remote_sha, job.branch)
-    if head != job.expected_head:
-        return failed(job, "branch_moved", f"the branch is at {head}, not {job.expected_head}")
+    if head != expected:
+        return failed(job, "branch_moved", f"the branch is at {head}, not {expected}")
+    return None
+
+
+async def fetch_ours(mirror: RepoMirror, job: RebaseJob | ResolveConflictsJob) -> JobResult | None:
+    """``fetch_at`` the head the bot saw, and refuse to rewrite the branch unless every commit
+    on it since the base is the App's (None: go on). Shared by the rebase and the resolve
+    jobs."""
+    branch, base = f"refs/remotes/origin/{job.branch}", f"refs/remotes/origin/{job.base}"
+    if (refused := await fetch_at(mirror, job, job.expected_head)) is not None:
+        return refused
     foreign = await asyncio.to_thread(mirror.foreign_commits, base, branch, author_name=AUTHOR_NAME)
     if foreign:
         return failed(job, "branch_moved", f"{NOT_OURS}:\n" + "\n".join(foreign[:20]))

@@ -63,6 +63,7 @@ from runner.job import (
 )
 from runner.planning import read_bounded
 from runner.prompt_review import build_review_followup, build_review_prompt
+from runner.rebase import fetch_at
 from runner.tries import AgentTries
 
 log = logging.getLogger(__name__)
@@ -184,15 +185,9 @@ async def run_review(
         adapter = get_adapter(agent_name)
     except ValueError as exc:
         return failed(job, "unknown_agent", str(exc))
+    if (refused := await fetch_at(mirror, job, job.head)) is not None:
+        return refused
     branch, base = f"refs/remotes/origin/{job.branch}", f"refs/remotes/origin/{job.base}"
-    try:
-        await asyncio.to_thread(mirror.fetch, job.token, branch=job.base, want=job.base_sha)
-        await asyncio.to_thread(mirror.fetch, job.token, branch=job.branch)
-    except GitError as exc:
-        return failed(job, "git_error", str(exc))
-    head = await asyncio.to_thread(mirror.remote_sha, job.branch)
-    if head != job.head:
-        return failed(job, "branch_moved", f"the branch is at {head}, not {job.head}")
     key = f"{slug(job.job_id)}-{uuid.uuid4().hex[:8]}"
     path = work_dir / "review" / key
     inside = not getattr(adapter, "writes_outside_workdir", True)

@@ -275,20 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     emit(type="start")
     prompt = sys.stdin.read()
-    verdict = review_file(prompt)
-    if verdict is not None:
+    # A review job's verdict file, or a plan job's plan file: written, and the run is over.
+    for find, write in ((review_file, write_review), (plan_file, write_plan)):
+        target = find(prompt)
+        if target is None:
+            continue
         try:
-            summary = write_review(prompt, verdict)
-        except (ScriptError, OSError) as exc:
-            emit(type="result", status="error", message=str(exc))
-            return 1
-        emit(type="edit", path=str(verdict), kind="write")
-        emit(type="result", status="success", summary=summary)
-        return 0
-    target = plan_file(prompt)
-    if target is not None:
-        try:
-            summary = write_plan(prompt, target)
+            summary = write(prompt, target)
         except (ScriptError, OSError) as exc:
             emit(type="result", status="error", message=str(exc))
             return 1

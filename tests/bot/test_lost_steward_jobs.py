@@ -5,18 +5,13 @@ without a word; the steward merges the resolved head. Found by the chaos suite."
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
 
-from bot.core.protocol import CompletedResult, FailedResult, ResolveConflictsJob
-from runner.git import RepoMirror
-from runner.job import Control
-from runner.resolve import run_resolve
-from runner.tries import AgentTries
-from tests.bot.test_rebase_pipeline import conflicting_pull
+from bot.core.protocol import CompletedResult, FailedResult
+from tests.bot.test_rebase_pipeline import conflicting_pull, resolve_here
 from tests.harness import World
 
 pytestmark = pytest.mark.slow
@@ -28,16 +23,7 @@ def bot_env() -> dict[str, Any]:
 
 
 def resolve(world: World, claimed: dict[str, Any]) -> CompletedResult | FailedResult:
-    job = ResolveConflictsJob.model_validate(claimed)
-    mirror = RepoMirror(world.tmp / "runner", job.repo, job.clone_url)
-    tries = AgentTries(
-        work_dir=world.tmp / "runner", agent_override=None, agent_timeout_s=60,
-        stall_timeout_s=60, test_timeout_s=60, rate_limit_pause_s=60, logs_kept=5,
-        runner_token="r" * 16, pause=lambda agent, until: None, emit=lambda *a, **k: None,
-    )  # fmt: skip
-    result = asyncio.run(
-        run_resolve("w0", job, mirror, world.tmp / "runner", tries, Control(), None)
-    )
+    result = resolve_here(world, claimed)
     assert isinstance(result, CompletedResult | FailedResult), result
     return result
 

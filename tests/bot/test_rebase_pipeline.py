@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from bot.core.protocol import CompletedResult, FailedResult, RebaseJob, ResolveConflictsJob
+from bot.core.protocol import (
+    CompletedResult,
+    FailedResult,
+    JobResult,
+    RebaseJob,
+    ResolveConflictsJob,
+)
 from runner.git import RepoMirror
 from runner.job import AUTHOR_EMAIL, AUTHOR_NAME, Control
 from runner.rebase import run_rebase
@@ -44,6 +50,18 @@ def push_and_report(job: dict[str, Any], checkout: Path, world: World) -> str:
     answer = world.report(job, done)
     assert answer.status_code == 200, answer.text
     return head
+
+
+def resolve_here(world: World, claimed: dict[str, Any]) -> JobResult:
+    """Run a claimed resolve_conflicts job as a runner would (real git, the script agent)."""
+    job = ResolveConflictsJob.model_validate(claimed)
+    mirror = RepoMirror(world.tmp / "runner", job.repo, job.clone_url)
+    tries = AgentTries(
+        work_dir=world.tmp / "runner", agent_override=None, agent_timeout_s=60,
+        stall_timeout_s=60, test_timeout_s=60, rate_limit_pause_s=60, logs_kept=5,
+        runner_token="r" * 16, pause=lambda agent, until: None, emit=lambda *a, **k: None,
+    )  # fmt: skip
+    return asyncio.run(run_resolve("w0", job, mirror, world.tmp / "runner", tries, Control(), None))
 
 
 def conflicting_pull(world: World, body: str = "") -> tuple[int, dict[str, Any]]:
@@ -106,15 +124,7 @@ def test_an_agent_resolves_the_conflict_and_the_rebased_pull_request_merges(
     claimed = world.wait_until(lambda: world.claim(wait_s=1), what="a resolve job")
     assert claimed["kind"] == "resolve_conflicts"
     job = ResolveConflictsJob.model_validate(claimed)
-    mirror = RepoMirror(world.tmp / "runner", job.repo, job.clone_url)
-    tries = AgentTries(
-        work_dir=world.tmp / "runner", agent_override=None, agent_timeout_s=60,
-        stall_timeout_s=60, test_timeout_s=60, rate_limit_pause_s=60, logs_kept=5,
-        runner_token="r" * 16, pause=lambda agent, until: None, emit=lambda *a, **k: None,
-    )  # fmt: skip
-    result = asyncio.run(
-        run_resolve("w0", job, mirror, world.tmp / "runner", tries, Control(), None)
-    )
+    result = resolve_here(world, claimed)
     assert isinstance(result, CompletedResult), result
     answer = world.report(claimed, result.model_dump(mode="json", exclude={"branch"}))
     assert answer.status_code == 200, answer.text
